@@ -1,0 +1,360 @@
+//! Typed events of the three seed topics and their strict decoder.
+//!
+//! The decoder is the only place that looks at producer bytes; everything it rejects becomes a
+//! dead letter with one of the bounded [`DeadLetterReason`] codes, never a panic.
+
+use serde::Deserialize;
+
+/// Which seed topic (and so which raw table and payload shape) a pipeline serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventKind {
+    Orders,
+    Clicks,
+    Errors,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 3] = [EventKind::Orders, EventKind::Clicks, EventKind::Errors];
+
+    /// Short stable name used in metrics labels and actor names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Orders => "orders",
+            EventKind::Clicks => "clicks",
+            EventKind::Errors => "errors",
+        }
+    }
+
+    /// Raw table written by this kind's pipeline (seed name).
+    pub fn raw_table(self) -> &'static str {
+        match self {
+            EventKind::Orders => "orders_processed",
+            EventKind::Clicks => "clicks_processed",
+            EventKind::Errors => "errors_processed",
+        }
+    }
+}
+
+/// Microseconds since the Unix epoch, UTC wall time (Iceberg `timestamp`, no zone).
+pub type Micros = i64;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Order {
+    pub order_id: String,
+    pub user_id: String,
+    pub product_id: String,
+    pub quantity: i32,
+    pub price: f64,
+    pub status: &'static str,
+    pub order_ts: Micros,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Click {
+    pub click_id: String,
+    pub user_id: String,
+    pub url: String,
+    pub device_type: &'static str,
+    pub click_ts: Micros,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ErrorEvent {
+    pub error_id: String,
+    pub service_name: String,
+    pub error_message: String,
+    pub severity: &'static str,
+    pub error_ts: Micros,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    Order(Order),
+    Click(Click),
+    Error(ErrorEvent),
+}
+
+pub const ORDER_STATUSES: [&str; 5] = ["CREATED", "PROCESSING", "SHIPPED", "DELIVERED", "CANCELLED"];
+pub const DEVICE_TYPES: [&str; 3] = ["desktop", "mobile", "tablet"];
+pub const SEVERITIES: [&str; 3] = ["WARN", "ERROR", "FATAL"];
+
+/// Why a record went to the dead letters. Bounded: these are metric label values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DeadLetterReason {
+    /// Not JSON, truncated, invalid UTF-8, nested too deep.
+    DecodeError,
+    /// JSON, but a field is missing or has the wrong type.
+    SchemaViolation,
+    /// Right type, impossible value (negative quantity, unknown enum, empty id).
+    InvalidValue,
+    /// Timestamp unparseable or before 2000-01-01.
+    InvalidTimestamp,
+    /// Larger than `max_event_bytes`.
+    PayloadTooLarge,
+    /// Tombstone or zero-length value.
+    EmptyValue,
+    /// The record made a handler fail twice (poison record).
+    HandlerFailure,
+}
+
+impl DeadLetterReason {
+    pub const ALL: [DeadLetterReason; 7] = [
+        DeadLetterReason::DecodeError,
+        DeadLetterReason::SchemaViolation,
+        DeadLetterReason::InvalidValue,
+        DeadLetterReason::InvalidTimestamp,
+        DeadLetterReason::PayloadTooLarge,
+        DeadLetterReason::EmptyValue,
+        DeadLetterReason::HandlerFailure,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterReason::DecodeError => "decode_error",
+            DeadLetterReason::SchemaViolation => "schema_violation",
+            DeadLetterReason::InvalidValue => "invalid_value",
+            DeadLetterReason::InvalidTimestamp => "invalid_timestamp",
+            DeadLetterReason::PayloadTooLarge => "payload_too_large",
+            DeadLetterReason::EmptyValue => "empty_value",
+            DeadLetterReason::HandlerFailure => "handler_failure",
+        }
+    }
+}
+
+/// A rejected record: the reason code plus a human-readable detail.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rejection {
+    pub reason: DeadLetterReason,
+    pub detail: String,
+}
+
+impl Rejection {
+    fn new(reason: DeadLetterReason, detail: impl Into<String>) -> Self {
+        Rejection { reason, detail: detail.into() }
+    }
+}
+
+/// Timestamps before this are rejected: they are zero/epoch defaults, not real events.
+const MIN_VALID_MICROS: Micros = 946_684_800_000_000; // 2000-01-01T00:00:00Z
+
+/// Decode and validate one record value of the given kind.
+pub fn decode(kind: EventKind, payload: Option<&[u8]>, max_event_bytes: usize) -> Result<Event, Rejection> {
+    let bytes = match payload {
+        None => return Err(Rejection::new(DeadLetterReason::EmptyValue, "record has no value (tombstone)")),
+        Some(b) if b.is_empty() => return Err(Rejection::new(DeadLetterReason::EmptyValue, "record value is empty")),
+        Some(b) => b,
+    };
+    if bytes.len() > max_event_bytes {
+        return Err(Rejection::new(
+            DeadLetterReason::PayloadTooLarge,
+            format!("value is {} bytes, limit is {max_event_bytes}", bytes.len()),
+        ));
+    }
+    match kind {
+        EventKind::Orders => parse::<RawOrder>(bytes)?.validate().map(Event::Order),
+        EventKind::Clicks => parse::<RawClick>(bytes)?.validate().map(Event::Click),
+        EventKind::Errors => parse::<RawError>(bytes)?.validate().map(Event::Error),
+    }
+}
+
+fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, Rejection> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        let reason = match e.classify() {
+            serde_json::error::Category::Data => DeadLetterReason::SchemaViolation,
+            _ => DeadLetterReason::DecodeError,
+        };
+        Rejection::new(reason, e.to_string())
+    })
+}
+
+// Raw shapes: exactly the seed's field names; unknown fields are ignored (serde default) so
+// producers can add fields without breaking us. No `#[serde(default)]`: a missing field is a
+// schema violation, and serde_json never coerces "12.3" into a number.
+#[derive(Deserialize)]
+struct RawOrder {
+    order_id: String,
+    user_id: String,
+    product_id: String,
+    quantity: i64,
+    price: f64,
+    order_time: String,
+    status: String,
+}
+
+#[derive(Deserialize)]
+struct RawClick {
+    click_id: String,
+    user_id: String,
+    url: String,
+    device_type: String,
+    click_time: String,
+}
+
+#[derive(Deserialize)]
+struct RawError {
+    error_id: String,
+    service_name: String,
+    error_message: String,
+    severity: String,
+    error_time: String,
+}
+
+fn non_empty(field: &str, value: String) -> Result<String, Rejection> {
+    if value.trim().is_empty() {
+        return Err(Rejection::new(DeadLetterReason::InvalidValue, format!("field `{field}` is empty")));
+    }
+    Ok(value)
+}
+
+fn one_of(field: &str, value: &str, allowed: &[&'static str]) -> Result<&'static str, Rejection> {
+    allowed.iter().copied().find(|a| *a == value).ok_or_else(|| {
+        Rejection::new(
+            DeadLetterReason::InvalidValue,
+            format!("field `{field}` has unknown value {value:?}, expected one of {allowed:?}"),
+        )
+    })
+}
+
+fn timestamp(field: &str, value: &str) -> Result<Micros, Rejection> {
+    let micros = parse_timestamp(value).ok_or_else(|| {
+        Rejection::new(DeadLetterReason::InvalidTimestamp, format!("field `{field}` is not an ISO-8601 timestamp: {value:?}"))
+    })?;
+    if micros < MIN_VALID_MICROS {
+        return Err(Rejection::new(
+            DeadLetterReason::InvalidTimestamp,
+            format!("field `{field}` is before 2000-01-01: {value:?}"),
+        ));
+    }
+    Ok(micros)
+}
+
+/// Parse the seed's naive ISO-8601 UTC timestamps (`2026-11-24T01:02:03.456789`, fraction
+/// optional as Python's `isoformat()` omits it when zero), also with `Z` or a `±HH:MM` offset.
+pub fn parse_timestamp(value: &str) -> Option<Micros> {
+    use chrono::{DateTime, NaiveDateTime};
+    let value = value.trim();
+    if let Ok(dt) = DateTime::parse_from_rfc3339(value) {
+        return Some(dt.timestamp_micros());
+    }
+    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
+        if let Ok(naive) = NaiveDateTime::parse_from_str(value, fmt) {
+            return Some(naive.and_utc().timestamp_micros());
+        }
+    }
+    None
+}
+
+impl RawOrder {
+    fn validate(self) -> Result<Order, Rejection> {
+        if self.quantity <= 0 || self.quantity > i64::from(i32::MAX) {
+            return Err(Rejection::new(
+                DeadLetterReason::InvalidValue,
+                format!("field `quantity` must be between 1 and {}, got {}", i32::MAX, self.quantity),
+            ));
+        }
+        if !self.price.is_finite() || self.price < 0.0 {
+            return Err(Rejection::new(
+                DeadLetterReason::InvalidValue,
+                format!("field `price` must be a finite number >= 0, got {}", self.price),
+            ));
+        }
+        Ok(Order {
+            order_id: non_empty("order_id", self.order_id)?,
+            user_id: non_empty("user_id", self.user_id)?,
+            product_id: non_empty("product_id", self.product_id)?,
+            quantity: self.quantity as i32,
+            price: self.price,
+            status: one_of("status", &self.status, &ORDER_STATUSES)?,
+            order_ts: timestamp("order_time", &self.order_time)?,
+        })
+    }
+}
+
+impl RawClick {
+    fn validate(self) -> Result<Click, Rejection> {
+        Ok(Click {
+            click_id: non_empty("click_id", self.click_id)?,
+            user_id: non_empty("user_id", self.user_id)?,
+            url: self.url,
+            device_type: one_of("device_type", &self.device_type, &DEVICE_TYPES)?,
+            click_ts: timestamp("click_time", &self.click_time)?,
+        })
+    }
+}
+
+impl RawError {
+    fn validate(self) -> Result<ErrorEvent, Rejection> {
+        Ok(ErrorEvent {
+            error_id: non_empty("error_id", self.error_id)?,
+            service_name: non_empty("service_name", self.service_name)?,
+            error_message: self.error_message,
+            severity: one_of("severity", &self.severity, &SEVERITIES)?,
+            error_ts: timestamp("error_time", &self.error_time)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use DeadLetterReason::*;
+
+    const ORDER: &str = r#"{"order_id":"o1","user_id":"u1","product_id":"p1","quantity":2,"price":9.5,"order_time":"2026-11-24T01:02:03.456789","status":"CREATED"}"#;
+
+    fn reason(kind: EventKind, payload: &[u8]) -> Option<DeadLetterReason> {
+        decode(kind, Some(payload), 1024).err().map(|r| r.reason)
+    }
+
+    #[test]
+    fn valid_order_decodes_with_microseconds() {
+        let Event::Order(o) = decode(EventKind::Orders, Some(ORDER.as_bytes()), 1024).unwrap() else { panic!() };
+        assert_eq!(o.quantity, 2);
+        assert_eq!(o.status, "CREATED");
+        assert_eq!(o.order_ts, 1_795_482_123_456_789);
+    }
+
+    #[test]
+    fn table_of_rejections() {
+        let long = format!(r#"{{"pad":"{}"}}"#, "x".repeat(2000));
+        let deep = "[".repeat(10_000);
+        let cases: Vec<(EventKind, Vec<u8>, Option<DeadLetterReason>)> = vec![
+            (EventKind::Orders, ORDER.as_bytes().to_vec(), None),
+            (EventKind::Orders, b"not json".to_vec(), Some(DecodeError)),
+            (EventKind::Orders, ORDER.as_bytes()[..40].to_vec(), Some(DecodeError)),
+            (EventKind::Orders, b"{\"order_id\":\"\xff\xfe\"}".to_vec(), Some(DecodeError)),
+            (EventKind::Orders, deep.into_bytes(), Some(DecodeError)),
+            (EventKind::Orders, ORDER.replace("\"quantity\":2", "\"quantity\":-1").into_bytes(), Some(InvalidValue)),
+            (EventKind::Orders, ORDER.replace("\"quantity\":2", "\"quantity\":99999999999").into_bytes(), Some(InvalidValue)),
+            (EventKind::Orders, ORDER.replace("\"quantity\":2", "\"quantity\":1e30").into_bytes(), Some(SchemaViolation)),
+            (EventKind::Orders, ORDER.replace("9.5", "\"9.5\"").into_bytes(), Some(SchemaViolation)),
+            (EventKind::Orders, ORDER.replace("9.5", "NaN").into_bytes(), Some(DecodeError)),
+            (EventKind::Orders, ORDER.replace("\"order_id\":\"o1\",", "").into_bytes(), Some(SchemaViolation)),
+            (EventKind::Orders, ORDER.replace("CREATED", "LOST").into_bytes(), Some(InvalidValue)),
+            (EventKind::Orders, ORDER.replace("2026-11-24T01:02:03.456789", "yesterday").into_bytes(), Some(InvalidTimestamp)),
+            (EventKind::Orders, ORDER.replace("2026-11-24T01:02:03.456789", "1970-01-01T00:00:00").into_bytes(), Some(InvalidTimestamp)),
+            (EventKind::Orders, ORDER.replace("}", ",\"extra\":{\"a\":[1,2]}}").into_bytes(), None),
+            (EventKind::Orders, long.into_bytes(), Some(PayloadTooLarge)),
+            (EventKind::Orders, Vec::new(), Some(EmptyValue)),
+            (EventKind::Clicks, br#"{"click_id":"c","user_id":"u","url":"/x","device_type":"watch","click_time":"2026-11-24T01:02:03"}"#.to_vec(), Some(InvalidValue)),
+            (EventKind::Errors, br#"{"error_id":"e","service_name":"s","error_message":"<img src=x>","severity":"FATAL","error_time":"2026-11-24T01:02:03Z"}"#.to_vec(), None),
+        ];
+        for (i, (kind, payload, expected)) in cases.into_iter().enumerate() {
+            assert_eq!(reason(kind, &payload), expected, "case {i}: {}", String::from_utf8_lossy(&payload[..payload.len().min(80)]));
+        }
+    }
+
+    #[test]
+    fn timestamps_accept_seed_forms() {
+        let base = parse_timestamp("2026-11-24T01:02:03").unwrap();
+        assert_eq!(parse_timestamp("2026-11-24T01:02:03Z"), Some(base));
+        assert_eq!(parse_timestamp("2026-11-24T02:02:03+01:00"), Some(base));
+        assert_eq!(parse_timestamp("2026-11-24 01:02:03.000000"), Some(base));
+        assert_eq!(parse_timestamp("2026-11-24T01:02:03.5"), Some(base + 500_000));
+        assert_eq!(parse_timestamp("24/11/2026"), None);
+    }
+
+    #[test]
+    fn tombstone_is_empty_value() {
+        assert_eq!(decode(EventKind::Clicks, None, 10).unwrap_err().reason, EmptyValue);
+    }
+}

@@ -1,0 +1,244 @@
+//! Opening the lake (SQL catalog on SQLite + local warehouse) and the pinning catalog wrapper.
+//!
+//! iceberg-rust's `Transaction::commit` reloads the table and re-applies its actions on whatever
+//! is current, even with retries off, so a precondition we checked on one snapshot could land
+//! on another. `PinnedCatalog` closes that gap: while a table is pinned, the reload inside the
+//! transaction fails with `CatalogCommitConflicts` unless the table is still exactly the one we
+//! checked. The SQL catalog then enforces the snapshot requirement and its own compare-and-swap
+//! on the metadata location, so the commit lands on the checked snapshot or not at all.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use iceberg::io::LocalFsStorageFactory;
+use iceberg::table::Table;
+use iceberg::{
+    Catalog, CatalogBuilder, Error, ErrorKind, Namespace, NamespaceIdent, Result as IcebergResult, TableCommit,
+    TableCreation, TableIdent,
+};
+use iceberg_catalog_sql::{SqlCatalog, SqlCatalogBuilder};
+
+use crate::schema::TableSpec;
+
+/// Where the lake lives and what it is called.
+#[derive(Clone, Debug)]
+pub struct LakeParams {
+    /// Catalog name; pyiceberg and every reader must use the same one or see nothing.
+    pub catalog_name: String,
+    pub namespace: String,
+    /// Directory holding `catalog.db` and `warehouse/`.
+    pub data_dir: PathBuf,
+}
+
+impl LakeParams {
+    pub fn catalog_db(&self) -> PathBuf {
+        self.data_dir.join("catalog.db")
+    }
+    pub fn warehouse_dir(&self) -> PathBuf {
+        self.data_dir.join("warehouse")
+    }
+}
+
+/// The opened lake: a pinning catalog plus the namespace our tables live in.
+#[derive(Clone, Debug)]
+pub struct Lake {
+    pub catalog: Arc<PinnedCatalog>,
+    pub namespace: NamespaceIdent,
+    pub params: LakeParams,
+}
+
+fn absolute(path: &Path) -> std::io::Result<PathBuf> {
+    if path.is_absolute() {
+        Ok(path.to_path_buf())
+    } else {
+        Ok(std::env::current_dir()?.join(path))
+    }
+}
+
+impl Lake {
+    pub async fn open(params: LakeParams) -> anyhow::Result<Lake> {
+        use anyhow::Context;
+        let data_dir = absolute(&params.data_dir).context("resolving data dir")?;
+        let params = LakeParams { data_dir, ..params };
+        std::fs::create_dir_all(params.warehouse_dir())
+            .with_context(|| format!("creating warehouse directory {}", params.warehouse_dir().display()))?;
+        // iceberg-catalog-sql only enables sqlx's `any`; the sqlite driver comes from our sqlx.
+        sqlx::any::install_default_drivers();
+        let props = HashMap::from([
+            ("uri".to_string(), format!("sqlite://{}?mode=rwc", params.catalog_db().display())),
+            ("warehouse".to_string(), format!("file://{}", params.warehouse_dir().display())),
+            ("sql_bind_style".to_string(), "QMark".to_string()),
+        ]);
+        let inner = SqlCatalogBuilder::default()
+            .with_storage_factory(Arc::new(LocalFsStorageFactory))
+            .load(params.catalog_name.clone(), props)
+            .await
+            .with_context(|| format!("opening SQL catalog {}", params.catalog_db().display()))?;
+        let namespace = NamespaceIdent::new(params.namespace.clone());
+        let lake = Lake { catalog: Arc::new(PinnedCatalog::new(inner)), namespace, params };
+        lake.ensure_namespace().await?;
+        Ok(lake)
+    }
+
+    async fn ensure_namespace(&self) -> anyhow::Result<()> {
+        if !self.catalog.namespace_exists(&self.namespace).await? {
+            match self.catalog.create_namespace(&self.namespace, HashMap::new()).await {
+                Ok(_) => {}
+                // Another pipeline created it between our check and our create.
+                Err(_) if self.catalog.namespace_exists(&self.namespace).await? => {}
+                Err(e) => return Err(anyhow::Error::new(e).context("creating namespace")),
+            }
+        }
+        Ok(())
+    }
+
+    pub fn ident(&self, table: &str) -> TableIdent {
+        TableIdent::new(self.namespace.clone(), table.to_string())
+    }
+
+    /// Load the table, creating it with `spec` if it does not exist yet.
+    pub async fn ensure_table(&self, spec: &TableSpec) -> anyhow::Result<Table> {
+        let ident = self.ident(spec.name);
+        if self.catalog.table_exists(&ident).await? {
+            return Ok(self.catalog.load_table(&ident).await?);
+        }
+        let creation = TableCreation::builder()
+            .name(spec.name.to_string())
+            .schema(spec.schema.clone())
+            .partition_spec(spec.partition.clone())
+            .properties(HashMap::from([
+                // We commit ourselves (reload, check, commit once); never let the library retry.
+                ("commit.retry.num-retries".to_string(), "0".to_string()),
+                ("write.format.default".to_string(), "parquet".to_string()),
+                ("write.parquet.compression-codec".to_string(), "zstd".to_string()),
+                // Honoured by Spark/pyiceberg writers; we also prune metadata files ourselves.
+                ("write.metadata.delete-after-commit.enabled".to_string(), "true".to_string()),
+                ("write.metadata.previous-versions-max".to_string(), "10".to_string()),
+            ]))
+            .build();
+        match self.catalog.create_table(&self.namespace, creation).await {
+            Ok(table) => Ok(table),
+            // Shared tables (dead_letters) may be created by another pipeline concurrently.
+            Err(_) if self.catalog.table_exists(&ident).await? => Ok(self.catalog.load_table(&ident).await?),
+            Err(e) => Err(anyhow::Error::new(e).context(format!("creating table {ident}"))),
+        }
+    }
+}
+
+/// A catalog that refuses to let a transaction re-base onto a snapshot we did not check.
+#[derive(Debug)]
+pub struct PinnedCatalog {
+    inner: SqlCatalog,
+    /// Table -> metadata location that the pending commit was decided on.
+    pins: Mutex<HashMap<TableIdent, String>>,
+}
+
+/// Holds a pin for the duration of one commit attempt; dropping it unpins.
+pub struct PinGuard<'a> {
+    catalog: &'a PinnedCatalog,
+    ident: TableIdent,
+}
+
+impl Drop for PinGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut pins) = self.catalog.pins.lock() {
+            pins.remove(&self.ident);
+        }
+    }
+}
+
+impl PinnedCatalog {
+    pub fn new(inner: SqlCatalog) -> Self {
+        PinnedCatalog { inner, pins: Mutex::new(HashMap::new()) }
+    }
+
+    /// Pin `table` to its current metadata: until the guard drops, a reload that finds any
+    /// other metadata fails as a commit conflict.
+    pub fn pin<'a>(&'a self, table: &Table) -> IcebergResult<PinGuard<'a>> {
+        let location = table.metadata_location_result()?.to_string();
+        let ident = table.identifier().clone();
+        self.pins
+            .lock()
+            .map_err(|_| Error::new(ErrorKind::Unexpected, "pin table poisoned"))?
+            .insert(ident.clone(), location);
+        Ok(PinGuard { catalog: self, ident })
+    }
+
+    /// Load without any pin check (for deciding).
+    pub async fn load_unpinned(&self, ident: &TableIdent) -> IcebergResult<Table> {
+        self.inner.load_table(ident).await
+    }
+}
+
+pub fn is_conflict(e: &Error) -> bool {
+    e.kind() == ErrorKind::CatalogCommitConflicts
+}
+
+#[async_trait]
+impl Catalog for PinnedCatalog {
+    async fn list_namespaces(&self, parent: Option<&NamespaceIdent>) -> IcebergResult<Vec<NamespaceIdent>> {
+        self.inner.list_namespaces(parent).await
+    }
+    async fn create_namespace(&self, namespace: &NamespaceIdent, properties: HashMap<String, String>) -> IcebergResult<Namespace> {
+        self.inner.create_namespace(namespace, properties).await
+    }
+    async fn get_namespace(&self, namespace: &NamespaceIdent) -> IcebergResult<Namespace> {
+        self.inner.get_namespace(namespace).await
+    }
+    async fn namespace_exists(&self, namespace: &NamespaceIdent) -> IcebergResult<bool> {
+        self.inner.namespace_exists(namespace).await
+    }
+    async fn update_namespace(&self, namespace: &NamespaceIdent, properties: HashMap<String, String>) -> IcebergResult<()> {
+        self.inner.update_namespace(namespace, properties).await
+    }
+    async fn drop_namespace(&self, namespace: &NamespaceIdent) -> IcebergResult<()> {
+        self.inner.drop_namespace(namespace).await
+    }
+    async fn list_tables(&self, namespace: &NamespaceIdent) -> IcebergResult<Vec<TableIdent>> {
+        self.inner.list_tables(namespace).await
+    }
+    async fn create_table(&self, namespace: &NamespaceIdent, creation: TableCreation) -> IcebergResult<Table> {
+        self.inner.create_table(namespace, creation).await
+    }
+    async fn load_table(&self, ident: &TableIdent) -> IcebergResult<Table> {
+        let table = self.inner.load_table(ident).await?;
+        let pinned = self
+            .pins
+            .lock()
+            .map_err(|_| Error::new(ErrorKind::Unexpected, "pin table poisoned"))?
+            .get(ident)
+            .cloned();
+        if let Some(expected) = pinned {
+            let current = table.metadata_location().unwrap_or_default();
+            if current != expected {
+                // Not retryable inside iceberg-rust: our own loop reloads and decides again.
+                return Err(Error::new(
+                    ErrorKind::CatalogCommitConflicts,
+                    format!("table {ident} changed after our offsets check (now {current})"),
+                )
+                .with_retryable(false));
+            }
+        }
+        Ok(table)
+    }
+    async fn drop_table(&self, ident: &TableIdent) -> IcebergResult<()> {
+        self.inner.drop_table(ident).await
+    }
+    async fn purge_table(&self, ident: &TableIdent) -> IcebergResult<()> {
+        self.inner.purge_table(ident).await
+    }
+    async fn table_exists(&self, ident: &TableIdent) -> IcebergResult<bool> {
+        self.inner.table_exists(ident).await
+    }
+    async fn rename_table(&self, src: &TableIdent, dest: &TableIdent) -> IcebergResult<()> {
+        self.inner.rename_table(src, dest).await
+    }
+    async fn register_table(&self, ident: &TableIdent, metadata_location: String) -> IcebergResult<Table> {
+        self.inner.register_table(ident, metadata_location).await
+    }
+    async fn update_table(&self, commit: TableCommit) -> IcebergResult<Table> {
+        self.inner.update_table(commit).await
+    }
+}

@@ -1,0 +1,12 @@
+//! The lake side: catalog, pinned commits, data files, offsets and metadata hygiene.
+
+pub mod catalog;
+pub mod commit;
+pub mod hygiene;
+pub mod offsets;
+pub mod writer;
+
+pub use catalog::{Lake, LakeParams, PinnedCatalog};
+pub use commit::{CommitError, CommitOutcome, CommitReport, OffsetRule, TableBatch, TableCommitter};
+pub use hygiene::HygieneParams;
+pub use offsets::{Offsets, Ranges};

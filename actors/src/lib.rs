@@ -1,0 +1,8 @@
+//! shopwatch's pipeline: typed events, the Iceberg lake with exactly-once commits, and the
+//! supervised actors that move records from Kafka into it.
+
+pub mod events;
+pub mod lake;
+pub mod pipeline;
+pub mod schema;
+pub mod telemetry;

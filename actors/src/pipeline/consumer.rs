@@ -1,0 +1,301 @@
+//! Consumer actor: one per topic. librdkafka runs on a blocking thread (as Quickwit does); the
+//! actor decodes the records, splits them into raw rows and dead letters, and hands each batch
+//! to the committers with a `call`, so at most one batch per pipeline is in memory.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tracing::{info, warn};
+
+use super::faults::{self, FaultPoint};
+use super::messages::{CommitterMsg, ConsumerMsg};
+use super::params::PipelineParams;
+use super::progress::Progress;
+use super::FatalError;
+use crate::events::{decode, DeadLetterReason, Event, Rejection};
+use crate::lake::{CommitReport, Offsets, Ranges, TableBatch};
+use crate::schema::{DeadLetter, Rows, Source};
+
+const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
+const COMMIT_CALL_TIMEOUT: Duration = Duration::from_secs(300);
+
+pub struct ConsumerActor;
+
+pub struct ConsumerArgs {
+    pub params: PipelineParams,
+    pub raw: ActorRef<CommitterMsg>,
+    pub dead_letters: ActorRef<CommitterMsg>,
+    pub progress: Arc<Progress>,
+    /// Records that made a handler fail twice: dead-lettered without being handled again.
+    pub poison: HashSet<(i32, i64)>,
+}
+
+pub struct ConsumerState {
+    args: ConsumerArgs,
+    consumer: Arc<BaseConsumer>,
+    /// Next offset to read per partition (= what the raw table has recorded once committed).
+    position: Offsets,
+}
+
+/// One record as read from Kafka, owned so it can leave the blocking thread.
+struct RawRecord {
+    partition: i32,
+    offset: i64,
+    payload: Option<Vec<u8>>,
+}
+
+pub fn kafka_consumer(params: &PipelineParams) -> Result<BaseConsumer, KafkaError> {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", &params.kafka.brokers)
+        .set("group.id", format!("{}-{}", params.kafka.group_prefix, params.topic))
+        // Positions come from the lake, never from the group or a reset policy: an
+        // out-of-range position is an error we surface, not a silent jump.
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "error")
+        .set("isolation.level", "read_committed")
+        .set("fetch.wait.max.ms", "100")
+        .set("enable.partition.eof", "false");
+    for (k, v) in &params.kafka.extra {
+        cfg.set(k, v);
+    }
+    cfg.create()
+}
+
+impl Actor for ConsumerActor {
+    type Msg = ConsumerMsg;
+    type State = ConsumerState;
+    type Arguments = ConsumerArgs;
+
+    async fn pre_start(&self, myself: ActorRef<Self::Msg>, args: ConsumerArgs) -> Result<ConsumerState, ActorProcessingErr> {
+        let topic = args.params.topic.clone();
+        let lake_offsets = ractor::call_t!(args.raw, CommitterMsg::Offsets, 30_000, topic.clone())?
+            .map_err(|e| format!("reading committed offsets: {e}"))?;
+        let consumer = Arc::new(kafka_consumer(&args.params)?);
+        let c = consumer.clone();
+        let t = topic.clone();
+        let lake = lake_offsets.clone();
+        let position = tokio::task::spawn_blocking(move || assign_from_lake(&c, &t, &lake)).await??;
+        info!(%topic, ?position, "consumer assigned at lake offsets");
+        myself.send_message(ConsumerMsg::Poll)?;
+        Ok(ConsumerState { args, consumer, position })
+    }
+
+    async fn handle(&self, myself: ActorRef<Self::Msg>, msg: ConsumerMsg, state: &mut ConsumerState) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ConsumerMsg::Poll => {
+                let shutting_down = state.args.params.shutdown.load(Ordering::Relaxed);
+                if !shutting_down {
+                    let records = poll_batch(state).await?;
+                    if !records.is_empty() {
+                        let (ranges, raw, dead) = self.split(state, records).await?;
+                        self.hand_off(state, ranges, raw, dead).await?;
+                    }
+                }
+                if state.args.params.shutdown.load(Ordering::Relaxed) {
+                    // Everything read has been committed above: stop cleanly.
+                    info!(topic = %state.args.params.topic, "consumer drained");
+                    myself.stop(Some("drained".into()));
+                } else {
+                    myself.send_message(ConsumerMsg::Poll)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ConsumerActor {
+    /// Decode records into raw rows and dead letters and compute the batch's offset ranges.
+    async fn split(&self, state: &mut ConsumerState, records: Vec<RawRecord>) -> Result<(Ranges, Rows, Vec<DeadLetter>), ActorProcessingErr> {
+        let params = &state.args.params;
+        let now = chrono::Utc::now().timestamp_micros();
+        let mut ranges = Ranges::new();
+        let mut raw = Rows::empty_for(params.kind);
+        let mut dead = Vec::new();
+        params.metrics.consumed.with_label_values(&[&params.topic]).inc_by(records.len() as u64);
+        for record in records {
+            let start = state.position.get(&record.partition).copied().unwrap_or(record.offset);
+            if record.offset < start {
+                // Redelivery of something already in this batch chain: never store it twice.
+                warn!(partition = record.partition, offset = record.offset, start, "skipping redelivered record");
+                continue;
+            }
+            let range = ranges.entry(record.partition).or_insert((start, start));
+            range.1 = record.offset + 1;
+            let source = Source { partition: record.partition, offset: record.offset, ingested_at: now };
+            state.args.progress.set_record(Some((record.partition, record.offset)));
+            let outcome = if state.args.poison.contains(&(record.partition, record.offset)) {
+                Err(Rejection { reason: DeadLetterReason::HandlerFailure, detail: "record made the consumer fail twice".into() })
+            } else {
+                if let Some(action) = params.faults.check(FaultPoint::ConsumerRecord, record.payload.as_deref(), None) {
+                    faults::apply(action, "consumer").await?;
+                }
+                decode(params.kind, record.payload.as_deref(), params.batch.max_event_bytes)
+            };
+            state.args.progress.set_record(None);
+            match outcome {
+                Ok(event) => push_event(&mut raw, source, event),
+                Err(rejection) => {
+                    params.metrics.dead_letters.with_label_values(&[&params.topic, rejection.reason.as_str()]).inc();
+                    dead.push(dead_letter(&params.topic, source, rejection, record.payload.as_deref(), params.batch.dead_letter_payload_max_bytes));
+                }
+            }
+        }
+        Ok((ranges, raw, dead))
+    }
+
+    /// Dead letters first (they must be durable before the raw table passes their offsets),
+    /// then the raw rows. Each `call` waits for the commit: that is the back-pressure.
+    async fn hand_off(&self, state: &mut ConsumerState, ranges: Ranges, raw: Rows, dead: Vec<DeadLetter>) -> Result<(), ActorProcessingErr> {
+        if ranges.is_empty() {
+            return Ok(());
+        }
+        let topic = state.args.params.topic.clone();
+        let waited = Instant::now();
+        if !dead.is_empty() {
+            let batch = TableBatch { topic: topic.clone(), ranges: ranges.clone(), rows: Rows::DeadLetters(dead) };
+            commit_call(&state.args.dead_letters, batch).await?;
+        }
+        let report = commit_call(&state.args.raw, TableBatch { topic: topic.clone(), ranges: ranges.clone(), rows: raw }).await?;
+        state.args.params.metrics.backpressure_seconds.with_label_values(&[&topic]).inc_by(waited.elapsed().as_secs_f64());
+        for (partition, (_, end)) in ranges {
+            state.position.insert(partition, end);
+            if let Some(high) = cached_high_watermark(&state.consumer, &topic, partition) {
+                state.args.params.metrics.consumer_lag.with_label_values(&[&topic, &partition.to_string()]).set((high - end).max(0));
+            }
+        }
+        debug_assert!(report.offsets.iter().all(|(p, o)| state.position.get(p).is_none_or(|pos| pos <= o)));
+        state.args.progress.beat();
+        Ok(())
+    }
+}
+
+async fn commit_call(committer: &ActorRef<CommitterMsg>, batch: TableBatch) -> Result<CommitReport, ActorProcessingErr> {
+    let result = ractor::call_t!(committer, CommitterMsg::Commit, COMMIT_CALL_TIMEOUT.as_millis() as u64, batch)?;
+    result.map_err(|e| format!("committer refused batch: {e}").into())
+}
+
+fn push_event(rows: &mut Rows, source: Source, event: Event) {
+    match (rows, event) {
+        (Rows::Orders(v), Event::Order(e)) => v.push((source, e)),
+        (Rows::Clicks(v), Event::Click(e)) => v.push((source, e)),
+        (Rows::Errors(v), Event::Error(e)) => v.push((source, e)),
+        // decode() only yields the kind it was asked for.
+        _ => debug_assert!(false, "event kind does not match pipeline"),
+    }
+}
+
+fn dead_letter(topic: &str, source: Source, rejection: Rejection, payload: Option<&[u8]>, max_bytes: usize) -> DeadLetter {
+    let bytes = payload.unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(max_bytes)]).into_owned();
+    DeadLetter {
+        topic: topic.to_string(),
+        source,
+        reason: rejection.reason.as_str(),
+        detail: rejection.detail,
+        payload: text,
+        payload_bytes: bytes.len() as i64,
+    }
+}
+
+/// Assign every partition of `topic` at the lake's offsets (or the earliest retained offset for
+/// a partition the lake has never seen), after checking the broker still has them.
+fn assign_from_lake(consumer: &BaseConsumer, topic: &str, lake: &Offsets) -> Result<Offsets, ActorProcessingErr> {
+    let metadata = consumer.fetch_metadata(Some(topic), KAFKA_TIMEOUT)?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        return Err(format!("topic {topic} does not exist on the broker (or has no partitions)").into());
+    }
+    let mut tpl = TopicPartitionList::new();
+    let mut position = Offsets::new();
+    for p in partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, p, KAFKA_TIMEOUT)?;
+        let start = match lake.get(&p).copied() {
+            Some(o) if o > high => {
+                return Err(Box::new(FatalError(format!(
+                    "topic {topic} partition {p}: the lake has consumed up to offset {o} but the broker ends at {high}; \
+                     the broker was probably recreated. Refusing to skip or duplicate data: point shopwatch at the original \
+                     broker, or use a new data dir for a new broker"
+                ))));
+            }
+            Some(o) if o < low => {
+                return Err(Box::new(FatalError(format!(
+                    "topic {topic} partition {p}: next offset {o} recorded in the lake was deleted by the broker \
+                     (earliest retained is {low}); records {o}..{low} are lost. Refusing to continue silently"
+                ))));
+            }
+            Some(o) => o,
+            None => low,
+        };
+        tpl.add_partition_offset(topic, p, Offset::Offset(start))?;
+        position.insert(p, start);
+    }
+    consumer.assign(&tpl)?;
+    Ok(position)
+}
+
+/// Poll until the commit interval elapses, the batch is full, or shutdown is requested.
+async fn poll_batch(state: &mut ConsumerState) -> Result<Vec<RawRecord>, ActorProcessingErr> {
+    let consumer = state.consumer.clone();
+    let progress = state.args.progress.clone();
+    let shutdown = state.args.params.shutdown.clone();
+    let interval = state.args.params.batch.commit_interval;
+    let max_rows = state.args.params.batch.max_batch_rows;
+    let topic = state.args.params.topic.clone();
+    tokio::task::spawn_blocking(move || -> Result<Vec<RawRecord>, ActorProcessingErr> {
+        let deadline = Instant::now() + interval;
+        let mut records = Vec::new();
+        let mut consecutive_errors = 0u32;
+        let mut per_partition_last: BTreeMap<i32, i64> = BTreeMap::new();
+        while Instant::now() < deadline && records.len() < max_rows && !shutdown.load(Ordering::Relaxed) {
+            progress.beat();
+            match consumer.poll(Duration::from_millis(100)) {
+                None => {}
+                Some(Ok(m)) => {
+                    consecutive_errors = 0;
+                    per_partition_last.insert(m.partition(), m.offset());
+                    records.push(RawRecord { partition: m.partition(), offset: m.offset(), payload: m.payload().map(<[u8]>::to_vec) });
+                }
+                Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::OffsetOutOfRange))) => {
+                    return Err(Box::new(FatalError(format!(
+                        "topic {topic}: broker reports our position out of range; data may have been deleted or the broker recreated"
+                    ))));
+                }
+                Some(Err(e)) => {
+                    consecutive_errors += 1;
+                    warn!(%topic, error = %e, consecutive_errors, "kafka poll error");
+                    if consecutive_errors >= 50 {
+                        return Err(format!("topic {topic}: {consecutive_errors} consecutive poll errors, last: {e}").into());
+                    }
+                }
+            }
+        }
+        Ok(records)
+    })
+    .await?
+}
+
+/// The high watermark librdkafka cached from its last fetch response (no network round trip).
+fn cached_high_watermark(consumer: &BaseConsumer, topic: &str, partition: i32) -> Option<i64> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client pointer is valid for the consumer's lifetime; the call only reads
+    // librdkafka's cached offsets into the two out-parameters.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(consumer.client().native_ptr(), topic.as_ptr(), partition, &mut low, &mut high)
+    };
+    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
+}

@@ -1,0 +1,86 @@
+//! Fault injection for supervision tests and drills: rules matched at named points inside the
+//! actors' handlers. Empty by default, so production pays one uncontended lock per batch.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultPoint {
+    /// While the consumer handles one record (after poll, before decode).
+    ConsumerRecord,
+    /// While the committer handles a batch.
+    CommitterBatch,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum FaultAction {
+    Panic,
+    Error,
+    /// Stop making progress (an await that never reports), so the heartbeat must catch it.
+    Freeze(Duration),
+}
+
+#[derive(Clone, Debug)]
+pub struct FaultRule {
+    pub point: FaultPoint,
+    pub action: FaultAction,
+    /// How many times it fires; `None` = every time.
+    pub times: Option<u32>,
+    /// Only records whose payload contains this marker (for poison-record tests).
+    pub marker: Option<String>,
+    /// Only this table's committer (for `CommitterBatch`).
+    pub table: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct Faults {
+    rules: Mutex<Vec<FaultRule>>,
+}
+
+impl Faults {
+    pub fn add(&self, rule: FaultRule) {
+        if let Ok(mut rules) = self.rules.lock() {
+            rules.push(rule);
+        }
+    }
+
+    pub fn clear(&self) {
+        if let Ok(mut rules) = self.rules.lock() {
+            rules.clear();
+        }
+    }
+
+    /// The action to take at `point`, if a rule matches (and spend one of its shots).
+    pub fn check(&self, point: FaultPoint, payload: Option<&[u8]>, table: Option<&str>) -> Option<FaultAction> {
+        let mut rules = self.rules.lock().ok()?;
+        if rules.is_empty() {
+            return None;
+        }
+        let hit = rules.iter_mut().find(|r| {
+            r.point == point
+                && r.times != Some(0)
+                && r.table.as_deref().is_none_or(|t| Some(t) == table)
+                && r.marker.as_deref().is_none_or(|m| payload.is_some_and(|p| contains(p, m.as_bytes())))
+        })?;
+        if let Some(n) = hit.times.as_mut() {
+            *n -= 1;
+        }
+        Some(hit.action.clone())
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Carry out an action inside an async handler.
+pub async fn apply(action: FaultAction, at: &str) -> Result<(), ractor::ActorProcessingErr> {
+    match action {
+        FaultAction::Panic => panic!("injected panic at {at}"),
+        FaultAction::Error => Err(format!("injected error at {at}").into()),
+        FaultAction::Freeze(d) => {
+            tokio::time::sleep(d).await;
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! The supervised pipeline: per topic a supervisor with a consumer and two committers.
+
+pub mod committer;
+pub mod consumer;
+pub mod faults;
+pub mod messages;
+pub mod params;
+pub mod progress;
+pub mod status;
+pub mod supervisor;
+
+use std::time::Duration;
+
+use ractor::{Actor, ActorRef};
+use tracing::warn;
+
+pub use params::{BatchParams, KafkaParams, PipelineParams, SupervisionParams};
+pub use status::{PipelineState, PipelineStatus, StatusHandle};
+use messages::SupervisorMsg;
+use supervisor::{PipelineSupervisor, SupervisorArgs};
+
+/// An error no restart can fix (offsets fenced, broker behind the lake): the pipeline stops.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct FatalError(pub String);
+
+/// The running pipelines of this process.
+pub struct Pipelines {
+    supervisors: Vec<(ActorRef<SupervisorMsg>, ractor::concurrency::JoinHandle<()>)>,
+    statuses: Vec<StatusHandle>,
+}
+
+impl Pipelines {
+    pub async fn start(all: Vec<PipelineParams>) -> anyhow::Result<Pipelines> {
+        let mut supervisors = Vec::new();
+        let mut statuses = Vec::new();
+        for params in all {
+            let status = StatusHandle::new(params.kind.as_str(), &params.topic);
+            let (actor, handle) = Actor::spawn(None, PipelineSupervisor, SupervisorArgs { params, status: status.clone() })
+                .await
+                .map_err(|e| anyhow::anyhow!("starting pipeline supervisor: {e}"))?;
+            supervisors.push((actor, handle));
+            statuses.push(status);
+        }
+        Ok(Pipelines { supervisors, statuses })
+    }
+
+    pub fn statuses(&self) -> Vec<PipelineStatus> {
+        self.statuses.iter().filter_map(StatusHandle::snapshot).collect()
+    }
+
+    pub fn status_handles(&self) -> Vec<StatusHandle> {
+        self.statuses.clone()
+    }
+
+    /// True once every pipeline has failed for good: nothing can run any more.
+    pub fn all_failed(&self) -> bool {
+        let s = self.statuses();
+        !s.is_empty() && s.iter().all(|p| matches!(p.state, PipelineState::Failed(_)))
+    }
+
+    /// Stop consuming, commit what is in flight, stop every actor; bounded by `timeout`.
+    pub async fn drain(self, timeout: Duration) {
+        let drains = self.supervisors.iter().map(|(sup, _)| {
+            let sup = sup.clone();
+            async move { ractor::call_t!(sup, SupervisorMsg::Drain, timeout.as_millis() as u64) }
+        });
+        for result in futures::future::join_all(drains).await {
+            if let Err(e) = result {
+                warn!(error = %e, "pipeline did not drain in time");
+            }
+        }
+        for (sup, handle) in self.supervisors {
+            sup.stop(None);
+            let _ = tokio::time::timeout(Duration::from_secs(2), handle).await;
+        }
+    }
+}

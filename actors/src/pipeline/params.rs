@@ -1,0 +1,79 @@
+//! Parameters of a pipeline (built from the configuration by the server).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::events::EventKind;
+use crate::lake::{HygieneParams, Lake};
+use crate::pipeline::faults::Faults;
+use crate::telemetry::Metrics;
+
+#[derive(Clone, Debug)]
+pub struct KafkaParams {
+    pub brokers: String,
+    /// Consumer group id prefix; the group is used for lag reporting only, never for positions.
+    pub group_prefix: String,
+    /// Extra librdkafka properties (e.g. security settings).
+    pub extra: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct BatchParams {
+    pub commit_interval: Duration,
+    pub max_batch_rows: usize,
+    pub max_event_bytes: usize,
+    pub dead_letter_payload_max_bytes: usize,
+}
+
+impl Default for BatchParams {
+    fn default() -> Self {
+        BatchParams {
+            commit_interval: Duration::from_secs(1),
+            max_batch_rows: 50_000,
+            max_event_bytes: 256 * 1024,
+            dead_letter_payload_max_bytes: 64 * 1024,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct SupervisionParams {
+    pub max_restarts: usize,
+    pub restart_window: Duration,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    /// How often the supervisor checks progress.
+    pub heartbeat: Duration,
+    /// An actor with pending work and no progress for this long is killed and restarted.
+    pub stuck_timeout: Duration,
+}
+
+impl Default for SupervisionParams {
+    fn default() -> Self {
+        SupervisionParams {
+            max_restarts: 5,
+            restart_window: Duration::from_secs(60),
+            backoff_min: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(10),
+            heartbeat: Duration::from_secs(1),
+            stuck_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct PipelineParams {
+    pub kind: EventKind,
+    pub topic: String,
+    pub kafka: KafkaParams,
+    pub lake: Lake,
+    pub batch: BatchParams,
+    pub supervision: SupervisionParams,
+    pub hygiene: HygieneParams,
+    pub metrics: Metrics,
+    pub faults: Arc<Faults>,
+    /// Set on shutdown: consumers stop polling and commit what they hold.
+    pub shutdown: Arc<AtomicBool>,
+}
