@@ -1,1 +1,242 @@
-fn main(){}
+//! The `shopwatch` binary: real-time e-commerce monitoring from Kafka into Iceberg.
+
+mod config;
+mod demo;
+mod http;
+mod run;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use shopwatch_load::broker::{Broker, BrokerParams, BrokerStorage};
+use shopwatch_load::produce::{produce, ProduceParams};
+use toml::Value;
+
+use crate::config::{Config, Overrides};
+
+#[derive(Parser)]
+#[command(name = "shopwatch", version, about = "Real-time e-commerce monitoring: Kafka → exactly-once Iceberg, KPIs, alerts")]
+struct Cli {
+    /// Configuration file (default: ./shopwatch.toml if present).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Local broker, pipeline, lake and HTTP in one command (installs the broker if missing).
+    Demo(DemoArgs),
+    /// Run the pipeline against an existing Kafka.
+    Run(RunArgs),
+    /// Run the local Kafka-protocol broker (Tansu) with the topics created.
+    Broker(BrokerArgs),
+    /// Generate the seed's payloads into Kafka.
+    Produce(ProduceArgs),
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration (secrets redacted), or the error in it.
+    Check(RunArgs),
+}
+
+#[derive(Args, Clone, Default)]
+struct RunArgs {
+    /// Kafka bootstrap servers, HOST:PORT (config `kafka.brokers`).
+    #[arg(long)]
+    brokers: Option<String>,
+    /// Directory of the SQLite catalog and the warehouse (config `lake.data_dir`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// HTTP listen address for /metrics, /livez, /readyz and the page (config `http.listen`).
+    #[arg(long)]
+    http: Option<String>,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// Generator rate, events per second (config `demo.rate`).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Generator seed.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+#[derive(Args)]
+struct BrokerArgs {
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    listen: SocketAddr,
+    #[arg(long, default_value = "./shopwatch-data/broker")]
+    data_dir: PathBuf,
+    /// Partitions per topic (default: config `kafka.partitions`, 3).
+    #[arg(long)]
+    partitions: Option<i32>,
+    /// Topics to create, comma-separated (default: the configured topics).
+    #[arg(long, value_delimiter = ',')]
+    topics: Option<Vec<String>>,
+    /// Keep data in memory only (fast, lost on exit).
+    #[arg(long)]
+    memory: bool,
+}
+
+#[derive(Args)]
+struct ProduceArgs {
+    #[arg(long)]
+    brokers: Option<String>,
+    /// Total events per second (omit for as fast as possible).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Stop after this many events.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    duration: Option<f64>,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Fraction of deliberately malformed records (0..1).
+    #[arg(long, default_value_t = 0.0)]
+    malformed: f64,
+    /// Append one JSON line per acked record to this file.
+    #[arg(long)]
+    ack_log: Option<PathBuf>,
+    /// No progress line.
+    #[arg(long)]
+    quiet: bool,
+}
+
+impl RunArgs {
+    fn overrides(&self) -> Overrides {
+        let mut o: Overrides = Vec::new();
+        if let Some(b) = &self.brokers {
+            o.push(("kafka.brokers", Value::String(b.clone())));
+        }
+        if let Some(d) = &self.data_dir {
+            o.push(("lake.data_dir", Value::String(d.display().to_string())));
+        }
+        if let Some(h) = &self.http {
+            o.push(("http.listen", Value::String(h.clone())));
+        }
+        o
+    }
+}
+
+fn load_config(file: Option<&std::path::Path>, overrides: Overrides) -> anyhow::Result<Config> {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    Ok(config::load(file, &env, overrides)?)
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,iceberg=warn,sqlx=warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    };
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    std::process::exit(code);
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    let file = cli.config.as_deref();
+    match cli.command {
+        Command::Config { command: ConfigCommand::Check(args) } => {
+            let cfg = load_config(file, args.overrides())?;
+            print!("{}", cfg.redacted_toml());
+            Ok(0)
+        }
+        Command::Run(args) => {
+            let cfg = load_config(file, args.overrides())?;
+            run::run_until(cfg, run::shutdown_signal()).await
+        }
+        Command::Demo(args) => {
+            let mut overrides = args.run.overrides();
+            if let Some(rate) = args.rate {
+                overrides.push(("demo.rate", Value::Float(rate)));
+            }
+            let cfg = load_config(file, overrides)?;
+            demo::demo(cfg, args.seed).await
+        }
+        Command::Broker(args) => {
+            let cfg = load_config(file, Vec::new())?;
+            let topics = args.topics.unwrap_or_else(|| vec![cfg.topics.orders.clone(), cfg.topics.clicks.clone(), cfg.topics.errors.clone()]);
+            let params = BrokerParams {
+                listen: args.listen,
+                data_dir: args.data_dir,
+                partitions: args.partitions.unwrap_or(cfg.kafka.partitions),
+                topics,
+                storage: if args.memory { BrokerStorage::Memory } else { BrokerStorage::Sqlite },
+            };
+            let broker = Broker::start(params.clone()).await?;
+            // `shopwatch demo` and the tests wait for this exact line.
+            println!("broker ready on {} (topics: {})", broker.brokers(), params.topics.join(", "));
+            let stop = Arc::new(AtomicBool::new(false));
+            let stop2 = stop.clone();
+            tokio::spawn(async move {
+                run::shutdown_signal().await;
+                stop2.store(true, Ordering::Relaxed);
+            });
+            broker.supervise(stop).await?;
+            Ok(0)
+        }
+        Command::Produce(args) => {
+            let cfg = load_config(file, Vec::new())?;
+            let stop = Arc::new(AtomicBool::new(false));
+            let stop2 = stop.clone();
+            tokio::spawn(async move {
+                run::shutdown_signal().await;
+                stop2.store(true, Ordering::Relaxed);
+            });
+            if args.rate.is_some_and(|r| r <= 0.0 || !r.is_finite()) {
+                anyhow::bail!("--rate must be a positive number of events per second");
+            }
+            let params = ProduceParams {
+                brokers: args.brokers.unwrap_or(cfg.kafka.brokers),
+                orders_topic: cfg.topics.orders,
+                clicks_topic: cfg.topics.clicks,
+                errors_topic: cfg.topics.errors,
+                rate: args.rate,
+                count: args.count,
+                duration: args.duration.map(Duration::from_secs_f64),
+                seed: args.seed,
+                malformed_fraction: args.malformed,
+                ack_log: args.ack_log,
+                progress: !args.quiet,
+            };
+            let report = produce(params, stop).await.context("producing")?;
+            println!("sent {} acked {} errors {} malformed_acked {}", report.sent, report.acked, report.errors, report.malformed_acked);
+            Ok(if report.errors > 0 { 3 } else { 0 })
+        }
+    }
+}

@@ -1,0 +1,345 @@
+//! Configuration: built-in defaults < `shopwatch.toml` < `SHOPWATCH_<SECTION>__<KEY>` env <
+//! command-line flags. Every layer is checked for unknown keys, named in the error.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use toml::{Table, Value};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    pub topics: TopicsConfig,
+    pub lake: LakeConfig,
+    pub pipeline: PipelineConfig,
+    pub supervision: SupervisionConfig,
+    pub maintenance: MaintenanceConfig,
+    pub http: HttpConfig,
+    pub demo: DemoConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, `HOST:PORT[,HOST:PORT]`.
+    pub brokers: String,
+    /// Consumer group prefix (groups only report lag; positions come from the lake).
+    pub group_prefix: String,
+    /// Partitions per topic when `shopwatch broker` creates the topics.
+    pub partitions: i32,
+    /// Extra librdkafka properties (e.g. `"security.protocol" = "SASL_SSL"`); values of keys
+    /// containing password/secret/token are redacted by `config check`.
+    pub extra: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicsConfig {
+    pub orders: String,
+    pub clicks: String,
+    pub errors: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LakeConfig {
+    /// Holds `catalog.db` (SQLite catalog) and `warehouse/`.
+    pub data_dir: PathBuf,
+    /// Iceberg catalog name; readers (pyiceberg) must use the same one.
+    pub catalog_name: String,
+    pub namespace: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    pub commit_interval_ms: u64,
+    pub max_batch_rows: usize,
+    /// Larger record values go to dead letters as `payload_too_large`.
+    pub max_event_bytes: usize,
+    /// Dead-letter payloads are truncated to this many bytes (`payload_bytes` keeps the size).
+    pub dead_letter_payload_max_bytes: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SupervisionConfig {
+    pub max_restarts: usize,
+    pub restart_window_s: u64,
+    pub backoff_min_ms: u64,
+    pub backoff_max_ms: u64,
+    pub heartbeat_ms: u64,
+    pub stuck_timeout_s: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MaintenanceConfig {
+    pub every_commits: u32,
+    pub snapshot_max_age_s: u64,
+    pub keep_snapshots: usize,
+    pub keep_metadata_files: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub listen: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DemoConfig {
+    /// Generator rate in events per second.
+    pub rate: f64,
+    pub malformed_fraction: f64,
+    /// Where `shopwatch demo` runs its broker.
+    pub broker_listen: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            kafka: KafkaConfig::default(),
+            topics: TopicsConfig::default(),
+            lake: LakeConfig::default(),
+            pipeline: PipelineConfig::default(),
+            supervision: SupervisionConfig::default(),
+            maintenance: MaintenanceConfig::default(),
+            http: HttpConfig::default(),
+            demo: DemoConfig::default(),
+        }
+    }
+}
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig { brokers: "127.0.0.1:9092".into(), group_prefix: "shopwatch".into(), partitions: 3, extra: BTreeMap::new() }
+    }
+}
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        TopicsConfig { orders: "orders_topic".into(), clicks: "clicks_topic".into(), errors: "errors_topic".into() }
+    }
+}
+impl Default for LakeConfig {
+    fn default() -> Self {
+        LakeConfig { data_dir: "./shopwatch-data".into(), catalog_name: "shopwatch".into(), namespace: "ecommerce_db".into() }
+    }
+}
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig { commit_interval_ms: 1000, max_batch_rows: 50_000, max_event_bytes: 256 * 1024, dead_letter_payload_max_bytes: 64 * 1024 }
+    }
+}
+impl Default for SupervisionConfig {
+    fn default() -> Self {
+        SupervisionConfig { max_restarts: 5, restart_window_s: 60, backoff_min_ms: 250, backoff_max_ms: 10_000, heartbeat_ms: 1000, stuck_timeout_s: 60 }
+    }
+}
+impl Default for MaintenanceConfig {
+    fn default() -> Self {
+        MaintenanceConfig { every_commits: 30, snapshot_max_age_s: 60, keep_snapshots: 5, keep_metadata_files: 10 }
+    }
+}
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { listen: "127.0.0.1:8080".into() }
+    }
+}
+impl Default for DemoConfig {
+    fn default() -> Self {
+        DemoConfig { rate: 200.0, malformed_fraction: 0.01, broker_listen: "127.0.0.1:9092".into() }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("unknown config key `{key}` in {source_name}; see `shopwatch config check` for the valid keys")]
+    UnknownKey { key: String, source_name: String },
+    #[error("config file {path}: {message}")]
+    File { path: String, message: String },
+    #[error("config key `{key}` (from {source_name}): {message}")]
+    Invalid { key: String, source_name: String, message: String },
+    #[error("config key `{key}`: {message}")]
+    Check { key: String, message: String },
+}
+
+/// Free-form maps whose keys are not checked.
+const OPEN_MAPS: [&str; 1] = ["kafka.extra"];
+
+/// Flags given on the command line, as `section.key = value` overrides.
+pub type Overrides = Vec<(&'static str, Value)>;
+
+/// Build the effective configuration from every layer.
+pub fn load(file: Option<&Path>, env: &[(String, String)], flags: Overrides) -> Result<Config, ConfigError> {
+    let mut merged = Value::try_from(Config::default()).map_err(|e| ConfigError::Check { key: "-".into(), message: e.to_string() })?;
+    let defaults = merged.clone();
+
+    let default_file = PathBuf::from("shopwatch.toml");
+    let path = file.map(Path::to_path_buf).or_else(|| default_file.is_file().then_some(default_file));
+    if let Some(path) = path {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::File { path: name.clone(), message: e.to_string() })?;
+        let table: Table = toml::from_str(&text).map_err(|e| ConfigError::File { path: name.clone(), message: e.to_string() })?;
+        let layer = Value::Table(table);
+        check_keys(&defaults, &layer, "", &name)?;
+        merge(&mut merged, layer);
+    }
+
+    for (var, raw) in env {
+        let Some(rest) = var.strip_prefix("SHOPWATCH_") else { continue };
+        // Only `SECTION__KEY` variables are configuration; others (SHOPWATCH_TOOLS_DIR) are not.
+        let Some((section, key)) = rest.split_once("__") else { continue };
+        let (section, key) = (section.to_lowercase(), key.to_lowercase());
+        let source_name = format!("environment variable {var}");
+        let layer = nested(&section, &key, parse_scalar(raw));
+        check_keys(&defaults, &layer, "", &source_name)?;
+        merge(&mut merged, layer);
+    }
+
+    for (dotted, value) in flags {
+        let (section, key) = dotted.split_once('.').unwrap_or((dotted, ""));
+        merge(&mut merged, nested(section, key, value));
+    }
+
+    let config: Config = merged.try_into().map_err(|e: toml::de::Error| ConfigError::Invalid {
+        key: e.message().split('`').nth(1).unwrap_or("?").to_string(),
+        source_name: "merged configuration".into(),
+        message: e.to_string(),
+    })?;
+    config.validate()?;
+    Ok(config)
+}
+
+fn parse_scalar(raw: &str) -> Value {
+    toml::from_str::<Table>(&format!("v = {raw}")).ok().and_then(|mut t| t.remove("v")).unwrap_or_else(|| Value::String(raw.to_string()))
+}
+
+fn nested(section: &str, key: &str, value: Value) -> Value {
+    let mut inner = Table::new();
+    inner.insert(key.to_string(), value);
+    let mut outer = Table::new();
+    outer.insert(section.to_string(), Value::Table(inner));
+    Value::Table(outer)
+}
+
+fn check_keys(schema: &Value, layer: &Value, prefix: &str, source_name: &str) -> Result<(), ConfigError> {
+    let (Value::Table(schema), Value::Table(layer)) = (schema, layer) else { return Ok(()) };
+    for (key, value) in layer {
+        let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        match schema.get(key) {
+            None => return Err(ConfigError::UnknownKey { key: path, source_name: source_name.to_string() }),
+            Some(sub) if !OPEN_MAPS.contains(&path.as_str()) => check_keys(sub, value, &path, source_name)?,
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+fn merge(base: &mut Value, layer: Value) {
+    match (base, layer) {
+        (Value::Table(base), Value::Table(layer)) => {
+            for (k, v) in layer {
+                match base.get_mut(&k) {
+                    Some(existing) if existing.is_table() && v.is_table() => merge(existing, v),
+                    _ => {
+                        base.insert(k, v);
+                    }
+                }
+            }
+        }
+        (base, layer) => *base = layer,
+    }
+}
+
+impl Config {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let err = |key: &str, message: &str| Err(ConfigError::Check { key: key.into(), message: message.into() });
+        if self.kafka.brokers.trim().is_empty() {
+            return err("kafka.brokers", "must not be empty; set it to HOST:PORT of a Kafka broker (flag --brokers)");
+        }
+        if self.http.listen.parse::<SocketAddr>().is_err() {
+            return err("http.listen", "must be an IP:PORT address such as 127.0.0.1:8080 (flag --http)");
+        }
+        if self.demo.broker_listen.parse::<SocketAddr>().is_err() {
+            return err("demo.broker_listen", "must be an IP:PORT address such as 127.0.0.1:9092");
+        }
+        if self.pipeline.commit_interval_ms < 10 {
+            return err("pipeline.commit_interval_ms", "must be at least 10 (milliseconds)");
+        }
+        if self.pipeline.max_batch_rows == 0 {
+            return err("pipeline.max_batch_rows", "must be at least 1");
+        }
+        if !(1..=10_000).contains(&self.kafka.partitions) {
+            return err("kafka.partitions", "must be between 1 and 10000");
+        }
+        if self.supervision.max_restarts == 0 {
+            return err("supervision.max_restarts", "must be at least 1");
+        }
+        if !(0.0..=1.0).contains(&self.demo.malformed_fraction) {
+            return err("demo.malformed_fraction", "must be between 0 and 1");
+        }
+        Ok(())
+    }
+
+    /// TOML of the effective configuration with secret values replaced.
+    pub fn redacted_toml(&self) -> String {
+        let mut copy = self.clone();
+        for (k, v) in copy.kafka.extra.iter_mut() {
+            let k = k.to_lowercase();
+            if ["password", "secret", "token", "key"].iter().any(|s| k.contains(s)) {
+                *v = "<redacted>".into();
+            }
+        }
+        toml::to_string_pretty(&copy).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(v: &[(&str, &str)]) -> Vec<(String, String)> {
+        v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.toml");
+        std::fs::write(&file, "[kafka]\nbrokers = \"file:1\"\n[pipeline]\ncommit_interval_ms = 500\n").unwrap();
+        let c = load(Some(&file), &[], vec![]).unwrap();
+        assert_eq!((c.kafka.brokers.as_str(), c.pipeline.commit_interval_ms), ("file:1", 500));
+        let c = load(Some(&file), &env(&[("SHOPWATCH_KAFKA__BROKERS", "env:2"), ("SHOPWATCH_TOOLS_DIR", "/x")]), vec![]).unwrap();
+        assert_eq!(c.kafka.brokers, "env:2");
+        let c = load(Some(&file), &env(&[("SHOPWATCH_KAFKA__BROKERS", "env:2")]), vec![("kafka.brokers", Value::String("flag:3".into()))]).unwrap();
+        assert_eq!(c.kafka.brokers, "flag:3");
+        assert_eq!(c.topics.orders, "orders_topic");
+        assert_eq!(c.lake.namespace, "ecommerce_db");
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.toml");
+        std::fs::write(&file, "[kafka]\nbrokerz = \"x\"\n").unwrap();
+        let e = load(Some(&file), &[], vec![]).unwrap_err().to_string();
+        assert!(e.contains("kafka.brokerz") && e.contains("s.toml"), "{e}");
+        let e = load(None, &env(&[("SHOPWATCH_LAKE__DATADIR", "x")]), vec![]).unwrap_err().to_string();
+        assert!(e.contains("lake.datadir") && e.contains("SHOPWATCH_LAKE__DATADIR"), "{e}");
+        std::fs::write(&file, "[kafka.extra]\n\"sasl.password\" = \"hunter2\"\n").unwrap();
+        let c = load(Some(&file), &[], vec![]).unwrap();
+        assert!(!c.redacted_toml().contains("hunter2"));
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_fix() {
+        let e = load(None, &env(&[("SHOPWATCH_HTTP__LISTEN", "nowhere")]), vec![]).unwrap_err().to_string();
+        assert!(e.contains("http.listen") && e.contains("--http"), "{e}");
+        let e = load(None, &env(&[("SHOPWATCH_PIPELINE__COMMIT_INTERVAL_MS", "\"soon\"")]), vec![]).unwrap_err().to_string();
+        assert!(e.contains("commit_interval_ms") || e.contains("soon"), "{e}");
+    }
+}

@@ -1,0 +1,96 @@
+//! `shopwatch demo`: broker process + pipeline + generator + HTTP, one command, no Docker.
+
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use shopwatch_load::broker::ensure_tansu;
+use shopwatch_load::produce::{produce, ProduceParams};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+use crate::config::Config;
+use crate::run::{data_dir_display, run_until, shutdown_signal};
+
+pub async fn demo(mut cfg: Config, seed: u64) -> anyhow::Result<i32> {
+    // Build/install Tansu first so its one-time build is visible before anything else starts.
+    ensure_tansu().await?;
+    cfg.kafka.brokers = cfg.demo.broker_listen.clone();
+    let broker_dir = cfg.lake.data_dir.join("broker");
+    let exe = std::env::current_exe().context("locating the shopwatch binary")?;
+    let mut broker = Command::new(exe)
+        .arg("broker")
+        .args(["--listen", &cfg.demo.broker_listen, "--partitions", &cfg.kafka.partitions.to_string()])
+        .arg("--data-dir")
+        .arg(&broker_dir)
+        .args(["--topics", &format!("{},{},{}", cfg.topics.orders, cfg.topics.clicks, cfg.topics.errors)])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting `shopwatch broker`")?;
+    let stdout = broker.stdout.take().context("broker stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.starts_with("broker ready") {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    if !ready {
+        let _ = broker.start_kill();
+        bail!("the local broker did not become ready; see {}/tansu.log", broker_dir.display());
+    }
+    // Keep draining the broker's stdout so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    let data = data_dir_display(&cfg.lake.data_dir);
+    println!("shopwatch demo");
+    println!("  broker     {} (Tansu, data in {})", cfg.demo.broker_listen, broker_dir.display());
+    println!("  lake       {}/catalog.db (SQLite catalog `{}`), {}/warehouse", data.display(), cfg.lake.catalog_name, data.display());
+    println!("  tables     {}.orders_processed, clicks_processed, errors_processed, dead_letters", cfg.lake.namespace);
+    println!("  http       http://{}/  /metrics  /readyz  /livez", cfg.http.listen);
+    println!("  generator  {} events/s, {:.1}% malformed", cfg.demo.rate, cfg.demo.malformed_fraction * 100.0);
+    println!("  stop       Ctrl-C (commits what is in flight; run again to continue without duplicates)");
+
+    let stop_gen = Arc::new(AtomicBool::new(false));
+    let params = ProduceParams {
+        brokers: cfg.demo.broker_listen.clone(),
+        orders_topic: cfg.topics.orders.clone(),
+        clicks_topic: cfg.topics.clicks.clone(),
+        errors_topic: cfg.topics.errors.clone(),
+        rate: Some(cfg.demo.rate),
+        count: None,
+        duration: None,
+        seed,
+        malformed_fraction: cfg.demo.malformed_fraction,
+        ack_log: None,
+        progress: false,
+    };
+    let generator = tokio::spawn(produce(params, stop_gen.clone()));
+    let stop_gen2 = stop_gen.clone();
+    let code = run_until(cfg, async move {
+        shutdown_signal().await;
+        stop_gen2.store(true, Ordering::Relaxed);
+    })
+    .await;
+    stop_gen.store(true, Ordering::Relaxed);
+    if let Ok(Ok(report)) = tokio::time::timeout(Duration::from_secs(10), generator).await {
+        if let Ok(r) = report {
+            println!("generator: sent {} acked {} errors {}", r.sent, r.acked, r.errors);
+        }
+    }
+    if let Some(pid) = broker.id() {
+        // SAFETY: kill(2) on our own child.
+        unsafe {
+            libc::kill(pid as i32, libc::SIGTERM);
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(15), broker.wait()).await;
+    code
+}

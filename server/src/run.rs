@@ -1,0 +1,124 @@
+//! `shopwatch run`: the pipelines and the HTTP server until a signal or a fatal failure.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use shopwatch_actors::events::EventKind;
+use shopwatch_actors::lake::{HygieneParams, Lake, LakeParams};
+use shopwatch_actors::pipeline::faults::Faults;
+use shopwatch_actors::pipeline::{BatchParams, KafkaParams, PipelineParams, Pipelines, SupervisionParams};
+use shopwatch_actors::telemetry::Metrics;
+use tracing::{error, info};
+
+use crate::config::Config;
+use crate::http::{router, AppState};
+
+/// How long a graceful stop may take before we give up on the final commit.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
+
+pub fn pipeline_params(cfg: &Config, lake: Lake, metrics: Metrics, shutdown: Arc<AtomicBool>) -> Vec<PipelineParams> {
+    EventKind::ALL
+        .iter()
+        .map(|&kind| PipelineParams {
+            kind,
+            topic: match kind {
+                EventKind::Orders => cfg.topics.orders.clone(),
+                EventKind::Clicks => cfg.topics.clicks.clone(),
+                EventKind::Errors => cfg.topics.errors.clone(),
+            },
+            kafka: KafkaParams { brokers: cfg.kafka.brokers.clone(), group_prefix: cfg.kafka.group_prefix.clone(), extra: cfg.kafka.extra.clone() },
+            lake: lake.clone(),
+            batch: BatchParams {
+                commit_interval: Duration::from_millis(cfg.pipeline.commit_interval_ms),
+                max_batch_rows: cfg.pipeline.max_batch_rows,
+                max_event_bytes: cfg.pipeline.max_event_bytes,
+                dead_letter_payload_max_bytes: cfg.pipeline.dead_letter_payload_max_bytes,
+            },
+            supervision: SupervisionParams {
+                max_restarts: cfg.supervision.max_restarts,
+                restart_window: Duration::from_secs(cfg.supervision.restart_window_s),
+                backoff_min: Duration::from_millis(cfg.supervision.backoff_min_ms),
+                backoff_max: Duration::from_millis(cfg.supervision.backoff_max_ms),
+                heartbeat: Duration::from_millis(cfg.supervision.heartbeat_ms),
+                stuck_timeout: Duration::from_secs(cfg.supervision.stuck_timeout_s),
+            },
+            hygiene: HygieneParams {
+                every_commits: cfg.maintenance.every_commits,
+                snapshot_max_age: Duration::from_secs(cfg.maintenance.snapshot_max_age_s),
+                keep_snapshots: cfg.maintenance.keep_snapshots,
+                keep_metadata_files: cfg.maintenance.keep_metadata_files,
+                ..HygieneParams::default()
+            },
+            metrics: metrics.clone(),
+            faults: Arc::new(Faults::default()),
+            shutdown: shutdown.clone(),
+        })
+        .collect()
+}
+
+pub async fn open_lake(cfg: &Config) -> anyhow::Result<Lake> {
+    Lake::open(LakeParams { catalog_name: cfg.lake.catalog_name.clone(), namespace: cfg.lake.namespace.clone(), data_dir: cfg.lake.data_dir.clone() }).await
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+}
+
+/// Start everything, wait for `stop` (or all pipelines failing), drain. Returns the exit code.
+pub async fn run_until(cfg: Config, stop: impl std::future::Future<Output = ()>) -> anyhow::Result<i32> {
+    let metrics = Metrics::new();
+    let lake = open_lake(&cfg).await?;
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let pipelines = Pipelines::start(pipeline_params(&cfg, lake, metrics.clone(), shutdown.clone())).await?;
+    let state = AppState { metrics, pipelines: Arc::new(pipelines.status_handles()) };
+    let listener = tokio::net::TcpListener::bind(&cfg.http.listen)
+        .await
+        .with_context(|| format!("binding http.listen {} (is another shopwatch running? use --http to pick another address)", cfg.http.listen))?;
+    info!(http = %cfg.http.listen, data_dir = %cfg.lake.data_dir.display(), brokers = %cfg.kafka.brokers, "shopwatch running");
+    let http_stop = Arc::new(tokio::sync::Notify::new());
+    let http_stop2 = http_stop.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router(state)).with_graceful_shutdown(async move { http_stop2.notified().await }).await
+    });
+
+    let mut exit_code = 0;
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                if pipelines.all_failed() {
+                    error!("every pipeline has failed; exiting");
+                    exit_code = 2;
+                    break;
+                }
+            }
+        }
+    }
+    info!("stopping: committing what is in flight");
+    shutdown.store(true, Ordering::Relaxed);
+    pipelines.drain(DRAIN_TIMEOUT).await;
+    http_stop.notify_one();
+    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    info!("stopped");
+    Ok(exit_code)
+}
+
+pub fn data_dir_display(dir: &std::path::Path) -> PathBuf {
+    std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())
+}
