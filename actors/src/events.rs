@@ -302,7 +302,7 @@ mod tests {
     const ORDER: &str = r#"{"order_id":"o1","user_id":"u1","product_id":"p1","quantity":2,"price":9.5,"order_time":"2026-11-24T01:02:03.456789","status":"CREATED"}"#;
 
     fn reason(kind: EventKind, payload: &[u8]) -> Option<DeadLetterReason> {
-        decode(kind, Some(payload), 1024).err().map(|r| r.reason)
+        decode(kind, Some(payload), 65_536).err().map(|r| r.reason)
     }
 
     #[test]
@@ -315,8 +315,8 @@ mod tests {
 
     #[test]
     fn table_of_rejections() {
-        let long = format!(r#"{{"pad":"{}"}}"#, "x".repeat(2000));
-        let deep = "[".repeat(10_000);
+        let long = format!(r#"{{"pad":"{}"}}"#, "x".repeat(70_000));
+        let deep = "{\"a\":".repeat(10_000);
         let cases: Vec<(EventKind, Vec<u8>, Option<DeadLetterReason>)> = vec![
             (EventKind::Orders, ORDER.as_bytes().to_vec(), None),
             (EventKind::Orders, b"not json".to_vec(), Some(DecodeError)),

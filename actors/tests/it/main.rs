@@ -1,0 +1,6 @@
+//! Integration tests of the pipeline crate: real SQLite catalog + warehouse, librdkafka's
+//! in-process mock broker for supervision (the real-broker tests live in the server crate).
+
+mod commit;
+mod common;
+mod supervision;
