@@ -74,7 +74,8 @@ pub enum Event {
     Error(ErrorEvent),
 }
 
-pub const ORDER_STATUSES: [&str; 5] = ["CREATED", "PROCESSING", "SHIPPED", "DELIVERED", "CANCELLED"];
+pub const ORDER_STATUSES: [&str; 5] =
+    ["CREATED", "PROCESSING", "SHIPPED", "DELIVERED", "CANCELLED"];
 pub const DEVICE_TYPES: [&str; 3] = ["desktop", "mobile", "tablet"];
 pub const SEVERITIES: [&str; 3] = ["WARN", "ERROR", "FATAL"];
 
@@ -130,7 +131,10 @@ pub struct Rejection {
 
 impl Rejection {
     fn new(reason: DeadLetterReason, detail: impl Into<String>) -> Self {
-        Rejection { reason, detail: detail.into() }
+        Rejection {
+            reason,
+            detail: detail.into(),
+        }
     }
 }
 
@@ -138,10 +142,24 @@ impl Rejection {
 const MIN_VALID_MICROS: Micros = 946_684_800_000_000; // 2000-01-01T00:00:00Z
 
 /// Decode and validate one record value of the given kind.
-pub fn decode(kind: EventKind, payload: Option<&[u8]>, max_event_bytes: usize) -> Result<Event, Rejection> {
+pub fn decode(
+    kind: EventKind,
+    payload: Option<&[u8]>,
+    max_event_bytes: usize,
+) -> Result<Event, Rejection> {
     let bytes = match payload {
-        None => return Err(Rejection::new(DeadLetterReason::EmptyValue, "record has no value (tombstone)")),
-        Some(b) if b.is_empty() => return Err(Rejection::new(DeadLetterReason::EmptyValue, "record value is empty")),
+        None => {
+            return Err(Rejection::new(
+                DeadLetterReason::EmptyValue,
+                "record has no value (tombstone)",
+            ))
+        }
+        Some(b) if b.is_empty() => {
+            return Err(Rejection::new(
+                DeadLetterReason::EmptyValue,
+                "record value is empty",
+            ))
+        }
         Some(b) => b,
     };
     if bytes.len() > max_event_bytes {
@@ -201,23 +219,33 @@ struct RawError {
 
 fn non_empty(field: &str, value: String) -> Result<String, Rejection> {
     if value.trim().is_empty() {
-        return Err(Rejection::new(DeadLetterReason::InvalidValue, format!("field `{field}` is empty")));
+        return Err(Rejection::new(
+            DeadLetterReason::InvalidValue,
+            format!("field `{field}` is empty"),
+        ));
     }
     Ok(value)
 }
 
 fn one_of(field: &str, value: &str, allowed: &[&'static str]) -> Result<&'static str, Rejection> {
-    allowed.iter().copied().find(|a| *a == value).ok_or_else(|| {
-        Rejection::new(
-            DeadLetterReason::InvalidValue,
-            format!("field `{field}` has unknown value {value:?}, expected one of {allowed:?}"),
-        )
-    })
+    allowed
+        .iter()
+        .copied()
+        .find(|a| *a == value)
+        .ok_or_else(|| {
+            Rejection::new(
+                DeadLetterReason::InvalidValue,
+                format!("field `{field}` has unknown value {value:?}, expected one of {allowed:?}"),
+            )
+        })
 }
 
 fn timestamp(field: &str, value: &str) -> Result<Micros, Rejection> {
     let micros = parse_timestamp(value).ok_or_else(|| {
-        Rejection::new(DeadLetterReason::InvalidTimestamp, format!("field `{field}` is not an ISO-8601 timestamp: {value:?}"))
+        Rejection::new(
+            DeadLetterReason::InvalidTimestamp,
+            format!("field `{field}` is not an ISO-8601 timestamp: {value:?}"),
+        )
     })?;
     if micros < MIN_VALID_MICROS {
         return Err(Rejection::new(
@@ -249,13 +277,20 @@ impl RawOrder {
         if self.quantity <= 0 || self.quantity > i64::from(i32::MAX) {
             return Err(Rejection::new(
                 DeadLetterReason::InvalidValue,
-                format!("field `quantity` must be between 1 and {}, got {}", i32::MAX, self.quantity),
+                format!(
+                    "field `quantity` must be between 1 and {}, got {}",
+                    i32::MAX,
+                    self.quantity
+                ),
             ));
         }
         if !self.price.is_finite() || self.price < 0.0 {
             return Err(Rejection::new(
                 DeadLetterReason::InvalidValue,
-                format!("field `price` must be a finite number >= 0, got {}", self.price),
+                format!(
+                    "field `price` must be a finite number >= 0, got {}",
+                    self.price
+                ),
             ));
         }
         Ok(Order {
@@ -307,7 +342,10 @@ mod tests {
 
     #[test]
     fn valid_order_decodes_with_microseconds() {
-        let Event::Order(o) = decode(EventKind::Orders, Some(ORDER.as_bytes()), 1024).unwrap() else { panic!() };
+        let Event::Order(o) = decode(EventKind::Orders, Some(ORDER.as_bytes()), 1024).unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(o.quantity, 2);
         assert_eq!(o.status, "CREATED");
         assert_eq!(o.order_ts, 1_795_482_123_456_789);
@@ -339,7 +377,12 @@ mod tests {
             (EventKind::Errors, br#"{"error_id":"e","service_name":"s","error_message":"<img src=x>","severity":"FATAL","error_time":"2026-11-24T01:02:03Z"}"#.to_vec(), None),
         ];
         for (i, (kind, payload, expected)) in cases.into_iter().enumerate() {
-            assert_eq!(reason(kind, &payload), expected, "case {i}: {}", String::from_utf8_lossy(&payload[..payload.len().min(80)]));
+            assert_eq!(
+                reason(kind, &payload),
+                expected,
+                "case {i}: {}",
+                String::from_utf8_lossy(&payload[..payload.len().min(80)])
+            );
         }
     }
 
@@ -349,12 +392,18 @@ mod tests {
         assert_eq!(parse_timestamp("2026-11-24T01:02:03Z"), Some(base));
         assert_eq!(parse_timestamp("2026-11-24T02:02:03+01:00"), Some(base));
         assert_eq!(parse_timestamp("2026-11-24 01:02:03.000000"), Some(base));
-        assert_eq!(parse_timestamp("2026-11-24T01:02:03.5"), Some(base + 500_000));
+        assert_eq!(
+            parse_timestamp("2026-11-24T01:02:03.5"),
+            Some(base + 500_000)
+        );
         assert_eq!(parse_timestamp("24/11/2026"), None);
     }
 
     #[test]
     fn tombstone_is_empty_value() {
-        assert_eq!(decode(EventKind::Clicks, None, 10).unwrap_err().reason, EmptyValue);
+        assert_eq!(
+            decode(EventKind::Clicks, None, 10).unwrap_err().reason,
+            EmptyValue
+        );
     }
 }

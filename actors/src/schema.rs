@@ -5,7 +5,9 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::{Float64Builder, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
+use arrow_array::builder::{
+    Float64Builder, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+};
 use arrow_array::{ArrayRef, RecordBatch};
 use iceberg::spec::{NestedField, PrimitiveType, Schema, Transform, Type, UnboundPartitionSpec};
 
@@ -94,12 +96,19 @@ pub fn dead_letters_spec() -> TableSpec {
         field(7, "payload_bytes", PrimitiveType::Long),
         field(8, "received_at", PrimitiveType::Timestamp),
     ];
-    TableSpec { name: DEAD_LETTERS_TABLE, schema: build_schema(fields), partition: day_partition(8, "received_at_day") }
+    TableSpec {
+        name: DEAD_LETTERS_TABLE,
+        schema: build_schema(fields),
+        partition: day_partition(8, "received_at_day"),
+    }
 }
 
 fn build_schema(fields: Vec<Arc<NestedField>>) -> Schema {
     // Field ids are fixed and unique above, so this cannot fail at run time.
-    Schema::builder().with_fields(fields).build().expect("static schema is valid")
+    Schema::builder()
+        .with_fields(fields)
+        .build()
+        .expect("static schema is valid")
 }
 
 fn day_partition(source_id: i32, name: &str) -> UnboundPartitionSpec {
@@ -169,14 +178,18 @@ impl Rows {
     }
 
     /// Build an Arrow batch with exactly `arrow_schema` (the table's, with field ids).
-    pub fn to_record_batch(&self, arrow_schema: arrow_schema::SchemaRef) -> Result<RecordBatch, arrow_schema::ArrowError> {
+    pub fn to_record_batch(
+        &self,
+        arrow_schema: arrow_schema::SchemaRef,
+    ) -> Result<RecordBatch, arrow_schema::ArrowError> {
         let columns = match self {
             Rows::Orders(rows) => {
                 let mut c = Cols::new(rows.len());
                 let mut quantity = Int32Builder::with_capacity(rows.len());
                 let mut price = Float64Builder::with_capacity(rows.len());
                 let mut total = Float64Builder::with_capacity(rows.len());
-                let (mut id, mut user, mut product, mut status) = (c.string(), c.string(), c.string(), c.string());
+                let (mut id, mut user, mut product, mut status) =
+                    (c.string(), c.string(), c.string(), c.string());
                 let mut ts = TimestampMicrosecondBuilder::with_capacity(rows.len());
                 for (s, o) in rows {
                     id.append_value(&o.order_id);
@@ -204,7 +217,8 @@ impl Rows {
             }
             Rows::Clicks(rows) => {
                 let mut c = Cols::new(rows.len());
-                let (mut id, mut user, mut url, mut device) = (c.string(), c.string(), c.string(), c.string());
+                let (mut id, mut user, mut url, mut device) =
+                    (c.string(), c.string(), c.string(), c.string());
                 let mut ts = TimestampMicrosecondBuilder::with_capacity(rows.len());
                 for (s, e) in rows {
                     id.append_value(&e.click_id);
@@ -226,7 +240,8 @@ impl Rows {
             }
             Rows::Errors(rows) => {
                 let mut c = Cols::new(rows.len());
-                let (mut id, mut service, mut message, mut severity) = (c.string(), c.string(), c.string(), c.string());
+                let (mut id, mut service, mut message, mut severity) =
+                    (c.string(), c.string(), c.string(), c.string());
                 let mut ts = TimestampMicrosecondBuilder::with_capacity(rows.len());
                 for (s, e) in rows {
                     id.append_value(&e.error_id);
@@ -311,7 +326,11 @@ impl Cols {
         self.ingested.append_value(s.ingested_at);
     }
     fn finish(mut self) -> Vec<ArrayRef> {
-        vec![Arc::new(self.partition.finish()), Arc::new(self.offset.finish()), Arc::new(self.ingested.finish())]
+        vec![
+            Arc::new(self.partition.finish()),
+            Arc::new(self.offset.finish()),
+            Arc::new(self.ingested.finish()),
+        ]
     }
 }
 
@@ -321,13 +340,45 @@ mod tests {
 
     #[test]
     fn seed_columns_come_first_in_seed_order() {
-        let names = |k| raw_table_spec(k).schema.as_struct().fields().iter().map(|f| f.name.clone()).collect::<Vec<_>>();
+        let names = |k| {
+            raw_table_spec(k)
+                .schema
+                .as_struct()
+                .fields()
+                .iter()
+                .map(|f| f.name.clone())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(
             names(EventKind::Orders),
-            ["order_id", "user_id", "product_id", "quantity", "price", "order_total", "status", "order_ts", "kafka_partition", "kafka_offset", "ingested_at"]
+            [
+                "order_id",
+                "user_id",
+                "product_id",
+                "quantity",
+                "price",
+                "order_total",
+                "status",
+                "order_ts",
+                "kafka_partition",
+                "kafka_offset",
+                "ingested_at"
+            ]
         );
-        assert_eq!(names(EventKind::Clicks)[..5], ["click_id", "user_id", "url", "device_type", "click_ts"]);
-        assert_eq!(names(EventKind::Errors)[..5], ["error_id", "service_name", "error_message", "severity", "error_ts"]);
+        assert_eq!(
+            names(EventKind::Clicks)[..5],
+            ["click_id", "user_id", "url", "device_type", "click_ts"]
+        );
+        assert_eq!(
+            names(EventKind::Errors)[..5],
+            [
+                "error_id",
+                "service_name",
+                "error_message",
+                "severity",
+                "error_ts"
+            ]
+        );
     }
 
     #[test]
@@ -343,9 +394,20 @@ mod tests {
             status: "CREATED",
             order_ts: 1,
         };
-        let rows = Rows::Orders(vec![(Source { partition: 1, offset: 7, ingested_at: 2 }, order)]);
+        let rows = Rows::Orders(vec![(
+            Source {
+                partition: 1,
+                offset: 7,
+                ingested_at: 2,
+            },
+            order,
+        )]);
         let batch = rows.to_record_batch(arrow).unwrap();
-        let total = batch.column(5).as_any().downcast_ref::<arrow_array::Float64Array>().unwrap();
+        let total = batch
+            .column(5)
+            .as_any()
+            .downcast_ref::<arrow_array::Float64Array>()
+            .unwrap();
         assert_eq!(total.value(0), 7.5);
     }
 }

@@ -21,48 +21,103 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let counter = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition");
-            registry.register(Box::new(c.clone())).expect("metric registered once");
+            let c = IntCounterVec::new(Opts::new(name, help), labels)
+                .expect("static metric definition");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("metric registered once");
             c
         };
         let gauge = |name: &str, help: &str, labels: &[&str]| {
-            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition");
-            registry.register(Box::new(g.clone())).expect("metric registered once");
+            let g =
+                IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("metric registered once");
             g
         };
-        let consumed = counter("shopwatch_events_consumed_total", "Kafka records read by the consumers.", &["topic"]);
-        let dead_letters = counter("shopwatch_dead_letters_total", "Records sent to the dead_letters table, by reason.", &["topic", "reason"]);
-        let committed_rows = counter("shopwatch_rows_committed_total", "Rows durably committed to Iceberg tables.", &["table"]);
+        let consumed = counter(
+            "shopwatch_events_consumed_total",
+            "Kafka records read by the consumers.",
+            &["topic"],
+        );
+        let dead_letters = counter(
+            "shopwatch_dead_letters_total",
+            "Records sent to the dead_letters table, by reason.",
+            &["topic", "reason"],
+        );
+        let committed_rows = counter(
+            "shopwatch_rows_committed_total",
+            "Rows durably committed to Iceberg tables.",
+            &["table"],
+        );
         let commits = counter(
             "shopwatch_commits_total",
             "Iceberg commit attempts by outcome (ok, conflict, unknown, already_committed, fenced).",
             &["table", "outcome"],
         );
-        let restarts = counter("shopwatch_actor_restarts_total", "Pipeline restarts by the actor that failed and why.", &["pipeline", "actor", "reason"]);
-        let consumer_lag = gauge("shopwatch_consumer_lag_records", "High watermark minus committed position.", &["topic", "partition"]);
-        let pipeline_up = gauge("shopwatch_pipeline_up", "1 while the pipeline runs, 0 while restarting or failed.", &["pipeline"]);
+        let restarts = counter(
+            "shopwatch_actor_restarts_total",
+            "Pipeline restarts by the actor that failed and why.",
+            &["pipeline", "actor", "reason"],
+        );
+        let consumer_lag = gauge(
+            "shopwatch_consumer_lag_records",
+            "High watermark minus committed position.",
+            &["topic", "partition"],
+        );
+        let pipeline_up = gauge(
+            "shopwatch_pipeline_up",
+            "1 while the pipeline runs, 0 while restarting or failed.",
+            &["pipeline"],
+        );
         let commit_seconds = HistogramVec::new(
-            HistogramOpts::new("shopwatch_commit_duration_seconds", "Time from first attempt to a landed Iceberg commit.")
-                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            HistogramOpts::new(
+                "shopwatch_commit_duration_seconds",
+                "Time from first attempt to a landed Iceberg commit.",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
             &["table"],
         )
         .expect("static metric definition");
-        registry.register(Box::new(commit_seconds.clone())).expect("metric registered once");
+        registry
+            .register(Box::new(commit_seconds.clone()))
+            .expect("metric registered once");
         let backpressure_seconds = prometheus::CounterVec::new(
-            Opts::new("shopwatch_backpressure_seconds_total", "Time consumers waited for committers to accept a batch."),
+            Opts::new(
+                "shopwatch_backpressure_seconds_total",
+                "Time consumers waited for committers to accept a batch.",
+            ),
             &["topic"],
         )
         .expect("static metric definition");
-        registry.register(Box::new(backpressure_seconds.clone())).expect("metric registered once");
+        registry
+            .register(Box::new(backpressure_seconds.clone()))
+            .expect("metric registered once");
         let build = gauge("shopwatch_build_info", "Build information.", &["version"]);
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-        Metrics { registry, consumed, dead_letters, committed_rows, commits, commit_seconds, restarts, consumer_lag, pipeline_up, backpressure_seconds }
+        Metrics {
+            registry,
+            consumed,
+            dead_letters,
+            committed_rows,
+            commits,
+            commit_seconds,
+            restarts,
+            consumer_lag,
+            pipeline_up,
+            backpressure_seconds,
+        }
     }
 
     /// Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let encoder = prometheus::TextEncoder::new();
-        encoder.encode_to_string(&self.registry.gather()).unwrap_or_default()
+        encoder
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_default()
     }
 }
 

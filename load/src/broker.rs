@@ -53,7 +53,11 @@ pub fn find_tansu() -> Option<PathBuf> {
     if ours.is_file() {
         return Some(ours);
     }
-    std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|p| p.join("tansu")).find(|p| p.is_file()))
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("tansu"))
+            .find(|p| p.is_file())
+    })
 }
 
 /// Find Tansu, building it once with the storage features if it is missing.
@@ -68,7 +72,16 @@ pub async fn ensure_tansu() -> anyhow::Result<PathBuf> {
         root.display()
     );
     let status = Command::new("cargo")
-        .args(["install", "tansu", "--version", TANSU_VERSION, "--locked", "--features", "libsql,dynostore", "--root"])
+        .args([
+            "install",
+            "tansu",
+            "--version",
+            TANSU_VERSION,
+            "--locked",
+            "--features",
+            "libsql,dynostore",
+            "--root",
+        ])
         .arg(&root)
         .status()
         .await
@@ -80,17 +93,28 @@ pub async fn ensure_tansu() -> anyhow::Result<PathBuf> {
 }
 
 fn spawn_tansu(bin: &Path, params: &BrokerParams) -> anyhow::Result<Child> {
-    std::fs::create_dir_all(&params.data_dir).with_context(|| format!("creating broker data dir {}", params.data_dir.display()))?;
+    std::fs::create_dir_all(&params.data_dir)
+        .with_context(|| format!("creating broker data dir {}", params.data_dir.display()))?;
     let url = format!("tcp://{}", params.listen);
     let storage = match params.storage {
         // Relative to the child's working directory, which is the data dir.
         BrokerStorage::Sqlite => "sqlite://tansu.db".to_string(),
         BrokerStorage::Memory => "memory://tansu/".to_string(),
     };
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(params.data_dir.join("tansu.log"))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(params.data_dir.join("tansu.log"))?;
     Command::new(bin)
         .arg("broker")
-        .args(["--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", &storage])
+        .args([
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            &storage,
+        ])
         .current_dir(&params.data_dir)
         .env_remove("STORAGE_ENGINE")
         .env_remove("LISTENER_URL")
@@ -104,7 +128,11 @@ fn spawn_tansu(bin: &Path, params: &BrokerParams) -> anyhow::Result<Child> {
         .with_context(|| format!("starting {}", bin.display()))
 }
 
-async fn wait_for_port(addr: SocketAddr, child: &mut Child, timeout: Duration) -> anyhow::Result<()> {
+async fn wait_for_port(
+    addr: SocketAddr,
+    child: &mut Child,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
         if tokio::net::TcpStream::connect(addr).await.is_ok() {
@@ -121,12 +149,25 @@ async fn wait_for_port(addr: SocketAddr, child: &mut Child, timeout: Duration) -
 }
 
 /// Create the topics (idempotent: existing topics are fine).
-pub async fn create_topics(brokers: &str, topics: &[String], partitions: i32) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", brokers).create().context("creating Kafka admin client")?;
-    let new: Vec<NewTopic<'_>> = topics.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1))).collect();
+pub async fn create_topics(
+    brokers: &str,
+    topics: &[String],
+    partitions: i32,
+) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .context("creating Kafka admin client")?;
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+        .collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    for result in admin.create_topics(&new, &opts).await.context("creating topics")? {
+    for result in admin
+        .create_topics(&new, &opts)
+        .await
+        .context("creating topics")?
+    {
         match result {
             Ok(topic) => info!(%topic, partitions, "topic created"),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -158,7 +199,12 @@ impl Broker {
         let bin = ensure_tansu().await?;
         let mut child = spawn_tansu(&bin, &params)?;
         wait_for_port(params.listen, &mut child, Duration::from_secs(30)).await?;
-        create_topics(&params.listen.to_string(), &params.topics, params.partitions).await?;
+        create_topics(
+            &params.listen.to_string(),
+            &params.topics,
+            params.partitions,
+        )
+        .await?;
         Ok(Broker { params, bin, child })
     }
 
@@ -173,7 +219,10 @@ impl Broker {
             if let Some(status) = self.child.try_wait()? {
                 restarts += 1;
                 if restarts > 5 {
-                    bail!("broker exited {restarts} times, last with {status}; see tansu.log in {}", self.params.data_dir.display());
+                    bail!(
+                        "broker exited {restarts} times, last with {status}; see tansu.log in {}",
+                        self.params.data_dir.display()
+                    );
                 }
                 warn!(%status, restarts, "broker exited, restarting");
                 tokio::time::sleep(Duration::from_millis(500 * u64::from(restarts))).await;
@@ -189,7 +238,10 @@ impl Broker {
     /// SIGTERM, then SIGKILL after 10 s.
     pub async fn shutdown(mut self) {
         terminate(&self.child);
-        if tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .is_err()
+        {
             let _ = self.child.kill().await;
         }
     }

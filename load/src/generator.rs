@@ -14,8 +14,16 @@ pub enum Stream {
 }
 
 /// Kinds of malformed records the generator can emit (each must land in `dead_letters`).
-pub const MALFORMED_KINDS: [&str; 8] =
-    ["not_json", "truncated", "wrong_type", "missing_field", "negative_quantity", "bad_timestamp", "unknown_enum", "empty_value"];
+pub const MALFORMED_KINDS: [&str; 8] = [
+    "not_json",
+    "truncated",
+    "wrong_type",
+    "missing_field",
+    "negative_quantity",
+    "bad_timestamp",
+    "unknown_enum",
+    "empty_value",
+];
 
 #[derive(Clone, Debug)]
 pub struct Generated {
@@ -34,12 +42,32 @@ pub struct Generator {
     malformed_fraction: f64,
 }
 
-const SERVICES: [&str; 6] = ["checkout", "payment", "inventory", "auth", "search", "shipping"];
-const MESSAGES: [&str; 5] = ["timeout calling upstream", "connection refused", "null pointer", "out of memory", "invalid state"];
+const SERVICES: [&str; 6] = [
+    "checkout",
+    "payment",
+    "inventory",
+    "auth",
+    "search",
+    "shipping",
+];
+const MESSAGES: [&str; 5] = [
+    "timeout calling upstream",
+    "connection refused",
+    "null pointer",
+    "out of memory",
+    "invalid state",
+];
 const STATUSES: [&str; 5] = ["CREATED", "PROCESSING", "SHIPPED", "DELIVERED", "CANCELLED"];
 const DEVICES: [&str; 3] = ["desktop", "mobile", "tablet"];
 const SEVERITIES: [&str; 3] = ["WARN", "ERROR", "FATAL"];
-const URLS: [&str; 6] = ["/", "/products", "/cart", "/checkout", "/search?q=shoes", "/product/42"];
+const URLS: [&str; 6] = [
+    "/",
+    "/products",
+    "/cart",
+    "/checkout",
+    "/search?q=shoes",
+    "/product/42",
+];
 
 impl Generator {
     pub fn new(seed: u64, malformed_fraction: f64) -> Self {
@@ -53,7 +81,9 @@ impl Generator {
     }
 
     fn uuid(&mut self) -> String {
-        uuid::Builder::from_random_bytes(self.rng.random()).into_uuid().to_string()
+        uuid::Builder::from_random_bytes(self.rng.random())
+            .into_uuid()
+            .to_string()
     }
 
     /// Seed mix: 60 % clicks, 30 % orders, 10 % errors.
@@ -66,7 +96,10 @@ impl Generator {
         } else {
             Stream::Errors
         };
-        let now = chrono::Utc::now().naive_utc().format("%Y-%m-%dT%H:%M:%S%.6f").to_string();
+        let now = chrono::Utc::now()
+            .naive_utc()
+            .format("%Y-%m-%dT%H:%M:%S%.6f")
+            .to_string();
         let id = self.uuid();
         let user = format!("user_{}", self.users.sample(&mut self.rng) as u64);
         let mut value = match stream {
@@ -95,7 +128,12 @@ impl Generator {
             }),
         };
         if self.rng.random::<f64>() >= self.malformed_fraction {
-            return Generated { stream, id, payload: value.to_string().into_bytes(), malformed: None };
+            return Generated {
+                stream,
+                id,
+                payload: value.to_string().into_bytes(),
+                malformed: None,
+            };
         }
         let kind = MALFORMED_KINDS[self.rng.random_range(0..MALFORMED_KINDS.len())];
         let (time_field, id_field) = match stream {
@@ -137,7 +175,12 @@ impl Generator {
             _ => Vec::new(),
         };
         let _ = id_field;
-        Generated { stream, id, payload, malformed: Some(kind) }
+        Generated {
+            stream,
+            id,
+            payload,
+            malformed: Some(kind),
+        }
     }
 
     fn weighted_severity(&mut self) -> usize {
@@ -172,7 +215,13 @@ mod tests {
         for _ in 0..50 {
             let e = g.next();
             let v: serde_json::Value = serde_json::from_slice(&e.payload).unwrap();
-            let ts = ["order_time", "click_time", "error_time"].iter().find_map(|f| v.get(*f)).unwrap().as_str().unwrap().to_string();
+            let ts = ["order_time", "click_time", "error_time"]
+                .iter()
+                .find_map(|f| v.get(*f))
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_string();
             assert_eq!(ts.len(), "2026-11-24T01:02:03.456789".len(), "{ts}");
             assert!(!ts.ends_with('Z'));
         }
@@ -184,7 +233,8 @@ mod tests {
         let items: Vec<_> = (0..20_000).map(|_| g.next()).collect();
         let bad = items.iter().filter(|e| e.malformed.is_some()).count();
         assert!((800..1200).contains(&bad), "{bad}");
-        let kinds: std::collections::HashSet<_> = items.iter().filter_map(|e| e.malformed).collect();
+        let kinds: std::collections::HashSet<_> =
+            items.iter().filter_map(|e| e.malformed).collect();
         assert!(kinds.len() >= 5);
     }
 }

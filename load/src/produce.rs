@@ -41,7 +41,10 @@ pub struct ProduceReport {
 
 const MAX_IN_FLIGHT: usize = 20_000;
 
-pub async fn produce(params: ProduceParams, stop: Arc<AtomicBool>) -> anyhow::Result<ProduceReport> {
+pub async fn produce(
+    params: ProduceParams,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<ProduceReport> {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &params.brokers)
         // Idempotent: a retried send never writes a record twice.
@@ -53,7 +56,11 @@ pub async fn produce(params: ProduceParams, stop: Arc<AtomicBool>) -> anyhow::Re
         .context("creating Kafka producer")?;
     let mut log = match &params.ack_log {
         Some(path) => Some(std::io::BufWriter::new(
-            std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("opening ack log {}", path.display()))?,
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening ack log {}", path.display()))?,
         )),
         None => None,
     };
@@ -101,7 +108,12 @@ pub async fn produce(params: ProduceParams, stop: Arc<AtomicBool>) -> anyhow::Re
             }
             Err((e, _)) => {
                 report.errors += 1;
-                if matches!(e, rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull)) {
+                if matches!(
+                    e,
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull
+                    )
+                ) {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 } else {
                     tracing::warn!(error = %e, "send failed");
@@ -110,7 +122,10 @@ pub async fn produce(params: ProduceParams, stop: Arc<AtomicBool>) -> anyhow::Re
         }
         if params.progress && last_progress.elapsed() >= Duration::from_secs(1) {
             let rate = (report.acked - last_acked) as f64 / last_progress.elapsed().as_secs_f64();
-            eprint!("\r  rate {rate:>9.0} ev/s  sent {:>10}  acked {:>10}  errors {:>6}   ", report.sent, report.acked, report.errors);
+            eprint!(
+                "\r  rate {rate:>9.0} ev/s  sent {:>10}  acked {:>10}  errors {:>6}   ",
+                report.sent, report.acked, report.errors
+            );
             last_acked = report.acked;
             last_progress = Instant::now();
         }
@@ -122,14 +137,32 @@ pub async fn produce(params: ProduceParams, stop: Arc<AtomicBool>) -> anyhow::Re
         log.flush()?;
     }
     if params.progress {
-        eprintln!("\r  sent {}  acked {}  errors {}  ({:.1} s)                      ", report.sent, report.acked, report.errors, start.elapsed().as_secs_f64());
+        eprintln!(
+            "\r  sent {}  acked {}  errors {}  ({:.1} s)                      ",
+            report.sent,
+            report.acked,
+            report.errors,
+            start.elapsed().as_secs_f64()
+        );
     }
     Ok(report)
 }
 
-type Ack = (Result<rdkafka::producer::future_producer::OwnedDeliveryResult, futures::channel::oneshot::Canceled>, String, String, Option<&'static str>);
+type Ack = (
+    Result<
+        rdkafka::producer::future_producer::OwnedDeliveryResult,
+        futures::channel::oneshot::Canceled,
+    >,
+    String,
+    String,
+    Option<&'static str>,
+);
 
-fn record_ack(ack: Ack, report: &mut ProduceReport, log: &mut Option<std::io::BufWriter<std::fs::File>>) -> anyhow::Result<()> {
+fn record_ack(
+    ack: Ack,
+    report: &mut ProduceReport,
+    log: &mut Option<std::io::BufWriter<std::fs::File>>,
+) -> anyhow::Result<()> {
     let (result, topic, id, malformed) = ack;
     match result {
         Ok(Ok(delivery)) => {

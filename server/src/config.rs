@@ -116,42 +116,78 @@ impl Default for Config {
 }
 impl Default for KafkaConfig {
     fn default() -> Self {
-        KafkaConfig { brokers: "127.0.0.1:9092".into(), group_prefix: "shopwatch".into(), partitions: 3, extra: BTreeMap::new() }
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".into(),
+            group_prefix: "shopwatch".into(),
+            partitions: 3,
+            extra: BTreeMap::new(),
+        }
     }
 }
 impl Default for TopicsConfig {
     fn default() -> Self {
-        TopicsConfig { orders: "orders_topic".into(), clicks: "clicks_topic".into(), errors: "errors_topic".into() }
+        TopicsConfig {
+            orders: "orders_topic".into(),
+            clicks: "clicks_topic".into(),
+            errors: "errors_topic".into(),
+        }
     }
 }
 impl Default for LakeConfig {
     fn default() -> Self {
-        LakeConfig { data_dir: "./shopwatch-data".into(), catalog_name: "shopwatch".into(), namespace: "ecommerce_db".into() }
+        LakeConfig {
+            data_dir: "./shopwatch-data".into(),
+            catalog_name: "shopwatch".into(),
+            namespace: "ecommerce_db".into(),
+        }
     }
 }
 impl Default for PipelineConfig {
     fn default() -> Self {
-        PipelineConfig { commit_interval_ms: 1000, max_batch_rows: 50_000, max_event_bytes: 256 * 1024, dead_letter_payload_max_bytes: 64 * 1024 }
+        PipelineConfig {
+            commit_interval_ms: 1000,
+            max_batch_rows: 50_000,
+            max_event_bytes: 256 * 1024,
+            dead_letter_payload_max_bytes: 64 * 1024,
+        }
     }
 }
 impl Default for SupervisionConfig {
     fn default() -> Self {
-        SupervisionConfig { max_restarts: 5, restart_window_s: 60, backoff_min_ms: 250, backoff_max_ms: 10_000, heartbeat_ms: 1000, stuck_timeout_s: 60 }
+        SupervisionConfig {
+            max_restarts: 5,
+            restart_window_s: 60,
+            backoff_min_ms: 250,
+            backoff_max_ms: 10_000,
+            heartbeat_ms: 1000,
+            stuck_timeout_s: 60,
+        }
     }
 }
 impl Default for MaintenanceConfig {
     fn default() -> Self {
-        MaintenanceConfig { every_commits: 30, snapshot_max_age_s: 60, keep_snapshots: 5, keep_metadata_files: 10 }
+        MaintenanceConfig {
+            every_commits: 30,
+            snapshot_max_age_s: 60,
+            keep_snapshots: 5,
+            keep_metadata_files: 10,
+        }
     }
 }
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { listen: "127.0.0.1:8080".into() }
+        HttpConfig {
+            listen: "127.0.0.1:8080".into(),
+        }
     }
 }
 impl Default for DemoConfig {
     fn default() -> Self {
-        DemoConfig { rate: 200.0, malformed_fraction: 0.01, broker_listen: "127.0.0.1:9092".into() }
+        DemoConfig {
+            rate: 200.0,
+            malformed_fraction: 0.01,
+            broker_listen: "127.0.0.1:9092".into(),
+        }
     }
 }
 
@@ -162,7 +198,11 @@ pub enum ConfigError {
     #[error("config file {path}: {message}")]
     File { path: String, message: String },
     #[error("config key `{key}` (from {source_name}): {message}")]
-    Invalid { key: String, source_name: String, message: String },
+    Invalid {
+        key: String,
+        source_name: String,
+        message: String,
+    },
     #[error("config key `{key}`: {message}")]
     Check { key: String, message: String },
 }
@@ -174,25 +214,44 @@ const OPEN_MAPS: [&str; 1] = ["kafka.extra"];
 pub type Overrides = Vec<(&'static str, Value)>;
 
 /// Build the effective configuration from every layer.
-pub fn load(file: Option<&Path>, env: &[(String, String)], flags: Overrides) -> Result<Config, ConfigError> {
-    let mut merged = Value::try_from(Config::default()).map_err(|e| ConfigError::Check { key: "-".into(), message: e.to_string() })?;
+pub fn load(
+    file: Option<&Path>,
+    env: &[(String, String)],
+    flags: Overrides,
+) -> Result<Config, ConfigError> {
+    let mut merged = Value::try_from(Config::default()).map_err(|e| ConfigError::Check {
+        key: "-".into(),
+        message: e.to_string(),
+    })?;
     let defaults = merged.clone();
 
     let default_file = PathBuf::from("shopwatch.toml");
-    let path = file.map(Path::to_path_buf).or_else(|| default_file.is_file().then_some(default_file));
+    let path = file
+        .map(Path::to_path_buf)
+        .or_else(|| default_file.is_file().then_some(default_file));
     if let Some(path) = path {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::File { path: name.clone(), message: e.to_string() })?;
-        let table: Table = toml::from_str(&text).map_err(|e| ConfigError::File { path: name.clone(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::File {
+            path: name.clone(),
+            message: e.to_string(),
+        })?;
+        let table: Table = toml::from_str(&text).map_err(|e| ConfigError::File {
+            path: name.clone(),
+            message: e.to_string(),
+        })?;
         let layer = Value::Table(table);
         check_keys(&defaults, &layer, "", &name)?;
         merge(&mut merged, layer);
     }
 
     for (var, raw) in env {
-        let Some(rest) = var.strip_prefix("SHOPWATCH_") else { continue };
+        let Some(rest) = var.strip_prefix("SHOPWATCH_") else {
+            continue;
+        };
         // Only `SECTION__KEY` variables are configuration; others (SHOPWATCH_TOOLS_DIR) are not.
-        let Some((section, key)) = rest.split_once("__") else { continue };
+        let Some((section, key)) = rest.split_once("__") else {
+            continue;
+        };
         let (section, key) = (section.to_lowercase(), key.to_lowercase());
         let source_name = format!("environment variable {var}");
         let layer = nested(&section, &key, parse_scalar(raw));
@@ -205,17 +264,22 @@ pub fn load(file: Option<&Path>, env: &[(String, String)], flags: Overrides) -> 
         merge(&mut merged, nested(section, key, value));
     }
 
-    let config: Config = merged.try_into().map_err(|e: toml::de::Error| ConfigError::Invalid {
-        key: e.message().split('`').nth(1).unwrap_or("?").to_string(),
-        source_name: "merged configuration".into(),
-        message: e.to_string(),
-    })?;
+    let config: Config = merged
+        .try_into()
+        .map_err(|e: toml::de::Error| ConfigError::Invalid {
+            key: e.message().split('`').nth(1).unwrap_or("?").to_string(),
+            source_name: "merged configuration".into(),
+            message: e.to_string(),
+        })?;
     config.validate()?;
     Ok(config)
 }
 
 fn parse_scalar(raw: &str) -> Value {
-    toml::from_str::<Table>(&format!("v = {raw}")).ok().and_then(|mut t| t.remove("v")).unwrap_or_else(|| Value::String(raw.to_string()))
+    toml::from_str::<Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| Value::String(raw.to_string()))
 }
 
 fn nested(section: &str, key: &str, value: Value) -> Value {
@@ -226,13 +290,31 @@ fn nested(section: &str, key: &str, value: Value) -> Value {
     Value::Table(outer)
 }
 
-fn check_keys(schema: &Value, layer: &Value, prefix: &str, source_name: &str) -> Result<(), ConfigError> {
-    let (Value::Table(schema), Value::Table(layer)) = (schema, layer) else { return Ok(()) };
+fn check_keys(
+    schema: &Value,
+    layer: &Value,
+    prefix: &str,
+    source_name: &str,
+) -> Result<(), ConfigError> {
+    let (Value::Table(schema), Value::Table(layer)) = (schema, layer) else {
+        return Ok(());
+    };
     for (key, value) in layer {
-        let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
         match schema.get(key) {
-            None => return Err(ConfigError::UnknownKey { key: path, source_name: source_name.to_string() }),
-            Some(sub) if !OPEN_MAPS.contains(&path.as_str()) => check_keys(sub, value, &path, source_name)?,
+            None => {
+                return Err(ConfigError::UnknownKey {
+                    key: path,
+                    source_name: source_name.to_string(),
+                })
+            }
+            Some(sub) if !OPEN_MAPS.contains(&path.as_str()) => {
+                check_keys(sub, value, &path, source_name)?
+            }
             Some(_) => {}
         }
     }
@@ -257,18 +339,35 @@ fn merge(base: &mut Value, layer: Value) {
 
 impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
-        let err = |key: &str, message: &str| Err(ConfigError::Check { key: key.into(), message: message.into() });
+        let err = |key: &str, message: &str| {
+            Err(ConfigError::Check {
+                key: key.into(),
+                message: message.into(),
+            })
+        };
         if self.kafka.brokers.trim().is_empty() {
-            return err("kafka.brokers", "must not be empty; set it to HOST:PORT of a Kafka broker (flag --brokers)");
+            return err(
+                "kafka.brokers",
+                "must not be empty; set it to HOST:PORT of a Kafka broker (flag --brokers)",
+            );
         }
         if self.http.listen.parse::<SocketAddr>().is_err() {
-            return err("http.listen", "must be an IP:PORT address such as 127.0.0.1:8080 (flag --http)");
+            return err(
+                "http.listen",
+                "must be an IP:PORT address such as 127.0.0.1:8080 (flag --http)",
+            );
         }
         if self.demo.broker_listen.parse::<SocketAddr>().is_err() {
-            return err("demo.broker_listen", "must be an IP:PORT address such as 127.0.0.1:9092");
+            return err(
+                "demo.broker_listen",
+                "must be an IP:PORT address such as 127.0.0.1:9092",
+            );
         }
         if self.pipeline.commit_interval_ms < 10 {
-            return err("pipeline.commit_interval_ms", "must be at least 10 (milliseconds)");
+            return err(
+                "pipeline.commit_interval_ms",
+                "must be at least 10 (milliseconds)",
+            );
         }
         if self.pipeline.max_batch_rows == 0 {
             return err("pipeline.max_batch_rows", "must be at least 1");
@@ -290,7 +389,10 @@ impl Config {
         let mut copy = self.clone();
         for (k, v) in copy.kafka.extra.iter_mut() {
             let k = k.to_lowercase();
-            if ["password", "secret", "token", "key"].iter().any(|s| k.contains(s)) {
+            if ["password", "secret", "token", "key"]
+                .iter()
+                .any(|s| k.contains(s))
+            {
                 *v = "<redacted>".into();
             }
         }
@@ -303,19 +405,41 @@ mod tests {
     use super::*;
 
     fn env(v: &[(&str, &str)]) -> Vec<(String, String)> {
-        v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
     fn layers_override_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("s.toml");
-        std::fs::write(&file, "[kafka]\nbrokers = \"file:1\"\n[pipeline]\ncommit_interval_ms = 500\n").unwrap();
+        std::fs::write(
+            &file,
+            "[kafka]\nbrokers = \"file:1\"\n[pipeline]\ncommit_interval_ms = 500\n",
+        )
+        .unwrap();
         let c = load(Some(&file), &[], vec![]).unwrap();
-        assert_eq!((c.kafka.brokers.as_str(), c.pipeline.commit_interval_ms), ("file:1", 500));
-        let c = load(Some(&file), &env(&[("SHOPWATCH_KAFKA__BROKERS", "env:2"), ("SHOPWATCH_TOOLS_DIR", "/x")]), vec![]).unwrap();
+        assert_eq!(
+            (c.kafka.brokers.as_str(), c.pipeline.commit_interval_ms),
+            ("file:1", 500)
+        );
+        let c = load(
+            Some(&file),
+            &env(&[
+                ("SHOPWATCH_KAFKA__BROKERS", "env:2"),
+                ("SHOPWATCH_TOOLS_DIR", "/x"),
+            ]),
+            vec![],
+        )
+        .unwrap();
         assert_eq!(c.kafka.brokers, "env:2");
-        let c = load(Some(&file), &env(&[("SHOPWATCH_KAFKA__BROKERS", "env:2")]), vec![("kafka.brokers", Value::String("flag:3".into()))]).unwrap();
+        let c = load(
+            Some(&file),
+            &env(&[("SHOPWATCH_KAFKA__BROKERS", "env:2")]),
+            vec![("kafka.brokers", Value::String("flag:3".into()))],
+        )
+        .unwrap();
         assert_eq!(c.kafka.brokers, "flag:3");
         assert_eq!(c.topics.orders, "orders_topic");
         assert_eq!(c.lake.namespace, "ecommerce_db");
@@ -328,8 +452,13 @@ mod tests {
         std::fs::write(&file, "[kafka]\nbrokerz = \"x\"\n").unwrap();
         let e = load(Some(&file), &[], vec![]).unwrap_err().to_string();
         assert!(e.contains("kafka.brokerz") && e.contains("s.toml"), "{e}");
-        let e = load(None, &env(&[("SHOPWATCH_LAKE__DATADIR", "x")]), vec![]).unwrap_err().to_string();
-        assert!(e.contains("lake.datadir") && e.contains("SHOPWATCH_LAKE__DATADIR"), "{e}");
+        let e = load(None, &env(&[("SHOPWATCH_LAKE__DATADIR", "x")]), vec![])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("lake.datadir") && e.contains("SHOPWATCH_LAKE__DATADIR"),
+            "{e}"
+        );
         std::fs::write(&file, "[kafka.extra]\n\"sasl.password\" = \"hunter2\"\n").unwrap();
         let c = load(Some(&file), &[], vec![]).unwrap();
         assert!(!c.redacted_toml().contains("hunter2"));
@@ -337,9 +466,20 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_key_and_fix() {
-        let e = load(None, &env(&[("SHOPWATCH_HTTP__LISTEN", "nowhere")]), vec![]).unwrap_err().to_string();
+        let e = load(None, &env(&[("SHOPWATCH_HTTP__LISTEN", "nowhere")]), vec![])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("http.listen") && e.contains("--http"), "{e}");
-        let e = load(None, &env(&[("SHOPWATCH_PIPELINE__COMMIT_INTERVAL_MS", "\"soon\"")]), vec![]).unwrap_err().to_string();
-        assert!(e.contains("commit_interval_ms") || e.contains("soon"), "{e}");
+        let e = load(
+            None,
+            &env(&[("SHOPWATCH_PIPELINE__COMMIT_INTERVAL_MS", "\"soon\"")]),
+            vec![],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("commit_interval_ms") || e.contains("soon"),
+            "{e}"
+        );
     }
 }

@@ -22,10 +22,21 @@ pub async fn demo(mut cfg: Config, seed: u64) -> anyhow::Result<i32> {
     let exe = std::env::current_exe().context("locating the shopwatch binary")?;
     let mut broker = Command::new(exe)
         .arg("broker")
-        .args(["--listen", &cfg.demo.broker_listen, "--partitions", &cfg.kafka.partitions.to_string()])
+        .args([
+            "--listen",
+            &cfg.demo.broker_listen,
+            "--partitions",
+            &cfg.kafka.partitions.to_string(),
+        ])
         .arg("--data-dir")
         .arg(&broker_dir)
-        .args(["--topics", &format!("{},{},{}", cfg.topics.orders, cfg.topics.clicks, cfg.topics.errors)])
+        .args([
+            "--topics",
+            &format!(
+                "{},{},{}",
+                cfg.topics.orders, cfg.topics.clicks, cfg.topics.errors
+            ),
+        ])
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -44,19 +55,43 @@ pub async fn demo(mut cfg: Config, seed: u64) -> anyhow::Result<i32> {
     .unwrap_or(false);
     if !ready {
         let _ = broker.start_kill();
-        bail!("the local broker did not become ready; see {}/tansu.log", broker_dir.display());
+        bail!(
+            "the local broker did not become ready; see {}/tansu.log",
+            broker_dir.display()
+        );
     }
     // Keep draining the broker's stdout so it never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
 
     let data = data_dir_display(&cfg.lake.data_dir);
     println!("shopwatch demo");
-    println!("  broker     {} (Tansu, data in {})", cfg.demo.broker_listen, broker_dir.display());
-    println!("  lake       {}/catalog.db (SQLite catalog `{}`), {}/warehouse", data.display(), cfg.lake.catalog_name, data.display());
-    println!("  tables     {}.orders_processed, clicks_processed, errors_processed, dead_letters", cfg.lake.namespace);
-    println!("  http       http://{}/  /metrics  /readyz  /livez", cfg.http.listen);
-    println!("  generator  {} events/s, {:.1}% malformed", cfg.demo.rate, cfg.demo.malformed_fraction * 100.0);
-    println!("  stop       Ctrl-C (commits what is in flight; run again to continue without duplicates)");
+    println!(
+        "  broker     {} (Tansu, data in {})",
+        cfg.demo.broker_listen,
+        broker_dir.display()
+    );
+    println!(
+        "  lake       {}/catalog.db (SQLite catalog `{}`), {}/warehouse",
+        data.display(),
+        cfg.lake.catalog_name,
+        data.display()
+    );
+    println!(
+        "  tables     {}.orders_processed, clicks_processed, errors_processed, dead_letters",
+        cfg.lake.namespace
+    );
+    println!(
+        "  http       http://{}/  /metrics  /readyz  /livez",
+        cfg.http.listen
+    );
+    println!(
+        "  generator  {} events/s, {:.1}% malformed",
+        cfg.demo.rate,
+        cfg.demo.malformed_fraction * 100.0
+    );
+    println!(
+        "  stop       Ctrl-C (commits what is in flight; run again to continue without duplicates)"
+    );
 
     let stop_gen = Arc::new(AtomicBool::new(false));
     let params = ProduceParams {
@@ -82,7 +117,10 @@ pub async fn demo(mut cfg: Config, seed: u64) -> anyhow::Result<i32> {
     stop_gen.store(true, Ordering::Relaxed);
     if let Ok(Ok(report)) = tokio::time::timeout(Duration::from_secs(10), generator).await {
         if let Ok(r) = report {
-            println!("generator: sent {} acked {} errors {}", r.sent, r.acked, r.errors);
+            println!(
+                "generator: sent {} acked {} errors {}",
+                r.sent, r.acked, r.errors
+            );
         }
     }
     if let Some(pid) = broker.id() {

@@ -30,13 +30,31 @@ async fn index() -> Html<&'static str> {
 }
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let pipelines: Vec<_> = state.pipelines.iter().filter_map(StatusHandle::snapshot).collect();
-    let ready = !pipelines.is_empty() && pipelines.iter().all(|p| p.state == PipelineState::Running);
-    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (code, Json(serde_json::json!({ "ready": ready, "pipelines": pipelines })))
+    let pipelines: Vec<_> = state
+        .pipelines
+        .iter()
+        .filter_map(StatusHandle::snapshot)
+        .collect();
+    let ready =
+        !pipelines.is_empty() && pipelines.iter().all(|p| p.state == PipelineState::Running);
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        Json(serde_json::json!({ "ready": ready, "pipelines": pipelines })),
+    )
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     // Prometheus 3 rejects a missing or malformed Content-Type.
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render())
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
 }

@@ -20,7 +20,11 @@ use toml::Value;
 use crate::config::{Config, Overrides};
 
 #[derive(Parser)]
-#[command(name = "shopwatch", version, about = "Real-time e-commerce monitoring: Kafka → exactly-once Iceberg, KPIs, alerts")]
+#[command(
+    name = "shopwatch",
+    version,
+    about = "Real-time e-commerce monitoring: Kafka → exactly-once Iceberg, KPIs, alerts"
+)]
 struct Cli {
     /// Configuration file (default: ./shopwatch.toml if present).
     #[arg(long, global = true)]
@@ -144,13 +148,19 @@ fn load_config(file: Option<&std::path::Path>, overrides: Overrides) -> anyhow::
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,iceberg=warn,sqlx=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn main() {
     let cli = Cli::parse();
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: starting the async runtime: {e}");
@@ -171,7 +181,9 @@ fn main() {
 async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     let file = cli.config.as_deref();
     match cli.command {
-        Command::Config { command: ConfigCommand::Check(args) } => {
+        Command::Config {
+            command: ConfigCommand::Check(args),
+        } => {
             let cfg = load_config(file, args.overrides())?;
             print!("{}", cfg.redacted_toml());
             Ok(0)
@@ -190,17 +202,31 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Broker(args) => {
             let cfg = load_config(file, Vec::new())?;
-            let topics = args.topics.unwrap_or_else(|| vec![cfg.topics.orders.clone(), cfg.topics.clicks.clone(), cfg.topics.errors.clone()]);
+            let topics = args.topics.unwrap_or_else(|| {
+                vec![
+                    cfg.topics.orders.clone(),
+                    cfg.topics.clicks.clone(),
+                    cfg.topics.errors.clone(),
+                ]
+            });
             let params = BrokerParams {
                 listen: args.listen,
                 data_dir: args.data_dir,
                 partitions: args.partitions.unwrap_or(cfg.kafka.partitions),
                 topics,
-                storage: if args.memory { BrokerStorage::Memory } else { BrokerStorage::Sqlite },
+                storage: if args.memory {
+                    BrokerStorage::Memory
+                } else {
+                    BrokerStorage::Sqlite
+                },
             };
             let broker = Broker::start(params.clone()).await?;
             // `shopwatch demo` and the tests wait for this exact line.
-            println!("broker ready on {} (topics: {})", broker.brokers(), params.topics.join(", "));
+            println!(
+                "broker ready on {} (topics: {})",
+                broker.brokers(),
+                params.topics.join(", ")
+            );
             let stop = Arc::new(AtomicBool::new(false));
             let stop2 = stop.clone();
             tokio::spawn(async move {
@@ -235,7 +261,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 progress: !args.quiet,
             };
             let report = produce(params, stop).await.context("producing")?;
-            println!("sent {} acked {} errors {} malformed_acked {}", report.sent, report.acked, report.errors, report.malformed_acked);
+            println!(
+                "sent {} acked {} errors {} malformed_acked {}",
+                report.sent, report.acked, report.errors, report.malformed_acked
+            );
             Ok(if report.errors > 0 { 3 } else { 0 })
         }
     }

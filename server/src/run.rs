@@ -9,7 +9,9 @@ use anyhow::Context;
 use shopwatch_actors::events::EventKind;
 use shopwatch_actors::lake::{HygieneParams, Lake, LakeParams};
 use shopwatch_actors::pipeline::faults::Faults;
-use shopwatch_actors::pipeline::{BatchParams, KafkaParams, PipelineParams, Pipelines, SupervisionParams};
+use shopwatch_actors::pipeline::{
+    BatchParams, KafkaParams, PipelineParams, Pipelines, SupervisionParams,
+};
 use shopwatch_actors::telemetry::Metrics;
 use tracing::{error, info};
 
@@ -19,7 +21,12 @@ use crate::http::{router, AppState};
 /// How long a graceful stop may take before we give up on the final commit.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
 
-pub fn pipeline_params(cfg: &Config, lake: Lake, metrics: Metrics, shutdown: Arc<AtomicBool>) -> Vec<PipelineParams> {
+pub fn pipeline_params(
+    cfg: &Config,
+    lake: Lake,
+    metrics: Metrics,
+    shutdown: Arc<AtomicBool>,
+) -> Vec<PipelineParams> {
     EventKind::ALL
         .iter()
         .map(|&kind| PipelineParams {
@@ -29,7 +36,11 @@ pub fn pipeline_params(cfg: &Config, lake: Lake, metrics: Metrics, shutdown: Arc
                 EventKind::Clicks => cfg.topics.clicks.clone(),
                 EventKind::Errors => cfg.topics.errors.clone(),
             },
-            kafka: KafkaParams { brokers: cfg.kafka.brokers.clone(), group_prefix: cfg.kafka.group_prefix.clone(), extra: cfg.kafka.extra.clone() },
+            kafka: KafkaParams {
+                brokers: cfg.kafka.brokers.clone(),
+                group_prefix: cfg.kafka.group_prefix.clone(),
+                extra: cfg.kafka.extra.clone(),
+            },
             lake: lake.clone(),
             batch: BatchParams {
                 commit_interval: Duration::from_millis(cfg.pipeline.commit_interval_ms),
@@ -60,7 +71,12 @@ pub fn pipeline_params(cfg: &Config, lake: Lake, metrics: Metrics, shutdown: Arc
 }
 
 pub async fn open_lake(cfg: &Config) -> anyhow::Result<Lake> {
-    Lake::open(LakeParams { catalog_name: cfg.lake.catalog_name.clone(), namespace: cfg.lake.namespace.clone(), data_dir: cfg.lake.data_dir.clone() }).await
+    Lake::open(LakeParams {
+        catalog_name: cfg.lake.catalog_name.clone(),
+        namespace: cfg.lake.namespace.clone(),
+        data_dir: cfg.lake.data_dir.clone(),
+    })
+    .await
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -80,12 +96,24 @@ pub async fn shutdown_signal() {
 }
 
 /// Start everything, wait for `stop` (or all pipelines failing), drain. Returns the exit code.
-pub async fn run_until(cfg: Config, stop: impl std::future::Future<Output = ()>) -> anyhow::Result<i32> {
+pub async fn run_until(
+    cfg: Config,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<i32> {
     let metrics = Metrics::new();
     let lake = open_lake(&cfg).await?;
     let shutdown = Arc::new(AtomicBool::new(false));
-    let pipelines = Pipelines::start(pipeline_params(&cfg, lake, metrics.clone(), shutdown.clone())).await?;
-    let state = AppState { metrics, pipelines: Arc::new(pipelines.status_handles()) };
+    let pipelines = Pipelines::start(pipeline_params(
+        &cfg,
+        lake,
+        metrics.clone(),
+        shutdown.clone(),
+    ))
+    .await?;
+    let state = AppState {
+        metrics,
+        pipelines: Arc::new(pipelines.status_handles()),
+    };
     let listener = tokio::net::TcpListener::bind(&cfg.http.listen)
         .await
         .with_context(|| format!("binding http.listen {} (is another shopwatch running? use --http to pick another address)", cfg.http.listen))?;
@@ -93,7 +121,9 @@ pub async fn run_until(cfg: Config, stop: impl std::future::Future<Output = ()>)
     let http_stop = Arc::new(tokio::sync::Notify::new());
     let http_stop2 = http_stop.clone();
     let server = tokio::spawn(async move {
-        axum::serve(listener, router(state)).with_graceful_shutdown(async move { http_stop2.notified().await }).await
+        axum::serve(listener, router(state))
+            .with_graceful_shutdown(async move { http_stop2.notified().await })
+            .await
     });
 
     let mut exit_code = 0;

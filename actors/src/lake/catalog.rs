@@ -15,8 +15,8 @@ use async_trait::async_trait;
 use iceberg::io::LocalFsStorageFactory;
 use iceberg::table::Table;
 use iceberg::{
-    Catalog, CatalogBuilder, Error, ErrorKind, Namespace, NamespaceIdent, Result as IcebergResult, TableCommit,
-    TableCreation, TableIdent,
+    Catalog, CatalogBuilder, Error, ErrorKind, Namespace, NamespaceIdent, Result as IcebergResult,
+    TableCommit, TableCreation, TableIdent,
 };
 use iceberg_catalog_sql::{SqlCatalog, SqlCatalogBuilder};
 
@@ -62,13 +62,23 @@ impl Lake {
         use anyhow::Context;
         let data_dir = absolute(&params.data_dir).context("resolving data dir")?;
         let params = LakeParams { data_dir, ..params };
-        std::fs::create_dir_all(params.warehouse_dir())
-            .with_context(|| format!("creating warehouse directory {}", params.warehouse_dir().display()))?;
+        std::fs::create_dir_all(params.warehouse_dir()).with_context(|| {
+            format!(
+                "creating warehouse directory {}",
+                params.warehouse_dir().display()
+            )
+        })?;
         // iceberg-catalog-sql only enables sqlx's `any`; the sqlite driver comes from our sqlx.
         sqlx::any::install_default_drivers();
         let props = HashMap::from([
-            ("uri".to_string(), format!("sqlite://{}?mode=rwc", params.catalog_db().display())),
-            ("warehouse".to_string(), format!("file://{}", params.warehouse_dir().display())),
+            (
+                "uri".to_string(),
+                format!("sqlite://{}?mode=rwc", params.catalog_db().display()),
+            ),
+            (
+                "warehouse".to_string(),
+                format!("file://{}", params.warehouse_dir().display()),
+            ),
             ("sql_bind_style".to_string(), "QMark".to_string()),
         ]);
         let inner = SqlCatalogBuilder::default()
@@ -77,14 +87,22 @@ impl Lake {
             .await
             .with_context(|| format!("opening SQL catalog {}", params.catalog_db().display()))?;
         let namespace = NamespaceIdent::new(params.namespace.clone());
-        let lake = Lake { catalog: Arc::new(PinnedCatalog::new(inner)), namespace, params };
+        let lake = Lake {
+            catalog: Arc::new(PinnedCatalog::new(inner)),
+            namespace,
+            params,
+        };
         lake.ensure_namespace().await?;
         Ok(lake)
     }
 
     async fn ensure_namespace(&self) -> anyhow::Result<()> {
         if !self.catalog.namespace_exists(&self.namespace).await? {
-            match self.catalog.create_namespace(&self.namespace, HashMap::new()).await {
+            match self
+                .catalog
+                .create_namespace(&self.namespace, HashMap::new())
+                .await
+            {
                 Ok(_) => {}
                 // Another pipeline created it between our check and our create.
                 Err(_) if self.catalog.namespace_exists(&self.namespace).await? => {}
@@ -112,16 +130,27 @@ impl Lake {
                 // We commit ourselves (reload, check, commit once); never let the library retry.
                 ("commit.retry.num-retries".to_string(), "0".to_string()),
                 ("write.format.default".to_string(), "parquet".to_string()),
-                ("write.parquet.compression-codec".to_string(), "zstd".to_string()),
+                (
+                    "write.parquet.compression-codec".to_string(),
+                    "zstd".to_string(),
+                ),
                 // Honoured by Spark/pyiceberg writers; we also prune metadata files ourselves.
-                ("write.metadata.delete-after-commit.enabled".to_string(), "true".to_string()),
-                ("write.metadata.previous-versions-max".to_string(), "10".to_string()),
+                (
+                    "write.metadata.delete-after-commit.enabled".to_string(),
+                    "true".to_string(),
+                ),
+                (
+                    "write.metadata.previous-versions-max".to_string(),
+                    "10".to_string(),
+                ),
             ]))
             .build();
         match self.catalog.create_table(&self.namespace, creation).await {
             Ok(table) => Ok(table),
             // Shared tables (dead_letters) may be created by another pipeline concurrently.
-            Err(_) if self.catalog.table_exists(&ident).await? => Ok(self.catalog.load_table(&ident).await?),
+            Err(_) if self.catalog.table_exists(&ident).await? => {
+                Ok(self.catalog.load_table(&ident).await?)
+            }
             Err(e) => Err(anyhow::Error::new(e).context(format!("creating table {ident}"))),
         }
     }
@@ -151,7 +180,10 @@ impl Drop for PinGuard<'_> {
 
 impl PinnedCatalog {
     pub fn new(inner: SqlCatalog) -> Self {
-        PinnedCatalog { inner, pins: Mutex::new(HashMap::new()) }
+        PinnedCatalog {
+            inner,
+            pins: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Pin `table` to its current metadata: until the guard drops, a reload that finds any
@@ -163,7 +195,10 @@ impl PinnedCatalog {
             .lock()
             .map_err(|_| Error::new(ErrorKind::Unexpected, "pin table poisoned"))?
             .insert(ident.clone(), location);
-        Ok(PinGuard { catalog: self, ident })
+        Ok(PinGuard {
+            catalog: self,
+            ident,
+        })
     }
 
     /// Load without any pin check (for deciding).
@@ -178,10 +213,17 @@ pub fn is_conflict(e: &Error) -> bool {
 
 #[async_trait]
 impl Catalog for PinnedCatalog {
-    async fn list_namespaces(&self, parent: Option<&NamespaceIdent>) -> IcebergResult<Vec<NamespaceIdent>> {
+    async fn list_namespaces(
+        &self,
+        parent: Option<&NamespaceIdent>,
+    ) -> IcebergResult<Vec<NamespaceIdent>> {
         self.inner.list_namespaces(parent).await
     }
-    async fn create_namespace(&self, namespace: &NamespaceIdent, properties: HashMap<String, String>) -> IcebergResult<Namespace> {
+    async fn create_namespace(
+        &self,
+        namespace: &NamespaceIdent,
+        properties: HashMap<String, String>,
+    ) -> IcebergResult<Namespace> {
         self.inner.create_namespace(namespace, properties).await
     }
     async fn get_namespace(&self, namespace: &NamespaceIdent) -> IcebergResult<Namespace> {
@@ -190,7 +232,11 @@ impl Catalog for PinnedCatalog {
     async fn namespace_exists(&self, namespace: &NamespaceIdent) -> IcebergResult<bool> {
         self.inner.namespace_exists(namespace).await
     }
-    async fn update_namespace(&self, namespace: &NamespaceIdent, properties: HashMap<String, String>) -> IcebergResult<()> {
+    async fn update_namespace(
+        &self,
+        namespace: &NamespaceIdent,
+        properties: HashMap<String, String>,
+    ) -> IcebergResult<()> {
         self.inner.update_namespace(namespace, properties).await
     }
     async fn drop_namespace(&self, namespace: &NamespaceIdent) -> IcebergResult<()> {
@@ -199,7 +245,11 @@ impl Catalog for PinnedCatalog {
     async fn list_tables(&self, namespace: &NamespaceIdent) -> IcebergResult<Vec<TableIdent>> {
         self.inner.list_tables(namespace).await
     }
-    async fn create_table(&self, namespace: &NamespaceIdent, creation: TableCreation) -> IcebergResult<Table> {
+    async fn create_table(
+        &self,
+        namespace: &NamespaceIdent,
+        creation: TableCreation,
+    ) -> IcebergResult<Table> {
         self.inner.create_table(namespace, creation).await
     }
     async fn load_table(&self, ident: &TableIdent) -> IcebergResult<Table> {
@@ -235,7 +285,11 @@ impl Catalog for PinnedCatalog {
     async fn rename_table(&self, src: &TableIdent, dest: &TableIdent) -> IcebergResult<()> {
         self.inner.rename_table(src, dest).await
     }
-    async fn register_table(&self, ident: &TableIdent, metadata_location: String) -> IcebergResult<Table> {
+    async fn register_table(
+        &self,
+        ident: &TableIdent,
+        metadata_location: String,
+    ) -> IcebergResult<Table> {
         self.inner.register_table(ident, metadata_location).await
     }
     async fn update_table(&self, commit: TableCommit) -> IcebergResult<Table> {

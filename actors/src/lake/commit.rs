@@ -58,17 +58,31 @@ pub enum CommitError {
     #[error("table {table}: recorded offsets are unreadable: {detail}")]
     CorruptOffsets { table: String, detail: String },
     #[error("table {table}: commit failed after {attempts} attempts: {source}")]
-    GaveUp { table: String, attempts: u32, source: iceberg::Error },
+    GaveUp {
+        table: String,
+        attempts: u32,
+        source: iceberg::Error,
+    },
     #[error("table {table}: {context}: {source}")]
-    Iceberg { table: String, context: &'static str, source: iceberg::Error },
+    Iceberg {
+        table: String,
+        context: &'static str,
+        source: iceberg::Error,
+    },
     #[error("table {table}: building arrow batch: {source}")]
-    Arrow { table: String, source: arrow_schema::ArrowError },
+    Arrow {
+        table: String,
+        source: arrow_schema::ArrowError,
+    },
 }
 
 impl CommitError {
     /// Errors that a restart cannot fix: the pipeline must stop and say so.
     pub fn is_fatal(&self) -> bool {
-        matches!(self, CommitError::Fenced { .. } | CommitError::CorruptOffsets { .. })
+        matches!(
+            self,
+            CommitError::Fenced { .. } | CommitError::CorruptOffsets { .. }
+        )
     }
 }
 
@@ -106,7 +120,12 @@ pub struct TableCommitter {
 }
 
 impl TableCommitter {
-    pub async fn open(lake: Lake, spec: &TableSpec, rule: OffsetRule, hygiene: HygieneParams) -> anyhow::Result<Self> {
+    pub async fn open(
+        lake: Lake,
+        spec: &TableSpec,
+        rule: OffsetRule,
+        hygiene: HygieneParams,
+    ) -> anyhow::Result<Self> {
         lake.ensure_table(spec).await?;
         Ok(TableCommitter {
             ident: lake.ident(spec.name),
@@ -136,18 +155,35 @@ impl TableCommitter {
         &self.table_name
     }
 
-    fn iceberg_err(&self, context: &'static str) -> impl FnOnce(iceberg::Error) -> CommitError + '_ {
-        move |source| CommitError::Iceberg { table: self.table_name.clone(), context, source }
+    fn iceberg_err(
+        &self,
+        context: &'static str,
+    ) -> impl FnOnce(iceberg::Error) -> CommitError + '_ {
+        move |source| CommitError::Iceberg {
+            table: self.table_name.clone(),
+            context,
+            source,
+        }
     }
 
     pub async fn committed_offsets(&self, topic: &str) -> Result<Offsets, CommitError> {
-        let table = self.lake.catalog.load_unpinned(&self.ident).await.map_err(self.iceberg_err("loading table"))?;
-        recorded_offsets(&table, topic).map_err(|detail| CommitError::CorruptOffsets { table: self.table_name.clone(), detail })
+        let table = self
+            .lake
+            .catalog
+            .load_unpinned(&self.ident)
+            .await
+            .map_err(self.iceberg_err("loading table"))?;
+        recorded_offsets(&table, topic).map_err(|detail| CommitError::CorruptOffsets {
+            table: self.table_name.clone(),
+            detail,
+        })
     }
 
     fn count(&self, outcome: &str) {
         if let Some(m) = &self.metrics {
-            m.commits.with_label_values(&[&self.table_name, outcome]).inc();
+            m.commits
+                .with_label_values(&[&self.table_name, outcome])
+                .inc();
         }
     }
 
@@ -159,9 +195,18 @@ impl TableCommitter {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let table = self.lake.catalog.load_unpinned(&self.ident).await.map_err(self.iceberg_err("loading table"))?;
-            let committed = recorded_offsets(&table, &batch.topic)
-                .map_err(|detail| CommitError::CorruptOffsets { table: self.table_name.clone(), detail })?;
+            let table = self
+                .lake
+                .catalog
+                .load_unpinned(&self.ident)
+                .await
+                .map_err(self.iceberg_err("loading table"))?;
+            let committed = recorded_offsets(&table, &batch.topic).map_err(|detail| {
+                CommitError::CorruptOffsets {
+                    table: self.table_name.clone(),
+                    detail,
+                }
+            })?;
 
             let mut rows = batch.rows.clone();
             match self.rule {
@@ -170,19 +215,37 @@ impl TableCommitter {
                     Decision::AlreadyCommitted => {
                         self.count("already_committed");
                         info!(table = %self.table_name, attempt, "batch found already committed, skipping");
-                        return Ok(CommitReport { outcome: CommitOutcome::AlreadyCommitted, rows: 0, files: 0, attempts: attempt, offsets: committed });
+                        return Ok(CommitReport {
+                            outcome: CommitOutcome::AlreadyCommitted,
+                            rows: 0,
+                            files: 0,
+                            attempts: attempt,
+                            offsets: committed,
+                        });
                     }
                     Decision::Fenced(detail) => {
                         self.count("fenced");
-                        return Err(CommitError::Fenced { table: self.table_name.clone(), detail });
+                        return Err(CommitError::Fenced {
+                            table: self.table_name.clone(),
+                            detail,
+                        });
                     }
                 },
                 OffsetRule::Filter => {
                     rows.retain(|p, o| !is_committed(&committed, p, o));
-                    let advances = batch.ranges.iter().any(|(p, (_, end))| committed.get(p).is_none_or(|c| c < end));
+                    let advances = batch
+                        .ranges
+                        .iter()
+                        .any(|(p, (_, end))| committed.get(p).is_none_or(|c| c < end));
                     if rows.is_empty() && !advances {
                         self.count("already_committed");
-                        return Ok(CommitReport { outcome: CommitOutcome::AlreadyCommitted, rows: 0, files: 0, attempts: attempt, offsets: committed });
+                        return Ok(CommitReport {
+                            outcome: CommitOutcome::AlreadyCommitted,
+                            rows: 0,
+                            files: 0,
+                            attempts: attempt,
+                            offsets: committed,
+                        });
                     }
                 }
             }
@@ -192,12 +255,18 @@ impl TableCommitter {
             let data_files = if rows.is_empty() {
                 Vec::new()
             } else {
-                let schema = arrow_schema(&table).map_err(self.iceberg_err("building arrow schema"))?;
-                let record_batch = rows
-                    .to_record_batch(schema)
-                    .map_err(|source| CommitError::Arrow { table: self.table_name.clone(), source })?;
+                let schema =
+                    arrow_schema(&table).map_err(self.iceberg_err("building arrow schema"))?;
+                let record_batch =
+                    rows.to_record_batch(schema)
+                        .map_err(|source| CommitError::Arrow {
+                            table: self.table_name.clone(),
+                            source,
+                        })?;
                 let prefix = format!("{}-{}", batch.topic, commit_id);
-                write_data_files(&table, record_batch, prefix).await.map_err(self.iceberg_err("writing data files"))?
+                write_data_files(&table, record_batch, prefix)
+                    .await
+                    .map_err(self.iceberg_err("writing data files"))?
             };
             let num_files = data_files.len();
 
@@ -218,32 +287,58 @@ impl TableCommitter {
                 .add_data_files(data_files)
                 .apply(tx)
                 .map_err(self.iceberg_err("building append"))?;
-            let tx = tx.update_table_properties().set(key, json).apply(tx).map_err(self.iceberg_err("building property update"))?;
+            let tx = tx
+                .update_table_properties()
+                .set(key, json)
+                .apply(tx)
+                .map_err(self.iceberg_err("building property update"))?;
 
             if let Some(hook) = &self.hook {
                 hook.before_commit(&self.ident, attempt).await;
             }
             let result = {
-                let _pin = self.lake.catalog.pin(&table).map_err(self.iceberg_err("pinning table"))?;
+                let _pin = self
+                    .lake
+                    .catalog
+                    .pin(&table)
+                    .map_err(self.iceberg_err("pinning table"))?;
                 tx.commit(self.lake.catalog.as_ref()).await
             };
             match result {
                 Ok(_) => {
                     self.count("ok");
                     if let Some(m) = &self.metrics {
-                        m.commit_seconds.with_label_values(&[&self.table_name]).observe(started.elapsed().as_secs_f64());
-                        m.committed_rows.with_label_values(&[&self.table_name]).inc_by(rows.len() as u64);
+                        m.commit_seconds
+                            .with_label_values(&[&self.table_name])
+                            .observe(started.elapsed().as_secs_f64());
+                        m.committed_rows
+                            .with_label_values(&[&self.table_name])
+                            .inc_by(rows.len() as u64);
                     }
                     debug!(table = %self.table_name, rows = rows.len(), files = num_files, attempt, "committed");
                     self.after_commit().await;
-                    return Ok(CommitReport { outcome: CommitOutcome::Committed, rows: rows.len(), files: num_files, attempts: attempt, offsets: new_offsets });
+                    return Ok(CommitReport {
+                        outcome: CommitOutcome::Committed,
+                        rows: rows.len(),
+                        files: num_files,
+                        attempts: attempt,
+                        offsets: new_offsets,
+                    });
                 }
                 Err(e) => {
                     // Conflict or unknown outcome: never delete what we wrote (the commit may
                     // have landed), reload and decide again.
-                    self.count(if is_conflict(&e) { "conflict" } else { "unknown" });
+                    self.count(if is_conflict(&e) {
+                        "conflict"
+                    } else {
+                        "unknown"
+                    });
                     if attempt >= self.max_attempts {
-                        return Err(CommitError::GaveUp { table: self.table_name.clone(), attempts: attempt, source: e });
+                        return Err(CommitError::GaveUp {
+                            table: self.table_name.clone(),
+                            attempts: attempt,
+                            source: e,
+                        });
                     }
                     warn!(table = %self.table_name, attempt, error = %e, "commit did not land, reloading to decide again");
                     tokio::time::sleep(backoff).await;

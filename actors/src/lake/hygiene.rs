@@ -47,13 +47,22 @@ pub struct HygieneReport {
 }
 
 /// Expire old snapshots, then delete metadata files no reader can need any more.
-pub async fn run(lake: &Lake, ident: &TableIdent, params: &HygieneParams) -> anyhow::Result<HygieneReport> {
+pub async fn run(
+    lake: &Lake,
+    ident: &TableIdent,
+    params: &HygieneParams,
+) -> anyhow::Result<HygieneReport> {
     let mut report = HygieneReport::default();
     let table = lake.catalog.load_unpinned(ident).await?;
     let before = table.metadata().snapshots().count();
-    let older_than = chrono::Utc::now().timestamp_millis() - params.snapshot_max_age.as_millis() as i64;
+    let older_than =
+        chrono::Utc::now().timestamp_millis() - params.snapshot_max_age.as_millis() as i64;
     let tx = Transaction::new(&table);
-    let tx = tx.expire_snapshots().retain_last(params.keep_snapshots).expire_older_than_ms(older_than).apply(tx)?;
+    let tx = tx
+        .expire_snapshots()
+        .retain_last(params.keep_snapshots)
+        .expire_older_than_ms(older_than)
+        .apply(tx)?;
     // A conflict (another pipeline committed to a shared table) only postpones expiry.
     let table = match tx.commit(lake.catalog.as_ref()).await {
         Ok(t) => t,
@@ -64,7 +73,10 @@ pub async fn run(lake: &Lake, ident: &TableIdent, params: &HygieneParams) -> any
     };
     report.snapshots_expired = before.saturating_sub(table.metadata().snapshots().count());
 
-    let metadata_dir = format!("{}/metadata", table.metadata().location().trim_end_matches('/'));
+    let metadata_dir = format!(
+        "{}/metadata",
+        table.metadata().location().trim_end_matches('/')
+    );
     let Some(dir) = metadata_dir.strip_prefix("file://") else {
         // Object-store warehouses are swept by the orphan sweeper instead.
         return Ok(report);
@@ -72,8 +84,17 @@ pub async fn run(lake: &Lake, ident: &TableIdent, params: &HygieneParams) -> any
     let store = object_store::local::LocalFileSystem::new();
     let prefix = StorePath::from_filesystem_path(dir)?;
     let current = table.metadata_location().unwrap_or_default().to_string();
-    let live_lists: HashSet<String> =
-        table.metadata().snapshots().map(|s| s.manifest_list().rsplit('/').next().unwrap_or_default().to_string()).collect();
+    let live_lists: HashSet<String> = table
+        .metadata()
+        .snapshots()
+        .map(|s| {
+            s.manifest_list()
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
 
     let now = chrono::Utc::now();
     let min_age = chrono::Duration::from_std(params.min_file_age)?;
@@ -84,18 +105,32 @@ pub async fn run(lake: &Lake, ident: &TableIdent, params: &HygieneParams) -> any
         let name = meta.location.filename().unwrap_or_default().to_string();
         let old_enough = now - meta.last_modified > min_age;
         if name.ends_with(".metadata.json") {
-            let version = name.split('-').next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(u64::MAX);
+            let version = name
+                .split('-')
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(u64::MAX);
             if !current.ends_with(&name) {
                 metadata_files.push((version, old_enough, meta));
             }
-        } else if name.starts_with("snap-") && name.ends_with(".avro") && !live_lists.contains(&name) && old_enough {
+        } else if name.starts_with("snap-")
+            && name.ends_with(".avro")
+            && !live_lists.contains(&name)
+            && old_enough
+        {
             doomed.push(meta);
         }
     }
     // Keep the newest `keep_metadata_files` previous versions (readers that loaded just before
     // our commit); the rest go once they are old enough.
     metadata_files.sort_by(|a, b| b.0.cmp(&a.0));
-    doomed.extend(metadata_files.into_iter().skip(params.keep_metadata_files).filter(|(_, old, _)| *old).map(|(_, _, m)| m));
+    doomed.extend(
+        metadata_files
+            .into_iter()
+            .skip(params.keep_metadata_files)
+            .filter(|(_, old, _)| *old)
+            .map(|(_, _, m)| m),
+    );
     for meta in doomed {
         match store.delete(&meta.location).await {
             Ok(()) => {

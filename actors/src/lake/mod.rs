@@ -7,6 +7,8 @@ pub mod offsets;
 pub mod writer;
 
 pub use catalog::{Lake, LakeParams, PinnedCatalog};
-pub use commit::{CommitError, CommitOutcome, CommitReport, OffsetRule, TableBatch, TableCommitter};
+pub use commit::{
+    CommitError, CommitOutcome, CommitReport, OffsetRule, TableBatch, TableCommitter,
+};
 pub use hygiene::HygieneParams;
 pub use offsets::{Offsets, Ranges};

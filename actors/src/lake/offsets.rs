@@ -69,15 +69,21 @@ pub fn is_committed(committed: &Offsets, partition: i32, offset: i64) -> bool {
 }
 
 pub fn to_json(offsets: &Offsets) -> String {
-    let as_strings: BTreeMap<String, i64> = offsets.iter().map(|(p, o)| (p.to_string(), *o)).collect();
+    let as_strings: BTreeMap<String, i64> =
+        offsets.iter().map(|(p, o)| (p.to_string(), *o)).collect();
     serde_json::to_string(&as_strings).unwrap_or_else(|_| "{}".into())
 }
 
 pub fn from_json(text: &str) -> Result<Offsets, String> {
-    let parsed: BTreeMap<String, i64> = serde_json::from_str(text).map_err(|e| format!("offsets are not a JSON map: {e}"))?;
+    let parsed: BTreeMap<String, i64> =
+        serde_json::from_str(text).map_err(|e| format!("offsets are not a JSON map: {e}"))?;
     parsed
         .into_iter()
-        .map(|(p, o)| p.parse::<i32>().map(|p| (p, o)).map_err(|_| format!("partition key {p:?} is not an integer")))
+        .map(|(p, o)| {
+            p.parse::<i32>()
+                .map(|p| (p, o))
+                .map_err(|_| format!("partition key {p:?} is not an integer"))
+        })
         .collect()
 }
 
@@ -97,17 +103,72 @@ mod tests {
         use Decision::*;
         let fenced = |d: &Decision| matches!(d, Fenced(_));
         let cases: Vec<(Offsets, Ranges, fn(&Decision) -> bool, &str)> = vec![
-            (offs(&[]), ranges(&[(0, 0, 10)]), |d| *d == Commit, "new table"),
-            (offs(&[(0, 10)]), ranges(&[(0, 10, 20)]), |d| *d == Commit, "chained"),
-            (offs(&[(0, 20)]), ranges(&[(0, 10, 20)]), |d| *d == AlreadyCommitted, "landed earlier (ambiguous outcome)"),
-            (offs(&[(0, 15)]), ranges(&[(0, 10, 20)]), fenced, "inside the range"),
-            (offs(&[(0, 5)]), ranges(&[(0, 10, 20)]), fenced, "lake behind the batch (gap)"),
-            (offs(&[(0, 30)]), ranges(&[(0, 10, 20)]), fenced, "lake ahead (another writer)"),
-            (offs(&[(0, 10), (1, 7)]), ranges(&[(0, 10, 20), (1, 7, 9)]), |d| *d == Commit, "two partitions"),
-            (offs(&[(0, 20), (1, 7)]), ranges(&[(0, 10, 20), (1, 7, 9)]), fenced, "half committed"),
-            (offs(&[(0, 20), (1, 9)]), ranges(&[(0, 10, 20), (1, 7, 9)]), |d| *d == AlreadyCommitted, "both landed"),
-            (offs(&[(0, 10), (2, 99)]), ranges(&[(0, 10, 20)]), |d| *d == Commit, "other partitions untouched"),
-            (offs(&[(0, 10)]), ranges(&[(0, 10, 20), (1, 0, 4)]), |d| *d == Commit, "new partition joins"),
+            (
+                offs(&[]),
+                ranges(&[(0, 0, 10)]),
+                |d| *d == Commit,
+                "new table",
+            ),
+            (
+                offs(&[(0, 10)]),
+                ranges(&[(0, 10, 20)]),
+                |d| *d == Commit,
+                "chained",
+            ),
+            (
+                offs(&[(0, 20)]),
+                ranges(&[(0, 10, 20)]),
+                |d| *d == AlreadyCommitted,
+                "landed earlier (ambiguous outcome)",
+            ),
+            (
+                offs(&[(0, 15)]),
+                ranges(&[(0, 10, 20)]),
+                fenced,
+                "inside the range",
+            ),
+            (
+                offs(&[(0, 5)]),
+                ranges(&[(0, 10, 20)]),
+                fenced,
+                "lake behind the batch (gap)",
+            ),
+            (
+                offs(&[(0, 30)]),
+                ranges(&[(0, 10, 20)]),
+                fenced,
+                "lake ahead (another writer)",
+            ),
+            (
+                offs(&[(0, 10), (1, 7)]),
+                ranges(&[(0, 10, 20), (1, 7, 9)]),
+                |d| *d == Commit,
+                "two partitions",
+            ),
+            (
+                offs(&[(0, 20), (1, 7)]),
+                ranges(&[(0, 10, 20), (1, 7, 9)]),
+                fenced,
+                "half committed",
+            ),
+            (
+                offs(&[(0, 20), (1, 9)]),
+                ranges(&[(0, 10, 20), (1, 7, 9)]),
+                |d| *d == AlreadyCommitted,
+                "both landed",
+            ),
+            (
+                offs(&[(0, 10), (2, 99)]),
+                ranges(&[(0, 10, 20)]),
+                |d| *d == Commit,
+                "other partitions untouched",
+            ),
+            (
+                offs(&[(0, 10)]),
+                ranges(&[(0, 10, 20), (1, 0, 4)]),
+                |d| *d == Commit,
+                "new partition joins",
+            ),
         ];
         for (committed, batch, ok, name) in cases {
             let d = decide_strict(&committed, &batch);
@@ -117,7 +178,10 @@ mod tests {
 
     #[test]
     fn merge_never_moves_backwards() {
-        let merged = merge_forward(&offs(&[(0, 50), (1, 3)]), &ranges(&[(0, 10, 20), (1, 3, 8), (2, 0, 1)]));
+        let merged = merge_forward(
+            &offs(&[(0, 50), (1, 3)]),
+            &ranges(&[(0, 10, 20), (1, 3, 8), (2, 0, 1)]),
+        );
         assert_eq!(merged, offs(&[(0, 50), (1, 8), (2, 1)]));
     }
 

@@ -7,7 +7,9 @@ use iceberg::arrow::RecordBatchPartitionSplitter;
 use iceberg::spec::{DataFile, DataFileFormat};
 use iceberg::table::Table;
 use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
-use iceberg::writer::file_writer::location_generator::{DefaultFileNameGenerator, DefaultLocationGenerator};
+use iceberg::writer::file_writer::location_generator::{
+    DefaultFileNameGenerator, DefaultLocationGenerator,
+};
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::file_writer::ParquetWriterBuilder;
 use iceberg::writer::partitioning::fanout_writer::FanoutWriter;
@@ -20,7 +22,11 @@ use parquet::file::properties::WriterProperties;
 /// by the table's partition spec. `file_prefix` must be unique per attempt: the default name
 /// generator counts from zero and local writes truncate, so a reused prefix would overwrite
 /// files an earlier commit references.
-pub async fn write_data_files(table: &Table, batch: RecordBatch, file_prefix: String) -> Result<Vec<DataFile>> {
+pub async fn write_data_files(
+    table: &Table,
+    batch: RecordBatch,
+    file_prefix: String,
+) -> Result<Vec<DataFile>> {
     let metadata = table.metadata();
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
@@ -29,7 +35,12 @@ pub async fn write_data_files(table: &Table, batch: RecordBatch, file_prefix: St
     let parquet = ParquetWriterBuilder::new(props, schema.clone());
     let location = DefaultLocationGenerator::new(metadata)?;
     let names = DefaultFileNameGenerator::new(file_prefix, None, DataFileFormat::Parquet);
-    let rolling = RollingFileWriterBuilder::new_with_default_file_size(parquet, table.file_io().clone(), location, names);
+    let rolling = RollingFileWriterBuilder::new_with_default_file_size(
+        parquet,
+        table.file_io().clone(),
+        location,
+        names,
+    );
     let data_files = DataFileWriterBuilder::new(rolling);
 
     let spec = metadata.default_partition_spec().clone();
@@ -43,5 +54,7 @@ pub async fn write_data_files(table: &Table, batch: RecordBatch, file_prefix: St
 
 /// The Arrow schema (with Iceberg field ids) our batches must use for `table`.
 pub fn arrow_schema(table: &Table) -> Result<arrow_schema::SchemaRef> {
-    Ok(Arc::new(iceberg::arrow::schema_to_arrow_schema(table.metadata().current_schema())?))
+    Ok(Arc::new(iceberg::arrow::schema_to_arrow_schema(
+        table.metadata().current_schema(),
+    )?))
 }

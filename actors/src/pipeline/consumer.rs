@@ -54,7 +54,10 @@ struct RawRecord {
 pub fn kafka_consumer(params: &PipelineParams) -> Result<BaseConsumer, KafkaError> {
     let mut cfg = ClientConfig::new();
     cfg.set("bootstrap.servers", &params.kafka.brokers)
-        .set("group.id", format!("{}-{}", params.kafka.group_prefix, params.topic))
+        .set(
+            "group.id",
+            format!("{}-{}", params.kafka.group_prefix, params.topic),
+        )
         // Positions come from the lake, never from the group or a reset policy: an
         // out-of-range position is an error we surface, not a silent jump.
         .set("enable.auto.commit", "false")
@@ -74,7 +77,11 @@ impl Actor for ConsumerActor {
     type State = ConsumerState;
     type Arguments = ConsumerArgs;
 
-    async fn pre_start(&self, myself: ActorRef<Self::Msg>, args: ConsumerArgs) -> Result<ConsumerState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: ConsumerArgs,
+    ) -> Result<ConsumerState, ActorProcessingErr> {
         let topic = args.params.topic.clone();
         let lake_offsets = ractor::call_t!(args.raw, CommitterMsg::Offsets, 30_000, topic.clone())?
             .map_err(|e| format!("reading committed offsets: {e}"))?;
@@ -82,13 +89,23 @@ impl Actor for ConsumerActor {
         let c = consumer.clone();
         let t = topic.clone();
         let lake = lake_offsets.clone();
-        let position = tokio::task::spawn_blocking(move || assign_from_lake(&c, &t, &lake)).await??;
+        let position =
+            tokio::task::spawn_blocking(move || assign_from_lake(&c, &t, &lake)).await??;
         info!(%topic, ?position, "consumer assigned at lake offsets");
         myself.send_message(ConsumerMsg::Poll)?;
-        Ok(ConsumerState { args, consumer, position })
+        Ok(ConsumerState {
+            args,
+            consumer,
+            position,
+        })
     }
 
-    async fn handle(&self, myself: ActorRef<Self::Msg>, msg: ConsumerMsg, state: &mut ConsumerState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: ConsumerMsg,
+        state: &mut ConsumerState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             ConsumerMsg::Poll => {
                 let shutting_down = state.args.params.shutdown.load(Ordering::Relaxed);
@@ -114,38 +131,87 @@ impl Actor for ConsumerActor {
 
 impl ConsumerActor {
     /// Decode records into raw rows and dead letters and compute the batch's offset ranges.
-    async fn split(&self, state: &mut ConsumerState, records: Vec<RawRecord>) -> Result<(Ranges, Rows, Vec<DeadLetter>), ActorProcessingErr> {
+    async fn split(
+        &self,
+        state: &mut ConsumerState,
+        records: Vec<RawRecord>,
+    ) -> Result<(Ranges, Rows, Vec<DeadLetter>), ActorProcessingErr> {
         let params = &state.args.params;
         let now = chrono::Utc::now().timestamp_micros();
         let mut ranges = Ranges::new();
         let mut raw = Rows::empty_for(params.kind);
         let mut dead = Vec::new();
-        params.metrics.consumed.with_label_values(&[&params.topic]).inc_by(records.len() as u64);
+        params
+            .metrics
+            .consumed
+            .with_label_values(&[&params.topic])
+            .inc_by(records.len() as u64);
         for record in records {
-            let start = state.position.get(&record.partition).copied().unwrap_or(record.offset);
+            let start = state
+                .position
+                .get(&record.partition)
+                .copied()
+                .unwrap_or(record.offset);
             if record.offset < start {
                 // Redelivery of something already in this batch chain: never store it twice.
-                warn!(partition = record.partition, offset = record.offset, start, "skipping redelivered record");
+                warn!(
+                    partition = record.partition,
+                    offset = record.offset,
+                    start,
+                    "skipping redelivered record"
+                );
                 continue;
             }
             let range = ranges.entry(record.partition).or_insert((start, start));
             range.1 = record.offset + 1;
-            let source = Source { partition: record.partition, offset: record.offset, ingested_at: now };
-            state.args.progress.set_record(Some((record.partition, record.offset)));
-            let outcome = if state.args.poison.contains(&(record.partition, record.offset)) {
-                Err(Rejection { reason: DeadLetterReason::HandlerFailure, detail: "record made the consumer fail twice".into() })
+            let source = Source {
+                partition: record.partition,
+                offset: record.offset,
+                ingested_at: now,
+            };
+            state
+                .args
+                .progress
+                .set_record(Some((record.partition, record.offset)));
+            let outcome = if state
+                .args
+                .poison
+                .contains(&(record.partition, record.offset))
+            {
+                Err(Rejection {
+                    reason: DeadLetterReason::HandlerFailure,
+                    detail: "record made the consumer fail twice".into(),
+                })
             } else {
-                if let Some(action) = params.faults.check(FaultPoint::ConsumerRecord, record.payload.as_deref(), None) {
+                if let Some(action) =
+                    params
+                        .faults
+                        .check(FaultPoint::ConsumerRecord, record.payload.as_deref(), None)
+                {
                     faults::apply(action, "consumer").await?;
                 }
-                decode(params.kind, record.payload.as_deref(), params.batch.max_event_bytes)
+                decode(
+                    params.kind,
+                    record.payload.as_deref(),
+                    params.batch.max_event_bytes,
+                )
             };
             state.args.progress.set_record(None);
             match outcome {
                 Ok(event) => push_event(&mut raw, source, event),
                 Err(rejection) => {
-                    params.metrics.dead_letters.with_label_values(&[&params.topic, rejection.reason.as_str()]).inc();
-                    dead.push(dead_letter(&params.topic, source, rejection, record.payload.as_deref(), params.batch.dead_letter_payload_max_bytes));
+                    params
+                        .metrics
+                        .dead_letters
+                        .with_label_values(&[&params.topic, rejection.reason.as_str()])
+                        .inc();
+                    dead.push(dead_letter(
+                        &params.topic,
+                        source,
+                        rejection,
+                        record.payload.as_deref(),
+                        params.batch.dead_letter_payload_max_bytes,
+                    ));
                 }
             }
         }
@@ -154,32 +220,73 @@ impl ConsumerActor {
 
     /// Dead letters first (they must be durable before the raw table passes their offsets),
     /// then the raw rows. Each `call` waits for the commit: that is the back-pressure.
-    async fn hand_off(&self, state: &mut ConsumerState, ranges: Ranges, raw: Rows, dead: Vec<DeadLetter>) -> Result<(), ActorProcessingErr> {
+    async fn hand_off(
+        &self,
+        state: &mut ConsumerState,
+        ranges: Ranges,
+        raw: Rows,
+        dead: Vec<DeadLetter>,
+    ) -> Result<(), ActorProcessingErr> {
         if ranges.is_empty() {
             return Ok(());
         }
         let topic = state.args.params.topic.clone();
         let waited = Instant::now();
         if !dead.is_empty() {
-            let batch = TableBatch { topic: topic.clone(), ranges: ranges.clone(), rows: Rows::DeadLetters(dead) };
+            let batch = TableBatch {
+                topic: topic.clone(),
+                ranges: ranges.clone(),
+                rows: Rows::DeadLetters(dead),
+            };
             commit_call(&state.args.dead_letters, batch).await?;
         }
-        let report = commit_call(&state.args.raw, TableBatch { topic: topic.clone(), ranges: ranges.clone(), rows: raw }).await?;
-        state.args.params.metrics.backpressure_seconds.with_label_values(&[&topic]).inc_by(waited.elapsed().as_secs_f64());
+        let report = commit_call(
+            &state.args.raw,
+            TableBatch {
+                topic: topic.clone(),
+                ranges: ranges.clone(),
+                rows: raw,
+            },
+        )
+        .await?;
+        state
+            .args
+            .params
+            .metrics
+            .backpressure_seconds
+            .with_label_values(&[&topic])
+            .inc_by(waited.elapsed().as_secs_f64());
         for (partition, (_, end)) in ranges {
             state.position.insert(partition, end);
             if let Some(high) = cached_high_watermark(&state.consumer, &topic, partition) {
-                state.args.params.metrics.consumer_lag.with_label_values(&[&topic, &partition.to_string()]).set((high - end).max(0));
+                state
+                    .args
+                    .params
+                    .metrics
+                    .consumer_lag
+                    .with_label_values(&[&topic, &partition.to_string()])
+                    .set((high - end).max(0));
             }
         }
-        debug_assert!(report.offsets.iter().all(|(p, o)| state.position.get(p).is_none_or(|pos| pos <= o)));
+        debug_assert!(report
+            .offsets
+            .iter()
+            .all(|(p, o)| state.position.get(p).is_none_or(|pos| pos <= o)));
         state.args.progress.beat();
         Ok(())
     }
 }
 
-async fn commit_call(committer: &ActorRef<CommitterMsg>, batch: TableBatch) -> Result<CommitReport, ActorProcessingErr> {
-    let result = ractor::call_t!(committer, CommitterMsg::Commit, COMMIT_CALL_TIMEOUT.as_millis() as u64, batch)?;
+async fn commit_call(
+    committer: &ActorRef<CommitterMsg>,
+    batch: TableBatch,
+) -> Result<CommitReport, ActorProcessingErr> {
+    let result = ractor::call_t!(
+        committer,
+        CommitterMsg::Commit,
+        COMMIT_CALL_TIMEOUT.as_millis() as u64,
+        batch
+    )?;
     result.map_err(|e| format!("committer refused batch: {e}").into())
 }
 
@@ -193,7 +300,13 @@ fn push_event(rows: &mut Rows, source: Source, event: Event) {
     }
 }
 
-fn dead_letter(topic: &str, source: Source, rejection: Rejection, payload: Option<&[u8]>, max_bytes: usize) -> DeadLetter {
+fn dead_letter(
+    topic: &str,
+    source: Source,
+    rejection: Rejection,
+    payload: Option<&[u8]>,
+    max_bytes: usize,
+) -> DeadLetter {
     let bytes = payload.unwrap_or_default();
     let text = String::from_utf8_lossy(&bytes[..bytes.len().min(max_bytes)]).into_owned();
     DeadLetter {
@@ -208,7 +321,11 @@ fn dead_letter(topic: &str, source: Source, rejection: Rejection, payload: Optio
 
 /// Assign every partition of `topic` at the lake's offsets (or the earliest retained offset for
 /// a partition the lake has never seen), after checking the broker still has them.
-fn assign_from_lake(consumer: &BaseConsumer, topic: &str, lake: &Offsets) -> Result<Offsets, ActorProcessingErr> {
+fn assign_from_lake(
+    consumer: &BaseConsumer,
+    topic: &str,
+    lake: &Offsets,
+) -> Result<Offsets, ActorProcessingErr> {
     let metadata = consumer.fetch_metadata(Some(topic), KAFKA_TIMEOUT)?;
     let partitions: Vec<i32> = metadata
         .topics()
@@ -217,7 +334,9 @@ fn assign_from_lake(consumer: &BaseConsumer, topic: &str, lake: &Offsets) -> Res
         .flat_map(|t| t.partitions().iter().map(|p| p.id()))
         .collect();
     if partitions.is_empty() {
-        return Err(format!("topic {topic} does not exist on the broker (or has no partitions)").into());
+        return Err(
+            format!("topic {topic} does not exist on the broker (or has no partitions)").into(),
+        );
     }
     let mut tpl = TopicPartitionList::new();
     let mut position = Offsets::new();
@@ -295,7 +414,14 @@ fn cached_high_watermark(consumer: &BaseConsumer, topic: &str, partition: i32) -
     // SAFETY: the client pointer is valid for the consumer's lifetime; the call only reads
     // librdkafka's cached offsets into the two out-parameters.
     let err = unsafe {
-        rdkafka::bindings::rd_kafka_get_watermark_offsets(consumer.client().native_ptr(), topic.as_ptr(), partition, &mut low, &mut high)
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
     };
-    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
+    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+        .then_some(high)
 }

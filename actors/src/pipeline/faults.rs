@@ -51,7 +51,12 @@ impl Faults {
     }
 
     /// The action to take at `point`, if a rule matches (and spend one of its shots).
-    pub fn check(&self, point: FaultPoint, payload: Option<&[u8]>, table: Option<&str>) -> Option<FaultAction> {
+    pub fn check(
+        &self,
+        point: FaultPoint,
+        payload: Option<&[u8]>,
+        table: Option<&str>,
+    ) -> Option<FaultAction> {
         let mut rules = self.rules.lock().ok()?;
         if rules.is_empty() {
             return None;
@@ -60,7 +65,9 @@ impl Faults {
             r.point == point
                 && r.times != Some(0)
                 && r.table.as_deref().is_none_or(|t| Some(t) == table)
-                && r.marker.as_deref().is_none_or(|m| payload.is_some_and(|p| contains(p, m.as_bytes())))
+                && r.marker
+                    .as_deref()
+                    .is_none_or(|m| payload.is_some_and(|p| contains(p, m.as_bytes())))
         })?;
         if let Some(n) = hit.times.as_mut() {
             *n -= 1;

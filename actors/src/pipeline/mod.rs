@@ -14,9 +14,9 @@ use std::time::Duration;
 use ractor::{Actor, ActorRef};
 use tracing::warn;
 
+use messages::SupervisorMsg;
 pub use params::{BatchParams, KafkaParams, PipelineParams, SupervisionParams};
 pub use status::{PipelineState, PipelineStatus, StatusHandle};
-use messages::SupervisorMsg;
 use supervisor::{PipelineSupervisor, SupervisorArgs};
 
 /// An error no restart can fix (offsets fenced, broker behind the lake): the pipeline stops.
@@ -36,17 +36,30 @@ impl Pipelines {
         let mut statuses = Vec::new();
         for params in all {
             let status = StatusHandle::new(params.kind.as_str(), &params.topic);
-            let (actor, handle) = Actor::spawn(None, PipelineSupervisor, SupervisorArgs { params, status: status.clone() })
-                .await
-                .map_err(|e| anyhow::anyhow!("starting pipeline supervisor: {e}"))?;
+            let (actor, handle) = Actor::spawn(
+                None,
+                PipelineSupervisor,
+                SupervisorArgs {
+                    params,
+                    status: status.clone(),
+                },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("starting pipeline supervisor: {e}"))?;
             supervisors.push((actor, handle));
             statuses.push(status);
         }
-        Ok(Pipelines { supervisors, statuses })
+        Ok(Pipelines {
+            supervisors,
+            statuses,
+        })
     }
 
     pub fn statuses(&self) -> Vec<PipelineStatus> {
-        self.statuses.iter().filter_map(StatusHandle::snapshot).collect()
+        self.statuses
+            .iter()
+            .filter_map(StatusHandle::snapshot)
+            .collect()
     }
 
     pub fn status_handles(&self) -> Vec<StatusHandle> {
@@ -56,7 +69,9 @@ impl Pipelines {
     /// True once every pipeline has failed for good: nothing can run any more.
     pub fn all_failed(&self) -> bool {
         let s = self.statuses();
-        !s.is_empty() && s.iter().all(|p| matches!(p.state, PipelineState::Failed(_)))
+        !s.is_empty()
+            && s.iter()
+                .all(|p| matches!(p.state, PipelineState::Failed(_)))
     }
 
     /// Stop consuming, commit what is in flight, stop every actor; bounded by `timeout`.

@@ -15,13 +15,19 @@ pub struct Progress {
 
 impl Default for Progress {
     fn default() -> Self {
-        Progress { origin: Instant::now(), last_beat_ms: AtomicU64::new(0), busy: AtomicBool::new(false), current_record: Mutex::new(None) }
+        Progress {
+            origin: Instant::now(),
+            last_beat_ms: AtomicU64::new(0),
+            busy: AtomicBool::new(false),
+            current_record: Mutex::new(None),
+        }
     }
 }
 
 impl Progress {
     pub fn beat(&self) {
-        self.last_beat_ms.store(self.origin.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.last_beat_ms
+            .store(self.origin.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
     pub fn set_busy(&self, busy: bool) {
         self.beat();
@@ -29,7 +35,8 @@ impl Progress {
     }
     /// Work is pending and nothing moved for longer than `timeout`.
     pub fn is_stuck(&self, timeout: Duration) -> bool {
-        let idle = self.origin.elapsed().as_millis() as u64 - self.last_beat_ms.load(Ordering::Relaxed);
+        let idle =
+            self.origin.elapsed().as_millis() as u64 - self.last_beat_ms.load(Ordering::Relaxed);
         self.busy.load(Ordering::Relaxed) && idle > timeout.as_millis() as u64
     }
     pub fn set_record(&self, record: Option<(i32, i64)>) {

@@ -70,7 +70,11 @@ impl Actor for PipelineSupervisor {
     type State = SupervisorState;
     type Arguments = SupervisorArgs;
 
-    async fn pre_start(&self, myself: ActorRef<Self::Msg>, args: SupervisorArgs) -> Result<SupervisorState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: SupervisorArgs,
+    ) -> Result<SupervisorState, ActorProcessingErr> {
         let state = SupervisorState {
             params: args.params,
             status: args.status,
@@ -90,27 +94,51 @@ impl Actor for PipelineSupervisor {
         Ok(state)
     }
 
-    async fn handle(&self, myself: ActorRef<Self::Msg>, msg: SupervisorMsg, state: &mut SupervisorState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: SupervisorMsg,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
-            SupervisorMsg::Restart { generation } if generation == state.generation && !state.failed => {
+            SupervisorMsg::Restart { generation }
+                if generation == state.generation && !state.failed =>
+            {
                 if state.params.shutdown.load(Ordering::Relaxed) {
                     return self.finish_drain(&myself, state);
                 }
                 if let Err(e) = spawn_children(&myself, state).await {
                     // A child that cannot even start is a failure like any other.
                     warn!(pipeline = state.params.kind.as_str(), error = %e, "spawning pipeline failed");
-                    self.on_failure(&myself, state, Role::Consumer, "start", e.to_string(), false)?;
+                    self.on_failure(
+                        &myself,
+                        state,
+                        Role::Consumer,
+                        "start",
+                        e.to_string(),
+                        false,
+                    )?;
                 } else {
                     state.status.set_state(PipelineState::Running);
-                    state.params.metrics.pipeline_up.with_label_values(&[state.params.kind.as_str()]).set(1);
+                    state
+                        .params
+                        .metrics
+                        .pipeline_up
+                        .with_label_values(&[state.params.kind.as_str()])
+                        .set(1);
                 }
             }
             SupervisorMsg::Restart { .. } => {}
             SupervisorMsg::Tick => {
                 let timeout = state.params.supervision.stuck_timeout;
                 for child in &state.children {
-                    if child.progress.is_stuck(timeout) && !state.killed_stuck.contains(&child.cell) {
-                        warn!(pipeline = state.params.kind.as_str(), actor = child.role.as_str(), "no progress while busy, killing");
+                    if child.progress.is_stuck(timeout) && !state.killed_stuck.contains(&child.cell)
+                    {
+                        warn!(
+                            pipeline = state.params.kind.as_str(),
+                            actor = child.role.as_str(),
+                            "no progress while busy, killing"
+                        );
                         state.killed_stuck.insert(child.cell.clone());
                         child.cell.kill();
                     }
@@ -128,26 +156,49 @@ impl Actor for PipelineSupervisor {
         Ok(())
     }
 
-    async fn handle_supervisor_evt(&self, myself: ActorRef<Self::Msg>, evt: SupervisionEvent, state: &mut SupervisorState) -> Result<(), ActorProcessingErr> {
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        evt: SupervisionEvent,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
         let (cell, failure) = match evt {
             SupervisionEvent::ActorFailed(cell, err) => {
                 let fatal = err.downcast_ref::<FatalError>().is_some();
                 let text = err.to_string();
-                let reason = if text.contains("panic") { "panic" } else { "error" };
+                let reason = if text.contains("panic") {
+                    "panic"
+                } else {
+                    "error"
+                };
                 (cell, Some((reason, text, fatal)))
             }
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
                 if state.killed_stuck.remove(&cell) {
-                    (cell, Some(("stuck", "no progress while busy".to_string(), false)))
+                    (
+                        cell,
+                        Some(("stuck", "no progress while busy".to_string(), false)),
+                    )
                 } else {
                     let clean_drain = state.params.shutdown.load(Ordering::Relaxed);
-                    (cell, if clean_drain { None } else { Some(("exit", reason.unwrap_or_default(), false)) })
+                    (
+                        cell,
+                        if clean_drain {
+                            None
+                        } else {
+                            Some(("exit", reason.unwrap_or_default(), false))
+                        },
+                    )
                 }
             }
             _ => return Ok(()),
         };
         // Events from an earlier generation (children we killed ourselves) are expected.
-        let Some(index) = state.children.iter().position(|c| c.cell.get_id() == cell.get_id()) else {
+        let Some(index) = state
+            .children
+            .iter()
+            .position(|c| c.cell.get_id() == cell.get_id())
+        else {
             return Ok(());
         };
         let child = state.children.remove(index);
@@ -163,7 +214,12 @@ impl Actor for PipelineSupervisor {
                         let n = state.record_failures.entry(record).or_insert(0);
                         *n += 1;
                         if *n >= 2 {
-                            warn!(pipeline = state.params.kind.as_str(), partition = record.0, offset = record.1, "record failed a handler twice, dead-lettering it");
+                            warn!(
+                                pipeline = state.params.kind.as_str(),
+                                partition = record.0,
+                                offset = record.1,
+                                "record failed a handler twice, dead-lettering it"
+                            );
                             state.poison.insert(record);
                         }
                     }
@@ -176,9 +232,22 @@ impl Actor for PipelineSupervisor {
 }
 
 impl PipelineSupervisor {
-    fn on_failure(&self, myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, role: Role, reason: &str, text: String, fatal: bool) -> Result<(), ActorProcessingErr> {
+    fn on_failure(
+        &self,
+        myself: &ActorRef<SupervisorMsg>,
+        state: &mut SupervisorState,
+        role: Role,
+        reason: &str,
+        text: String,
+        fatal: bool,
+    ) -> Result<(), ActorProcessingErr> {
         let pipeline = state.params.kind.as_str();
-        state.params.metrics.pipeline_up.with_label_values(&[pipeline]).set(0);
+        state
+            .params
+            .metrics
+            .pipeline_up
+            .with_label_values(&[pipeline])
+            .set(0);
         stop_children(state);
         if state.params.shutdown.load(Ordering::Relaxed) {
             return self.finish_drain(myself, state);
@@ -191,11 +260,20 @@ impl PipelineSupervisor {
         }
         let now = Instant::now();
         let window = state.params.supervision.restart_window;
-        while state.restarts.front().is_some_and(|t| now.duration_since(*t) > window) {
+        while state
+            .restarts
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > window)
+        {
             state.restarts.pop_front();
         }
         if state.restarts.len() >= state.params.supervision.max_restarts {
-            let msg = format!("restart budget exhausted ({} in {:?}); last failure of {}: {text}", state.restarts.len(), window, role.as_str());
+            let msg = format!(
+                "restart budget exhausted ({} in {:?}); last failure of {}: {text}",
+                state.restarts.len(),
+                window,
+                role.as_str()
+            );
             error!(pipeline, "{msg}");
             state.failed = true;
             state.status.set_state(PipelineState::Failed(msg));
@@ -203,10 +281,18 @@ impl PipelineSupervisor {
         }
         state.restarts.push_back(now);
         state.consecutive_failures += 1;
-        state.params.metrics.restarts.with_label_values(&[pipeline, role.as_str(), reason]).inc();
+        state
+            .params
+            .metrics
+            .restarts
+            .with_label_values(&[pipeline, role.as_str(), reason])
+            .inc();
         state.status.record_restart(role.as_str(), &text);
         let sup = &state.params.supervision;
-        let backoff = sup.backoff_min.saturating_mul(1 << state.consecutive_failures.min(16).saturating_sub(1)).min(sup.backoff_max);
+        let backoff = sup
+            .backoff_min
+            .saturating_mul(1 << state.consecutive_failures.min(16).saturating_sub(1))
+            .min(sup.backoff_max);
         warn!(pipeline, actor = role.as_str(), reason, error = %text, ?backoff, "restarting pipeline");
         state.status.set_state(PipelineState::Restarting);
         state.generation += 1;
@@ -215,7 +301,11 @@ impl PipelineSupervisor {
         Ok(())
     }
 
-    fn finish_drain(&self, myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState) -> Result<(), ActorProcessingErr> {
+    fn finish_drain(
+        &self,
+        myself: &ActorRef<SupervisorMsg>,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
         stop_children(state);
         if !state.failed {
             state.status.set_state(PipelineState::Stopped);
@@ -235,7 +325,10 @@ fn stop_children(state: &mut SupervisorState) {
     }
 }
 
-async fn spawn_children(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState) -> Result<(), ActorProcessingErr> {
+async fn spawn_children(
+    myself: &ActorRef<SupervisorMsg>,
+    state: &mut SupervisorState,
+) -> Result<(), ActorProcessingErr> {
     let p = &state.params;
     let mut spawned = Vec::new();
     let committer = |spec, rule, progress: Arc<Progress>| CommitterArgs {
@@ -249,23 +342,62 @@ async fn spawn_children(myself: &ActorRef<SupervisorMsg>, state: &mut Supervisor
     };
     let result: Result<(), ActorProcessingErr> = async {
         let raw_progress = Arc::new(Progress::default());
-        let (raw, _) = Actor::spawn_linked(None, CommitterActor, committer(raw_table_spec(p.kind), OffsetRule::Strict, raw_progress.clone()), myself.get_cell()).await?;
-        spawned.push(Child { cell: raw.get_cell(), role: Role::RawCommitter, progress: raw_progress });
+        let (raw, _) = Actor::spawn_linked(
+            None,
+            CommitterActor,
+            committer(
+                raw_table_spec(p.kind),
+                OffsetRule::Strict,
+                raw_progress.clone(),
+            ),
+            myself.get_cell(),
+        )
+        .await?;
+        spawned.push(Child {
+            cell: raw.get_cell(),
+            role: Role::RawCommitter,
+            progress: raw_progress,
+        });
         let dl_progress = Arc::new(Progress::default());
-        let (dl, _) = Actor::spawn_linked(None, CommitterActor, committer(dead_letters_spec(), OffsetRule::Filter, dl_progress.clone()), myself.get_cell()).await?;
-        spawned.push(Child { cell: dl.get_cell(), role: Role::DeadLetterCommitter, progress: dl_progress });
+        let (dl, _) = Actor::spawn_linked(
+            None,
+            CommitterActor,
+            committer(dead_letters_spec(), OffsetRule::Filter, dl_progress.clone()),
+            myself.get_cell(),
+        )
+        .await?;
+        spawned.push(Child {
+            cell: dl.get_cell(),
+            role: Role::DeadLetterCommitter,
+            progress: dl_progress,
+        });
         let consumer_progress = Arc::new(Progress::default());
         consumer_progress.set_busy(true); // a consumer always has work: polling
-        let args = ConsumerArgs { params: p.clone(), raw, dead_letters: dl, progress: consumer_progress.clone(), poison: state.poison.clone() };
-        let (consumer, _) = Actor::spawn_linked(None, ConsumerActor, args, myself.get_cell()).await?;
-        spawned.push(Child { cell: consumer.get_cell(), role: Role::Consumer, progress: consumer_progress });
+        let args = ConsumerArgs {
+            params: p.clone(),
+            raw,
+            dead_letters: dl,
+            progress: consumer_progress.clone(),
+            poison: state.poison.clone(),
+        };
+        let (consumer, _) =
+            Actor::spawn_linked(None, ConsumerActor, args, myself.get_cell()).await?;
+        spawned.push(Child {
+            cell: consumer.get_cell(),
+            role: Role::Consumer,
+            progress: consumer_progress,
+        });
         Ok(())
     }
     .await;
     match result {
         Ok(()) => {
             state.children = spawned;
-            info!(pipeline = p.kind.as_str(), generation = state.generation, "pipeline started");
+            info!(
+                pipeline = p.kind.as_str(),
+                generation = state.generation,
+                "pipeline started"
+            );
             Ok(())
         }
         Err(e) => {

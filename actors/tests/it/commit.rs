@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use shopwatch_actors::events::{EventKind, Order};
 use shopwatch_actors::lake::commit::{recorded_offsets, CommitHook};
-use shopwatch_actors::lake::{CommitError, CommitOutcome, HygieneParams, Lake, OffsetRule, TableBatch, TableCommitter};
+use shopwatch_actors::lake::{
+    CommitError, CommitOutcome, HygieneParams, Lake, OffsetRule, TableBatch, TableCommitter,
+};
 use shopwatch_actors::schema::{raw_table_spec, Rows, Source};
 use shopwatch_actors::telemetry::Metrics;
 
@@ -16,11 +18,30 @@ fn orders(partition: i32, range: std::ops::Range<i64>) -> TableBatch {
     let rows = range
         .clone()
         .map(|o| {
-            let order = Order { order_id: format!("o{o}"), user_id: "u".into(), product_id: "p".into(), quantity: 1, price: 1.0, status: "CREATED", order_ts: 1_795_482_123_000_000 };
-            (Source { partition, offset: o, ingested_at: 0 }, order)
+            let order = Order {
+                order_id: format!("o{o}"),
+                user_id: "u".into(),
+                product_id: "p".into(),
+                quantity: 1,
+                price: 1.0,
+                status: "CREATED",
+                order_ts: 1_795_482_123_000_000,
+            };
+            (
+                Source {
+                    partition,
+                    offset: o,
+                    ingested_at: 0,
+                },
+                order,
+            )
         })
         .collect();
-    TableBatch { topic: "orders_topic".into(), ranges: [(partition, (range.start, range.end))].into(), rows: Rows::Orders(rows) }
+    TableBatch {
+        topic: "orders_topic".into(),
+        ranges: [(partition, (range.start, range.end))].into(),
+        rows: Rows::Orders(rows),
+    }
 }
 
 /// Commits `batch` with its own committer the first time our commit is about to land.
@@ -35,16 +56,39 @@ struct Interloper {
 impl CommitHook for Interloper {
     async fn before_commit(&self, _table: &iceberg::TableIdent, _attempt: u32) {
         if self.fired.fetch_add(1, Ordering::SeqCst) == 0 {
-            let mut other = TableCommitter::open(self.lake.clone(), &raw_table_spec(EventKind::Orders), OffsetRule::Strict, HygieneParams::default()).await.unwrap();
+            let mut other = TableCommitter::open(
+                self.lake.clone(),
+                &raw_table_spec(EventKind::Orders),
+                OffsetRule::Strict,
+                HygieneParams::default(),
+            )
+            .await
+            .unwrap();
             other.commit(self.batch.clone()).await.unwrap();
         }
     }
 }
 
-async fn committer(lake: &Lake, interloper: Option<TableBatch>, metrics: &Metrics) -> TableCommitter {
-    let c = TableCommitter::open(lake.clone(), &raw_table_spec(EventKind::Orders), OffsetRule::Strict, HygieneParams::default()).await.unwrap().with_metrics(metrics.clone());
+async fn committer(
+    lake: &Lake,
+    interloper: Option<TableBatch>,
+    metrics: &Metrics,
+) -> TableCommitter {
+    let c = TableCommitter::open(
+        lake.clone(),
+        &raw_table_spec(EventKind::Orders),
+        OffsetRule::Strict,
+        HygieneParams::default(),
+    )
+    .await
+    .unwrap()
+    .with_metrics(metrics.clone());
     match interloper {
-        Some(batch) => c.with_hook(Arc::new(Interloper { lake: lake.clone(), batch, fired: AtomicU32::new(0) })),
+        Some(batch) => c.with_hook(Arc::new(Interloper {
+            lake: lake.clone(),
+            batch,
+            fired: AtomicU32::new(0),
+        })),
         None => c,
     }
 }
@@ -59,10 +103,26 @@ async fn concurrent_writer_forces_a_re_decision_not_a_silent_rebase() {
     let mut ours = committer(&lake, Some(orders(1, 0..5)), &metrics).await;
     let report = ours.commit(orders(0, 0..10)).await.unwrap();
     assert_eq!(report.outcome, CommitOutcome::Committed);
-    assert_eq!(report.attempts, 2, "the first attempt must fail on the pinned snapshot");
-    assert_eq!(metrics.commits.with_label_values(&["orders_processed", "conflict"]).get(), 1);
-    let table = lake.catalog.load_unpinned(&lake.ident("orders_processed")).await.unwrap();
-    assert_eq!(recorded_offsets(&table, "orders_topic").unwrap(), [(0, 10), (1, 5)].into());
+    assert_eq!(
+        report.attempts, 2,
+        "the first attempt must fail on the pinned snapshot"
+    );
+    assert_eq!(
+        metrics
+            .commits
+            .with_label_values(&["orders_processed", "conflict"])
+            .get(),
+        1
+    );
+    let table = lake
+        .catalog
+        .load_unpinned(&lake.ident("orders_processed"))
+        .await
+        .unwrap();
+    assert_eq!(
+        recorded_offsets(&table, "orders_topic").unwrap(),
+        [(0, 10), (1, 5)].into()
+    );
     let rows = source_offsets(&lake, "orders_processed").await;
     assert_eq!(rows.len(), 15);
 }
@@ -78,7 +138,11 @@ async fn a_writer_that_moved_our_offsets_fences_us() {
     assert!(matches!(err, CommitError::Fenced { .. }), "{err}");
     assert!(err.is_fatal());
     let rows = source_offsets(&lake, "orders_processed").await;
-    assert_eq!(rows.len(), 4, "our batch must not have landed on the unchecked snapshot");
+    assert_eq!(
+        rows.len(),
+        4,
+        "our batch must not have landed on the unchecked snapshot"
+    );
 }
 
 #[tokio::test]
@@ -87,12 +151,24 @@ async fn replaying_a_landed_batch_is_a_no_op_and_chains_continue() {
     let lake = lake(dir.path()).await;
     let metrics = Metrics::new();
     let mut c = committer(&lake, None, &metrics).await;
-    assert_eq!(c.commit(orders(0, 0..10)).await.unwrap().outcome, CommitOutcome::Committed);
+    assert_eq!(
+        c.commit(orders(0, 0..10)).await.unwrap().outcome,
+        CommitOutcome::Committed
+    );
     // Same batch again (its acknowledgement was lost): found, not re-appended.
-    assert_eq!(c.commit(orders(0, 0..10)).await.unwrap().outcome, CommitOutcome::AlreadyCommitted);
-    assert_eq!(c.commit(orders(0, 10..12)).await.unwrap().outcome, CommitOutcome::Committed);
+    assert_eq!(
+        c.commit(orders(0, 0..10)).await.unwrap().outcome,
+        CommitOutcome::AlreadyCommitted
+    );
+    assert_eq!(
+        c.commit(orders(0, 10..12)).await.unwrap().outcome,
+        CommitOutcome::Committed
+    );
     // A batch that starts behind the lake (offset regression) is fenced.
-    assert!(matches!(c.commit(orders(0, 5..11)).await, Err(CommitError::Fenced { .. })));
+    assert!(matches!(
+        c.commit(orders(0, 5..11)).await,
+        Err(CommitError::Fenced { .. })
+    ));
     assert_eq!(source_offsets(&lake, "orders_processed").await.len(), 12);
 }
 
@@ -100,15 +176,47 @@ async fn replaying_a_landed_batch_is_a_no_op_and_chains_continue() {
 async fn metadata_hygiene_bounds_the_metadata_directory() {
     let dir = tempfile::tempdir().unwrap();
     let lake = lake(dir.path()).await;
-    let hygiene = HygieneParams { every_commits: 10, snapshot_max_age: std::time::Duration::ZERO, keep_snapshots: 3, keep_metadata_files: 5, min_file_age: std::time::Duration::ZERO };
-    let mut c = TableCommitter::open(lake.clone(), &raw_table_spec(EventKind::Orders), OffsetRule::Strict, hygiene).await.unwrap();
+    let hygiene = HygieneParams {
+        every_commits: 10,
+        snapshot_max_age: std::time::Duration::ZERO,
+        keep_snapshots: 3,
+        keep_metadata_files: 5,
+        min_file_age: std::time::Duration::ZERO,
+    };
+    let mut c = TableCommitter::open(
+        lake.clone(),
+        &raw_table_spec(EventKind::Orders),
+        OffsetRule::Strict,
+        hygiene,
+    )
+    .await
+    .unwrap();
     for i in 0..60 {
         c.commit(orders(0, i * 10..i * 10 + 10)).await.unwrap();
     }
-    let table = lake.catalog.load_unpinned(&lake.ident("orders_processed")).await.unwrap();
-    assert!(table.metadata().snapshots().count() <= 13, "snapshots: {}", table.metadata().snapshots().count());
-    let meta_dir = dir.path().join("warehouse/ecommerce_db/orders_processed/metadata");
-    let json = std::fs::read_dir(&meta_dir).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".metadata.json")).count();
+    let table = lake
+        .catalog
+        .load_unpinned(&lake.ident("orders_processed"))
+        .await
+        .unwrap();
+    assert!(
+        table.metadata().snapshots().count() <= 13,
+        "snapshots: {}",
+        table.metadata().snapshots().count()
+    );
+    let meta_dir = dir
+        .path()
+        .join("warehouse/ecommerce_db/orders_processed/metadata");
+    let json = std::fs::read_dir(&meta_dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".metadata.json")
+        })
+        .count();
     assert!(json <= 16, "metadata.json files kept: {json}");
     assert_eq!(source_offsets(&lake, "orders_processed").await.len(), 600);
 }

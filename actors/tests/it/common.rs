@@ -5,20 +5,48 @@ use futures::TryStreamExt;
 use shopwatch_actors::lake::{Lake, LakeParams};
 
 pub async fn lake(dir: &std::path::Path) -> Lake {
-    Lake::open(LakeParams { catalog_name: "shopwatch".into(), namespace: "ecommerce_db".into(), data_dir: dir.to_path_buf() }).await.unwrap()
+    Lake::open(LakeParams {
+        catalog_name: "shopwatch".into(),
+        namespace: "ecommerce_db".into(),
+        data_dir: dir.to_path_buf(),
+    })
+    .await
+    .unwrap()
 }
 
 /// All (kafka_partition, kafka_offset) pairs of a table, with duplicates kept.
 pub async fn source_offsets(lake: &Lake, table: &str) -> Vec<(i32, i64)> {
-    let t = lake.catalog.load_unpinned(&lake.ident(table)).await.unwrap();
+    let t = lake
+        .catalog
+        .load_unpinned(&lake.ident(table))
+        .await
+        .unwrap();
     if t.metadata().current_snapshot().is_none() {
         return Vec::new();
     }
-    let batches: Vec<_> = t.scan().select(["kafka_partition", "kafka_offset"]).build().unwrap().to_arrow().await.unwrap().try_collect().await.unwrap();
+    let batches: Vec<_> = t
+        .scan()
+        .select(["kafka_partition", "kafka_offset"])
+        .build()
+        .unwrap()
+        .to_arrow()
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
     let mut out = Vec::new();
     for b in batches {
-        let p = b.column(0).as_any().downcast_ref::<arrow_array::Int32Array>().unwrap();
-        let o = b.column(1).as_any().downcast_ref::<arrow_array::Int64Array>().unwrap();
+        let p = b
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow_array::Int32Array>()
+            .unwrap();
+        let o = b
+            .column(1)
+            .as_any()
+            .downcast_ref::<arrow_array::Int64Array>()
+            .unwrap();
         for i in 0..b.num_rows() {
             out.push((p.value(i), o.value(i)));
         }

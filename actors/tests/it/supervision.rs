@@ -11,7 +11,9 @@ use rdkafka::ClientConfig;
 use shopwatch_actors::events::EventKind;
 use shopwatch_actors::lake::{HygieneParams, Lake};
 use shopwatch_actors::pipeline::faults::{FaultAction, FaultPoint, FaultRule, Faults};
-use shopwatch_actors::pipeline::{BatchParams, KafkaParams, PipelineParams, PipelineState, Pipelines, SupervisionParams};
+use shopwatch_actors::pipeline::{
+    BatchParams, KafkaParams, PipelineParams, PipelineState, Pipelines, SupervisionParams,
+};
 use shopwatch_actors::telemetry::Metrics;
 
 use crate::common::{assert_unique, eventually, lake, source_offsets};
@@ -31,13 +33,28 @@ async fn start(rules: Vec<FaultRule>, poison_at: Option<usize>) -> Fixture {
     let mock = MockCluster::new(1).unwrap();
     mock.create_topic("orders_topic", 2, 1).unwrap();
     let brokers = mock.bootstrap_servers();
-    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
     for i in 0..N {
-        let id = if Some(i) == poison_at { format!("{POISON}-{i}") } else { format!("o{i}") };
+        let id = if Some(i) == poison_at {
+            format!("{POISON}-{i}")
+        } else {
+            format!("o{i}")
+        };
         let payload = format!(
             r#"{{"order_id":"{id}","user_id":"u","product_id":"p","quantity":1,"price":2.0,"order_time":"2026-11-24T01:02:03.000001","status":"CREATED"}}"#
         );
-        producer.send(FutureRecord::<(), _>::to("orders_topic").payload(&payload).partition((i % 2) as i32), Duration::from_secs(5)).await.unwrap();
+        producer
+            .send(
+                FutureRecord::<(), _>::to("orders_topic")
+                    .payload(&payload)
+                    .partition((i % 2) as i32),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
     }
     let dir = tempfile::tempdir().unwrap();
     let lake = lake(dir.path()).await;
@@ -49,9 +66,17 @@ async fn start(rules: Vec<FaultRule>, poison_at: Option<usize>) -> Fixture {
     let params = PipelineParams {
         kind: EventKind::Orders,
         topic: "orders_topic".into(),
-        kafka: KafkaParams { brokers, group_prefix: "test".into(), extra: [("fetch.wait.max.ms".to_string(), "10".to_string())].into() },
+        kafka: KafkaParams {
+            brokers,
+            group_prefix: "test".into(),
+            extra: [("fetch.wait.max.ms".to_string(), "10".to_string())].into(),
+        },
         lake: lake.clone(),
-        batch: BatchParams { commit_interval: Duration::from_millis(100), max_batch_rows: 50, ..BatchParams::default() },
+        batch: BatchParams {
+            commit_interval: Duration::from_millis(100),
+            max_batch_rows: 50,
+            ..BatchParams::default()
+        },
         supervision: SupervisionParams {
             max_restarts: 5,
             restart_window: Duration::from_secs(60),
@@ -66,7 +91,13 @@ async fn start(rules: Vec<FaultRule>, poison_at: Option<usize>) -> Fixture {
         shutdown: Arc::new(AtomicBool::new(false)),
     };
     let pipelines = Pipelines::start(vec![params]).await.unwrap();
-    Fixture { _mock: mock, _dir: dir, lake, metrics, pipelines }
+    Fixture {
+        _mock: mock,
+        _dir: dir,
+        lake,
+        metrics,
+        pipelines,
+    }
 }
 
 impl Fixture {
@@ -82,21 +113,50 @@ impl Fixture {
         assert_unique(&rows);
     }
     fn restarts(&self, actor: &str, reason: &str) -> u64 {
-        self.metrics.restarts.with_label_values(&["orders", actor, reason]).get()
+        self.metrics
+            .restarts
+            .with_label_values(&["orders", actor, reason])
+            .get()
     }
 }
 
 fn rule(point: FaultPoint, action: FaultAction, times: Option<u32>) -> FaultRule {
-    FaultRule { point, action, times, marker: None, table: None }
+    FaultRule {
+        point,
+        action,
+        times,
+        marker: None,
+        table: None,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failure_matrix_restarts_and_loses_nothing() {
     let cases = [
-        (FaultPoint::ConsumerRecord, FaultAction::Panic, "consumer", "panic"),
-        (FaultPoint::ConsumerRecord, FaultAction::Error, "consumer", "error"),
-        (FaultPoint::CommitterBatch, FaultAction::Panic, "raw_committer", "panic"),
-        (FaultPoint::CommitterBatch, FaultAction::Error, "raw_committer", "error"),
+        (
+            FaultPoint::ConsumerRecord,
+            FaultAction::Panic,
+            "consumer",
+            "panic",
+        ),
+        (
+            FaultPoint::ConsumerRecord,
+            FaultAction::Error,
+            "consumer",
+            "error",
+        ),
+        (
+            FaultPoint::CommitterBatch,
+            FaultAction::Panic,
+            "raw_committer",
+            "panic",
+        ),
+        (
+            FaultPoint::CommitterBatch,
+            FaultAction::Error,
+            "raw_committer",
+            "error",
+        ),
     ];
     for (point, action, actor, reason) in cases {
         let mut r = rule(point, action.clone(), Some(1));
@@ -106,30 +166,58 @@ async fn failure_matrix_restarts_and_loses_nothing() {
         let f = start(vec![r], None).await;
         f.wait_all_rows(N).await;
         // The consumer's failure also ends the committer's pending reply, so count at least.
-        assert!(f.restarts(actor, reason) >= 1, "{actor}/{reason}: {}", f.metrics.render());
-        assert!(matches!(f.pipelines.statuses()[0].state, PipelineState::Running), "{actor}/{reason}");
+        assert!(
+            f.restarts(actor, reason) >= 1,
+            "{actor}/{reason}: {}",
+            f.metrics.render()
+        );
+        assert!(
+            matches!(f.pipelines.statuses()[0].state, PipelineState::Running),
+            "{actor}/{reason}"
+        );
         f.pipelines.drain(Duration::from_secs(10)).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_that_always_panics_is_dead_lettered() {
-    let poison = FaultRule { point: FaultPoint::ConsumerRecord, action: FaultAction::Panic, times: None, marker: Some(POISON.into()), table: None };
+    let poison = FaultRule {
+        point: FaultPoint::ConsumerRecord,
+        action: FaultAction::Panic,
+        times: None,
+        marker: Some(POISON.into()),
+        table: None,
+    };
     let f = start(vec![poison], Some(17)).await;
     f.wait_all_rows(N - 1).await;
     let dl = source_offsets(&f.lake, "dead_letters").await;
     assert_eq!(dl, vec![(1, 8)], "record 17 is partition 1 offset 8");
-    assert_eq!(f.restarts("consumer", "panic"), 2, "two failures, then dead-lettered");
-    assert!(matches!(f.pipelines.statuses()[0].state, PipelineState::Running));
+    assert_eq!(
+        f.restarts("consumer", "panic"),
+        2,
+        "two failures, then dead-lettered"
+    );
+    assert!(matches!(
+        f.pipelines.statuses()[0].state,
+        PipelineState::Running
+    ));
     f.pipelines.drain(Duration::from_secs(10)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_actor_is_detected_and_restarted() {
-    let freeze = rule(FaultPoint::CommitterBatch, FaultAction::Freeze(Duration::from_secs(30)), Some(1));
+    let freeze = rule(
+        FaultPoint::CommitterBatch,
+        FaultAction::Freeze(Duration::from_secs(30)),
+        Some(1),
+    );
     let f = start(vec![freeze], None).await;
     f.wait_all_rows(N).await;
-    assert!(f.restarts("raw_committer", "stuck") + f.restarts("dead_letter_committer", "stuck") >= 1, "{}", f.metrics.render());
+    assert!(
+        f.restarts("raw_committer", "stuck") + f.restarts("dead_letter_committer", "stuck") >= 1,
+        "{}",
+        f.metrics.render()
+    );
     f.pipelines.drain(Duration::from_secs(10)).await;
 }
 
@@ -138,8 +226,15 @@ async fn exhausting_the_restart_budget_fails_the_pipeline() {
     let always = rule(FaultPoint::CommitterBatch, FaultAction::Panic, None);
     let f = start(vec![always], None).await;
     let pipelines = &f.pipelines;
-    eventually(Duration::from_secs(30), "pipeline marked failed", || async { pipelines.all_failed() }).await;
-    let PipelineState::Failed(reason) = &f.pipelines.statuses()[0].state else { unreachable!() };
+    eventually(
+        Duration::from_secs(30),
+        "pipeline marked failed",
+        || async { pipelines.all_failed() },
+    )
+    .await;
+    let PipelineState::Failed(reason) = &f.pipelines.statuses()[0].state else {
+        unreachable!()
+    };
     assert!(reason.contains("restart budget"), "{reason}");
     assert_eq!(f.pipelines.statuses()[0].restarts, 5);
 }

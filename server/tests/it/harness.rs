@@ -1,0 +1,197 @@
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientConfig;
+use shopwatch_actors::lake::commit::recorded_offsets;
+use shopwatch_actors::lake::{Lake, LakeParams};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_shopwatch");
+pub const TOPICS: [(&str, &str); 3] = [
+    ("orders_topic", "orders_processed"),
+    ("clicks_topic", "clicks_processed"),
+    ("errors_topic", "errors_processed"),
+];
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed when dropped.
+pub struct Proc(pub Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+impl Proc {
+    pub fn signal(&self, sig: i32) {
+        unsafe {
+            libc::kill(self.0.id() as i32, sig);
+        }
+    }
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.0.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+/// `shopwatch broker` on a free port; waits for its ready line.
+pub fn broker(dir: &Path) -> (Proc, String) {
+    assert!(
+        shopwatch_load::broker::find_tansu().is_some(),
+        "Tansu is not installed: run .ci/run (or `shopwatch demo`) once to build it"
+    );
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut child = Command::new(BIN)
+        .args(["broker", "--listen", &addr, "--data-dir"])
+        .arg(dir.join("broker"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    let mut reader = BufReader::new(stdout);
+    while reader.read_line(&mut line).unwrap() > 0 {
+        if line.starts_with("broker ready") {
+            break;
+        }
+        line.clear();
+    }
+    assert!(
+        line.starts_with("broker ready"),
+        "broker did not start: {line}"
+    );
+    std::thread::spawn(move || for _ in reader.lines() {});
+    (Proc(child), addr)
+}
+
+pub fn run_pipeline(brokers: &str, data_dir: &Path) -> Proc {
+    let http = format!("127.0.0.1:{}", free_port());
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data_dir.with_extension("log"))
+        .unwrap();
+    Proc(
+        Command::new(BIN)
+            .args(["run", "--brokers", brokers, "--http", &http, "--data-dir"])
+            .arg(data_dir)
+            .env("SHOPWATCH_PIPELINE__COMMIT_INTERVAL_MS", "500")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+pub fn produce(
+    brokers: &str,
+    count: u64,
+    rate: Option<u64>,
+    malformed: f64,
+    seed: u64,
+    ack_log: &Path,
+) -> Proc {
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "produce",
+        "--brokers",
+        brokers,
+        "--count",
+        &count.to_string(),
+        "--seed",
+        &seed.to_string(),
+        "--quiet",
+    ])
+    .args(["--malformed", &malformed.to_string(), "--ack-log"])
+    .arg(ack_log)
+    .stdout(Stdio::null());
+    if let Some(r) = rate {
+        cmd.args(["--rate", &r.to_string()]);
+    }
+    Proc(cmd.spawn().unwrap())
+}
+
+/// True once every raw table's recorded offsets reach the broker's high watermarks.
+pub async fn caught_up(brokers: &str, data_dir: &Path) -> bool {
+    let Ok(lake) = Lake::open(LakeParams {
+        catalog_name: "shopwatch".into(),
+        namespace: "ecommerce_db".into(),
+        data_dir: data_dir.to_path_buf(),
+    })
+    .await
+    else {
+        return false;
+    };
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    for (topic, table) in TOPICS {
+        let Ok(t) = lake.catalog.load_unpinned(&lake.ident(table)).await else {
+            return false;
+        };
+        let offsets = recorded_offsets(&t, topic).unwrap();
+        for p in 0..3 {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(5))
+                .unwrap();
+            if high > 0 && offsets.get(&p).copied().unwrap_or(0) < high {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+pub async fn wait_caught_up(brokers: &str, data_dir: &Path, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if caught_up(brokers, data_dir).await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!(
+        "pipeline did not catch up within {timeout:?}; see {}",
+        data_dir.with_extension("log").display()
+    );
+}
+
+pub fn py_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/py")
+}
+
+/// Run the independent pyiceberg checker; returns its JSON summary, panics on failure.
+pub fn check_lake(data_dir: &Path, ack_log: &Path) -> serde_json::Value {
+    let out = Command::new("python3")
+        .arg(py_dir().join("check_lake.py"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--ack-log")
+        .arg(ack_log)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "lake check failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap()
+}

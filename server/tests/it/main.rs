@@ -1,0 +1,5 @@
+//! End-to-end tests against the real broker process (Tansu via `shopwatch broker`), the real
+//! `shopwatch run` process, and an independent reader (pyiceberg's SqlCatalog).
+
+mod e2e;
+mod harness;
