@@ -105,8 +105,16 @@ fn spawn_tansu(bin: &Path, params: &BrokerParams) -> anyhow::Result<Child> {
         .create(true)
         .append(true)
         .open(params.data_dir.join("tansu.log"))?;
-    Command::new(bin)
-        .arg("broker")
+    let mut cmd = Command::new(bin);
+    // SAFETY: prctl is async-signal-safe. If we are SIGKILLed, the broker gets SIGTERM instead
+    // of being orphaned holding the port.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    cmd.arg("broker")
         .args([
             "--listener-url",
             &url,
