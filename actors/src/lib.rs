@@ -6,3 +6,4 @@ pub mod lake;
 pub mod pipeline;
 pub mod schema;
 pub mod telemetry;
+pub mod windows;

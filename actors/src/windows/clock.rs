@@ -1,0 +1,156 @@
+//! Event-time watermarks. Per partition: max event time − allowed lateness. Per topic: the
+//! minimum over partitions that are still active; a partition silent for `idle_timeout` stops
+//! holding the topic back, and a topic whose partitions are all silent advances with the
+//! processing clock, so windows close when traffic stops.
+
+use std::collections::BTreeMap;
+
+use crate::events::Micros;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClockParams {
+    pub lateness: Micros,
+    pub idle_timeout: Micros,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct PartitionClock {
+    max_event: Micros,
+    last_seen: Micros,
+}
+
+/// Watermark state of one topic.
+#[derive(Clone, Debug, Default)]
+pub struct TopicClock {
+    partitions: BTreeMap<i32, PartitionClock>,
+}
+
+impl TopicClock {
+    /// An event with time `event_time` arrived on `partition` at processing time `now`.
+    pub fn observe(&mut self, partition: i32, event_time: Micros, now: Micros) {
+        let p = self.partitions.entry(partition).or_insert(PartitionClock {
+            max_event: event_time,
+            last_seen: now,
+        });
+        p.max_event = p.max_event.max(event_time);
+        p.last_seen = p.last_seen.max(now);
+    }
+
+    /// The topic's watermark at processing time `now`; `None` before its first event.
+    pub fn watermark(&self, now: Micros, p: ClockParams) -> Option<Micros> {
+        if self.partitions.is_empty() {
+            return None;
+        }
+        let active = self
+            .partitions
+            .values()
+            .filter(|c| now - c.last_seen < p.idle_timeout)
+            .map(|c| c.max_event)
+            .min();
+        Some(match active {
+            Some(max_event) => max_event - p.lateness,
+            // Every partition is idle: nothing in flight can be older than the processing clock.
+            None => now - p.lateness,
+        })
+    }
+}
+
+/// Watermark over several topics (a KPI may read more than one): the minimum over topics that
+/// have seen events, never moving backwards.
+#[derive(Clone, Debug)]
+pub struct Watermark {
+    params: ClockParams,
+    topics: Vec<TopicClock>,
+    current: Option<Micros>,
+}
+
+impl Watermark {
+    pub fn new(topics: usize, params: ClockParams) -> Self {
+        Watermark {
+            params,
+            topics: vec![TopicClock::default(); topics],
+            current: None,
+        }
+    }
+
+    pub fn params(&self) -> ClockParams {
+        self.params
+    }
+
+    pub fn observe(&mut self, topic: usize, partition: i32, event_time: Micros, now: Micros) {
+        if let Some(t) = self.topics.get_mut(topic) {
+            t.observe(partition, event_time, now);
+        }
+    }
+
+    /// Recompute at `now` and return the (monotonic) watermark.
+    pub fn advance(&mut self, now: Micros) -> Option<Micros> {
+        let candidate = self
+            .topics
+            .iter()
+            .filter_map(|t| t.watermark(now, self.params))
+            .min();
+        self.current = match (self.current, candidate) {
+            (Some(c), Some(n)) => Some(c.max(n)),
+            (c, n) => c.or(n),
+        };
+        self.current
+    }
+
+    pub fn current(&self) -> Option<Micros> {
+        self.current
+    }
+
+    /// Restore a watermark recorded before a restart (it never goes back).
+    pub fn restore(&mut self, at_least: Micros) {
+        self.current = Some(self.current.map_or(at_least, |c| c.max(at_least)));
+    }
+
+    pub fn topic(&self, topic: usize, now: Micros) -> Option<Micros> {
+        self.topics.get(topic)?.watermark(now, self.params)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Micros = 1_000_000;
+    const P: ClockParams = ClockParams {
+        lateness: 10 * S,
+        idle_timeout: 30 * S,
+    };
+
+    #[test]
+    fn minimum_over_active_partitions_minus_lateness() {
+        let mut t = TopicClock::default();
+        t.observe(0, 100 * S, 0);
+        t.observe(1, 80 * S, 0);
+        assert_eq!(t.watermark(S, P), Some(70 * S));
+    }
+
+    #[test]
+    fn idle_partition_stops_holding_back_and_idle_topic_follows_processing_time() {
+        let mut t = TopicClock::default();
+        t.observe(0, 100 * S, 0);
+        t.observe(1, 80 * S, 0);
+        t.observe(0, 140 * S, 40 * S);
+        // Partition 1 has been silent for 40 s > 30 s: only partition 0 counts.
+        assert_eq!(t.watermark(40 * S, P), Some(130 * S));
+        // Everything silent: processing time minus lateness.
+        assert_eq!(t.watermark(1_000 * S, P), Some(990 * S));
+    }
+
+    #[test]
+    fn topics_without_events_do_not_hold_back_and_watermark_never_regresses() {
+        let mut w = Watermark::new(2, P);
+        assert_eq!(w.advance(0), None);
+        w.observe(0, 0, 100 * S, 0);
+        assert_eq!(w.advance(0), Some(90 * S));
+        w.observe(1, 0, 50 * S, S);
+        // The second topic is behind, but the watermark does not move back.
+        assert_eq!(w.advance(S), Some(90 * S));
+        w.restore(10 * S);
+        assert_eq!(w.current(), Some(90 * S));
+    }
+}

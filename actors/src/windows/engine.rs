@@ -1,0 +1,231 @@
+//! The window engine of one KPI: folds events into panes, closes windows once the watermark
+//! passes their end, and says from which source offsets its open state can be rebuilt.
+//!
+//! Replay rule: an event is folded into every window containing it that has not been emitted
+//! yet (`end > emitted_until`). Emission moves `emitted_until` forward only. Folding therefore
+//! depends on the emitted boundary and not on when the event arrived, which is what makes a
+//! rebuild from `replay_offsets()` reproduce the open windows exactly.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::clock::{ClockParams, Watermark};
+use super::lattice::Windowing;
+use crate::events::Micros;
+
+/// What a KPI needs from an event, borrowed from the typed row.
+#[derive(Clone, Copy, Debug)]
+pub enum Fact<'a> {
+    Order { total: f64 },
+    Click { user_id: &'a str },
+    Error { service: &'a str, severity: &'a str },
+}
+
+/// One event as the engine sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct Input<'a> {
+    /// Index of the source topic among the KPI's inputs.
+    pub topic: usize,
+    pub partition: i32,
+    pub offset: i64,
+    pub event_time: Micros,
+    /// Processing time when the record was read (stored in the raw table, so replays decide
+    /// clock skew exactly as the first pass did).
+    pub ingested_at: Micros,
+    pub fact: Fact<'a>,
+}
+
+/// A pane accumulator; a window's rows are computed from its panes.
+pub trait Acc: Default {
+    type Row;
+    fn add(&mut self, fact: &Fact<'_>);
+    /// Rows of the window `[start, end)` made of `panes` (empty panes are not passed).
+    fn window_rows(panes: &[&Self], start: Micros, end: Micros) -> Vec<Self::Row>;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineParams {
+    pub windowing: Windowing,
+    pub clock: ClockParams,
+    /// Events further than this ahead of their ingestion time are kept out of windows.
+    pub max_skew: Micros,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fold {
+    /// Folded into every window containing it.
+    OnTime,
+    /// Missed at least one already emitted window; folded into the still open ones.
+    Late,
+    /// Every window containing it was already emitted: kept in the raw table only.
+    Dropped,
+    /// Too far ahead of the clock: excluded from windows and from the watermark.
+    Skewed,
+}
+
+impl Fold {
+    pub fn is_late(self) -> bool {
+        matches!(self, Fold::Late | Fold::Dropped)
+    }
+}
+
+struct Pane<A> {
+    acc: A,
+    /// Smallest source offset folded into this pane, per (topic, partition).
+    min_offset: BTreeMap<(usize, i32), i64>,
+}
+
+/// Windows closed by one `advance`.
+#[derive(Debug)]
+pub struct Emission<R> {
+    /// Every window with `end <= until` is now final.
+    pub until: Micros,
+    /// Closed windows that had data, by start, with their rows.
+    pub windows: Vec<(Micros, Micros, Vec<R>)>,
+}
+
+pub struct Engine<A: Acc> {
+    params: EngineParams,
+    watermark: Watermark,
+    panes: BTreeMap<Micros, Pane<A>>,
+    emitted_until: Option<Micros>,
+}
+
+impl<A: Acc> Engine<A> {
+    pub fn new(params: EngineParams, topics: usize) -> Self {
+        Engine {
+            params,
+            watermark: Watermark::new(topics, params.clock),
+            panes: BTreeMap::new(),
+            emitted_until: None,
+        }
+    }
+
+    /// Resume after a restart: windows ending at or before `emitted_until` are final.
+    pub fn restore(&mut self, emitted_until: Option<Micros>, watermark: Option<Micros>) {
+        self.emitted_until = emitted_until;
+        if let Some(w) = watermark {
+            self.watermark.restore(w);
+        }
+    }
+
+    pub fn params(&self) -> EngineParams {
+        self.params
+    }
+
+    pub fn emitted_until(&self) -> Option<Micros> {
+        self.emitted_until
+    }
+
+    pub fn watermark(&self) -> Option<Micros> {
+        self.watermark.current()
+    }
+
+    pub fn open_panes(&self) -> usize {
+        self.panes.len()
+    }
+
+    pub fn fold(&mut self, input: &Input<'_>, now: Micros) -> Fold {
+        if input.event_time > input.ingested_at.saturating_add(self.params.max_skew) {
+            return Fold::Skewed;
+        }
+        self.watermark
+            .observe(input.topic, input.partition, input.event_time, now);
+        let w = &self.params.windowing;
+        let pane_start = w.pane_of(input.event_time);
+        let missed_one = self
+            .emitted_until
+            .is_some_and(|b| w.first_start(input.event_time) + w.size <= b);
+        if self
+            .emitted_until
+            .is_some_and(|b| w.pane_needed_until(pane_start) <= b)
+        {
+            return Fold::Dropped;
+        }
+        let pane = self.panes.entry(pane_start).or_insert_with(|| Pane {
+            acc: A::default(),
+            min_offset: BTreeMap::new(),
+        });
+        pane.acc.add(&input.fact);
+        pane.min_offset
+            .entry((input.topic, input.partition))
+            .and_modify(|o| *o = (*o).min(input.offset))
+            .or_insert(input.offset);
+        if missed_one {
+            Fold::Late
+        } else {
+            Fold::OnTime
+        }
+    }
+
+    /// Move the watermark to processing time `now` and close every window it passed.
+    pub fn advance(&mut self, now: Micros) -> Option<Emission<A::Row>> {
+        let wm = self.watermark.advance(now)?;
+        let w = self.params.windowing;
+        let until = w.end_at_or_before(wm);
+        if self.emitted_until.is_some_and(|b| until <= b) {
+            return None;
+        }
+        let after = self.emitted_until;
+        let mut starts = BTreeSet::new();
+        for &pane in self.panes.keys() {
+            for s in w.starts_containing(pane) {
+                let end = s + w.size;
+                if end <= until && after.is_none_or(|b| end > b) {
+                    starts.insert(s);
+                }
+            }
+        }
+        let mut windows = Vec::with_capacity(starts.len());
+        for s in starts {
+            let panes: Vec<&A> = self
+                .panes
+                .range(s..s + w.size)
+                .map(|(_, p)| &p.acc)
+                .collect();
+            let rows = A::window_rows(&panes, s, s + w.size);
+            if !rows.is_empty() {
+                windows.push((s, s + w.size, rows));
+            }
+        }
+        self.emitted_until = Some(until);
+        self.panes
+            .retain(|&start, _| w.pane_needed_until(start) > until);
+        Some(Emission { until, windows })
+    }
+
+    /// Per (topic, partition): the smallest offset still needed to rebuild the open panes.
+    pub fn replay_offsets(&self) -> BTreeMap<(usize, i32), i64> {
+        let mut out: BTreeMap<(usize, i32), i64> = BTreeMap::new();
+        for pane in self.panes.values() {
+            for (&k, &o) in &pane.min_offset {
+                out.entry(k).and_modify(|m| *m = (*m).min(o)).or_insert(o);
+            }
+        }
+        out
+    }
+
+    /// Running values of the still open windows (provisional, for the live page).
+    pub fn open_windows(&self) -> Vec<(Micros, Micros, Vec<A::Row>)> {
+        let w = self.params.windowing;
+        let mut starts = BTreeSet::new();
+        for &pane in self.panes.keys() {
+            for s in w.starts_containing(pane) {
+                if self.emitted_until.is_none_or(|b| s + w.size > b) {
+                    starts.insert(s);
+                }
+            }
+        }
+        starts
+            .into_iter()
+            .filter_map(|s| {
+                let panes: Vec<&A> = self
+                    .panes
+                    .range(s..s + w.size)
+                    .map(|(_, p)| &p.acc)
+                    .collect();
+                let rows = A::window_rows(&panes, s, s + w.size);
+                (!rows.is_empty()).then_some((s, s + w.size, rows))
+            })
+            .collect()
+    }
+}
