@@ -1,6 +1,7 @@
 //! shopwatch's pipeline: typed events, the Iceberg lake with exactly-once commits, and the
 //! supervised actors that move records from Kafka into it.
 
+pub mod alerts;
 pub mod events;
 pub mod lake;
 pub mod pipeline;
