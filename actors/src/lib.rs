@@ -2,6 +2,7 @@
 //! supervised actors that move records from Kafka into it.
 
 pub mod alerts;
+pub mod derived;
 pub mod events;
 pub mod lake;
 pub mod pipeline;

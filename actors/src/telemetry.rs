@@ -15,6 +15,11 @@ pub struct Metrics {
     pub consumer_lag: IntGaugeVec,
     pub pipeline_up: IntGaugeVec,
     pub backpressure_seconds: prometheus::CounterVec,
+    pub late_events: IntCounterVec,
+    pub clock_skew_events: IntCounterVec,
+    pub watermark_lag: prometheus::GaugeVec,
+    pub windows_emitted: IntCounterVec,
+    pub alerts: IntCounterVec,
 }
 
 impl Metrics {
@@ -96,6 +101,40 @@ impl Metrics {
         registry
             .register(Box::new(backpressure_seconds.clone()))
             .expect("metric registered once");
+        let late_events = counter(
+            "shopwatch_late_events_total",
+            "Events behind the watermark: kept in the raw table, not folded into emitted windows.",
+            &["topic"],
+        );
+        let clock_skew_events = counter(
+            "shopwatch_clock_skew_events_total",
+            "Events too far ahead of their ingestion time: kept in the raw table, out of windows.",
+            &["topic"],
+        );
+        let windows_emitted = counter(
+            "shopwatch_windows_emitted_total",
+            "Closed windows written to KPI tables.",
+            &["table"],
+        );
+        let alerts = counter(
+            "shopwatch_alerts_total",
+            "Alerts written to the alerts table, by type.",
+            &["alert_type"],
+        );
+        for t in crate::alerts::AlertType::ALL {
+            alerts.with_label_values(&[t.as_str()]);
+        }
+        let watermark_lag = prometheus::GaugeVec::new(
+            Opts::new(
+                "shopwatch_watermark_lag_seconds",
+                "Processing time minus the event-time watermark, per topic.",
+            ),
+            &["topic"],
+        )
+        .expect("static metric definition");
+        registry
+            .register(Box::new(watermark_lag.clone()))
+            .expect("metric registered once");
         let build = gauge("shopwatch_build_info", "Build information.", &["version"]);
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         Metrics {
@@ -109,6 +148,11 @@ impl Metrics {
             consumer_lag,
             pipeline_up,
             backpressure_seconds,
+            late_events,
+            clock_skew_events,
+            watermark_lag,
+            windows_emitted,
+            alerts,
         }
     }
 

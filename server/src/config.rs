@@ -19,6 +19,8 @@ pub struct Config {
     pub maintenance: MaintenanceConfig,
     pub http: HttpConfig,
     pub demo: DemoConfig,
+    pub windows: WindowsConfig,
+    pub alerts: AlertsConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -100,6 +102,159 @@ pub struct DemoConfig {
     pub broker_listen: String,
 }
 
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WindowConfig {
+    pub size_s: u64,
+    pub slide_s: u64,
+    /// Allowed lateness: watermark = max event time − this.
+    pub lateness_s: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WindowsConfig {
+    /// A partition silent this long stops holding the watermark back; a topic silent this
+    /// long advances with the processing clock.
+    pub idle_timeout_s: u64,
+    /// Events further ahead of their ingestion time are kept out of windows.
+    pub max_skew_s: u64,
+    /// The seed's watermarks (2 min; 6 min for active users) instead of each `lateness_s`.
+    pub seed_watermarks: bool,
+    pub tick_ms: u64,
+    pub orders_revenue: WindowConfig,
+    pub active_users: WindowConfig,
+    pub errors: WindowConfig,
+    pub traffic: WindowConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnomalyConfig {
+    pub enabled: bool,
+    pub k: f64,
+    pub history: usize,
+    pub min_history: usize,
+    pub min_change: f64,
+    pub min_value: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateConfig {
+    pub enabled: bool,
+    pub threshold: f64,
+    pub min_traffic: i64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SilenceConfig {
+    pub enabled: bool,
+    pub after_s: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    pub fatal_error: bool,
+    pub error_spike: AnomalyConfig,
+    pub orders_drop: AnomalyConfig,
+    pub revenue_drop: AnomalyConfig,
+    pub high_error_rate: RateConfig,
+    pub no_data: SilenceConfig,
+    /// The detector records its state at least this often while it changes.
+    pub checkpoint_every_s: u64,
+}
+
+impl WindowsConfig {
+    pub fn each(&self) -> [(&'static str, &WindowConfig); 4] {
+        [
+            ("orders_revenue", &self.orders_revenue),
+            ("active_users", &self.active_users),
+            ("errors", &self.errors),
+            ("traffic", &self.traffic),
+        ]
+    }
+}
+
+impl Default for WindowConfig {
+    fn default() -> Self {
+        WindowConfig {
+            size_s: 60,
+            slide_s: 30,
+            lateness_s: 10,
+        }
+    }
+}
+impl Default for WindowsConfig {
+    fn default() -> Self {
+        WindowsConfig {
+            idle_timeout_s: 30,
+            max_skew_s: 300,
+            seed_watermarks: false,
+            tick_ms: 1000,
+            orders_revenue: WindowConfig::default(),
+            active_users: WindowConfig {
+                size_s: 300,
+                slide_s: 60,
+                lateness_s: 10,
+            },
+            errors: WindowConfig::default(),
+            traffic: WindowConfig::default(),
+        }
+    }
+}
+impl From<&shopwatch_actors::alerts::AnomalyRule> for AnomalyConfig {
+    fn from(r: &shopwatch_actors::alerts::AnomalyRule) -> Self {
+        AnomalyConfig {
+            enabled: r.enabled,
+            k: r.k,
+            history: r.history,
+            min_history: r.min_history,
+            min_change: r.min_change,
+            min_value: r.min_value,
+        }
+    }
+}
+impl Default for AnomalyConfig {
+    fn default() -> Self {
+        (&shopwatch_actors::alerts::AlertRules::default().orders_drop).into()
+    }
+}
+impl Default for RateConfig {
+    fn default() -> Self {
+        let r = shopwatch_actors::alerts::AlertRules::default().high_error_rate;
+        RateConfig {
+            enabled: r.enabled,
+            threshold: r.threshold,
+            min_traffic: r.min_traffic,
+        }
+    }
+}
+impl Default for SilenceConfig {
+    fn default() -> Self {
+        SilenceConfig {
+            enabled: true,
+            after_s: 120,
+        }
+    }
+}
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        let d = shopwatch_actors::alerts::AlertRules::default();
+        AlertsConfig {
+            fatal_error: true,
+            error_spike: (&d.error_spike).into(),
+            orders_drop: (&d.orders_drop).into(),
+            revenue_drop: (&d.revenue_drop).into(),
+            high_error_rate: RateConfig::default(),
+            no_data: SilenceConfig::default(),
+            checkpoint_every_s: 60,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -111,6 +266,8 @@ impl Default for Config {
             maintenance: MaintenanceConfig::default(),
             http: HttpConfig::default(),
             demo: DemoConfig::default(),
+            windows: WindowsConfig::default(),
+            alerts: AlertsConfig::default(),
         }
     }
 }
@@ -248,20 +405,21 @@ pub fn load(
         let Some(rest) = var.strip_prefix("SHOPWATCH_") else {
             continue;
         };
-        // Only `SECTION__KEY` variables are configuration; others (SHOPWATCH_TOOLS_DIR) are not.
-        let Some((section, key)) = rest.split_once("__") else {
+        // Only `SECTION__KEY[__KEY]` variables are configuration; others (SHOPWATCH_TOOLS_DIR)
+        // are not.
+        if !rest.contains("__") {
             continue;
-        };
-        let (section, key) = (section.to_lowercase(), key.to_lowercase());
+        }
+        let path: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
         let source_name = format!("environment variable {var}");
-        let layer = nested(&section, &key, parse_scalar(raw));
+        let layer = nested_path(&path, parse_scalar(raw));
         check_keys(&defaults, &layer, "", &source_name)?;
         merge(&mut merged, layer);
     }
 
     for (dotted, value) in flags {
-        let (section, key) = dotted.split_once('.').unwrap_or((dotted, ""));
-        merge(&mut merged, nested(section, key, value));
+        let path: Vec<String> = dotted.split('.').map(str::to_string).collect();
+        merge(&mut merged, nested_path(&path, value));
     }
 
     let config: Config = merged
@@ -282,12 +440,12 @@ fn parse_scalar(raw: &str) -> Value {
         .unwrap_or_else(|| Value::String(raw.to_string()))
 }
 
-fn nested(section: &str, key: &str, value: Value) -> Value {
-    let mut inner = Table::new();
-    inner.insert(key.to_string(), value);
-    let mut outer = Table::new();
-    outer.insert(section.to_string(), Value::Table(inner));
-    Value::Table(outer)
+fn nested_path(path: &[String], value: Value) -> Value {
+    path.iter().rev().fold(value, |inner, key| {
+        let mut t = Table::new();
+        t.insert(key.clone(), inner);
+        Value::Table(t)
+    })
 }
 
 fn check_keys(
@@ -380,6 +538,42 @@ impl Config {
         }
         if !(0.0..=1.0).contains(&self.demo.malformed_fraction) {
             return err("demo.malformed_fraction", "must be between 0 and 1");
+        }
+        for (name, w) in self.windows.each() {
+            if w.size_s == 0 || w.slide_s == 0 || w.slide_s > w.size_s {
+                return Err(ConfigError::Check {
+                    key: format!("windows.{name}.slide_s"),
+                    message: format!(
+                        "size_s and slide_s must be positive with slide_s <= size_s (got size_s {}, slide_s {})",
+                        w.size_s, w.slide_s
+                    ),
+                });
+            }
+        }
+        if self.windows.idle_timeout_s == 0 {
+            return err("windows.idle_timeout_s", "must be at least 1 (seconds)");
+        }
+        if self.windows.tick_ms < 10 {
+            return err("windows.tick_ms", "must be at least 10 (milliseconds)");
+        }
+        let a = &self.alerts;
+        for (name, r) in [
+            ("error_spike", &a.error_spike),
+            ("orders_drop", &a.orders_drop),
+            ("revenue_drop", &a.revenue_drop),
+        ] {
+            if r.history < 2 || r.min_history > r.history || !(r.k >= 0.0) {
+                return Err(ConfigError::Check {
+                    key: format!("alerts.{name}"),
+                    message: "needs history >= 2, min_history <= history and k >= 0".into(),
+                });
+            }
+        }
+        if !(0.0..=1.0).contains(&a.high_error_rate.threshold) {
+            return err(
+                "alerts.high_error_rate.threshold",
+                "must be between 0 and 1 (a fraction, 0.05 = 5 %)",
+            );
         }
         Ok(())
     }

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use shopwatch_actors::alerts::{AlertRules, AnomalyRule, RateRule, SilenceRule};
+use shopwatch_actors::derived::{DerivedParams, DerivedSlots, KpiKind};
 use shopwatch_actors::events::EventKind;
 use shopwatch_actors::lake::{HygieneParams, Lake, LakeParams};
 use shopwatch_actors::pipeline::faults::Faults;
@@ -13,6 +15,7 @@ use shopwatch_actors::pipeline::{
     BatchParams, KafkaParams, PipelineParams, Pipelines, SupervisionParams,
 };
 use shopwatch_actors::telemetry::Metrics;
+use shopwatch_actors::windows::{ClockParams, EngineParams, Windowing};
 use tracing::{error, info};
 
 use crate::config::Config;
@@ -26,6 +29,7 @@ pub fn pipeline_params(
     lake: Lake,
     metrics: Metrics,
     shutdown: Arc<AtomicBool>,
+    slots: &DerivedSlots,
 ) -> Vec<PipelineParams> {
     EventKind::ALL
         .iter()
@@ -66,8 +70,85 @@ pub fn pipeline_params(
             metrics: metrics.clone(),
             faults: Arc::new(Faults::default()),
             shutdown: shutdown.clone(),
+            subscribers: slots.subscribers(kind),
         })
         .collect()
+}
+
+fn secs(s: u64) -> i64 {
+    s as i64 * 1_000_000
+}
+
+/// Window aggregators and the alert detector, from the `[windows]` and `[alerts]` sections.
+pub fn derived_params(
+    cfg: &Config,
+    lake: Lake,
+    metrics: Metrics,
+    slots: DerivedSlots,
+    supervision: SupervisionParams,
+    hygiene: HygieneParams,
+) -> anyhow::Result<DerivedParams> {
+    let w = &cfg.windows;
+    let mut kpis = Vec::new();
+    for (kind, (name, win)) in KpiKind::ALL.iter().zip(w.each()) {
+        let lateness = match (w.seed_watermarks, kind) {
+            (true, KpiKind::ActiveUsers) => 360,
+            (true, _) => 120,
+            (false, _) => win.lateness_s,
+        };
+        let windowing = Windowing::new(secs(win.size_s), secs(win.slide_s))
+            .with_context(|| format!("config windows.{name}"))?;
+        kpis.push((
+            *kind,
+            EngineParams {
+                windowing,
+                clock: ClockParams {
+                    lateness: secs(lateness),
+                    idle_timeout: secs(w.idle_timeout_s),
+                },
+                max_skew: secs(w.max_skew_s),
+            },
+        ));
+    }
+    let a = &cfg.alerts;
+    let anomaly = |c: &crate::config::AnomalyConfig| AnomalyRule {
+        enabled: c.enabled,
+        k: c.k,
+        history: c.history,
+        min_history: c.min_history,
+        min_change: c.min_change,
+        min_value: c.min_value,
+    };
+    Ok(DerivedParams {
+        lake,
+        topics: [
+            cfg.topics.orders.clone(),
+            cfg.topics.clicks.clone(),
+            cfg.topics.errors.clone(),
+        ],
+        kpis,
+        rules: AlertRules {
+            fatal_error: a.fatal_error,
+            error_spike: anomaly(&a.error_spike),
+            orders_drop: anomaly(&a.orders_drop),
+            revenue_drop: anomaly(&a.revenue_drop),
+            high_error_rate: RateRule {
+                enabled: a.high_error_rate.enabled,
+                threshold: a.high_error_rate.threshold,
+                min_traffic: a.high_error_rate.min_traffic,
+            },
+            no_data: SilenceRule {
+                enabled: a.no_data.enabled,
+                after: secs(a.no_data.after_s),
+            },
+        },
+        hygiene,
+        metrics,
+        supervision,
+        tick: Duration::from_millis(w.tick_ms),
+        checkpoint_every: Duration::from_secs(a.checkpoint_every_s),
+        slots,
+    })
 }
 
 pub async fn open_lake(cfg: &Config) -> anyhow::Result<Lake> {
@@ -103,13 +184,23 @@ pub async fn run_until(
     let metrics = Metrics::new();
     let lake = open_lake(&cfg).await?;
     let shutdown = Arc::new(AtomicBool::new(false));
-    let pipelines = Pipelines::start(pipeline_params(
+    let slots = DerivedSlots::new(&KpiKind::ALL);
+    let topics = pipeline_params(
+        &cfg,
+        lake.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+        &slots,
+    );
+    let derived = derived_params(
         &cfg,
         lake,
         metrics.clone(),
-        shutdown.clone(),
-    ))
-    .await?;
+        slots,
+        topics[0].supervision.clone(),
+        topics[0].hygiene.clone(),
+    )?;
+    let pipelines = Pipelines::start(topics, Some(derived)).await?;
     let state = AppState {
         metrics,
         pipelines: Arc::new(pipelines.status_handles()),

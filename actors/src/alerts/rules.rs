@@ -72,7 +72,7 @@ impl Default for AlertRules {
             revenue_drop: anomaly,
             high_error_rate: RateRule {
                 enabled: true,
-                threshold: 0.05,
+                threshold: 0.10,
                 min_traffic: 50,
             },
             no_data: SilenceRule {
@@ -209,6 +209,16 @@ impl Series {
         self.values.is_empty()
     }
 
+    pub fn values(&self) -> Vec<f64> {
+        self.values.iter().copied().collect()
+    }
+
+    /// Restore from a checkpoint.
+    pub fn set(&mut self, values: Vec<f64>, firing: bool) {
+        self.values = values.into();
+        self.firing = firing;
+    }
+
     /// True once more windows would not change anything: full history of zeros, not firing.
     pub fn is_flat_zero(&self, rule: &AnomalyRule) -> bool {
         !self.firing && self.values.len() >= rule.history && self.values.iter().all(|v| *v == 0.0)
@@ -261,7 +271,8 @@ pub fn rate_crossing(
     traffic: i64,
     was_firing: bool,
 ) -> (bool, bool) {
-    let hit = rule.enabled && traffic >= rule.min_traffic && rate.is_some_and(|r| r > rule.threshold);
+    let hit =
+        rule.enabled && traffic >= rule.min_traffic && rate.is_some_and(|r| r > rule.threshold);
     (hit, hit && !was_firing)
 }
 
@@ -293,14 +304,44 @@ mod tests {
     fn anomaly_table() {
         use Direction::*;
         let cases: &[(&str, &[f64], Direction, &[usize])] = &[
-            ("steady: nothing", &[10., 11., 9., 10., 10., 11.], Below, &[]),
-            ("drop fires once, on entry", &[10., 11., 9., 10., 2., 1., 1.], Below, &[4]),
+            (
+                "steady: nothing",
+                &[10., 11., 9., 10., 10., 11.],
+                Below,
+                &[],
+            ),
+            (
+                "drop fires once, on entry",
+                &[10., 11., 9., 10., 2., 1., 1.],
+                Below,
+                &[4],
+            ),
             ("not before min history", &[10., 1.], Below, &[]),
             ("spike", &[2., 3., 2., 3., 40.], Above, &[4]),
-            ("spike again after recovery", &[2., 3., 2., 3., 40., 3., 2., 3., 2., 3., 60.], Above, &[4, 10]),
-            ("flat history, small wobble: min_change guards", &[10., 10., 10., 10., 9.], Below, &[]),
-            ("flat history, real drop", &[10., 10., 10., 10., 5.], Below, &[4]),
-            ("zero history never drops", &[0., 0., 0., 0., 0.], Below, &[]),
+            (
+                "spike again after recovery",
+                &[2., 3., 2., 3., 40., 3., 2., 3., 2., 3., 60.],
+                Above,
+                &[4, 10],
+            ),
+            (
+                "flat history, small wobble: min_change guards",
+                &[10., 10., 10., 10., 9.],
+                Below,
+                &[],
+            ),
+            (
+                "flat history, real drop",
+                &[10., 10., 10., 10., 5.],
+                Below,
+                &[4],
+            ),
+            (
+                "zero history never drops",
+                &[0., 0., 0., 0., 0.],
+                Below,
+                &[],
+            ),
         ];
         for (name, values, dir, want) in cases {
             assert_eq!(run(values, *dir), *want, "{name}");
@@ -309,7 +350,10 @@ mod tests {
 
     #[test]
     fn spike_needs_min_value() {
-        let r = AnomalyRule { min_value: 5.0, ..rule() };
+        let r = AnomalyRule {
+            min_value: 5.0,
+            ..rule()
+        };
         let mut s = Series::default();
         for v in [0., 0., 1., 0.] {
             assert!(s.push(v, &r, Direction::Above).is_none());
@@ -319,7 +363,11 @@ mod tests {
 
     #[test]
     fn rate_rule_edges() {
-        let r = RateRule { enabled: true, threshold: 0.05, min_traffic: 10 };
+        let r = RateRule {
+            enabled: true,
+            threshold: 0.05,
+            min_traffic: 10,
+        };
         assert_eq!(rate_crossing(&r, Some(0.2), 100, false), (true, true));
         assert_eq!(rate_crossing(&r, Some(0.2), 100, true), (true, false));
         assert_eq!(rate_crossing(&r, Some(0.2), 5, false), (false, false));

@@ -5,15 +5,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use iceberg::table::Table;
-use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use iceberg::TableIdent;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
+use super::append::{append_pinned, Append, AppendError};
 use super::catalog::{is_conflict, Lake};
 use super::hygiene::{self, HygieneParams};
 use super::offsets::{self, decide_strict, is_committed, merge_forward, Decision, Offsets, Ranges};
-use super::writer::{arrow_schema, write_data_files};
+use super::writer::arrow_schema;
 use crate::schema::{Rows, TableSpec};
 use crate::telemetry::Metrics;
 
@@ -32,7 +32,8 @@ pub enum OffsetRule {
 pub struct TableBatch {
     pub topic: String,
     pub ranges: Ranges,
-    pub rows: Rows,
+    /// Shared: after the raw commit the same rows go to the derived actors.
+    pub rows: std::sync::Arc<Rows>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -208,10 +209,11 @@ impl TableCommitter {
                 }
             })?;
 
-            let mut rows = batch.rows.clone();
-            match self.rule {
+            // Only the replay filter needs its own copy of the rows.
+            let filtered;
+            let rows: &Rows = match self.rule {
                 OffsetRule::Strict => match decide_strict(&committed, &batch.ranges) {
-                    Decision::Commit => {}
+                    Decision::Commit => &batch.rows,
                     Decision::AlreadyCommitted => {
                         self.count("already_committed");
                         info!(table = %self.table_name, attempt, "batch found already committed, skipping");
@@ -232,6 +234,7 @@ impl TableCommitter {
                     }
                 },
                 OffsetRule::Filter => {
+                    let mut rows = (*batch.rows).clone();
                     rows.retain(|p, o| !is_committed(&committed, p, o));
                     let advances = batch
                         .ranges
@@ -247,65 +250,55 @@ impl TableCommitter {
                             offsets: committed,
                         });
                     }
+                    filtered = rows;
+                    &filtered
                 }
-            }
+            };
 
             let new_offsets = merge_forward(&committed, &batch.ranges);
             let commit_id = Uuid::now_v7();
-            let data_files = if rows.is_empty() {
-                Vec::new()
+            let record_batch = if rows.is_empty() {
+                None
             } else {
                 let schema =
                     arrow_schema(&table).map_err(self.iceberg_err("building arrow schema"))?;
-                let record_batch =
+                Some(
                     rows.to_record_batch(schema)
                         .map_err(|source| CommitError::Arrow {
                             table: self.table_name.clone(),
                             source,
-                        })?;
-                let prefix = format!("{}-{}", batch.topic, commit_id);
-                write_data_files(&table, record_batch, prefix)
-                    .await
-                    .map_err(self.iceberg_err("writing data files"))?
+                        })?,
+                )
             };
-            let num_files = data_files.len();
-
             let key = offsets_key(&batch.topic);
             let json = offsets::to_json(&new_offsets);
-            let summary = HashMap::from([
-                (key.clone(), json.clone()),
-                ("shopwatch.commit-id".to_string(), commit_id.to_string()),
-                ("shopwatch.writer".to_string(), self.writer_id.clone()),
-            ]);
-            let tx = Transaction::new(&table);
-            let tx = tx
-                .fast_append()
-                // File names are unique per attempt, and the check reads every manifest.
-                .with_check_duplicate(false)
-                .set_commit_uuid(commit_id)
-                .set_snapshot_properties(summary)
-                .add_data_files(data_files)
-                .apply(tx)
-                .map_err(self.iceberg_err("building append"))?;
-            let tx = tx
-                .update_table_properties()
-                .set(key, json)
-                .apply(tx)
-                .map_err(self.iceberg_err("building property update"))?;
-
+            let append = Append {
+                batch: record_batch,
+                file_prefix: format!("{}-{}", batch.topic, commit_id),
+                commit_id,
+                summary: HashMap::from([
+                    (key.clone(), json.clone()),
+                    ("shopwatch.commit-id".to_string(), commit_id.to_string()),
+                    ("shopwatch.writer".to_string(), self.writer_id.clone()),
+                ]),
+                properties: vec![(key, json)],
+            };
             if let Some(hook) = &self.hook {
                 hook.before_commit(&self.ident, attempt).await;
             }
-            let result = {
-                let _pin = self
-                    .lake
-                    .catalog
-                    .pin(&table)
-                    .map_err(self.iceberg_err("pinning table"))?;
-                tx.commit(self.lake.catalog.as_ref()).await
+            let result = match append_pinned(&self.lake, &table, append).await {
+                Ok(files) => Ok(files),
+                Err(AppendError::Prepare(context, source)) => {
+                    return Err(CommitError::Iceberg {
+                        table: self.table_name.clone(),
+                        context,
+                        source,
+                    })
+                }
+                Err(AppendError::Commit(e)) => Err(e),
             };
             match result {
-                Ok(_) => {
+                Ok(num_files) => {
                     self.count("ok");
                     if let Some(m) = &self.metrics {
                         m.commit_seconds

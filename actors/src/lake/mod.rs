@@ -1,9 +1,12 @@
 //! The lake side: catalog, pinned commits, data files, offsets and metadata hygiene.
 
+pub mod append;
 pub mod catalog;
+pub mod chain;
 pub mod commit;
 pub mod hygiene;
 pub mod offsets;
+pub mod scan;
 pub mod writer;
 
 pub use catalog::{Lake, LakeParams, PinnedCatalog};

@@ -19,6 +19,7 @@ use super::messages::{CommitterMsg, ConsumerMsg};
 use super::params::PipelineParams;
 use super::progress::Progress;
 use super::FatalError;
+use crate::derived::messages::Delivery;
 use crate::events::{decode, DeadLetterReason, Event, Rejection};
 use crate::lake::{CommitReport, Offsets, Ranges, TableBatch};
 use crate::schema::{DeadLetter, Rows, Source};
@@ -236,19 +237,27 @@ impl ConsumerActor {
             let batch = TableBatch {
                 topic: topic.clone(),
                 ranges: ranges.clone(),
-                rows: Rows::DeadLetters(dead),
+                rows: Arc::new(Rows::DeadLetters(dead)),
             };
             commit_call(&state.args.dead_letters, batch).await?;
         }
+        let rows = Arc::new(raw);
         let report = commit_call(
             &state.args.raw,
             TableBatch {
                 topic: topic.clone(),
                 ranges: ranges.clone(),
-                rows: raw,
+                rows: rows.clone(),
             },
         )
         .await?;
+        // Only now, with the batch durable in the raw table, may the derived actors see it.
+        state.args.params.subscribers.deliver(Delivery {
+            topic: topic.clone(),
+            kind: state.args.params.kind,
+            ranges: ranges.clone(),
+            rows,
+        });
         state
             .args
             .params

@@ -6,6 +6,7 @@ pub mod faults;
 pub mod messages;
 pub mod params;
 pub mod progress;
+pub mod restart;
 pub mod status;
 pub mod supervisor;
 
@@ -31,9 +32,26 @@ pub struct Pipelines {
 }
 
 impl Pipelines {
-    pub async fn start(all: Vec<PipelineParams>) -> anyhow::Result<Pipelines> {
+    /// Start the derived actors (if any) first, so their slots are taken before the first
+    /// batch is committed, then one pipeline per topic.
+    pub async fn start(
+        all: Vec<PipelineParams>,
+        derived: Option<crate::derived::DerivedParams>,
+    ) -> anyhow::Result<Pipelines> {
         let mut supervisors = Vec::new();
         let mut statuses = Vec::new();
+        if let Some(params) = derived {
+            let status = StatusHandle::new(crate::derived::supervisor::PIPELINE, "*");
+            let (actor, handle) = Actor::spawn(
+                None,
+                crate::derived::supervisor::DerivedSupervisor,
+                (params, status.clone()),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("starting derived supervisor: {e}"))?;
+            supervisors.push((actor, handle));
+            statuses.push(status);
+        }
         for params in all {
             let status = StatusHandle::new(params.kind.as_str(), &params.topic);
             let (actor, handle) = Actor::spawn(

@@ -5,6 +5,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::derived::slots::Subscribers;
 use crate::events::EventKind;
 use crate::lake::{HygieneParams, Lake};
 use crate::pipeline::faults::Faults;
@@ -76,4 +77,6 @@ pub struct PipelineParams {
     pub faults: Arc<Faults>,
     /// Set on shutdown: consumers stop polling and commit what they hold.
     pub shutdown: Arc<AtomicBool>,
+    /// Derived actors that receive each batch once the raw table has committed it.
+    pub subscribers: Subscribers,
 }

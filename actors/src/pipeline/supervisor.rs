@@ -2,7 +2,7 @@
 //! stopped and the set is rebuilt from the lake's offsets after a capped exponential backoff,
 //! within a restart budget. Spawns bottom-up: committers first, consumer last.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,6 +15,7 @@ use super::consumer::{ConsumerActor, ConsumerArgs};
 use super::messages::SupervisorMsg;
 use super::params::PipelineParams;
 use super::progress::Progress;
+use super::restart::{RestartBudget, Verdict};
 use super::status::{PipelineState, StatusHandle};
 use super::FatalError;
 use crate::lake::OffsetRule;
@@ -57,8 +58,7 @@ pub struct SupervisorState {
     children: Vec<Child>,
     /// Cells the heartbeat killed, so their termination is reported as `stuck`.
     killed_stuck: HashSet<ActorCell>,
-    restarts: VecDeque<Instant>,
-    consecutive_failures: u32,
+    budget: RestartBudget,
     record_failures: HashMap<(i32, i64), u32>,
     poison: HashSet<(i32, i64)>,
     drain_reply: Option<RpcReplyPort<()>>,
@@ -81,8 +81,7 @@ impl Actor for PipelineSupervisor {
             generation: 0,
             children: Vec::new(),
             killed_stuck: HashSet::new(),
-            restarts: VecDeque::new(),
-            consecutive_failures: 0,
+            budget: RestartBudget::default(),
             record_failures: HashMap::new(),
             poison: HashSet::new(),
             drain_reply: None,
@@ -258,29 +257,23 @@ impl PipelineSupervisor {
             state.status.set_state(PipelineState::Failed(text));
             return Ok(());
         }
-        let now = Instant::now();
-        let window = state.params.supervision.restart_window;
-        while state
-            .restarts
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > window)
+        let backoff = match state
+            .budget
+            .on_failure(Instant::now(), &state.params.supervision)
         {
-            state.restarts.pop_front();
-        }
-        if state.restarts.len() >= state.params.supervision.max_restarts {
-            let msg = format!(
-                "restart budget exhausted ({} in {:?}); last failure of {}: {text}",
-                state.restarts.len(),
-                window,
-                role.as_str()
-            );
-            error!(pipeline, "{msg}");
-            state.failed = true;
-            state.status.set_state(PipelineState::Failed(msg));
-            return Ok(());
-        }
-        state.restarts.push_back(now);
-        state.consecutive_failures += 1;
+            Verdict::RestartAfter(backoff) => backoff,
+            Verdict::Exhausted(n) => {
+                let msg = format!(
+                    "restart budget exhausted ({n} in {:?}); last failure of {}: {text}",
+                    state.params.supervision.restart_window,
+                    role.as_str()
+                );
+                error!(pipeline, "{msg}");
+                state.failed = true;
+                state.status.set_state(PipelineState::Failed(msg));
+                return Ok(());
+            }
+        };
         state
             .params
             .metrics
@@ -288,11 +281,6 @@ impl PipelineSupervisor {
             .with_label_values(&[pipeline, role.as_str(), reason])
             .inc();
         state.status.record_restart(role.as_str(), &text);
-        let sup = &state.params.supervision;
-        let backoff = sup
-            .backoff_min
-            .saturating_mul(1 << state.consecutive_failures.min(16).saturating_sub(1))
-            .min(sup.backoff_max);
         warn!(pipeline, actor = role.as_str(), reason, error = %text, ?backoff, "restarting pipeline");
         state.status.set_state(PipelineState::Restarting);
         state.generation += 1;

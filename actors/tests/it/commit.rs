@@ -40,7 +40,7 @@ fn orders(partition: i32, range: std::ops::Range<i64>) -> TableBatch {
     TableBatch {
         topic: "orders_topic".into(),
         ranges: [(partition, (range.start, range.end))].into(),
-        rows: Rows::Orders(rows),
+        rows: std::sync::Arc::new(Rows::Orders(rows)),
     }
 }
 

@@ -89,8 +89,9 @@ async fn start(rules: Vec<FaultRule>, poison_at: Option<usize>) -> Fixture {
         metrics: metrics.clone(),
         faults,
         shutdown: Arc::new(AtomicBool::new(false)),
+        subscribers: Default::default(),
     };
-    let pipelines = Pipelines::start(vec![params]).await.unwrap();
+    let pipelines = Pipelines::start(vec![params], None).await.unwrap();
     Fixture {
         _mock: mock,
         _dir: dir,

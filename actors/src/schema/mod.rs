@@ -13,9 +13,11 @@ use iceberg::spec::{NestedField, PrimitiveType, Schema, Transform, Type, Unbound
 
 use crate::events::{Click, ErrorEvent, EventKind, Micros, Order};
 
+pub mod derived;
+
 pub const DEAD_LETTERS_TABLE: &str = "dead_letters";
 
-fn field(id: i32, name: &str, ty: PrimitiveType) -> Arc<NestedField> {
+pub(crate) fn field(id: i32, name: &str, ty: PrimitiveType) -> Arc<NestedField> {
     // Optional like the seed's Spark-created columns, so other engines may append nulls.
     Arc::new(NestedField::optional(id, name, Type::Primitive(ty)))
 }
@@ -103,7 +105,7 @@ pub fn dead_letters_spec() -> TableSpec {
     }
 }
 
-fn build_schema(fields: Vec<Arc<NestedField>>) -> Schema {
+pub(crate) fn build_schema(fields: Vec<Arc<NestedField>>) -> Schema {
     // Field ids are fixed and unique above, so this cannot fail at run time.
     Schema::builder()
         .with_fields(fields)
@@ -111,7 +113,7 @@ fn build_schema(fields: Vec<Arc<NestedField>>) -> Schema {
         .expect("static schema is valid")
 }
 
-fn day_partition(source_id: i32, name: &str) -> UnboundPartitionSpec {
+pub(crate) fn day_partition(source_id: i32, name: &str) -> UnboundPartitionSpec {
     UnboundPartitionSpec::builder()
         .add_partition_field(source_id, name, Transform::Day)
         .expect("static partition field is valid")
@@ -165,6 +167,16 @@ impl Rows {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Order rows by (partition, offset), the order Kafka delivered them in.
+    pub fn sort_by_source(&mut self) {
+        match self {
+            Rows::Orders(v) => v.sort_by_key(|(s, _)| (s.partition, s.offset)),
+            Rows::Clicks(v) => v.sort_by_key(|(s, _)| (s.partition, s.offset)),
+            Rows::Errors(v) => v.sort_by_key(|(s, _)| (s.partition, s.offset)),
+            Rows::DeadLetters(v) => v.sort_by_key(|d| (d.source.partition, d.source.offset)),
+        }
     }
 
     /// Keep only rows for which `keep(partition, offset)` holds (replay filtering).

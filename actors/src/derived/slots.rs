@@ -1,0 +1,65 @@
+//! How consumers hand committed events to the derived actors without depending on them.
+//!
+//! A consumer delivers a batch only after the raw table committed it, and a derived actor puts
+//! itself in its slot before it reads the raw tables to rebuild. So a delivery that misses an
+//! actor (dead, restarting, or too far behind) is always found by the next actor's rebuild or
+//! by a gap fill from the raw table: skipping a delivery is always safe, which is what keeps
+//! the hand-off bounded without ever blocking ingestion.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use ractor::ActorRef;
+
+use super::messages::{Delivery, DerivedMsg};
+
+/// Deliveries an actor may have queued before the consumer skips it.
+const MAX_PENDING: usize = 4;
+
+#[derive(Debug, Default)]
+pub struct Slot {
+    actor: Mutex<Option<ActorRef<DerivedMsg>>>,
+    pending: AtomicUsize,
+}
+
+impl Slot {
+    pub fn set(&self, actor: ActorRef<DerivedMsg>) {
+        self.pending.store(0, Ordering::Relaxed);
+        if let Ok(mut a) = self.actor.lock() {
+            *a = Some(actor);
+        }
+    }
+
+    pub fn done(&self) {
+        let _ = self
+            .pending
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
+    /// Hand `delivery` over if the actor is there and keeping up; false when skipped.
+    pub fn offer(&self, delivery: &Arc<Delivery>) -> bool {
+        let Some(actor) = self.actor.lock().ok().and_then(|a| a.clone()) else {
+            return false;
+        };
+        if self.pending.load(Ordering::Relaxed) >= MAX_PENDING {
+            return false;
+        }
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        if actor.cast(DerivedMsg::Ingest(delivery.clone())).is_err() {
+            self.done();
+            return false;
+        }
+        true
+    }
+}
+
+/// The slots of every derived actor reading one topic.
+#[derive(Clone, Debug, Default)]
+pub struct Subscribers(pub Vec<Arc<Slot>>);
+
+impl Subscribers {
+    pub fn deliver(&self, delivery: Delivery) -> usize {
+        let delivery = Arc::new(delivery);
+        self.0.iter().filter(|s| s.offer(&delivery)).count()
+    }
+}
