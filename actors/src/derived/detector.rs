@@ -11,7 +11,7 @@ use iceberg::expr::Reference;
 use iceberg::spec::Datum;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
+use tracing::info;
 
 use super::input::{advance, gap_rows, is_new};
 use super::messages::{Closed, Delivery, DerivedMsg};

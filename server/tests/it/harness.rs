@@ -81,22 +81,62 @@ pub fn broker(dir: &Path) -> (Proc, String) {
 }
 
 pub fn run_pipeline(brokers: &str, data_dir: &Path) -> Proc {
+    run_pipeline_env(brokers, data_dir, &[]).0
+}
+
+/// `shopwatch run` with extra `SHOPWATCH_*` settings; returns the process and its HTTP address.
+pub fn run_pipeline_env(brokers: &str, data_dir: &Path, env: &[(&str, &str)]) -> (Proc, String) {
     let http = format!("127.0.0.1:{}", free_port());
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(data_dir.with_extension("log"))
         .unwrap();
-    Proc(
+    let proc_ = Proc(
         Command::new(BIN)
             .args(["run", "--brokers", brokers, "--http", &http, "--data-dir"])
             .arg(data_dir)
             .env("SHOPWATCH_PIPELINE__COMMIT_INTERVAL_MS", "500")
+            .envs(env.iter().copied())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .unwrap(),
-    )
+    );
+    (proc_, http)
+}
+
+/// Value of one Prometheus sample (`name{labels}` exactly as exposed), 0 when absent.
+pub async fn metric(http: &str, sample: &str) -> f64 {
+    let Ok(mut stream) = tokio::net::TcpStream::connect(http).await else {
+        return 0.0;
+    };
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let req = format!("GET /metrics HTTP/1.0\r\nHost: {http}\r\n\r\n");
+    if stream.write_all(req.as_bytes()).await.is_err() {
+        return 0.0;
+    }
+    let mut body = String::new();
+    let _ = stream.read_to_string(&mut body).await;
+    body.lines()
+        .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Run a Python script from tests/py; returns its stdout, panics when it fails.
+pub fn python(script: &str, args: &[&str]) -> String {
+    let out = Command::new("python3")
+        .arg(py_dir().join(script))
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }
 
 pub fn produce(
