@@ -64,6 +64,9 @@ pub struct PipelineConfig {
     pub max_event_bytes: usize,
     /// Dead-letter payloads are truncated to this many bytes (`payload_bytes` keeps the size).
     pub dead_letter_payload_max_bytes: usize,
+    /// Dead letters are committed in batches: at this many, or after this interval.
+    pub dead_letter_flush_rows: usize,
+    pub dead_letter_flush_interval_ms: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -306,6 +309,8 @@ impl Default for PipelineConfig {
             max_batch_rows: 50_000,
             max_event_bytes: 256 * 1024,
             dead_letter_payload_max_bytes: 64 * 1024,
+            dead_letter_flush_rows: 5_000,
+            dead_letter_flush_interval_ms: 10_000,
         }
     }
 }
@@ -324,10 +329,10 @@ impl Default for SupervisionConfig {
 impl Default for MaintenanceConfig {
     fn default() -> Self {
         MaintenanceConfig {
-            every_commits: 30,
-            snapshot_max_age_s: 60,
+            every_commits: 10,
+            snapshot_max_age_s: 15,
             keep_snapshots: 5,
-            keep_metadata_files: 10,
+            keep_metadata_files: 5,
         }
     }
 }

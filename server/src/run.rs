@@ -51,6 +51,10 @@ pub fn pipeline_params(
                 max_batch_rows: cfg.pipeline.max_batch_rows,
                 max_event_bytes: cfg.pipeline.max_event_bytes,
                 dead_letter_payload_max_bytes: cfg.pipeline.dead_letter_payload_max_bytes,
+                dead_letter_flush_rows: cfg.pipeline.dead_letter_flush_rows,
+                dead_letter_flush_interval: Duration::from_millis(
+                    cfg.pipeline.dead_letter_flush_interval_ms,
+                ),
             },
             supervision: SupervisionParams {
                 max_restarts: cfg.supervision.max_restarts,

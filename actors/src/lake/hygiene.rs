@@ -30,11 +30,13 @@ pub struct HygieneParams {
 impl Default for HygieneParams {
     fn default() -> Self {
         HygieneParams {
-            every_commits: 30,
-            snapshot_max_age: Duration::from_secs(60),
+            every_commits: 10,
+            snapshot_max_age: Duration::from_secs(15),
             keep_snapshots: 5,
-            keep_metadata_files: 10,
-            min_file_age: Duration::from_secs(60),
+            keep_metadata_files: 5,
+            // Readers load metadata.json and then the manifest list at once; 15 s is far
+            // longer than that gap.
+            min_file_age: Duration::from_secs(15),
         }
     }
 }

@@ -41,8 +41,17 @@ pub struct ConsumerArgs {
 pub struct ConsumerState {
     args: ConsumerArgs,
     consumer: Arc<BaseConsumer>,
-    /// Next offset to read per partition (= what the raw table has recorded once committed).
+    /// Next offset per partition the raw table expects (= what it records once committed).
     position: Offsets,
+    /// Next offset per partition the dead-letter table expects. Dead letters are committed
+    /// lazily (a commit per second per topic would bloat the shared table's metadata), so this
+    /// may trail `position`; after a restart the consumer re-reads from the lower of the two
+    /// and only dead letters are taken from the re-read part.
+    dl_position: Offsets,
+    dl_buffer: Vec<DeadLetter>,
+    dl_ranges: Ranges,
+    dl_since: Option<Instant>,
+    dl_flushed: Instant,
 }
 
 /// One record as read from Kafka, owned so it can leave the blocking thread.
@@ -84,20 +93,31 @@ impl Actor for ConsumerActor {
         args: ConsumerArgs,
     ) -> Result<ConsumerState, ActorProcessingErr> {
         let topic = args.params.topic.clone();
-        let lake_offsets = ractor::call_t!(args.raw, CommitterMsg::Offsets, 30_000, topic.clone())?
+        let raw = ractor::call_t!(args.raw, CommitterMsg::Offsets, 30_000, topic.clone())?
             .map_err(|e| format!("reading committed offsets: {e}"))?;
+        let dl = ractor::call_t!(
+            args.dead_letters,
+            CommitterMsg::Offsets,
+            30_000,
+            topic.clone()
+        )?
+        .map_err(|e| format!("reading dead-letter offsets: {e}"))?;
         let consumer = Arc::new(kafka_consumer(&args.params)?);
         let c = consumer.clone();
         let t = topic.clone();
-        let lake = lake_offsets.clone();
-        let position =
-            tokio::task::spawn_blocking(move || assign_from_lake(&c, &t, &lake)).await??;
-        info!(%topic, ?position, "consumer assigned at lake offsets");
+        let (position, dl_position) =
+            tokio::task::spawn_blocking(move || assign_from_lake(&c, &t, &raw, &dl)).await??;
+        info!(%topic, ?position, ?dl_position, "consumer assigned at lake offsets");
         myself.send_message(ConsumerMsg::Poll)?;
         Ok(ConsumerState {
             args,
             consumer,
             position,
+            dl_position,
+            dl_buffer: Vec::new(),
+            dl_ranges: Ranges::new(),
+            dl_since: None,
+            dl_flushed: Instant::now(),
         })
     }
 
@@ -117,7 +137,9 @@ impl Actor for ConsumerActor {
                         self.hand_off(state, ranges, raw, dead).await?;
                     }
                 }
-                if state.args.params.shutdown.load(Ordering::Relaxed) {
+                let stopping = state.args.params.shutdown.load(Ordering::Relaxed);
+                self.flush_dead_letters(state, stopping).await?;
+                if stopping {
                     // Everything read has been committed above: stop cleanly.
                     info!(topic = %state.args.params.topic, "consumer drained");
                     myself.stop(Some("drained".into()));
@@ -148,23 +170,18 @@ impl ConsumerActor {
             .with_label_values(&[&params.topic])
             .inc_by(records.len() as u64);
         for record in records {
-            let start = state
-                .position
-                .get(&record.partition)
-                .copied()
-                .unwrap_or(record.offset);
-            if record.offset < start {
-                // Redelivery of something already in this batch chain: never store it twice.
-                warn!(
-                    partition = record.partition,
-                    offset = record.offset,
-                    start,
-                    "skipping redelivered record"
-                );
-                continue;
+            let p = record.partition;
+            let dl_start = state.dl_position.get(&p).copied().unwrap_or(record.offset);
+            let dl_range = state.dl_ranges.entry(p).or_insert((dl_start, dl_start));
+            dl_range.1 = dl_range.1.max(record.offset + 1);
+            let start = state.position.get(&p).copied().unwrap_or(record.offset);
+            // Below the raw table's position: already stored; re-read only to rebuild dead
+            // letters that were buffered but not committed before a restart.
+            let replay_only = record.offset < start;
+            if !replay_only {
+                let range = ranges.entry(p).or_insert((start, start));
+                range.1 = record.offset + 1;
             }
-            let range = ranges.entry(record.partition).or_insert((start, start));
-            range.1 = record.offset + 1;
             let source = Source {
                 partition: record.partition,
                 offset: record.offset,
@@ -199,6 +216,7 @@ impl ConsumerActor {
             };
             state.args.progress.set_record(None);
             match outcome {
+                Ok(_) if replay_only => {}
                 Ok(event) => push_event(&mut raw, source, event),
                 Err(rejection) => {
                     params
@@ -219,8 +237,8 @@ impl ConsumerActor {
         Ok((ranges, raw, dead))
     }
 
-    /// Dead letters first (they must be durable before the raw table passes their offsets),
-    /// then the raw rows. Each `call` waits for the commit: that is the back-pressure.
+    /// Buffer the dead letters, commit the raw rows, then hand them to the derived actors.
+    /// Each `call` waits for the commit: that is the back-pressure.
     async fn hand_off(
         &self,
         state: &mut ConsumerState,
@@ -228,21 +246,18 @@ impl ConsumerActor {
         raw: Rows,
         dead: Vec<DeadLetter>,
     ) -> Result<(), ActorProcessingErr> {
+        if !dead.is_empty() {
+            state.dl_since.get_or_insert_with(Instant::now);
+            state.dl_buffer.extend(dead);
+        }
         if ranges.is_empty() {
             return Ok(());
         }
         let topic = state.args.params.topic.clone();
         let waited = Instant::now();
-        if !dead.is_empty() {
-            let batch = TableBatch {
-                topic: topic.clone(),
-                ranges: ranges.clone(),
-                rows: Arc::new(Rows::DeadLetters(dead)),
-            };
-            commit_call(&state.args.dead_letters, batch).await?;
-        }
         let rows = Arc::new(raw);
         let report = commit_call(
+            &state.args.progress,
             &state.args.raw,
             TableBatch {
                 topic: topic.clone(),
@@ -286,17 +301,69 @@ impl ConsumerActor {
     }
 }
 
+impl ConsumerActor {
+    /// Commit buffered dead letters (and the offsets they cover) when the buffer is big or
+    /// old enough, or when stopping. Until then a restart re-reads them from Kafka.
+    async fn flush_dead_letters(
+        &self,
+        state: &mut ConsumerState,
+        force: bool,
+    ) -> Result<(), ActorProcessingErr> {
+        if state.dl_ranges.is_empty() {
+            return Ok(());
+        }
+        let batch = &state.args.params.batch;
+        let due = state.dl_buffer.len() >= batch.dead_letter_flush_rows
+            || state
+                .dl_since
+                .is_some_and(|t| t.elapsed() >= batch.dead_letter_flush_interval);
+        // With no dead letters pending, the covered offsets still move now and then so that
+        // a restart does not re-read far back.
+        let idle_due = state.dl_buffer.is_empty()
+            && state.dl_since.is_none()
+            && !state.dl_ranges.is_empty()
+            && state.dl_flushed.elapsed() >= batch.dead_letter_flush_interval * 6;
+        if !(force || due || idle_due) {
+            return Ok(());
+        }
+        let ranges = std::mem::take(&mut state.dl_ranges);
+        let rows = std::mem::take(&mut state.dl_buffer);
+        state.dl_since = None;
+        state.dl_flushed = Instant::now();
+        commit_call(
+            &state.args.progress,
+            &state.args.dead_letters,
+            TableBatch {
+                topic: state.args.params.topic.clone(),
+                ranges: ranges.clone(),
+                rows: Arc::new(Rows::DeadLetters(rows)),
+            },
+        )
+        .await?;
+        for (p, (_, end)) in ranges {
+            let pos = state.dl_position.entry(p).or_insert(end);
+            *pos = (*pos).max(end);
+        }
+        Ok(())
+    }
+}
+
+/// Commit through a committer. While waiting the consumer is not busy itself: if the commit
+/// hangs, the heartbeat must blame the committer, not its caller.
 async fn commit_call(
+    progress: &Progress,
     committer: &ActorRef<CommitterMsg>,
     batch: TableBatch,
 ) -> Result<CommitReport, ActorProcessingErr> {
+    progress.set_busy(false);
     let result = ractor::call_t!(
         committer,
         CommitterMsg::Commit,
         COMMIT_CALL_TIMEOUT.as_millis() as u64,
         batch
-    )?;
-    result.map_err(|e| format!("committer refused batch: {e}").into())
+    );
+    progress.set_busy(true);
+    result?.map_err(|e| format!("committer refused batch: {e}").into())
 }
 
 fn push_event(rows: &mut Rows, source: Source, event: Event) {
@@ -328,13 +395,15 @@ fn dead_letter(
     }
 }
 
-/// Assign every partition of `topic` at the lake's offsets (or the earliest retained offset for
-/// a partition the lake has never seen), after checking the broker still has them.
+/// Assign every partition of `topic` at the lower of the raw table's and the dead-letter
+/// table's offsets (the earliest retained offset for a partition a table has never seen),
+/// after checking the broker still has them. Returns (raw position, dead-letter position).
 fn assign_from_lake(
     consumer: &BaseConsumer,
     topic: &str,
     lake: &Offsets,
-) -> Result<Offsets, ActorProcessingErr> {
+    dead_letters: &Offsets,
+) -> Result<(Offsets, Offsets), ActorProcessingErr> {
     let metadata = consumer.fetch_metadata(Some(topic), KAFKA_TIMEOUT)?;
     let partitions: Vec<i32> = metadata
         .topics()
@@ -349,6 +418,7 @@ fn assign_from_lake(
     }
     let mut tpl = TopicPartitionList::new();
     let mut position = Offsets::new();
+    let mut dl_position = Offsets::new();
     for p in partitions {
         let (low, high) = consumer.fetch_watermarks(topic, p, KAFKA_TIMEOUT)?;
         let start = match lake.get(&p).copied() {
@@ -368,11 +438,20 @@ fn assign_from_lake(
             Some(o) => o,
             None => low,
         };
-        tpl.add_partition_offset(topic, p, Offset::Offset(start))?;
+        let dl_start = match dead_letters.get(&p).copied() {
+            Some(o) if o < low => {
+                warn!(%topic, partition = p, next = o, low, "dead-letter position was deleted by the broker; resuming at the earliest retained offset");
+                low
+            }
+            Some(o) => o.min(high),
+            None => low,
+        };
+        tpl.add_partition_offset(topic, p, Offset::Offset(start.min(dl_start)))?;
         position.insert(p, start);
+        dl_position.insert(p, dl_start);
     }
     consumer.assign(&tpl)?;
-    Ok(position)
+    Ok((position, dl_position))
 }
 
 /// Poll until the commit interval elapses, the batch is full, or shutdown is requested.

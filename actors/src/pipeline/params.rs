@@ -26,6 +26,10 @@ pub struct BatchParams {
     pub max_batch_rows: usize,
     pub max_event_bytes: usize,
     pub dead_letter_payload_max_bytes: usize,
+    /// Dead letters are committed when this many are buffered...
+    pub dead_letter_flush_rows: usize,
+    /// ...or when the oldest has waited this long.
+    pub dead_letter_flush_interval: Duration,
 }
 
 impl Default for BatchParams {
@@ -35,6 +39,8 @@ impl Default for BatchParams {
             max_batch_rows: 50_000,
             max_event_bytes: 256 * 1024,
             dead_letter_payload_max_bytes: 64 * 1024,
+            dead_letter_flush_rows: 5_000,
+            dead_letter_flush_interval: Duration::from_secs(10),
         }
     }
 }

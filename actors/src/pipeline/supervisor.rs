@@ -223,7 +223,24 @@ impl Actor for PipelineSupervisor {
                         }
                     }
                 }
-                self.on_failure(&myself, state, child.role, reason, text, fatal)?;
+                // A child we killed for being stuck makes its callers fail too, and their
+                // failure may reach us first: the restart is still the stuck child's.
+                let stuck = state
+                    .children
+                    .iter()
+                    .find(|c| state.killed_stuck.contains(&c.cell))
+                    .map(|c| c.role);
+                match stuck {
+                    Some(role) => self.on_failure(
+                        &myself,
+                        state,
+                        role,
+                        "stuck",
+                        "no progress while busy".into(),
+                        false,
+                    )?,
+                    None => self.on_failure(&myself, state, child.role, reason, text, fatal)?,
+                }
             }
         }
         Ok(())

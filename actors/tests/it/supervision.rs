@@ -191,6 +191,14 @@ async fn a_record_that_always_panics_is_dead_lettered() {
     };
     let f = start(vec![poison], Some(17)).await;
     f.wait_all_rows(N - 1).await;
+    // Dead letters are committed in batches (here: within the 10 s flush interval).
+    let lake = &f.lake;
+    eventually(
+        Duration::from_secs(30),
+        "poison record in dead_letters",
+        || async { !source_offsets(lake, "dead_letters").await.is_empty() },
+    )
+    .await;
     let dl = source_offsets(&f.lake, "dead_letters").await;
     assert_eq!(dl, vec![(1, 8)], "record 17 is partition 1 offset 8");
     assert_eq!(
@@ -214,6 +222,12 @@ async fn a_frozen_actor_is_detected_and_restarted() {
     );
     let f = start(vec![freeze], None).await;
     f.wait_all_rows(N).await;
+    let stuck =
+        || f.restarts("raw_committer", "stuck") + f.restarts("dead_letter_committer", "stuck");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while stuck() == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(
         f.restarts("raw_committer", "stuck") + f.restarts("dead_letter_committer", "stuck") >= 1,
         "{}",
