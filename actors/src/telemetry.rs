@@ -20,6 +20,7 @@ pub struct Metrics {
     pub watermark_lag: prometheus::GaugeVec,
     pub windows_emitted: IntCounterVec,
     pub alerts: IntCounterVec,
+    pub webhook: IntCounterVec,
 }
 
 impl Metrics {
@@ -121,6 +122,11 @@ impl Metrics {
             "Alerts written to the alerts table, by type.",
             &["alert_type"],
         );
+        let webhook = counter(
+            "shopwatch_webhook_deliveries_total",
+            "Alert webhook deliveries by outcome (ok, failed after retries, dropped: queue full).",
+            &["outcome"],
+        );
         for t in crate::alerts::AlertType::ALL {
             alerts.with_label_values(&[t.as_str()]);
         }
@@ -153,6 +159,7 @@ impl Metrics {
             watermark_lag,
             windows_emitted,
             alerts,
+            webhook,
         }
     }
 

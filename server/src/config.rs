@@ -168,6 +168,10 @@ pub struct AlertsConfig {
     pub no_data: SilenceConfig,
     /// The detector records its state at least this often while it changes.
     pub checkpoint_every_s: u64,
+    /// Slack-compatible webhook for alerts; empty = off. A secret: redacted, never logged.
+    pub webhook_url: String,
+    pub webhook_timeout_ms: u64,
+    pub webhook_retries: u32,
 }
 
 impl WindowsConfig {
@@ -254,6 +258,9 @@ impl Default for AlertsConfig {
             high_error_rate: RateConfig::default(),
             no_data: SilenceConfig::default(),
             checkpoint_every_s: 60,
+            webhook_url: String::new(),
+            webhook_timeout_ms: 5_000,
+            webhook_retries: 3,
         }
     }
 }
@@ -574,6 +581,14 @@ impl Config {
                 });
             }
         }
+        if !a.webhook_url.is_empty()
+            && !(a.webhook_url.starts_with("https://") || a.webhook_url.starts_with("http://"))
+        {
+            return err(
+                "alerts.webhook_url",
+                "must be an http:// or https:// URL (or empty to turn the webhook off)",
+            );
+        }
         if !(0.0..=1.0).contains(&a.high_error_rate.threshold) {
             return err(
                 "alerts.high_error_rate.threshold",
@@ -594,6 +609,9 @@ impl Config {
             {
                 *v = "<redacted>".into();
             }
+        }
+        if !copy.alerts.webhook_url.is_empty() {
+            copy.alerts.webhook_url = "<redacted>".into();
         }
         toml::to_string_pretty(&copy).unwrap_or_default()
     }
@@ -661,6 +679,52 @@ mod tests {
         std::fs::write(&file, "[kafka.extra]\n\"sasl.password\" = \"hunter2\"\n").unwrap();
         let c = load(Some(&file), &[], vec![]).unwrap();
         assert!(!c.redacted_toml().contains("hunter2"));
+        let c = load(
+            None,
+            &env(&[(
+                "SHOPWATCH_ALERTS__WEBHOOK_URL",
+                "https://hooks.example/T0/secret-path",
+            )]),
+            vec![],
+        )
+        .unwrap();
+        assert!(!c.redacted_toml().contains("secret-path"));
+    }
+
+    #[test]
+    fn kpi_windows_are_nested_keys_and_checked() {
+        let c = load(
+            None,
+            &env(&[("SHOPWATCH_WINDOWS__ACTIVE_USERS__LATENESS_S", "360")]),
+            vec![],
+        )
+        .unwrap();
+        assert_eq!(c.windows.active_users.lateness_s, 360);
+        assert_eq!(c.windows.orders_revenue.lateness_s, 10);
+        let e = load(
+            None,
+            &env(&[("SHOPWATCH_WINDOWS__ERRORS__SLIDE_S", "120")]),
+            vec![],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("windows.errors.slide_s"), "{e}");
+        let e = load(
+            None,
+            &env(&[("SHOPWATCH_WINDOWS__ERRORS__SIZE", "1")]),
+            vec![],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("windows.errors.size"), "{e}");
+        let e = load(
+            None,
+            &env(&[("SHOPWATCH_ALERTS__WEBHOOK_URL", "slack")]),
+            vec![],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("alerts.webhook_url"), "{e}");
     }
 
     #[test]

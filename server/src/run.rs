@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use shopwatch_actors::alerts::{AlertRules, AnomalyRule, RateRule, SilenceRule};
+use shopwatch_actors::derived::webhook::{Webhook, WebhookParams};
 use shopwatch_actors::derived::{DerivedParams, DerivedSlots, KpiKind};
 use shopwatch_actors::events::EventKind;
 use shopwatch_actors::lake::{HygieneParams, Lake, LakeParams};
@@ -115,6 +116,23 @@ pub fn derived_params(
         ));
     }
     let a = &cfg.alerts;
+    let webhook = if a.webhook_url.is_empty() {
+        None
+    } else {
+        Some(
+            Webhook::start(
+                WebhookParams {
+                    url: a.webhook_url.clone(),
+                    timeout: Duration::from_millis(a.webhook_timeout_ms),
+                    retries: a.webhook_retries,
+                    backoff: Duration::from_millis(500),
+                    queue: 1_000,
+                },
+                metrics.clone(),
+            )
+            .context("starting the alert webhook client")?,
+        )
+    };
     let anomaly = |c: &crate::config::AnomalyConfig| AnomalyRule {
         enabled: c.enabled,
         k: c.k,
@@ -152,6 +170,7 @@ pub fn derived_params(
         tick: Duration::from_millis(w.tick_ms),
         checkpoint_every: Duration::from_secs(a.checkpoint_every_s),
         slots,
+        webhook,
     })
 }
 

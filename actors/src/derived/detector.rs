@@ -555,6 +555,9 @@ impl DetectorState {
         self.last_commit = Instant::now();
         self.dirty = false;
         if let DerivedRows::Alerts(v) = &rows {
+            if let Some(hook) = &self.params.webhook {
+                hook.offer(v);
+            }
             for a in v {
                 self.params
                     .metrics

@@ -9,6 +9,7 @@ pub mod kpi;
 pub mod messages;
 pub mod slots;
 pub mod supervisor;
+pub mod webhook;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,6 +69,8 @@ pub struct DerivedParams {
     /// The detector records its state at least this often while it changes.
     pub checkpoint_every: Duration,
     pub slots: DerivedSlots,
+    /// Where committed alerts are also sent, if configured.
+    pub webhook: Option<webhook::Webhook>,
 }
 
 impl DerivedParams {
