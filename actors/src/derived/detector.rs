@@ -448,23 +448,18 @@ impl DetectorState {
                     if let (true, Some(r), Some(row)) = (fires, rate, row) {
                         let start = end - size;
                         let thr = rules.high_error_rate.threshold;
-                        alerts.push(Alert {
-                            alert_id: alert_id(AlertType::HighErrorRate, "all", &start.to_string()),
-                            alert_type: AlertType::HighErrorRate,
-                            description: format!(
+                        alerts.push(on_window(
+                            AlertType::HighErrorRate,
+                            "all",
+                            start,
+                            end,
+                            r,
+                            thr,
+                            format!(
                                 "Error rate {:.1}% in window {} – {} is above {:.1}% ({} ERROR/FATAL over {traffic} orders and clicks)",
                                 r * 100.0, hm(start), hm(end), thr * 100.0, row.error_count + row.fatal_count
                             ),
-                            alert_timestamp: end,
-                            metric_value: r,
-                            alert_key: "all".into(),
-                            window_start: Some(start),
-                            window_end: Some(end),
-                            threshold: Some(thr),
-                            source_topic: None,
-                            source_partition: None,
-                            source_offset: None,
-                        });
+                        ));
                     }
                 }
             }
@@ -603,6 +598,32 @@ fn lattice(
     (skip..count).map(|k| first + k * slide).collect()
 }
 
+/// An alert about one window (its start is the id's mark).
+fn on_window(
+    ty: AlertType,
+    key: &str,
+    start: Micros,
+    end: Micros,
+    value: f64,
+    threshold: f64,
+    description: String,
+) -> Alert {
+    Alert {
+        alert_id: alert_id(ty, key, &start.to_string()),
+        alert_type: ty,
+        description,
+        alert_timestamp: end,
+        metric_value: value,
+        alert_key: key.to_string(),
+        window_start: Some(start),
+        window_end: Some(end),
+        threshold: Some(threshold),
+        source_topic: None,
+        source_partition: None,
+        source_offset: None,
+    }
+}
+
 fn window_alert(
     ty: AlertType,
     key: &str,
@@ -611,20 +632,7 @@ fn window_alert(
     c: Crossing,
     description: String,
 ) -> Alert {
-    Alert {
-        alert_id: alert_id(ty, key, &start.to_string()),
-        alert_type: ty,
-        description,
-        alert_timestamp: end,
-        metric_value: c.value,
-        alert_key: key.to_string(),
-        window_start: Some(start),
-        window_end: Some(end),
-        threshold: Some(c.threshold),
-        source_topic: None,
-        source_partition: None,
-        source_offset: None,
-    }
+    on_window(ty, key, start, end, c.value, c.threshold, description)
 }
 
 fn hm(t: Micros) -> String {

@@ -175,18 +175,7 @@ impl<A: Acc> Engine<A> {
                 }
             }
         }
-        let mut windows = Vec::with_capacity(starts.len());
-        for s in starts {
-            let panes: Vec<&A> = self
-                .panes
-                .range(s..s + w.size)
-                .map(|(_, p)| &p.acc)
-                .collect();
-            let rows = A::window_rows(&panes, s, s + w.size);
-            if !rows.is_empty() {
-                windows.push((s, s + w.size, rows));
-            }
-        }
+        let windows = self.rows_of(starts);
         self.emitted_until = Some(until);
         self.panes
             .retain(|&start, _| w.pane_needed_until(start) > until);
@@ -215,16 +204,18 @@ impl<A: Acc> Engine<A> {
                 }
             }
         }
+        self.rows_of(starts)
+    }
+
+    /// Rows of the windows starting at `starts` that have data.
+    fn rows_of(&self, starts: BTreeSet<Micros>) -> Vec<(Micros, Micros, Vec<A::Row>)> {
+        let size = self.params.windowing.size;
         starts
             .into_iter()
             .filter_map(|s| {
-                let panes: Vec<&A> = self
-                    .panes
-                    .range(s..s + w.size)
-                    .map(|(_, p)| &p.acc)
-                    .collect();
-                let rows = A::window_rows(&panes, s, s + w.size);
-                (!rows.is_empty()).then_some((s, s + w.size, rows))
+                let panes: Vec<&A> = self.panes.range(s..s + size).map(|(_, p)| &p.acc).collect();
+                let rows = A::window_rows(&panes, s, s + size);
+                (!rows.is_empty()).then_some((s, s + size, rows))
             })
             .collect()
     }
