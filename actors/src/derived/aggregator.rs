@@ -17,7 +17,7 @@ use super::DerivedParams;
 use crate::events::{EventKind, Micros};
 use crate::lake::chain::DerivedCommitter;
 use crate::lake::commit::recorded_offsets;
-use crate::lake::scan::read_raw;
+use crate::lake::scan::{read_raw, resume_points};
 use crate::lake::Offsets;
 use crate::windows::EngineParams;
 
@@ -103,7 +103,7 @@ impl Actor for AggregatorActor {
                 .await?;
             let position = recorded_offsets(&table, topic)?;
             let from = checkpoint.replay.get(topic).cloned().unwrap_or_default();
-            let rows = read_raw(&table, *kind, &from, true).await?;
+            let rows = read_raw(&table, *kind, &resume_points(&from, &position), false).await?;
             let stats = engine.fold_rows(i, &rows, now, |_, _| true);
             replayed += stats.folded + stats.late + stats.skewed;
             positions.push(position);

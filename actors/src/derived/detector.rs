@@ -24,7 +24,7 @@ use crate::alerts::{
 use crate::events::{EventKind, Micros};
 use crate::lake::chain::{recorded_chain, DerivedCommitter};
 use crate::lake::commit::recorded_offsets;
-use crate::lake::scan::{read_batches, read_raw, Columns};
+use crate::lake::scan::{read_batches, read_raw, resume_points, Columns};
 use crate::lake::Offsets;
 use crate::schema::derived::{self, alerts_spec, DerivedRows};
 use crate::schema::Rows;
@@ -123,7 +123,8 @@ impl Actor for DetectorActor {
             let position = recorded_offsets(&table, &topic)?;
             activity.insert(topic, (total(&position), now));
             if kind == EventKind::Errors {
-                fatal_rows = read_raw(&table, kind, &cp.fatal_from, true).await?;
+                let from = resume_points(&cp.fatal_from, &position);
+                fatal_rows = read_raw(&table, kind, &from, false).await?;
                 errors_position = position;
             }
         }

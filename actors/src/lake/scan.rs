@@ -121,15 +121,26 @@ fn intern(value: &str, known: &[&'static str]) -> &'static str {
         .unwrap_or("UNKNOWN")
 }
 
+/// Where to resume reading a raw table: `from` where known, and from the first row for any
+/// partition the table has (its recorded `position`) that `from` does not mention.
+pub fn resume_points(from: &Offsets, position: &Offsets) -> Offsets {
+    let mut out = from.clone();
+    for p in position.keys() {
+        out.entry(*p).or_insert(0);
+    }
+    out
+}
+
 /// Rows of raw table `table` (of `kind`) at or after `from` per partition (partitions absent
-/// from `from` are read from their first row), in Kafka order per partition.
+/// from `from` are read from their first row only if `everything_for_unknown_partitions`),
+/// in Kafka order per partition. Files whose offsets all lie below `from` are skipped.
 pub async fn read_raw(
     table: &Table,
     kind: EventKind,
     from: &Offsets,
     everything_for_unknown_partitions: bool,
 ) -> Result<Rows, ScanError> {
-    let floor = if everything_for_unknown_partitions {
+    let floor = if everything_for_unknown_partitions && from.is_empty() {
         0
     } else {
         from.values().copied().min().unwrap_or(0)
@@ -154,7 +165,7 @@ pub async fn read_raw(
             .enumerate()
             .filter(|(_, s)| match from.get(&s.partition) {
                 Some(&o) => s.offset >= o,
-                None => everything_for_unknown_partitions,
+                None => everything_for_unknown_partitions && s.offset >= floor,
             });
         match &mut rows {
             Rows::Orders(v) => {
