@@ -179,17 +179,14 @@ impl AggregatorState {
             m.clock_skew_events
                 .with_label_values(&[&d.topic])
                 .inc_by(stats.skewed);
-            if let Some(wm) = self.engine.watermark() {
-                m.watermark_lag
-                    .with_label_values(&[&d.topic])
-                    .set((now - wm) as f64 / 1e6);
-            }
         }
         Ok(())
     }
 
     async fn emit(&mut self, now: Micros) -> Result<(), ActorProcessingErr> {
-        let Some((until, rows)) = self.engine.advance(now) else {
+        let advanced = self.engine.advance(now);
+        self.report_watermark(now);
+        let Some((until, rows)) = advanced else {
             return Ok(());
         };
         let table = self.kpi.table();
@@ -210,6 +207,22 @@ impl AggregatorState {
             let _ = detector.cast(DerivedMsg::Closed(Closed { table, until, rows }));
         }
         Ok(())
+    }
+
+    /// The primary KPI of a topic reports how far its watermark trails the clock.
+    fn report_watermark(&self, now: Micros) {
+        let Some(wm) = self.engine.watermark() else {
+            return;
+        };
+        for (kind, topic) in &self.inputs {
+            if KpiKind::primary_for(*kind) == self.kpi {
+                self.params
+                    .metrics
+                    .watermark_lag
+                    .with_label_values(&[topic])
+                    .set((now - wm) as f64 / 1e6);
+            }
+        }
     }
 
     fn checkpoint(&self) -> AggCheckpoint {
