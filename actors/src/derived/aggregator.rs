@@ -141,6 +141,9 @@ impl Actor for AggregatorActor {
             }
             DerivedMsg::Tick => state.emit(now_micros()).await?,
             DerivedMsg::Closed(_) => {}
+            DerivedMsg::Sync(reply) => {
+                let _ = reply.send(());
+            }
         }
         Ok(())
     }

@@ -172,6 +172,9 @@ impl Actor for DetectorActor {
                 let alerts = state.evaluate(&closed);
                 state.commit(alerts).await?;
             }
+            DerivedMsg::Sync(reply) => {
+                let _ = reply.send(());
+            }
             DerivedMsg::Tick => {
                 let alerts = state.silences(now_micros());
                 state.commit(alerts).await?;

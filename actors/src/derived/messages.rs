@@ -29,4 +29,6 @@ pub enum DerivedMsg {
     Ingest(Arc<Delivery>),
     Closed(Closed),
     Tick,
+    /// Answered once everything queued before it has been handled (used when stopping).
+    Sync(ractor::RpcReplyPort<()>),
 }

@@ -9,6 +9,7 @@ use tracing::{error, info, warn};
 
 use super::aggregator::{AggregatorActor, AggregatorArgs};
 use super::detector::{DetectorActor, DetectorArgs};
+use super::messages::DerivedMsg;
 use super::DerivedParams;
 use crate::events::EventKind;
 use crate::pipeline::messages::SupervisorMsg;
@@ -79,8 +80,17 @@ impl Actor for DerivedSupervisor {
             }
             SupervisorMsg::Restart { .. } | SupervisorMsg::Tick => {}
             SupervisorMsg::Drain(reply) => {
-                // Nothing to flush: open windows are rebuilt from the lake on the next start.
+                // Open windows are rebuilt from the lake on the next start; what matters is that
+                // deliveries already queued (FATAL errors above all) are handled: aggregators
+                // first (they may send closed windows to the detector), then the detector.
                 state.draining = true;
+                let mut order: Vec<ActorCell> =
+                    state.children.iter().map(|(c, _)| c.clone()).collect();
+                order.rotate_left(1);
+                for cell in order {
+                    let actor: ActorRef<DerivedMsg> = cell.into();
+                    let _ = ractor::call_t!(actor, DerivedMsg::Sync, 10_000);
+                }
                 kill_all(state);
                 state.status.set_state(PipelineState::Stopped);
                 let _ = reply.send(());

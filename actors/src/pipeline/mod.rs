@@ -93,14 +93,27 @@ impl Pipelines {
     }
 
     /// Stop consuming, commit what is in flight, stop every actor; bounded by `timeout`.
+    /// The topic pipelines first (their final batches reach the derived actors), then the
+    /// derived actors once they have handled what was delivered.
     pub async fn drain(self, timeout: Duration) {
-        let drains = self.supervisors.iter().map(|(sup, _)| {
-            let sup = sup.clone();
-            async move { ractor::call_t!(sup, SupervisorMsg::Drain, timeout.as_millis() as u64) }
-        });
-        for result in futures::future::join_all(drains).await {
-            if let Err(e) = result {
-                warn!(error = %e, "pipeline did not drain in time");
+        let (derived, topics): (Vec<_>, Vec<_>) = self
+            .supervisors
+            .iter()
+            .zip(&self.statuses)
+            .map(|((sup, _), status)| (sup.clone(), status.is_derived()))
+            .partition(|(_, d)| *d);
+        let deadline = std::time::Instant::now() + timeout;
+        for group in [topics, derived] {
+            let left = deadline
+                .saturating_duration_since(std::time::Instant::now())
+                .max(Duration::from_secs(1));
+            let drains = group.into_iter().map(|(sup, _)| async move {
+                ractor::call_t!(sup, SupervisorMsg::Drain, left.as_millis() as u64)
+            });
+            for result in futures::future::join_all(drains).await {
+                if let Err(e) = result {
+                    warn!(error = %e, "pipeline did not drain in time");
+                }
             }
         }
         for (sup, handle) in self.supervisors {

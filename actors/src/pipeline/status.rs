@@ -51,6 +51,13 @@ impl StatusHandle {
             s.last_error = Some(error.chars().take(500).collect());
         }
     }
+    pub fn is_derived(&self) -> bool {
+        self.0
+            .lock()
+            .map(|s| s.pipeline == crate::derived::supervisor::PIPELINE)
+            .unwrap_or(false)
+    }
+
     pub fn snapshot(&self) -> Option<PipelineStatus> {
         self.0.lock().ok().map(|s| s.clone())
     }
