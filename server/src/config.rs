@@ -21,6 +21,39 @@ pub struct Config {
     pub demo: DemoConfig,
     pub windows: WindowsConfig,
     pub alerts: AlertsConfig,
+    pub flight: FlightConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlightConfig {
+    /// Serve the lake over Arrow Flight SQL (as Dremio's port does).
+    pub enabled: bool,
+    pub listen: String,
+    pub username: String,
+    /// A secret: redacted, never logged. The seed's default is accepted on loopback only.
+    pub password: String,
+    /// Bearer tokens expire after this long; clients re-authenticate.
+    pub token_ttl_s: u64,
+    /// First part of the three-part table names (the seed's Dremio source name).
+    pub source: String,
+}
+
+/// The seed's Dremio credentials, accepted out of the box only on a loopback listener.
+pub const SEED_FLIGHT_USER: &str = "dremio";
+pub const SEED_FLIGHT_PASSWORD: &str = "dremio123";
+
+impl Default for FlightConfig {
+    fn default() -> Self {
+        FlightConfig {
+            enabled: true,
+            listen: "127.0.0.1:32010".into(),
+            username: SEED_FLIGHT_USER.into(),
+            password: SEED_FLIGHT_PASSWORD.into(),
+            token_ttl_s: 7_200,
+            source: "nessie_minio_catalog".into(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -278,6 +311,7 @@ impl Default for Config {
             demo: DemoConfig::default(),
             windows: WindowsConfig::default(),
             alerts: AlertsConfig::default(),
+            flight: FlightConfig::default(),
         }
     }
 }
@@ -581,6 +615,25 @@ impl Config {
                 });
             }
         }
+        if self.flight.enabled {
+            let Ok(addr) = self.flight.listen.parse::<SocketAddr>() else {
+                return err("flight.listen", "must be an IP:PORT address such as 127.0.0.1:32010 (flag --flight)");
+            };
+            if !addr.ip().is_loopback() && self.flight.password == SEED_FLIGHT_PASSWORD {
+                return err(
+                    "flight.password",
+                    "the default Flight credentials (dremio/dremio123) are only accepted on a loopback address; \
+                     set SHOPWATCH_FLIGHT__USERNAME and SHOPWATCH_FLIGHT__PASSWORD (or [flight] in shopwatch.toml), \
+                     or listen on 127.0.0.1",
+                );
+            }
+            if self.flight.password.is_empty() || self.flight.username.is_empty() {
+                return err("flight.password", "username and password must not be empty");
+            }
+            if self.flight.token_ttl_s == 0 {
+                return err("flight.token_ttl_s", "must be at least 1 (seconds)");
+            }
+        }
         if !a.webhook_url.is_empty()
             && !(a.webhook_url.starts_with("https://") || a.webhook_url.starts_with("http://"))
         {
@@ -610,6 +663,7 @@ impl Config {
                 *v = "<redacted>".into();
             }
         }
+        copy.flight.password = "<redacted>".into();
         if !copy.alerts.webhook_url.is_empty() {
             copy.alerts.webhook_url = "<redacted>".into();
         }

@@ -2,6 +2,7 @@
 
 mod config;
 mod demo;
+mod flight;
 mod http;
 mod run;
 
@@ -67,6 +68,9 @@ struct RunArgs {
     /// HTTP listen address for /metrics, /livez, /readyz and the page (config `http.listen`).
     #[arg(long)]
     http: Option<String>,
+    /// Arrow Flight SQL listen address (config `flight.listen`, default 127.0.0.1:32010).
+    #[arg(long)]
+    flight: Option<String>,
 }
 
 #[derive(Args)]
@@ -135,6 +139,9 @@ impl RunArgs {
         }
         if let Some(h) = &self.http {
             o.push(("http.listen", Value::String(h.clone())));
+        }
+        if let Some(f) = &self.flight {
+            o.push(("flight.listen", Value::String(f.clone())));
         }
         o
     }

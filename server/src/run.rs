@@ -217,13 +217,35 @@ pub async fn run_until(
     );
     let derived = derived_params(
         &cfg,
-        lake,
+        lake.clone(),
         metrics.clone(),
         slots,
         topics[0].supervision.clone(),
         topics[0].hygiene.clone(),
     )?;
+    let reader = lake.reader_catalog().await?;
     let pipelines = Pipelines::start(topics, Some(derived)).await?;
+    let flight_stop = Arc::new(tokio::sync::Notify::new());
+    let flight = if cfg.flight.enabled {
+        let stop = flight_stop.clone();
+        Some(
+            crate::flight::serve(
+                crate::flight::FlightParams {
+                    listen: cfg.flight.listen.parse().context("flight.listen")?,
+                    username: cfg.flight.username.clone(),
+                    password: cfg.flight.password.clone(),
+                    token_ttl: Duration::from_secs(cfg.flight.token_ttl_s),
+                    source: cfg.flight.source.clone(),
+                    namespace: cfg.lake.namespace.clone(),
+                },
+                reader,
+                async move { stop.notified().await },
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
     let state = AppState {
         metrics,
         pipelines: Arc::new(pipelines.status_handles()),
@@ -258,7 +280,11 @@ pub async fn run_until(
     shutdown.store(true, Ordering::Relaxed);
     pipelines.drain(DRAIN_TIMEOUT).await;
     http_stop.notify_one();
+    flight_stop.notify_one();
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    if let Some(f) = flight {
+        let _ = tokio::time::timeout(Duration::from_secs(2), f).await;
+    }
     info!("stopped");
     Ok(exit_code)
 }

@@ -68,24 +68,7 @@ impl Lake {
                 params.warehouse_dir().display()
             )
         })?;
-        // iceberg-catalog-sql only enables sqlx's `any`; the sqlite driver comes from our sqlx.
-        sqlx::any::install_default_drivers();
-        let props = HashMap::from([
-            (
-                "uri".to_string(),
-                format!("sqlite://{}?mode=rwc", params.catalog_db().display()),
-            ),
-            (
-                "warehouse".to_string(),
-                format!("file://{}", params.warehouse_dir().display()),
-            ),
-            ("sql_bind_style".to_string(), "QMark".to_string()),
-        ]);
-        let inner = SqlCatalogBuilder::default()
-            .with_storage_factory(Arc::new(LocalFsStorageFactory))
-            .load(params.catalog_name.clone(), props)
-            .await
-            .with_context(|| format!("opening SQL catalog {}", params.catalog_db().display()))?;
+        let inner = sql_catalog(&params).await?;
         let namespace = NamespaceIdent::new(params.namespace.clone());
         let lake = Lake {
             catalog: Arc::new(PinnedCatalog::new(inner)),
@@ -153,6 +136,38 @@ impl Lake {
             }
             Err(e) => Err(anyhow::Error::new(e).context(format!("creating table {ident}"))),
         }
+    }
+}
+
+
+/// A SQL catalog on the lake's SQLite file (each call opens its own connection pool).
+async fn sql_catalog(params: &LakeParams) -> anyhow::Result<SqlCatalog> {
+    use anyhow::Context;
+        // iceberg-catalog-sql only enables sqlx's `any`; the sqlite driver comes from our sqlx.
+        sqlx::any::install_default_drivers();
+        let props = HashMap::from([
+            (
+                "uri".to_string(),
+                format!("sqlite://{}?mode=rwc", params.catalog_db().display()),
+            ),
+            (
+                "warehouse".to_string(),
+                format!("file://{}", params.warehouse_dir().display()),
+            ),
+            ("sql_bind_style".to_string(), "QMark".to_string()),
+        ]);
+        SqlCatalogBuilder::default()
+            .with_storage_factory(Arc::new(LocalFsStorageFactory))
+            .load(params.catalog_name.clone(), props)
+            .await
+            .with_context(|| format!("opening SQL catalog {}", params.catalog_db().display()))
+}
+
+impl Lake {
+    /// A plain catalog for readers (the query server): separate from the writers' pinned one,
+    /// so a reader never sees a commit's pin.
+    pub async fn reader_catalog(&self) -> anyhow::Result<Arc<dyn iceberg::Catalog>> {
+        Ok(Arc::new(sql_catalog(&self.params).await?))
     }
 }
 

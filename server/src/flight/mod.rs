@@ -1,0 +1,55 @@
+//! Embedded Arrow Flight SQL server over the lake, answering like Dremio's Flight port: the
+//! same three-part table names, Basic-then-Bearer auth, raw-SQL descriptors, millisecond
+//! timestamps. Read-only.
+
+mod auth;
+mod gate;
+mod query;
+mod service;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use arrow_flight::flight_service_server::FlightServiceServer;
+use iceberg::Catalog;
+use tracing::info;
+
+pub use query::QueryEngine;
+
+pub struct FlightParams {
+    pub listen: SocketAddr,
+    pub username: String,
+    pub password: String,
+    pub token_ttl: Duration,
+    pub source: String,
+    pub namespace: String,
+}
+
+/// Bind and serve until `stop` resolves.
+pub async fn serve(
+    params: FlightParams,
+    catalog: Arc<dyn Catalog>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let engine = Arc::new(QueryEngine::new(catalog, &params.source, &params.namespace).await?);
+    let auth = Arc::new(auth::Auth::new(params.username, params.password, params.token_ttl));
+    let gate = gate::Gate {
+        inner: Arc::new(service::FlightSql::new(engine, auth)),
+    };
+    let listener = tokio::net::TcpListener::bind(params.listen)
+        .await
+        .with_context(|| format!("binding flight.listen {} (use --flight to pick another address)", params.listen))?;
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    info!(flight = %params.listen, source = %params.source, "Flight SQL server listening");
+    Ok(tokio::spawn(async move {
+        if let Err(e) = tonic::transport::Server::builder()
+            .add_service(FlightServiceServer::new(gate).max_decoding_message_size(16 << 20))
+            .serve_with_incoming_shutdown(incoming, stop)
+            .await
+        {
+            tracing::error!(error = %e, "Flight SQL server stopped");
+        }
+    }))
+}
