@@ -6,8 +6,15 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use base64::prelude::BASE64_STANDARD;
+use base64::alphabet::STANDARD;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
+
+/// Go's Flight client (ADBC) sends Basic credentials without `=` padding; others pad.
+const LENIENT: GeneralPurpose = GeneralPurpose::new(
+    &STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
 use subtle::ConstantTimeEq;
 use tonic::metadata::MetadataMap;
 use tonic::Status;
@@ -42,7 +49,7 @@ impl Auth {
     /// Check `Basic base64(user:pass)`; on success, a new bearer token.
     pub fn basic(&self, header: &str) -> Result<String, Status> {
         let encoded = header.strip_prefix("Basic ").ok_or_else(unauthenticated)?;
-        let decoded = BASE64_STANDARD.decode(encoded.trim()).map_err(|_| unauthenticated())?;
+        let decoded = LENIENT.decode(encoded.trim()).map_err(|_| unauthenticated())?;
         let text = String::from_utf8(decoded).map_err(|_| unauthenticated())?;
         let (user, pass) = text.split_once(':').ok_or_else(unauthenticated)?;
         // Evaluate both comparisons so timing does not tell which one failed.
@@ -84,8 +91,17 @@ impl Auth {
 mod tests {
     use super::*;
 
+    use base64::prelude::{BASE64_STANDARD, BASE64_STANDARD_NO_PAD};
+
     fn basic(user: &str, pass: &str) -> String {
         format!("Basic {}", BASE64_STANDARD.encode(format!("{user}:{pass}")))
+    }
+
+    #[test]
+    fn unpadded_basic_credentials_are_accepted() {
+        let auth = Auth::new("dremio".into(), "dremio123".into(), Duration::from_secs(60));
+        let h = format!("Basic {}", BASE64_STANDARD_NO_PAD.encode("dremio:dremio123"));
+        assert!(auth.basic(&h).is_ok());
     }
 
     #[test]
