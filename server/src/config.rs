@@ -617,7 +617,10 @@ impl Config {
         }
         if self.flight.enabled {
             let Ok(addr) = self.flight.listen.parse::<SocketAddr>() else {
-                return err("flight.listen", "must be an IP:PORT address such as 127.0.0.1:32010 (flag --flight)");
+                return err(
+                    "flight.listen",
+                    "must be an IP:PORT address such as 127.0.0.1:32010 (flag --flight)",
+                );
             };
             if !addr.ip().is_loopback() && self.flight.password == SEED_FLIGHT_PASSWORD {
                 return err(

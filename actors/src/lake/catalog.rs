@@ -139,28 +139,27 @@ impl Lake {
     }
 }
 
-
 /// A SQL catalog on the lake's SQLite file (each call opens its own connection pool).
 async fn sql_catalog(params: &LakeParams) -> anyhow::Result<SqlCatalog> {
     use anyhow::Context;
-        // iceberg-catalog-sql only enables sqlx's `any`; the sqlite driver comes from our sqlx.
-        sqlx::any::install_default_drivers();
-        let props = HashMap::from([
-            (
-                "uri".to_string(),
-                format!("sqlite://{}?mode=rwc", params.catalog_db().display()),
-            ),
-            (
-                "warehouse".to_string(),
-                format!("file://{}", params.warehouse_dir().display()),
-            ),
-            ("sql_bind_style".to_string(), "QMark".to_string()),
-        ]);
-        SqlCatalogBuilder::default()
-            .with_storage_factory(Arc::new(LocalFsStorageFactory))
-            .load(params.catalog_name.clone(), props)
-            .await
-            .with_context(|| format!("opening SQL catalog {}", params.catalog_db().display()))
+    // iceberg-catalog-sql only enables sqlx's `any`; the sqlite driver comes from our sqlx.
+    sqlx::any::install_default_drivers();
+    let props = HashMap::from([
+        (
+            "uri".to_string(),
+            format!("sqlite://{}?mode=rwc", params.catalog_db().display()),
+        ),
+        (
+            "warehouse".to_string(),
+            format!("file://{}", params.warehouse_dir().display()),
+        ),
+        ("sql_bind_style".to_string(), "QMark".to_string()),
+    ]);
+    SqlCatalogBuilder::default()
+        .with_storage_factory(Arc::new(LocalFsStorageFactory))
+        .load(params.catalog_name.clone(), props)
+        .await
+        .with_context(|| format!("opening SQL catalog {}", params.catalog_db().display()))
 }
 
 impl Lake {

@@ -49,7 +49,9 @@ impl Auth {
     /// Check `Basic base64(user:pass)`; on success, a new bearer token.
     pub fn basic(&self, header: &str) -> Result<String, Status> {
         let encoded = header.strip_prefix("Basic ").ok_or_else(unauthenticated)?;
-        let decoded = LENIENT.decode(encoded.trim()).map_err(|_| unauthenticated())?;
+        let decoded = LENIENT
+            .decode(encoded.trim())
+            .map_err(|_| unauthenticated())?;
         let text = String::from_utf8(decoded).map_err(|_| unauthenticated())?;
         let (user, pass) = text.split_once(':').ok_or_else(unauthenticated)?;
         // Evaluate both comparisons so timing does not tell which one failed.
@@ -57,7 +59,11 @@ impl Auth {
         if !ok {
             return Err(unauthenticated());
         }
-        let token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        let token = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
         let now = Instant::now();
         if let Ok(mut tokens) = self.tokens.lock() {
             tokens.retain(|_, expires| *expires > now);
@@ -81,7 +87,11 @@ impl Auth {
                     .iter()
                     .any(|(t, expires)| ct_eq(t, token) && *expires > now)
             });
-            return if valid { Ok(None) } else { Err(unauthenticated()) };
+            return if valid {
+                Ok(None)
+            } else {
+                Err(unauthenticated())
+            };
         }
         self.basic(header).map(Some)
     }
@@ -100,31 +110,49 @@ mod tests {
     #[test]
     fn unpadded_basic_credentials_are_accepted() {
         let auth = Auth::new("dremio".into(), "dremio123".into(), Duration::from_secs(60));
-        let h = format!("Basic {}", BASE64_STANDARD_NO_PAD.encode("dremio:dremio123"));
+        let h = format!(
+            "Basic {}",
+            BASE64_STANDARD_NO_PAD.encode("dremio:dremio123")
+        );
         assert!(auth.basic(&h).is_ok());
     }
 
     #[test]
     fn basic_gives_a_token_that_works_until_it_expires() {
-        let auth = Auth::new("dremio".into(), "dremio123".into(), Duration::from_millis(50));
+        let auth = Auth::new(
+            "dremio".into(),
+            "dremio123".into(),
+            Duration::from_millis(50),
+        );
         let token = auth.basic(&basic("dremio", "dremio123")).unwrap();
         let mut md = MetadataMap::new();
         md.insert("authorization", format!("Bearer {token}").parse().unwrap());
         assert_eq!(auth.check(&md).unwrap(), None);
         std::thread::sleep(Duration::from_millis(80));
-        assert_eq!(auth.check(&md).unwrap_err().code(), tonic::Code::Unauthenticated);
+        assert_eq!(
+            auth.check(&md).unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
     }
 
     #[test]
     fn wrong_credentials_say_nothing_more() {
         let auth = Auth::new("dremio".into(), "dremio123".into(), Duration::from_secs(60));
-        for h in [basic("dremio", "nope"), basic("root", "dremio123"), "Basic !!".into(), "Digest x".into()] {
+        for h in [
+            basic("dremio", "nope"),
+            basic("root", "dremio123"),
+            "Basic !!".into(),
+            "Digest x".into(),
+        ] {
             let e = auth.basic(&h).unwrap_err();
             assert_eq!(e.code(), tonic::Code::Unauthenticated);
             assert_eq!(e.message(), "authentication failed");
         }
         let mut md = MetadataMap::new();
         md.insert("authorization", "Bearer made-up".parse().unwrap());
-        assert_eq!(auth.check(&md).unwrap_err().code(), tonic::Code::Unauthenticated);
+        assert_eq!(
+            auth.check(&md).unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
     }
 }

@@ -57,7 +57,10 @@ impl FlightService for Gate {
         request: Request<Criteria>,
     ) -> Result<Response<Self::ListFlightsStream>, Status> {
         let token = self.check(&request)?;
-        Ok(with_token(FlightService::list_flights(&*self.inner, request).await?, token))
+        Ok(with_token(
+            FlightService::list_flights(&*self.inner, request).await?,
+            token,
+        ))
     }
 
     async fn get_flight_info(
@@ -69,8 +72,9 @@ impl FlightService for Gate {
             FlightService::get_flight_info(&*self.inner, request).await?
         } else {
             let descriptor = request.into_inner();
-            let sql = String::from_utf8(descriptor.cmd.to_vec())
-                .map_err(|_| Status::invalid_argument("the command is neither Flight SQL nor UTF-8 SQL"))?;
+            let sql = String::from_utf8(descriptor.cmd.to_vec()).map_err(|_| {
+                Status::invalid_argument("the command is neither Flight SQL nor UTF-8 SQL")
+            })?;
             Response::new(self.inner.info_for_sql(sql, descriptor).await?)
         };
         Ok(with_token(response, token))
@@ -81,7 +85,10 @@ impl FlightService for Gate {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<PollInfo>, Status> {
         let token = self.check(&request)?;
-        Ok(with_token(FlightService::poll_flight_info(&*self.inner, request).await?, token))
+        Ok(with_token(
+            FlightService::poll_flight_info(&*self.inner, request).await?,
+            token,
+        ))
     }
 
     async fn get_schema(
@@ -89,12 +96,21 @@ impl FlightService for Gate {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<SchemaResult>, Status> {
         let token = self.check(&request)?;
-        Ok(with_token(FlightService::get_schema(&*self.inner, request).await?, token))
+        Ok(with_token(
+            FlightService::get_schema(&*self.inner, request).await?,
+            token,
+        ))
     }
 
-    async fn do_get(&self, request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
+    async fn do_get(
+        &self,
+        request: Request<Ticket>,
+    ) -> Result<Response<Self::DoGetStream>, Status> {
         let token = self.check(&request)?;
-        Ok(with_token(FlightService::do_get(&*self.inner, request).await?, token))
+        Ok(with_token(
+            FlightService::do_get(&*self.inner, request).await?,
+            token,
+        ))
     }
 
     async fn do_put(
@@ -102,7 +118,9 @@ impl FlightService for Gate {
         request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoPutStream>, Status> {
         self.check(&request)?;
-        Err(super::service::status(super::query::QueryError::ReadOnly("DoPut is refused".into())))
+        Err(super::service::status(super::query::QueryError::ReadOnly(
+            "DoPut is refused".into(),
+        )))
     }
 
     async fn do_exchange(
@@ -113,9 +131,15 @@ impl FlightService for Gate {
         Err(Status::unimplemented("DoExchange is not supported"))
     }
 
-    async fn do_action(&self, request: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
+    async fn do_action(
+        &self,
+        request: Request<Action>,
+    ) -> Result<Response<Self::DoActionStream>, Status> {
         let token = self.check(&request)?;
-        Ok(with_token(FlightService::do_action(&*self.inner, request).await?, token))
+        Ok(with_token(
+            FlightService::do_action(&*self.inner, request).await?,
+            token,
+        ))
     }
 
     async fn list_actions(
@@ -123,7 +147,10 @@ impl FlightService for Gate {
         request: Request<Empty>,
     ) -> Result<Response<Self::ListActionsStream>, Status> {
         let token = self.check(&request)?;
-        Ok(with_token(FlightService::list_actions(&*self.inner, request).await?, token))
+        Ok(with_token(
+            FlightService::list_actions(&*self.inner, request).await?,
+            token,
+        ))
     }
 }
 

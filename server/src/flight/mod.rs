@@ -34,13 +34,22 @@ pub async fn serve(
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let engine = Arc::new(QueryEngine::new(catalog, &params.source, &params.namespace).await?);
-    let auth = Arc::new(auth::Auth::new(params.username, params.password, params.token_ttl));
+    let auth = Arc::new(auth::Auth::new(
+        params.username,
+        params.password,
+        params.token_ttl,
+    ));
     let gate = gate::Gate {
         inner: Arc::new(service::FlightSql::new(engine, auth)),
     };
     let listener = tokio::net::TcpListener::bind(params.listen)
         .await
-        .with_context(|| format!("binding flight.listen {} (use --flight to pick another address)", params.listen))?;
+        .with_context(|| {
+            format!(
+                "binding flight.listen {} (use --flight to pick another address)",
+                params.listen
+            )
+        })?;
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     info!(flight = %params.listen, source = %params.source, "Flight SQL server listening");
     Ok(tokio::spawn(async move {

@@ -32,7 +32,11 @@ pub struct QueryEngine {
 }
 
 impl QueryEngine {
-    pub async fn new(catalog: Arc<dyn Catalog>, source: &str, namespace: &str) -> anyhow::Result<Self> {
+    pub async fn new(
+        catalog: Arc<dyn Catalog>,
+        source: &str,
+        namespace: &str,
+    ) -> anyhow::Result<Self> {
         let provider = Arc::new(IcebergCatalogProvider::try_new(catalog.clone()).await?);
         Ok(QueryEngine {
             catalog,
@@ -102,7 +106,9 @@ impl QueryEngine {
             .with_allow_statements(false);
         ctx.sql_with_options(sql, options).await.map_err(|e| {
             let text = e.to_string();
-            if text.contains("not supported") && (text.contains("DDL") || text.contains("DML") || text.contains("Statement")) {
+            if text.contains("not supported")
+                && (text.contains("DDL") || text.contains("DML") || text.contains("Statement"))
+            {
                 QueryError::ReadOnly(text)
             } else {
                 QueryError::Invalid(text)
@@ -144,7 +150,10 @@ pub fn dremio_schema(schema: &Schema) -> SchemaRef {
     ))
 }
 
-fn to_dremio(schema: &SchemaRef, batch: RecordBatch) -> Result<RecordBatch, arrow_schema::ArrowError> {
+fn to_dremio(
+    schema: &SchemaRef,
+    batch: RecordBatch,
+) -> Result<RecordBatch, arrow_schema::ArrowError> {
     let columns = batch
         .columns()
         .iter()
@@ -171,7 +180,12 @@ impl QueryEngine {
         let Some(schema) = provider.schema(&self.namespace) else {
             return Ok(Vec::new());
         };
-        let mut names = schema.table_names();
+        // `$snapshots` / `$manifests` metadata views are queryable but not listed as tables.
+        let mut names: Vec<String> = schema
+            .table_names()
+            .into_iter()
+            .filter(|n| !n.contains('$'))
+            .collect();
         names.sort();
         let mut out = Vec::new();
         for name in names {

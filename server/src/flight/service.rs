@@ -15,7 +15,9 @@ use arrow_flight::sql::{
     CommandGetTables, CommandStatementQuery, CommandStatementUpdate, ProstMessageExt, SqlInfo,
     TicketStatementQuery,
 };
-use arrow_flight::{FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, Ticket};
+use arrow_flight::{
+    FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, Ticket,
+};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use futures::{stream, Stream, TryStreamExt};
 use prost::Message;
@@ -53,7 +55,11 @@ fn encode(schema: SchemaRef, batches: Vec<RecordBatch>) -> DataStream {
     )
 }
 
-fn info(schema: &Schema, ticket: Vec<u8>, descriptor: FlightDescriptor) -> Result<FlightInfo, Status> {
+fn info(
+    schema: &Schema,
+    ticket: Vec<u8>,
+    descriptor: FlightDescriptor,
+) -> Result<FlightInfo, Status> {
     // No location: the client fetches the ticket on the same channel, as with Dremio.
     Ok(FlightInfo::new()
         .try_with_schema(schema)
@@ -73,14 +79,26 @@ impl FlightSql {
         b.append(SqlInfo::FlightSqlServerSubstrait, false);
         b.append(SqlInfo::FlightSqlServerTransaction, 0i32);
         b.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
-        let sql_info = b.build().unwrap_or_else(|_| SqlInfoDataBuilder::new().build().expect("empty sql info"));
-        FlightSql { engine, auth, sql_info }
+        let sql_info = b
+            .build()
+            .unwrap_or_else(|_| SqlInfoDataBuilder::new().build().expect("empty sql info"));
+        FlightSql {
+            engine,
+            auth,
+            sql_info,
+        }
     }
 
     /// The plan for raw UTF-8 SQL (the legacy descriptor pyarrow users send).
-    pub async fn info_for_sql(&self, sql: String, descriptor: FlightDescriptor) -> Result<FlightInfo, Status> {
+    pub async fn info_for_sql(
+        &self,
+        sql: String,
+        descriptor: FlightDescriptor,
+    ) -> Result<FlightInfo, Status> {
         let schema = self.engine.schema(&sql).await.map_err(status)?;
-        let ticket = TicketStatementQuery { statement_handle: sql.into_bytes().into() };
+        let ticket = TicketStatementQuery {
+            statement_handle: sql.into_bytes().into(),
+        };
         info(&schema, ticket.as_any().encode_to_vec(), descriptor)
     }
 }
@@ -92,17 +110,26 @@ impl FlightSqlService for FlightSql {
     async fn do_handshake(
         &self,
         request: Request<Streaming<HandshakeRequest>>,
-    ) -> Result<Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>, Status> {
+    ) -> Result<
+        Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>,
+        Status,
+    > {
         let header = request
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .ok_or_else(unauthenticated)?;
         let token = self.auth.basic(header)?;
-        let reply = HandshakeResponse { protocol_version: 0, payload: token.clone().into() };
-        let mut response: Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>> =
-            Response::new(Box::pin(stream::iter([Ok(reply)])));
-        let value = format!("Bearer {token}").parse().map_err(|_| Status::internal("token"))?;
+        let reply = HandshakeResponse {
+            protocol_version: 0,
+            payload: token.clone().into(),
+        };
+        let mut response: Response<
+            Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>,
+        > = Response::new(Box::pin(stream::iter([Ok(reply)])));
+        let value = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| Status::internal("token"))?;
         response.metadata_mut().insert("authorization", value);
         Ok(response)
     }
@@ -113,7 +140,9 @@ impl FlightSqlService for FlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         debug!(sql = %query.query, "flight sql statement");
-        Ok(Response::new(self.info_for_sql(query.query, request.into_inner()).await?))
+        Ok(Response::new(
+            self.info_for_sql(query.query, request.into_inner()).await?,
+        ))
     }
 
     async fn do_get_statement(
@@ -133,7 +162,11 @@ impl FlightSqlService for FlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.clone().into_builder().schema();
-        Ok(Response::new(info(&schema, query.as_any().encode_to_vec(), request.into_inner())?))
+        Ok(Response::new(info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )?))
     }
 
     async fn do_get_catalogs(
@@ -153,7 +186,11 @@ impl FlightSqlService for FlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.clone().into_builder().schema();
-        Ok(Response::new(info(&schema, query.as_any().encode_to_vec(), request.into_inner())?))
+        Ok(Response::new(info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )?))
     }
 
     async fn do_get_schemas(
@@ -173,7 +210,11 @@ impl FlightSqlService for FlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.clone().into_builder().schema();
-        Ok(Response::new(info(&schema, query.as_any().encode_to_vec(), request.into_inner())?))
+        Ok(Response::new(info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )?))
     }
 
     async fn do_get_tables(
@@ -183,8 +224,14 @@ impl FlightSqlService for FlightSql {
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let mut b = query.into_builder();
         for (name, schema) in self.engine.tables().await.map_err(status)? {
-            b.append(self.engine.source(), self.engine.namespace(), name, "TABLE", &schema)
-                .map_err(|e| Status::internal(e.to_string()))?;
+            b.append(
+                self.engine.source(),
+                self.engine.namespace(),
+                name,
+                "TABLE",
+                &schema,
+            )
+            .map_err(|e| Status::internal(e.to_string()))?;
         }
         let batch = b.build().map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(encode(batch.schema(), vec![batch])))
@@ -196,7 +243,11 @@ impl FlightSqlService for FlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = Schema::new(vec![Field::new("table_type", DataType::Utf8, false)]);
-        Ok(Response::new(info(&schema, query.as_any().encode_to_vec(), request.into_inner())?))
+        Ok(Response::new(info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )?))
     }
 
     async fn do_get_table_types(
@@ -204,7 +255,11 @@ impl FlightSqlService for FlightSql {
         _query: CommandGetTableTypes,
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let schema = Arc::new(Schema::new(vec![Field::new("table_type", DataType::Utf8, false)]));
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "table_type",
+            DataType::Utf8,
+            false,
+        )]));
         let batch = RecordBatch::try_new(
             schema.clone(),
             vec![Arc::new(arrow_array::StringArray::from(vec!["TABLE"]))],
@@ -219,7 +274,11 @@ impl FlightSqlService for FlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.clone().into_builder(&self.sql_info).schema();
-        Ok(Response::new(info(&schema, query.as_any().encode_to_vec(), request.into_inner())?))
+        Ok(Response::new(info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )?))
     }
 
     async fn do_get_sql_info(
@@ -248,6 +307,8 @@ impl FlightSqlService for FlightSql {
 /// Whether `cmd` is a Flight SQL command (a protobuf `Any` of the Flight SQL package) rather
 /// than raw SQL text.
 pub fn is_flight_sql_command(cmd: &[u8]) -> bool {
-    arrow_flight::sql::Any::decode(cmd)
-        .is_ok_and(|any| any.type_url.starts_with("type.googleapis.com/arrow.flight.protocol.sql."))
+    arrow_flight::sql::Any::decode(cmd).is_ok_and(|any| {
+        any.type_url
+            .starts_with("type.googleapis.com/arrow.flight.protocol.sql.")
+    })
 }

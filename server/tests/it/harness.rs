@@ -84,9 +84,15 @@ pub fn run_pipeline(brokers: &str, data_dir: &Path) -> Proc {
     run_pipeline_env(brokers, data_dir, &[]).0
 }
 
-/// `shopwatch run` with extra `SHOPWATCH_*` settings; returns the process and its HTTP address.
-pub fn run_pipeline_env(brokers: &str, data_dir: &Path, env: &[(&str, &str)]) -> (Proc, String) {
+/// `shopwatch run` with extra `SHOPWATCH_*` settings; returns the process, its HTTP address
+/// and its Flight SQL address.
+pub fn run_pipeline_env(
+    brokers: &str,
+    data_dir: &Path,
+    env: &[(&str, &str)],
+) -> (Proc, String, String) {
     let http = format!("127.0.0.1:{}", free_port());
+    let flight = format!("127.0.0.1:{}", free_port());
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -94,7 +100,16 @@ pub fn run_pipeline_env(brokers: &str, data_dir: &Path, env: &[(&str, &str)]) ->
         .unwrap();
     let proc_ = Proc(
         Command::new(BIN)
-            .args(["run", "--brokers", brokers, "--http", &http, "--data-dir"])
+            .args([
+                "run",
+                "--brokers",
+                brokers,
+                "--http",
+                &http,
+                "--flight",
+                &flight,
+            ])
+            .arg("--data-dir")
             .arg(data_dir)
             .env("SHOPWATCH_PIPELINE__COMMIT_INTERVAL_MS", "500")
             .envs(env.iter().copied())
@@ -103,7 +118,7 @@ pub fn run_pipeline_env(brokers: &str, data_dir: &Path, env: &[(&str, &str)]) ->
             .spawn()
             .unwrap(),
     );
-    (proc_, http)
+    (proc_, http, flight)
 }
 
 /// Value of one Prometheus sample (`name{labels}` exactly as exposed), 0 when absent.

@@ -9,9 +9,10 @@ use serde_json::json;
 use crate::harness::*;
 
 /// Test settings: windows close 5 s after traffic stops, silence alerts after 15 s.
-const ENV: [(&str, &str); 2] = [
+const ENV: [(&str, &str); 3] = [
     ("SHOPWATCH_WINDOWS__IDLE_TIMEOUT_S", "5"),
     ("SHOPWATCH_ALERTS__NO_DATA__AFTER_S", "15"),
+    ("SHOPWATCH_FLIGHT__TOKEN_TTL_S", "3"),
 ];
 
 /// Event time of the stream: 40 minutes ago, on a minute boundary.
@@ -84,7 +85,7 @@ async fn known_stream_gives_recounted_kpis_and_exactly_the_expected_alerts() {
     let dir = tempfile::tempdir().unwrap();
     let (_broker, brokers) = broker(dir.path());
     let data = dir.path().join("lake");
-    let (mut run, http) = run_pipeline_env(&brokers, &data, &ENV);
+    let (mut run, http, flight) = run_pipeline_env(&brokers, &data, &ENV);
     let base = base();
     let mut producer = known_stream(&brokers, base, 0.0);
     assert!(producer
@@ -93,6 +94,22 @@ async fn known_stream_gives_recounted_kpis_and_exactly_the_expected_alerts() {
         .success());
     wait_caught_up(&brokers, &data, Duration::from_secs(120)).await;
     wait_quiet(&http, Duration::from_secs(120)).await;
+    // The same lake through the embedded Flight SQL server, with pyarrow and ADBC.
+    let flight_summary = python(
+        "flight_check.py",
+        &[
+            "--flight",
+            &flight,
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--token-ttl-s",
+            "3",
+        ],
+    );
+    assert!(
+        flight_summary.contains("\"expired token\""),
+        "{flight_summary}"
+    );
     run.signal(libc::SIGTERM);
     assert!(run.wait_exit(Duration::from_secs(30)).unwrap().success());
     check(&data, base);
@@ -103,7 +120,7 @@ async fn sigkill_mid_stream_keeps_kpis_and_alerts_exact() {
     let dir = tempfile::tempdir().unwrap();
     let (_broker, brokers) = broker(dir.path());
     let data = dir.path().join("lake");
-    let (mut run, _) = run_pipeline_env(&brokers, &data, &ENV);
+    let (mut run, _, _) = run_pipeline_env(&brokers, &data, &ENV);
     let base = base();
     // 144 steps of 0.08 s: about 12 s of production, killed three times in the middle.
     let mut producer = known_stream(&brokers, base, 0.08);
@@ -112,7 +129,7 @@ async fn sigkill_mid_stream_keeps_kpis_and_alerts_exact() {
         tokio::time::sleep(Duration::from_millis(2_500 + kill * 700)).await;
         run.signal(libc::SIGKILL);
         run.wait_exit(Duration::from_secs(10)).expect("killed");
-        (run, http) = run_pipeline_env(&brokers, &data, &ENV);
+        (run, http, _) = run_pipeline_env(&brokers, &data, &ENV);
     }
     assert!(producer
         .wait_exit(Duration::from_secs(120))
