@@ -44,6 +44,8 @@ enum Command {
     Broker(BrokerArgs),
     /// Generate the seed's payloads into Kafka.
     Produce(ProduceArgs),
+    /// Run one SQL query through Flight SQL (the embedded server by default) and print it.
+    Query(QueryArgs),
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -83,6 +85,25 @@ struct DemoArgs {
     /// Generator seed.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+}
+
+#[derive(Args)]
+struct QueryArgs {
+    /// The SQL, e.g. "SELECT * FROM nessie_minio_catalog.ecommerce_db.alerts LIMIT 5".
+    #[arg(required_unless_present = "kpis")]
+    sql: Option<String>,
+    /// Run the dashboard's KPI query set instead (the same SQL for Dremio and the embedded server).
+    #[arg(long)]
+    kpis: bool,
+    /// With --kpis: print the queries as JSON instead of running them.
+    #[arg(long, requires = "kpis")]
+    print_sql: bool,
+    /// Flight SQL address (default: config `flight.listen`).
+    #[arg(long)]
+    flight: Option<String>,
+    /// Time limit for connecting and for each call, in seconds.
+    #[arg(long, default_value_t = 30.0)]
+    timeout: f64,
 }
 
 #[derive(Args)]
@@ -193,6 +214,48 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         } => {
             let cfg = load_config(file, args.overrides())?;
             print!("{}", cfg.redacted_toml());
+            Ok(0)
+        }
+        Command::Query(args) if args.print_sql => {
+            let cfg = load_config(file, Vec::new())?;
+            let set: Vec<serde_json::Value> = flight::kpis::kpi_queries(
+                &cfg.flight.source,
+                &cfg.lake.namespace,
+                chrono::Utc::now().timestamp_micros(),
+            )
+            .into_iter()
+            .map(|q| serde_json::json!({"name": q.name, "sql": q.sql}))
+            .collect();
+            println!("{}", serde_json::Value::Array(set));
+            Ok(0)
+        }
+        Command::Query(args) => {
+            let cfg = load_config(file, Vec::new())?;
+            let addr = args.flight.unwrap_or(cfg.flight.listen.clone());
+            let mut client = flight::client::FlightQueryClient::connect(
+                &addr,
+                &cfg.flight.username,
+                &cfg.flight.password,
+                Duration::from_secs_f64(args.timeout.max(0.1)),
+            )
+            .await?;
+            let queries = match args.sql {
+                Some(sql) => vec![("query", sql)],
+                None => flight::kpis::kpi_queries(
+                    &cfg.flight.source,
+                    &cfg.lake.namespace,
+                    chrono::Utc::now().timestamp_micros(),
+                )
+                .into_iter()
+                .map(|q| (q.name, q.sql))
+                .collect(),
+            };
+            for (name, sql) in queries {
+                let batches = client.query(&sql).await?;
+                let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+                println!("{name}: {rows} row(s)");
+                println!("{}", arrow::util::pretty::pretty_format_batches(&batches)?);
+            }
             Ok(0)
         }
         Command::Run(args) => {

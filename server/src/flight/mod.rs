@@ -3,7 +3,9 @@
 //! timestamps. Read-only.
 
 mod auth;
+pub mod client;
 mod gate;
+pub mod kpis;
 mod query;
 mod service;
 

@@ -24,6 +24,7 @@ def main():
     ap.add_argument("--flight", required=True)
     ap.add_argument("--data-dir", required=True)
     ap.add_argument("--token-ttl-s", type=float, default=0)
+    ap.add_argument("--kpi-sql", help="JSON file of shopwatch's KPI query set (shopwatch query --kpis --print-sql)")
     args = ap.parse_args()
     uri = f"grpc+tcp://{args.flight}"
     cat = SqlCatalog("shopwatch", uri=f"sqlite:///{args.data_dir}/catalog.db", warehouse=f"file://{args.data_dir}/warehouse")
@@ -70,6 +71,17 @@ def main():
         expect("adbc active users", cur.fetch_arrow_table().to_pylist()[0]["u"], max(r["active_users_approx"] for r in lake("active_users_per_window")))
         cur.execute('SELECT COUNT(*) AS n FROM "nessie_minio_catalog"."ecommerce_db"."alerts" WHERE "alert_type" = \'FATAL_ERROR\'')
         expect("adbc fatal alerts", cur.fetch_arrow_table().to_pylist()[0]["n"], sum(1 for r in lake("alerts") if r["alert_type"] == "FATAL_ERROR"))
+        if args.kpi_sql:
+            # The dashboard's portable KPI set: ADBC and pyarrow's legacy path must agree.
+            for q in json.load(open(args.kpi_sql)):
+                cur.execute(q["sql"])
+                via_adbc = cur.fetch_arrow_table()
+                via_legacy = legacy(q["sql"])
+                expect(f"kpi {q['name']} (adbc == pyarrow)", via_adbc.to_pylist(), via_legacy.to_pylist())
+                summary[f"kpi {q['name']}"] = via_adbc.num_rows
+            recount = sum(r["orders_count"] for r in lake("orders_revenue_per_minute")
+                          if r["window_start"].second == 0 and r["window_start"] >= datetime.datetime.utcnow() - datetime.timedelta(minutes=10))
+            summary["kpi orders (recount, whole-minute windows)"] = recount
         objs = conn.adbc_get_objects(depth="tables").read_all().to_pylist()
         tables = sorted(t["table_name"] for c in objs for s in c["catalog_db_schemas"] for t in s["db_schema_tables"])
         for needed in ["alerts", "orders_processed", "orders_revenue_per_minute", "traffic_per_minute"]:
