@@ -9,7 +9,10 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 use iceberg::Catalog;
 use iceberg_datafusion::IcebergCatalogProvider;
+use futures::{Stream, StreamExt};
 use tokio::sync::RwLock;
+
+pub type BatchStream = std::pin::Pin<Box<dyn Stream<Item = Result<RecordBatch, QueryError>> + Send>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -71,7 +74,7 @@ impl QueryEngine {
 
     /// Plan `sql` and run it. Tables are re-listed once if the query names one we have not
     /// seen yet (created after the server started).
-    pub async fn run(&self, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
+    pub async fn run(&self, sql: &str) -> Result<(SchemaRef, BatchStream), QueryError> {
         match self.run_once(sql).await {
             Err(QueryError::Invalid(m)) if m.contains("not found") => {
                 self.refresh()
@@ -116,19 +119,20 @@ impl QueryEngine {
         })
     }
 
-    async fn run_once(&self, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
+    /// Streams the result batch by batch, so a large result never sits whole in memory.
+    async fn run_once(&self, sql: &str) -> Result<(SchemaRef, BatchStream), QueryError> {
         let df = self.plan(sql).await?;
         let schema = dremio_schema(df.schema().inner());
-        let batches = df
-            .collect()
+        let stream = df
+            .execute_stream()
             .await
             .map_err(|e| QueryError::Execution(e.to_string()))?;
-        let batches = batches
-            .into_iter()
-            .map(|b| to_dremio(&schema, b))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| QueryError::Execution(e.to_string()))?;
-        Ok((schema, batches))
+        let out = schema.clone();
+        let batches = stream.map(move |b| {
+            b.map_err(|e| QueryError::Execution(e.to_string()))
+                .and_then(|b| to_dremio(&out, b).map_err(|e| QueryError::Execution(e.to_string())))
+        });
+        Ok((schema, Box::pin(batches)))
     }
 }
 

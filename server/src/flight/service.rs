@@ -153,7 +153,13 @@ impl FlightSqlService for FlightSql {
         let sql = String::from_utf8(ticket.statement_handle.to_vec())
             .map_err(|_| Status::invalid_argument("ticket is not a shopwatch statement"))?;
         let (schema, batches) = self.engine.run(&sql).await.map_err(status)?;
-        Ok(Response::new(encode(schema, batches)))
+        let input = batches.map_err(|e| FlightError::Tonic(Box::new(status(e))));
+        Ok(Response::new(Box::pin(
+            FlightDataEncoderBuilder::new()
+                .with_schema(schema)
+                .build(input)
+                .map_err(|e| Status::internal(e.to_string())),
+        )))
     }
 
     async fn get_flight_info_catalogs(
