@@ -77,9 +77,18 @@ pub async fn demo(mut cfg: Config, seed: u64) -> anyhow::Result<i32> {
         data.display()
     );
     println!(
-        "  tables     {}.orders_processed, clicks_processed, errors_processed, dead_letters",
+        "  tables     {}.orders_processed, clicks_processed, errors_processed, dead_letters,",
         cfg.lake.namespace
     );
+    println!(
+        "             orders_revenue_per_minute, active_users_per_window, errors_per_minute, traffic_per_minute, alerts"
+    );
+    if cfg.flight.enabled {
+        println!(
+            "  flight sql grpc+tcp://{} (user {}; tables as {}.{}.<table>; try `shopwatch query --kpis`)",
+            cfg.flight.listen, cfg.flight.username, cfg.flight.source, cfg.lake.namespace
+        );
+    }
     println!(
         "  http       http://{}/  /metrics  /readyz  /livez",
         cfg.http.listen
