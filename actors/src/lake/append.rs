@@ -27,6 +27,8 @@ pub struct Append {
     pub commit_id: Uuid,
     pub summary: HashMap<String, String>,
     pub properties: Vec<(String, String)>,
+    /// Merge the table's earlier manifests into one in this commit.
+    pub compact: bool,
 }
 
 /// Append on exactly `table` (the snapshot the decision was made on). Returns files written.
@@ -42,6 +44,7 @@ pub async fn append_pinned(
         _ => Vec::new(),
     };
     let files = data_files.len();
+    let compact = append.compact;
     let tx = Transaction::new(table);
     let tx = tx
         .fast_append()
@@ -59,10 +62,13 @@ pub async fn append_pinned(
     let tx = update
         .apply(tx)
         .map_err(|e| AppendError::Prepare("building property update", e))?;
-    let _pin = lake
-        .catalog
-        .pin(table)
-        .map_err(|e| AppendError::Prepare("pinning table", e))?;
+    let commit_uuid = append.commit_id.to_string();
+    let _pin = if compact {
+        lake.catalog.pin_compacting(table, &commit_uuid)
+    } else {
+        lake.catalog.pin(table)
+    }
+    .map_err(|e| AppendError::Prepare("pinning table", e))?;
     tx.commit(lake.catalog.as_ref())
         .await
         .map(|_| files)

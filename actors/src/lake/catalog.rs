@@ -176,6 +176,8 @@ pub struct PinnedCatalog {
     inner: SqlCatalog,
     /// Table -> metadata location that the pending commit was decided on.
     pins: Mutex<HashMap<TableIdent, String>>,
+    /// Table -> commit uuid whose manifest list is to be compacted before it lands.
+    compactions: Mutex<HashMap<TableIdent, String>>,
 }
 
 /// Holds a pin for the duration of one commit attempt; dropping it unpins.
@@ -189,6 +191,9 @@ impl Drop for PinGuard<'_> {
         if let Ok(mut pins) = self.catalog.pins.lock() {
             pins.remove(&self.ident);
         }
+        if let Ok(mut c) = self.catalog.compactions.lock() {
+            c.remove(&self.ident);
+        }
     }
 }
 
@@ -197,6 +202,7 @@ impl PinnedCatalog {
         PinnedCatalog {
             inner,
             pins: Mutex::new(HashMap::new()),
+            compactions: Mutex::new(HashMap::new()),
         }
     }
 
@@ -213,6 +219,17 @@ impl PinnedCatalog {
             catalog: self,
             ident,
         })
+    }
+
+    /// Pin, and also merge the table's earlier manifests into one inside this commit (the
+    /// commit must use `commit_uuid`).
+    pub fn pin_compacting<'a>(&'a self, table: &Table, commit_uuid: &str) -> IcebergResult<PinGuard<'a>> {
+        let guard = self.pin(table)?;
+        self.compactions
+            .lock()
+            .map_err(|_| Error::new(ErrorKind::Unexpected, "compactions poisoned"))?
+            .insert(table.identifier().clone(), commit_uuid.to_string());
+        Ok(guard)
     }
 
     /// Load without any pin check (for deciding).
@@ -307,6 +324,24 @@ impl Catalog for PinnedCatalog {
         self.inner.register_table(ident, metadata_location).await
     }
     async fn update_table(&self, commit: TableCommit) -> IcebergResult<Table> {
+        let ident = commit.identifier().clone();
+        let compaction = self.compactions.lock().ok().and_then(|c| c.get(&ident).cloned());
+        if let Some(uuid) = compaction {
+            // The pinned base (load_table already refused anything else).
+            let base = self.inner.load_table(&ident).await?;
+            let list = super::compact::find_manifest_list(&base, &uuid);
+            let snapshot_id = list.as_deref().and_then(|l| {
+                l.rsplit('/').next()?.strip_prefix("snap-")?.split('-').next()?.parse::<i64>().ok()
+            });
+            if let (Some(list), Some(id)) = (list, snapshot_id) {
+                // Any failure here fails the commit: the list may be half rewritten, and a
+                // commit must never land on it. The caller decides again, without compaction.
+                let (before, after) = super::compact::compact_list(&base, &list, id).await.map_err(|e| {
+                    Error::new(ErrorKind::Unexpected, format!("manifest compaction failed: {e}"))
+                })?;
+                tracing::info!(table = %ident, before, after, "manifests compacted in this commit");
+            }
+        }
         self.inner.update_table(commit).await
     }
 }

@@ -61,6 +61,7 @@ pub struct DerivedCommitter {
     writer_id: String,
     hygiene: HygieneParams,
     commits_since_hygiene: u32,
+    commits_since_compaction: u32,
     metrics: Option<Metrics>,
 }
 
@@ -93,6 +94,7 @@ impl DerivedCommitter {
                 writer_id: format!("{}-{}", std::process::id(), Uuid::now_v7()),
                 hygiene,
                 commits_since_hygiene: 0,
+            commits_since_compaction: 0,
                 metrics,
             },
             recorded,
@@ -189,7 +191,9 @@ impl DerivedCommitter {
                     ("shopwatch.writer".to_string(), self.writer_id.clone()),
                 ]),
                 properties: vec![(CHAIN_KEY.to_string(), json)],
+                compact: self.compact_now(attempt),
             };
+            let compacting = append.compact;
             match append_pinned(&self.lake, &table, append).await {
                 Ok(files) => {
                     self.count("ok");
@@ -203,7 +207,7 @@ impl DerivedCommitter {
                             .inc_by(rows.len() as u64);
                     }
                     debug!(table = %self.table_name, rows = rows.len(), files, seq = self.seq, "derived commit");
-                    self.after_commit().await;
+                    self.after_commit(compacting).await;
                     return Ok(CommitOutcome::Committed);
                 }
                 Err(AppendError::Prepare(context, source)) => {
@@ -237,7 +241,19 @@ impl DerivedCommitter {
         unreachable!("the loop returns on its last attempt")
     }
 
-    async fn after_commit(&mut self) {
+    /// Compact in the first attempt of every `compact_every_commits`-th commit; a retry of the
+    /// same batch goes without, so a compaction problem can never block ingestion.
+    fn compact_now(&self, attempt: u32) -> bool {
+        let every = self.hygiene.compact_every_commits;
+        attempt == 1 && every > 0 && self.commits_since_compaction >= every
+    }
+
+    async fn after_commit(&mut self, compacted: bool) {
+        if compacted {
+            self.commits_since_compaction = 0;
+        } else {
+            self.commits_since_compaction += 1;
+        }
         self.commits_since_hygiene += 1;
         if self.commits_since_hygiene < self.hygiene.every_commits {
             return;

@@ -115,6 +115,7 @@ pub struct TableCommitter {
     writer_id: String,
     hygiene: HygieneParams,
     commits_since_hygiene: u32,
+    commits_since_compaction: u32,
     max_attempts: u32,
     metrics: Option<Metrics>,
     hook: Option<Arc<dyn CommitHook>>,
@@ -136,6 +137,7 @@ impl TableCommitter {
             writer_id: format!("{}-{}", std::process::id(), Uuid::now_v7()),
             hygiene,
             commits_since_hygiene: 0,
+            commits_since_compaction: 0,
             max_attempts: 20,
             metrics: None,
             hook: None,
@@ -282,7 +284,9 @@ impl TableCommitter {
                     ("shopwatch.writer".to_string(), self.writer_id.clone()),
                 ]),
                 properties: vec![(key, json)],
+                compact: self.compact_now(attempt),
             };
+            let compacting = append.compact;
             if let Some(hook) = &self.hook {
                 hook.before_commit(&self.ident, attempt).await;
             }
@@ -309,7 +313,7 @@ impl TableCommitter {
                             .inc_by(rows.len() as u64);
                     }
                     debug!(table = %self.table_name, rows = rows.len(), files = num_files, attempt, "committed");
-                    self.after_commit().await;
+                    self.after_commit(compacting).await;
                     return Ok(CommitReport {
                         outcome: CommitOutcome::Committed,
                         rows: rows.len(),
@@ -341,7 +345,19 @@ impl TableCommitter {
         }
     }
 
-    async fn after_commit(&mut self) {
+    /// Compact in the first attempt of every `compact_every_commits`-th commit; a retry of the
+    /// same batch goes without, so a compaction problem can never block ingestion.
+    fn compact_now(&self, attempt: u32) -> bool {
+        let every = self.hygiene.compact_every_commits;
+        attempt == 1 && every > 0 && self.commits_since_compaction >= every
+    }
+
+    async fn after_commit(&mut self, compacted: bool) {
+        if compacted {
+            self.commits_since_compaction = 0;
+        } else {
+            self.commits_since_compaction += 1;
+        }
         self.commits_since_hygiene += 1;
         if self.commits_since_hygiene < self.hygiene.every_commits {
             return;

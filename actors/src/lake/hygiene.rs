@@ -25,6 +25,8 @@ pub struct HygieneParams {
     pub keep_metadata_files: usize,
     /// Never delete a file younger than this: a concurrent reader or writer may be using it.
     pub min_file_age: Duration,
+    /// Merge the table's manifests into one every this many commits (0: never).
+    pub compact_every_commits: u32,
 }
 
 impl Default for HygieneParams {
@@ -37,6 +39,7 @@ impl Default for HygieneParams {
             // Readers load metadata.json and then the manifest list at once; 15 s is far
             // longer than that gap.
             min_file_age: Duration::from_secs(15),
+            compact_every_commits: 50,
         }
     }
 }
@@ -98,6 +101,16 @@ pub async fn run(
         })
         .collect();
 
+    // Manifests any live snapshot still names (compaction leaves the old ones unreferenced
+    // once the snapshots that named them expire).
+    let mut live_manifests: HashSet<String> = HashSet::new();
+    for snapshot in table.metadata().snapshots() {
+        let list = super::compact::read_manifest_list(&table, snapshot.manifest_list()).await?;
+        for m in list.entries() {
+            live_manifests.insert(m.manifest_path.rsplit('/').next().unwrap_or_default().to_string());
+        }
+    }
+
     let now = chrono::Utc::now();
     let min_age = chrono::Duration::from_std(params.min_file_age)?;
     let mut metadata_files = Vec::new();
@@ -118,6 +131,12 @@ pub async fn run(
         } else if name.starts_with("snap-")
             && name.ends_with(".avro")
             && !live_lists.contains(&name)
+            && old_enough
+        {
+            doomed.push(meta);
+        } else if !name.starts_with("snap-")
+            && name.ends_with(".avro")
+            && !live_manifests.contains(&name)
             && old_enough
         {
             doomed.push(meta);

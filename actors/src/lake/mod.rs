@@ -3,6 +3,7 @@
 pub mod append;
 pub mod catalog;
 pub mod chain;
+pub mod compact;
 pub mod commit;
 pub mod hygiene;
 pub mod offsets;

@@ -12,7 +12,7 @@ use shopwatch_actors::lake::{
 use shopwatch_actors::schema::{raw_table_spec, Rows, Source};
 use shopwatch_actors::telemetry::Metrics;
 
-use crate::common::{lake, source_offsets};
+use crate::common::{assert_unique, lake, source_offsets};
 
 fn orders(partition: i32, range: std::ops::Range<i64>) -> TableBatch {
     let rows = range
@@ -182,6 +182,7 @@ async fn metadata_hygiene_bounds_the_metadata_directory() {
         keep_snapshots: 3,
         keep_metadata_files: 5,
         min_file_age: std::time::Duration::ZERO,
+        compact_every_commits: 20,
     };
     let mut c = TableCommitter::open(
         lake.clone(),
@@ -218,5 +219,25 @@ async fn metadata_hygiene_bounds_the_metadata_directory() {
         })
         .count();
     assert!(json <= 16, "metadata.json files kept: {json}");
-    assert_eq!(source_offsets(&lake, "orders_processed").await.len(), 600);
+    // Manifests are merged every 20 commits: the current snapshot names at most 21, and the
+    // merged-away ones are deleted once no snapshot names them.
+    let current = shopwatch_actors::lake::compact::read_manifest_list(
+        &table,
+        table.metadata().current_snapshot().unwrap().manifest_list(),
+    )
+    .await
+    .unwrap();
+    assert!(current.entries().len() <= 21, "manifests: {}", current.entries().len());
+    let manifests_on_disk = std::fs::read_dir(&meta_dir)
+        .unwrap()
+        .filter(|e| {
+            let n = e.as_ref().unwrap().file_name().to_string_lossy().to_string();
+            n.ends_with(".avro") && !n.starts_with("snap-")
+        })
+        .count();
+    assert!(manifests_on_disk <= 45, "manifest files on disk: {manifests_on_disk}");
+    // Every row is still there, exactly once, after three compactions.
+    let rows = source_offsets(&lake, "orders_processed").await;
+    assert_eq!(rows.len(), 600);
+    assert_unique(&rows);
 }
