@@ -120,6 +120,8 @@ pub struct MaintenanceConfig {
     pub snapshot_max_age_s: u64,
     pub keep_snapshots: usize,
     pub keep_metadata_files: usize,
+    /// Merge a table's manifests into one every this many commits (0: never).
+    pub compact_every_commits: u32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -374,6 +376,7 @@ impl Default for MaintenanceConfig {
             snapshot_max_age_s: 15,
             keep_snapshots: 5,
             keep_metadata_files: 5,
+            compact_every_commits: 50,
         }
     }
 }

@@ -70,6 +70,7 @@ pub fn pipeline_params(
                 snapshot_max_age: Duration::from_secs(cfg.maintenance.snapshot_max_age_s),
                 keep_snapshots: cfg.maintenance.keep_snapshots,
                 keep_metadata_files: cfg.maintenance.keep_metadata_files,
+                compact_every_commits: cfg.maintenance.compact_every_commits,
                 ..HygieneParams::default()
             },
             metrics: metrics.clone(),

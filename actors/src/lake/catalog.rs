@@ -223,7 +223,11 @@ impl PinnedCatalog {
 
     /// Pin, and also merge the table's earlier manifests into one inside this commit (the
     /// commit must use `commit_uuid`).
-    pub fn pin_compacting<'a>(&'a self, table: &Table, commit_uuid: &str) -> IcebergResult<PinGuard<'a>> {
+    pub fn pin_compacting<'a>(
+        &'a self,
+        table: &Table,
+        commit_uuid: &str,
+    ) -> IcebergResult<PinGuard<'a>> {
         let guard = self.pin(table)?;
         self.compactions
             .lock()
@@ -325,20 +329,35 @@ impl Catalog for PinnedCatalog {
     }
     async fn update_table(&self, commit: TableCommit) -> IcebergResult<Table> {
         let ident = commit.identifier().clone();
-        let compaction = self.compactions.lock().ok().and_then(|c| c.get(&ident).cloned());
+        let compaction = self
+            .compactions
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&ident).cloned());
         if let Some(uuid) = compaction {
             // The pinned base (load_table already refused anything else).
             let base = self.inner.load_table(&ident).await?;
             let list = super::compact::find_manifest_list(&base, &uuid);
             let snapshot_id = list.as_deref().and_then(|l| {
-                l.rsplit('/').next()?.strip_prefix("snap-")?.split('-').next()?.parse::<i64>().ok()
+                l.rsplit('/')
+                    .next()?
+                    .strip_prefix("snap-")?
+                    .split('-')
+                    .next()?
+                    .parse::<i64>()
+                    .ok()
             });
             if let (Some(list), Some(id)) = (list, snapshot_id) {
                 // Any failure here fails the commit: the list may be half rewritten, and a
                 // commit must never land on it. The caller decides again, without compaction.
-                let (before, after) = super::compact::compact_list(&base, &list, id).await.map_err(|e| {
-                    Error::new(ErrorKind::Unexpected, format!("manifest compaction failed: {e}"))
-                })?;
+                let (before, after) = super::compact::compact_list(&base, &list, id)
+                    .await
+                    .map_err(|e| {
+                        Error::new(
+                            ErrorKind::Unexpected,
+                            format!("manifest compaction failed: {e}"),
+                        )
+                    })?;
                 tracing::info!(table = %ident, before, after, "manifests compacted in this commit");
             }
         }

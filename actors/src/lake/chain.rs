@@ -94,7 +94,7 @@ impl DerivedCommitter {
                 writer_id: format!("{}-{}", std::process::id(), Uuid::now_v7()),
                 hygiene,
                 commits_since_hygiene: 0,
-            commits_since_compaction: 0,
+                commits_since_compaction: 0,
                 metrics,
             },
             recorded,

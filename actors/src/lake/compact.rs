@@ -38,11 +38,18 @@ pub fn find_manifest_list(table: &Table, commit_uuid: &str) -> Option<String> {
 /// Rewrite the manifest list at `list_path` (of the new snapshot `snapshot_id`, whose parent is
 /// `base`'s current snapshot) so that manifests from earlier snapshots are merged into one.
 /// Returns (manifests before, manifests after).
-pub async fn compact_list(base: &Table, list_path: &str, snapshot_id: i64) -> Result<(usize, usize)> {
+pub async fn compact_list(
+    base: &Table,
+    list_path: &str,
+    snapshot_id: i64,
+) -> Result<(usize, usize)> {
     let io = base.file_io();
     let meta = base.metadata();
     if meta.format_version() != FormatVersion::V2 {
-        return Err(Error::new(ErrorKind::FeatureUnsupported, "manifest compaction needs a v2 table"));
+        return Err(Error::new(
+            ErrorKind::FeatureUnsupported,
+            "manifest compaction needs a v2 table",
+        ));
     }
     let list = read_manifest_list(base, list_path).await?;
     let manifests: Vec<_> = list.consume_entries().into_iter().collect();
@@ -50,12 +57,19 @@ pub async fn compact_list(base: &Table, list_path: &str, snapshot_id: i64) -> Re
     let (ours, earlier): (Vec<_>, Vec<_>) = manifests
         .into_iter()
         .partition(|m| m.added_snapshot_id == snapshot_id);
-    if earlier.len() < 2 || earlier.iter().any(|m| m.content != ManifestContentType::Data) {
+    if earlier.len() < 2
+        || earlier
+            .iter()
+            .any(|m| m.content != ManifestContentType::Data)
+    {
         return Ok((before, before));
     }
     let schema = meta.current_schema().clone();
     let spec = meta.default_partition_spec().as_ref().clone();
-    if earlier.iter().any(|m| m.partition_spec_id != spec.spec_id()) {
+    if earlier
+        .iter()
+        .any(|m| m.partition_spec_id != spec.spec_id())
+    {
         return Ok((before, before));
     }
     let merged_path = format!(
@@ -63,8 +77,13 @@ pub async fn compact_list(base: &Table, list_path: &str, snapshot_id: i64) -> Re
         meta.location().trim_end_matches('/'),
         uuid::Uuid::now_v7()
     );
-    let mut writer = ManifestWriterBuilder::new(io.new_output(&merged_path)?, Some(snapshot_id), schema, spec)
-        .build_v2_data();
+    let mut writer = ManifestWriterBuilder::new(
+        io.new_output(&merged_path)?,
+        Some(snapshot_id),
+        schema,
+        spec,
+    )
+    .build_v2_data();
     let mut entries = 0usize;
     for m in &earlier {
         let manifest = m.load_manifest(io).await?;
@@ -73,12 +92,23 @@ pub async fn compact_list(base: &Table, list_path: &str, snapshot_id: i64) -> Re
                 continue;
             }
             let seq = entry.sequence_number().ok_or_else(|| {
-                Error::new(ErrorKind::DataInvalid, "manifest entry without a sequence number")
+                Error::new(
+                    ErrorKind::DataInvalid,
+                    "manifest entry without a sequence number",
+                )
             })?;
             let snapshot = entry.snapshot_id().ok_or_else(|| {
-                Error::new(ErrorKind::DataInvalid, "manifest entry without a snapshot id")
+                Error::new(
+                    ErrorKind::DataInvalid,
+                    "manifest entry without a snapshot id",
+                )
             })?;
-            writer.add_existing_file(entry.data_file().clone(), snapshot, seq, entry.file_sequence_number)?;
+            writer.add_existing_file(
+                entry.data_file().clone(),
+                snapshot,
+                seq,
+                entry.file_sequence_number,
+            )?;
             entries += 1;
         }
     }

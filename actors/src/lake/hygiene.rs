@@ -107,7 +107,13 @@ pub async fn run(
     for snapshot in table.metadata().snapshots() {
         let list = super::compact::read_manifest_list(&table, snapshot.manifest_list()).await?;
         for m in list.entries() {
-            live_manifests.insert(m.manifest_path.rsplit('/').next().unwrap_or_default().to_string());
+            live_manifests.insert(
+                m.manifest_path
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
         }
     }
 

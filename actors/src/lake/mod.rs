@@ -3,8 +3,8 @@
 pub mod append;
 pub mod catalog;
 pub mod chain;
-pub mod compact;
 pub mod commit;
+pub mod compact;
 pub mod hygiene;
 pub mod offsets;
 pub mod scan;

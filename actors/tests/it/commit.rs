@@ -227,15 +227,27 @@ async fn metadata_hygiene_bounds_the_metadata_directory() {
     )
     .await
     .unwrap();
-    assert!(current.entries().len() <= 21, "manifests: {}", current.entries().len());
+    assert!(
+        current.entries().len() <= 21,
+        "manifests: {}",
+        current.entries().len()
+    );
     let manifests_on_disk = std::fs::read_dir(&meta_dir)
         .unwrap()
         .filter(|e| {
-            let n = e.as_ref().unwrap().file_name().to_string_lossy().to_string();
+            let n = e
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .to_string();
             n.ends_with(".avro") && !n.starts_with("snap-")
         })
         .count();
-    assert!(manifests_on_disk <= 45, "manifest files on disk: {manifests_on_disk}");
+    assert!(
+        manifests_on_disk <= 45,
+        "manifest files on disk: {manifests_on_disk}"
+    );
     // Every row is still there, exactly once, after three compactions.
     let rows = source_offsets(&lake, "orders_processed").await;
     assert_eq!(rows.len(), 600);

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use futures::{Stream, StreamExt};
 use iceberg::Catalog;
 use iceberg_datafusion::IcebergCatalogProvider;
-use futures::{Stream, StreamExt};
 use tokio::sync::RwLock;
 
-pub type BatchStream = std::pin::Pin<Box<dyn Stream<Item = Result<RecordBatch, QueryError>> + Send>>;
+pub type BatchStream =
+    std::pin::Pin<Box<dyn Stream<Item = Result<RecordBatch, QueryError>> + Send>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
