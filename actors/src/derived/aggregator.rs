@@ -9,7 +9,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info};
 
-use super::input::{advance, gap_rows, is_new};
+use super::input::{advance, catch_up_rows, gap_rows, is_new};
 use super::kpi::{AnyEngine, FoldStats, KpiKind};
 use super::messages::{Closed, Delivery, DerivedMsg};
 use super::slots::Slot;
@@ -136,10 +136,14 @@ impl Actor for AggregatorActor {
         match msg {
             DerivedMsg::Ingest(delivery) => {
                 state.slot.done();
+                state.catch_up_if_skipped().await?;
                 state.ingest(&delivery).await?;
                 state.emit(now_micros()).await?;
             }
-            DerivedMsg::Tick => state.emit(now_micros()).await?,
+            DerivedMsg::Tick => {
+                state.catch_up_if_skipped().await?;
+                state.emit(now_micros()).await?
+            }
             DerivedMsg::Closed(_) => {}
             DerivedMsg::Sync(reply) => {
                 let _ = reply.send(());
@@ -150,6 +154,32 @@ impl Actor for AggregatorActor {
 }
 
 impl AggregatorState {
+    /// Deliveries were skipped (we were behind): read what they carried from the raw tables
+    /// before any window may close, or a topic would look idle while its events wait.
+    async fn catch_up_if_skipped(&mut self) -> Result<(), ActorProcessingErr> {
+        if !self.slot.take_skipped() {
+            return Ok(());
+        }
+        let now = now_micros();
+        for i in 0..self.inputs.len() {
+            let (kind, topic) = self.inputs[i].clone();
+            let (rows, recorded) =
+                catch_up_rows(&self.params.lake, kind, &topic, &self.positions[i]).await?;
+            let stats = self.engine.fold_rows(i, &rows, now, |_, _| true);
+            for (p, end) in recorded {
+                let pos = self.positions[i].entry(p).or_insert(end);
+                *pos = (*pos).max(end);
+            }
+            debug!(
+                table = self.kpi.table(),
+                topic,
+                rows = stats.folded,
+                "caught up after skipped deliveries"
+            );
+        }
+        Ok(())
+    }
+
     async fn ingest(&mut self, d: &Delivery) -> Result<(), ActorProcessingErr> {
         let Some(i) = self.inputs.iter().position(|(_, t)| *t == d.topic) else {
             return Ok(());

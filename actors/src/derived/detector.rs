@@ -176,6 +176,14 @@ impl Actor for DetectorActor {
                 let _ = reply.send(());
             }
             DerivedMsg::Tick => {
+                if state.slot.take_skipped() {
+                    // Deliveries were skipped: the topics were not silent. FATAL errors they
+                    // carried are read from the raw table at the next delivery (gap fill).
+                    let now = now_micros();
+                    for a in state.activity.values_mut() {
+                        a.1 = now;
+                    }
+                }
                 let alerts = state.silences(now_micros());
                 state.commit(alerts).await?;
                 // Keep the replay after a restart short even when nothing fires.

@@ -46,3 +46,25 @@ pub fn advance(positions: &mut Offsets, ranges: &Ranges) {
         *pos = (*pos).max(*end);
     }
 }
+
+/// Rows the raw table has committed beyond `positions`, and the table's recorded offsets they
+/// lead up to (for catching up after skipped deliveries).
+pub async fn catch_up_rows(
+    lake: &Lake,
+    kind: EventKind,
+    topic: &str,
+    positions: &Offsets,
+) -> Result<(Rows, Offsets), ractor::ActorProcessingErr> {
+    let table = lake
+        .catalog
+        .load_unpinned(&lake.ident(kind.raw_table()))
+        .await?;
+    let recorded = crate::lake::commit::recorded_offsets(&table, topic)?;
+    let from: Offsets = recorded
+        .keys()
+        .map(|p| (*p, positions.get(p).copied().unwrap_or(0)))
+        .collect();
+    let mut rows = read_raw(&table, kind, &from, false).await?;
+    rows.retain(|p, o| recorded.get(&p).is_some_and(|end| o < *end) && is_new(positions, p, o));
+    Ok((rows, recorded))
+}

@@ -6,7 +6,7 @@
 //! by a gap fill from the raw table: skipping a delivery is always safe, which is what keeps
 //! the hand-off bounded without ever blocking ingestion.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ractor::ActorRef;
@@ -20,6 +20,9 @@ const MAX_PENDING: usize = 4;
 pub struct Slot {
     actor: Mutex<Option<ActorRef<DerivedMsg>>>,
     pending: AtomicUsize,
+    /// Set when a delivery was skipped: the actor must catch up from the raw tables before
+    /// it lets a quiet-looking topic advance its watermark.
+    skipped: AtomicBool,
 }
 
 impl Slot {
@@ -28,6 +31,11 @@ impl Slot {
         if let Ok(mut a) = self.actor.lock() {
             *a = Some(actor);
         }
+    }
+
+    /// True (once) if deliveries were skipped since the last call.
+    pub fn take_skipped(&self) -> bool {
+        self.skipped.swap(false, Ordering::AcqRel)
     }
 
     pub fn done(&self) {
@@ -42,6 +50,7 @@ impl Slot {
             return false;
         };
         if self.pending.load(Ordering::Relaxed) >= MAX_PENDING {
+            self.skipped.store(true, Ordering::Release);
             return false;
         }
         self.pending.fetch_add(1, Ordering::Relaxed);
