@@ -72,3 +72,52 @@ impl Subscribers {
         self.0.iter().filter(|s| s.offer(&delivery)).count()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::EventKind;
+    use crate::schema::Rows;
+
+    struct Sink;
+    impl ractor::Actor for Sink {
+        type Msg = DerivedMsg;
+        type State = ();
+        type Arguments = ();
+        async fn pre_start(
+            &self,
+            _: ActorRef<DerivedMsg>,
+            _: (),
+        ) -> Result<(), ractor::ActorProcessingErr> {
+            // Never handles anything quickly: deliveries pile up in the mailbox.
+            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_slot_skips_and_says_so_once() {
+        let slot = Slot::default();
+        let d = Arc::new(Delivery {
+            topic: "orders_topic".into(),
+            kind: EventKind::Orders,
+            ranges: Default::default(),
+            rows: Arc::new(Rows::empty_for(EventKind::Orders)),
+        });
+        // No actor yet: skipped silently (a starting actor reads the lake anyway).
+        assert!(!slot.offer(&d));
+        assert!(!slot.take_skipped());
+        let (actor, _) = ractor::ActorRuntime::spawn_instant(None, Sink, ()).unwrap();
+        slot.set(actor.clone());
+        for _ in 0..MAX_PENDING {
+            assert!(slot.offer(&d));
+        }
+        assert!(!slot.take_skipped());
+        assert!(!slot.offer(&d), "the fifth pending delivery is skipped");
+        assert!(slot.take_skipped());
+        assert!(!slot.take_skipped(), "reported once");
+        slot.done();
+        assert!(slot.offer(&d));
+        actor.kill();
+    }
+}
