@@ -24,6 +24,8 @@ pub fn kpi_queries(source: &str, namespace: &str, now_micros: i64) -> Vec<KpiQue
     // Whole-minute windows fully inside (now - 10 min, now]; the page splits them in two.
     let from = timestamp_literal(now_micros - 10 * MIN);
     let to = timestamp_literal(now_micros);
+    // Latest rows: bounded in time so the scan skips every older data file by its statistics.
+    let recent = timestamp_literal(now_micros - 60 * MIN);
     vec![
         KpiQuery {
             name: "orders_revenue",
@@ -65,7 +67,7 @@ pub fn kpi_queries(source: &str, namespace: &str, now_micros: i64) -> Vec<KpiQue
             name: "latest_orders",
             sql: format!(
                 "SELECT \"order_id\", \"user_id\", \"order_total\", \"status\", \"order_ts\" FROM {} \
-                 ORDER BY \"order_ts\" DESC LIMIT 10",
+                 WHERE \"order_ts\" > {recent} ORDER BY \"order_ts\" DESC LIMIT 10",
                 t("orders_processed")
             ),
         },
@@ -73,7 +75,7 @@ pub fn kpi_queries(source: &str, namespace: &str, now_micros: i64) -> Vec<KpiQue
             name: "latest_errors",
             sql: format!(
                 "SELECT \"service_name\", \"severity\", \"error_message\", \"error_ts\" FROM {} \
-                 WHERE \"severity\" <> {} ORDER BY \"error_ts\" DESC LIMIT 10",
+                 WHERE \"error_ts\" > {recent} AND \"severity\" <> {} ORDER BY \"error_ts\" DESC LIMIT 10",
                 t("errors_processed"),
                 string_literal("DEBUG")
             ),
