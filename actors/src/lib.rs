@@ -6,6 +6,7 @@ pub mod derived;
 pub mod events;
 pub mod lake;
 pub mod pipeline;
+pub mod runtime;
 pub mod schema;
 pub mod telemetry;
 pub mod windows;

@@ -12,9 +12,8 @@ use shopwatch_actors::derived::{DerivedParams, DerivedSlots, KpiKind};
 use shopwatch_actors::events::EventKind;
 use shopwatch_actors::lake::{HygieneParams, Lake, LakeParams};
 use shopwatch_actors::pipeline::faults::Faults;
-use shopwatch_actors::pipeline::{
-    BatchParams, KafkaParams, PipelineParams, Pipelines, SupervisionParams,
-};
+use shopwatch_actors::pipeline::{BatchParams, KafkaParams, PipelineParams, SupervisionParams};
+use shopwatch_actors::runtime::Pipelines;
 use shopwatch_actors::telemetry::Metrics;
 use shopwatch_actors::windows::{ClockParams, EngineParams, Windowing};
 use tracing::{error, info};

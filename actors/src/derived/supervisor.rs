@@ -18,7 +18,7 @@ use crate::pipeline::{PipelineState, StatusHandle};
 use crate::schema::derived::alerts_spec;
 use crate::schema::raw_table_spec;
 
-pub const PIPELINE: &str = "derived";
+pub use crate::pipeline::DERIVED_PIPELINE as PIPELINE;
 
 pub struct DerivedSupervisor;
 

@@ -4,6 +4,9 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
+/// Name under which the derived actors' supervisor reports its status and metrics.
+pub const DERIVED_PIPELINE: &str = "derived";
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "state", content = "reason", rename_all = "snake_case")]
 pub enum PipelineState {
@@ -54,7 +57,7 @@ impl StatusHandle {
     pub fn is_derived(&self) -> bool {
         self.0
             .lock()
-            .map(|s| s.pipeline == crate::derived::supervisor::PIPELINE)
+            .map(|s| s.pipeline == DERIVED_PIPELINE)
             .unwrap_or(false)
     }
 

@@ -12,8 +12,9 @@ use shopwatch_actors::events::EventKind;
 use shopwatch_actors::lake::{HygieneParams, Lake};
 use shopwatch_actors::pipeline::faults::{FaultAction, FaultPoint, FaultRule, Faults};
 use shopwatch_actors::pipeline::{
-    BatchParams, KafkaParams, PipelineParams, PipelineState, Pipelines, SupervisionParams,
+    BatchParams, KafkaParams, PipelineParams, PipelineState, SupervisionParams,
 };
+use shopwatch_actors::runtime::Pipelines;
 use shopwatch_actors::telemetry::Metrics;
 
 use crate::common::{assert_unique, eventually, lake, source_offsets};
