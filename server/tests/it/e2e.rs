@@ -55,13 +55,15 @@ async fn sigkill_three_times_mid_stream_loses_and_duplicates_nothing() {
     let data = dir.path().join("lake");
     let acks = dir.path().join("acks.jsonl");
     let mut producer = produce(&brokers, 30_000, Some(2_500), 0.01, 11, &acks);
-    let mut run = run_pipeline(&brokers, &data);
+    // Manifests are merged every 5 commits here, so kills also land around compactions.
+    let env = [("SHOPWATCH_MAINTENANCE__COMPACT_EVERY_COMMITS", "5")];
+    let mut run = run_pipeline_env(&brokers, &data, &env).0;
     for kill in 0..3 {
         tokio::time::sleep(Duration::from_millis(2_500 + kill * 300)).await;
         run.signal(libc::SIGKILL);
         run.wait_exit(Duration::from_secs(10)).expect("killed");
         let restarted = Instant::now();
-        run = run_pipeline(&brokers, &data);
+        run = run_pipeline_env(&brokers, &data, &env).0;
         eprintln!(
             "kill {} done, restarted in {:?}",
             kill + 1,
@@ -77,4 +79,36 @@ async fn sigkill_three_times_mid_stream_loses_and_duplicates_nothing() {
     assert!(run.wait_exit(Duration::from_secs(30)).unwrap().success());
     let summary = check_lake(&data, &acks);
     assert_eq!(summary["acked"], 30_000);
+    // And compaction really ran: the current snapshots name a handful of manifests, not one
+    // per commit.
+    let lake = shopwatch_actors::lake::Lake::open(shopwatch_actors::lake::LakeParams {
+        catalog_name: "shopwatch".into(),
+        namespace: "ecommerce_db".into(),
+        data_dir: data.clone(),
+    })
+    .await
+    .unwrap();
+    for (_, table) in TOPICS {
+        let t = lake
+            .catalog
+            .load_unpinned(&lake.ident(table))
+            .await
+            .unwrap();
+        let commits = t.metadata().snapshots().count().max(1);
+        let list = shopwatch_actors::lake::compact::read_manifest_list(
+            &t,
+            t.metadata().current_snapshot().unwrap().manifest_list(),
+        )
+        .await
+        .unwrap();
+        eprintln!(
+            "{table}: {} manifests in the current snapshot",
+            list.entries().len()
+        );
+        assert!(
+            list.entries().len() <= 8,
+            "{table}: {} manifests ({commits} snapshots kept)",
+            list.entries().len()
+        );
+    }
 }
