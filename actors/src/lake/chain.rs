@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::append::{append_pinned, Append, AppendError};
 use super::catalog::{is_conflict, Lake};
 use super::commit::{CommitError, CommitOutcome};
-use super::hygiene::{self, HygieneParams};
+use super::hygiene::{HygieneParams, Maintenance};
 use super::offsets::Decision;
 use super::writer::arrow_schema;
 use crate::schema::derived::DerivedRows;
@@ -59,9 +59,7 @@ pub struct DerivedCommitter {
     table_name: String,
     seq: u64,
     writer_id: String,
-    hygiene: HygieneParams,
-    commits_since_hygiene: u32,
-    commits_since_compaction: u32,
+    maintenance: Maintenance,
     metrics: Option<Metrics>,
 }
 
@@ -92,9 +90,7 @@ impl DerivedCommitter {
                 table_name,
                 seq: recorded.seq,
                 writer_id: format!("{}-{}", std::process::id(), Uuid::now_v7()),
-                hygiene,
-                commits_since_hygiene: 0,
-                commits_since_compaction: 0,
+                maintenance: Maintenance::new(hygiene),
                 metrics,
             },
             recorded,
@@ -191,7 +187,7 @@ impl DerivedCommitter {
                     ("shopwatch.writer".to_string(), self.writer_id.clone()),
                 ]),
                 properties: vec![(CHAIN_KEY.to_string(), json)],
-                compact: self.compact_now(attempt),
+                compact: self.maintenance.compact_now(attempt),
             };
             let compacting = append.compact;
             match append_pinned(&self.lake, &table, append).await {
@@ -207,7 +203,9 @@ impl DerivedCommitter {
                             .inc_by(rows.len() as u64);
                     }
                     debug!(table = %self.table_name, rows = rows.len(), files, seq = self.seq, "derived commit");
-                    self.after_commit(compacting).await;
+                    self.maintenance
+                        .after_commit(&self.lake, &self.ident, compacting)
+                        .await;
                     return Ok(CommitOutcome::Committed);
                 }
                 Err(AppendError::Prepare(context, source)) => {
@@ -239,29 +237,6 @@ impl DerivedCommitter {
             }
         }
         unreachable!("the loop returns on its last attempt")
-    }
-
-    /// Compact in the first attempt of every `compact_every_commits`-th commit; a retry of the
-    /// same batch goes without, so a compaction problem can never block ingestion.
-    fn compact_now(&self, attempt: u32) -> bool {
-        let every = self.hygiene.compact_every_commits;
-        attempt == 1 && every > 0 && self.commits_since_compaction >= every
-    }
-
-    async fn after_commit(&mut self, compacted: bool) {
-        if compacted {
-            self.commits_since_compaction = 0;
-        } else {
-            self.commits_since_compaction += 1;
-        }
-        self.commits_since_hygiene += 1;
-        if self.commits_since_hygiene < self.hygiene.every_commits {
-            return;
-        }
-        self.commits_since_hygiene = 0;
-        if let Err(e) = hygiene::run(&self.lake, &self.ident, &self.hygiene).await {
-            warn!(table = %self.table_name, error = %e, "metadata maintenance failed");
-        }
     }
 }
 

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::append::{append_pinned, Append, AppendError};
 use super::catalog::{is_conflict, Lake};
-use super::hygiene::{self, HygieneParams};
+use super::hygiene::{HygieneParams, Maintenance};
 use super::offsets::{self, decide_strict, is_committed, merge_forward, Decision, Offsets, Ranges};
 use super::writer::arrow_schema;
 use crate::schema::{Rows, TableSpec};
@@ -113,9 +113,7 @@ pub struct TableCommitter {
     table_name: String,
     rule: OffsetRule,
     writer_id: String,
-    hygiene: HygieneParams,
-    commits_since_hygiene: u32,
-    commits_since_compaction: u32,
+    maintenance: Maintenance,
     max_attempts: u32,
     metrics: Option<Metrics>,
     hook: Option<Arc<dyn CommitHook>>,
@@ -135,9 +133,7 @@ impl TableCommitter {
             lake,
             rule,
             writer_id: format!("{}-{}", std::process::id(), Uuid::now_v7()),
-            hygiene,
-            commits_since_hygiene: 0,
-            commits_since_compaction: 0,
+            maintenance: Maintenance::new(hygiene),
             max_attempts: 20,
             metrics: None,
             hook: None,
@@ -284,7 +280,7 @@ impl TableCommitter {
                     ("shopwatch.writer".to_string(), self.writer_id.clone()),
                 ]),
                 properties: vec![(key, json)],
-                compact: self.compact_now(attempt),
+                compact: self.maintenance.compact_now(attempt),
             };
             let compacting = append.compact;
             if let Some(hook) = &self.hook {
@@ -313,7 +309,9 @@ impl TableCommitter {
                             .inc_by(rows.len() as u64);
                     }
                     debug!(table = %self.table_name, rows = rows.len(), files = num_files, attempt, "committed");
-                    self.after_commit(compacting).await;
+                    self.maintenance
+                        .after_commit(&self.lake, &self.ident, compacting)
+                        .await;
                     return Ok(CommitReport {
                         outcome: CommitOutcome::Committed,
                         rows: rows.len(),
@@ -342,30 +340,6 @@ impl TableCommitter {
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
             }
-        }
-    }
-
-    /// Compact in the first attempt of every `compact_every_commits`-th commit; a retry of the
-    /// same batch goes without, so a compaction problem can never block ingestion.
-    fn compact_now(&self, attempt: u32) -> bool {
-        let every = self.hygiene.compact_every_commits;
-        attempt == 1 && every > 0 && self.commits_since_compaction >= every
-    }
-
-    async fn after_commit(&mut self, compacted: bool) {
-        if compacted {
-            self.commits_since_compaction = 0;
-        } else {
-            self.commits_since_compaction += 1;
-        }
-        self.commits_since_hygiene += 1;
-        if self.commits_since_hygiene < self.hygiene.every_commits {
-            return;
-        }
-        self.commits_since_hygiene = 0;
-        if let Err(e) = hygiene::run(&self.lake, &self.ident, &self.hygiene).await {
-            // Maintenance failing never fails ingestion; it is retried at the next round.
-            warn!(table = %self.table_name, error = %e, "metadata maintenance failed");
         }
     }
 }

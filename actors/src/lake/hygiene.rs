@@ -44,6 +44,49 @@ impl Default for HygieneParams {
     }
 }
 
+/// Per-committer schedule of maintenance: when to compact manifests, when to run hygiene.
+#[derive(Debug)]
+pub struct Maintenance {
+    pub params: HygieneParams,
+    commits_since_hygiene: u32,
+    commits_since_compaction: u32,
+}
+
+impl Maintenance {
+    pub fn new(params: HygieneParams) -> Self {
+        Maintenance {
+            params,
+            commits_since_hygiene: 0,
+            commits_since_compaction: 0,
+        }
+    }
+
+    /// Compact in the first attempt of every `compact_every_commits`-th commit; a retry of the
+    /// same batch goes without, so a compaction problem can never block ingestion.
+    pub fn compact_now(&self, attempt: u32) -> bool {
+        let every = self.params.compact_every_commits;
+        attempt == 1 && every > 0 && self.commits_since_compaction >= every
+    }
+
+    /// Count a landed commit; run hygiene when it is due. Never fails ingestion.
+    pub async fn after_commit(&mut self, lake: &Lake, ident: &TableIdent, compacted: bool) {
+        if compacted {
+            self.commits_since_compaction = 0;
+        } else {
+            self.commits_since_compaction += 1;
+        }
+        self.commits_since_hygiene += 1;
+        if self.commits_since_hygiene < self.params.every_commits {
+            return;
+        }
+        self.commits_since_hygiene = 0;
+        if let Err(e) = run(lake, ident, &self.params).await {
+            // Retried at the next round.
+            tracing::warn!(table = %ident, error = %e, "metadata maintenance failed");
+        }
+    }
+}
+
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct HygieneReport {
     pub snapshots_expired: usize,

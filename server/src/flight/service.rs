@@ -68,6 +68,23 @@ fn info(
         .with_descriptor(descriptor))
 }
 
+fn table_types_schema() -> Schema {
+    Schema::new(vec![Field::new("table_type", DataType::Utf8, false)])
+}
+
+/// FlightInfo for a metadata command: its ticket is the command itself.
+fn command_info<M: ProstMessageExt>(
+    schema: &Schema,
+    query: &M,
+    request: Request<FlightDescriptor>,
+) -> Result<Response<FlightInfo>, Status> {
+    Ok(Response::new(info(
+        schema,
+        query.as_any().encode_to_vec(),
+        request.into_inner(),
+    )?))
+}
+
 impl FlightSql {
     pub fn new(engine: Arc<QueryEngine>, auth: Arc<Auth>) -> Self {
         let mut b = SqlInfoDataBuilder::new();
@@ -167,12 +184,7 @@ impl FlightSqlService for FlightSql {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder().schema();
-        Ok(Response::new(info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?))
+        command_info(&query.clone().into_builder().schema(), &query, request)
     }
 
     async fn do_get_catalogs(
@@ -191,12 +203,7 @@ impl FlightSqlService for FlightSql {
         query: CommandGetDbSchemas,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder().schema();
-        Ok(Response::new(info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?))
+        command_info(&query.clone().into_builder().schema(), &query, request)
     }
 
     async fn do_get_schemas(
@@ -215,12 +222,7 @@ impl FlightSqlService for FlightSql {
         query: CommandGetTables,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder().schema();
-        Ok(Response::new(info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?))
+        command_info(&query.clone().into_builder().schema(), &query, request)
     }
 
     async fn do_get_tables(
@@ -248,12 +250,7 @@ impl FlightSqlService for FlightSql {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = Schema::new(vec![Field::new("table_type", DataType::Utf8, false)]);
-        Ok(Response::new(info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?))
+        command_info(&table_types_schema(), &query, request)
     }
 
     async fn do_get_table_types(
@@ -261,11 +258,7 @@ impl FlightSqlService for FlightSql {
         _query: CommandGetTableTypes,
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let schema = Arc::new(Schema::new(vec![Field::new(
-            "table_type",
-            DataType::Utf8,
-            false,
-        )]));
+        let schema = Arc::new(table_types_schema());
         let batch = RecordBatch::try_new(
             schema.clone(),
             vec![Arc::new(arrow_array::StringArray::from(vec!["TABLE"]))],
@@ -279,12 +272,11 @@ impl FlightSqlService for FlightSql {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder(&self.sql_info).schema();
-        Ok(Response::new(info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?))
+        command_info(
+            &query.clone().into_builder(&self.sql_info).schema(),
+            &query,
+            request,
+        )
     }
 
     async fn do_get_sql_info(
