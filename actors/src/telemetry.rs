@@ -21,6 +21,9 @@ pub struct Metrics {
     pub windows_emitted: IntCounterVec,
     pub alerts: IntCounterVec,
     pub webhook: IntCounterVec,
+    pub last_commit: prometheus::GaugeVec,
+    /// Bumped after every landed commit, so readers (the KPI refresher) can follow the lake.
+    commit_feed: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Metrics {
@@ -141,6 +144,22 @@ impl Metrics {
         registry
             .register(Box::new(watermark_lag.clone()))
             .expect("metric registered once");
+        let last_commit = prometheus::GaugeVec::new(
+            Opts::new(
+                "shopwatch_last_commit_timestamp_seconds",
+                "Unix time of the last landed Iceberg commit, per table.",
+            ),
+            &["table"],
+        )
+        .expect("static metric definition");
+        registry
+            .register(Box::new(last_commit.clone()))
+            .expect("metric registered once");
+        // process_resident_memory_bytes, process_cpu_seconds_total, open fds.
+        #[cfg(target_os = "linux")]
+        let _ = registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ));
         let build = gauge("shopwatch_build_info", "Build information.", &["version"]);
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         Metrics {
@@ -160,7 +179,28 @@ impl Metrics {
             windows_emitted,
             alerts,
             webhook,
+            last_commit,
+            commit_feed: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
         }
+    }
+
+    /// Record a landed commit of `rows` rows to `table` that took `seconds`.
+    pub fn commit_landed(&self, table: &str, rows: usize, seconds: f64) {
+        self.commit_seconds.with_label_values(&[table]).observe(seconds);
+        self.committed_rows
+            .with_label_values(&[table])
+            .inc_by(rows as u64);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or_default();
+        self.last_commit.with_label_values(&[table]).set(now);
+        self.commit_feed.send_modify(|n| *n += 1);
+    }
+
+    /// A receiver that changes after every landed commit.
+    pub fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.commit_feed.subscribe()
     }
 
     /// Prometheus text exposition of every metric.

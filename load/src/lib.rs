@@ -4,3 +4,4 @@
 pub mod broker;
 pub mod generator;
 pub mod produce;
+pub mod stats;

@@ -22,6 +22,57 @@ pub struct Config {
     pub windows: WindowsConfig,
     pub alerts: AlertsConfig,
     pub flight: FlightConfig,
+    pub query: QueryConfig,
+}
+
+/// Where the KPI refresher (and `shopwatch query`) read the lake: the embedded Flight server
+/// or a Dremio Flight endpoint.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryConfig {
+    /// `embedded` (this process's Flight server) or `dremio`.
+    pub backend: String,
+    /// Dremio's Flight endpoint, HOST:PORT (backend = dremio).
+    pub endpoint: String,
+    /// Dremio user (backend = dremio; the embedded backend uses the [flight] credentials).
+    pub username: String,
+    /// A secret: redacted, never logged.
+    pub password: String,
+    /// Source name in three-part table names; empty = `flight.source`.
+    pub source: String,
+    /// Refresh at least this often, even with no new commit.
+    pub refresh_ms: u64,
+    /// And at most this often, however fast commits come.
+    pub min_interval_ms: u64,
+    /// Time limit for connecting and for each query.
+    pub timeout_ms: u64,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        QueryConfig {
+            backend: "embedded".into(),
+            endpoint: String::new(),
+            username: String::new(),
+            password: String::new(),
+            source: String::new(),
+            refresh_ms: 5_000,
+            min_interval_ms: 1_000,
+            timeout_ms: 10_000,
+        }
+    }
+}
+
+/// A resolved Flight SQL target for reading KPIs.
+#[derive(Clone, Debug)]
+pub struct QueryTarget {
+    pub backend: &'static str,
+    pub addr: String,
+    pub username: String,
+    pub password: String,
+    pub source: String,
+    pub namespace: String,
+    pub timeout: std::time::Duration,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -128,6 +179,15 @@ pub struct MaintenanceConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     pub listen: String,
+    /// Websocket clients at once; more get 503.
+    pub ws_max_clients: usize,
+    /// Origins allowed on /ws besides the page's own (`scheme://host[:port]`, or `*`).
+    pub ws_allowed_origins: Vec<String>,
+    /// Messages a websocket client may have waiting before it is skipped to a snapshot.
+    pub ws_queue_frames: usize,
+    pub ws_ping_interval_s: u64,
+    /// A client silent (no pong, no frame) this long is closed.
+    pub ws_idle_timeout_s: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -314,6 +374,7 @@ impl Default for Config {
             windows: WindowsConfig::default(),
             alerts: AlertsConfig::default(),
             flight: FlightConfig::default(),
+            query: QueryConfig::default(),
         }
     }
 }
@@ -384,6 +445,11 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: "127.0.0.1:8080".into(),
+            ws_max_clients: 1_000,
+            ws_allowed_origins: Vec::new(),
+            ws_queue_frames: 32,
+            ws_ping_interval_s: 20,
+            ws_idle_timeout_s: 60,
         }
     }
 }
@@ -564,6 +630,18 @@ impl Config {
                 "must be an IP:PORT address such as 127.0.0.1:8080 (flag --http)",
             );
         }
+        if self.http.ws_max_clients == 0 || self.http.ws_queue_frames < 2 {
+            return err(
+                "http.ws_max_clients",
+                "http.ws_max_clients must be at least 1 and http.ws_queue_frames at least 2",
+            );
+        }
+        if self.http.ws_ping_interval_s == 0 || self.http.ws_idle_timeout_s <= self.http.ws_ping_interval_s {
+            return err(
+                "http.ws_idle_timeout_s",
+                "needs http.ws_ping_interval_s >= 1 and http.ws_idle_timeout_s > http.ws_ping_interval_s",
+            );
+        }
         if self.demo.broker_listen.parse::<SocketAddr>().is_err() {
             return err(
                 "demo.broker_listen",
@@ -640,6 +718,49 @@ impl Config {
                 return err("flight.token_ttl_s", "must be at least 1 (seconds)");
             }
         }
+        let q = &self.query;
+        match q.backend.as_str() {
+            "embedded" if !self.flight.enabled => {
+                return err(
+                    "query.backend",
+                    "`embedded` reads KPIs from this process's Flight server, but flight.enabled is false; \
+                     enable it or set query.backend = \"dremio\" with query.endpoint",
+                )
+            }
+            "embedded" => {}
+            "dremio" => {
+                if q.endpoint.parse::<SocketAddr>().is_err()
+                    && !q.endpoint.contains(':')
+                {
+                    return err(
+                        "query.endpoint",
+                        "query.backend = \"dremio\" needs Dremio's Flight endpoint as HOST:PORT, e.g. dremio:32010",
+                    );
+                }
+                if q.username.is_empty() || q.password.is_empty() {
+                    return err(
+                        "query.password",
+                        "query.backend = \"dremio\" needs query.username and query.password \
+                         (SHOPWATCH_QUERY__USERNAME, SHOPWATCH_QUERY__PASSWORD)",
+                    );
+                }
+            }
+            _ => {
+                return err(
+                    "query.backend",
+                    "must be \"embedded\" (the built-in Flight server) or \"dremio\"",
+                )
+            }
+        }
+        if q.min_interval_ms < 100 || q.refresh_ms < q.min_interval_ms {
+            return err(
+                "query.refresh_ms",
+                "needs query.min_interval_ms >= 100 and query.refresh_ms >= query.min_interval_ms",
+            );
+        }
+        if q.timeout_ms < 100 {
+            return err("query.timeout_ms", "must be at least 100 (milliseconds)");
+        }
         if !a.webhook_url.is_empty()
             && !(a.webhook_url.starts_with("https://") || a.webhook_url.starts_with("http://"))
         {
@@ -657,6 +778,42 @@ impl Config {
         Ok(())
     }
 
+    /// The Flight endpoint KPIs are read from, per `query.backend`.
+    pub fn query_target(&self) -> QueryTarget {
+        let q = &self.query;
+        let timeout = std::time::Duration::from_millis(q.timeout_ms);
+        let source = if q.source.is_empty() {
+            self.flight.source.clone()
+        } else {
+            q.source.clone()
+        };
+        if q.backend == "dremio" {
+            return QueryTarget {
+                backend: "dremio",
+                addr: q.endpoint.clone(),
+                username: q.username.clone(),
+                password: q.password.clone(),
+                source,
+                namespace: self.lake.namespace.clone(),
+                timeout,
+            };
+        }
+        // A wildcard listener is reached on loopback.
+        let addr = match self.flight.listen.parse::<SocketAddr>() {
+            Ok(a) if a.ip().is_unspecified() => format!("127.0.0.1:{}", a.port()),
+            _ => self.flight.listen.clone(),
+        };
+        QueryTarget {
+            backend: "embedded",
+            addr,
+            username: self.flight.username.clone(),
+            password: self.flight.password.clone(),
+            source,
+            namespace: self.lake.namespace.clone(),
+            timeout,
+        }
+    }
+
     /// TOML of the effective configuration with secret values replaced.
     pub fn redacted_toml(&self) -> String {
         let mut copy = self.clone();
@@ -670,6 +827,9 @@ impl Config {
             }
         }
         copy.flight.password = "<redacted>".into();
+        if !copy.query.password.is_empty() {
+            copy.query.password = "<redacted>".into();
+        }
         if !copy.alerts.webhook_url.is_empty() {
             copy.alerts.webhook_url = "<redacted>".into();
         }
@@ -804,5 +964,50 @@ mod tests {
             e.contains("commit_interval_ms") || e.contains("soon"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn query_backend_is_checked_and_resolved() {
+        let c = load(None, &[], vec![]).unwrap();
+        let t = c.query_target();
+        assert_eq!((t.backend, t.addr.as_str(), t.username.as_str()), ("embedded", "127.0.0.1:32010", "dremio"));
+        assert_eq!(t.source, "nessie_minio_catalog");
+        let e = load(None, &env(&[("SHOPWATCH_QUERY__BACKEND", "spark")]), vec![])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("query.backend") && e.contains("dremio"), "{e}");
+        let e = load(None, &env(&[("SHOPWATCH_QUERY__BACKEND", "dremio")]), vec![])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("query.endpoint"), "{e}");
+        let e = load(
+            None,
+            &env(&[("SHOPWATCH_QUERY__BACKEND", "dremio"), ("SHOPWATCH_QUERY__ENDPOINT", "dremio:32010")]),
+            vec![],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("query.password"), "{e}");
+        let c = load(
+            None,
+            &env(&[
+                ("SHOPWATCH_QUERY__BACKEND", "dremio"),
+                ("SHOPWATCH_QUERY__ENDPOINT", "dremio:32010"),
+                ("SHOPWATCH_QUERY__USERNAME", "admin"),
+                ("SHOPWATCH_QUERY__PASSWORD", "canary-pw-7"),
+                ("SHOPWATCH_FLIGHT__ENABLED", "false"),
+            ]),
+            vec![],
+        )
+        .unwrap();
+        let t = c.query_target();
+        assert_eq!((t.backend, t.addr.as_str(), t.username.as_str()), ("dremio", "dremio:32010", "admin"));
+        assert!(!c.redacted_toml().contains("canary-pw-7"));
+        let e = load(None, &env(&[("SHOPWATCH_FLIGHT__ENABLED", "false")]), vec![])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("query.backend") && e.contains("flight.enabled"), "{e}");
+        let c = load(None, &env(&[("SHOPWATCH_FLIGHT__LISTEN", "0.0.0.0:32011"), ("SHOPWATCH_FLIGHT__USERNAME", "u"), ("SHOPWATCH_FLIGHT__PASSWORD", "p")]), vec![]).unwrap();
+        assert_eq!(c.query_target().addr, "127.0.0.1:32011");
     }
 }

@@ -1,4 +1,5 @@
-//! Minimal HTTP: liveness, readiness per pipeline, Prometheus metrics, and the page.
+//! HTTP: the dashboard page and its websocket, liveness, readiness per pipeline, Prometheus
+//! metrics, and the dashboard's state as JSON.
 
 use std::sync::Arc;
 
@@ -10,23 +11,76 @@ use axum::{Json, Router};
 use shopwatch_actors::pipeline::{PipelineState, StatusHandle};
 use shopwatch_actors::telemetry::Metrics;
 
+use crate::live::hub::{Hub, STATE_TYPES};
+use crate::live::metrics::LiveMetrics;
+use crate::live::ws::{ws_handler, WsParams};
+
 #[derive(Clone)]
 pub struct AppState {
     pub metrics: Metrics,
     pub pipelines: Arc<Vec<StatusHandle>>,
+    pub hub: Hub,
+    pub live: LiveMetrics,
+    pub ws: Arc<WsParams>,
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(index))
+        .route("/app.js", get(script))
+        .route("/style.css", get(style))
+        .route("/ws", get(ws_handler))
+        .route("/api/dashboard", get(dashboard))
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(state)
 }
 
-async fn index() -> Html<&'static str> {
-    Html(include_str!("../../web/index.html"))
+// The page cannot be framed by other sites and runs only its own script.
+const CSP: &str = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; \
+                   style-src 'self'; script-src 'self'; frame-ancestors 'none'";
+
+async fn index() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_SECURITY_POLICY, CSP),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Html(include_str!("../../web/index.html")),
+    )
+}
+
+async fn script() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("../../web/app.js"),
+    )
+}
+
+async fn style() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("../../web/style.css"),
+    )
+}
+
+/// The newest value of every dashboard message, for scripts and curl.
+async fn dashboard(State(state): State<AppState>) -> impl IntoResponse {
+    let mut out = serde_json::Map::new();
+    for kind in STATE_TYPES {
+        if let Some(v) = state.hub.latest(kind) {
+            out.insert(kind.to_string(), v);
+        }
+    }
+    Json(serde_json::Value::Object(out))
 }
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {

@@ -1,9 +1,11 @@
 //! The `shopwatch` binary: real-time e-commerce monitoring from Kafka into Iceberg.
 
+mod bench;
 mod config;
 mod demo;
 mod flight;
 mod http;
+mod live;
 mod run;
 
 use std::net::SocketAddr;
@@ -46,6 +48,8 @@ enum Command {
     Produce(ProduceArgs),
     /// Run one SQL query through Flight SQL (the embedded server by default) and print it.
     Query(QueryArgs),
+    /// Benchmarks that print figures (see BENCHMARKS.md).
+    Bench(bench::BenchArgs),
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -98,7 +102,7 @@ struct QueryArgs {
     /// With --kpis: print the queries as JSON instead of running them.
     #[arg(long, requires = "kpis")]
     print_sql: bool,
-    /// Flight SQL address (default: config `flight.listen`).
+    /// Flight SQL address (default: per config `query.backend`, the embedded server's `flight.listen`).
     #[arg(long)]
     flight: Option<String>,
     /// Time limit for connecting and for each call, in seconds.
@@ -218,9 +222,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Query(args) if args.print_sql => {
             let cfg = load_config(file, Vec::new())?;
+            let target = cfg.query_target();
             let set: Vec<serde_json::Value> = flight::kpis::kpi_queries(
-                &cfg.flight.source,
-                &cfg.lake.namespace,
+                &target.source,
+                &target.namespace,
                 chrono::Utc::now().timestamp_micros(),
             )
             .into_iter()
@@ -231,19 +236,20 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Query(args) => {
             let cfg = load_config(file, Vec::new())?;
-            let addr = args.flight.unwrap_or(cfg.flight.listen.clone());
+            let target = cfg.query_target();
+            let addr = args.flight.unwrap_or(target.addr.clone());
             let mut client = flight::client::FlightQueryClient::connect(
                 &addr,
-                &cfg.flight.username,
-                &cfg.flight.password,
+                &target.username,
+                &target.password,
                 Duration::from_secs_f64(args.timeout.max(0.1)),
             )
             .await?;
             let queries = match args.sql {
                 Some(sql) => vec![("query", sql)],
                 None => flight::kpis::kpi_queries(
-                    &cfg.flight.source,
-                    &cfg.lake.namespace,
+                    &target.source,
+                    &target.namespace,
                     chrono::Utc::now().timestamp_micros(),
                 )
                 .into_iter()
@@ -257,6 +263,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 println!("{}", arrow::util::pretty::pretty_format_batches(&batches)?);
             }
             Ok(0)
+        }
+        Command::Bench(args) => {
+            let cfg = load_config(file, Vec::new())?;
+            bench::run(cfg, args).await
         }
         Command::Run(args) => {
             let cfg = load_config(file, args.overrides())?;

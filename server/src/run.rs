@@ -20,6 +20,12 @@ use tracing::{error, info};
 
 use crate::config::Config;
 use crate::http::{router, AppState};
+use crate::live::hub::{Hub, HubParams};
+use crate::live::metrics::LiveMetrics;
+use crate::live::refresher::{Refresher, RefresherParams};
+use crate::live::spawn_heartbeat;
+use crate::live::ws::WsParams;
+use ractor::Actor;
 
 /// How long a graceful stop may take before we give up on the final commit.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
@@ -246,9 +252,42 @@ pub async fn run_until(
     } else {
         None
     };
+    let live = LiveMetrics::new(&metrics.registry);
+    let hub = Hub::new(
+        HubParams {
+            max_clients: cfg.http.ws_max_clients,
+            queue_frames: cfg.http.ws_queue_frames,
+            ..HubParams::default()
+        },
+        live.clone(),
+    );
+    let (refresher, refresher_task) = Actor::spawn(
+        None,
+        Refresher,
+        RefresherParams {
+            target: cfg.query_target(),
+            refresh: Duration::from_millis(cfg.query.refresh_ms),
+            min_interval: Duration::from_millis(cfg.query.min_interval_ms),
+            hub: hub.clone(),
+            metrics: metrics.clone(),
+            live: live.clone(),
+            pipelines: pipelines.status_handles(),
+        },
+    )
+    .await
+    .context("starting the KPI refresher")?;
+    let heartbeat = spawn_heartbeat(hub.clone(), Duration::from_secs(10));
     let state = AppState {
         metrics,
         pipelines: Arc::new(pipelines.status_handles()),
+        hub,
+        live,
+        ws: Arc::new(WsParams {
+            allowed_origins: cfg.http.ws_allowed_origins.clone(),
+            ping_interval: Duration::from_secs(cfg.http.ws_ping_interval_s),
+            idle_timeout: Duration::from_secs(cfg.http.ws_idle_timeout_s),
+            ..WsParams::default()
+        }),
     };
     let listener = tokio::net::TcpListener::bind(&cfg.http.listen)
         .await
@@ -279,6 +318,9 @@ pub async fn run_until(
     info!("stopping: committing what is in flight");
     shutdown.store(true, Ordering::Relaxed);
     pipelines.drain(DRAIN_TIMEOUT).await;
+    refresher.stop(None);
+    let _ = tokio::time::timeout(Duration::from_secs(2), refresher_task).await;
+    heartbeat.abort();
     http_stop.notify_one();
     flight_stop.notify_one();
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;

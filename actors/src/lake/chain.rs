@@ -195,12 +195,11 @@ impl DerivedCommitter {
                     self.count("ok");
                     self.seq += 1;
                     if let Some(m) = &self.metrics {
-                        m.commit_seconds
-                            .with_label_values(&[&self.table_name])
-                            .observe(started.elapsed().as_secs_f64());
-                        m.committed_rows
-                            .with_label_values(&[&self.table_name])
-                            .inc_by(rows.len() as u64);
+                        m.commit_landed(
+                            &self.table_name,
+                            rows.len(),
+                            started.elapsed().as_secs_f64(),
+                        );
                     }
                     debug!(table = %self.table_name, rows = rows.len(), files, seq = self.seq, "derived commit");
                     self.maintenance

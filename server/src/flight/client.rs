@@ -11,6 +11,7 @@ use futures::TryStreamExt;
 use tonic::transport::{Channel, Endpoint};
 
 pub struct FlightQueryClient {
+    channel: Channel,
     client: FlightSqlServiceClient<Channel>,
     username: String,
     password: String,
@@ -36,7 +37,8 @@ impl FlightQueryClient {
             .await
             .with_context(|| format!("connecting to Flight SQL at {addr}"))?;
         let mut me = FlightQueryClient {
-            client: FlightSqlServiceClient::new(channel),
+            client: FlightSqlServiceClient::new(channel.clone()),
+            channel,
             username: username.to_string(),
             password: password.to_string(),
         };
@@ -65,17 +67,47 @@ impl FlightQueryClient {
     }
 
     async fn query_once(&mut self, sql: &str) -> anyhow::Result<Vec<RecordBatch>> {
-        let info = self.client.execute(sql.to_string(), None).await?;
-        let mut batches = Vec::new();
-        for endpoint in info.endpoint {
-            let ticket = endpoint
-                .ticket
-                .context("Flight endpoint without a ticket")?;
-            let stream = self.client.do_get(ticket).await?;
-            batches.extend(stream.try_collect::<Vec<_>>().await?);
-        }
-        Ok(batches)
+        run_query(&mut self.client, sql).await
     }
+
+    /// Run every query at once over the same channel (HTTP/2 multiplexes them); results in
+    /// the order given. Logs in again once if the session expired.
+    pub async fn query_all(&mut self, sqls: &[String]) -> anyhow::Result<Vec<Vec<RecordBatch>>> {
+        match self.query_all_once(sqls).await {
+            Err(e) if format!("{e:#}").contains("Unauthenticated") => {
+                self.login().await?;
+                self.query_all_once(sqls).await
+            }
+            other => other,
+        }
+    }
+
+    async fn query_all_once(&self, sqls: &[String]) -> anyhow::Result<Vec<Vec<RecordBatch>>> {
+        let runs = sqls.iter().map(|sql| {
+            let mut client = FlightSqlServiceClient::new(self.channel.clone());
+            if let Some(token) = self.client.token() {
+                client.set_token(token.clone());
+            }
+            async move { run_query(&mut client, sql).await }
+        });
+        futures::future::try_join_all(runs).await
+    }
+}
+
+async fn run_query(
+    client: &mut FlightSqlServiceClient<Channel>,
+    sql: &str,
+) -> anyhow::Result<Vec<RecordBatch>> {
+    let info = client.execute(sql.to_string(), None).await?;
+    let mut batches = Vec::new();
+    for endpoint in info.endpoint {
+        let ticket = endpoint
+            .ticket
+            .context("Flight endpoint without a ticket")?;
+        let stream = client.do_get(ticket).await?;
+        batches.extend(stream.try_collect::<Vec<_>>().await?);
+    }
+    Ok(batches)
 }
 
 /// A SQL string literal: single quotes doubled, nothing else interpreted.

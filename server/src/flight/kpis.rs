@@ -17,15 +17,22 @@ fn table(source: &str, namespace: &str, name: &str) -> String {
     format!("{}.{}.{}", q(source), q(namespace), q(name))
 }
 
-/// The KPI set for the 5 minutes before `now` (and the 5 before that, for deltas).
+/// Minutes of whole-minute windows fetched: the 30-minute trend plus room for the previous
+/// 5-minute period when the newest window trails `now` (lateness, commit interval).
+pub const TREND_MINUTES: i64 = 40;
+/// The latest-orders/errors tables look this far back first (the scan prunes every older
+/// data file by its statistics); a quiet shop falls back to `LATEST_FALLBACK_MINUTES`.
+pub const LATEST_MINUTES: i64 = 10;
+pub const LATEST_FALLBACK_MINUTES: i64 = 24 * 60;
+pub const LATEST_ROWS: usize = 10;
+
+const MIN: i64 = 60_000_000;
+
+/// The dashboard's query set as of `now_micros`.
 pub fn kpi_queries(source: &str, namespace: &str, now_micros: i64) -> Vec<KpiQuery> {
-    const MIN: i64 = 60_000_000;
     let t = |n| table(source, namespace, n);
-    // Whole-minute windows fully inside (now - 10 min, now]; the page splits them in two.
-    let from = timestamp_literal(now_micros - 10 * MIN);
+    let from = timestamp_literal(now_micros - TREND_MINUTES * MIN);
     let to = timestamp_literal(now_micros);
-    // Latest rows: bounded in time so the scan skips every older data file by its statistics.
-    let recent = timestamp_literal(now_micros - 60 * MIN);
     vec![
         KpiQuery {
             name: "orders_revenue",
@@ -40,8 +47,9 @@ pub fn kpi_queries(source: &str, namespace: &str, now_micros: i64) -> Vec<KpiQue
             name: "active_users",
             sql: format!(
                 "SELECT \"window_start\", \"window_end\", \"active_users_approx\" FROM {} \
-                 ORDER BY \"window_end\" DESC LIMIT 2",
-                t("active_users_per_window")
+                 WHERE \"window_end\" > {} ORDER BY \"window_end\" DESC LIMIT 16",
+                t("active_users_per_window"),
+                timestamp_literal(now_micros - 15 * MIN)
             ),
         },
         KpiQuery {
@@ -58,29 +66,41 @@ pub fn kpi_queries(source: &str, namespace: &str, now_micros: i64) -> Vec<KpiQue
             name: "recent_alerts",
             sql: format!(
                 "SELECT \"alert_id\", \"alert_type\", \"description\", \"alert_timestamp\", \"metric_value\" FROM {} \
-                 WHERE \"alert_timestamp\" > {} ORDER BY \"alert_timestamp\" DESC LIMIT 5",
+                 WHERE \"alert_timestamp\" > {} ORDER BY \"alert_timestamp\" DESC, \"alert_id\" LIMIT 10",
                 t("alerts"),
-                timestamp_literal(now_micros - 10 * MIN)
+                timestamp_literal(now_micros - 30 * MIN)
             ),
         },
-        KpiQuery {
-            name: "latest_orders",
-            sql: format!(
-                "SELECT \"order_id\", \"user_id\", \"order_total\", \"status\", \"order_ts\" FROM {} \
-                 WHERE \"order_ts\" > {recent} ORDER BY \"order_ts\" DESC LIMIT 10",
-                t("orders_processed")
-            ),
-        },
-        KpiQuery {
-            name: "latest_errors",
-            sql: format!(
-                "SELECT \"service_name\", \"severity\", \"error_message\", \"error_ts\" FROM {} \
-                 WHERE \"error_ts\" > {recent} AND \"severity\" <> {} ORDER BY \"error_ts\" DESC LIMIT 10",
-                t("errors_processed"),
-                string_literal("DEBUG")
-            ),
-        },
+        latest_orders(source, namespace, now_micros, LATEST_MINUTES),
+        latest_errors(source, namespace, now_micros, LATEST_MINUTES),
     ]
+}
+
+/// The 10 newest orders with `order_ts` in the last `minutes`.
+pub fn latest_orders(source: &str, namespace: &str, now_micros: i64, minutes: i64) -> KpiQuery {
+    KpiQuery {
+        name: "latest_orders",
+        sql: format!(
+            "SELECT \"order_id\", \"user_id\", \"order_total\", \"status\", \"order_ts\" FROM {} \
+             WHERE \"order_ts\" > {} ORDER BY \"order_ts\" DESC, \"order_id\" LIMIT {LATEST_ROWS}",
+            table(source, namespace, "orders_processed"),
+            timestamp_literal(now_micros - minutes * MIN)
+        ),
+    }
+}
+
+/// The 10 newest WARN/ERROR/FATAL errors in the last `minutes`.
+pub fn latest_errors(source: &str, namespace: &str, now_micros: i64, minutes: i64) -> KpiQuery {
+    KpiQuery {
+        name: "latest_errors",
+        sql: format!(
+            "SELECT \"service_name\", \"severity\", \"error_message\", \"error_ts\" FROM {} \
+             WHERE \"error_ts\" > {} AND \"severity\" <> {} ORDER BY \"error_ts\" DESC, \"error_id\" LIMIT {LATEST_ROWS}",
+            table(source, namespace, "errors_processed"),
+            timestamp_literal(now_micros - minutes * MIN),
+            string_literal("DEBUG")
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -100,7 +120,7 @@ mod tests {
             .contains("\"nessie_minio_catalog\".\"ecommerce_db\".\"orders_revenue_per_minute\""));
         assert!(q[0]
             .sql
-            .contains("CAST('2025-11-24 15:50:00.000' AS TIMESTAMP)"));
+            .contains("CAST('2025-11-24 15:20:00.000' AS TIMESTAMP)"));
         let odd = table("a\"b", "ns", "t");
         assert_eq!(odd, "\"a\"\"b\".\"ns\".\"t\"");
     }

@@ -1,0 +1,380 @@
+//! What the page shows, computed from the KPI query results: cards with the previous period,
+//! the 30-minute trends, alerts and the latest rows. Pure, so the definitions are tested here.
+//!
+//! Definitions (README "Dashboard"): a period is the 5 newest whole-minute windows in the lake
+//! (sliding windows start every 30 s, so only windows that start on a whole minute are summed:
+//! each event counted once); the previous period is the 5 minutes before it.
+
+use std::collections::BTreeMap;
+
+use arrow_array::{Array, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+pub const PERIOD_MS: i64 = 5 * 60_000;
+pub const TREND_MS: i64 = 30 * 60_000;
+
+/// One whole-minute window of the orders and traffic tables, joined on its start.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Minute {
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub orders: i64,
+    pub revenue: f64,
+    pub clicks: i64,
+    pub warn: i64,
+    /// ERROR + FATAL.
+    pub errors: i64,
+    pub fatal: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Card {
+    pub value: Option<f64>,
+    pub previous: Option<f64>,
+    /// value − previous.
+    pub delta: Option<f64>,
+    /// True when a rise is bad (errors): the page colours the delta the other way round.
+    pub inverse: bool,
+}
+
+impl Card {
+    fn new(value: Option<f64>, previous: Option<f64>, inverse: bool) -> Card {
+        Card {
+            value,
+            previous,
+            delta: value.zip(previous).map(|(v, p)| v - p),
+            inverse,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Kpis {
+    /// End of the newest whole-minute window counted (ms, UTC); None on an empty lake.
+    pub as_of_ms: Option<i64>,
+    pub period_s: i64,
+    pub orders: Card,
+    pub revenue: Card,
+    pub active_users: Card,
+    pub errors: Card,
+    pub error_rate: Card,
+}
+
+/// Column accessors by name over several batches; a missing or mistyped column reads as empty.
+struct Cols<'a>(&'a [RecordBatch]);
+
+impl Cols<'_> {
+    fn rows(&self) -> usize {
+        self.0.iter().map(RecordBatch::num_rows).sum()
+    }
+    fn each<A: Array + 'static, T>(&self, name: &str, get: impl Fn(&A, usize) -> T) -> Vec<Option<T>> {
+        let mut out = Vec::with_capacity(self.rows());
+        for b in self.0 {
+            match b.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<A>()) {
+                Some(a) => out.extend((0..a.len()).map(|i| (!a.is_null(i)).then(|| get(a, i)))),
+                None => out.extend((0..b.num_rows()).map(|_| None)),
+            }
+        }
+        out
+    }
+    fn ts(&self, name: &str) -> Vec<Option<i64>> {
+        self.each::<TimestampMillisecondArray, _>(name, |a, i| a.value(i))
+    }
+    fn i64(&self, name: &str) -> Vec<Option<i64>> {
+        self.each::<Int64Array, _>(name, |a, i| a.value(i))
+    }
+    fn f64(&self, name: &str) -> Vec<Option<f64>> {
+        self.each::<Float64Array, _>(name, |a, i| a.value(i))
+    }
+    fn str(&self, name: &str) -> Vec<Option<String>> {
+        self.each::<StringArray, _>(name, |a, i| a.value(i).to_string())
+    }
+}
+
+/// Whole-minute windows from the `orders_revenue` and `traffic` results, by start time.
+pub fn minutes(orders: &[RecordBatch], traffic: &[RecordBatch]) -> Vec<Minute> {
+    let mut by_start: BTreeMap<i64, Minute> = BTreeMap::new();
+    let o = Cols(orders);
+    let (starts, ends) = (o.ts("window_start"), o.ts("window_end"));
+    let (counts, revenue) = (o.i64("orders_count"), o.f64("total_revenue"));
+    for i in 0..starts.len() {
+        let (Some(s), Some(e)) = (starts[i], ends[i]) else { continue };
+        // Windows slide by 30 s; only whole-minute ones tile time without overlap.
+        if s % 60_000 != 0 {
+            continue;
+        }
+        let m = by_start.entry(s).or_insert(Minute { start_ms: s, end_ms: e, ..Minute::default() });
+        m.orders = counts[i].unwrap_or(0);
+        m.revenue = revenue[i].unwrap_or(0.0);
+    }
+    let t = Cols(traffic);
+    let (starts, ends) = (t.ts("window_start"), t.ts("window_end"));
+    let (clicks, warn, error, fatal) = (t.i64("clicks_count"), t.i64("warn_count"), t.i64("error_count"), t.i64("fatal_count"));
+    for i in 0..starts.len() {
+        let (Some(s), Some(e)) = (starts[i], ends[i]) else { continue };
+        if s % 60_000 != 0 {
+            continue;
+        }
+        let m = by_start.entry(s).or_insert(Minute { start_ms: s, end_ms: e, ..Minute::default() });
+        m.clicks = clicks[i].unwrap_or(0);
+        m.warn = warn[i].unwrap_or(0);
+        m.fatal = fatal[i].unwrap_or(0);
+        m.errors = error[i].unwrap_or(0) + m.fatal;
+    }
+    by_start.into_values().collect()
+}
+
+/// Traffic for the error rate: orders seen by the traffic table plus clicks.
+fn traffic_orders(traffic: &[RecordBatch]) -> BTreeMap<i64, i64> {
+    let t = Cols(traffic);
+    t.ts("window_start")
+        .into_iter()
+        .zip(t.i64("orders_count"))
+        .filter_map(|(s, o)| Some((s?, o.unwrap_or(0))))
+        .filter(|(s, _)| s % 60_000 == 0)
+        .collect()
+}
+
+pub fn kpis(orders: &[RecordBatch], traffic: &[RecordBatch], users: &[RecordBatch]) -> Kpis {
+    let mins = minutes(orders, traffic);
+    let traffic_orders = traffic_orders(traffic);
+    let as_of = mins.iter().map(|m| m.end_ms).max();
+    let period = |from: i64, to: i64| -> Option<(i64, f64, i64, i64)> {
+        let inside: Vec<&Minute> = mins.iter().filter(|m| m.end_ms > from && m.end_ms <= to).collect();
+        if inside.is_empty() {
+            return None;
+        }
+        let seen = inside.iter().map(|m| traffic_orders.get(&m.start_ms).copied().unwrap_or(0) + m.clicks).sum();
+        Some((
+            inside.iter().map(|m| m.orders).sum(),
+            inside.iter().map(|m| m.revenue).sum(),
+            inside.iter().map(|m| m.errors).sum(),
+            seen,
+        ))
+    };
+    let (now, before) = match as_of {
+        Some(e) => (period(e - PERIOD_MS, e), period(e - 2 * PERIOD_MS, e - PERIOD_MS)),
+        None => (None, None),
+    };
+    let rate = |p: Option<(i64, f64, i64, i64)>| p.and_then(|(_, _, e, seen)| (seen > 0).then(|| e as f64 / seen as f64));
+    // Active users: the newest 5-minute window, and the one that ended 5 minutes earlier.
+    let u = Cols(users);
+    let windows: BTreeMap<i64, i64> = u
+        .ts("window_end")
+        .into_iter()
+        .zip(u.i64("active_users_approx"))
+        .filter_map(|(e, n)| Some((e?, n?)))
+        .collect();
+    let latest_users = windows.iter().next_back().map(|(e, n)| (*e, *n));
+    let users_now = latest_users.map(|(_, n)| n as f64);
+    let users_before = latest_users.and_then(|(e, _)| windows.get(&(e - PERIOD_MS))).map(|n| *n as f64);
+    Kpis {
+        as_of_ms: as_of,
+        period_s: PERIOD_MS / 1000,
+        orders: Card::new(now.map(|p| p.0 as f64), before.map(|p| p.0 as f64), false),
+        revenue: Card::new(now.map(|p| round2(p.1)), before.map(|p| round2(p.1)), false),
+        active_users: Card::new(users_now, users_before, false),
+        errors: Card::new(now.map(|p| p.2 as f64), before.map(|p| p.2 as f64), true),
+        error_rate: Card::new(rate(now), rate(before), true),
+    }
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+/// The 30-minute trends, one point per whole minute: `[start_ms, orders, revenue]` and
+/// `[start_ms, errors, warnings, error_rate]`.
+pub fn series(orders: &[RecordBatch], traffic: &[RecordBatch]) -> Value {
+    let mins = minutes(orders, traffic);
+    let traffic_orders = traffic_orders(traffic);
+    let last = mins.iter().map(|m| m.end_ms).max().unwrap_or(0);
+    let recent: Vec<&Minute> = mins.iter().filter(|m| m.end_ms > last - TREND_MS).collect();
+    json!({
+        "orders": recent.iter().map(|m| json!([m.start_ms, m.orders, round2(m.revenue)])).collect::<Vec<_>>(),
+        "errors": recent.iter().map(|m| {
+            let seen = traffic_orders.get(&m.start_ms).copied().unwrap_or(0) + m.clicks;
+            let rate = (seen > 0).then(|| m.errors as f64 / seen as f64);
+            json!([m.start_ms, m.errors, m.warn, rate])
+        }).collect::<Vec<_>>(),
+    })
+}
+
+/// Rows of a result as JSON objects, timestamps as ms; only the named columns, in order.
+pub fn rows(batches: &[RecordBatch], columns: &[(&str, Kind)]) -> Vec<Value> {
+    let c = Cols(batches);
+    let n = c.rows();
+    let cols: Vec<(&str, Vec<Value>)> = columns
+        .iter()
+        .map(|(name, kind)| {
+            let vals: Vec<Value> = match kind {
+                Kind::Ts => c.ts(name).into_iter().map(|v| json!(v)).collect(),
+                Kind::Float => c.f64(name).into_iter().map(|v| json!(v)).collect(),
+                Kind::Text => c.str(name).into_iter().map(|v| json!(v)).collect(),
+            };
+            (*name, vals)
+        })
+        .collect();
+    (0..n)
+        .map(|i| {
+            let mut obj = serde_json::Map::new();
+            for (name, vals) in &cols {
+                obj.insert(name.to_string(), vals.get(i).cloned().unwrap_or(Value::Null));
+            }
+            Value::Object(obj)
+        })
+        .collect()
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Kind {
+    Ts,
+    Float,
+    Text,
+}
+
+pub const ALERT_COLUMNS: [(&str, Kind); 5] = [
+    ("alert_id", Kind::Text),
+    ("alert_type", Kind::Text),
+    ("description", Kind::Text),
+    ("alert_timestamp", Kind::Ts),
+    ("metric_value", Kind::Float),
+];
+pub const ORDER_COLUMNS: [(&str, Kind); 5] = [
+    ("order_id", Kind::Text),
+    ("user_id", Kind::Text),
+    ("order_total", Kind::Float),
+    ("status", Kind::Text),
+    ("order_ts", Kind::Ts),
+];
+pub const ERROR_COLUMNS: [(&str, Kind); 4] = [
+    ("service_name", Kind::Text),
+    ("severity", Kind::Text),
+    ("error_message", Kind::Text),
+    ("error_ts", Kind::Ts),
+];
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::ArrayRef;
+    use arrow_schema::{DataType, Field, Schema, TimeUnit};
+
+    use super::*;
+
+    const M: i64 = 60_000;
+    const T0: i64 = 1_764_000_000_000; // a whole minute
+
+    fn ts(v: Vec<i64>) -> ArrayRef {
+        Arc::new(TimestampMillisecondArray::from(v))
+    }
+
+    fn batch(cols: Vec<(&str, ArrayRef)>) -> RecordBatch {
+        let fields: Vec<Field> = cols
+            .iter()
+            .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
+            .collect();
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), cols.into_iter().map(|(_, a)| a).collect()).unwrap()
+    }
+
+    /// `n` whole-minute windows from T0 with the given per-minute counts.
+    fn orders(counts: &[i64]) -> RecordBatch {
+        let n = counts.len() as i64;
+        batch(vec![
+            ("window_start", ts((0..n).map(|i| T0 + i * M).collect())),
+            ("window_end", ts((0..n).map(|i| T0 + (i + 1) * M).collect())),
+            ("orders_count", Arc::new(Int64Array::from(counts.to_vec()))),
+            ("total_revenue", Arc::new(Float64Array::from(counts.iter().map(|c| *c as f64 * 10.5).collect::<Vec<_>>()))),
+        ])
+    }
+
+    fn traffic(orders: &[i64], clicks: i64, errors: &[i64]) -> RecordBatch {
+        let n = orders.len() as i64;
+        batch(vec![
+            ("window_start", ts((0..n).map(|i| T0 + i * M).collect())),
+            ("window_end", ts((0..n).map(|i| T0 + (i + 1) * M).collect())),
+            ("orders_count", Arc::new(Int64Array::from(orders.to_vec()))),
+            ("clicks_count", Arc::new(Int64Array::from(vec![clicks; n as usize]))),
+            ("warn_count", Arc::new(Int64Array::from(vec![1; n as usize]))),
+            ("error_count", Arc::new(Int64Array::from(errors.to_vec()))),
+            ("fatal_count", Arc::new(Int64Array::from(vec![0; n as usize]))),
+        ])
+    }
+
+    #[test]
+    fn cards_sum_the_last_five_whole_minutes_and_the_five_before() {
+        // 12 minutes: 1..=12 orders per minute.
+        let counts: Vec<i64> = (1..=12).collect();
+        let o = orders(&counts);
+        let t = traffic(&counts, 90, &[0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 0]);
+        let k = kpis(&[o], &[t], &[]);
+        assert_eq!(k.as_of_ms, Some(T0 + 12 * M));
+        // Current: minutes 8..=12 → 8+9+10+11+12 = 50; previous: 3..=7 → 25.
+        assert_eq!((k.orders.value, k.orders.previous, k.orders.delta), (Some(50.0), Some(25.0), Some(25.0)));
+        assert_eq!(k.revenue.value, Some(525.0));
+        assert_eq!((k.errors.value, k.errors.previous), (Some(10.0), Some(0.0)));
+        assert!(k.errors.inverse && !k.orders.inverse);
+        // Error rate: 10 errors / (50 orders + 5 × 90 clicks).
+        assert_eq!(k.error_rate.value, Some(10.0 / 500.0));
+    }
+
+    #[test]
+    fn sliding_windows_are_not_counted_twice() {
+        // A half-minute-offset window in the result must not add to any card.
+        let mut b = vec![orders(&[4, 4, 4, 4, 4])];
+        b.push(batch(vec![
+            ("window_start", ts(vec![T0 + 30_000])),
+            ("window_end", ts(vec![T0 + 90_000])),
+            ("orders_count", Arc::new(Int64Array::from(vec![4]))),
+            ("total_revenue", Arc::new(Float64Array::from(vec![1.0]))),
+        ]));
+        let k = kpis(&b, &[], &[]);
+        assert_eq!(k.orders.value, Some(20.0));
+        assert_eq!(k.orders.previous, None);
+        assert_eq!(k.error_rate.value, None);
+    }
+
+    #[test]
+    fn active_users_compare_with_the_window_five_minutes_earlier() {
+        let ends: Vec<i64> = (0..8).map(|i| T0 + i * M).collect();
+        let users = batch(vec![
+            ("window_start", ts(ends.iter().map(|e| e - 5 * M).collect())),
+            ("window_end", ts(ends.clone())),
+            ("active_users_approx", Arc::new(Int64Array::from((0..8).map(|i| 100 + i).collect::<Vec<i64>>()))),
+        ]);
+        let k = kpis(&[], &[], &[users]);
+        assert_eq!((k.active_users.value, k.active_users.previous), (Some(107.0), Some(102.0)));
+        assert_eq!(k.as_of_ms, None);
+    }
+
+    #[test]
+    fn empty_lake_has_no_values() {
+        let k = kpis(&[], &[], &[]);
+        assert_eq!((k.orders.value, k.orders.delta, k.as_of_ms), (None, None, None));
+        assert_eq!(series(&[], &[])["orders"], json!([]));
+    }
+
+    #[test]
+    fn series_keeps_thirty_minutes_and_rows_read_text_verbatim() {
+        let counts: Vec<i64> = (0..40).collect();
+        let s = series(&[orders(&counts)], &[traffic(&counts, 10, &vec![1; 40])]);
+        let pts = s["orders"].as_array().unwrap();
+        assert_eq!(pts.len(), 30);
+        assert_eq!(pts[0], json!([T0 + 10 * M, 10, 105.0]));
+        assert_eq!(s["errors"][0], json!([T0 + 10 * M, 1, 1, 1.0 / 20.0]));
+        let xss = "<img src=x onerror=alert(1)>";
+        let b = batch(vec![
+            ("order_id", Arc::new(StringArray::from(vec![xss])) as ArrayRef),
+            ("order_ts", Arc::new(TimestampMillisecondArray::from(vec![T0]))),
+            ("order_total", Arc::new(Float64Array::from(vec![None]))),
+        ]);
+        let r = rows(&[b], &ORDER_COLUMNS);
+        assert_eq!(r[0]["order_id"], json!(xss));
+        assert_eq!(r[0]["order_ts"], json!(T0));
+        assert_eq!(r[0]["order_total"], Value::Null);
+        assert_eq!(r[0]["status"], Value::Null);
+        let _ = DataType::Timestamp(TimeUnit::Millisecond, None);
+    }
+}

@@ -1,0 +1,333 @@
+//! The websocket hub: the newest value of every message type (for `snapshot` on connect) and a
+//! bounded queue per client. Publishing never waits on a client: a client whose queue is full
+//! is skipped to a fresh snapshot, and one that keeps falling behind is dropped.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::ws::Utf8Bytes;
+use serde_json::Value;
+use tokio::sync::Notify;
+
+use super::metrics::LiveMetrics;
+
+/// Message types the hub keeps for snapshots, in the order a snapshot lists them.
+pub const STATE_TYPES: [&str; 7] = [
+    "kpis",
+    "series",
+    "alerts",
+    "latest_orders",
+    "latest_errors",
+    "health",
+    "provisional",
+];
+
+#[derive(Clone, Debug)]
+pub struct HubParams {
+    pub max_clients: usize,
+    /// Frames a client may have waiting; one more and it is skipped to a snapshot.
+    pub queue_frames: usize,
+    /// Skips in a row (without catching up in between) before the client is dropped.
+    pub max_skips: u32,
+}
+
+impl Default for HubParams {
+    fn default() -> Self {
+        HubParams {
+            max_clients: 1_000,
+            queue_frames: 32,
+            max_skips: 3,
+        }
+    }
+}
+
+/// One client's outbox. The writer task waits on `ready` and drains `frames`.
+pub struct Outbox {
+    frames: Mutex<VecDeque<Utf8Bytes>>,
+    pub ready: Notify,
+    skips: AtomicU32,
+    closed: AtomicBool,
+}
+
+impl Outbox {
+    fn new() -> Self {
+        Outbox {
+            frames: Mutex::new(VecDeque::new()),
+            ready: Notify::new(),
+            skips: AtomicU32::new(0),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Everything waiting, oldest first; an empty take means the client has caught up.
+    pub fn take(&self) -> Vec<Utf8Bytes> {
+        let mut q = self.frames.lock().unwrap_or_else(|p| p.into_inner());
+        let out: Vec<_> = q.drain(..).collect();
+        if out.is_empty() {
+            self.skips.store(0, Ordering::Relaxed);
+        }
+        out
+    }
+
+    /// Set when the hub dropped this client for falling behind.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Push {
+    Queued,
+    Skipped,
+    Dropped,
+}
+
+impl Outbox {
+    fn push(&self, frame: Utf8Bytes, snapshot: impl FnOnce() -> Utf8Bytes, p: &HubParams) -> Push {
+        if self.is_closed() {
+            return Push::Dropped;
+        }
+        let mut q = self.frames.lock().unwrap_or_else(|p| p.into_inner());
+        if q.len() < p.queue_frames {
+            q.push_back(frame);
+            drop(q);
+            self.ready.notify_one();
+            return Push::Queued;
+        }
+        // Stale frames are worth nothing: replace them with the newest full state.
+        q.clear();
+        let skips = self.skips.fetch_add(1, Ordering::Relaxed) + 1;
+        if skips > p.max_skips {
+            self.closed.store(true, Ordering::Relaxed);
+            drop(q);
+            self.ready.notify_one();
+            return Push::Dropped;
+        }
+        q.push_back(snapshot());
+        drop(q);
+        self.ready.notify_one();
+        Push::Skipped
+    }
+}
+
+struct State {
+    seq: u64,
+    latest: BTreeMap<&'static str, Value>,
+    clients: HashMap<u64, Arc<Outbox>>,
+    next_id: u64,
+}
+
+#[derive(Clone)]
+pub struct Hub {
+    state: Arc<Mutex<State>>,
+    params: HubParams,
+    metrics: LiveMetrics,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("too many websocket clients ({0}); raise http.ws_max_clients")]
+pub struct Full(pub usize);
+
+/// The wire form of every message: `type`, `v`, `seq`, server time, `data`.
+pub fn frame(kind: &str, seq: u64, now_ms: i64, data: &Value) -> Utf8Bytes {
+    let ts = chrono::DateTime::from_timestamp_millis(now_ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    serde_json::json!({"type": kind, "v": 1, "seq": seq, "ts": ts, "ts_ms": now_ms, "data": data})
+        .to_string()
+        .into()
+}
+
+#[cfg(test)]
+fn text(f: &Utf8Bytes) -> &str {
+    f.as_str()
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Hub {
+    pub fn new(params: HubParams, metrics: LiveMetrics) -> Hub {
+        Hub {
+            state: Arc::new(Mutex::new(State {
+                seq: 0,
+                latest: BTreeMap::new(),
+                clients: HashMap::new(),
+                next_id: 0,
+            })),
+            params,
+            metrics,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn snapshot_frame(state: &State) -> Utf8Bytes {
+        let mut data = serde_json::Map::new();
+        for kind in STATE_TYPES {
+            if let Some(v) = state.latest.get(kind) {
+                data.insert(kind.to_string(), v.clone());
+            }
+        }
+        frame("snapshot", state.seq, now_ms(), &Value::Object(data))
+    }
+
+    /// A new client, its outbox already holding a snapshot.
+    pub fn join(&self) -> Result<(u64, Arc<Outbox>), Full> {
+        let mut s = self.lock();
+        if s.clients.len() >= self.params.max_clients {
+            self.metrics.ws_rejected.with_label_values(&["max_clients"]).inc();
+            return Err(Full(self.params.max_clients));
+        }
+        let id = s.next_id;
+        s.next_id += 1;
+        let outbox = Arc::new(Outbox::new());
+        outbox.push(Self::snapshot_frame(&s), || unreachable_snapshot(), &self.params);
+        s.clients.insert(id, outbox.clone());
+        self.metrics.ws_clients.set(s.clients.len() as i64);
+        Ok((id, outbox))
+    }
+
+    pub fn leave(&self, id: u64) {
+        let mut s = self.lock();
+        s.clients.remove(&id);
+        self.metrics.ws_clients.set(s.clients.len() as i64);
+    }
+
+    /// Send `data` as a `kind` message to every client; state types are kept for snapshots.
+    pub fn publish(&self, kind: &'static str, data: Value) {
+        let mut s = self.lock();
+        s.seq += 1;
+        let f = frame(kind, s.seq, now_ms(), &data);
+        if STATE_TYPES.contains(&kind) {
+            s.latest.insert(kind, data);
+        }
+        let mut snapshot: Option<Utf8Bytes> = None;
+        let mut dropped = Vec::new();
+        for (id, outbox) in &s.clients {
+            let result = outbox.push(
+                f.clone(),
+                || snapshot.get_or_insert_with(|| Self::snapshot_frame(&s)).clone(),
+                &self.params,
+            );
+            match result {
+                Push::Queued => self.metrics.ws_sent.with_label_values(&[kind]).inc(),
+                Push::Skipped => self.metrics.ws_skipped.inc(),
+                Push::Dropped => dropped.push(*id),
+            }
+        }
+        for id in dropped {
+            s.clients.remove(&id);
+            self.metrics.ws_dropped.with_label_values(&["slow"]).inc();
+        }
+        self.metrics.ws_clients.set(s.clients.len() as i64);
+    }
+
+    /// Publish only when `data` differs from the last value of `kind` (tables that rarely
+    /// change are not resent every refresh).
+    pub fn publish_changed(&self, kind: &'static str, data: Value) {
+        if self.lock().latest.get(kind) == Some(&data) {
+            return;
+        }
+        self.publish(kind, data);
+    }
+
+    pub fn clients(&self) -> usize {
+        self.lock().clients.len()
+    }
+
+    /// The newest value of a state type (tests, the HTTP JSON view).
+    pub fn latest(&self, kind: &str) -> Option<Value> {
+        self.lock().latest.get(kind).cloned()
+    }
+}
+
+/// A new outbox is never full, so its first push never asks for a snapshot.
+fn unreachable_snapshot() -> Utf8Bytes {
+    Utf8Bytes::from_static("")
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn hub(max_clients: usize, queue_frames: usize) -> Hub {
+        Hub::new(
+            HubParams {
+                max_clients,
+                queue_frames,
+                max_skips: 2,
+            },
+            LiveMetrics::new(&prometheus::Registry::new()),
+        )
+    }
+
+    fn parse(f: &Utf8Bytes) -> Value {
+        serde_json::from_str(text(f)).unwrap()
+    }
+
+    #[test]
+    fn a_new_client_gets_a_snapshot_of_the_newest_state_then_every_message() {
+        let h = hub(10, 8);
+        h.publish("kpis", json!({"orders": 1}));
+        h.publish("kpis", json!({"orders": 2}));
+        h.publish("heartbeat", json!({}));
+        let (_, out) = h.join().unwrap();
+        let first = out.take();
+        assert_eq!(first.len(), 1);
+        let snap = parse(&first[0]);
+        assert_eq!(snap["type"], "snapshot");
+        assert_eq!(snap["data"]["kpis"]["orders"], 2);
+        assert!(snap["data"].get("heartbeat").is_none());
+        assert_eq!(snap["seq"], 3);
+        h.publish("alerts", json!([{"alert_type": "FATAL_ERROR"}]));
+        let next = out.take();
+        let m = parse(&next[0]);
+        assert_eq!((m["type"].as_str(), m["seq"].as_u64()), (Some("alerts"), Some(4)));
+        assert!(m["ts"].as_str().unwrap().ends_with('Z') && m["ts_ms"].as_i64().unwrap() > 0);
+    }
+
+    #[test]
+    fn a_slow_client_is_skipped_to_a_snapshot_then_dropped_and_never_blocks_others() {
+        let h = hub(10, 2);
+        let (_, slow) = h.join().unwrap();
+        let (fast_id, fast) = h.join().unwrap();
+        fast.take();
+        // Slow holds its snapshot + message 0; message 1 overflows: the queue becomes one
+        // snapshot holding message 1; message 2 queues behind it.
+        for i in 0..3 {
+            h.publish("kpis", json!({"i": i}));
+            assert_eq!(fast.take().len(), 1, "the fast client gets every message");
+        }
+        let waiting: Vec<Value> = slow.take().iter().map(parse).collect();
+        assert_eq!(waiting.len(), 2);
+        assert_eq!((waiting[0]["type"].as_str(), waiting[0]["data"]["kpis"]["i"].as_i64()), (Some("snapshot"), Some(1)));
+        assert_eq!(waiting[1]["data"]["i"], 2);
+        // Caught up (empty take resets the streak); now fall behind 3 times in a row: dropped.
+        assert!(slow.take().is_empty());
+        for i in 0..12 {
+            h.publish("kpis", json!({"i": i}));
+            fast.take();
+        }
+        assert!(slow.is_closed());
+        assert_eq!(h.clients(), 1);
+        h.leave(fast_id);
+        assert_eq!(h.clients(), 0);
+    }
+
+    #[test]
+    fn connections_are_capped() {
+        let h = hub(2, 4);
+        let (a, _) = h.join().unwrap();
+        h.join().unwrap();
+        assert!(h.join().is_err());
+        h.leave(a);
+        assert!(h.join().is_ok());
+    }
+}

@@ -1,0 +1,187 @@
+//! The KPI refresher: after lake commits (at most every `min_interval`) and at least every
+//! `refresh`, it runs the dashboard's query set through Flight SQL — the embedded server or
+//! Dremio, per `query.backend` — and publishes the results to the websocket hub.
+
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use serde_json::json;
+use shopwatch_actors::pipeline::StatusHandle;
+use shopwatch_actors::telemetry::Metrics;
+use tracing::{debug, warn};
+
+use super::dashboard::{self, ALERT_COLUMNS, ERROR_COLUMNS, ORDER_COLUMNS};
+use super::health::{health, QueryHealth};
+use super::hub::Hub;
+use super::metrics::LiveMetrics;
+use crate::config::QueryTarget;
+use crate::flight::client::FlightQueryClient;
+use crate::flight::kpis::{self, LATEST_FALLBACK_MINUTES, LATEST_ROWS};
+
+pub struct RefresherParams {
+    pub target: QueryTarget,
+    pub refresh: Duration,
+    pub min_interval: Duration,
+    pub hub: Hub,
+    pub metrics: Metrics,
+    pub live: LiveMetrics,
+    pub pipelines: Vec<StatusHandle>,
+}
+
+pub enum RefreshMsg {
+    /// Timer: refresh if a commit landed since the last one, or `refresh` has passed.
+    Tick,
+    /// A lake commit landed.
+    Committed,
+}
+
+pub struct Refresher;
+
+pub struct RefresherState {
+    p: RefresherParams,
+    client: Option<FlightQueryClient>,
+    dirty: bool,
+    last_refresh: Option<Instant>,
+    last_health: Option<Instant>,
+    query: QueryHealth,
+    feeder: tokio::task::JoinHandle<()>,
+}
+
+impl Actor for Refresher {
+    type Msg = RefreshMsg;
+    type State = RefresherState;
+    type Arguments = RefresherParams;
+
+    async fn pre_start(&self, me: ActorRef<Self::Msg>, p: RefresherParams) -> Result<Self::State, ActorProcessingErr> {
+        me.send_interval(p.min_interval, || RefreshMsg::Tick);
+        let mut commits = p.metrics.commits();
+        let to = me.clone();
+        let feeder = tokio::spawn(async move {
+            while commits.changed().await.is_ok() {
+                if to.cast(RefreshMsg::Committed).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(RefresherState {
+            query: QueryHealth {
+                backend: p.target.backend,
+                last_ok_ms: None,
+                last_error: None,
+                last_duration_ms: None,
+            },
+            p,
+            client: None,
+            dirty: true,
+            last_refresh: None,
+            last_health: None,
+            feeder,
+        })
+    }
+
+    async fn post_stop(&self, _: ActorRef<Self::Msg>, s: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        s.feeder.abort();
+        Ok(())
+    }
+
+    async fn handle(&self, _: ActorRef<Self::Msg>, msg: RefreshMsg, s: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        match msg {
+            RefreshMsg::Committed => s.dirty = true,
+            RefreshMsg::Tick => {
+                let due = s.last_refresh.is_none_or(|t| {
+                    let since = t.elapsed();
+                    (s.dirty && since >= s.p.min_interval) || since >= s.p.refresh
+                });
+                if due {
+                    s.dirty = false;
+                    s.last_refresh = Some(Instant::now());
+                    s.refresh().await;
+                }
+                if s.last_health.is_none_or(|t| t.elapsed() >= Duration::from_secs(2)) {
+                    s.last_health = Some(Instant::now());
+                    s.p.hub.publish("health", health(&s.p.pipelines, &s.p.metrics, &s.query));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RefresherState {
+    async fn refresh(&mut self) {
+        let started = Instant::now();
+        match self.run_set().await {
+            Ok(()) => {
+                self.p.live.refreshes.with_label_values(&["ok"]).inc();
+                self.query.last_ok_ms = Some(chrono::Utc::now().timestamp_millis());
+                self.query.last_error = None;
+                self.query.last_duration_ms = Some(started.elapsed().as_secs_f64() * 1e3);
+            }
+            Err(e) => {
+                self.p.live.refreshes.with_label_values(&["error"]).inc();
+                let text = format!("{e:#}");
+                warn!(error = %text, backend = self.p.target.backend, "KPI refresh failed; retrying on the next tick");
+                self.query.last_error = Some(text);
+                // A broken channel or session is rebuilt from scratch next time.
+                self.client = None;
+            }
+        }
+    }
+
+    async fn client(&mut self) -> anyhow::Result<&mut FlightQueryClient> {
+        if self.client.is_none() {
+            let t = &self.p.target;
+            self.client = Some(FlightQueryClient::connect(&t.addr, &t.username, &t.password, t.timeout).await?);
+        }
+        self.client.as_mut().ok_or_else(|| anyhow::anyhow!("no Flight client"))
+    }
+
+    async fn timed(&mut self, name: &'static str, sqls: Vec<String>) -> anyhow::Result<Vec<Vec<RecordBatch>>> {
+        let started = Instant::now();
+        let result = self.client().await?.query_all(&sqls).await;
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        self.p
+            .live
+            .query_seconds
+            .with_label_values(&[name, outcome])
+            .observe(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn run_set(&mut self) -> anyhow::Result<()> {
+        let t = self.p.target.clone();
+        let now = chrono::Utc::now().timestamp_micros();
+        let queries = kpis::kpi_queries(&t.source, &t.namespace, now);
+        let names: Vec<&'static str> = queries.iter().map(|q| q.name).collect();
+        let results = self.timed("kpi_set", queries.into_iter().map(|q| q.sql).collect()).await?;
+        let get = |name: &str| -> &[RecordBatch] {
+            names.iter().position(|n| *n == name).map(|i| results[i].as_slice()).unwrap_or(&[])
+        };
+        let (orders, traffic, users) = (get("orders_revenue"), get("traffic"), get("active_users"));
+        let kpis = dashboard::kpis(orders, traffic, users);
+        let series = dashboard::series(orders, traffic);
+        let alerts = dashboard::rows(get("recent_alerts"), &ALERT_COLUMNS);
+        let mut latest_orders = dashboard::rows(get("latest_orders"), &ORDER_COLUMNS);
+        let mut latest_errors = dashboard::rows(get("latest_errors"), &ERROR_COLUMNS);
+        // A quiet shop: look further back for the newest rows.
+        if latest_orders.len() < LATEST_ROWS {
+            let q = kpis::latest_orders(&t.source, &t.namespace, now, LATEST_FALLBACK_MINUTES);
+            let r = self.timed("latest_fallback", vec![q.sql]).await?;
+            latest_orders = dashboard::rows(&r[0], &ORDER_COLUMNS);
+        }
+        if latest_errors.len() < LATEST_ROWS {
+            let q = kpis::latest_errors(&t.source, &t.namespace, now, LATEST_FALLBACK_MINUTES);
+            let r = self.timed("latest_fallback", vec![q.sql]).await?;
+            latest_errors = dashboard::rows(&r[0], &ERROR_COLUMNS);
+        }
+        debug!(orders = ?kpis.orders.value, as_of = ?kpis.as_of_ms, "KPIs refreshed");
+        let hub = &self.p.hub;
+        hub.publish("kpis", serde_json::to_value(&kpis).unwrap_or_default());
+        hub.publish_changed("series", series);
+        hub.publish_changed("alerts", json!(alerts));
+        hub.publish_changed("latest_orders", json!(latest_orders));
+        hub.publish_changed("latest_errors", json!(latest_errors));
+        Ok(())
+    }
+}
