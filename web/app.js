@@ -1,0 +1,246 @@
+// shopwatch dashboard: one websocket, JSON messages {type, v, seq, ts, ts_ms, data}.
+// Every value from events is written with textContent, never as HTML.
+'use strict';
+
+const state = { clockOffset: 0, lastMessage: 0, dataAsOf: null, kpisAsOf: null, latestOrders: [], latestErrors: [] };
+const $ = (id) => document.getElementById(id);
+const fmtInt = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
+const fmtMoney = new Intl.NumberFormat('en-US', { style: 'currency', currency: 'USD' });
+const fmtMoneyShort = new Intl.NumberFormat('en-US', { style: 'currency', currency: 'USD', notation: 'compact', maximumFractionDigits: 2 });
+const fmtPct = new Intl.NumberFormat('en-US', { style: 'percent', maximumFractionDigits: 2 });
+
+function utcTime(ms) {
+  if (ms === null || ms === undefined) return '–';
+  return new Date(ms).toISOString().slice(11, 19);
+}
+
+function el(tag, text, cls) {
+  const e = document.createElement(tag);
+  if (text !== undefined && text !== null) e.textContent = String(text);
+  if (cls) e.className = cls;
+  return e;
+}
+
+// ---- KPI cards ----
+const CARDS = {
+  orders: (v) => fmtInt.format(v),
+  revenue: (v) => (Math.abs(v) >= 1e6 ? fmtMoneyShort.format(v) : fmtMoney.format(v)),
+  active_users: (v) => fmtInt.format(v),
+  errors: (v) => fmtInt.format(v),
+  error_rate: (v) => fmtPct.format(v),
+};
+
+function renderCard(name, card) {
+  const root = $('kpi-' + name);
+  if (!root || !card) return;
+  const fmt = CARDS[name];
+  const value = root.querySelector('.value');
+  value.textContent = card.value === null ? '–' : fmt(card.value);
+  value.dataset.value = card.value === null ? '' : String(card.value);
+  const delta = root.querySelector('.delta');
+  delta.className = 'delta';
+  if (card.delta === null || card.delta === undefined) {
+    delta.textContent = card.value === null ? '' : 'no previous period';
+    delta.classList.add('flat');
+  } else if (card.delta === 0) {
+    delta.textContent = '= previous 5 min';
+    delta.classList.add('flat');
+  } else {
+    const up = card.delta > 0;
+    const good = up !== Boolean(card.inverse);
+    const mag = name === 'error_rate' ? fmtPct.format(Math.abs(card.delta)) : fmt(Math.abs(card.delta));
+    delta.textContent = (up ? '▲ +' : '▼ −') + mag + ' vs previous 5 min';
+    delta.classList.add((up ? 'up-' : 'down-') + (good ? 'good' : 'bad'));
+  }
+  delta.dataset.delta = card.delta === null || card.delta === undefined ? '' : String(card.delta);
+  root.querySelector('.note').textContent =
+    card.previous === null || card.previous === undefined ? '' : 'previous: ' + fmt(card.previous);
+}
+
+function renderKpis(k) {
+  for (const name of Object.keys(CARDS)) renderCard(name, k[name]);
+  state.kpisAsOf = k.as_of_ms;
+  $('period').textContent = k.as_of_ms
+    ? `Each figure covers the 5 whole minutes ending ${utcTime(k.as_of_ms)} UTC (the newest closed window in the lake); each event is counted once.`
+    : 'No closed windows in the lake yet.';
+}
+
+// ---- charts (inline SVG; no library) ----
+const SVG = 'http://www.w3.org/2000/svg';
+function svgEl(tag, attrs, text) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function drawChart(svg, points, series, format) {
+  while (svg.firstChild) svg.removeChild(svg.firstChild);
+  // Draw in the element's own pixels, so text is never stretched.
+  const W = Math.max(280, Math.round(svg.getBoundingClientRect().width) || 600), H = 180, L = 52, R = 10, T = 10, B = 22;
+  svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
+  if (!points.length) {
+    svg.appendChild(svgEl('text', { x: W / 2, y: H / 2, 'text-anchor': 'middle', class: 'axis' }, 'no data yet'));
+    return;
+  }
+  const xs = points.map((p) => p[0]);
+  const x0 = Math.min(...xs), x1 = Math.max(x0 + 60000, Math.max(...xs));
+  let ymax = 0;
+  for (const s of series) for (const p of points) ymax = Math.max(ymax, Number(p[s.index]) || 0);
+  ymax = ymax > 0 ? ymax * 1.1 : 1;
+  const px = (x) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
+  const py = (y) => T + (1 - y / ymax) * (H - T - B);
+  for (const f of [0, 0.5, 1]) {
+    const y = py(ymax * f);
+    svg.appendChild(svgEl('line', { x1: L, x2: W - R, y1: y, y2: y, class: 'grid' }));
+    svg.appendChild(svgEl('text', { x: L - 4, y: y + 4, 'text-anchor': 'end', class: 'axis' }, format(ymax * f)));
+  }
+  svg.appendChild(svgEl('text', { x: L, y: H - 6, class: 'axis' }, utcTime(x0).slice(0, 5)));
+  svg.appendChild(svgEl('text', { x: W - R, y: H - 6, 'text-anchor': 'end', class: 'axis' }, utcTime(x1).slice(0, 5)));
+  series.forEach((s, i) => {
+    const d = points.map((p, j) => `${j ? 'L' : 'M'}${px(p[0]).toFixed(1)},${py(Number(p[s.index]) || 0).toFixed(1)}`).join(' ');
+    svg.appendChild(svgEl('path', { d, class: `line s${s.cls ?? i}` }));
+    if (points.length < 3) {
+      for (const p of points) svg.appendChild(svgEl('circle', { cx: px(p[0]), cy: py(Number(p[s.index]) || 0), r: 3, class: `dot s${s.cls ?? i}` }));
+    }
+  });
+}
+
+let lastSeries = null;
+window.addEventListener('resize', () => { if (lastSeries) renderSeries(lastSeries); });
+function renderSeries(s) {
+  lastSeries = s;
+  const compact = (v) => new Intl.NumberFormat('en-US', { notation: 'compact', maximumFractionDigits: 1 }).format(v);
+  drawChart($('chart-orders'), s.orders || [], [{ index: 1, cls: 0 }], compact);
+  drawChart($('chart-revenue'), s.orders || [], [{ index: 2, cls: 1 }], (v) => fmtMoneyShort.format(v));
+  drawChart($('chart-errors'), s.errors || [], [{ index: 1, cls: 2 }], compact);
+}
+
+// ---- tables ----
+function fillTable(id, rows, cells) {
+  const body = $(id).querySelector('tbody');
+  const fresh = document.createElement('tbody');
+  for (const r of rows) {
+    const tr = document.createElement('tr');
+    for (const [text, cls] of cells(r)) tr.appendChild(el('td', text, cls));
+    fresh.appendChild(tr);
+  }
+  body.replaceWith(fresh);
+}
+
+function renderAlerts(rows) {
+  $('alerts-empty').hidden = rows.length > 0;
+  fillTable('alerts', rows, (a) => [
+    [utcTime(a.alert_timestamp)],
+    [a.alert_type, 'sev-' + (a.alert_type === 'FATAL_ERROR' ? 'FATAL' : 'WARN')],
+    [a.description, 'wrap'],
+    [a.metric_value === null ? '' : fmtInt.format(a.metric_value), 'num'],
+  ]);
+}
+
+function renderOrders(rows) {
+  state.latestOrders = rows;
+  fillTable('orders', rows, (o) => [
+    [o.order_id, 'wrap'], [o.user_id], [o.order_total === null ? '–' : fmtMoney.format(o.order_total), 'num'],
+    [o.status], [utcTime(o.order_ts)],
+  ]);
+  updateDataAsOf();
+}
+
+function renderErrors(rows) {
+  state.latestErrors = rows;
+  fillTable('errors', rows, (e) => [
+    [e.service_name], [e.severity, 'sev-' + e.severity], [e.error_message, 'wrap'], [utcTime(e.error_ts)],
+  ]);
+  updateDataAsOf();
+}
+
+function updateDataAsOf() {
+  const times = [...state.latestOrders.map((o) => o.order_ts), ...state.latestErrors.map((e) => e.error_ts)]
+    .filter((t) => typeof t === 'number');
+  state.dataAsOf = times.length ? Math.max(...times) : null;
+  renderFreshness();
+}
+
+function renderHealth(h) {
+  const lastCommit = h.last_commit_ms ? `${((serverNow() - h.last_commit_ms) / 1000).toFixed(1)} s ago` : 'none yet';
+  const q = h.query || {};
+  $('health-summary').textContent =
+    `${(h.pipelines || []).length} pipelines · ${h.restarts} restarts · consumer lag ${fmtInt.format(h.consumer_lag || 0)} records · ` +
+    `last commit ${lastCommit} · KPI reads via ${q.backend || '?'}` +
+    (q.last_error ? ` — last read failed: ${q.last_error}` : q.last_duration_ms ? ` (${q.last_duration_ms.toFixed(0)} ms)` : '');
+  const lag = h.lag_by_topic || {};
+  fillTable('pipelines', h.pipelines || [], (p) => {
+    const st = typeof p.state === 'string' ? p.state : Object.keys(p.state || {})[0] || '?';
+    return [[p.pipeline], [p.topic], [st, 'state-' + st.toLowerCase()], [p.restarts, 'num'],
+      [fmtInt.format(lag[p.topic] || 0), 'num'], [p.last_error || '', 'wrap']];
+  });
+}
+
+// ---- freshness and connection state ----
+function serverNow() { return Date.now() + state.clockOffset; }
+
+function renderFreshness() {
+  const f = $('freshness');
+  if (state.dataAsOf === null) { f.textContent = 'waiting for data'; return; }
+  const behind = Math.max(0, (serverNow() - state.dataAsOf) / 1000);
+  f.textContent = `data as of ${utcTime(state.dataAsOf)} UTC, ${behind.toFixed(1)} s behind`;
+}
+
+const STALE_AFTER_MS = 25000; // 2.5 heartbeats
+function setConn(kind, text) {
+  const c = $('conn');
+  c.className = 'conn ' + kind;
+  c.textContent = text;
+  const stale = kind === 'stale';
+  document.body.classList.toggle('stale', stale);
+  $('stale-banner').hidden = !stale;
+}
+
+setInterval(() => {
+  renderFreshness();
+  if (state.lastMessage && Date.now() - state.lastMessage > STALE_AFTER_MS && $('conn').className.includes('live')) {
+    setConn('stale', 'stale: no message for ' + Math.round((Date.now() - state.lastMessage) / 1000) + ' s');
+    if (ws) ws.close();
+  }
+}, 500);
+
+const HANDLERS = {
+  kpis: renderKpis, series: renderSeries, alerts: renderAlerts,
+  latest_orders: renderOrders, latest_errors: renderErrors, health: renderHealth,
+  heartbeat: () => {},
+  snapshot: (d) => { for (const [k, v] of Object.entries(d)) if (HANDLERS[k] && k !== 'snapshot') HANDLERS[k](v); },
+};
+
+// ---- the socket: reconnect with exponential backoff and jitter ----
+let ws = null, attempt = 0, openedAt = 0, retryTimer = null;
+function connect() {
+  const url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws';
+  setConn(attempt ? 'stale' : 'connecting', attempt ? 'reconnecting…' : 'connecting…');
+  ws = new WebSocket(url);
+  ws.onopen = () => { openedAt = Date.now(); };
+  ws.onmessage = (ev) => {
+    let m;
+    try { m = JSON.parse(ev.data); } catch { return; }
+    state.lastMessage = Date.now();
+    if (typeof m.ts_ms === 'number') state.clockOffset = m.ts_ms - Date.now();
+    if (!$('conn').className.includes('live')) setConn('live', 'live');
+    const h = HANDLERS[m.type];
+    if (h) h(m.data);
+    window.shopwatchLastSeq = m.seq;
+  };
+  ws.onclose = () => {
+    ws = null;
+    // A connection that stayed up 5 s resets the backoff.
+    if (openedAt && Date.now() - openedAt > 5000) attempt = 0;
+    openedAt = 0;
+    const delay = Math.min(15000, 1000 * Math.pow(1.5, attempt)) + Math.random() * 1000;
+    attempt += 1;
+    setConn('stale', 'disconnected');
+    $('retry').textContent = `Reconnecting in ${(delay / 1000).toFixed(1)} s…`;
+    clearTimeout(retryTimer);
+    retryTimer = setTimeout(connect, delay);
+  };
+  ws.onerror = () => { /* onclose follows and schedules the retry */ };
+}
+connect();

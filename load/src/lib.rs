@@ -4,4 +4,5 @@
 pub mod broker;
 pub mod generator;
 pub mod produce;
+pub mod soak;
 pub mod stats;

@@ -3,6 +3,7 @@
 
 mod lakefill;
 mod query;
+mod ws;
 
 use clap::{Args, Subcommand};
 
@@ -18,11 +19,14 @@ pub struct BenchArgs {
 enum BenchCommand {
     /// Latency of the dashboard's KPI query set through Flight SQL, on a lake of ≥ N raw events.
     Query(query::QueryBenchArgs),
+    /// Websocket soak: N dashboard clients (some slow) against a running shopwatch.
+    Ws(ws::WsBenchArgs),
 }
 
 pub async fn run(cfg: Config, args: BenchArgs) -> anyhow::Result<i32> {
     match args.which {
         BenchCommand::Query(a) => query::run(cfg, a).await,
+        BenchCommand::Ws(a) => ws::run(a).await,
     }
 }
 
