@@ -44,6 +44,7 @@ async fn the_page_in_chromium_shows_the_lake_live_and_safely() {
             artifacts().to_str().unwrap(),
         ],
     );
+    eprintln!("{out}");
     let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(summary["console errors"], 0, "{out}");
     assert!(artifacts().join("dashboard.png").is_file());

@@ -25,6 +25,7 @@ from pyiceberg.catalog.sql import SqlCatalog
 
 XSS_ORDER = "<img src=x onerror=alert(1)>"
 XSS_SERVICE = "<b onmouseover=alert(2)>svc</b>"
+PHASE1_ORDERS = 91
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -196,7 +197,8 @@ def main():
         b.call("Page.navigate", url=args.url)
         b.wait_for("the websocket to go live", "document.getElementById('conn').classList.contains('live')", 30)
         b.wait_for("the cards to fill", "document.querySelector('#kpi-orders .value').dataset.value > ''", 60)
-        page1 = converge(b, args.data_dir, 60)
+        # Phase 1 settled: its last 5 minutes hold 4 × 18 orders + 19 (the XSS order included).
+        page1 = converge(b, args.data_dir, 90, also=lambda p: p["orders"] == PHASE1_ORDERS)
         summary["phase1 cards (page == lake recount)"] = page1
         assert page1["orders"] and page1["orders"] > 0, page1
 
@@ -213,7 +215,7 @@ def main():
         before_ids = b.eval("[...document.querySelectorAll('#orders tbody tr td:first-child')].map(td => td.textContent)")
         subprocess.run([sys.executable, os.path.join(HERE, "dashboard_stream.py"), args.brokers, "phase2"], check=True,
                        stdout=subprocess.DEVNULL)
-        page2 = converge(b, args.data_dir, 90, also=lambda p: p["orders"] != page1["orders"])
+        page2 = converge(b, args.data_dir, 150, also=lambda p: (p["orders"], p["revenue"]) != (page1["orders"], page1["revenue"]))
         after_ids = b.eval("[...document.querySelectorAll('#orders tbody tr td:first-child')].map(td => td.textContent)")
         assert b.eval("window.__sameDocument") == 42, "the page was reloaded"
         assert after_ids != before_ids and any(i.startswith("p2-") for i in after_ids), (before_ids, after_ids)

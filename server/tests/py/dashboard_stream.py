@@ -3,7 +3,8 @@
 phase 1: 8 minutes of event time ending 4 minutes ago (orders, clicks, errors), whose newest
          order has the id `<img src=x onerror=alert(1)>` and whose FATAL error comes from a
          service named `<b onmouseover=alert(2)>svc</b>`: both must show as text.
-phase 2: one more minute, 3 minutes ago, with twice the orders: the cards must change.
+phase 2: the last 12 seconds, more and dearer orders: the cards must change once the
+         current minute closes.
 
 usage: dashboard_stream.py BROKERS phase1|phase2
 """
@@ -23,14 +24,14 @@ def ts(epoch):
     return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds")
 
 
-def minute_events(rng, t0, orders_per_step, tag):
+def minute_events(rng, t0, orders_per_step, tag, price=12.5):
     out = []
     for step in range(6):
         base = t0 + step * 10
         for i in range(orders_per_step):
             out.append(("orders_topic", base + 1 + i, {
                 "order_id": f"{tag}-o-{int(base)}-{i}", "user_id": f"user_{rng.randrange(40)}",
-                "product_id": f"p{i}", "quantity": 1 + i % 3, "price": 12.5 + i, "status": "CREATED"}, "order_time"))
+                "product_id": f"p{i}", "quantity": 1 + i % 3, "price": price + i, "status": "CREATED"}, "order_time"))
         for i in range(8):
             out.append(("clicks_topic", base + 0.5 + i, {
                 "click_id": f"{tag}-c-{int(base)}-{i}", "user_id": f"user_{rng.randrange(40)}", "url": "/p",
@@ -59,7 +60,11 @@ def main():
             "order_id": XSS_ORDER, "user_id": "user_1", "product_id": "p1", "quantity": 1, "price": 9.99,
             "status": "CREATED"}, "order_time"))
     else:
-        events += minute_events(rng, now_min - 3 * 60, 6, "p2")
+        # Event time now: the watermark follows processing time once phase 1 went quiet, so
+        # anything older would be late. Squeezed into the last 12 seconds.
+        now = time.time()
+        for topic, t, payload, field in minute_events(rng, 0, 7, "p2", price=99.5):
+            events.append((topic, now - 12 + t / 5, payload, field))
     producer = Producer({"bootstrap.servers": brokers, "enable.idempotence": True, "linger.ms": 5})
     for topic, t, payload, field in sorted(events, key=lambda e: e[1]):
         payload[field] = ts(t)
