@@ -20,10 +20,12 @@ fn table(source: &str, namespace: &str, name: &str) -> String {
 /// Minutes of whole-minute windows fetched: the 30-minute trend plus room for the previous
 /// 5-minute period when the newest window trails `now` (lateness, commit interval).
 pub const TREND_MINUTES: i64 = 40;
-/// The latest-orders/errors tables look this far back first (the scan prunes every older
-/// data file by its statistics); a quiet shop falls back to `LATEST_FALLBACK_MINUTES`.
-pub const LATEST_MINUTES: i64 = 10;
-pub const LATEST_FALLBACK_MINUTES: i64 = 24 * 60;
+/// "The 10 newest" rows look back this far first, so the scan prunes every older data file by
+/// its column statistics; when that finds fewer than 10 the next, wider bound is tried. A busy
+/// shop never needs the second step; a quiet one still sees its newest rows.
+pub const LATEST_STEPS_MINUTES: [i64; 3] = [1, 10, 24 * 60];
+/// Alerts shown: the 10 newest of the last 30 minutes, looked for in the last 2 first.
+pub const ALERT_STEPS_MINUTES: [i64; 2] = [2, 30];
 pub const LATEST_ROWS: usize = 10;
 
 const MIN: i64 = 60_000_000;
@@ -62,18 +64,68 @@ pub fn kpi_queries(source: &str, namespace: &str, now_micros: i64) -> Vec<KpiQue
                 t("traffic_per_minute")
             ),
         },
-        KpiQuery {
-            name: "recent_alerts",
-            sql: format!(
-                "SELECT \"alert_id\", \"alert_type\", \"description\", \"alert_timestamp\", \"metric_value\" FROM {} \
-                 WHERE \"alert_timestamp\" > {} ORDER BY \"alert_timestamp\" DESC, \"alert_id\" LIMIT 10",
-                t("alerts"),
-                timestamp_literal(now_micros - 30 * MIN)
-            ),
-        },
-        latest_orders(source, namespace, now_micros, LATEST_MINUTES),
-        latest_errors(source, namespace, now_micros, LATEST_MINUTES),
+        recent_alerts(source, namespace, now_micros, ALERT_STEPS_MINUTES[0]),
+        latest_orders(source, namespace, now_micros, LATEST_STEPS_MINUTES[0]),
+        latest_errors(source, namespace, now_micros, LATEST_STEPS_MINUTES[0]),
     ]
+}
+
+/// The 10 newest alerts in the last `minutes`.
+pub fn recent_alerts(source: &str, namespace: &str, now_micros: i64, minutes: i64) -> KpiQuery {
+    KpiQuery {
+        name: "recent_alerts",
+        sql: format!(
+            "SELECT \"alert_id\", \"alert_type\", \"description\", \"alert_timestamp\", \"metric_value\" FROM {} \
+             WHERE \"alert_timestamp\" > {} ORDER BY \"alert_timestamp\" DESC, \"alert_id\" LIMIT {LATEST_ROWS}",
+            table(source, namespace, "alerts"),
+            timestamp_literal(now_micros - minutes * MIN)
+        ),
+    }
+}
+
+/// The wider retries of a "newest rows" query, in order (empty for the other queries).
+pub fn widen(name: &str, source: &str, namespace: &str, now_micros: i64) -> Vec<KpiQuery> {
+    let steps: &[i64] = match name {
+        "recent_alerts" => &ALERT_STEPS_MINUTES[1..],
+        "latest_orders" | "latest_errors" => &LATEST_STEPS_MINUTES[1..],
+        _ => &[],
+    };
+    steps
+        .iter()
+        .map(|&m| match name {
+            "recent_alerts" => recent_alerts(source, namespace, now_micros, m),
+            "latest_orders" => latest_orders(source, namespace, now_micros, m),
+            _ => latest_errors(source, namespace, now_micros, m),
+        })
+        .collect()
+}
+
+/// Results of the set by query name.
+pub type KpiResults = std::collections::BTreeMap<&'static str, Vec<arrow_array::RecordBatch>>;
+
+/// Run the set as the dashboard does: every query at once, then the wider retries of any
+/// "newest rows" query that found fewer than 10.
+pub async fn fetch(
+    client: &mut super::client::FlightQueryClient,
+    source: &str,
+    namespace: &str,
+    now_micros: i64,
+) -> anyhow::Result<KpiResults> {
+    let queries = kpi_queries(source, namespace, now_micros);
+    let names: Vec<&'static str> = queries.iter().map(|q| q.name).collect();
+    let sqls: Vec<String> = queries.into_iter().map(|q| q.sql).collect();
+    let mut out: KpiResults = names.into_iter().zip(client.query_all(&sqls).await?).collect();
+    let rows = |b: &[arrow_array::RecordBatch]| b.iter().map(|b| b.num_rows()).sum::<usize>();
+    for name in ["recent_alerts", "latest_orders", "latest_errors"] {
+        for wider in widen(name, source, namespace, now_micros) {
+            if out.get(name).is_some_and(|b| rows(b) >= LATEST_ROWS) {
+                break;
+            }
+            let found = client.query(&wider.sql).await?;
+            out.insert(name, found);
+        }
+    }
+    Ok(out)
 }
 
 /// The 10 newest orders with `order_ts` in the last `minutes`.

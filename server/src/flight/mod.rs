@@ -16,6 +16,7 @@ use std::time::Duration;
 use anyhow::Context;
 use arrow_flight::flight_service_server::FlightServiceServer;
 use iceberg::Catalog;
+use tokio_stream::StreamExt;
 use tracing::info;
 
 pub use query::QueryEngine;
@@ -52,7 +53,14 @@ pub async fn serve(
                 params.listen
             )
         })?;
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Without TCP_NODELAY, Nagle's algorithm and the client's delayed ACK add ~40 ms to each
+    // small response (GetFlightInfo, then DoGet): measured 88 ms for a one-row query.
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|s| {
+        s.and_then(|s| {
+            s.set_nodelay(true)?;
+            Ok(s)
+        })
+    });
     info!(flight = %params.listen, source = %params.source, "Flight SQL server listening");
     Ok(tokio::spawn(async move {
         if let Err(e) = tonic::transport::Server::builder()

@@ -17,7 +17,7 @@ use super::hub::Hub;
 use super::metrics::LiveMetrics;
 use crate::config::QueryTarget;
 use crate::flight::client::FlightQueryClient;
-use crate::flight::kpis::{self, LATEST_FALLBACK_MINUTES, LATEST_ROWS};
+use crate::flight::kpis;
 
 pub struct RefresherParams {
     pub target: QueryTarget,
@@ -137,44 +137,25 @@ impl RefresherState {
         self.client.as_mut().ok_or_else(|| anyhow::anyhow!("no Flight client"))
     }
 
-    async fn timed(&mut self, name: &'static str, sqls: Vec<String>) -> anyhow::Result<Vec<Vec<RecordBatch>>> {
-        let started = Instant::now();
-        let result = self.client().await?.query_all(&sqls).await;
-        let outcome = if result.is_ok() { "ok" } else { "error" };
-        self.p
-            .live
-            .query_seconds
-            .with_label_values(&[name, outcome])
-            .observe(started.elapsed().as_secs_f64());
-        result
-    }
-
     async fn run_set(&mut self) -> anyhow::Result<()> {
         let t = self.p.target.clone();
         let now = chrono::Utc::now().timestamp_micros();
-        let queries = kpis::kpi_queries(&t.source, &t.namespace, now);
-        let names: Vec<&'static str> = queries.iter().map(|q| q.name).collect();
-        let results = self.timed("kpi_set", queries.into_iter().map(|q| q.sql).collect()).await?;
-        let get = |name: &str| -> &[RecordBatch] {
-            names.iter().position(|n| *n == name).map(|i| results[i].as_slice()).unwrap_or(&[])
-        };
+        let started = Instant::now();
+        let fetched = kpis::fetch(self.client().await?, &t.source, &t.namespace, now).await;
+        let outcome = if fetched.is_ok() { "ok" } else { "error" };
+        self.p
+            .live
+            .query_seconds
+            .with_label_values(&["kpi_set", outcome])
+            .observe(started.elapsed().as_secs_f64());
+        let results = fetched?;
+        let get = |name: &str| -> &[RecordBatch] { results.get(name).map(Vec::as_slice).unwrap_or(&[]) };
         let (orders, traffic, users) = (get("orders_revenue"), get("traffic"), get("active_users"));
         let kpis = dashboard::kpis(orders, traffic, users);
         let series = dashboard::series(orders, traffic);
         let alerts = dashboard::rows(get("recent_alerts"), &ALERT_COLUMNS);
-        let mut latest_orders = dashboard::rows(get("latest_orders"), &ORDER_COLUMNS);
-        let mut latest_errors = dashboard::rows(get("latest_errors"), &ERROR_COLUMNS);
-        // A quiet shop: look further back for the newest rows.
-        if latest_orders.len() < LATEST_ROWS {
-            let q = kpis::latest_orders(&t.source, &t.namespace, now, LATEST_FALLBACK_MINUTES);
-            let r = self.timed("latest_fallback", vec![q.sql]).await?;
-            latest_orders = dashboard::rows(&r[0], &ORDER_COLUMNS);
-        }
-        if latest_errors.len() < LATEST_ROWS {
-            let q = kpis::latest_errors(&t.source, &t.namespace, now, LATEST_FALLBACK_MINUTES);
-            let r = self.timed("latest_fallback", vec![q.sql]).await?;
-            latest_errors = dashboard::rows(&r[0], &ERROR_COLUMNS);
-        }
+        let latest_orders = dashboard::rows(get("latest_orders"), &ORDER_COLUMNS);
+        let latest_errors = dashboard::rows(get("latest_errors"), &ERROR_COLUMNS);
         debug!(orders = ?kpis.orders.value, as_of = ?kpis.as_of_ms, "KPIs refreshed");
         let hub = &self.p.hub;
         hub.publish("kpis", serde_json::to_value(&kpis).unwrap_or_default());
