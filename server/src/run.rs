@@ -25,6 +25,7 @@ use crate::live::metrics::LiveMetrics;
 use crate::live::refresher::{Refresher, RefresherParams};
 use crate::live::spawn_heartbeat;
 use crate::live::ws::WsParams;
+use axum::serve::ListenerExt;
 use ractor::Actor;
 
 /// How long a graceful stop may take before we give up on the final commit.
@@ -295,6 +296,12 @@ pub async fn run_until(
     info!(http = %cfg.http.listen, data_dir = %cfg.lake.data_dir.display(), brokers = %cfg.kafka.brokers, "shopwatch running");
     let http_stop = Arc::new(tokio::sync::Notify::new());
     let http_stop2 = http_stop.clone();
+    // No Nagle delay on pushes; a small send buffer so a client that stops reading backs up
+    // into its outbox (and is skipped or dropped) within seconds, not after megabytes.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+        let _ = socket2::SockRef::from(&*tcp).set_send_buffer_size(64 * 1024);
+    });
     let server = tokio::spawn(async move {
         axum::serve(listener, router(state))
             .with_graceful_shutdown(async move { http_stop2.notified().await })

@@ -13,9 +13,11 @@ pub struct WsBenchArgs {
     url: String,
     #[arg(long, default_value_t = 200)]
     clients: usize,
-    /// Share of clients that read slowly (one message a second through a 4 KiB window).
+    /// Share of clients that read slowly (one message per --slow-read-ms, 4 KiB TCP window).
     #[arg(long, default_value_t = 0.1)]
     slow_fraction: f64,
+    #[arg(long, default_value_t = 5000)]
+    slow_read_ms: u64,
     /// Seconds to run.
     #[arg(long, default_value_t = 60.0)]
     duration: f64,
@@ -32,7 +34,7 @@ pub async fn run(args: WsBenchArgs) -> anyhow::Result<i32> {
         clients: args.clients,
         slow_fraction: args.slow_fraction,
         duration: Duration::from_secs_f64(args.duration),
-        slow_read_every: Duration::from_secs(1),
+        slow_read_every: Duration::from_millis(args.slow_read_ms.max(1)),
     })
     .await?;
     let mb = |v: Option<f64>| v.map_or("n/a".to_string(), |b| format!("{:.1} MB", b / 1e6));
