@@ -23,9 +23,9 @@ pub const TREND_MINUTES: i64 = 40;
 /// "The 10 newest" rows look back this far first, so the scan prunes every older data file by
 /// its column statistics; when that finds fewer than 10 the next, wider bound is tried. A busy
 /// shop never needs the second step; a quiet one still sees its newest rows.
-pub const LATEST_STEPS_MINUTES: [i64; 3] = [1, 10, 24 * 60];
-/// Alerts shown: the 10 newest of the last 30 minutes, looked for in the last 2 first.
-pub const ALERT_STEPS_MINUTES: [i64; 2] = [2, 30];
+pub const LATEST_STEPS_S: [i64; 3] = [15, 10 * 60, 24 * 3600];
+/// Alerts shown: the 10 newest of the last 30 minutes, looked for in the last minute first.
+pub const ALERT_STEPS_S: [i64; 2] = [60, 30 * 60];
 pub const LATEST_ROWS: usize = 10;
 
 const MIN: i64 = 60_000_000;
@@ -64,21 +64,21 @@ pub fn kpi_queries(source: &str, namespace: &str, now_micros: i64) -> Vec<KpiQue
                 t("traffic_per_minute")
             ),
         },
-        recent_alerts(source, namespace, now_micros, ALERT_STEPS_MINUTES[0]),
-        latest_orders(source, namespace, now_micros, LATEST_STEPS_MINUTES[0]),
-        latest_errors(source, namespace, now_micros, LATEST_STEPS_MINUTES[0]),
+        recent_alerts(source, namespace, now_micros, ALERT_STEPS_S[0]),
+        latest_orders(source, namespace, now_micros, LATEST_STEPS_S[0]),
+        latest_errors(source, namespace, now_micros, LATEST_STEPS_S[0]),
     ]
 }
 
-/// The 10 newest alerts in the last `minutes`.
-pub fn recent_alerts(source: &str, namespace: &str, now_micros: i64, minutes: i64) -> KpiQuery {
+/// The 10 newest alerts in the last `seconds`.
+pub fn recent_alerts(source: &str, namespace: &str, now_micros: i64, seconds: i64) -> KpiQuery {
     KpiQuery {
         name: "recent_alerts",
         sql: format!(
             "SELECT \"alert_id\", \"alert_type\", \"description\", \"alert_timestamp\", \"metric_value\" FROM {} \
              WHERE \"alert_timestamp\" > {} ORDER BY \"alert_timestamp\" DESC, \"alert_id\" LIMIT {LATEST_ROWS}",
             table(source, namespace, "alerts"),
-            timestamp_literal(now_micros - minutes * MIN)
+            timestamp_literal(now_micros - seconds * 1_000_000)
         ),
     }
 }
@@ -86,8 +86,8 @@ pub fn recent_alerts(source: &str, namespace: &str, now_micros: i64, minutes: i6
 /// The wider retries of a "newest rows" query, in order (empty for the other queries).
 pub fn widen(name: &str, source: &str, namespace: &str, now_micros: i64) -> Vec<KpiQuery> {
     let steps: &[i64] = match name {
-        "recent_alerts" => &ALERT_STEPS_MINUTES[1..],
-        "latest_orders" | "latest_errors" => &LATEST_STEPS_MINUTES[1..],
+        "recent_alerts" => &ALERT_STEPS_S[1..],
+        "latest_orders" | "latest_errors" => &LATEST_STEPS_S[1..],
         _ => &[],
     };
     steps
@@ -128,28 +128,28 @@ pub async fn fetch(
     Ok(out)
 }
 
-/// The 10 newest orders with `order_ts` in the last `minutes`.
-pub fn latest_orders(source: &str, namespace: &str, now_micros: i64, minutes: i64) -> KpiQuery {
+/// The 10 newest orders with `order_ts` in the last `seconds`.
+pub fn latest_orders(source: &str, namespace: &str, now_micros: i64, seconds: i64) -> KpiQuery {
     KpiQuery {
         name: "latest_orders",
         sql: format!(
             "SELECT \"order_id\", \"user_id\", \"order_total\", \"status\", \"order_ts\" FROM {} \
              WHERE \"order_ts\" > {} ORDER BY \"order_ts\" DESC, \"order_id\" LIMIT {LATEST_ROWS}",
             table(source, namespace, "orders_processed"),
-            timestamp_literal(now_micros - minutes * MIN)
+            timestamp_literal(now_micros - seconds * 1_000_000)
         ),
     }
 }
 
-/// The 10 newest WARN/ERROR/FATAL errors in the last `minutes`.
-pub fn latest_errors(source: &str, namespace: &str, now_micros: i64, minutes: i64) -> KpiQuery {
+/// The 10 newest WARN/ERROR/FATAL errors in the last `seconds`.
+pub fn latest_errors(source: &str, namespace: &str, now_micros: i64, seconds: i64) -> KpiQuery {
     KpiQuery {
         name: "latest_errors",
         sql: format!(
             "SELECT \"service_name\", \"severity\", \"error_message\", \"error_ts\" FROM {} \
              WHERE \"error_ts\" > {} AND \"severity\" <> {} ORDER BY \"error_ts\" DESC, \"error_id\" LIMIT {LATEST_ROWS}",
             table(source, namespace, "errors_processed"),
-            timestamp_literal(now_micros - minutes * MIN),
+            timestamp_literal(now_micros - seconds * 1_000_000),
             string_literal("DEBUG")
         ),
     }
