@@ -13,7 +13,7 @@ use shopwatch_actors::telemetry::Metrics;
 
 use crate::live::hub::{Hub, STATE_TYPES};
 use crate::live::metrics::LiveMetrics;
-use crate::live::ws::{ws_handler, WsParams};
+use crate::live::ws::{ws_handler, WsParams, WsState};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -22,6 +22,16 @@ pub struct AppState {
     pub hub: Hub,
     pub live: LiveMetrics,
     pub ws: Arc<WsParams>,
+}
+
+impl axum::extract::FromRef<AppState> for WsState {
+    fn from_ref(app: &AppState) -> WsState {
+        WsState {
+            hub: app.hub.clone(),
+            live: app.live.clone(),
+            params: app.ws.clone(),
+        }
+    }
 }
 
 pub fn router(state: AppState) -> Router {

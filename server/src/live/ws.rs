@@ -13,7 +13,6 @@ use futures::{SinkExt, StreamExt};
 
 use super::hub::{Hub, Outbox};
 use super::metrics::LiveMetrics;
-use crate::http::AppState;
 
 #[derive(Clone, Debug)]
 pub struct WsParams {
@@ -53,6 +52,14 @@ pub fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
     matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
 }
 
+/// What `/ws` needs from the application state.
+#[derive(Clone)]
+pub struct WsState {
+    pub hub: Hub,
+    pub live: LiveMetrics,
+    pub params: Arc<WsParams>,
+}
+
 /// Leaves the hub when the connection ends, or when the upgrade never happens.
 struct Member {
     hub: Hub,
@@ -65,8 +72,8 @@ impl Drop for Member {
     }
 }
 
-pub async fn ws_handler(State(app): State<AppState>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
-    if !origin_allowed(&headers, &app.ws.allowed_origins) {
+pub async fn ws_handler(State(app): State<WsState>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
+    if !origin_allowed(&headers, &app.params.allowed_origins) {
         app.live.ws_rejected.with_label_values(&["origin"]).inc();
         return (StatusCode::FORBIDDEN, "origin not allowed; add it to http.ws_allowed_origins").into_response();
     }
@@ -75,7 +82,7 @@ pub async fn ws_handler(State(app): State<AppState>, headers: HeaderMap, ws: Web
         Err(full) => return (StatusCode::SERVICE_UNAVAILABLE, full.to_string()).into_response(),
     };
     let member = Member { hub: app.hub.clone(), id };
-    let params = app.ws.clone();
+    let params = app.params.clone();
     let live = app.live.clone();
     ws.max_message_size(params.max_message_bytes)
         .max_frame_size(params.max_message_bytes)
