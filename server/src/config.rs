@@ -437,7 +437,7 @@ impl Default for MaintenanceConfig {
             snapshot_max_age_s: 15,
             keep_snapshots: 5,
             keep_metadata_files: 5,
-            compact_every_commits: 50,
+            compact_every_commits: 20,
         }
     }
 }
