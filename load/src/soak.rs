@@ -40,6 +40,8 @@ pub struct SoakReport {
     pub rss_after: Option<f64>,
     pub server_skipped: Option<f64>,
     pub server_dropped_slow: Option<f64>,
+    /// Clients the server closed because a send blocked for its write timeout.
+    pub server_dropped_write_timeout: Option<f64>,
 }
 
 #[derive(Default)]
@@ -81,7 +83,12 @@ async fn client(url: String, slow: bool, p: SoakParams, deadline: Instant) -> an
         socket.set_recv_buffer_size(4 * 1024)?;
     }
     let stream = socket.connect(addr).await?;
-    let (mut ws, _) = tokio_tungstenite::client_async(url.as_str(), stream).await?;
+    // tungstenite reads up to 128 KiB per call by default, which would drain the socket for a
+    // "slow" reader; a slow client reads 4 KiB at a time.
+    let config = slow.then(|| {
+        tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(4 * 1024)
+    });
+    let (mut ws, _) = tokio_tungstenite::client_async_with_config(url.as_str(), stream, config).await?;
     let mut r = ClientResult::default();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -129,6 +136,7 @@ pub async fn soak(p: SoakParams) -> anyhow::Result<SoakReport> {
     };
     let skipped0 = server_metric(&p.url, "shopwatch_ws_skipped_total").await;
     let dropped0 = server_metric(&p.url, "shopwatch_ws_dropped_total{reason=\"slow\"}").await;
+    let timeout0 = server_metric(&p.url, "shopwatch_ws_dropped_total{reason=\"write_timeout\"}").await;
     let slow_n = ((p.clients as f64) * p.slow_fraction.clamp(0.0, 1.0)).round() as usize;
     let deadline = Instant::now() + p.duration;
     let results = Arc::new(Mutex::new(Vec::new()));
@@ -172,6 +180,10 @@ pub async fn soak(p: SoakParams) -> anyhow::Result<SoakReport> {
     report.server_dropped_slow = delta(
         dropped0,
         server_metric(&p.url, "shopwatch_ws_dropped_total{reason=\"slow\"}").await,
+    );
+    report.server_dropped_write_timeout = delta(
+        timeout0,
+        server_metric(&p.url, "shopwatch_ws_dropped_total{reason=\"write_timeout\"}").await,
     );
     Ok(report)
 }

@@ -48,9 +48,16 @@ pub async fn run(args: WsBenchArgs) -> anyhow::Result<i32> {
         if l.n > 0 && l.p99 <= 100.0 { "met" } else { "MISSED" }
     );
     println!("  healthy closed by server {:>4}   (target 0)", r.healthy_closed);
+    let n = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.0}"));
     println!(
-        "  slow clients: skips seen {}, closed by server {} of {}; server counted skipped {:?}, dropped(slow) {:?}",
-        r.slow_skips_seen, r.slow_closed_by_server, r.slow, r.server_skipped, r.server_dropped_slow
+        "  slow clients ({}): the server skipped them to a snapshot {} times and closed {} (queue overflow) + {} (send blocked 10 s); \
+         the clients saw {} skips and {} closes before the run ended",
+        r.slow,
+        n(r.server_skipped),
+        n(r.server_dropped_slow),
+        n(r.server_dropped_write_timeout),
+        r.slow_skips_seen,
+        r.slow_closed_by_server,
     );
     println!(
         "  server RSS before {}   after {}   ({})",
