@@ -64,39 +64,80 @@ pub fn kpi_queries(source: &str, namespace: &str, now_micros: i64) -> Vec<KpiQue
                 t("traffic_per_minute")
             ),
         },
-        recent_alerts(source, namespace, now_micros, ALERT_STEPS_S[0]),
-        latest_orders(source, namespace, now_micros, LATEST_STEPS_S[0]),
-        latest_errors(source, namespace, now_micros, LATEST_STEPS_S[0]),
     ]
+    .into_iter()
+    .chain(NEWEST.iter().map(|n| n.query(source, namespace, now_micros, n.steps_s[0])))
+    .collect()
 }
 
-/// The 10 newest alerts in the last `seconds`.
-pub fn recent_alerts(source: &str, namespace: &str, now_micros: i64, seconds: i64) -> KpiQuery {
-    KpiQuery {
+/// A "10 newest rows" query: its table, columns, time column and order, and the look-backs
+/// tried in turn.
+struct Newest {
+    name: &'static str,
+    table: &'static str,
+    columns: &'static [&'static str],
+    ts: &'static str,
+    tiebreak: &'static str,
+    steps_s: &'static [i64],
+}
+
+const NEWEST: [Newest; 3] = [
+    Newest {
         name: "recent_alerts",
-        sql: format!(
-            "SELECT \"alert_id\", \"alert_type\", \"description\", \"alert_timestamp\", \"metric_value\" FROM {} \
-             WHERE \"alert_timestamp\" > {} ORDER BY \"alert_timestamp\" DESC, \"alert_id\" LIMIT {LATEST_ROWS}",
-            table(source, namespace, "alerts"),
-            timestamp_literal(now_micros - seconds * 1_000_000)
-        ),
+        table: "alerts",
+        columns: &["alert_id", "alert_type", "description", "alert_timestamp", "metric_value"],
+        ts: "alert_timestamp",
+        tiebreak: "alert_id",
+        steps_s: &ALERT_STEPS_S,
+    },
+    Newest {
+        name: "latest_orders",
+        table: "orders_processed",
+        columns: &["order_id", "user_id", "order_total", "status", "order_ts"],
+        ts: "order_ts",
+        tiebreak: "order_id",
+        steps_s: &LATEST_STEPS_S,
+    },
+    Newest {
+        name: "latest_errors",
+        table: "errors_processed",
+        columns: &["service_name", "severity", "error_message", "error_ts"],
+        ts: "error_ts",
+        tiebreak: "error_id",
+        steps_s: &LATEST_STEPS_S,
+    },
+];
+
+impl Newest {
+    fn query(&self, source: &str, namespace: &str, now_micros: i64, seconds: i64) -> KpiQuery {
+        let columns: Vec<String> = self.columns.iter().map(|c| format!("\"{c}\"")).collect();
+        // DEBUG lines are noise on the dashboard.
+        let extra = if self.table == "errors_processed" {
+            format!(" AND \"severity\" <> {}", string_literal("DEBUG"))
+        } else {
+            String::new()
+        };
+        KpiQuery {
+            name: self.name,
+            sql: format!(
+                "SELECT {} FROM {} WHERE \"{}\" > {}{extra} ORDER BY \"{}\" DESC, \"{}\" LIMIT {LATEST_ROWS}",
+                columns.join(", "),
+                table(source, namespace, self.table),
+                self.ts,
+                timestamp_literal(now_micros - seconds * 1_000_000),
+                self.ts,
+                self.tiebreak,
+            ),
+        }
     }
 }
 
 /// The wider retries of a "newest rows" query, in order (empty for the other queries).
 pub fn widen(name: &str, source: &str, namespace: &str, now_micros: i64) -> Vec<KpiQuery> {
-    let steps: &[i64] = match name {
-        "recent_alerts" => &ALERT_STEPS_S[1..],
-        "latest_orders" | "latest_errors" => &LATEST_STEPS_S[1..],
-        _ => &[],
-    };
-    steps
+    NEWEST
         .iter()
-        .map(|&m| match name {
-            "recent_alerts" => recent_alerts(source, namespace, now_micros, m),
-            "latest_orders" => latest_orders(source, namespace, now_micros, m),
-            _ => latest_errors(source, namespace, now_micros, m),
-        })
+        .filter(|n| n.name == name)
+        .flat_map(|n| n.steps_s[1..].iter().map(move |&s| n.query(source, namespace, now_micros, s)))
         .collect()
 }
 
@@ -116,7 +157,7 @@ pub async fn fetch(
     let sqls: Vec<String> = queries.into_iter().map(|q| q.sql).collect();
     let mut out: KpiResults = names.into_iter().zip(client.query_all(&sqls).await?).collect();
     let rows = |b: &[arrow_array::RecordBatch]| b.iter().map(|b| b.num_rows()).sum::<usize>();
-    for name in ["recent_alerts", "latest_orders", "latest_errors"] {
+    for name in NEWEST.iter().map(|n| n.name) {
         for wider in widen(name, source, namespace, now_micros) {
             if out.get(name).is_some_and(|b| rows(b) >= LATEST_ROWS) {
                 break;
@@ -126,33 +167,6 @@ pub async fn fetch(
         }
     }
     Ok(out)
-}
-
-/// The 10 newest orders with `order_ts` in the last `seconds`.
-pub fn latest_orders(source: &str, namespace: &str, now_micros: i64, seconds: i64) -> KpiQuery {
-    KpiQuery {
-        name: "latest_orders",
-        sql: format!(
-            "SELECT \"order_id\", \"user_id\", \"order_total\", \"status\", \"order_ts\" FROM {} \
-             WHERE \"order_ts\" > {} ORDER BY \"order_ts\" DESC, \"order_id\" LIMIT {LATEST_ROWS}",
-            table(source, namespace, "orders_processed"),
-            timestamp_literal(now_micros - seconds * 1_000_000)
-        ),
-    }
-}
-
-/// The 10 newest WARN/ERROR/FATAL errors in the last `seconds`.
-pub fn latest_errors(source: &str, namespace: &str, now_micros: i64, seconds: i64) -> KpiQuery {
-    KpiQuery {
-        name: "latest_errors",
-        sql: format!(
-            "SELECT \"service_name\", \"severity\", \"error_message\", \"error_ts\" FROM {} \
-             WHERE \"error_ts\" > {} AND \"severity\" <> {} ORDER BY \"error_ts\" DESC, \"error_id\" LIMIT {LATEST_ROWS}",
-            table(source, namespace, "errors_processed"),
-            timestamp_literal(now_micros - seconds * 1_000_000),
-            string_literal("DEBUG")
-        ),
-    }
 }
 
 #[cfg(test)]
@@ -175,5 +189,19 @@ mod tests {
             .contains("CAST('2025-11-24 15:20:00.000' AS TIMESTAMP)"));
         let odd = table("a\"b", "ns", "t");
         assert_eq!(odd, "\"a\"\"b\".\"ns\".\"t\"");
+    }
+
+    #[test]
+    fn newest_rows_widen_step_by_step() {
+        let now = 1_764_000_000_000_000;
+        let w = widen("latest_orders", "s", "ns", now);
+        assert_eq!(w.len(), 2);
+        assert!(w[0].sql.contains("CAST('2025-11-24 15:50:00.000' AS TIMESTAMP)"), "{}", w[0].sql);
+        assert!(w[1].sql.contains("CAST('2025-11-23 16:00:00.000' AS TIMESTAMP)"), "{}", w[1].sql);
+        assert_eq!(widen("recent_alerts", "s", "ns", now).len(), 1);
+        assert!(widen("traffic", "s", "ns", now).is_empty());
+        let first = kpi_queries("s", "ns", now);
+        let errors = first.iter().find(|q| q.name == "latest_errors").unwrap();
+        assert!(errors.sql.contains("CAST('2025-11-24 15:59:45.000' AS TIMESTAMP) AND \"severity\" <> 'DEBUG'"), "{}", errors.sql);
     }
 }
