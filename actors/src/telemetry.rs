@@ -186,7 +186,9 @@ impl Metrics {
 
     /// Record a landed commit of `rows` rows to `table` that took `seconds`.
     pub fn commit_landed(&self, table: &str, rows: usize, seconds: f64) {
-        self.commit_seconds.with_label_values(&[table]).observe(seconds);
+        self.commit_seconds
+            .with_label_values(&[table])
+            .observe(seconds);
         self.committed_rows
             .with_label_values(&[table])
             .inc_by(rows as u64);

@@ -72,12 +72,21 @@ pub async fn server_metric(url: &str, name: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
-async fn client(url: String, slow: bool, p: SoakParams, deadline: Instant) -> anyhow::Result<ClientResult> {
+async fn client(
+    url: String,
+    slow: bool,
+    p: SoakParams,
+    deadline: Instant,
+) -> anyhow::Result<ClientResult> {
     let addr: std::net::SocketAddr = tokio::net::lookup_host(host_port(&url)?)
         .await?
         .next()
         .context("no address")?;
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
     if slow {
         // A small window makes the server's sends back up, as a phone on a bad link would.
         socket.set_recv_buffer_size(4 * 1024)?;
@@ -86,9 +95,11 @@ async fn client(url: String, slow: bool, p: SoakParams, deadline: Instant) -> an
     // tungstenite reads up to 128 KiB per call by default, which would drain the socket for a
     // "slow" reader; a slow client reads 4 KiB at a time.
     let config = slow.then(|| {
-        tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(4 * 1024)
+        tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .read_buffer_size(4 * 1024)
     });
-    let (mut ws, _) = tokio_tungstenite::client_async_with_config(url.as_str(), stream, config).await?;
+    let (mut ws, _) =
+        tokio_tungstenite::client_async_with_config(url.as_str(), stream, config).await?;
     let mut r = ClientResult::default();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -136,7 +147,11 @@ pub async fn soak(p: SoakParams) -> anyhow::Result<SoakReport> {
     };
     let skipped0 = server_metric(&p.url, "shopwatch_ws_skipped_total").await;
     let dropped0 = server_metric(&p.url, "shopwatch_ws_dropped_total{reason=\"slow\"}").await;
-    let timeout0 = server_metric(&p.url, "shopwatch_ws_dropped_total{reason=\"write_timeout\"}").await;
+    let timeout0 = server_metric(
+        &p.url,
+        "shopwatch_ws_dropped_total{reason=\"write_timeout\"}",
+    )
+    .await;
     let slow_n = ((p.clients as f64) * p.slow_fraction.clamp(0.0, 1.0)).round() as usize;
     let deadline = Instant::now() + p.duration;
     let results = Arc::new(Mutex::new(Vec::new()));
@@ -176,14 +191,21 @@ pub async fn soak(p: SoakParams) -> anyhow::Result<SoakReport> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     report.rss_after = server_metric(&p.url, rss).await;
     let delta = |a: Option<f64>, b: Option<f64>| Some(b? - a.unwrap_or(0.0));
-    report.server_skipped = delta(skipped0, server_metric(&p.url, "shopwatch_ws_skipped_total").await);
+    report.server_skipped = delta(
+        skipped0,
+        server_metric(&p.url, "shopwatch_ws_skipped_total").await,
+    );
     report.server_dropped_slow = delta(
         dropped0,
         server_metric(&p.url, "shopwatch_ws_dropped_total{reason=\"slow\"}").await,
     );
     report.server_dropped_write_timeout = delta(
         timeout0,
-        server_metric(&p.url, "shopwatch_ws_dropped_total{reason=\"write_timeout\"}").await,
+        server_metric(
+            &p.url,
+            "shopwatch_ws_dropped_total{reason=\"write_timeout\"}",
+        )
+        .await,
     );
     Ok(report)
 }

@@ -76,7 +76,10 @@ mod tests {
     fn nearest_rank_percentiles() {
         let v: Vec<f64> = (1..=100).map(f64::from).collect();
         let s = summarize(&v);
-        assert_eq!((s.n, s.p50, s.p95, s.p99, s.max), (100, 50.0, 95.0, 99.0, 100.0));
+        assert_eq!(
+            (s.n, s.p50, s.p95, s.p99, s.max),
+            (100, 50.0, 95.0, 99.0, 100.0)
+        );
         assert_eq!(summarize(&[7.0]).p99, 7.0);
         assert_eq!(summarize(&[]).n, 0);
         assert_eq!(summarize(&[f64::NAN, 2.0]).n, 1);

@@ -132,11 +132,49 @@ pub struct TopicsConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LakeConfig {
-    /// Holds `catalog.db` (SQLite catalog) and `warehouse/`.
+    /// Holds `catalog.db` (SQLite catalog) and, by default, `warehouse/`.
     pub data_dir: PathBuf,
+    /// `sql` (SQLite in `data_dir`, as pyiceberg's SqlCatalog reads it) or `rest` (an Iceberg
+    /// REST catalog such as Nessie's `/iceberg` endpoint, at `rest_uri`).
+    pub catalog: String,
+    /// Iceberg REST catalog URI, e.g. `http://nessie:19120/iceberg` (catalog = rest).
+    pub rest_uri: String,
+    /// catalog = sql: the warehouse location, `s3://bucket/prefix` or empty for
+    /// `<data_dir>/warehouse`. catalog = rest: the catalog's warehouse name (Nessie: empty for
+    /// its default warehouse).
+    pub warehouse: String,
     /// Iceberg catalog name; readers (pyiceberg) must use the same one.
     pub catalog_name: String,
     pub namespace: String,
+    pub s3: S3Config,
+}
+
+/// S3-compatible object storage for the warehouse (MinIO, AWS, …). iceberg-rust has no remote
+/// signing, so the writer brings its own keys even when the REST catalog could sign.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    /// `http://minio:9000`; empty = AWS for `region`.
+    pub endpoint: String,
+    pub region: String,
+    pub access_key_id: String,
+    /// A secret: redacted, never logged.
+    pub secret_access_key: String,
+    /// Path-style requests (`endpoint/bucket/key`), what MinIO and most S3-compatible servers
+    /// expect.
+    pub path_style: bool,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        S3Config {
+            endpoint: String::new(),
+            region: "us-east-1".into(),
+            access_key_id: String::new(),
+            secret_access_key: String::new(),
+            path_style: true,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -401,8 +439,12 @@ impl Default for LakeConfig {
     fn default() -> Self {
         LakeConfig {
             data_dir: "./shopwatch-data".into(),
+            catalog: "sql".into(),
+            rest_uri: String::new(),
+            warehouse: String::new(),
             catalog_name: "shopwatch".into(),
             namespace: "ecommerce_db".into(),
+            s3: S3Config::default(),
         }
     }
 }
@@ -624,6 +666,7 @@ impl Config {
                 "must not be empty; set it to HOST:PORT of a Kafka broker (flag --brokers)",
             );
         }
+        self.validate_lake()?;
         if self.http.listen.parse::<SocketAddr>().is_err() {
             return err(
                 "http.listen",
@@ -636,7 +679,9 @@ impl Config {
                 "http.ws_max_clients must be at least 1 and http.ws_queue_frames at least 2",
             );
         }
-        if self.http.ws_ping_interval_s == 0 || self.http.ws_idle_timeout_s <= self.http.ws_ping_interval_s {
+        if self.http.ws_ping_interval_s == 0
+            || self.http.ws_idle_timeout_s <= self.http.ws_ping_interval_s
+        {
             return err(
                 "http.ws_idle_timeout_s",
                 "needs http.ws_ping_interval_s >= 1 and http.ws_idle_timeout_s > http.ws_ping_interval_s",
@@ -814,6 +859,84 @@ impl Config {
         }
     }
 
+    fn validate_lake(&self) -> Result<(), ConfigError> {
+        let err = |key: &str, message: String| {
+            Err(ConfigError::Check {
+                key: key.into(),
+                message,
+            })
+        };
+        let lake = &self.lake;
+        match lake.catalog.as_str() {
+            "sql" => {
+                let w = lake.warehouse.as_str();
+                if !(w.is_empty() || w.starts_with("s3://") || w.starts_with("file:///")) {
+                    return err(
+                        "lake.warehouse",
+                        format!("{w:?} is not a warehouse location; use s3://BUCKET/PREFIX, file:///ABSOLUTE/PATH, or leave it empty for DATA_DIR/warehouse"),
+                    );
+                }
+                if w.starts_with("s3://") && w.trim_start_matches("s3://").split('/').next().unwrap_or("").is_empty() {
+                    return err("lake.warehouse", format!("{w:?} names no bucket; use s3://BUCKET/PREFIX"));
+                }
+            }
+            "rest" => {
+                if !(lake.rest_uri.starts_with("http://") || lake.rest_uri.starts_with("https://")) {
+                    return err(
+                        "lake.rest_uri",
+                        "must be the REST catalog's http(s) URI when lake.catalog = \"rest\", e.g. http://nessie:19120/iceberg".into(),
+                    );
+                }
+            }
+            other => {
+                return err(
+                    "lake.catalog",
+                    format!("{other:?} is not a catalog kind; use \"sql\" (SQLite in lake.data_dir) or \"rest\" (Iceberg REST, e.g. Nessie)"),
+                )
+            }
+        }
+        let s3 = &lake.s3;
+        if !s3.endpoint.is_empty()
+            && !(s3.endpoint.starts_with("http://") || s3.endpoint.starts_with("https://"))
+        {
+            return err(
+                "lake.s3.endpoint",
+                format!(
+                    "{:?} must start with http:// or https://, e.g. http://minio:9000",
+                    s3.endpoint
+                ),
+            );
+        }
+        if s3.access_key_id.is_empty() != s3.secret_access_key.is_empty() {
+            return err(
+                "lake.s3.secret_access_key",
+                "lake.s3.access_key_id and lake.s3.secret_access_key go together: set both or neither".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Iceberg storage properties for the lake (`s3.*`), from `[lake.s3]`.
+    pub fn storage_props(&self) -> std::collections::HashMap<String, String> {
+        let s3 = &self.lake.s3;
+        let mut props = std::collections::HashMap::new();
+        let mut put = |k: &str, v: &str| {
+            if !v.is_empty() {
+                props.insert(k.to_string(), v.to_string());
+            }
+        };
+        put("s3.endpoint", &s3.endpoint);
+        put("s3.region", &s3.region);
+        put("client.region", &s3.region);
+        put("s3.access-key-id", &s3.access_key_id);
+        put("s3.secret-access-key", &s3.secret_access_key);
+        put(
+            "s3.path-style-access",
+            if s3.path_style { "true" } else { "false" },
+        );
+        props
+    }
+
     /// TOML of the effective configuration with secret values replaced.
     pub fn redacted_toml(&self) -> String {
         let mut copy = self.clone();
@@ -827,6 +950,9 @@ impl Config {
             }
         }
         copy.flight.password = "<redacted>".into();
+        if !copy.lake.s3.secret_access_key.is_empty() {
+            copy.lake.s3.secret_access_key = "<redacted>".into();
+        }
         if !copy.query.password.is_empty() {
             copy.query.password = "<redacted>".into();
         }
@@ -970,19 +1096,29 @@ mod tests {
     fn query_backend_is_checked_and_resolved() {
         let c = load(None, &[], vec![]).unwrap();
         let t = c.query_target();
-        assert_eq!((t.backend, t.addr.as_str(), t.username.as_str()), ("embedded", "127.0.0.1:32010", "dremio"));
+        assert_eq!(
+            (t.backend, t.addr.as_str(), t.username.as_str()),
+            ("embedded", "127.0.0.1:32010", "dremio")
+        );
         assert_eq!(t.source, "nessie_minio_catalog");
         let e = load(None, &env(&[("SHOPWATCH_QUERY__BACKEND", "spark")]), vec![])
             .unwrap_err()
             .to_string();
         assert!(e.contains("query.backend") && e.contains("dremio"), "{e}");
-        let e = load(None, &env(&[("SHOPWATCH_QUERY__BACKEND", "dremio")]), vec![])
-            .unwrap_err()
-            .to_string();
+        let e = load(
+            None,
+            &env(&[("SHOPWATCH_QUERY__BACKEND", "dremio")]),
+            vec![],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("query.endpoint"), "{e}");
         let e = load(
             None,
-            &env(&[("SHOPWATCH_QUERY__BACKEND", "dremio"), ("SHOPWATCH_QUERY__ENDPOINT", "dremio:32010")]),
+            &env(&[
+                ("SHOPWATCH_QUERY__BACKEND", "dremio"),
+                ("SHOPWATCH_QUERY__ENDPOINT", "dremio:32010"),
+            ]),
             vec![],
         )
         .unwrap_err()
@@ -1001,13 +1137,32 @@ mod tests {
         )
         .unwrap();
         let t = c.query_target();
-        assert_eq!((t.backend, t.addr.as_str(), t.username.as_str()), ("dremio", "dremio:32010", "admin"));
+        assert_eq!(
+            (t.backend, t.addr.as_str(), t.username.as_str()),
+            ("dremio", "dremio:32010", "admin")
+        );
         assert!(!c.redacted_toml().contains("canary-pw-7"));
-        let e = load(None, &env(&[("SHOPWATCH_FLIGHT__ENABLED", "false")]), vec![])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("query.backend") && e.contains("flight.enabled"), "{e}");
-        let c = load(None, &env(&[("SHOPWATCH_FLIGHT__LISTEN", "0.0.0.0:32011"), ("SHOPWATCH_FLIGHT__USERNAME", "u"), ("SHOPWATCH_FLIGHT__PASSWORD", "p")]), vec![]).unwrap();
+        let e = load(
+            None,
+            &env(&[("SHOPWATCH_FLIGHT__ENABLED", "false")]),
+            vec![],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("query.backend") && e.contains("flight.enabled"),
+            "{e}"
+        );
+        let c = load(
+            None,
+            &env(&[
+                ("SHOPWATCH_FLIGHT__LISTEN", "0.0.0.0:32011"),
+                ("SHOPWATCH_FLIGHT__USERNAME", "u"),
+                ("SHOPWATCH_FLIGHT__PASSWORD", "p"),
+            ]),
+            vec![],
+        )
+        .unwrap();
         assert_eq!(c.query_target().addr, "127.0.0.1:32011");
     }
 }

@@ -10,7 +10,7 @@ use shopwatch_actors::alerts::{AlertRules, AnomalyRule, RateRule, SilenceRule};
 use shopwatch_actors::derived::webhook::{Webhook, WebhookParams};
 use shopwatch_actors::derived::{DerivedParams, DerivedSlots, KpiKind};
 use shopwatch_actors::events::EventKind;
-use shopwatch_actors::lake::{HygieneParams, Lake, LakeParams};
+use shopwatch_actors::lake::{CatalogKind, HygieneParams, Lake, LakeParams};
 use shopwatch_actors::pipeline::faults::Faults;
 use shopwatch_actors::pipeline::{BatchParams, KafkaParams, PipelineParams, SupervisionParams};
 use shopwatch_actors::runtime::Pipelines;
@@ -182,10 +182,19 @@ pub fn derived_params(
 }
 
 pub async fn open_lake(cfg: &Config) -> anyhow::Result<Lake> {
+    let catalog = match cfg.lake.catalog.as_str() {
+        "rest" => CatalogKind::Rest {
+            uri: cfg.lake.rest_uri.clone(),
+        },
+        _ => CatalogKind::Sql,
+    };
     Lake::open(LakeParams {
         catalog_name: cfg.lake.catalog_name.clone(),
         namespace: cfg.lake.namespace.clone(),
         data_dir: cfg.lake.data_dir.clone(),
+        catalog,
+        warehouse: cfg.lake.warehouse.clone(),
+        storage: cfg.storage_props(),
     })
     .await
 }

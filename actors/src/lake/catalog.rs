@@ -1,10 +1,11 @@
-//! Opening the lake (SQL catalog on SQLite + local warehouse) and the pinning catalog wrapper.
+//! Opening the lake (SQL catalog on SQLite, or an Iceberg REST catalog; local or S3 warehouse)
+//! and the pinning catalog wrapper.
 //!
 //! iceberg-rust's `Transaction::commit` reloads the table and re-applies its actions on whatever
 //! is current, even with retries off, so a precondition we checked on one snapshot could land
 //! on another. `PinnedCatalog` closes that gap: while a table is pinned, the reload inside the
 //! transaction fails with `CatalogCommitConflicts` unless the table is still exactly the one we
-//! checked. The SQL catalog then enforces the snapshot requirement and its own compare-and-swap
+//! checked. The catalog (SQL or REST) then enforces the snapshot requirement and its own compare-and-swap
 //! on the metadata location, so the commit lands on the checked snapshot or not at all.
 
 use std::collections::HashMap;
@@ -12,15 +13,26 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use iceberg::io::LocalFsStorageFactory;
 use iceberg::table::Table;
 use iceberg::{
     Catalog, CatalogBuilder, Error, ErrorKind, Namespace, NamespaceIdent, Result as IcebergResult,
     TableCommit, TableCreation, TableIdent,
 };
-use iceberg_catalog_sql::{SqlCatalog, SqlCatalogBuilder};
+use iceberg_catalog_rest::RestCatalogBuilder;
+use iceberg_catalog_sql::SqlCatalogBuilder;
+
+use super::store::ObjectStorageFactory;
 
 use crate::schema::TableSpec;
+
+/// Which Iceberg catalog holds the tables.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CatalogKind {
+    /// SQL catalog in `<data_dir>/catalog.db` (SQLite), as pyiceberg's SqlCatalog reads it.
+    Sql,
+    /// An Iceberg REST catalog (Nessie's `/iceberg` endpoint, Polaris, Lakekeeper …).
+    Rest { uri: String },
+}
 
 /// Where the lake lives and what it is called.
 #[derive(Clone, Debug)]
@@ -28,16 +40,46 @@ pub struct LakeParams {
     /// Catalog name; pyiceberg and every reader must use the same one or see nothing.
     pub catalog_name: String,
     pub namespace: String,
-    /// Directory holding `catalog.db` and `warehouse/`.
+    /// Directory holding `catalog.db` and, by default, `warehouse/`.
     pub data_dir: PathBuf,
+    pub catalog: CatalogKind,
+    /// Warehouse: a location (`s3://bucket/prefix`, `file:///…`) for the SQL catalog, where
+    /// empty means `<data_dir>/warehouse`; for a REST catalog, what its `warehouse` property
+    /// expects (Nessie: a warehouse name, empty = its default warehouse).
+    pub warehouse: String,
+    /// Iceberg storage properties (`s3.endpoint`, `s3.access-key-id`, …). A secret may be in
+    /// here: never log this map.
+    pub storage: HashMap<String, String>,
 }
 
 impl LakeParams {
+    /// A lake on the local disk: SQLite catalog and warehouse directory under `data_dir`.
+    pub fn local(catalog_name: &str, namespace: &str, data_dir: impl Into<PathBuf>) -> Self {
+        LakeParams {
+            catalog_name: catalog_name.to_string(),
+            namespace: namespace.to_string(),
+            data_dir: data_dir.into(),
+            catalog: CatalogKind::Sql,
+            warehouse: String::new(),
+            storage: HashMap::new(),
+        }
+    }
     pub fn catalog_db(&self) -> PathBuf {
         self.data_dir.join("catalog.db")
     }
     pub fn warehouse_dir(&self) -> PathBuf {
         self.data_dir.join("warehouse")
+    }
+    /// The SQL catalog's warehouse location.
+    pub fn warehouse_location(&self) -> String {
+        if self.warehouse.is_empty() {
+            format!("file://{}", self.warehouse_dir().display())
+        } else {
+            self.warehouse.trim_end_matches('/').to_string()
+        }
+    }
+    fn is_local(&self) -> bool {
+        self.catalog == CatalogKind::Sql && self.warehouse_location().starts_with("file:")
     }
 }
 
@@ -62,13 +104,19 @@ impl Lake {
         use anyhow::Context;
         let data_dir = absolute(&params.data_dir).context("resolving data dir")?;
         let params = LakeParams { data_dir, ..params };
-        std::fs::create_dir_all(params.warehouse_dir()).with_context(|| {
-            format!(
-                "creating warehouse directory {}",
-                params.warehouse_dir().display()
-            )
-        })?;
-        let inner = sql_catalog(&params).await?;
+        if params.is_local() {
+            std::fs::create_dir_all(params.warehouse_dir()).with_context(|| {
+                format!(
+                    "creating warehouse directory {}",
+                    params.warehouse_dir().display()
+                )
+            })?;
+        } else if params.catalog == CatalogKind::Sql {
+            std::fs::create_dir_all(&params.data_dir).with_context(|| {
+                format!("creating data directory {}", params.data_dir.display())
+            })?;
+        }
+        let inner = open_catalog(&params).await?;
         let namespace = NamespaceIdent::new(params.namespace.clone());
         let lake = Lake {
             catalog: Arc::new(PinnedCatalog::new(inner)),
@@ -139,41 +187,56 @@ impl Lake {
     }
 }
 
-/// A SQL catalog on the lake's SQLite file (each call opens its own connection pool).
-async fn sql_catalog(params: &LakeParams) -> anyhow::Result<SqlCatalog> {
+/// The configured catalog (each call opens its own connection pool / HTTP client).
+async fn open_catalog(params: &LakeParams) -> anyhow::Result<Arc<dyn Catalog>> {
     use anyhow::Context;
-    // iceberg-catalog-sql only enables sqlx's `any`; the sqlite driver comes from our sqlx.
-    sqlx::any::install_default_drivers();
-    let props = HashMap::from([
-        (
-            "uri".to_string(),
-            format!("sqlite://{}?mode=rwc", params.catalog_db().display()),
-        ),
-        (
-            "warehouse".to_string(),
-            format!("file://{}", params.warehouse_dir().display()),
-        ),
-        ("sql_bind_style".to_string(), "QMark".to_string()),
-    ]);
-    SqlCatalogBuilder::default()
-        .with_storage_factory(Arc::new(LocalFsStorageFactory))
-        .load(params.catalog_name.clone(), props)
-        .await
-        .with_context(|| format!("opening SQL catalog {}", params.catalog_db().display()))
+    let mut props = params.storage.clone();
+    match &params.catalog {
+        CatalogKind::Sql => {
+            // iceberg-catalog-sql only enables sqlx's `any`; the sqlite driver comes from our sqlx.
+            sqlx::any::install_default_drivers();
+            props.insert(
+                "uri".to_string(),
+                format!("sqlite://{}?mode=rwc", params.catalog_db().display()),
+            );
+            props.insert("warehouse".to_string(), params.warehouse_location());
+            props.insert("sql_bind_style".to_string(), "QMark".to_string());
+            let catalog = SqlCatalogBuilder::default()
+                .with_storage_factory(Arc::new(ObjectStorageFactory))
+                .load(params.catalog_name.clone(), props)
+                .await
+                .with_context(|| {
+                    format!("opening SQL catalog {}", params.catalog_db().display())
+                })?;
+            Ok(Arc::new(catalog))
+        }
+        CatalogKind::Rest { uri } => {
+            props.insert("uri".to_string(), uri.clone());
+            if !params.warehouse.is_empty() {
+                props.insert("warehouse".to_string(), params.warehouse.clone());
+            }
+            let catalog = RestCatalogBuilder::default()
+                .with_storage_factory(Arc::new(ObjectStorageFactory))
+                .load(params.catalog_name.clone(), props)
+                .await
+                .with_context(|| format!("opening REST catalog {uri}"))?;
+            Ok(Arc::new(catalog))
+        }
+    }
 }
 
 impl Lake {
     /// A plain catalog for readers (the query server): separate from the writers' pinned one,
     /// so a reader never sees a commit's pin.
     pub async fn reader_catalog(&self) -> anyhow::Result<Arc<dyn iceberg::Catalog>> {
-        Ok(Arc::new(sql_catalog(&self.params).await?))
+        open_catalog(&self.params).await
     }
 }
 
 /// A catalog that refuses to let a transaction re-base onto a snapshot we did not check.
 #[derive(Debug)]
 pub struct PinnedCatalog {
-    inner: SqlCatalog,
+    inner: Arc<dyn Catalog>,
     /// Table -> metadata location that the pending commit was decided on.
     pins: Mutex<HashMap<TableIdent, String>>,
     /// Table -> commit uuid whose manifest list is to be compacted before it lands.
@@ -198,7 +261,7 @@ impl Drop for PinGuard<'_> {
 }
 
 impl PinnedCatalog {
-    pub fn new(inner: SqlCatalog) -> Self {
+    pub fn new(inner: Arc<dyn Catalog>) -> Self {
         PinnedCatalog {
             inner,
             pins: Mutex::new(HashMap::new()),
@@ -337,7 +400,7 @@ impl Catalog for PinnedCatalog {
         if let Some(uuid) = compaction {
             // The pinned base (load_table already refused anything else).
             let base = self.inner.load_table(&ident).await?;
-            let list = super::compact::find_manifest_list(&base, &uuid);
+            let list = super::compact::find_manifest_list(&base, &uuid).await;
             let snapshot_id = list.as_deref().and_then(|l| {
                 l.rsplit('/')
                     .next()?

@@ -6,8 +6,6 @@
 //! The list is not referenced by anyone until the commit lands, so rewriting it is safe; if the
 //! commit fails, it is an orphan like any failed attempt's files.
 
-use std::path::Path;
-
 use iceberg::spec::{
     FormatVersion, ManifestContentType, ManifestList, ManifestListWriter, ManifestStatus,
     ManifestWriterBuilder,
@@ -21,18 +19,22 @@ pub async fn read_manifest_list(table: &Table, path: &str) -> Result<ManifestLis
     ManifestList::parse_with_version(&bytes, table.metadata().format_version())
 }
 
-/// Find the manifest list written for `commit_uuid` in the table's (local) metadata directory.
-pub fn find_manifest_list(table: &Table, commit_uuid: &str) -> Option<String> {
+/// Find the manifest list written for `commit_uuid` in the table's metadata directory
+/// (local or object store).
+pub async fn find_manifest_list(table: &Table, commit_uuid: &str) -> Option<String> {
     let location = table.metadata().location().trim_end_matches('/');
-    let dir = location.strip_prefix("file://")?;
-    let dir = Path::new(dir).join("metadata");
     let suffix = format!("-{commit_uuid}.avro");
-    std::fs::read_dir(&dir)
-        .ok()?
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().to_string())
-        .find(|n| n.starts_with("snap-") && n.ends_with(&suffix))
-        .map(|n| format!("{location}/metadata/{n}"))
+    let listed = super::store::list(
+        &format!("{location}/metadata"),
+        table.file_io().config().props(),
+    )
+    .await
+    .ok()?;
+    let name = listed
+        .into_iter()
+        .filter_map(|l| l.location.rsplit('/').next().map(str::to_string))
+        .find(|n| n.starts_with("snap-") && n.ends_with(&suffix))?;
+    Some(format!("{location}/metadata/{name}"))
 }
 
 /// Rewrite the manifest list at `list_path` (of the new snapshot `snapshot_id`, whose parent is

@@ -8,11 +8,11 @@ use std::time::Duration;
 use futures::TryStreamExt;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use iceberg::TableIdent;
-use object_store::path::Path as StorePath;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::ObjectStoreExt;
 use tracing::debug;
 
-use super::catalog::Lake;
+use super::catalog::{CatalogKind, Lake};
+use super::store;
 
 #[derive(Clone, Debug)]
 pub struct HygieneParams {
@@ -104,6 +104,11 @@ pub async fn run(
     params: &HygieneParams,
 ) -> anyhow::Result<HygieneReport> {
     let mut report = HygieneReport::default();
+    if lake.params.catalog != CatalogKind::Sql {
+        // A REST catalog (Nessie) keeps every table version reachable from its commit
+        // history and shows one snapshot at a time; its files are for Nessie GC to collect.
+        return Ok(report);
+    }
     let table = lake.catalog.load_unpinned(ident).await?;
     let before = table.metadata().snapshots().count();
     let older_than =
@@ -128,12 +133,9 @@ pub async fn run(
         "{}/metadata",
         table.metadata().location().trim_end_matches('/')
     );
-    let Some(dir) = metadata_dir.strip_prefix("file://") else {
-        // Object-store warehouses are swept by the orphan sweeper instead.
-        return Ok(report);
-    };
-    let store = object_store::local::LocalFileSystem::new();
-    let prefix = StorePath::from_filesystem_path(dir)?;
+    let located = store::locate(&metadata_dir, table.file_io().config().props())?;
+    let store = located.store;
+    let prefix = located.key;
     let current = table.metadata_location().unwrap_or_default().to_string();
     let live_lists: HashSet<String> = table
         .metadata()

@@ -8,9 +8,10 @@ pub mod compact;
 pub mod hygiene;
 pub mod offsets;
 pub mod scan;
+pub mod store;
 pub mod writer;
 
-pub use catalog::{Lake, LakeParams, PinnedCatalog};
+pub use catalog::{CatalogKind, Lake, LakeParams, PinnedCatalog};
 pub use commit::{
     CommitError, CommitOutcome, CommitReport, OffsetRule, TableBatch, TableCommitter,
 };

@@ -5,11 +5,11 @@ use futures::TryStreamExt;
 use shopwatch_actors::lake::{Lake, LakeParams};
 
 pub async fn lake(dir: &std::path::Path) -> Lake {
-    Lake::open(LakeParams {
-        catalog_name: "shopwatch".into(),
-        namespace: "ecommerce_db".into(),
-        data_dir: dir.to_path_buf(),
-    })
+    Lake::open(LakeParams::local(
+        "shopwatch",
+        "ecommerce_db",
+        dir.to_path_buf(),
+    ))
     .await
     .unwrap()
 }

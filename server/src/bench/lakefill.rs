@@ -84,7 +84,9 @@ impl LiveLake {
             .await
             {
                 Ok(c) => break c,
-                Err(e) if Instant::now() > deadline => return Err(e.context("Flight never came up")),
+                Err(e) if Instant::now() > deadline => {
+                    return Err(e.context("Flight never came up"))
+                }
                 Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
             }
         };

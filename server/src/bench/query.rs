@@ -59,7 +59,11 @@ pub async fn run(cfg: Config, args: QueryBenchArgs) -> anyhow::Result<i32> {
     let mut sequential = Vec::new();
     let mut concurrent = Vec::new();
     for i in 0..args.iterations + 5 {
-        let queries = kpi_queries(&target.source, &target.namespace, chrono::Utc::now().timestamp_micros());
+        let queries = kpi_queries(
+            &target.source,
+            &target.namespace,
+            chrono::Utc::now().timestamp_micros(),
+        );
         let set_start = Instant::now();
         for (j, q) in queries.iter().enumerate() {
             let t = Instant::now();
@@ -73,7 +77,13 @@ pub async fn run(cfg: Config, args: QueryBenchArgs) -> anyhow::Result<i32> {
         }
         let seq = millis(set_start.elapsed());
         let t = Instant::now();
-        crate::flight::kpis::fetch(&mut lake.client, &target.source, &target.namespace, chrono::Utc::now().timestamp_micros()).await?;
+        crate::flight::kpis::fetch(
+            &mut lake.client,
+            &target.source,
+            &target.namespace,
+            chrono::Utc::now().timestamp_micros(),
+        )
+        .await?;
         if i >= 5 {
             sequential.push(seq);
             concurrent.push(millis(t.elapsed()));
@@ -92,7 +102,10 @@ pub async fn run(cfg: Config, args: QueryBenchArgs) -> anyhow::Result<i32> {
         "\nKPI query set through Flight SQL ({} backend), live producer {} ev/s",
         target.backend, args.live_rate
     );
-    println!("{:<34} {:>5} {:>8} {:>8} {:>8} {:>8}", "query (ms)", "n", "p50", "p95", "p99", "max");
+    println!(
+        "{:<34} {:>5} {:>8} {:>8} {:>8} {:>8}",
+        "query (ms)", "n", "p50", "p95", "p99", "max"
+    );
     for (name, samples) in &per_query {
         line(name, summarize(samples));
     }

@@ -39,15 +39,28 @@ pub async fn run(args: WsBenchArgs) -> anyhow::Result<i32> {
     .await?;
     let mb = |v: Option<f64>| v.map_or("n/a".to_string(), |b| format!("{:.1} MB", b / 1e6));
     let l = r.latency_ms;
-    println!("websocket soak: {} clients ({} slow) for {} s against {}", args.clients, r.slow, args.duration, args.url);
-    println!("  healthy clients        {:>6}   connect failures {}", r.healthy, r.connect_failures);
-    println!("  messages received      {:>6}   ({:.1} per healthy client)", r.messages, r.messages as f64 / r.healthy.max(1) as f64);
+    println!(
+        "websocket soak: {} clients ({} slow) for {} s against {}",
+        args.clients, r.slow, args.duration, args.url
+    );
+    println!(
+        "  healthy clients        {:>6}   connect failures {}",
+        r.healthy, r.connect_failures
+    );
+    println!(
+        "  messages received      {:>6}   ({:.1} per healthy client)",
+        r.messages,
+        r.messages as f64 / r.healthy.max(1) as f64
+    );
     println!(
         "  push latency (ms)      p50 {:.0}   p95 {:.0}   p99 {:.0}   max {:.0}   (n = {})   target p99 ≤ 100 ms: {}",
         l.p50, l.p95, l.p99, l.max, l.n,
         if l.n > 0 && l.p99 <= 100.0 { "met" } else { "MISSED" }
     );
-    println!("  healthy closed by server {:>4}   (target 0)", r.healthy_closed);
+    println!(
+        "  healthy closed by server {:>4}   (target 0)",
+        r.healthy_closed
+    );
     let n = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.0}"));
     println!(
         "  slow clients ({}): the server skipped them to a snapshot {} times and closed {} (queue overflow) + {} (send blocked 10 s); \

@@ -85,7 +85,13 @@ const NEWEST: [Newest; 3] = [
     Newest {
         name: "recent_alerts",
         table: "alerts",
-        columns: &["alert_id", "alert_type", "description", "alert_timestamp", "metric_value"],
+        columns: &[
+            "alert_id",
+            "alert_type",
+            "description",
+            "alert_timestamp",
+            "metric_value",
+        ],
         ts: "alert_timestamp",
         tiebreak: "alert_id",
         steps_s: &ALERT_STEPS_S,
@@ -137,7 +143,11 @@ pub fn widen(name: &str, source: &str, namespace: &str, now_micros: i64) -> Vec<
     NEWEST
         .iter()
         .filter(|n| n.name == name)
-        .flat_map(|n| n.steps_s[1..].iter().map(move |&s| n.query(source, namespace, now_micros, s)))
+        .flat_map(|n| {
+            n.steps_s[1..]
+                .iter()
+                .map(move |&s| n.query(source, namespace, now_micros, s))
+        })
         .collect()
 }
 
@@ -155,7 +165,10 @@ pub async fn fetch(
     let queries = kpi_queries(source, namespace, now_micros);
     let names: Vec<&'static str> = queries.iter().map(|q| q.name).collect();
     let sqls: Vec<String> = queries.into_iter().map(|q| q.sql).collect();
-    let mut out: KpiResults = names.into_iter().zip(client.query_all(&sqls).await?).collect();
+    let mut out: KpiResults = names
+        .into_iter()
+        .zip(client.query_all(&sqls).await?)
+        .collect();
     let rows = |b: &[arrow_array::RecordBatch]| b.iter().map(|b| b.num_rows()).sum::<usize>();
     for name in NEWEST.iter().map(|n| n.name) {
         for wider in widen(name, source, namespace, now_micros) {
@@ -196,12 +209,28 @@ mod tests {
         let now = 1_764_000_000_000_000;
         let w = widen("latest_orders", "s", "ns", now);
         assert_eq!(w.len(), 2);
-        assert!(w[0].sql.contains("CAST('2025-11-24 15:50:00.000' AS TIMESTAMP)"), "{}", w[0].sql);
-        assert!(w[1].sql.contains("CAST('2025-11-23 16:00:00.000' AS TIMESTAMP)"), "{}", w[1].sql);
+        assert!(
+            w[0].sql
+                .contains("CAST('2025-11-24 15:50:00.000' AS TIMESTAMP)"),
+            "{}",
+            w[0].sql
+        );
+        assert!(
+            w[1].sql
+                .contains("CAST('2025-11-23 16:00:00.000' AS TIMESTAMP)"),
+            "{}",
+            w[1].sql
+        );
         assert_eq!(widen("recent_alerts", "s", "ns", now).len(), 1);
         assert!(widen("traffic", "s", "ns", now).is_empty());
         let first = kpi_queries("s", "ns", now);
         let errors = first.iter().find(|q| q.name == "latest_errors").unwrap();
-        assert!(errors.sql.contains("CAST('2025-11-24 15:59:45.000' AS TIMESTAMP) AND \"severity\" <> 'DEBUG'"), "{}", errors.sql);
+        assert!(
+            errors.sql.contains(
+                "CAST('2025-11-24 15:59:45.000' AS TIMESTAMP) AND \"severity\" <> 'DEBUG'"
+            ),
+            "{}",
+            errors.sql
+        );
     }
 }

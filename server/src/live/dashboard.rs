@@ -7,7 +7,9 @@
 
 use std::collections::BTreeMap;
 
-use arrow_array::{Array, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use arrow_array::{
+    Array, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -68,10 +70,17 @@ impl Cols<'_> {
     fn rows(&self) -> usize {
         self.0.iter().map(RecordBatch::num_rows).sum()
     }
-    fn each<A: Array + 'static, T>(&self, name: &str, get: impl Fn(&A, usize) -> T) -> Vec<Option<T>> {
+    fn each<A: Array + 'static, T>(
+        &self,
+        name: &str,
+        get: impl Fn(&A, usize) -> T,
+    ) -> Vec<Option<T>> {
         let mut out = Vec::with_capacity(self.rows());
         for b in self.0 {
-            match b.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<A>()) {
+            match b
+                .column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<A>())
+            {
                 Some(a) => out.extend((0..a.len()).map(|i| (!a.is_null(i)).then(|| get(a, i)))),
                 None => out.extend((0..b.num_rows()).map(|_| None)),
             }
@@ -99,24 +108,41 @@ pub fn minutes(orders: &[RecordBatch], traffic: &[RecordBatch]) -> Vec<Minute> {
     let (starts, ends) = (o.ts("window_start"), o.ts("window_end"));
     let (counts, revenue) = (o.i64("orders_count"), o.f64("total_revenue"));
     for i in 0..starts.len() {
-        let (Some(s), Some(e)) = (starts[i], ends[i]) else { continue };
+        let (Some(s), Some(e)) = (starts[i], ends[i]) else {
+            continue;
+        };
         // Windows slide by 30 s; only whole-minute ones tile time without overlap.
         if s % 60_000 != 0 {
             continue;
         }
-        let m = by_start.entry(s).or_insert(Minute { start_ms: s, end_ms: e, ..Minute::default() });
+        let m = by_start.entry(s).or_insert(Minute {
+            start_ms: s,
+            end_ms: e,
+            ..Minute::default()
+        });
         m.orders = counts[i].unwrap_or(0);
         m.revenue = revenue[i].unwrap_or(0.0);
     }
     let t = Cols(traffic);
     let (starts, ends) = (t.ts("window_start"), t.ts("window_end"));
-    let (clicks, warn, error, fatal) = (t.i64("clicks_count"), t.i64("warn_count"), t.i64("error_count"), t.i64("fatal_count"));
+    let (clicks, warn, error, fatal) = (
+        t.i64("clicks_count"),
+        t.i64("warn_count"),
+        t.i64("error_count"),
+        t.i64("fatal_count"),
+    );
     for i in 0..starts.len() {
-        let (Some(s), Some(e)) = (starts[i], ends[i]) else { continue };
+        let (Some(s), Some(e)) = (starts[i], ends[i]) else {
+            continue;
+        };
         if s % 60_000 != 0 {
             continue;
         }
-        let m = by_start.entry(s).or_insert(Minute { start_ms: s, end_ms: e, ..Minute::default() });
+        let m = by_start.entry(s).or_insert(Minute {
+            start_ms: s,
+            end_ms: e,
+            ..Minute::default()
+        });
         m.clicks = clicks[i].unwrap_or(0);
         m.warn = warn[i].unwrap_or(0);
         m.fatal = fatal[i].unwrap_or(0);
@@ -141,11 +167,17 @@ pub fn kpis(orders: &[RecordBatch], traffic: &[RecordBatch], users: &[RecordBatc
     let traffic_orders = traffic_orders(traffic);
     let as_of = mins.iter().map(|m| m.end_ms).max();
     let period = |from: i64, to: i64| -> Option<(i64, f64, i64, i64)> {
-        let inside: Vec<&Minute> = mins.iter().filter(|m| m.end_ms > from && m.end_ms <= to).collect();
+        let inside: Vec<&Minute> = mins
+            .iter()
+            .filter(|m| m.end_ms > from && m.end_ms <= to)
+            .collect();
         if inside.is_empty() {
             return None;
         }
-        let seen = inside.iter().map(|m| traffic_orders.get(&m.start_ms).copied().unwrap_or(0) + m.clicks).sum();
+        let seen = inside
+            .iter()
+            .map(|m| traffic_orders.get(&m.start_ms).copied().unwrap_or(0) + m.clicks)
+            .sum();
         Some((
             inside.iter().map(|m| m.orders).sum(),
             inside.iter().map(|m| m.revenue).sum(),
@@ -154,10 +186,15 @@ pub fn kpis(orders: &[RecordBatch], traffic: &[RecordBatch], users: &[RecordBatc
         ))
     };
     let (now, before) = match as_of {
-        Some(e) => (period(e - PERIOD_MS, e), period(e - 2 * PERIOD_MS, e - PERIOD_MS)),
+        Some(e) => (
+            period(e - PERIOD_MS, e),
+            period(e - 2 * PERIOD_MS, e - PERIOD_MS),
+        ),
         None => (None, None),
     };
-    let rate = |p: Option<(i64, f64, i64, i64)>| p.and_then(|(_, _, e, seen)| (seen > 0).then(|| e as f64 / seen as f64));
+    let rate = |p: Option<(i64, f64, i64, i64)>| {
+        p.and_then(|(_, _, e, seen)| (seen > 0).then(|| e as f64 / seen as f64))
+    };
     // Active users: the newest 5-minute window, and the one that ended 5 minutes earlier.
     let u = Cols(users);
     let windows: BTreeMap<i64, i64> = u
@@ -168,7 +205,9 @@ pub fn kpis(orders: &[RecordBatch], traffic: &[RecordBatch], users: &[RecordBatc
         .collect();
     let latest_users = windows.iter().next_back().map(|(e, n)| (*e, *n));
     let users_now = latest_users.map(|(_, n)| n as f64);
-    let users_before = latest_users.and_then(|(e, _)| windows.get(&(e - PERIOD_MS))).map(|n| *n as f64);
+    let users_before = latest_users
+        .and_then(|(e, _)| windows.get(&(e - PERIOD_MS)))
+        .map(|n| *n as f64);
     Kpis {
         as_of_ms: as_of,
         period_s: PERIOD_MS / 1000,
@@ -220,7 +259,10 @@ pub fn rows(batches: &[RecordBatch], columns: &[(&str, Kind)]) -> Vec<Value> {
         .map(|i| {
             let mut obj = serde_json::Map::new();
             for (name, vals) in &cols {
-                obj.insert(name.to_string(), vals.get(i).cloned().unwrap_or(Value::Null));
+                obj.insert(
+                    name.to_string(),
+                    vals.get(i).cloned().unwrap_or(Value::Null),
+                );
             }
             Value::Object(obj)
         })
@@ -276,7 +318,11 @@ mod tests {
             .iter()
             .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
             .collect();
-        RecordBatch::try_new(Arc::new(Schema::new(fields)), cols.into_iter().map(|(_, a)| a).collect()).unwrap()
+        RecordBatch::try_new(
+            Arc::new(Schema::new(fields)),
+            cols.into_iter().map(|(_, a)| a).collect(),
+        )
+        .unwrap()
     }
 
     /// `n` whole-minute windows from T0 with the given per-minute counts.
@@ -286,7 +332,12 @@ mod tests {
             ("window_start", ts((0..n).map(|i| T0 + i * M).collect())),
             ("window_end", ts((0..n).map(|i| T0 + (i + 1) * M).collect())),
             ("orders_count", Arc::new(Int64Array::from(counts.to_vec()))),
-            ("total_revenue", Arc::new(Float64Array::from(counts.iter().map(|c| *c as f64 * 10.5).collect::<Vec<_>>()))),
+            (
+                "total_revenue",
+                Arc::new(Float64Array::from(
+                    counts.iter().map(|c| *c as f64 * 10.5).collect::<Vec<_>>(),
+                )),
+            ),
         ])
     }
 
@@ -296,10 +347,19 @@ mod tests {
             ("window_start", ts((0..n).map(|i| T0 + i * M).collect())),
             ("window_end", ts((0..n).map(|i| T0 + (i + 1) * M).collect())),
             ("orders_count", Arc::new(Int64Array::from(orders.to_vec()))),
-            ("clicks_count", Arc::new(Int64Array::from(vec![clicks; n as usize]))),
-            ("warn_count", Arc::new(Int64Array::from(vec![1; n as usize]))),
+            (
+                "clicks_count",
+                Arc::new(Int64Array::from(vec![clicks; n as usize])),
+            ),
+            (
+                "warn_count",
+                Arc::new(Int64Array::from(vec![1; n as usize])),
+            ),
             ("error_count", Arc::new(Int64Array::from(errors.to_vec()))),
-            ("fatal_count", Arc::new(Int64Array::from(vec![0; n as usize]))),
+            (
+                "fatal_count",
+                Arc::new(Int64Array::from(vec![0; n as usize])),
+            ),
         ])
     }
 
@@ -312,7 +372,10 @@ mod tests {
         let k = kpis(&[o], &[t], &[]);
         assert_eq!(k.as_of_ms, Some(T0 + 12 * M));
         // Current: minutes 8..=12 → 8+9+10+11+12 = 50; previous: 3..=7 → 25.
-        assert_eq!((k.orders.value, k.orders.previous, k.orders.delta), (Some(50.0), Some(25.0), Some(25.0)));
+        assert_eq!(
+            (k.orders.value, k.orders.previous, k.orders.delta),
+            (Some(50.0), Some(25.0), Some(25.0))
+        );
         assert_eq!(k.revenue.value, Some(525.0));
         assert_eq!((k.errors.value, k.errors.previous), (Some(10.0), Some(0.0)));
         assert!(k.errors.inverse && !k.orders.inverse);
@@ -342,17 +405,28 @@ mod tests {
         let users = batch(vec![
             ("window_start", ts(ends.iter().map(|e| e - 5 * M).collect())),
             ("window_end", ts(ends.clone())),
-            ("active_users_approx", Arc::new(Int64Array::from((0..8).map(|i| 100 + i).collect::<Vec<i64>>()))),
+            (
+                "active_users_approx",
+                Arc::new(Int64Array::from(
+                    (0..8).map(|i| 100 + i).collect::<Vec<i64>>(),
+                )),
+            ),
         ]);
         let k = kpis(&[], &[], &[users]);
-        assert_eq!((k.active_users.value, k.active_users.previous), (Some(107.0), Some(102.0)));
+        assert_eq!(
+            (k.active_users.value, k.active_users.previous),
+            (Some(107.0), Some(102.0))
+        );
         assert_eq!(k.as_of_ms, None);
     }
 
     #[test]
     fn empty_lake_has_no_values() {
         let k = kpis(&[], &[], &[]);
-        assert_eq!((k.orders.value, k.orders.delta, k.as_of_ms), (None, None, None));
+        assert_eq!(
+            (k.orders.value, k.orders.delta, k.as_of_ms),
+            (None, None, None)
+        );
         assert_eq!(series(&[], &[])["orders"], json!([]));
     }
 
@@ -366,8 +440,14 @@ mod tests {
         assert_eq!(s["errors"][0], json!([T0 + 10 * M, 1, 1, 1.0 / 20.0]));
         let xss = "<img src=x onerror=alert(1)>";
         let b = batch(vec![
-            ("order_id", Arc::new(StringArray::from(vec![xss])) as ArrayRef),
-            ("order_ts", Arc::new(TimestampMillisecondArray::from(vec![T0]))),
+            (
+                "order_id",
+                Arc::new(StringArray::from(vec![xss])) as ArrayRef,
+            ),
+            (
+                "order_ts",
+                Arc::new(TimestampMillisecondArray::from(vec![T0])),
+            ),
             ("order_total", Arc::new(Float64Array::from(vec![None]))),
         ]);
         let r = rows(&[b], &ORDER_COLUMNS);

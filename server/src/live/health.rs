@@ -8,7 +8,12 @@ use shopwatch_actors::pipeline::StatusHandle;
 use shopwatch_actors::telemetry::Metrics;
 
 /// Sum of a gauge family per value of one label (`topic`, `table`).
-fn by_label(metrics: &Metrics, family: &str, label: &str, combine: fn(f64, f64) -> f64) -> BTreeMap<String, f64> {
+fn by_label(
+    metrics: &Metrics,
+    family: &str,
+    label: &str,
+    combine: fn(f64, f64) -> f64,
+) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     for f in metrics.registry.gather() {
         if f.name() != family {
@@ -35,10 +40,26 @@ pub struct QueryHealth {
 }
 
 pub fn health(pipelines: &[StatusHandle], metrics: &Metrics, query: &QueryHealth) -> Value {
-    let statuses: Vec<_> = pipelines.iter().filter_map(StatusHandle::snapshot).collect();
-    let lag = by_label(metrics, "shopwatch_consumer_lag_records", "topic", |a, b| a + b);
-    let commits = by_label(metrics, "shopwatch_last_commit_timestamp_seconds", "table", f64::max);
-    let last_commit_ms = commits.values().copied().fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+    let statuses: Vec<_> = pipelines
+        .iter()
+        .filter_map(StatusHandle::snapshot)
+        .collect();
+    let lag = by_label(
+        metrics,
+        "shopwatch_consumer_lag_records",
+        "topic",
+        |a, b| a + b,
+    );
+    let commits = by_label(
+        metrics,
+        "shopwatch_last_commit_timestamp_seconds",
+        "table",
+        f64::max,
+    );
+    let last_commit_ms = commits
+        .values()
+        .copied()
+        .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
     json!({
         "pipelines": statuses,
         "restarts": statuses.iter().map(|s| s.restarts).sum::<u64>(),

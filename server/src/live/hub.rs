@@ -180,13 +180,20 @@ impl Hub {
     pub fn join(&self) -> Result<(u64, Arc<Outbox>), Full> {
         let mut s = self.lock();
         if s.clients.len() >= self.params.max_clients {
-            self.metrics.ws_rejected.with_label_values(&["max_clients"]).inc();
+            self.metrics
+                .ws_rejected
+                .with_label_values(&["max_clients"])
+                .inc();
             return Err(Full(self.params.max_clients));
         }
         let id = s.next_id;
         s.next_id += 1;
         let outbox = Arc::new(Outbox::new());
-        outbox.push(Self::snapshot_frame(&s), || unreachable_snapshot(), &self.params);
+        outbox.push(
+            Self::snapshot_frame(&s),
+            || unreachable_snapshot(),
+            &self.params,
+        );
         s.clients.insert(id, outbox.clone());
         self.metrics.ws_clients.set(s.clients.len() as i64);
         Ok((id, outbox))
@@ -211,7 +218,11 @@ impl Hub {
         for (id, outbox) in &s.clients {
             let result = outbox.push(
                 f.clone(),
-                || snapshot.get_or_insert_with(|| Self::snapshot_frame(&s)).clone(),
+                || {
+                    snapshot
+                        .get_or_insert_with(|| Self::snapshot_frame(&s))
+                        .clone()
+                },
                 &self.params,
             );
             match result {
@@ -289,7 +300,10 @@ mod tests {
         h.publish("alerts", json!([{"alert_type": "FATAL_ERROR"}]));
         let next = out.take();
         let m = parse(&next[0]);
-        assert_eq!((m["type"].as_str(), m["seq"].as_u64()), (Some("alerts"), Some(4)));
+        assert_eq!(
+            (m["type"].as_str(), m["seq"].as_u64()),
+            (Some("alerts"), Some(4))
+        );
         assert!(m["ts"].as_str().unwrap().ends_with('Z') && m["ts_ms"].as_i64().unwrap() > 0);
     }
 
@@ -307,7 +321,13 @@ mod tests {
         }
         let waiting: Vec<Value> = slow.take().iter().map(parse).collect();
         assert_eq!(waiting.len(), 2);
-        assert_eq!((waiting[0]["type"].as_str(), waiting[0]["data"]["kpis"]["i"].as_i64()), (Some("snapshot"), Some(1)));
+        assert_eq!(
+            (
+                waiting[0]["type"].as_str(),
+                waiting[0]["data"]["kpis"]["i"].as_i64()
+            ),
+            (Some("snapshot"), Some(1))
+        );
         assert_eq!(waiting[1]["data"]["i"], 2);
         // Caught up (empty take resets the streak); now fall behind 3 times in a row: dropped.
         assert!(slow.take().is_empty());

@@ -1,7 +1,9 @@
 //! Metrics of the live side: websocket clients and what happened to their messages, and the
 //! KPI refresher's Flight queries. Registered in the pipeline's registry, so `/metrics` has all.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
 
 #[derive(Clone)]
 pub struct LiveMetrics {
@@ -23,7 +25,11 @@ fn register<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T
 impl LiveMetrics {
     pub fn new(r: &Registry) -> LiveMetrics {
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
-            register(r, IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition"))
+            register(
+                r,
+                IntCounterVec::new(Opts::new(name, help), labels)
+                    .expect("static metric definition"),
+            )
         };
         let m = LiveMetrics {
             ws_clients: register(

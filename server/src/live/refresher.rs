@@ -53,7 +53,11 @@ impl Actor for Refresher {
     type State = RefresherState;
     type Arguments = RefresherParams;
 
-    async fn pre_start(&self, me: ActorRef<Self::Msg>, p: RefresherParams) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        me: ActorRef<Self::Msg>,
+        p: RefresherParams,
+    ) -> Result<Self::State, ActorProcessingErr> {
         me.send_interval(p.min_interval, || RefreshMsg::Tick);
         let mut commits = p.metrics.commits();
         let to = me.clone();
@@ -80,12 +84,21 @@ impl Actor for Refresher {
         })
     }
 
-    async fn post_stop(&self, _: ActorRef<Self::Msg>, s: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _: ActorRef<Self::Msg>,
+        s: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         s.feeder.abort();
         Ok(())
     }
 
-    async fn handle(&self, _: ActorRef<Self::Msg>, msg: RefreshMsg, s: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _: ActorRef<Self::Msg>,
+        msg: RefreshMsg,
+        s: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             RefreshMsg::Committed => s.dirty = true,
             RefreshMsg::Tick => {
@@ -98,9 +111,12 @@ impl Actor for Refresher {
                     s.last_refresh = Some(Instant::now());
                     s.refresh().await;
                 }
-                if s.last_health.is_none_or(|t| t.elapsed() >= Duration::from_secs(2)) {
+                if s.last_health
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(2))
+                {
                     s.last_health = Some(Instant::now());
-                    s.p.hub.publish("health", health(&s.p.pipelines, &s.p.metrics, &s.query));
+                    s.p.hub
+                        .publish("health", health(&s.p.pipelines, &s.p.metrics, &s.query));
                 }
             }
         }
@@ -132,9 +148,13 @@ impl RefresherState {
     async fn client(&mut self) -> anyhow::Result<&mut FlightQueryClient> {
         if self.client.is_none() {
             let t = &self.p.target;
-            self.client = Some(FlightQueryClient::connect(&t.addr, &t.username, &t.password, t.timeout).await?);
+            self.client = Some(
+                FlightQueryClient::connect(&t.addr, &t.username, &t.password, t.timeout).await?,
+            );
         }
-        self.client.as_mut().ok_or_else(|| anyhow::anyhow!("no Flight client"))
+        self.client
+            .as_mut()
+            .ok_or_else(|| anyhow::anyhow!("no Flight client"))
     }
 
     async fn run_set(&mut self) -> anyhow::Result<()> {
@@ -149,7 +169,8 @@ impl RefresherState {
             .with_label_values(&["kpi_set", outcome])
             .observe(started.elapsed().as_secs_f64());
         let results = fetched?;
-        let get = |name: &str| -> &[RecordBatch] { results.get(name).map(Vec::as_slice).unwrap_or(&[]) };
+        let get =
+            |name: &str| -> &[RecordBatch] { results.get(name).map(Vec::as_slice).unwrap_or(&[]) };
         let (orders, traffic, users) = (get("orders_revenue"), get("traffic"), get("active_users"));
         let kpis = dashboard::kpis(orders, traffic, users);
         let series = dashboard::series(orders, traffic);

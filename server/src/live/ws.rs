@@ -44,11 +44,16 @@ pub fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return !headers.contains_key(header::ORIGIN);
     };
-    if allowed.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(origin)) {
+    if allowed
+        .iter()
+        .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+    {
         return true;
     }
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    let origin_host = origin.split_once("://").map(|(_, rest)| rest.trim_end_matches('/'));
+    let origin_host = origin
+        .split_once("://")
+        .map(|(_, rest)| rest.trim_end_matches('/'));
     matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
 }
 
@@ -72,16 +77,27 @@ impl Drop for Member {
     }
 }
 
-pub async fn ws_handler(State(app): State<WsState>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
+pub async fn ws_handler(
+    State(app): State<WsState>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
     if !origin_allowed(&headers, &app.params.allowed_origins) {
         app.live.ws_rejected.with_label_values(&["origin"]).inc();
-        return (StatusCode::FORBIDDEN, "origin not allowed; add it to http.ws_allowed_origins").into_response();
+        return (
+            StatusCode::FORBIDDEN,
+            "origin not allowed; add it to http.ws_allowed_origins",
+        )
+            .into_response();
     }
     let (id, outbox) = match app.hub.join() {
         Ok(joined) => joined,
         Err(full) => return (StatusCode::SERVICE_UNAVAILABLE, full.to_string()).into_response(),
     };
-    let member = Member { hub: app.hub.clone(), id };
+    let member = Member {
+        hub: app.hub.clone(),
+        id,
+    };
     let params = app.params.clone();
     let live = app.live.clone();
     ws.max_message_size(params.max_message_bytes)
@@ -109,7 +125,10 @@ async fn serve(socket: WebSocket, outbox: Arc<Outbox>, p: &WsParams, live: &Live
                 Ok(_) => seen.store(now_ms(), Ordering::Relaxed),
                 Err(e) => {
                     let text = e.to_string();
-                    if text.contains("too long") || text.contains("Space limit") || text.contains("too big") {
+                    if text.contains("too long")
+                        || text.contains("Space limit")
+                        || text.contains("too big")
+                    {
                         big.store(true, Ordering::Relaxed);
                     }
                     break;
@@ -119,7 +138,12 @@ async fn serve(socket: WebSocket, outbox: Arc<Outbox>, p: &WsParams, live: &Live
     });
     let mut ping = tokio::time::interval(p.ping_interval);
     ping.tick().await;
-    let close = |code: u16, reason: &'static str| Message::Close(Some(CloseFrame { code, reason: reason.into() }));
+    let close = |code: u16, reason: &'static str| {
+        Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        }))
+    };
     loop {
         tokio::select! {
             _ = outbox.ready.notified() => {
@@ -186,13 +210,31 @@ mod tests {
     #[test]
     fn same_origin_and_listed_origins_only() {
         let none: Vec<String> = Vec::new();
-        assert!(origin_allowed(&headers(Some("http://127.0.0.1:8080"), "127.0.0.1:8080"), &none));
+        assert!(origin_allowed(
+            &headers(Some("http://127.0.0.1:8080"), "127.0.0.1:8080"),
+            &none
+        ));
         assert!(origin_allowed(&headers(None, "127.0.0.1:8080"), &none));
-        assert!(!origin_allowed(&headers(Some("http://evil.example"), "127.0.0.1:8080"), &none));
-        assert!(!origin_allowed(&headers(Some("http://127.0.0.1:9999"), "127.0.0.1:8080"), &none));
-        assert!(!origin_allowed(&headers(Some("null"), "127.0.0.1:8080"), &none));
+        assert!(!origin_allowed(
+            &headers(Some("http://evil.example"), "127.0.0.1:8080"),
+            &none
+        ));
+        assert!(!origin_allowed(
+            &headers(Some("http://127.0.0.1:9999"), "127.0.0.1:8080"),
+            &none
+        ));
+        assert!(!origin_allowed(
+            &headers(Some("null"), "127.0.0.1:8080"),
+            &none
+        ));
         let listed = vec!["https://ops.example".to_string()];
-        assert!(origin_allowed(&headers(Some("https://ops.example"), "10.0.0.1:8080"), &listed));
-        assert!(origin_allowed(&headers(Some("https://x.example"), "h:1"), &["*".to_string()]));
+        assert!(origin_allowed(
+            &headers(Some("https://ops.example"), "10.0.0.1:8080"),
+            &listed
+        ));
+        assert!(origin_allowed(
+            &headers(Some("https://x.example"), "h:1"),
+            &["*".to_string()]
+        ));
     }
 }

@@ -20,7 +20,9 @@ const ENV: [(&str, &str); 4] = [
 fn artifacts() -> std::path::PathBuf {
     std::env::var_os("SHOPWATCH_TEST_ARTIFACTS")
         .map(Into::into)
-        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../test-artifacts"))
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../test-artifacts")
+        })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,7 +54,10 @@ async fn the_page_in_chromium_shows_the_lake_live_and_safely() {
     assert!(run.wait_exit(Duration::from_secs(30)).unwrap().success());
 }
 
-async fn connect(http: &str, origin: Option<&str>) -> Result<
+async fn connect(
+    http: &str,
+    origin: Option<&str>,
+) -> Result<
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
     tokio_tungstenite::tungstenite::Error,
 > {
@@ -60,11 +65,15 @@ async fn connect(http: &str, origin: Option<&str>) -> Result<
     if let Some(o) = origin {
         req.headers_mut().insert("origin", o.parse().unwrap());
     }
-    tokio_tungstenite::connect_async(req).await.map(|(ws, _)| ws)
+    tokio_tungstenite::connect_async(req)
+        .await
+        .map(|(ws, _)| ws)
 }
 
 async fn next_json(
-    ws: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
 ) -> serde_json::Value {
     loop {
         let msg = tokio::time::timeout(Duration::from_secs(30), ws.next())
@@ -111,10 +120,15 @@ async fn websocket_protocol_and_prometheus_scrape() {
     let mut ws2 = connect(&http, None).await.unwrap();
     let snap = next_json(&mut ws2).await;
     for key in ["kpis", "series", "latest_orders", "health"] {
-        assert!(snap["data"].get(key).is_some(), "snapshot lacks {key}: {snap}");
+        assert!(
+            snap["data"].get(key).is_some(),
+            "snapshot lacks {key}: {snap}"
+        );
     }
     // Cross-site pages are refused before the upgrade.
-    let err = connect(&http, Some("http://evil.example")).await.unwrap_err();
+    let err = connect(&http, Some("http://evil.example"))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("403"), "{err}");
     // At most 4 clients (ws, ws2, and two more); the fifth gets 503.
     let _c3 = connect(&http, None).await.unwrap();
@@ -136,11 +150,21 @@ async fn websocket_protocol_and_prometheus_scrape() {
     .await
     .expect("closed within 10 s");
     assert_eq!(closed, Some(1009));
-    assert!(producer.wait_exit(Duration::from_secs(60)).unwrap().success());
+    assert!(producer
+        .wait_exit(Duration::from_secs(60))
+        .unwrap()
+        .success());
     wait_caught_up(&brokers, &data, Duration::from_secs(120)).await;
     assert!(metric(&http, "shopwatch_ws_rejected_total{reason=\"origin\"}").await >= 1.0);
     assert!(metric(&http, "shopwatch_ws_rejected_total{reason=\"max_clients\"}").await >= 1.0);
-    assert!(metric(&http, "shopwatch_ws_dropped_total{reason=\"frame_too_large\"}").await >= 1.0);
+    assert!(
+        metric(
+            &http,
+            "shopwatch_ws_dropped_total{reason=\"frame_too_large\"}"
+        )
+        .await
+            >= 1.0
+    );
     assert!(metric(&http, "shopwatch_kpi_refreshes_total{outcome=\"ok\"}").await >= 1.0);
 
     let out = python("prometheus_check.py", &["--target", &http]);

@@ -81,11 +81,11 @@ async fn sigkill_three_times_mid_stream_loses_and_duplicates_nothing() {
     assert_eq!(summary["acked"], 30_000);
     // And compaction really ran: the current snapshots name a handful of manifests, not one
     // per commit.
-    let lake = shopwatch_actors::lake::Lake::open(shopwatch_actors::lake::LakeParams {
-        catalog_name: "shopwatch".into(),
-        namespace: "ecommerce_db".into(),
-        data_dir: data.clone(),
-    })
+    let lake = shopwatch_actors::lake::Lake::open(shopwatch_actors::lake::LakeParams::local(
+        "shopwatch",
+        "ecommerce_db",
+        data.clone(),
+    ))
     .await
     .unwrap();
     for (_, table) in TOPICS {

@@ -184,13 +184,16 @@ pub fn produce(
 
 /// True once every raw table's recorded offsets reach the broker's high watermarks.
 pub async fn caught_up(brokers: &str, data_dir: &Path) -> bool {
-    let Ok(lake) = Lake::open(LakeParams {
-        catalog_name: "shopwatch".into(),
-        namespace: "ecommerce_db".into(),
-        data_dir: data_dir.to_path_buf(),
-    })
+    caught_up_lake(
+        brokers,
+        LakeParams::local("shopwatch", "ecommerce_db", data_dir.to_path_buf()),
+    )
     .await
-    else {
+}
+
+/// `caught_up` for any lake (an S3 warehouse, say).
+pub async fn caught_up_lake(brokers: &str, params: LakeParams) -> bool {
+    let Ok(lake) = Lake::open(params).await else {
         return false;
     };
     let consumer: BaseConsumer = ClientConfig::new()

@@ -5,3 +5,4 @@ mod dashboard;
 mod e2e;
 mod harness;
 mod kpis;
+mod s3;

@@ -9,7 +9,7 @@ import collections
 import json
 import sys
 
-from pyiceberg.catalog.sql import SqlCatalog
+import lakecat
 
 RAW = {
     "orders_topic": ("orders_processed", "order_id"),
@@ -24,13 +24,10 @@ def main():
     ap.add_argument("--ack-log", required=True)
     ap.add_argument("--catalog", default="shopwatch")
     ap.add_argument("--namespace", default="ecommerce_db")
+    lakecat.add_args(ap)
     args = ap.parse_args()
 
-    catalog = SqlCatalog(
-        args.catalog,
-        uri=f"sqlite:///{args.data_dir}/catalog.db",
-        warehouse=f"file://{args.data_dir}/warehouse",
-    )
+    catalog = lakecat.open_catalog(args, args.catalog)
     acks = [json.loads(line) for line in open(args.ack_log) if line.strip()]
     failures = []
     summary = {"acked": len(acks), "tables": {}}

@@ -14,7 +14,8 @@ import time
 import adbc_driver_flightsql.dbapi as flightsql
 import pyarrow as pa
 import pyarrow.flight as fl
-from pyiceberg.catalog.sql import SqlCatalog
+
+import lakecat
 
 SRC = "nessie_minio_catalog.ecommerce_db"
 
@@ -24,10 +25,12 @@ def main():
     ap.add_argument("--flight", required=True)
     ap.add_argument("--data-dir", required=True)
     ap.add_argument("--token-ttl-s", type=float, default=0)
+    ap.add_argument("--raw-only", action="store_true", help="compare the raw tables only (windows may still be open)")
     ap.add_argument("--kpi-sql", help="JSON file of shopwatch's KPI query set (shopwatch query --kpis --print-sql)")
+    lakecat.add_args(ap)
     args = ap.parse_args()
     uri = f"grpc+tcp://{args.flight}"
-    cat = SqlCatalog("shopwatch", uri=f"sqlite:///{args.data_dir}/catalog.db", warehouse=f"file://{args.data_dir}/warehouse")
+    cat = lakecat.open_catalog(args)
     lake = lambda t: cat.load_table(f"ecommerce_db.{t}").scan().to_arrow().to_pylist()
     failures, summary = [], {}
 
@@ -44,33 +47,41 @@ def main():
         info = client.get_flight_info(fl.FlightDescriptor.for_command(sql), opts)
         return client.do_get(info.endpoints[0].ticket, opts).read_all()
 
-    orders_w = lake("orders_revenue_per_minute")
-    cutoff = max(r["window_end"] for r in orders_w) - datetime.timedelta(minutes=5)
-    lit = cutoff.strftime("%Y-%m-%d %H:%M:%S")
-    t = legacy(f"SELECT SUM(orders_count) AS total_orders, SUM(total_revenue) AS total_revenue, MAX(window_end) AS latest "
-               f"FROM {SRC}.orders_revenue_per_minute WHERE window_end > CAST('{lit}' AS TIMESTAMP)")
-    recent = [r for r in orders_w if r["window_end"] > cutoff]
-    row = t.to_pylist()[0]
-    expect("seed orders card", row["total_orders"], sum(r["orders_count"] for r in recent))
-    expect("seed revenue card", round(row["total_revenue"], 6), round(sum(r["total_revenue"] for r in recent), 6))
-    expect("timestamps are ms without zone", str(t.schema.field("latest").type), "timestamp[ms]")
+    if not args.raw_only:
+        orders_w = lake("orders_revenue_per_minute")
+        cutoff = max(r["window_end"] for r in orders_w) - datetime.timedelta(minutes=5)
+        lit = cutoff.strftime("%Y-%m-%d %H:%M:%S")
+        t = legacy(f"SELECT SUM(orders_count) AS total_orders, SUM(total_revenue) AS total_revenue, MAX(window_end) AS latest "
+                   f"FROM {SRC}.orders_revenue_per_minute WHERE window_end > CAST('{lit}' AS TIMESTAMP)")
+        recent = [r for r in orders_w if r["window_end"] > cutoff]
+        row = t.to_pylist()[0]
+        expect("seed orders card", row["total_orders"], sum(r["orders_count"] for r in recent))
+        expect("seed revenue card", round(row["total_revenue"], 6), round(sum(r["total_revenue"] for r in recent), 6))
+        expect("timestamps are ms without zone", str(t.schema.field("latest").type), "timestamp[ms]")
     t = legacy(f"SELECT order_id, user_id, order_total, status, order_ts FROM {SRC}.orders_processed ORDER BY order_ts DESC, order_id DESC LIMIT 10")
     raw = sorted(lake("orders_processed"), key=lambda r: (r["order_ts"], r["order_id"]), reverse=True)[:10]
     expect("seed latest orders", [r["order_id"] for r in t.to_pylist()], [r["order_id"] for r in raw])
-    t = legacy(f"SELECT SUM(error_count) AS errors FROM {SRC}.errors_per_minute")
-    expect("seed errors card", t.to_pylist()[0]["errors"], sum(r["error_count"] for r in lake("errors_per_minute")))
-    t = legacy(f"SELECT alert_type, description, alert_timestamp FROM {SRC}.alerts ORDER BY alert_timestamp DESC LIMIT 5")
-    expect("seed recent alerts", t.num_rows, min(5, len(lake("alerts"))))
+    if not args.raw_only:
+        t = legacy(f"SELECT SUM(error_count) AS errors FROM {SRC}.errors_per_minute")
+        expect("seed errors card", t.to_pylist()[0]["errors"], sum(r["error_count"] for r in lake("errors_per_minute")))
+        t = legacy(f"SELECT alert_type, description, alert_timestamp FROM {SRC}.alerts ORDER BY alert_timestamp DESC LIMIT 5")
+        expect("seed recent alerts", t.num_rows, min(5, len(lake("alerts"))))
 
     # --- ADBC Flight SQL driver: the portable KPI queries, and catalog browsing ---
     with flightsql.connect(uri, db_kwargs={"username": "dremio", "password": "dremio123"}) as conn:
         cur = conn.cursor()
         cur.execute('SELECT COUNT(*) AS n FROM "nessie_minio_catalog"."ecommerce_db"."orders_processed"')
         expect("adbc orders count", cur.fetch_arrow_table().to_pylist()[0]["n"], len(lake("orders_processed")))
-        cur.execute('SELECT MAX("active_users_approx") AS u FROM "nessie_minio_catalog"."ecommerce_db"."active_users_per_window"')
-        expect("adbc active users", cur.fetch_arrow_table().to_pylist()[0]["u"], max(r["active_users_approx"] for r in lake("active_users_per_window")))
-        cur.execute('SELECT COUNT(*) AS n FROM "nessie_minio_catalog"."ecommerce_db"."alerts" WHERE "alert_type" = \'FATAL_ERROR\'')
-        expect("adbc fatal alerts", cur.fetch_arrow_table().to_pylist()[0]["n"], sum(1 for r in lake("alerts") if r["alert_type"] == "FATAL_ERROR"))
+        if args.raw_only:
+            for table, id_col in [("clicks_processed", "click_id"), ("errors_processed", "error_id"), ("orders_processed", "order_id")]:
+                cur.execute(f'SELECT COUNT(*) AS n, COUNT(DISTINCT "{id_col}") AS ids FROM "nessie_minio_catalog"."ecommerce_db"."{table}"')
+                rows = lake(table)
+                expect(f"adbc {table} rows and ids", cur.fetch_arrow_table().to_pylist()[0], {"n": len(rows), "ids": len({r[id_col] for r in rows})})
+        else:
+            cur.execute('SELECT MAX("active_users_approx") AS u FROM "nessie_minio_catalog"."ecommerce_db"."active_users_per_window"')
+            expect("adbc active users", cur.fetch_arrow_table().to_pylist()[0]["u"], max(r["active_users_approx"] for r in lake("active_users_per_window")))
+            cur.execute('SELECT COUNT(*) AS n FROM "nessie_minio_catalog"."ecommerce_db"."alerts" WHERE "alert_type" = \'FATAL_ERROR\'')
+            expect("adbc fatal alerts", cur.fetch_arrow_table().to_pylist()[0]["n"], sum(1 for r in lake("alerts") if r["alert_type"] == "FATAL_ERROR"))
         if args.kpi_sql:
             # The dashboard's portable KPI set: ADBC and pyarrow's legacy path must agree.
             for q in json.load(open(args.kpi_sql)):
