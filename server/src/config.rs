@@ -521,6 +521,9 @@ pub enum ConfigError {
     Check { key: String, message: String },
 }
 
+/// Built-in profiles: a named layer between the defaults and the config file.
+pub const PROFILES: [(&str, &str); 1] = [("compose", include_str!("../profiles/compose.toml"))];
+
 /// Free-form maps whose keys are not checked.
 const OPEN_MAPS: [&str; 1] = ["kafka.extra"];
 
@@ -538,6 +541,30 @@ pub fn load(
         message: e.to_string(),
     })?;
     let defaults = merged.clone();
+
+    if let Some((_, name)) = env.iter().rev().find(|(k, _)| k == "SHOPWATCH_PROFILE") {
+        let name = name.trim();
+        if !name.is_empty() {
+            let Some((_, text)) = PROFILES.iter().find(|(n, _)| *n == name) else {
+                let known: Vec<&str> = PROFILES.iter().map(|(n, _)| *n).collect();
+                return Err(ConfigError::Check {
+                    key: "profile".into(),
+                    message: format!(
+                        "{name:?} is not a profile; known: {} (flag --profile or SHOPWATCH_PROFILE)",
+                        known.join(", ")
+                    ),
+                });
+            };
+            let source_name = format!("profile {name}");
+            let table: Table = toml::from_str(text).map_err(|e| ConfigError::File {
+                path: source_name.clone(),
+                message: e.to_string(),
+            })?;
+            let layer = Value::Table(table);
+            check_keys(&defaults, &layer, "", &source_name)?;
+            merge(&mut merged, layer);
+        }
+    }
 
     let default_file = PathBuf::from("shopwatch.toml");
     let path = file

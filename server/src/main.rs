@@ -1,6 +1,7 @@
 //! The `shopwatch` binary: real-time e-commerce monitoring from Kafka into Iceberg.
 
 mod bench;
+mod bootstrap;
 mod config;
 mod demo;
 mod flight;
@@ -32,6 +33,9 @@ struct Cli {
     /// Configuration file (default: ./shopwatch.toml if present).
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    /// Built-in configuration profile under the file, e.g. `compose` (env SHOPWATCH_PROFILE).
+    #[arg(long, global = true)]
+    profile: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -50,11 +54,22 @@ enum Command {
     Query(QueryArgs),
     /// Benchmarks that print figures (see BENCHMARKS.md).
     Bench(bench::BenchArgs),
+    /// One-shot set-up of the production-like stack's parts (idempotent).
+    Bootstrap {
+        #[command(subcommand)]
+        target: BootstrapTarget,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum BootstrapTarget {
+    /// Wait for Dremio, create its first user if none, create the Nessie source if missing.
+    Dremio(bootstrap::DremioArgs),
 }
 
 #[derive(Subcommand)]
@@ -172,8 +187,15 @@ impl RunArgs {
     }
 }
 
+/// `--profile`, set once before anything loads the configuration.
+static PROFILE_FLAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 fn load_config(file: Option<&std::path::Path>, overrides: Overrides) -> anyhow::Result<Config> {
-    let env: Vec<(String, String)> = std::env::vars().collect();
+    let mut env: Vec<(String, String)> = std::env::vars().collect();
+    if let Some(p) = PROFILE_FLAG.get() {
+        // Last wins: the flag over SHOPWATCH_PROFILE.
+        env.push(("SHOPWATCH_PROFILE".into(), p.clone()));
+    }
     Ok(config::load(file, &env, overrides)?)
 }
 
@@ -211,8 +233,17 @@ fn main() {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    if let Some(p) = &cli.profile {
+        let _ = PROFILE_FLAG.set(p.clone());
+    }
     let file = cli.config.as_deref();
     match cli.command {
+        Command::Bootstrap {
+            target: BootstrapTarget::Dremio(args),
+        } => {
+            bootstrap::run(args).await?;
+            Ok(0)
+        }
         Command::Config {
             command: ConfigCommand::Check(args),
         } => {

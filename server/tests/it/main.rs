@@ -1,6 +1,7 @@
 //! End-to-end tests against the real broker process (Tansu via `shopwatch broker`), the real
 //! `shopwatch run` process, and an independent reader (pyiceberg's SqlCatalog).
 
+mod bootstrap;
 mod dashboard;
 mod e2e;
 mod harness;
