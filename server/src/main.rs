@@ -59,6 +59,12 @@ enum Command {
         #[command(subcommand)]
         target: BootstrapTarget,
     },
+    /// GET a URL and exit 0 on a 2xx answer (the container healthcheck; no curl in the image).
+    Probe {
+        url: String,
+        #[arg(long, default_value_t = 5.0)]
+        timeout: f64,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -243,6 +249,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         } => {
             bootstrap::run(args).await?;
             Ok(0)
+        }
+        Command::Probe { url, timeout } => {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs_f64(timeout.clamp(0.1, 600.0)))
+                .build()?;
+            let status = client.get(&url).send().await.with_context(|| format!("GET {url}"))?.status();
+            println!("{url}: HTTP {}", status.as_u16());
+            Ok(if status.is_success() { 0 } else { 1 })
         }
         Command::Config {
             command: ConfigCommand::Check(args),

@@ -2,6 +2,7 @@
 //! `shopwatch run` process, and an independent reader (pyiceberg's SqlCatalog).
 
 mod bootstrap;
+mod compose;
 mod dashboard;
 mod e2e;
 mod harness;
