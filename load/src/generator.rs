@@ -35,8 +35,18 @@ pub struct Generated {
     pub malformed: Option<&'static str>,
 }
 
+/// Synthetic event time: event i happens at `start_us + i * step_us` (UTC microseconds).
+/// Benchmarks use it to pre-fill a broker with a stream whose windows all close.
+#[derive(Clone, Copy, Debug)]
+pub struct EventClock {
+    pub start_us: i64,
+    pub step_us: i64,
+}
+
 pub struct Generator {
     rng: StdRng,
+    clock: Option<EventClock>,
+    emitted: i64,
     users: Zipf<f64>,
     products: Zipf<f64>,
     malformed_fraction: f64,
@@ -73,11 +83,19 @@ impl Generator {
     pub fn new(seed: u64, malformed_fraction: f64) -> Self {
         Generator {
             rng: StdRng::seed_from_u64(seed),
+            clock: None,
+            emitted: 0,
             // Zipf over 10k users / 1k products: a few hot keys, a long tail (exponent 1.1).
             users: Zipf::new(10_000.0, 1.1).expect("static Zipf parameters"),
             products: Zipf::new(1_000.0, 1.1).expect("static Zipf parameters"),
             malformed_fraction: malformed_fraction.clamp(0.0, 1.0),
         }
+    }
+
+    /// Event times from `clock` instead of the wall clock.
+    pub fn with_clock(mut self, clock: EventClock) -> Self {
+        self.clock = Some(clock);
+        self
     }
 
     fn uuid(&mut self) -> String {
@@ -96,10 +114,15 @@ impl Generator {
         } else {
             Stream::Errors
         };
-        let now = chrono::Utc::now()
-            .naive_utc()
-            .format("%Y-%m-%dT%H:%M:%S%.6f")
-            .to_string();
+        let at = match self.clock {
+            Some(c) => {
+                chrono::DateTime::from_timestamp_micros(c.start_us + self.emitted * c.step_us)
+                    .unwrap_or_else(chrono::Utc::now)
+            }
+            None => chrono::Utc::now(),
+        };
+        self.emitted += 1;
+        let now = at.naive_utc().format("%Y-%m-%dT%H:%M:%S%.6f").to_string();
         let id = self.uuid();
         let user = format!("user_{}", self.users.sample(&mut self.rng) as u64);
         let mut value = match stream {

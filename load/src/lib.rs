@@ -1,6 +1,7 @@
 //! Load generation and the local broker: the seed's payloads, an idempotent paced producer,
 //! and Tansu run as a supervised child process.
 
+pub mod bare;
 pub mod broker;
 pub mod generator;
 pub mod produce;

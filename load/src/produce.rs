@@ -29,6 +29,8 @@ pub struct ProduceParams {
     pub ack_log: Option<PathBuf>,
     /// Print a progress line to stderr every second.
     pub progress: bool,
+    /// Synthetic event times (benchmarks); `None` = the wall clock.
+    pub event_clock: Option<crate::generator::EventClock>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -65,6 +67,9 @@ pub async fn produce(
         None => None,
     };
     let mut generator = Generator::new(params.seed, params.malformed_fraction);
+    if let Some(clock) = params.event_clock {
+        generator = generator.with_clock(clock);
+    }
     let mut report = ProduceReport::default();
     let mut in_flight = FuturesUnordered::new();
     let start = Instant::now();

@@ -115,6 +115,7 @@ pub async fn demo(mut cfg: Config, seed: u64) -> anyhow::Result<i32> {
         malformed_fraction: cfg.demo.malformed_fraction,
         ack_log: None,
         progress: false,
+        event_clock: None,
     };
     let generator = tokio::spawn(produce(params, stop_gen.clone()));
     let stop_gen2 = stop_gen.clone();

@@ -254,7 +254,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             let client = reqwest::Client::builder()
                 .timeout(Duration::from_secs_f64(timeout.clamp(0.1, 600.0)))
                 .build()?;
-            let status = client.get(&url).send().await.with_context(|| format!("GET {url}"))?.status();
+            let status = client
+                .get(&url)
+                .send()
+                .await
+                .with_context(|| format!("GET {url}"))?
+                .status();
             println!("{url}: HTTP {}", status.as_u16());
             Ok(if status.is_success() { 0 } else { 1 })
         }
@@ -384,6 +389,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 malformed_fraction: args.malformed,
                 ack_log: args.ack_log,
                 progress: !args.quiet,
+                event_clock: None,
             };
             let report = produce(params, stop).await.context("producing")?;
             println!(

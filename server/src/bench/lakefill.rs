@@ -134,6 +134,7 @@ impl LiveLake {
             malformed_fraction: 0.0,
             ack_log: None,
             progress: false,
+            event_clock: None,
         }
     }
 

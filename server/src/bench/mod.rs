@@ -1,8 +1,12 @@
 //! `shopwatch bench <name>`: benchmarks that print figures next to their targets. They never
 //! fail on speed; the machines are shared and noisy.
 
+mod ingest;
 mod lakefill;
+mod parse;
 mod query;
+mod startup;
+mod steady;
 mod ws;
 
 use clap::{Args, Subcommand};
@@ -19,6 +23,17 @@ pub struct BenchArgs {
 enum BenchCommand {
     /// Latency of the dashboard's KPI query set through Flight SQL, on a lake of ≥ N raw events.
     Query(query::QueryBenchArgs),
+    /// Pre-filled broker → pipeline process, timed until every table is complete; bare
+    /// consumer ratio, events per CPU-second, commits, files, bytes, peak RSS.
+    Ingest(ingest::IngestArgs),
+    /// Decode + validate only: events per CPU-second on one core (the pipeline's ceiling).
+    Parse(parse::ParseArgs),
+    /// Steady 20,000 ev/s: produce → row visible over Flight SQL, window end → row visible.
+    Freshness(steady::SteadyArgs),
+    /// Steady 20,000 ev/s: the pipeline's RSS after 2 minutes.
+    Memory(steady::SteadyArgs),
+    /// `shopwatch demo` launch → first KPI message on the websocket.
+    Startup(startup::StartupArgs),
     /// Websocket soak: N dashboard clients (some slow) against a running shopwatch.
     Ws(ws::WsBenchArgs),
 }
@@ -27,6 +42,11 @@ pub async fn run(cfg: Config, args: BenchArgs) -> anyhow::Result<i32> {
     match args.which {
         BenchCommand::Query(a) => query::run(cfg, a).await,
         BenchCommand::Ws(a) => ws::run(a).await,
+        BenchCommand::Ingest(a) => ingest::run(cfg, a).await,
+        BenchCommand::Parse(a) => parse::run(a),
+        BenchCommand::Freshness(a) => steady::run(cfg, a, false).await,
+        BenchCommand::Memory(a) => steady::run(cfg, a, true).await,
+        BenchCommand::Startup(a) => startup::run(a).await,
     }
 }
 

@@ -107,15 +107,16 @@ fn compose_problems(yaml: &str, env: &HashMap<String, String>, repo: &Path) -> V
             },
         }
         let one_shot = is_one_shot(svc);
-        let has_health = svc
-            .get("healthcheck")
-            .and_then(|h| h.get("test"))
-            .is_some();
+        let has_health = svc.get("healthcheck").and_then(|h| h.get("test")).is_some();
         if !one_shot && !has_health {
-            p.push(format!("{name}: long-running service without a healthcheck"));
+            p.push(format!(
+                "{name}: long-running service without a healthcheck"
+            ));
         }
         if !one_shot && svc.get("restart").is_none() {
-            p.push(format!("{name}: long-running service without a restart policy"));
+            p.push(format!(
+                "{name}: long-running service without a restart policy"
+            ));
         }
         match svc.get("depends_on") {
             None => {}
@@ -133,7 +134,9 @@ fn compose_problems(yaml: &str, env: &HashMap<String, String>, repo: &Path) -> V
                     };
                     let got = cond.get("condition").and_then(Value::as_str).unwrap_or("");
                     if got != want {
-                        p.push(format!("{name}: depends on {dep} with condition {got:?}, want {want}"));
+                        p.push(format!(
+                            "{name}: depends on {dep} with condition {got:?}, want {want}"
+                        ));
                     }
                 }
             }
@@ -182,10 +185,14 @@ fn compose_problems(yaml: &str, env: &HashMap<String, String>, repo: &Path) -> V
             let source = spec.split(':').next().unwrap_or("");
             if source.starts_with("./") {
                 if !repo.join(source).exists() {
-                    p.push(format!("{name}: bind mount {source} does not exist in the repo"));
+                    p.push(format!(
+                        "{name}: bind mount {source} does not exist in the repo"
+                    ));
                 }
             } else if !declared_volumes.contains(source) {
-                p.push(format!("{name}: volume {source} is not a declared named volume"));
+                p.push(format!(
+                    "{name}: volume {source} is not a declared named volume"
+                ));
             }
         }
         if let Some(env_map) = svc.get("environment").and_then(Value::as_mapping) {
@@ -268,7 +275,10 @@ fn compose_stack_is_pinned_healthy_ordered_and_clash_free() {
         .find(|(k, _)| k == "KAFKA_ADVERTISED_LISTENERS")
         .unwrap()
         .1;
-    assert!(adv.contains("localhost:9092") && adv.contains("kafka:19092"), "{adv}");
+    assert!(
+        adv.contains("localhost:9092") && adv.contains("kafka:19092"),
+        "{adv}"
+    );
     // Nessie: no request signing (iceberg-rust cannot do it), keys from .env.
     let nessie = compose_env(&doc["services"]["nessie"], &env);
     assert!(nessie.contains(&(
@@ -322,8 +332,16 @@ volumes:
             "map form",
         ),
         ("${APP_PORT:-8080}:8080", "5432:8080", "host port 5432"),
-        ("appdata:/data", "undeclared:/data", "not a declared named volume"),
-        ("${APP_PORT:-8080}", "${NO_SUCH_VAR}", "no value and no default"),
+        (
+            "appdata:/data",
+            "undeclared:/data",
+            "not a declared named volume",
+        ),
+        (
+            "${APP_PORT:-8080}",
+            "${NO_SUCH_VAR}",
+            "no value and no default",
+        ),
     ];
     for (from, to, expect) in cases {
         let broken = base.replacen(from, to, 1);
@@ -414,8 +432,10 @@ fn prometheus_grafana_and_dockerfile_fit_the_stack() {
     // Grafana: the dashboard's datasource uid is the provisioned one, and every shopwatch
     // metric it plots is one shopwatch exports.
     let ds: Value = serde_yaml::from_str(
-        &std::fs::read_to_string(repo.join("deploy/grafana/provisioning/datasources/prometheus.yml"))
-            .unwrap(),
+        &std::fs::read_to_string(
+            repo.join("deploy/grafana/provisioning/datasources/prometheus.yml"),
+        )
+        .unwrap(),
     )
     .unwrap();
     let uid = ds["datasources"][0]["uid"].as_str().unwrap();
@@ -433,7 +453,14 @@ fn prometheus_grafana_and_dockerfile_fit_the_stack() {
         .iter()
         .map(|p| p["title"].as_str().unwrap().to_lowercase())
         .collect();
-    for topic in ["throughput", "lag", "commit latency", "restarts", "dead letters", "alerts"] {
+    for topic in [
+        "throughput",
+        "lag",
+        "commit latency",
+        "restarts",
+        "dead letters",
+        "alerts",
+    ] {
         assert!(
             titles.iter().any(|t| t.contains(topic)),
             "no panel about {topic}: {titles:?}"
@@ -473,7 +500,10 @@ fn prometheus_grafana_and_dockerfile_fit_the_stack() {
             "unpinned base {image}"
         );
     }
-    for line in docker.lines().filter(|l| l.starts_with("COPY ") && !l.contains("--from")) {
+    for line in docker
+        .lines()
+        .filter(|l| l.starts_with("COPY ") && !l.contains("--from"))
+    {
         let parts: Vec<&str> = line.split_whitespace().collect();
         for src in &parts[1..parts.len() - 1] {
             assert!(repo.join(src).exists(), "Dockerfile copies missing {src}");

@@ -1,0 +1,382 @@
+//! `shopwatch bench ingest`: a broker pre-filled with N events, then the pipeline as its own
+//! process, timed until every event is in the raw tables and every window and alert derived
+//! from them is committed. In the same run a bare rdkafka consumer reads the same topics from
+//! the same broker: the ratio says how much of the broker's ceiling the pipeline uses.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use shopwatch_actors::lake::chain::recorded_chain;
+use shopwatch_actors::lake::commit::recorded_offsets;
+use shopwatch_actors::lake::{Lake, LakeParams};
+use shopwatch_load::bare::{consume_all, high_watermarks};
+use shopwatch_load::broker::{Broker, BrokerParams, BrokerStorage};
+use shopwatch_load::generator::EventClock;
+use shopwatch_load::produce::{produce, ProduceParams};
+use shopwatch_load::stats::{cpu_seconds, rss_bytes};
+
+use super::free_addr;
+use crate::config::Config;
+
+#[derive(Args)]
+pub struct IngestArgs {
+    /// Events pre-filled into the broker (60 % clicks, 30 % orders, 10 % errors).
+    #[arg(long, default_value_t = 2_000_000)]
+    pub events: u64,
+    /// Scratch directory (broker log, lake, pipeline log); default: a temporary one.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    #[arg(long, default_value_t = 3)]
+    pub partitions: i32,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Skip the bare-consumer baseline.
+    #[arg(long)]
+    pub no_bare: bool,
+}
+
+const RAW: [&str; 3] = ["orders_processed", "clicks_processed", "errors_processed"];
+const KPI: [&str; 4] = [
+    "orders_revenue_per_minute",
+    "active_users_per_window",
+    "errors_per_minute",
+    "traffic_per_minute",
+];
+
+pub async fn run(cfg: Config, args: IngestArgs) -> anyhow::Result<i32> {
+    let scratch = args.dir.is_none();
+    let dir = args.dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("shopwatch-bench-ingest-{}", std::process::id()))
+    });
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let topics = vec![
+        cfg.topics.orders.clone(),
+        cfg.topics.clicks.clone(),
+        cfg.topics.errors.clone(),
+    ];
+    shopwatch_load::broker::ensure_tansu().await?;
+    let broker = Broker::start(BrokerParams {
+        listen: free_addr()?.parse()?,
+        data_dir: dir.join("broker"),
+        partitions: args.partitions,
+        topics: topics.clone(),
+        storage: BrokerStorage::Memory,
+    })
+    .await?;
+    let brokers = broker.brokers();
+
+    // Event times: one hour of traffic that ended an hour ago, so every window can close.
+    let now_us = chrono::Utc::now().timestamp_micros();
+    let start_us = now_us - 2 * 3_600_000_000;
+    let step_us = (3_600_000_000 / args.events.max(1)) as i64;
+    let last_event_us = start_us + step_us * args.events as i64;
+    println!(
+        "ingest: pre-filling {} events into Tansu (memory://) at {brokers}",
+        args.events
+    );
+    let fill_started = Instant::now();
+    let report = produce(
+        ProduceParams {
+            brokers: brokers.clone(),
+            orders_topic: cfg.topics.orders.clone(),
+            clicks_topic: cfg.topics.clicks.clone(),
+            errors_topic: cfg.topics.errors.clone(),
+            rate: None,
+            count: Some(args.events),
+            duration: None,
+            seed: args.seed,
+            malformed_fraction: 0.0,
+            ack_log: None,
+            progress: true,
+            event_clock: Some(EventClock { start_us, step_us }),
+        },
+        Arc::new(AtomicBool::new(false)),
+    )
+    .await?;
+    let fill = fill_started.elapsed().as_secs_f64();
+    println!(
+        "  pre-filled {} in {fill:.1} s ({:.0} ev/s produce)",
+        report.acked,
+        report.acked as f64 / fill
+    );
+    let marks = high_watermarks(&brokers, &topics)?;
+
+    let bare = if args.no_bare {
+        None
+    } else {
+        let (b, t) = (brokers.clone(), topics.clone());
+        let r = tokio::task::spawn_blocking(move || consume_all(&b, &t)).await??;
+        println!(
+            "  bare consumer: {} records in {:.2} s ({:.0} ev/s, {:.2} CPU-s)",
+            r.records,
+            r.wall.as_secs_f64(),
+            r.records as f64 / r.wall.as_secs_f64(),
+            r.cpu_s
+        );
+        Some(r)
+    };
+
+    // The pipeline, as users run it.
+    let data = dir.join("lake");
+    let http = free_addr()?;
+    let flight = free_addr()?;
+    let log = std::fs::File::create(dir.join("pipeline.log"))?;
+    let exe = std::env::current_exe()?;
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(exe)
+        .args([
+            "run",
+            "--brokers",
+            &brokers,
+            "--http",
+            &http,
+            "--flight",
+            &flight,
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .env("SHOPWATCH_WINDOWS__IDLE_TIMEOUT_S", "1")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting the pipeline")?;
+    let pid = child.id().context("pipeline pid")?;
+
+    let mut raw_done: Option<(f64, f64)> = None;
+    let mut kpi_done: Option<(f64, f64)> = None;
+    let mut alerts_done: Option<(f64, f64)> = None;
+    let mut lake: Option<Lake> = None;
+    let deadline = Instant::now() + Duration::from_secs(3600);
+    while alerts_done.is_none() {
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "pipeline did not finish within an hour; see {}",
+                dir.join("pipeline.log").display()
+            );
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            anyhow::bail!(
+                "pipeline exited ({status}); see {}",
+                dir.join("pipeline.log").display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if lake.is_none() && data.join("catalog.db").exists() {
+            lake = Lake::open(LakeParams::local(
+                &cfg.lake.catalog_name,
+                &cfg.lake.namespace,
+                data.clone(),
+            ))
+            .await
+            .ok();
+        }
+        let Some(lake) = &lake else { continue };
+        let at = || {
+            (
+                started.elapsed().as_secs_f64(),
+                cpu_seconds(pid).unwrap_or(0.0),
+            )
+        };
+        if raw_done.is_none() && raw_caught_up(lake, &marks, &cfg).await {
+            raw_done = Some(at());
+        }
+        if raw_done.is_some() && kpi_done.is_none() && kpis_closed(lake, last_event_us).await {
+            kpi_done = Some(at());
+        }
+        if kpi_done.is_some() && alerts_evaluated(lake, &marks, &cfg, last_event_us).await {
+            alerts_done = Some(at());
+        }
+    }
+    let (rss_now, rss_peak) = rss_bytes(pid).unwrap_or((0, 0));
+    let commits = scrape_sum(&http, "shopwatch_commits_total", "outcome=\"ok\"").await;
+    let (files, bytes) = files_under(&data.join("warehouse"));
+    // SAFETY: plain signal to our own child.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGTERM);
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+    broker.shutdown().await;
+
+    let n = report.acked as f64;
+    let (raw_s, raw_cpu) = raw_done.unwrap_or_default();
+    let (kpi_s, _) = kpi_done.unwrap_or_default();
+    let (all_s, all_cpu) = alerts_done.unwrap_or_default();
+    println!();
+    println!(
+        "ingest of {} events ({} partitions per topic), pipeline process {pid}",
+        report.acked, args.partitions
+    );
+    println!("{:<52} {:>14} {:>16}", "figure", "value", "target");
+    let row = |k: &str, v: String, t: &str| println!("{k:<52} {v:>14} {t:>16}");
+    row("raw tables complete, wall s", format!("{raw_s:.1}"), "");
+    row("KPI windows complete, wall s", format!("{kpi_s:.1}"), "");
+    row(
+        "alerts evaluated, wall s (all tables)",
+        format!("{all_s:.1}"),
+        "",
+    );
+    row(
+        "events/s wall (raw)",
+        format!("{:.0}", n / raw_s.max(1e-9)),
+        "",
+    );
+    row(
+        "events/s wall (all tables)",
+        format!("{:.0}", n / all_s.max(1e-9)),
+        "",
+    );
+    row(
+        "pipeline CPU-s (raw / all)",
+        format!("{raw_cpu:.1} / {all_cpu:.1}"),
+        "",
+    );
+    row(
+        "events per CPU-second of the pipeline (all)",
+        format!("{:.0}", n / all_cpu.max(1e-9)),
+        ">= 300000",
+    );
+    if let Some(b) = &bare {
+        let bare_rate = b.records as f64 / b.wall.as_secs_f64();
+        row(
+            "bare rdkafka consumer, events/s wall",
+            format!("{bare_rate:.0}"),
+            "",
+        );
+        row(
+            "ratio pipeline (raw) / bare consumer",
+            format!("{:.2}", (n / raw_s.max(1e-9)) / bare_rate),
+            ">= 0.8",
+        );
+    }
+    row("commits (ok)", format!("{commits:.0}"), "");
+    row("files written (data + metadata)", files.to_string(), "");
+    row("bytes written", format!("{:.1} MB", bytes as f64 / 1e6), "");
+    row(
+        "pipeline RSS now / peak",
+        format!(
+            "{:.0} / {:.0} MB",
+            rss_now as f64 / 1e6,
+            rss_peak as f64 / 1e6
+        ),
+        "",
+    );
+    if scratch {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        println!("log: {}", dir.join("pipeline.log").display());
+    }
+    Ok(0)
+}
+
+async fn raw_caught_up(lake: &Lake, marks: &[(String, i32, i64)], cfg: &Config) -> bool {
+    for (topic, table) in [
+        (&cfg.topics.orders, RAW[0]),
+        (&cfg.topics.clicks, RAW[1]),
+        (&cfg.topics.errors, RAW[2]),
+    ] {
+        let Ok(t) = lake.catalog.load_unpinned(&lake.ident(table)).await else {
+            return false;
+        };
+        let Ok(offsets) = recorded_offsets(&t, topic) else {
+            return false;
+        };
+        for (mt, p, high) in marks {
+            if mt == topic && *high > 0 && offsets.get(p).copied().unwrap_or(0) < *high {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// Every KPI table has emitted windows past the last event (its longest window included).
+async fn kpis_closed(lake: &Lake, last_event_us: i64) -> bool {
+    for table in KPI {
+        let Ok(t) = lake.catalog.load_unpinned(&lake.ident(table)).await else {
+            return false;
+        };
+        let until = recorded_chain(&t)
+            .ok()
+            .and_then(|c| c.state.get("emitted_until").and_then(|v| v.as_i64()));
+        if until.is_none_or(|u| u < last_event_us + 300_000_000) {
+            return false;
+        }
+    }
+    true
+}
+
+/// The detector has alerted every FATAL error and evaluated every KPI table past the last
+/// event.
+async fn alerts_evaluated(
+    lake: &Lake,
+    marks: &[(String, i32, i64)],
+    cfg: &Config,
+    last_event_us: i64,
+) -> bool {
+    let Ok(t) = lake.catalog.load_unpinned(&lake.ident("alerts")).await else {
+        return false;
+    };
+    let Ok(chain) = recorded_chain(&t) else {
+        return false;
+    };
+    let state = &chain.state;
+    for (topic, p, high) in marks {
+        if topic != &cfg.topics.errors || *high == 0 {
+            continue;
+        }
+        let at = state
+            .pointer(&format!("/fatal_from/{p}"))
+            .and_then(|v| v.as_i64())
+            .unwrap_or(0);
+        if at < *high {
+            return false;
+        }
+    }
+    let Some(evaluated) = state.get("evaluated").and_then(|v| v.as_object()) else {
+        return false;
+    };
+    !evaluated.is_empty()
+        && evaluated
+            .values()
+            .all(|v| v.as_i64().is_some_and(|e| e >= last_event_us))
+}
+
+async fn scrape_sum(http: &str, name: &str, label: &str) -> f64 {
+    let Ok(resp) = reqwest::get(format!("http://{http}/metrics")).await else {
+        return 0.0;
+    };
+    let Ok(body) = resp.text().await else {
+        return 0.0;
+    };
+    body.lines()
+        .filter(|l| l.starts_with(name) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn files_under(dir: &Path) -> (usize, u64) {
+    let (mut files, mut bytes) = (0, 0);
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files += 1;
+                bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+            }
+        }
+    }
+    (files, bytes)
+}

@@ -1,0 +1,268 @@
+//! `shopwatch bench freshness` and `bench memory`: the pipeline as its own process under a
+//! steady produce rate (default 20,000 ev/s for 2 minutes).
+//!
+//! Freshness: a poller asks the pipeline's Flight SQL server every `--poll-ms` for the newest
+//! event time visible in the raw tables and the newest closed window. An event produced at t
+//! becomes visible at the first poll whose newest visible time is ≥ t, so each poll interval
+//! yields the latencies of the events it revealed (sampled every 10 ms of event time; at a
+//! steady rate that weights them as the events are). Event times are the generator's wall
+//! clock at production, on this same machine. Window freshness is poll time − window end for
+//! each newly visible window. Memory: the pipeline's RSS at the end and its peak.
+
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use arrow_array::cast::AsArray;
+use arrow_array::types::TimestampMicrosecondType;
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::{DataType, TimeUnit};
+use clap::Args;
+use shopwatch_load::broker::{Broker, BrokerParams, BrokerStorage};
+use shopwatch_load::produce::{produce, ProduceParams};
+use shopwatch_load::stats::{cpu_seconds, rss_bytes, summarize};
+
+use super::free_addr;
+use crate::config::{Config, SEED_FLIGHT_PASSWORD, SEED_FLIGHT_USER};
+use crate::flight::client::{timestamp_literal, FlightQueryClient};
+
+#[derive(Args, Clone)]
+pub struct SteadyArgs {
+    /// Produce rate, events per second over the three topics.
+    #[arg(long, default_value_t = 20_000.0)]
+    pub rate: f64,
+    /// Seconds of steady production.
+    #[arg(long, default_value_t = 120.0)]
+    pub duration: f64,
+    /// Seconds at the start left out of the figures (start-up, table creation).
+    #[arg(long, default_value_t = 15.0)]
+    pub warmup: f64,
+    #[arg(long, default_value_t = 100)]
+    pub poll_ms: u64,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+fn max_micros(batches: &[RecordBatch]) -> Option<i64> {
+    let col = batches.first()?.columns().first()?.clone();
+    let col = arrow::compute::cast(&col, &DataType::Timestamp(TimeUnit::Microsecond, None)).ok()?;
+    let arr = col.as_primitive::<TimestampMicrosecondType>();
+    (arr.len() > 0 && arr.is_valid(0)).then(|| arr.value(0))
+}
+
+fn now_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+pub async fn run(cfg: Config, args: SteadyArgs, memory_only: bool) -> anyhow::Result<i32> {
+    let dir = std::env::temp_dir().join(format!("shopwatch-bench-steady-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let topics = vec![
+        cfg.topics.orders.clone(),
+        cfg.topics.clicks.clone(),
+        cfg.topics.errors.clone(),
+    ];
+    shopwatch_load::broker::ensure_tansu().await?;
+    let broker = Broker::start(BrokerParams {
+        listen: free_addr()?.parse()?,
+        data_dir: dir.join("broker"),
+        partitions: cfg.kafka.partitions,
+        topics,
+        storage: BrokerStorage::Memory,
+    })
+    .await?;
+    let brokers = broker.brokers();
+    let http = free_addr()?;
+    let flight = free_addr()?;
+    let log = std::fs::File::create(dir.join("pipeline.log"))?;
+    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        .args([
+            "run",
+            "--brokers",
+            &brokers,
+            "--http",
+            &http,
+            "--flight",
+            &flight,
+        ])
+        .arg("--data-dir")
+        .arg(dir.join("lake"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting the pipeline")?;
+    let pid = child.id().context("pipeline pid")?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = tokio::spawn(produce(
+        ProduceParams {
+            brokers: brokers.clone(),
+            orders_topic: cfg.topics.orders.clone(),
+            clicks_topic: cfg.topics.clicks.clone(),
+            errors_topic: cfg.topics.errors.clone(),
+            rate: Some(args.rate),
+            count: None,
+            duration: Some(Duration::from_secs_f64(args.duration)),
+            seed: args.seed,
+            malformed_fraction: 0.0,
+            ack_log: None,
+            progress: false,
+            event_clock: None,
+        },
+        stop.clone(),
+    ));
+    println!(
+        "steady: {:.0} ev/s for {:.0} s into Tansu (memory://), pipeline process {pid}",
+        args.rate, args.duration
+    );
+
+    let started = Instant::now();
+    let warm_until = now_us() + (args.warmup * 1e6) as i64;
+    let mut client: Option<FlightQueryClient> = None;
+    let mut raw_lat: Vec<f64> = Vec::new();
+    let mut win_lat: Vec<f64> = Vec::new();
+    let mut last_raw: Option<i64> = None;
+    let mut last_win: Option<i64> = None;
+    let mut cpu_at_warm: Option<(Instant, f64)> = None;
+    let mut rss_samples: Vec<f64> = Vec::new();
+    let lateness_s = cfg.windows.orders_revenue.lateness_s as f64;
+    while !producer.is_finished() {
+        tokio::time::sleep(Duration::from_millis(args.poll_ms)).await;
+        if let Ok(Some(status)) = child.try_wait() {
+            anyhow::bail!(
+                "pipeline exited ({status}); see {}",
+                dir.join("pipeline.log").display()
+            );
+        }
+        if cpu_at_warm.is_none() && now_us() >= warm_until {
+            cpu_at_warm = Some((Instant::now(), cpu_seconds(pid).unwrap_or(0.0)));
+        }
+        if cpu_at_warm.is_some() {
+            if let Some((rss, _)) = rss_bytes(pid) {
+                rss_samples.push(rss as f64 / 1e6);
+            }
+        }
+        if memory_only {
+            continue;
+        }
+        if client.is_none() {
+            client = FlightQueryClient::connect(
+                &flight,
+                SEED_FLIGHT_USER,
+                SEED_FLIGHT_PASSWORD,
+                Duration::from_secs(10),
+            )
+            .await
+            .ok();
+        }
+        let Some(c) = client.as_mut() else { continue };
+        let src = format!("{}.{}", cfg.flight.source, cfg.lake.namespace);
+        // Only recent files are opened: the time filter prunes by the files' column bounds.
+        let since = timestamp_literal(now_us() - 60_000_000);
+        let sqls = vec![
+            format!("SELECT MAX(click_time) FROM {src}.clicks_processed WHERE click_time > {since}"),
+            format!("SELECT MAX(window_end) FROM {src}.orders_revenue_per_minute WHERE window_end > {since}"),
+        ];
+        let Ok(results) = c.query_all(&sqls).await else {
+            client = None;
+            continue;
+        };
+        let polled = now_us();
+        if let Some(m) = results.first().and_then(|b| max_micros(b)) {
+            if let Some(prev) = last_raw {
+                let mut t = prev + 10_000;
+                while t <= m {
+                    if t >= warm_until {
+                        raw_lat.push((polled - t) as f64 / 1e3);
+                    }
+                    t += 10_000;
+                }
+            }
+            if last_raw.is_none_or(|p| m > p) {
+                last_raw = Some(m);
+            }
+        }
+        if let Some(w) = results.get(1).and_then(|b| max_micros(b)) {
+            if last_win.is_some_and(|p| w > p) && w >= warm_until {
+                win_lat.push((polled - w) as f64 / 1e3);
+            }
+            if last_win.is_none_or(|p| w > p) {
+                last_win = Some(w);
+            }
+        }
+    }
+    let report = producer.await??;
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    let (rss_now, rss_peak) = rss_bytes(pid).unwrap_or((0, 0));
+    let cpu_util =
+        cpu_at_warm.map(|(t, c)| (cpu_seconds(pid).unwrap_or(0.0) - c) / t.elapsed().as_secs_f64());
+    // SAFETY: plain signal to our own child.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGTERM);
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+    broker.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+
+    println!(
+        "produced {} events in {elapsed:.0} s ({:.0} ev/s achieved)",
+        report.acked,
+        report.acked as f64 / elapsed
+    );
+    println!("{:<48} {:>22} {:>20}", "figure", "value", "target");
+    let row = |k: &str, v: String, t: String| println!("{k:<48} {v:>22} {t:>20}");
+    if !memory_only {
+        let r = summarize(&raw_lat);
+        let w = summarize(&win_lat);
+        row(
+            "raw: produce → visible via Flight, ms p50/p95/p99",
+            format!("{:.0} / {:.0} / {:.0}", r.p50, r.p95, r.p99),
+            "p99 <= 1500".into(),
+        );
+        row(
+            "  samples (10 ms of event time each)",
+            raw_lat.len().to_string(),
+            String::new(),
+        );
+        row(
+            "window end → visible via Flight, ms p50/p95/p99",
+            format!("{:.0} / {:.0} / {:.0}", w.p50, w.p95, w.p99),
+            format!("p99 <= {:.0}", lateness_s * 1e3 + 1500.0),
+        );
+        row("  windows seen", win_lat.len().to_string(), String::new());
+        row(
+            "  poll interval, ms (adds up to this)",
+            args.poll_ms.to_string(),
+            String::new(),
+        );
+    }
+    let m = summarize(&rss_samples);
+    row(
+        "pipeline RSS at the end / peak, MB",
+        format!("{:.0} / {:.0}", rss_now as f64 / 1e6, rss_peak as f64 / 1e6),
+        "<= 200".into(),
+    );
+    row(
+        "  RSS after warm-up p50 / max, MB",
+        format!("{:.0} / {:.0}", m.p50, m.max),
+        String::new(),
+    );
+    if let Some(u) = cpu_util {
+        row(
+            "pipeline CPU, cores busy (of 2)",
+            format!("{u:.2}"),
+            String::new(),
+        );
+        row(
+            "  events per CPU-second",
+            format!("{:.0}", args.rate / u.max(1e-9)),
+            String::new(),
+        );
+    }
+    Ok(0)
+}
