@@ -3,8 +3,7 @@
 //! from them is committed. In the same run a bare rdkafka consumer reads the same topics from
 //! the same broker: the ratio says how much of the broker's ceiling the pipeline uses.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,7 +19,7 @@ use shopwatch_load::generator::EventClock;
 use shopwatch_load::produce::{produce, ProduceParams};
 use shopwatch_load::stats::{cpu_seconds, rss_bytes};
 
-use super::free_addr;
+use super::{free_addr, PipelineProcess};
 use crate::config::Config;
 
 #[derive(Args)]
@@ -123,31 +122,13 @@ pub async fn run(cfg: Config, args: IngestArgs) -> anyhow::Result<i32> {
 
     // The pipeline, as users run it.
     let data = dir.join("lake");
-    let http = free_addr()?;
-    let flight = free_addr()?;
-    let log = std::fs::File::create(dir.join("pipeline.log"))?;
-    let exe = std::env::current_exe()?;
     let started = Instant::now();
-    let mut child = tokio::process::Command::new(exe)
-        .args([
-            "run",
-            "--brokers",
-            &brokers,
-            "--http",
-            &http,
-            "--flight",
-            &flight,
-        ])
-        .arg("--data-dir")
-        .arg(&data)
-        .env("SHOPWATCH_WINDOWS__IDLE_TIMEOUT_S", "1")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting the pipeline")?;
-    let pid = child.id().context("pipeline pid")?;
+    let mut pipeline = PipelineProcess::spawn(
+        &dir,
+        &brokers,
+        &[("SHOPWATCH_WINDOWS__IDLE_TIMEOUT_S", "1")],
+    )?;
+    let (pid, http) = (pipeline.pid, pipeline.http.clone());
 
     let mut raw_done: Option<(f64, f64)> = None;
     let mut kpi_done: Option<(f64, f64)> = None;
@@ -161,7 +142,7 @@ pub async fn run(cfg: Config, args: IngestArgs) -> anyhow::Result<i32> {
                 dir.join("pipeline.log").display()
             );
         }
-        if let Ok(Some(status)) = child.try_wait() {
+        if let Ok(Some(status)) = pipeline.child.try_wait() {
             anyhow::bail!(
                 "pipeline exited ({status}); see {}",
                 dir.join("pipeline.log").display()
@@ -196,12 +177,8 @@ pub async fn run(cfg: Config, args: IngestArgs) -> anyhow::Result<i32> {
     }
     let (rss_now, rss_peak) = rss_bytes(pid).unwrap_or((0, 0));
     let commits = scrape_sum(&http, "shopwatch_commits_total", "outcome=\"ok\"").await;
-    let (files, bytes) = files_under(&data.join("warehouse"));
-    // SAFETY: plain signal to our own child.
-    unsafe {
-        libc::kill(pid as i32, libc::SIGTERM);
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+    let (files, bytes) = super::lakefill::files_under(&data.join("warehouse"), |_| true);
+    pipeline.stop().await;
     broker.shutdown().await;
 
     let n = report.acked as f64;
@@ -359,24 +336,4 @@ async fn scrape_sum(http: &str, name: &str, label: &str) -> f64 {
         .filter(|l| l.starts_with(name) && l.contains(label))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
-}
-
-fn files_under(dir: &Path) -> (usize, u64) {
-    let (mut files, mut bytes) = (0, 0);
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let path = e.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                files += 1;
-                bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
-            }
-        }
-    }
-    (files, bytes)
 }

@@ -202,9 +202,14 @@ pub fn data_files(cfg: &Config, table: &str) -> (usize, u64) {
         .join(&cfg.lake.namespace)
         .join(table)
         .join("data");
+    files_under(&dir, |p| p.extension().is_some_and(|x| x == "parquet"))
+}
+
+/// Files under `dir` (recursively) that `keep` accepts: (count, bytes).
+pub fn files_under(dir: &std::path::Path, keep: impl Fn(&std::path::Path) -> bool) -> (usize, u64) {
     let mut files = 0;
     let mut bytes = 0;
-    let mut stack = vec![dir];
+    let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&d) else {
             continue;
@@ -213,7 +218,7 @@ pub fn data_files(cfg: &Config, table: &str) -> (usize, u64) {
             let path = e.path();
             if path.is_dir() {
                 stack.push(path);
-            } else if path.extension().is_some_and(|x| x == "parquet") {
+            } else if keep(&path) {
                 files += 1;
                 bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
             }

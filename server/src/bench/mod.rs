@@ -55,3 +55,59 @@ pub fn free_addr() -> anyhow::Result<String> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.to_string())
 }
+
+/// `shopwatch run` as its own process (what users run), logging to `dir/pipeline.log`.
+pub struct PipelineProcess {
+    pub child: tokio::process::Child,
+    pub pid: u32,
+    pub http: String,
+    pub flight: String,
+}
+
+impl PipelineProcess {
+    pub fn spawn(
+        dir: &std::path::Path,
+        brokers: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<PipelineProcess> {
+        use anyhow::Context;
+        let http = free_addr()?;
+        let flight = free_addr()?;
+        let log = std::fs::File::create(dir.join("pipeline.log"))?;
+        let child = tokio::process::Command::new(std::env::current_exe()?)
+            .args([
+                "run",
+                "--brokers",
+                brokers,
+                "--http",
+                &http,
+                "--flight",
+                &flight,
+            ])
+            .arg("--data-dir")
+            .arg(dir.join("lake"))
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting the pipeline")?;
+        let pid = child.id().context("pipeline pid")?;
+        Ok(PipelineProcess {
+            child,
+            pid,
+            http,
+            flight,
+        })
+    }
+
+    /// SIGTERM (final commit), then wait up to 30 s.
+    pub async fn stop(mut self) {
+        // SAFETY: plain signal to our own child.
+        unsafe {
+            libc::kill(self.pid as i32, libc::SIGTERM);
+        }
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(30), self.child.wait()).await;
+    }
+}

@@ -9,12 +9,10 @@
 //! clock at production, on this same machine. Window freshness is poll time − window end for
 //! each newly visible window. Memory: the pipeline's RSS at the end and its peak.
 
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMicrosecondType;
 use arrow_array::{Array, RecordBatch};
@@ -24,7 +22,7 @@ use shopwatch_load::broker::{Broker, BrokerParams, BrokerStorage};
 use shopwatch_load::produce::{produce, ProduceParams};
 use shopwatch_load::stats::{cpu_seconds, rss_bytes, summarize};
 
-use super::free_addr;
+use super::{free_addr, PipelineProcess};
 use crate::config::{Config, SEED_FLIGHT_PASSWORD, SEED_FLIGHT_USER};
 use crate::flight::client::{timestamp_literal, FlightQueryClient};
 
@@ -74,28 +72,8 @@ pub async fn run(cfg: Config, args: SteadyArgs, memory_only: bool) -> anyhow::Re
     })
     .await?;
     let brokers = broker.brokers();
-    let http = free_addr()?;
-    let flight = free_addr()?;
-    let log = std::fs::File::create(dir.join("pipeline.log"))?;
-    let mut child = tokio::process::Command::new(std::env::current_exe()?)
-        .args([
-            "run",
-            "--brokers",
-            &brokers,
-            "--http",
-            &http,
-            "--flight",
-            &flight,
-        ])
-        .arg("--data-dir")
-        .arg(dir.join("lake"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting the pipeline")?;
-    let pid = child.id().context("pipeline pid")?;
+    let mut pipeline = PipelineProcess::spawn(&dir, &brokers, &[])?;
+    let (pid, flight) = (pipeline.pid, pipeline.flight.clone());
 
     let stop = Arc::new(AtomicBool::new(false));
     let producer = tokio::spawn(produce(
@@ -132,7 +110,7 @@ pub async fn run(cfg: Config, args: SteadyArgs, memory_only: bool) -> anyhow::Re
     let lateness_s = cfg.windows.orders_revenue.lateness_s as f64;
     while !producer.is_finished() {
         tokio::time::sleep(Duration::from_millis(args.poll_ms)).await;
-        if let Ok(Some(status)) = child.try_wait() {
+        if let Ok(Some(status)) = pipeline.child.try_wait() {
             anyhow::bail!(
                 "pipeline exited ({status}); see {}",
                 dir.join("pipeline.log").display()
@@ -201,11 +179,7 @@ pub async fn run(cfg: Config, args: SteadyArgs, memory_only: bool) -> anyhow::Re
     let (rss_now, rss_peak) = rss_bytes(pid).unwrap_or((0, 0));
     let cpu_util =
         cpu_at_warm.map(|(t, c)| (cpu_seconds(pid).unwrap_or(0.0) - c) / t.elapsed().as_secs_f64());
-    // SAFETY: plain signal to our own child.
-    unsafe {
-        libc::kill(pid as i32, libc::SIGTERM);
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+    pipeline.stop().await;
     broker.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 

@@ -237,12 +237,18 @@ pub fn py_dir() -> PathBuf {
 
 /// Run the independent pyiceberg checker; returns its JSON summary, panics on failure.
 pub fn check_lake(data_dir: &Path, ack_log: &Path) -> serde_json::Value {
+    check_lake_with(data_dir, ack_log, &[])
+}
+
+/// `check_lake` with extra arguments (an S3 warehouse, say).
+pub fn check_lake_with(data_dir: &Path, ack_log: &Path, extra: &[&str]) -> serde_json::Value {
     let out = Command::new("python3")
         .arg(py_dir().join("check_lake.py"))
         .arg("--data-dir")
         .arg(data_dir)
         .arg("--ack-log")
         .arg(ack_log)
+        .args(extra)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

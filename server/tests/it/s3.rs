@@ -127,22 +127,7 @@ async fn s3_warehouse_exactly_once_across_a_sigkill_and_read_over_flight() {
     run.signal(libc::SIGTERM);
     assert!(run.wait_exit(Duration::from_secs(30)).unwrap().success());
     // The core's exactly-once check, reading S3 with pyarrow's own S3 client.
-    let out = Command::new("python3")
-        .arg(py_dir().join("check_lake.py"))
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--ack-log")
-        .arg(&acks)
-        .args(s3_args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "lake check failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let summary = check_lake_with(&data, &acks, &s3_args);
     assert_eq!(summary["acked"], 20_000);
     assert!(summary["tables"]["dead_letters"]["rows"].as_u64().unwrap() > 50);
     // The secret key never reaches the log.
