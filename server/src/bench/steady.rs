@@ -107,6 +107,7 @@ pub async fn run(cfg: Config, args: SteadyArgs, memory_only: bool) -> anyhow::Re
     let mut last_win: Option<i64> = None;
     let mut cpu_at_warm: Option<(Instant, f64)> = None;
     let mut rss_samples: Vec<f64> = Vec::new();
+    let mut last_error: Option<String> = None;
     let lateness_s = cfg.windows.orders_revenue.lateness_s as f64;
     while !producer.is_finished() {
         tokio::time::sleep(Duration::from_millis(args.poll_ms)).await;
@@ -142,12 +143,16 @@ pub async fn run(cfg: Config, args: SteadyArgs, memory_only: bool) -> anyhow::Re
         // Only recent files are opened: the time filter prunes by the files' column bounds.
         let since = timestamp_literal(now_us() - 60_000_000);
         let sqls = vec![
-            format!("SELECT MAX(click_time) FROM {src}.clicks_processed WHERE click_time > {since}"),
+            format!("SELECT MAX(click_ts) FROM {src}.clicks_processed WHERE click_ts > {since}"),
             format!("SELECT MAX(window_end) FROM {src}.orders_revenue_per_minute WHERE window_end > {since}"),
         ];
-        let Ok(results) = c.query_all(&sqls).await else {
-            client = None;
-            continue;
+        let results = match c.query_all(&sqls).await {
+            Ok(r) => r,
+            Err(e) => {
+                last_error = Some(format!("{e:#}"));
+                client = None;
+                continue;
+            }
         };
         let polled = now_us();
         if let Some(m) = results.first().and_then(|b| max_micros(b)) {
@@ -236,6 +241,12 @@ pub async fn run(cfg: Config, args: SteadyArgs, memory_only: bool) -> anyhow::Re
             "  events per CPU-second",
             format!("{:.0}", args.rate / u.max(1e-9)),
             String::new(),
+        );
+    }
+    if !memory_only && (raw_lat.is_empty() || win_lat.is_empty()) {
+        anyhow::bail!(
+            "no freshness samples (last Flight error: {})",
+            last_error.unwrap_or_else(|| "none".into())
         );
     }
     Ok(0)
