@@ -4,6 +4,7 @@
 pub mod alerts;
 pub mod derived;
 pub mod events;
+pub mod failpoint;
 pub mod lake;
 pub mod pipeline;
 pub mod runtime;

@@ -22,6 +22,9 @@ pub struct Metrics {
     pub alerts: IntCounterVec,
     pub webhook: IntCounterVec,
     pub last_commit: prometheus::GaugeVec,
+    pub orphan_files_deleted: IntCounterVec,
+    pub orphan_bytes_reclaimed: IntCounterVec,
+    pub orphan_files_pending: IntGaugeVec,
     /// Bumped after every landed commit, so readers (the KPI refresher) can follow the lake.
     commit_feed: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
 }
@@ -160,6 +163,21 @@ impl Metrics {
         let _ = registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ));
+        let orphan_files_deleted = counter(
+            "shopwatch_orphan_files_deleted_total",
+            "Data files no snapshot references (left by crashes), deleted past the safety age.",
+            &["table"],
+        );
+        let orphan_bytes_reclaimed = counter(
+            "shopwatch_orphan_bytes_reclaimed_total",
+            "Bytes of orphan data files deleted by the sweeper.",
+            &["table"],
+        );
+        let orphan_files_pending = gauge(
+            "shopwatch_orphan_files_pending",
+            "Unreferenced data files still younger than the safety age at the last sweep.",
+            &["table"],
+        );
         let build = gauge("shopwatch_build_info", "Build information.", &["version"]);
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         Metrics {
@@ -180,6 +198,9 @@ impl Metrics {
             alerts,
             webhook,
             last_commit,
+            orphan_files_deleted,
+            orphan_bytes_reclaimed,
+            orphan_files_pending,
             commit_feed: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
         }
     }

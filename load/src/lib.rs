@@ -3,6 +3,7 @@
 
 pub mod bare;
 pub mod broker;
+pub mod drill;
 pub mod generator;
 pub mod produce;
 pub mod soak;

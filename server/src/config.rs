@@ -23,6 +23,20 @@ pub struct Config {
     pub alerts: AlertsConfig,
     pub flight: FlightConfig,
     pub query: QueryConfig,
+    pub drill: DrillConfig,
+}
+
+/// The fault-injection endpoint (`/drill/*`) for `shopwatch drill`. Off by default; when on,
+/// every request must carry `Authorization: Bearer <token>`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DrillConfig {
+    pub enabled: bool,
+    /// A secret: redacted, never logged. At least 16 characters when enabled.
+    pub token: String,
+    /// Failpoints armed at start-up, `name=[N*]pause|error|panic;…` (builds with the
+    /// `failpoints` feature only).
+    pub failpoints: String,
 }
 
 /// Where the KPI refresher (and `shopwatch query`) read the lake: the embedded Flight server
@@ -211,6 +225,11 @@ pub struct MaintenanceConfig {
     pub keep_metadata_files: usize,
     /// Merge a table's manifests into one every this many commits (0: never).
     pub compact_every_commits: u32,
+    /// Look for orphan data files (left by crashes) every this many commits (0: never).
+    pub orphan_sweep_every_commits: u32,
+    /// Delete an orphan data file only once it is this old: another writer's commit may
+    /// still be on its way. Default 24 h; drills use seconds.
+    pub orphan_min_age_s: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -413,6 +432,7 @@ impl Default for Config {
             alerts: AlertsConfig::default(),
             flight: FlightConfig::default(),
             query: QueryConfig::default(),
+            drill: DrillConfig::default(),
         }
     }
 }
@@ -480,6 +500,8 @@ impl Default for MaintenanceConfig {
             keep_snapshots: 5,
             keep_metadata_files: 5,
             compact_every_commits: 20,
+            orphan_sweep_every_commits: 100,
+            orphan_min_age_s: 24 * 3600,
         }
     }
 }
@@ -694,6 +716,7 @@ impl Config {
             );
         }
         self.validate_lake()?;
+        self.validate_drill()?;
         if self.http.listen.parse::<SocketAddr>().is_err() {
             return err(
                 "http.listen",
@@ -886,6 +909,34 @@ impl Config {
         }
     }
 
+    fn validate_drill(&self) -> Result<(), ConfigError> {
+        let err = |key: &str, message: String| {
+            Err(ConfigError::Check {
+                key: key.into(),
+                message,
+            })
+        };
+        if self.drill.enabled && self.drill.token.chars().count() < 16 {
+            return err(
+                "drill.token",
+                "drill.enabled needs a token of at least 16 characters \
+                 (SHOPWATCH_DRILL__TOKEN); every /drill request must send it as a bearer token"
+                    .into(),
+            );
+        }
+        if let Err(e) = shopwatch_actors::failpoint::parse_spec(&self.drill.failpoints) {
+            return err("drill.failpoints", e);
+        }
+        if !self.drill.failpoints.trim().is_empty() && !shopwatch_actors::failpoint::ENABLED {
+            return err(
+                "drill.failpoints",
+                "this build has no failpoints; build with `cargo build --features failpoints`"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
     fn validate_lake(&self) -> Result<(), ConfigError> {
         let err = |key: &str, message: String| {
             Err(ConfigError::Check {
@@ -985,6 +1036,9 @@ impl Config {
         }
         if !copy.alerts.webhook_url.is_empty() {
             copy.alerts.webhook_url = "<redacted>".into();
+        }
+        if !copy.drill.token.is_empty() {
+            copy.drill.token = "<redacted>".into();
         }
         toml::to_string_pretty(&copy).unwrap_or_default()
     }

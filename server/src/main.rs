@@ -4,6 +4,7 @@ mod bench;
 mod bootstrap;
 mod config;
 mod demo;
+mod drill_endpoint;
 mod flight;
 mod http;
 mod live;
@@ -59,6 +60,9 @@ enum Command {
         #[command(subcommand)]
         target: BootstrapTarget,
     },
+    /// Fault-injection drill: faults against a live broker and pipeline, then independent
+    /// checks for loss, duplicates and KPI drift (needs a build with `--features failpoints`).
+    Drill(DrillArgs),
     /// GET a URL and exit 0 on a 2xx answer (the container healthcheck; no curl in the image).
     Probe {
         url: String,
@@ -70,6 +74,36 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+}
+
+#[derive(Args)]
+struct DrillArgs {
+    /// Events to produce (unique ids; 1 % malformed).
+    #[arg(long, default_value_t = 200_000)]
+    events: u64,
+    /// Events per second over the three topics.
+    #[arg(long, default_value_t = 1_500.0)]
+    rate: f64,
+    /// Faults to inject (every kind once from 11 on).
+    #[arg(long, default_value_t = 23)]
+    faults: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Work directory (default: a new temp dir, removed when the drill passes).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    #[arg(long)]
+    keep: bool,
+    /// Canary values for every secret and RUST_LOG=trace; fail if any shows up anywhere.
+    #[arg(long)]
+    canary: bool,
+    #[arg(long, default_value = "python3")]
+    python: String,
+    #[arg(long, default_value_t = 3)]
+    partitions: i32,
+    /// Orphan safety age the pipeline runs with during the drill.
+    #[arg(long, default_value_t = 20)]
+    orphan_min_age_s: u64,
 }
 
 #[derive(Subcommand)]
@@ -205,9 +239,9 @@ fn load_config(file: Option<&std::path::Path>, overrides: Overrides) -> anyhow::
     Ok(config::load(file, &env, overrides)?)
 }
 
-fn init_tracing() {
+fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,iceberg=warn,sqlx=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -216,7 +250,12 @@ fn init_tracing() {
 
 fn main() {
     let cli = Cli::parse();
-    init_tracing();
+    // The drill's own producer sees every injected broker outage: its verdict table is the
+    // output, not librdkafka's reconnect errors.
+    init_tracing(match cli.command {
+        Command::Drill(_) => "warn,rdkafka=off,librdkafka=off,iceberg=warn,sqlx=warn",
+        _ => "info,iceberg=warn,sqlx=warn",
+    });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -249,6 +288,35 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         } => {
             bootstrap::run(args).await?;
             Ok(0)
+        }
+        Command::Drill(args) => {
+            if !shopwatch_actors::failpoint::ENABLED {
+                anyhow::bail!(
+                    "shopwatch drill needs a build with failpoints: \
+                     cargo run --release -p shopwatch --features failpoints -- drill"
+                );
+            }
+            let cfg = load_config(file, Vec::new())?;
+            let outcome = shopwatch_load::drill::run(shopwatch_load::drill::DrillParams {
+                bin: std::env::current_exe().context("locating the shopwatch binary")?,
+                events: args.events,
+                rate: args.rate,
+                faults: args.faults,
+                seed: args.seed,
+                dir: args.dir,
+                keep: args.keep,
+                canary: args.canary,
+                python: args.python,
+                partitions: args.partitions,
+                orphan_min_age_s: args.orphan_min_age_s,
+                topics: [
+                    cfg.topics.orders.clone(),
+                    cfg.topics.clicks.clone(),
+                    cfg.topics.errors.clone(),
+                ],
+            })
+            .await?;
+            Ok(if outcome.passed { 0 } else { 1 })
         }
         Command::Probe { url, timeout } => {
             let client = reqwest::Client::builder()

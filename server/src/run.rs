@@ -77,6 +77,8 @@ pub fn pipeline_params(
                 keep_snapshots: cfg.maintenance.keep_snapshots,
                 keep_metadata_files: cfg.maintenance.keep_metadata_files,
                 compact_every_commits: cfg.maintenance.compact_every_commits,
+                orphan_every_commits: cfg.maintenance.orphan_sweep_every_commits,
+                orphan_min_age: Duration::from_secs(cfg.maintenance.orphan_min_age_s),
                 ..HygieneParams::default()
             },
             metrics: metrics.clone(),
@@ -224,13 +226,20 @@ pub async fn run_until(
     let lake = open_lake(&cfg).await?;
     let shutdown = Arc::new(AtomicBool::new(false));
     let slots = DerivedSlots::new(&KpiKind::ALL);
-    let topics = pipeline_params(
+    let mut topics = pipeline_params(
         &cfg,
         lake.clone(),
         metrics.clone(),
         shutdown.clone(),
         &slots,
     );
+    // One set of injected faults for all pipelines: the drill endpoint arms the next one.
+    let faults = Arc::new(Faults::default());
+    for t in &mut topics {
+        t.faults = faults.clone();
+    }
+    shopwatch_actors::failpoint::configure(&cfg.drill.failpoints)
+        .map_err(|e| anyhow::anyhow!("config drill.failpoints: {e}"))?;
     let derived = derived_params(
         &cfg,
         lake.clone(),
@@ -311,8 +320,16 @@ pub async fn run_until(
         let _ = tcp.set_nodelay(true);
         let _ = socket2::SockRef::from(&*tcp).set_send_buffer_size(64 * 1024);
     });
+    let mut app = router(state);
+    if cfg.drill.enabled {
+        tracing::warn!("drill endpoint enabled: /drill/* injects faults (bearer token required)");
+        app = app.merge(crate::drill_endpoint::routes(crate::drill_endpoint::DrillState {
+            token: Arc::new(cfg.drill.token.clone()),
+            faults,
+        }));
+    }
     let server = tokio::spawn(async move {
-        axum::serve(listener, router(state))
+        axum::serve(listener, app)
             .with_graceful_shutdown(async move { http_stop2.notified().await })
             .await
     });

@@ -20,6 +20,9 @@ pub enum AppendError {
     Commit(iceberg::Error),
 }
 
+/// The context of a failed data-file write: a storage problem, safe to retry.
+pub const WRITING_DATA_FILES: &str = "writing data files";
+
 pub struct Append {
     pub batch: Option<RecordBatch>,
     /// Unique per attempt (data file names derive from it).
@@ -40,10 +43,20 @@ pub async fn append_pinned(
     let data_files = match append.batch {
         Some(batch) if batch.num_rows() > 0 => write_data_files(table, batch, append.file_prefix)
             .await
-            .map_err(|e| AppendError::Prepare("writing data files", e))?,
+            .map_err(|e| AppendError::Prepare(WRITING_DATA_FILES, e))?,
         _ => Vec::new(),
     };
     let files = data_files.len();
+    if files > 0 {
+        crate::failpoint::hit("committer.after_upload")
+            .await
+            .map_err(|e| {
+                AppendError::Prepare(
+                    "failpoint",
+                    iceberg::Error::new(iceberg::ErrorKind::Unexpected, e),
+                )
+            })?;
+    }
     let compact = append.compact;
     let tx = Transaction::new(table);
     let tx = tx

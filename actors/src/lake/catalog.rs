@@ -424,6 +424,12 @@ impl Catalog for PinnedCatalog {
                 tracing::info!(table = %ident, before, after, "manifests compacted in this commit");
             }
         }
-        self.inner.update_table(commit).await
+        let table = self.inner.update_table(commit).await?;
+        // The commit is in the catalog; an error here is the ambiguous outcome a lost answer
+        // gives, and a pause lets a drill kill the process before it learns of the commit.
+        crate::failpoint::hit("catalog.after_commit_write")
+            .await
+            .map_err(|e| Error::new(ErrorKind::Unexpected, format!("{e}: commit outcome unknown")))?;
+        Ok(table)
     }
 }

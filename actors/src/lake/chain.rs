@@ -192,6 +192,13 @@ impl DerivedCommitter {
             let compacting = append.compact;
             match append_pinned(&self.lake, &table, append).await {
                 Ok(files) => {
+                    crate::failpoint::hit("committer.after_catalog_commit")
+                        .await
+                        .map_err(|e| CommitError::Iceberg {
+                            table: self.table_name.clone(),
+                            context: "after the catalog commit",
+                            source: iceberg::Error::new(iceberg::ErrorKind::Unexpected, e),
+                        })?;
                     self.count("ok");
                     self.seq += 1;
                     if let Some(m) = &self.metrics {
@@ -203,9 +210,25 @@ impl DerivedCommitter {
                     }
                     debug!(table = %self.table_name, rows = rows.len(), files, seq = self.seq, "derived commit");
                     self.maintenance
-                        .after_commit(&self.lake, &self.ident, compacting)
+                        .after_commit(&self.lake, &self.ident, compacting, self.metrics.as_ref())
                         .await;
                     return Ok(CommitOutcome::Committed);
+                }
+                Err(AppendError::Prepare(super::append::WRITING_DATA_FILES, source)) => {
+                    // Storage refused the files (read-only, full, unreachable); nothing reached
+                    // the catalog. Wait and write them again, as backpressure on the consumer.
+                    self.count("storage_error");
+                    if attempt >= 20 {
+                        return Err(CommitError::GaveUp {
+                            table: self.table_name.clone(),
+                            attempts: attempt,
+                            source,
+                        });
+                    }
+                    warn!(table = %self.table_name, attempt, error = %source, "writing data files failed, retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    continue;
                 }
                 Err(AppendError::Prepare(context, source)) => {
                     return Err(CommitError::Iceberg {

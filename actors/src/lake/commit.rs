@@ -288,6 +288,22 @@ impl TableCommitter {
             }
             let result = match append_pinned(&self.lake, &table, append).await {
                 Ok(files) => Ok(files),
+                Err(AppendError::Prepare(super::append::WRITING_DATA_FILES, source)) => {
+                    // Storage refused the files (read-only, full, unreachable); nothing reached
+                    // the catalog. Wait and write them again, as backpressure on the consumer.
+                    self.count("storage_error");
+                    if attempt >= self.max_attempts {
+                        return Err(CommitError::GaveUp {
+                            table: self.table_name.clone(),
+                            attempts: attempt,
+                            source,
+                        });
+                    }
+                    warn!(table = %self.table_name, attempt, error = %source, "writing data files failed, retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    continue;
+                }
                 Err(AppendError::Prepare(context, source)) => {
                     return Err(CommitError::Iceberg {
                         table: self.table_name.clone(),
@@ -299,6 +315,13 @@ impl TableCommitter {
             };
             match result {
                 Ok(num_files) => {
+                    crate::failpoint::hit("committer.after_catalog_commit")
+                        .await
+                        .map_err(|e| CommitError::Iceberg {
+                            table: self.table_name.clone(),
+                            context: "after the catalog commit",
+                            source: iceberg::Error::new(iceberg::ErrorKind::Unexpected, e),
+                        })?;
                     self.count("ok");
                     if let Some(m) = &self.metrics {
                         m.commit_landed(
@@ -309,7 +332,7 @@ impl TableCommitter {
                     }
                     debug!(table = %self.table_name, rows = rows.len(), files = num_files, attempt, "committed");
                     self.maintenance
-                        .after_commit(&self.lake, &self.ident, compacting)
+                        .after_commit(&self.lake, &self.ident, compacting, self.metrics.as_ref())
                         .await;
                     return Ok(CommitReport {
                         outcome: CommitOutcome::Committed,

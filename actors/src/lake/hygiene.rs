@@ -13,6 +13,7 @@ use tracing::debug;
 
 use super::catalog::{CatalogKind, Lake};
 use super::store;
+use crate::telemetry::Metrics;
 
 #[derive(Clone, Debug)]
 pub struct HygieneParams {
@@ -27,6 +28,11 @@ pub struct HygieneParams {
     pub min_file_age: Duration,
     /// Merge the table's manifests into one every this many commits (0: never).
     pub compact_every_commits: u32,
+    /// Sweep the table's orphan data files every this many commits (0: never).
+    pub orphan_every_commits: u32,
+    /// Never delete an unreferenced data file younger than this (another writer's commit may
+    /// still be on its way).
+    pub orphan_min_age: Duration,
 }
 
 impl Default for HygieneParams {
@@ -40,6 +46,8 @@ impl Default for HygieneParams {
             // longer than that gap.
             min_file_age: Duration::from_secs(15),
             compact_every_commits: 20,
+            orphan_every_commits: 100,
+            orphan_min_age: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -50,6 +58,7 @@ pub struct Maintenance {
     pub params: HygieneParams,
     commits_since_hygiene: u32,
     commits_since_compaction: u32,
+    commits_since_sweep: u32,
 }
 
 impl Maintenance {
@@ -59,8 +68,11 @@ impl Maintenance {
         // behind (seen: 161 on the alerts table after four short runs).
         Maintenance {
             commits_since_compaction: params.compact_every_commits,
-            params,
             commits_since_hygiene: 0,
+            // Due at the first commit too: crashes are what leave orphans, and a process that
+            // keeps crashing must still clean up after itself.
+            commits_since_sweep: params.orphan_every_commits,
+            params,
         }
     }
 
@@ -72,7 +84,14 @@ impl Maintenance {
     }
 
     /// Count a landed commit; run hygiene when it is due. Never fails ingestion.
-    pub async fn after_commit(&mut self, lake: &Lake, ident: &TableIdent, compacted: bool) {
+    pub async fn after_commit(
+        &mut self,
+        lake: &Lake,
+        ident: &TableIdent,
+        compacted: bool,
+        metrics: Option<&Metrics>,
+    ) {
+        self.sweep_if_due(lake, ident, metrics).await;
         if compacted {
             self.commits_since_compaction = 0;
         } else {
@@ -86,6 +105,41 @@ impl Maintenance {
         if let Err(e) = run(lake, ident, &self.params).await {
             // Retried at the next round.
             tracing::warn!(table = %ident, error = %e, "metadata maintenance failed");
+        }
+    }
+}
+
+impl Maintenance {
+    async fn sweep_if_due(&mut self, lake: &Lake, ident: &TableIdent, metrics: Option<&Metrics>) {
+        let every = self.params.orphan_every_commits;
+        if every == 0 {
+            return;
+        }
+        self.commits_since_sweep += 1;
+        if self.commits_since_sweep < every {
+            return;
+        }
+        self.commits_since_sweep = 0;
+        match super::orphans::sweep(lake, ident, self.params.orphan_min_age, false).await {
+            Ok(report) => {
+                if let Some(m) = metrics {
+                    let table = ident.name();
+                    m.orphan_files_deleted
+                        .with_label_values(&[table])
+                        .inc_by(report.deleted as u64);
+                    m.orphan_bytes_reclaimed
+                        .with_label_values(&[table])
+                        .inc_by(report.bytes_deleted);
+                    m.orphan_files_pending
+                        .with_label_values(&[table])
+                        .set(report.pending as i64);
+                }
+                if report.deleted > 0 {
+                    tracing::info!(table = %ident, deleted = report.deleted, bytes = report.bytes_deleted, "orphan data files deleted");
+                }
+            }
+            // Retried at the next round.
+            Err(e) => tracing::warn!(table = %ident, error = %e, "orphan sweep failed"),
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod commit;
 pub mod compact;
 pub mod hygiene;
 pub mod offsets;
+pub mod orphans;
 pub mod scan;
 pub mod store;
 pub mod writer;

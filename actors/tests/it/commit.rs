@@ -183,6 +183,7 @@ async fn metadata_hygiene_bounds_the_metadata_directory() {
         keep_metadata_files: 5,
         min_file_age: std::time::Duration::ZERO,
         compact_every_commits: 20,
+        ..HygieneParams::default()
     };
     let mut c = TableCommitter::open(
         lake.clone(),

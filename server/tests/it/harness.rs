@@ -141,7 +141,7 @@ pub async fn metric(http: &str, sample: &str) -> f64 {
 /// Run a Python script from tests/py; returns its stdout, panics when it fails.
 pub fn python(script: &str, args: &[&str]) -> String {
     let out = Command::new("python3")
-        .arg(py_dir().join(script))
+        .arg(script_path(script))
         .args(args)
         .output()
         .unwrap();
@@ -231,6 +231,20 @@ pub async fn wait_caught_up(brokers: &str, data_dir: &Path, timeout: Duration) {
     );
 }
 
+/// The independent lake checkers live with the drill harness in load/checkers.
+pub fn checkers_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../load/checkers")
+}
+
+fn script_path(script: &str) -> PathBuf {
+    let checker = checkers_dir().join(script);
+    if checker.is_file() {
+        checker
+    } else {
+        py_dir().join(script)
+    }
+}
+
 pub fn py_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/py")
 }
@@ -243,7 +257,7 @@ pub fn check_lake(data_dir: &Path, ack_log: &Path) -> serde_json::Value {
 /// `check_lake` with extra arguments (an S3 warehouse, say).
 pub fn check_lake_with(data_dir: &Path, ack_log: &Path, extra: &[&str]) -> serde_json::Value {
     let out = Command::new("python3")
-        .arg(py_dir().join("check_lake.py"))
+        .arg(script_path("check_lake.py"))
         .arg("--data-dir")
         .arg(data_dir)
         .arg("--ack-log")

@@ -15,7 +15,9 @@ import adbc_driver_flightsql.dbapi as flightsql
 import pyarrow as pa
 import pyarrow.flight as fl
 
-import lakecat
+import os
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../../load/checkers"))
+import lakecat  # noqa: E402
 
 SRC = "nessie_minio_catalog.ecommerce_db"
 

@@ -24,6 +24,7 @@ def main():
     ap.add_argument("--ack-log", required=True)
     ap.add_argument("--catalog", default="shopwatch")
     ap.add_argument("--namespace", default="ecommerce_db")
+    ap.add_argument("--canaries", default="", help="comma-separated secrets that must not be in dead letters")
     lakecat.add_args(ap)
     args = ap.parse_args()
 
@@ -40,6 +41,13 @@ def main():
     if any(not r["reason"] for r in dl):
         failures.append("dead_letters: rows without a reason")
     summary["tables"]["dead_letters"] = {"rows": len(dl), "reasons": dict(collections.Counter(r["reason"] for r in dl))}
+    canaries = [c for c in args.canaries.split(",") if c]
+    if canaries:
+        leaked = sum(1 for r in dl for v in r.values() for c in canaries
+                     if isinstance(v, (str, bytes)) and (c in v if isinstance(v, str) else c.encode() in v))
+        summary["tables"]["dead_letters"]["canary_hits"] = leaked
+        if leaked:
+            failures.append(f"dead_letters: {leaked} values contain a secret")
 
     for topic, (table, id_col) in RAW.items():
         rows = catalog.load_table(f"{args.namespace}.{table}").scan().to_arrow().to_pylist()

@@ -1,0 +1,244 @@
+//! Named crash points for the fault-injection drills, compiled in only with the `failpoints`
+//! cargo feature: without it `hit` is an empty inline function and arming one is refused.
+//!
+//! A point is armed with a rule `[N*]action` (the same spelling as tikv's `fail` crate):
+//! `pause` stops the calling task for good and records the point as paused, so a drill can
+//! SIGKILL the process at exactly that moment; `error` makes the caller see a failure there;
+//! `panic` panics. `N*` limits how many times it fires. Rules come from the environment
+//! (`SHOPWATCH_FAILPOINTS="a=1*pause;b=error"`) or from the drill endpoint at run time.
+
+/// Every point the code has, so arming a misspelt one fails instead of never firing.
+pub const POINTS: &[&str] = &[
+    // Data files are written, nothing is sent to the catalog yet.
+    "committer.after_upload",
+    // The catalog has the new metadata; the committer has not heard back yet.
+    "catalog.after_commit_write",
+    // The committer knows the commit landed; it has not told anyone yet.
+    "committer.after_catalog_commit",
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Pause,
+    Error,
+    Panic,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    pub action: Action,
+    /// Shots left; `None` = every time.
+    pub times: Option<u32>,
+}
+
+/// Parse `[N*]action`.
+pub fn parse_rule(text: &str) -> Result<Rule, String> {
+    let text = text.trim();
+    let (times, action) = match text.split_once('*') {
+        Some((n, a)) => (
+            Some(
+                n.trim()
+                    .parse::<u32>()
+                    .map_err(|_| format!("`{text}`: the count before `*` must be a number"))?,
+            ),
+            a.trim(),
+        ),
+        None => (None, text),
+    };
+    let action = match action {
+        "pause" => Action::Pause,
+        "error" => Action::Error,
+        "panic" => Action::Panic,
+        other => {
+            return Err(format!(
+                "`{other}`: unknown failpoint action (pause, error or panic)"
+            ))
+        }
+    };
+    Ok(Rule { action, times })
+}
+
+/// Parse `name=rule;name=rule`, checking every name against [`POINTS`].
+pub fn parse_spec(spec: &str) -> Result<Vec<(String, Rule)>, String> {
+    spec.split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|item| {
+            let (name, rule) = item
+                .split_once('=')
+                .ok_or_else(|| format!("`{item}`: expected name=action"))?;
+            let name = name.trim();
+            if !POINTS.contains(&name) {
+                return Err(format!(
+                    "`{name}`: no such failpoint (known: {})",
+                    POINTS.join(", ")
+                ));
+            }
+            Ok((name.to_string(), parse_rule(rule)?))
+        })
+        .collect()
+}
+
+#[cfg(feature = "failpoints")]
+mod imp {
+    use super::{Action, Rule};
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+
+    #[derive(Default)]
+    struct Registry {
+        armed: HashMap<String, Rule>,
+        paused: Vec<String>,
+        fired: HashMap<String, u64>,
+    }
+
+    fn registry() -> &'static Mutex<Registry> {
+        static R: OnceLock<Mutex<Registry>> = OnceLock::new();
+        R.get_or_init(Default::default)
+    }
+
+    pub const ENABLED: bool = true;
+
+    pub fn arm(name: &str, rule: Rule) {
+        if let Ok(mut r) = registry().lock() {
+            r.armed.insert(name.to_string(), rule);
+        }
+    }
+
+    pub fn disarm_all() {
+        if let Ok(mut r) = registry().lock() {
+            r.armed.clear();
+        }
+    }
+
+    /// (armed points with their rules, paused points, how often each fired).
+    pub fn snapshot() -> (Vec<(String, Rule)>, Vec<String>, Vec<(String, u64)>) {
+        let Ok(r) = registry().lock() else {
+            return Default::default();
+        };
+        let mut armed: Vec<_> = r.armed.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        armed.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut fired: Vec<_> = r.fired.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        fired.sort();
+        (armed, r.paused.clone(), fired)
+    }
+
+    fn take(name: &str) -> Option<Action> {
+        let mut r = registry().lock().ok()?;
+        let rule = r.armed.get_mut(name)?;
+        let action = rule.action;
+        match rule.times.as_mut() {
+            Some(0) => return None,
+            Some(n) => *n -= 1,
+            None => {}
+        }
+        *r.fired.entry(name.to_string()).or_default() += 1;
+        if action == Action::Pause {
+            r.paused.push(name.to_string());
+        }
+        Some(action)
+    }
+
+    pub async fn hit(name: &str) -> Result<(), String> {
+        match take(name) {
+            None => Ok(()),
+            Some(Action::Error) => Err(format!("injected failure at failpoint {name}")),
+            Some(Action::Panic) => panic!("injected panic at failpoint {name}"),
+            Some(Action::Pause) => {
+                tracing::warn!(failpoint = name, "paused at failpoint");
+                std::future::pending::<()>().await;
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(not(feature = "failpoints"))]
+mod imp {
+    use super::Rule;
+
+    pub const ENABLED: bool = false;
+
+    pub fn arm(_: &str, _: Rule) {}
+
+    pub fn disarm_all() {}
+
+    pub fn snapshot() -> (Vec<(String, Rule)>, Vec<String>, Vec<(String, u64)>) {
+        Default::default()
+    }
+
+    #[inline(always)]
+    pub async fn hit(_: &str) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+pub use imp::{disarm_all, hit, snapshot, ENABLED};
+
+/// Arm the points of `spec`; refused when the build has no failpoints.
+pub fn configure(spec: &str) -> Result<usize, String> {
+    let rules = parse_spec(spec)?;
+    if !ENABLED && !rules.is_empty() {
+        return Err("this build has no failpoints (build with `--features failpoints`)".into());
+    }
+    for (name, rule) in &rules {
+        imp::arm(name, rule.clone());
+    }
+    Ok(rules.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_parse_like_the_fail_crate() {
+        let cases = [
+            ("pause", Ok((Action::Pause, None))),
+            ("1*pause", Ok((Action::Pause, Some(1)))),
+            (" 3 * error ", Ok((Action::Error, Some(3)))),
+            ("panic", Ok((Action::Panic, None))),
+            ("x*pause", Err("count")),
+            ("sleep", Err("unknown failpoint action")),
+        ];
+        for (text, want) in cases {
+            match (parse_rule(text), want) {
+                (Ok(r), Ok((a, t))) => assert_eq!((r.action, r.times), (a, t), "{text}"),
+                (Err(e), Err(w)) => assert!(e.contains(w), "{text}: {e}"),
+                (got, want) => panic!("{text}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn specs_name_known_points_only() {
+        let ok = parse_spec("committer.after_upload=1*pause; catalog.after_commit_write=error;")
+            .unwrap();
+        assert_eq!(ok.len(), 2);
+        assert_eq!(ok[1].0, "catalog.after_commit_write");
+        let e = parse_spec("committer.after_uplod=pause").unwrap_err();
+        assert!(e.contains("no such failpoint") && e.contains("committer.after_upload"), "{e}");
+        assert!(parse_spec("committer.after_upload").unwrap_err().contains("name=action"));
+        assert!(parse_spec("").unwrap().is_empty());
+    }
+
+    #[cfg(feature = "failpoints")]
+    #[tokio::test]
+    async fn an_armed_point_fires_its_count_then_goes_quiet() {
+        configure("committer.after_catalog_commit=2*error").unwrap();
+        assert!(hit("committer.after_catalog_commit").await.is_err());
+        assert!(hit("committer.after_catalog_commit").await.is_err());
+        assert!(hit("committer.after_catalog_commit").await.is_ok());
+        let (_, _, fired) = snapshot();
+        assert!(fired.contains(&("committer.after_catalog_commit".to_string(), 2)));
+    }
+
+    #[cfg(not(feature = "failpoints"))]
+    #[test]
+    fn without_the_feature_arming_is_refused() {
+        assert!(configure("committer.after_upload=pause")
+            .unwrap_err()
+            .contains("--features failpoints"));
+        assert_eq!(configure("").unwrap(), 0);
+    }
+}

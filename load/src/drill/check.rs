@@ -1,0 +1,83 @@
+//! The independent readers: pyiceberg scripts (not our Iceberg code) shipped inside the binary
+//! and run with the machine's `python3`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context};
+
+const SCRIPTS: [(&str, &str); 4] = [
+    ("lakecat.py", include_str!("../../checkers/lakecat.py")),
+    ("check_lake.py", include_str!("../../checkers/check_lake.py")),
+    ("check_kpis.py", include_str!("../../checkers/check_kpis.py")),
+    ("check_history.py", include_str!("../../checkers/check_history.py")),
+];
+
+pub struct Checkers {
+    dir: PathBuf,
+    python: String,
+}
+
+/// One checker's verdict: its JSON summary and its failure lines.
+pub struct Verdict {
+    pub name: &'static str,
+    pub summary: serde_json::Value,
+    pub failures: Vec<String>,
+}
+
+impl Checkers {
+    /// Write the scripts to `dir` and make sure python3 has pyiceberg.
+    pub fn install(dir: &Path, python: &str) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        for (name, text) in SCRIPTS {
+            std::fs::write(dir.join(name), text)?;
+        }
+        let probe = Command::new(python)
+            .args(["-c", "import pyiceberg, pyarrow, sqlalchemy"])
+            .output()
+            .with_context(|| format!("running {python}: the drill's checkers need Python 3"))?;
+        if !probe.status.success() {
+            bail!(
+                "the drill's independent checkers need pyiceberg: \
+                 `{python} -m pip install 'pyiceberg[sql-sqlite,pyarrow]'` ({})",
+                String::from_utf8_lossy(&probe.stderr).trim()
+            );
+        }
+        Ok(Checkers {
+            dir: dir.to_path_buf(),
+            python: python.to_string(),
+        })
+    }
+
+    pub fn run(&self, name: &'static str, args: &[&str]) -> anyhow::Result<Verdict> {
+        let out = Command::new(&self.python)
+            .arg(self.dir.join(name))
+            .args(args)
+            .output()
+            .with_context(|| format!("running {name}"))?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let summary: serde_json::Value = serde_json::from_str(&stdout).with_context(|| {
+            format!(
+                "{name} printed no summary ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or_default()
+            )
+        })?;
+        let failures = summary["failures"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|f| f.as_str().unwrap_or_default().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Verdict {
+            name,
+            summary,
+            failures,
+        })
+    }
+}

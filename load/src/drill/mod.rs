@@ -1,0 +1,447 @@
+//! `shopwatch drill`: fault injection against the real processes, then an independent check.
+//!
+//! The broker (Tansu on SQLite) and the pipeline run as their own processes. A producer writes
+//! N events with unique ids and logs which were acknowledged. A seeded schedule injects faults
+//! (SIGKILL at three commit points and at random, actor panics and freezes through the
+//! authenticated drill endpoint, broker down, a read-only warehouse, an ambiguous commit,
+//! SIGTERM) and heals each. Once production ends and the lake has caught up, pyiceberg
+//! checkers count lost, duplicated and unexpected rows, recount KPIs and alerts, and check
+//! that recorded offsets never went back and every referenced file exists; the orphan sweeper
+//! then runs and must leave no orphan and delete no referenced file.
+
+pub mod check;
+mod inject;
+pub mod plan;
+pub mod procs;
+mod report;
+pub mod watch;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use shopwatch_actors::lake::{Lake, LakeParams};
+use tokio::sync::watch as tokio_watch;
+
+use crate::produce::{produce, ProduceParams};
+use check::Checkers;
+use plan::{plan, Planned};
+use procs::{BrokerProc, PipelineProc};
+use watch::{Monotonic, Positions};
+
+pub use report::FaultRecord;
+
+#[derive(Clone, Debug)]
+pub struct DrillParams {
+    /// The `shopwatch` binary (built with `--features failpoints`).
+    pub bin: PathBuf,
+    pub events: u64,
+    /// Produce rate, events per second over the three topics.
+    pub rate: f64,
+    pub faults: usize,
+    pub seed: u64,
+    /// Work directory (default: a new one under the system temp dir).
+    pub dir: Option<PathBuf>,
+    /// Keep the work directory afterwards (always kept when the drill fails).
+    pub keep: bool,
+    /// Canary values for every secret, `RUST_LOG=trace`, then search everything the run
+    /// exposed for them.
+    pub canary: bool,
+    pub python: String,
+    pub partitions: i32,
+    /// Orphan safety age the pipeline runs with (short, so the drill sees it act).
+    pub orphan_min_age_s: u64,
+    pub topics: [String; 3],
+}
+
+#[derive(Debug)]
+pub struct DrillOutcome {
+    pub passed: bool,
+    pub dir: PathBuf,
+}
+
+/// The drill's producer, in segments: it pauses (every send acknowledged or failed) while the
+/// broker is down, and a fresh producer resumes afterwards. Tansu 0.6.0 on SQLite panics on an
+/// idempotent producer's sequence after a restart ("more or less than one row",
+/// tansu-storage lite.rs:503), so the producer must not live across one; the producer is the
+/// drill's scaffolding, the consumer side is what the fault tests.
+pub(crate) struct Production {
+    params: ProduceParams,
+    total: u64,
+    segment: u64,
+    task: Option<(tokio::task::JoinHandle<anyhow::Result<crate::produce::ProduceReport>>, Arc<AtomicBool>)>,
+    done: crate::produce::ProduceReport,
+}
+
+impl Production {
+    fn start(&mut self) {
+        let remaining = self.total.saturating_sub(self.done.sent);
+        if remaining == 0 || self.task.is_some() {
+            return;
+        }
+        let mut params = self.params.clone();
+        params.count = Some(remaining);
+        // A different stream per segment: ids stay unique across segments.
+        params.seed = self.params.seed.wrapping_add(self.segment.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        self.segment += 1;
+        let stop = Arc::new(AtomicBool::new(false));
+        self.task = Some((tokio::spawn(produce(params, stop.clone())), stop));
+    }
+
+    async fn collect(&mut self, stop: bool) -> anyhow::Result<()> {
+        if let Some((task, flag)) = self.task.take() {
+            if stop {
+                flag.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            let r = task.await.context("producer task")??;
+            self.done.sent += r.sent;
+            self.done.acked += r.acked;
+            self.done.errors += r.errors;
+            self.done.malformed_acked += r.malformed_acked;
+        }
+        Ok(())
+    }
+
+    pub async fn pause(&mut self) -> anyhow::Result<()> {
+        self.collect(true).await
+    }
+
+    pub fn resume(&mut self) {
+        self.start()
+    }
+
+    async fn finish(&mut self) -> anyhow::Result<crate::produce::ProduceReport> {
+        self.collect(false).await?;
+        Ok(self.done.clone())
+    }
+}
+
+/// Everything the faults act on.
+pub(crate) struct Ctx {
+    pub production: Production,
+    pub broker: BrokerProc,
+    pub pipeline: PipelineProc,
+    pub http: reqwest::Client,
+    pub token: String,
+    pub positions: tokio_watch::Receiver<Positions>,
+    pub warehouse: PathBuf,
+    pub stuck_timeout: Duration,
+}
+
+impl Ctx {
+    pub async fn metrics_body(&self) -> String {
+        let url = format!("http://{}/metrics", self.pipeline.http);
+        match self.http.get(url).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    }
+
+    pub fn raw_total(&self) -> i64 {
+        watch::raw_total(&self.positions.borrow())
+    }
+
+    /// Time until a raw commit lands after `since` (the lake positions grow), or `None`.
+    pub async fn next_commit(&mut self, limit: Duration) -> Option<Duration> {
+        let began = Instant::now();
+        let from = self.raw_total();
+        while began.elapsed() < limit {
+            if self.raw_total() > from {
+                return Some(began.elapsed());
+            }
+            if let Some(status) = self.pipeline.exited() {
+                tracing::warn!(%status, "pipeline exited on its own; restarting it");
+                let _ = self.pipeline.start().await;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    }
+}
+
+fn random_hex(n: usize) -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..n)
+        .map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap_or('0'))
+        .collect()
+}
+
+fn free_addr() -> anyhow::Result<String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.to_string())
+}
+
+/// The pipeline's configuration for the drill; with `canary`, every secret is a canary.
+fn write_config(path: &Path, p: &DrillParams, canaries: &[(String, String)]) -> anyhow::Result<()> {
+    let get = |k: &str| {
+        canaries
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+    };
+    let mut text = String::new();
+    text.push_str(&format!(
+        "[drill]\nenabled = true\ntoken = {:?}\n\n",
+        get("drill.token").unwrap_or_default()
+    ));
+    text.push_str("[pipeline]\ncommit_interval_ms = 500\n\n");
+    text.push_str("[supervision]\nstuck_timeout_s = 4\n\n");
+    text.push_str(&format!(
+        "[maintenance]\norphan_sweep_every_commits = 20\norphan_min_age_s = {}\n\n",
+        p.orphan_min_age_s
+    ));
+    // Windows close 5 s after traffic stops; silence alerts after 15 s mark the end.
+    text.push_str("[windows]\nidle_timeout_s = 5\n\n");
+    text.push_str("[alerts]\ncheckpoint_every_s = 5\n\n[alerts.no_data]\nafter_s = 15\n\n");
+    if let Some(pw) = get("flight.password") {
+        text.push_str(&format!("[flight]\npassword = {pw:?}\n\n"));
+    }
+    if let Some(pw) = get("query.password") {
+        text.push_str(&format!("[query]\nusername = \"drill\"\npassword = {pw:?}\n\n"));
+    }
+    if let Some(secret) = get("lake.s3.secret_access_key") {
+        text.push_str(&format!(
+            "[lake.s3]\naccess_key_id = \"drill-key\"\nsecret_access_key = {secret:?}\n\n"
+        ));
+    }
+    if let Some(pw) = get("kafka.extra.sasl.password") {
+        text.push_str(&format!("[kafka.extra]\n\"sasl.password\" = {pw:?}\n\n"));
+    }
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
+    if p.faults > 0 && p.events == 0 {
+        bail!("--events must be > 0");
+    }
+    let dir = match &p.dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("shopwatch-drill-{}-{}", p.seed, random_hex(6))),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = std::fs::canonicalize(&dir)?;
+    println!("drill: seed {} · {} events at {:.0} ev/s · {} faults · work dir {}", p.seed, p.events, p.rate, p.faults, dir.display());
+    println!("drill: replay with `shopwatch drill --seed {} --events {} --rate {} --faults {}`", p.seed, p.events, p.rate, p.faults);
+
+    let checkers = Checkers::install(&dir.join("checkers"), &p.python)?;
+    let token = format!("drill-token-canary-{}", random_hex(16));
+    let mut canaries = vec![("drill.token".to_string(), token.clone())];
+    if p.canary {
+        for key in [
+            "flight.password",
+            "query.password",
+            "lake.s3.secret_access_key",
+            "kafka.extra.sasl.password",
+        ] {
+            canaries.push((key.to_string(), format!("canary-{}-{}", key.replace('.', "-"), random_hex(12))));
+        }
+    }
+    let config = dir.join("drill.toml");
+    write_config(&config, &p, &canaries)?;
+
+    let broker = BrokerProc::start(&p.bin, free_addr()?, dir.join("broker"), p.partitions).await?;
+    let brokers = broker.listen.clone();
+    let data_dir = dir.join("lake");
+    let mut env = vec![(
+        "RUST_LOG".to_string(),
+        if p.canary { "trace" } else { "info" }.to_string(),
+    )];
+    // The drill's own settings win over a SHOPWATCH_* environment of the caller.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("SHOPWATCH_") && k.contains("__") {
+            env.push((k, String::new()));
+        }
+    }
+    env.retain(|(_, v)| !v.is_empty());
+    let mut pipeline = PipelineProc::new(
+        &p.bin,
+        brokers.clone(),
+        data_dir.clone(),
+        free_addr()?,
+        free_addr()?,
+        config,
+        env,
+        dir.join("pipeline.log"),
+    );
+    pipeline.start().await?;
+
+    let lake = Lake::open(LakeParams::local("shopwatch", "ecommerce_db", data_dir.clone())).await?;
+    let raw: Vec<(String, String)> = p
+        .topics
+        .iter()
+        .cloned()
+        .zip(["orders_processed", "clicks_processed", "errors_processed"].map(String::from))
+        .collect();
+    let followed = watch::followed(&raw);
+    let (pos_tx, pos_rx) = tokio_watch::channel(Positions::new());
+    let monotonic = Arc::new(Mutex::new(Monotonic::default()));
+    let stop_watch = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (lake, followed, monotonic, stop) = (lake.clone(), followed.clone(), monotonic.clone(), stop_watch.clone());
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(now) = watch::positions(&lake, &followed).await {
+                    if let Ok(mut m) = monotonic.lock() {
+                        m.observe(&now);
+                    }
+                    let _ = pos_tx.send(now);
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+
+    let acks = dir.join("acks.jsonl");
+    let production_time = Duration::from_secs_f64(p.events as f64 / p.rate);
+    let mut production = Production {
+        params: ProduceParams {
+            brokers: brokers.clone(),
+            orders_topic: p.topics[0].clone(),
+            clicks_topic: p.topics[1].clone(),
+            errors_topic: p.topics[2].clone(),
+            rate: Some(p.rate),
+            count: None,
+            duration: None,
+            seed: p.seed,
+            malformed_fraction: 0.01,
+            ack_log: Some(acks.clone()),
+            progress: false,
+            event_clock: None,
+        },
+        total: p.events,
+        segment: 0,
+        task: None,
+        done: Default::default(),
+    };
+    production.start();
+    let started = Instant::now();
+    let mut ctx = Ctx {
+        production,
+        broker,
+        pipeline,
+        http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?,
+        token: token.clone(),
+        positions: pos_rx,
+        warehouse: data_dir.join("warehouse"),
+        stuck_timeout: Duration::from_secs(4),
+    };
+
+    // Faults over the first 80 % of production, so the last process still sees traffic end.
+    let schedule: Vec<Planned> = plan(p.seed, p.faults, production_time.mul_f64(0.8));
+    let mut records = Vec::new();
+    for f in &schedule {
+        let due = started + f.at;
+        tokio::time::sleep_until(due.into()).await;
+        let at = started.elapsed();
+        println!("drill: fault {:>3}/{} at {:>6.1} s: {}", f.index + 1, schedule.len(), at.as_secs_f64(), f.kind.name());
+        let mut rec = inject::inject(&mut ctx, f).await;
+        rec.at = at;
+        if !rec.injected || !rec.healed {
+            println!("drill:   {}", rec.note);
+        }
+        records.push(rec);
+    }
+    let produced = ctx.production.finish().await?;
+    println!("drill: producer done: {} acked, {} send errors, {:.1} s", produced.acked, produced.errors, started.elapsed().as_secs_f64());
+
+    // Quiesce: everything committed, every window closed.
+    let topics: Vec<String> = p.topics.to_vec();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let mut caught = false;
+    while Instant::now() < deadline {
+        if ctx.pipeline.exited().is_some() {
+            ctx.pipeline.start().await?;
+        }
+        let high = watch::high_watermarks(&brokers, &topics, p.partitions)?;
+        if watch::caught_up(&ctx.positions.borrow(), &raw, &high) {
+            caught = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let caught_at = started.elapsed();
+    let mut quiet = false;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while caught && Instant::now() < deadline {
+        let body = ctx.metrics_body().await;
+        if watch::metric_sum(&body, "shopwatch_alerts_total{alert_type=\"NO_DATA\"}") >= 3.0 {
+            quiet = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let final_metrics = ctx.metrics_body().await;
+    let mut exposed = vec![("/metrics".to_string(), final_metrics.clone())];
+    if p.canary {
+        exposed.extend(inject::error_bodies(&ctx).await);
+    }
+    let last_stop = ctx.pipeline.terminate(Duration::from_secs(30)).await;
+    stop_watch.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = watcher.await;
+    // One last look after the final commit.
+    if let Ok(now) = watch::positions(&lake, &followed).await {
+        if let Ok(mut m) = monotonic.lock() {
+            m.observe(&now);
+        }
+    }
+    ctx.broker.down().await;
+
+    // The independent checks.
+    let dd = data_dir.to_string_lossy().to_string();
+    let acks_s = acks.to_string_lossy().to_string();
+    let mut lake_args = vec!["--data-dir", dd.as_str(), "--ack-log", acks_s.as_str()];
+    let canary_list = canaries.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>().join(",");
+    if p.canary {
+        lake_args.extend(["--canaries", canary_list.as_str()]);
+    }
+    let lake_verdict = checkers.run("check_lake.py", &lake_args)?;
+    let kpi_verdict = checkers.run("check_kpis.py", &["--data-dir", dd.as_str()])?;
+    let before_sweep = checkers.run("check_history.py", &["--data-dir", dd.as_str()])?;
+    let mut sweep_total = shopwatch_actors::lake::orphans::SweepReport::default();
+    for table in report::TABLES {
+        // The pipeline is stopped: nothing is in flight, so no safety age is needed.
+        let r = shopwatch_actors::lake::orphans::sweep(&lake, &lake.ident(table), Duration::ZERO, false).await?;
+        sweep_total.listed += r.listed;
+        sweep_total.referenced += r.referenced;
+        sweep_total.deleted += r.deleted;
+        sweep_total.bytes_deleted += r.bytes_deleted;
+    }
+    let after_sweep = checkers.run("check_history.py", &["--data-dir", dd.as_str(), "--no-orphans"])?;
+
+    let leaks = if p.canary {
+        let log = std::fs::read(&ctx.pipeline.log).unwrap_or_default();
+        exposed.push(("pipeline log (RUST_LOG=trace)".into(), String::from_utf8_lossy(&log).into_owned()));
+        report::find_canaries(&canaries, &exposed)
+    } else {
+        Vec::new()
+    };
+    let monotonic = monotonic.lock().map(|m| (m.regressions.clone(), m.observations)).unwrap_or_default();
+    let summary = report::Summary {
+        seed: p.seed,
+        produced_acked: produced.acked,
+        elapsed: started.elapsed(),
+        caught,
+        caught_at,
+        quiet,
+        last_stop,
+        pipeline_starts: ctx.pipeline.starts,
+        lake: lake_verdict,
+        kpis: kpi_verdict,
+        before_sweep,
+        after_sweep,
+        sweep: sweep_total,
+        monotonic,
+        final_metrics,
+        canary: p.canary.then_some(leaks),
+    };
+    let passed = report::print(&records, &summary);
+    if passed && !p.keep && p.dir.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        println!("drill: work dir kept: {}", dir.display());
+    }
+    Ok(DrillOutcome { passed, dir })
+}

@@ -1,0 +1,171 @@
+//! The seeded fault schedule: which faults, in which order, when, held for how long. Pure, so
+//! a seed always replays the same drill.
+
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FaultKind {
+    /// SIGKILL while paused after the data files are written, before the catalog commit.
+    KillAfterUpload,
+    /// SIGKILL after the catalog has the commit, before the committer hears back.
+    KillAfterCommitWrite,
+    /// SIGKILL after the committer knows the commit landed, before it says so.
+    KillAfterCatalogCommit,
+    /// SIGKILL at an arbitrary moment.
+    KillRandom,
+    /// The next consumed record panics its consumer actor.
+    PanicConsumer,
+    /// The next batch panics its committer actor.
+    PanicCommitter,
+    /// An actor stalls past the stuck timeout; the supervisor must notice and restart it.
+    FreezeActor,
+    /// The broker process stops, then comes back on the same port and storage.
+    BrokerDown,
+    /// The warehouse directory turns read-only for a while.
+    StorageReadOnly,
+    /// A catalog commit lands but the committer is told it failed.
+    AmbiguousCommit,
+    /// SIGTERM: a final commit and exit within 30 s, then a restart.
+    Sigterm,
+}
+
+impl FaultKind {
+    pub const ALL: [FaultKind; 11] = [
+        FaultKind::KillAfterUpload,
+        FaultKind::KillAfterCommitWrite,
+        FaultKind::KillAfterCatalogCommit,
+        FaultKind::KillRandom,
+        FaultKind::PanicConsumer,
+        FaultKind::PanicCommitter,
+        FaultKind::FreezeActor,
+        FaultKind::BrokerDown,
+        FaultKind::StorageReadOnly,
+        FaultKind::AmbiguousCommit,
+        FaultKind::Sigterm,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::KillAfterUpload => "kill9@after_upload",
+            FaultKind::KillAfterCommitWrite => "kill9@after_commit_write",
+            FaultKind::KillAfterCatalogCommit => "kill9@after_catalog_commit",
+            FaultKind::KillRandom => "kill9@random",
+            FaultKind::PanicConsumer => "panic@consumer",
+            FaultKind::PanicCommitter => "panic@committer",
+            FaultKind::FreezeActor => "freeze@actor",
+            FaultKind::BrokerDown => "broker_down",
+            FaultKind::StorageReadOnly => "storage_read_only",
+            FaultKind::AmbiguousCommit => "ambiguous_commit",
+            FaultKind::Sigterm => "sigterm",
+        }
+    }
+
+    /// Relative frequency once every kind has had its turn (the cheap ones more often).
+    fn weight(self) -> u32 {
+        match self {
+            FaultKind::KillRandom | FaultKind::PanicConsumer | FaultKind::PanicCommitter => 3,
+            FaultKind::KillAfterUpload
+            | FaultKind::KillAfterCommitWrite
+            | FaultKind::KillAfterCatalogCommit
+            | FaultKind::AmbiguousCommit => 2,
+            _ => 1,
+        }
+    }
+
+    /// How long the fault is held before it is healed (drawn per fault).
+    fn hold_range_ms(self) -> (u64, u64) {
+        match self {
+            FaultKind::KillRandom => (300, 2_000),
+            FaultKind::BrokerDown => (3_000, 8_000),
+            FaultKind::StorageReadOnly => (3_000, 8_000),
+            _ => (0, 0),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Planned {
+    pub index: usize,
+    pub kind: FaultKind,
+    /// Not before this long after production starts.
+    pub at: Duration,
+    pub hold: Duration,
+}
+
+/// `total` faults spread over `span`: every kind at least once (when `total` allows), the rest
+/// by weight, shuffled; one per equal slot, at a random point in the slot's first half.
+pub fn plan(seed: u64, total: usize, span: Duration) -> Vec<Planned> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut kinds: Vec<FaultKind> = FaultKind::ALL.iter().copied().take(total).collect();
+    let weighted: Vec<FaultKind> = FaultKind::ALL
+        .iter()
+        .flat_map(|k| std::iter::repeat_n(*k, k.weight() as usize))
+        .collect();
+    while kinds.len() < total {
+        kinds.push(weighted[rng.random_range(0..weighted.len())]);
+    }
+    kinds.shuffle(&mut rng);
+    let slot = span.as_millis() as u64 / total.max(1) as u64;
+    kinds
+        .into_iter()
+        .enumerate()
+        .map(|(index, kind)| {
+            let (lo, hi) = kind.hold_range_ms();
+            Planned {
+                index,
+                kind,
+                at: Duration::from_millis(index as u64 * slot + rng.random_range(0..=slot / 2)),
+                hold: Duration::from_millis(rng.random_range(lo..=hi)),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn a_seed_replays_the_same_schedule() {
+        let a = plan(7, 23, Duration::from_secs(120));
+        assert_eq!(a, plan(7, 23, Duration::from_secs(120)));
+        assert_ne!(a, plan(8, 23, Duration::from_secs(120)));
+    }
+
+    #[test]
+    fn every_kind_appears_once_the_total_allows() {
+        for (total, seed) in [(11, 1), (23, 2), (100, 3)] {
+            let p = plan(seed, total, Duration::from_secs(600));
+            assert_eq!(p.len(), total);
+            let mut counts: BTreeMap<FaultKind, usize> = BTreeMap::new();
+            for f in &p {
+                *counts.entry(f.kind).or_default() += 1;
+            }
+            assert_eq!(counts.len(), FaultKind::ALL.len(), "total {total}: {counts:?}");
+        }
+        // Fewer faults than kinds: the first kinds, no repeats.
+        let p = plan(1, 3, Duration::from_secs(60));
+        let kinds: std::collections::BTreeSet<_> = p.iter().map(|f| f.kind).collect();
+        assert_eq!(kinds.len(), 3);
+    }
+
+    #[test]
+    fn faults_are_ordered_inside_the_span_and_holds_in_range() {
+        let span = Duration::from_secs(130);
+        let p = plan(42, 23, span);
+        for w in p.windows(2) {
+            assert!(w[0].at < w[1].at, "{w:?}");
+        }
+        assert!(p.last().unwrap().at < span);
+        for f in &p {
+            let (lo, hi) = f.kind.hold_range_ms();
+            let ms = f.hold.as_millis() as u64;
+            assert!(lo <= ms && ms <= hi, "{f:?}");
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! `/drill/*`: the fault-injection endpoint `shopwatch drill` drives. Mounted only when
+//! `drill.enabled`; every request needs `Authorization: Bearer <drill.token>`.
+//!
+//! - `POST /drill/actor` `{"target":"consumer"|"committer","action":"panic"|"freeze","freeze_ms":N}`:
+//!   the next record (consumer) or batch (committer) of any pipeline panics or stalls.
+//! - `POST /drill/failpoints` `{"spec":"name=[N*]pause|error|panic;…"}`, `DELETE` disarms all,
+//!   `GET` lists armed, paused and fired points (a drill waits for `paused`, then SIGKILLs).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use shopwatch_actors::failpoint;
+use shopwatch_actors::pipeline::faults::{FaultAction, FaultPoint, FaultRule, Faults};
+use subtle::ConstantTimeEq;
+use tracing::warn;
+
+#[derive(Clone)]
+pub struct DrillState {
+    pub token: Arc<String>,
+    pub faults: Arc<Faults>,
+}
+
+pub fn routes(state: DrillState) -> Router {
+    Router::new()
+        .route("/drill/actor", post(actor))
+        .route(
+            "/drill/failpoints",
+            get(list).post(arm).delete(disarm),
+        )
+        .with_state(state)
+}
+
+fn authorized(state: &DrillState, headers: &HeaderMap) -> Result<(), Response> {
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !given.is_empty() && bool::from(given.as_bytes().ct_eq(state.token.as_bytes())) {
+        return Ok(());
+    }
+    // The header's value is never echoed or logged.
+    warn!("drill request refused: missing or wrong bearer token");
+    Err((
+        StatusCode::UNAUTHORIZED,
+        [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+        "drill endpoint: missing or wrong bearer token\n",
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActorFault {
+    target: String,
+    action: String,
+    #[serde(default)]
+    freeze_ms: u64,
+}
+
+fn bad_request(message: String) -> Response {
+    (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response()
+}
+
+/// Parse an actor fault request into the rule it arms.
+fn actor_rule(req: &ActorFault) -> Result<FaultRule, String> {
+    let point = match req.target.as_str() {
+        "consumer" => FaultPoint::ConsumerRecord,
+        "committer" => FaultPoint::CommitterBatch,
+        other => return Err(format!("target {other:?}: expected consumer or committer")),
+    };
+    let action = match req.action.as_str() {
+        "panic" => FaultAction::Panic,
+        "freeze" if req.freeze_ms > 0 => FaultAction::Freeze(Duration::from_millis(req.freeze_ms)),
+        "freeze" => return Err("freeze needs freeze_ms > 0".into()),
+        other => return Err(format!("action {other:?}: expected panic or freeze")),
+    };
+    Ok(FaultRule {
+        point,
+        action,
+        times: Some(1),
+        marker: None,
+        table: None,
+    })
+}
+
+async fn actor(
+    State(state): State<DrillState>,
+    headers: HeaderMap,
+    Json(req): Json<ActorFault>,
+) -> Response {
+    if let Err(r) = authorized(&state, &headers) {
+        return r;
+    }
+    match actor_rule(&req) {
+        Ok(rule) => {
+            warn!(target = %req.target, action = %req.action, "drill: actor fault armed");
+            state.faults.add(rule);
+            (StatusCode::ACCEPTED, "armed\n").into_response()
+        }
+        Err(e) => bad_request(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Arm {
+    spec: String,
+}
+
+async fn arm(State(state): State<DrillState>, headers: HeaderMap, Json(req): Json<Arm>) -> Response {
+    if let Err(r) = authorized(&state, &headers) {
+        return r;
+    }
+    if !failpoint::ENABLED {
+        return (
+            StatusCode::NOT_IMPLEMENTED,
+            "this build has no failpoints (build with --features failpoints)\n",
+        )
+            .into_response();
+    }
+    match failpoint::configure(&req.spec) {
+        Ok(n) => {
+            warn!(spec = %req.spec, "drill: failpoints armed");
+            (StatusCode::ACCEPTED, format!("armed {n}\n")).into_response()
+        }
+        Err(e) => bad_request(e),
+    }
+}
+
+async fn disarm(State(state): State<DrillState>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorized(&state, &headers) {
+        return r;
+    }
+    failpoint::disarm_all();
+    state.faults.clear();
+    (StatusCode::OK, "disarmed\n").into_response()
+}
+
+async fn list(State(state): State<DrillState>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorized(&state, &headers) {
+        return r;
+    }
+    let (armed, paused, fired) = failpoint::snapshot();
+    Json(serde_json::json!({
+        "compiled": failpoint::ENABLED,
+        "armed": armed.iter().map(|(n, r)| serde_json::json!({
+            "name": n, "action": format!("{:?}", r.action).to_lowercase(), "times_left": r.times,
+        })).collect::<Vec<_>>(),
+        "paused": paused,
+        "fired": fired.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+    }))
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(target: &str, action: &str, freeze_ms: u64) -> ActorFault {
+        ActorFault {
+            target: target.into(),
+            action: action.into(),
+            freeze_ms,
+        }
+    }
+
+    #[test]
+    fn actor_requests_map_to_rules_or_clear_errors() {
+        let r = actor_rule(&req("consumer", "panic", 0)).unwrap();
+        assert_eq!((r.point, r.action, r.times), (FaultPoint::ConsumerRecord, FaultAction::Panic, Some(1)));
+        let r = actor_rule(&req("committer", "freeze", 5000)).unwrap();
+        assert_eq!(r.action, FaultAction::Freeze(Duration::from_secs(5)));
+        assert!(actor_rule(&req("committer", "freeze", 0)).unwrap_err().contains("freeze_ms"));
+        assert!(actor_rule(&req("broker", "panic", 0)).unwrap_err().contains("consumer or committer"));
+        assert!(actor_rule(&req("consumer", "explode", 0)).unwrap_err().contains("panic or freeze"));
+    }
+
+    #[test]
+    fn only_the_exact_bearer_token_passes() {
+        let state = DrillState {
+            token: Arc::new("0123456789abcdef".into()),
+            faults: Arc::new(Faults::default()),
+        };
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(axum::http::header::AUTHORIZATION, v.parse().unwrap());
+            h
+        };
+        assert!(authorized(&state, &with("Bearer 0123456789abcdef")).is_ok());
+        assert!(authorized(&state, &with("Bearer 0123456789abcde")).is_err());
+        assert!(authorized(&state, &with("0123456789abcdef")).is_err());
+        assert!(authorized(&state, &with("Bearer ")).is_err());
+        assert!(authorized(&state, &HeaderMap::new()).is_err());
+    }
+}
