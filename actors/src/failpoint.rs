@@ -24,6 +24,9 @@ pub enum Action {
     Panic,
 }
 
+/// (armed points with their rules, paused points, how often each fired).
+pub type Snapshot = (Vec<(String, Rule)>, Vec<String>, Vec<(String, u64)>);
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rule {
     pub action: Action,
@@ -111,12 +114,15 @@ mod imp {
         }
     }
 
-    /// (armed points with their rules, paused points, how often each fired).
-    pub fn snapshot() -> (Vec<(String, Rule)>, Vec<String>, Vec<(String, u64)>) {
+    pub fn snapshot() -> super::Snapshot {
         let Ok(r) = registry().lock() else {
             return Default::default();
         };
-        let mut armed: Vec<_> = r.armed.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut armed: Vec<_> = r
+            .armed
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         armed.sort_by(|a, b| a.0.cmp(&b.0));
         let mut fired: Vec<_> = r.fired.iter().map(|(k, v)| (k.clone(), *v)).collect();
         fired.sort();
@@ -163,7 +169,7 @@ mod imp {
 
     pub fn disarm_all() {}
 
-    pub fn snapshot() -> (Vec<(String, Rule)>, Vec<String>, Vec<(String, u64)>) {
+    pub fn snapshot() -> super::Snapshot {
         Default::default()
     }
 
@@ -217,8 +223,13 @@ mod tests {
         assert_eq!(ok.len(), 2);
         assert_eq!(ok[1].0, "catalog.after_commit_write");
         let e = parse_spec("committer.after_uplod=pause").unwrap_err();
-        assert!(e.contains("no such failpoint") && e.contains("committer.after_upload"), "{e}");
-        assert!(parse_spec("committer.after_upload").unwrap_err().contains("name=action"));
+        assert!(
+            e.contains("no such failpoint") && e.contains("committer.after_upload"),
+            "{e}"
+        );
+        assert!(parse_spec("committer.after_upload")
+            .unwrap_err()
+            .contains("name=action"));
         assert!(parse_spec("").unwrap().is_empty());
     }
 

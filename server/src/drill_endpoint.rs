@@ -29,10 +29,7 @@ pub struct DrillState {
 pub fn routes(state: DrillState) -> Router {
     Router::new()
         .route("/drill/actor", post(actor))
-        .route(
-            "/drill/failpoints",
-            get(list).post(arm).delete(disarm),
-        )
+        .route("/drill/failpoints", get(list).post(arm).delete(disarm))
         .with_state(state)
 }
 
@@ -114,7 +111,11 @@ struct Arm {
     spec: String,
 }
 
-async fn arm(State(state): State<DrillState>, headers: HeaderMap, Json(req): Json<Arm>) -> Response {
+async fn arm(
+    State(state): State<DrillState>,
+    headers: HeaderMap,
+    Json(req): Json<Arm>,
+) -> Response {
     if let Err(r) = authorized(&state, &headers) {
         return r;
     }
@@ -174,12 +175,21 @@ mod tests {
     #[test]
     fn actor_requests_map_to_rules_or_clear_errors() {
         let r = actor_rule(&req("consumer", "panic", 0)).unwrap();
-        assert_eq!((r.point, r.action, r.times), (FaultPoint::ConsumerRecord, FaultAction::Panic, Some(1)));
+        assert_eq!(
+            (r.point, r.action, r.times),
+            (FaultPoint::ConsumerRecord, FaultAction::Panic, Some(1))
+        );
         let r = actor_rule(&req("committer", "freeze", 5000)).unwrap();
         assert_eq!(r.action, FaultAction::Freeze(Duration::from_secs(5)));
-        assert!(actor_rule(&req("committer", "freeze", 0)).unwrap_err().contains("freeze_ms"));
-        assert!(actor_rule(&req("broker", "panic", 0)).unwrap_err().contains("consumer or committer"));
-        assert!(actor_rule(&req("consumer", "explode", 0)).unwrap_err().contains("panic or freeze"));
+        assert!(actor_rule(&req("committer", "freeze", 0))
+            .unwrap_err()
+            .contains("freeze_ms"));
+        assert!(actor_rule(&req("broker", "panic", 0))
+            .unwrap_err()
+            .contains("consumer or committer"));
+        assert!(actor_rule(&req("consumer", "explode", 0))
+            .unwrap_err()
+            .contains("panic or freeze"));
     }
 
     #[test]

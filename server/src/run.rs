@@ -323,10 +323,12 @@ pub async fn run_until(
     let mut app = router(state);
     if cfg.drill.enabled {
         tracing::warn!("drill endpoint enabled: /drill/* injects faults (bearer token required)");
-        app = app.merge(crate::drill_endpoint::routes(crate::drill_endpoint::DrillState {
-            token: Arc::new(cfg.drill.token.clone()),
-            faults,
-        }));
+        app = app.merge(crate::drill_endpoint::routes(
+            crate::drill_endpoint::DrillState {
+                token: Arc::new(cfg.drill.token.clone()),
+                faults,
+            },
+        ));
     }
     let server = tokio::spawn(async move {
         axum::serve(listener, app)

@@ -429,7 +429,12 @@ impl Catalog for PinnedCatalog {
         // gives, and a pause lets a drill kill the process before it learns of the commit.
         crate::failpoint::hit("catalog.after_commit_write")
             .await
-            .map_err(|e| Error::new(ErrorKind::Unexpected, format!("{e}: commit outcome unknown")))?;
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Unexpected,
+                    format!("{e}: commit outcome unknown"),
+                )
+            })?;
         Ok(table)
     }
 }

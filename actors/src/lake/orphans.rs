@@ -132,10 +132,10 @@ mod tests {
     fn only_old_unreferenced_files_go() {
         let now = Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap();
         let files = [
-            listed("a.parquet", 90_000, now),  // referenced, old: kept
-            listed("b.parquet", 90_000, now),  // orphan, old: deleted
-            listed("c.parquet", 60, now),      // orphan, young: pending
-            listed("d.parquet", 86_400, now),  // orphan, exactly the age: deleted
+            listed("a.parquet", 90_000, now),   // referenced, old: kept
+            listed("b.parquet", 90_000, now),   // orphan, old: deleted
+            listed("c.parquet", 60, now),       // orphan, young: pending
+            listed("d.parquet", 86_400, now),   // orphan, exactly the age: deleted
             listed("x/a.parquet", 90_000, now), // same name in a partition dir: kept
         ];
         let referenced: HashSet<String> = ["a.parquet".to_string()].into();

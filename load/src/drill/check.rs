@@ -8,9 +8,18 @@ use anyhow::{bail, Context};
 
 const SCRIPTS: [(&str, &str); 4] = [
     ("lakecat.py", include_str!("../../checkers/lakecat.py")),
-    ("check_lake.py", include_str!("../../checkers/check_lake.py")),
-    ("check_kpis.py", include_str!("../../checkers/check_kpis.py")),
-    ("check_history.py", include_str!("../../checkers/check_history.py")),
+    (
+        "check_lake.py",
+        include_str!("../../checkers/check_lake.py"),
+    ),
+    (
+        "check_kpis.py",
+        include_str!("../../checkers/check_kpis.py"),
+    ),
+    (
+        "check_history.py",
+        include_str!("../../checkers/check_history.py"),
+    ),
 ];
 
 pub struct Checkers {

@@ -42,14 +42,23 @@ async fn failpoints(ctx: &Ctx) -> serde_json::Value {
 
 /// Arm `point` to pause once, wait until a task is parked there, SIGKILL, restart.
 async fn kill_at(ctx: &mut Ctx, point: &str, rec: &mut FaultRecord) {
-    if let Err(e) = drill_post(ctx, "/drill/failpoints", serde_json::json!({"spec": format!("{point}=1*pause")})).await {
+    if let Err(e) = drill_post(
+        ctx,
+        "/drill/failpoints",
+        serde_json::json!({"spec": format!("{point}=1*pause")}),
+    )
+    .await
+    {
         rec.note = e;
         return;
     }
     let began = Instant::now();
     while began.elapsed() < Duration::from_secs(30) {
         let fp = failpoints(ctx).await;
-        if fp["paused"].as_array().is_some_and(|a| a.iter().any(|p| p == point)) {
+        if fp["paused"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|p| p == point))
+        {
             rec.injected = true;
             break;
         }
@@ -68,14 +77,23 @@ async fn restart(ctx: &mut Ctx, rec: &mut FaultRecord) {
         Ok(took) => {
             rec.healed = true;
             let sep = if rec.detail.is_empty() { "" } else { ", " };
-            rec.detail = format!("{}{sep}restarted in {:.1} s", rec.detail, took.as_secs_f64());
+            rec.detail = format!(
+                "{}{sep}restarted in {:.1} s",
+                rec.detail,
+                took.as_secs_f64()
+            );
         }
         Err(e) => rec.note = format!("restart failed: {e:#}"),
     }
 }
 
 /// Arm an actor fault and wait for the supervisor to restart the pipeline it hit.
-async fn actor_fault(ctx: &mut Ctx, body: serde_json::Value, limit: Duration, rec: &mut FaultRecord) {
+async fn actor_fault(
+    ctx: &mut Ctx,
+    body: serde_json::Value,
+    limit: Duration,
+    rec: &mut FaultRecord,
+) {
     let before = metric_sum(&ctx.metrics_body().await, RESTARTS);
     if let Err(e) = drill_post(ctx, "/drill/actor", body).await {
         rec.note = e;
@@ -87,7 +105,10 @@ async fn actor_fault(ctx: &mut Ctx, body: serde_json::Value, limit: Duration, re
         if now > before {
             rec.injected = true;
             rec.healed = true;
-            rec.detail = format!("supervisor restart after {:.1} s", began.elapsed().as_secs_f64());
+            rec.detail = format!(
+                "supervisor restart after {:.1} s",
+                began.elapsed().as_secs_f64()
+            );
             return;
         }
         if let Some(status) = ctx.pipeline.exited() {
@@ -123,7 +144,8 @@ fn mount_read_only(dir: &std::path::Path) -> Result<&'static str, String> {
         let _ = std::process::Command::new("umount").arg(dir).output();
     }
     // Without mount rights: permissions (effective for a non-root pipeline only).
-    set_writable(dir, false).map_err(|e| format!("cannot make {} read-only: {e}", dir.display()))?;
+    set_writable(dir, false)
+        .map_err(|e| format!("cannot make {} read-only: {e}", dir.display()))?;
     Ok("chmod a-w")
 }
 
@@ -172,7 +194,9 @@ pub async fn inject(ctx: &mut Ctx, f: &Planned) -> FaultRecord {
     let mut rec = FaultRecord::new(f);
     match f.kind {
         FaultKind::KillAfterUpload => kill_at(ctx, "committer.after_upload", &mut rec).await,
-        FaultKind::KillAfterCommitWrite => kill_at(ctx, "catalog.after_commit_write", &mut rec).await,
+        FaultKind::KillAfterCommitWrite => {
+            kill_at(ctx, "catalog.after_commit_write", &mut rec).await
+        }
         FaultKind::KillAfterCatalogCommit => {
             kill_at(ctx, "committer.after_catalog_commit", &mut rec).await
         }
@@ -217,7 +241,9 @@ pub async fn inject(ctx: &mut Ctx, f: &Planned) -> FaultRecord {
                     rec.injected = refuses_writes(&dir);
                     rec.detail = how.to_string();
                     if !rec.injected {
-                        rec.note = format!("{how} did not stop writes (running as root without mount rights?)");
+                        rec.note = format!(
+                            "{how} did not stop writes (running as root without mount rights?)"
+                        );
                     }
                     tokio::time::sleep(f.hold).await;
                     heal_read_only(&dir, how);
@@ -230,7 +256,13 @@ pub async fn inject(ctx: &mut Ctx, f: &Planned) -> FaultRecord {
             let point = "catalog.after_commit_write";
             let fired = |v: &serde_json::Value| v["fired"][point].as_u64().unwrap_or(0);
             let before = fired(&failpoints(ctx).await);
-            match drill_post(ctx, "/drill/failpoints", serde_json::json!({"spec": format!("{point}=1*error")})).await {
+            match drill_post(
+                ctx,
+                "/drill/failpoints",
+                serde_json::json!({"spec": format!("{point}=1*error")}),
+            )
+            .await
+            {
                 Err(e) => rec.note = e,
                 Ok(()) => {
                     let began = Instant::now();
@@ -249,16 +281,21 @@ pub async fn inject(ctx: &mut Ctx, f: &Planned) -> FaultRecord {
             }
         }
         FaultKind::Sigterm => {
-            let log_len = std::fs::metadata(&ctx.pipeline.log).map(|m| m.len()).unwrap_or(0);
+            let log_len = std::fs::metadata(&ctx.pipeline.log)
+                .map(|m| m.len())
+                .unwrap_or(0);
             rec.injected = ctx.pipeline.pid().is_some();
             match ctx.pipeline.terminate(Duration::from_secs(30)).await {
                 Some((code, took)) => {
                     let log = std::fs::read(&ctx.pipeline.log).unwrap_or_default();
-                    let tail = String::from_utf8_lossy(log.get(log_len as usize..).unwrap_or_default());
+                    let tail =
+                        String::from_utf8_lossy(log.get(log_len as usize..).unwrap_or_default());
                     let drained = !tail.contains("did not drain");
                     rec.detail = format!("exit {code:?} in {:.1} s", took.as_secs_f64());
                     if code != Some(0) || !drained {
-                        rec.note = format!("graceful stop failed: exit {code:?}, final commit drained: {drained}");
+                        rec.note = format!(
+                            "graceful stop failed: exit {code:?}, final commit drained: {drained}"
+                        );
                         rec.failed = true;
                     }
                 }
@@ -281,8 +318,17 @@ pub async fn inject(ctx: &mut Ctx, f: &Planned) -> FaultRecord {
 pub async fn error_bodies(ctx: &Ctx) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let url = format!("http://{}/drill/failpoints", ctx.pipeline.http);
-    if let Ok(r) = ctx.http.get(&url).bearer_auth(format!("{}x", ctx.token)).send().await {
-        out.push(("wrong-token /drill answer".into(), r.text().await.unwrap_or_default()));
+    if let Ok(r) = ctx
+        .http
+        .get(&url)
+        .bearer_auth(format!("{}x", ctx.token))
+        .send()
+        .await
+    {
+        out.push((
+            "wrong-token /drill answer".into(),
+            r.text().await.unwrap_or_default(),
+        ));
     }
     if let Ok(r) = ctx
         .http
@@ -292,11 +338,23 @@ pub async fn error_bodies(ctx: &Ctx) -> Vec<(String, String)> {
         .send()
         .await
     {
-        out.push(("bad-spec /drill answer".into(), r.text().await.unwrap_or_default()));
+        out.push((
+            "bad-spec /drill answer".into(),
+            r.text().await.unwrap_or_default(),
+        ));
     }
     let ws = format!("http://{}/ws", ctx.pipeline.http);
-    if let Ok(r) = ctx.http.get(&ws).header("Origin", "http://evil.example").send().await {
-        out.push(("cross-origin /ws answer".into(), r.text().await.unwrap_or_default()));
+    if let Ok(r) = ctx
+        .http
+        .get(&ws)
+        .header("Origin", "http://evil.example")
+        .send()
+        .await
+    {
+        out.push((
+            "cross-origin /ws answer".into(),
+            r.text().await.unwrap_or_default(),
+        ));
     }
     out
 }

@@ -71,7 +71,10 @@ pub(crate) struct Production {
     params: ProduceParams,
     total: u64,
     segment: u64,
-    task: Option<(tokio::task::JoinHandle<anyhow::Result<crate::produce::ProduceReport>>, Arc<AtomicBool>)>,
+    task: Option<(
+        tokio::task::JoinHandle<anyhow::Result<crate::produce::ProduceReport>>,
+        Arc<AtomicBool>,
+    )>,
     done: crate::produce::ProduceReport,
 }
 
@@ -84,7 +87,10 @@ impl Production {
         let mut params = self.params.clone();
         params.count = Some(remaining);
         // A different stream per segment: ids stay unique across segments.
-        params.seed = self.params.seed.wrapping_add(self.segment.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        params.seed = self
+            .params
+            .seed
+            .wrapping_add(self.segment.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         self.segment += 1;
         let stop = Arc::new(AtomicBool::new(false));
         self.task = Some((tokio::spawn(produce(params, stop.clone())), stop));
@@ -200,7 +206,9 @@ fn write_config(path: &Path, p: &DrillParams, canaries: &[(String, String)]) -> 
         text.push_str(&format!("[flight]\npassword = {pw:?}\n\n"));
     }
     if let Some(pw) = get("query.password") {
-        text.push_str(&format!("[query]\nusername = \"drill\"\npassword = {pw:?}\n\n"));
+        text.push_str(&format!(
+            "[query]\nusername = \"drill\"\npassword = {pw:?}\n\n"
+        ));
     }
     if let Some(secret) = get("lake.s3.secret_access_key") {
         text.push_str(&format!(
@@ -223,8 +231,18 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = std::fs::canonicalize(&dir)?;
-    println!("drill: seed {} · {} events at {:.0} ev/s · {} faults · work dir {}", p.seed, p.events, p.rate, p.faults, dir.display());
-    println!("drill: replay with `shopwatch drill --seed {} --events {} --rate {} --faults {}`", p.seed, p.events, p.rate, p.faults);
+    println!(
+        "drill: seed {} · {} events at {:.0} ev/s · {} faults · work dir {}",
+        p.seed,
+        p.events,
+        p.rate,
+        p.faults,
+        dir.display()
+    );
+    println!(
+        "drill: replay with `shopwatch drill --seed {} --events {} --rate {} --faults {}`",
+        p.seed, p.events, p.rate, p.faults
+    );
 
     let checkers = Checkers::install(&dir.join("checkers"), &p.python)?;
     let token = format!("drill-token-canary-{}", random_hex(16));
@@ -236,7 +254,10 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
             "lake.s3.secret_access_key",
             "kafka.extra.sasl.password",
         ] {
-            canaries.push((key.to_string(), format!("canary-{}-{}", key.replace('.', "-"), random_hex(12))));
+            canaries.push((
+                key.to_string(),
+                format!("canary-{}-{}", key.replace('.', "-"), random_hex(12)),
+            ));
         }
     }
     let config = dir.join("drill.toml");
@@ -268,7 +289,12 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
     );
     pipeline.start().await?;
 
-    let lake = Lake::open(LakeParams::local("shopwatch", "ecommerce_db", data_dir.clone())).await?;
+    let lake = Lake::open(LakeParams::local(
+        "shopwatch",
+        "ecommerce_db",
+        data_dir.clone(),
+    ))
+    .await?;
     let raw: Vec<(String, String)> = p
         .topics
         .iter()
@@ -280,7 +306,12 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
     let monotonic = Arc::new(Mutex::new(Monotonic::default()));
     let stop_watch = Arc::new(AtomicBool::new(false));
     let watcher = {
-        let (lake, followed, monotonic, stop) = (lake.clone(), followed.clone(), monotonic.clone(), stop_watch.clone());
+        let (lake, followed, monotonic, stop) = (
+            lake.clone(),
+            followed.clone(),
+            monotonic.clone(),
+            stop_watch.clone(),
+        );
         tokio::spawn(async move {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 if let Ok(now) = watch::positions(&lake, &followed).await {
@@ -322,7 +353,9 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
         production,
         broker,
         pipeline,
-        http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?,
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?,
         token: token.clone(),
         positions: pos_rx,
         warehouse: data_dir.join("warehouse"),
@@ -336,7 +369,13 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
         let due = started + f.at;
         tokio::time::sleep_until(due.into()).await;
         let at = started.elapsed();
-        println!("drill: fault {:>3}/{} at {:>6.1} s: {}", f.index + 1, schedule.len(), at.as_secs_f64(), f.kind.name());
+        println!(
+            "drill: fault {:>3}/{} at {:>6.1} s: {}",
+            f.index + 1,
+            schedule.len(),
+            at.as_secs_f64(),
+            f.kind.name()
+        );
         let mut rec = inject::inject(&mut ctx, f).await;
         rec.at = at;
         if !rec.injected || !rec.healed {
@@ -345,7 +384,12 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
         records.push(rec);
     }
     let produced = ctx.production.finish().await?;
-    println!("drill: producer done: {} acked, {} send errors, {:.1} s", produced.acked, produced.errors, started.elapsed().as_secs_f64());
+    println!(
+        "drill: producer done: {} acked, {} send errors, {:.1} s",
+        produced.acked,
+        produced.errors,
+        started.elapsed().as_secs_f64()
+    );
 
     // Quiesce: everything committed, every window closed.
     let topics: Vec<String> = p.topics.to_vec();
@@ -393,7 +437,11 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
     let dd = data_dir.to_string_lossy().to_string();
     let acks_s = acks.to_string_lossy().to_string();
     let mut lake_args = vec!["--data-dir", dd.as_str(), "--ack-log", acks_s.as_str()];
-    let canary_list = canaries.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>().join(",");
+    let canary_list = canaries
+        .iter()
+        .map(|(_, v)| v.clone())
+        .collect::<Vec<_>>()
+        .join(",");
     if p.canary {
         lake_args.extend(["--canaries", canary_list.as_str()]);
     }
@@ -403,22 +451,37 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
     let mut sweep_total = shopwatch_actors::lake::orphans::SweepReport::default();
     for table in report::TABLES {
         // The pipeline is stopped: nothing is in flight, so no safety age is needed.
-        let r = shopwatch_actors::lake::orphans::sweep(&lake, &lake.ident(table), Duration::ZERO, false).await?;
+        let r = shopwatch_actors::lake::orphans::sweep(
+            &lake,
+            &lake.ident(table),
+            Duration::ZERO,
+            false,
+        )
+        .await?;
         sweep_total.listed += r.listed;
         sweep_total.referenced += r.referenced;
         sweep_total.deleted += r.deleted;
         sweep_total.bytes_deleted += r.bytes_deleted;
     }
-    let after_sweep = checkers.run("check_history.py", &["--data-dir", dd.as_str(), "--no-orphans"])?;
+    let after_sweep = checkers.run(
+        "check_history.py",
+        &["--data-dir", dd.as_str(), "--no-orphans"],
+    )?;
 
     let leaks = if p.canary {
         let log = std::fs::read(&ctx.pipeline.log).unwrap_or_default();
-        exposed.push(("pipeline log (RUST_LOG=trace)".into(), String::from_utf8_lossy(&log).into_owned()));
+        exposed.push((
+            "pipeline log (RUST_LOG=trace)".into(),
+            String::from_utf8_lossy(&log).into_owned(),
+        ));
         report::find_canaries(&canaries, &exposed)
     } else {
         Vec::new()
     };
-    let monotonic = monotonic.lock().map(|m| (m.regressions.clone(), m.observations)).unwrap_or_default();
+    let monotonic = monotonic
+        .lock()
+        .map(|m| (m.regressions.clone(), m.observations))
+        .unwrap_or_default();
     let summary = report::Summary {
         seed: p.seed,
         produced_acked: produced.acked,

@@ -146,7 +146,11 @@ mod tests {
             for f in &p {
                 *counts.entry(f.kind).or_default() += 1;
             }
-            assert_eq!(counts.len(), FaultKind::ALL.len(), "total {total}: {counts:?}");
+            assert_eq!(
+                counts.len(),
+                FaultKind::ALL.len(),
+                "total {total}: {counts:?}"
+            );
         }
         // Fewer faults than kinds: the first kinds, no repeats.
         let p = plan(1, 3, Duration::from_secs(60));

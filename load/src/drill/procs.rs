@@ -167,18 +167,30 @@ impl PipelineProc {
         let client = reqwest::Client::new();
         let url = format!("http://{}/livez", self.http);
         while began.elapsed() < Duration::from_secs(60) {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 bail!(
                     "the pipeline exited during start-up ({status}); see {}",
                     self.log.display()
                 );
             }
-            if client.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
+            if client
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
                 return Ok(began.elapsed());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        bail!("the pipeline did not answer /livez within 60 s; see {}", self.log.display())
+        bail!(
+            "the pipeline did not answer /livez within 60 s; see {}",
+            self.log.display()
+        )
     }
 
     pub async fn kill(&mut self) {

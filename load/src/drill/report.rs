@@ -103,7 +103,10 @@ fn table_sum(v: &serde_json::Value, field: &str) -> u64 {
 pub fn print(records: &[FaultRecord], s: &Summary) -> bool {
     let mut failures: Vec<String> = Vec::new();
     println!();
-    println!("{:>3}  {:<28} {:>8} {:>7}  {:<8} {:<6} {:>10}  detail", "#", "fault", "at s", "hold s", "injected", "healed", "recovery s");
+    println!(
+        "{:>3}  {:<28} {:>8} {:>7}  {:<8} {:<6} {:>10}  detail",
+        "#", "fault", "at s", "hold s", "injected", "healed", "recovery s"
+    );
     for r in records {
         println!(
             "{:>3}  {:<28} {:>8.1} {:>7.1}  {:<8} {:<6} {:>10}  {}{}",
@@ -113,18 +116,44 @@ pub fn print(records: &[FaultRecord], s: &Summary) -> bool {
             r.hold.as_secs_f64(),
             if r.injected { "yes" } else { "NO" },
             if r.healed { "yes" } else { "NO" },
-            r.recovery.map(|d| format!("{:.1}", d.as_secs_f64())).unwrap_or_else(|| "none".into()),
+            r.recovery
+                .map(|d| format!("{:.1}", d.as_secs_f64()))
+                .unwrap_or_else(|| "none".into()),
             r.detail,
-            if r.note.is_empty() { String::new() } else { format!(" — {}", r.note) },
+            if r.note.is_empty() {
+                String::new()
+            } else {
+                format!(" — {}", r.note)
+            },
         );
         if !r.ok() {
-            failures.push(format!("fault {} ({}): {}", r.index + 1, r.kind.name(), if r.note.is_empty() { "no commit within 60 s of the heal" } else { &r.note }));
+            failures.push(format!(
+                "fault {} ({}): {}",
+                r.index + 1,
+                r.kind.name(),
+                if r.note.is_empty() {
+                    "no commit within 60 s of the heal"
+                } else {
+                    &r.note
+                }
+            ));
         }
     }
-    let mut rec: Vec<f64> = records.iter().filter_map(|r| r.recovery.map(|d| d.as_secs_f64())).collect();
+    let mut rec: Vec<f64> = records
+        .iter()
+        .filter_map(|r| r.recovery.map(|d| d.as_secs_f64()))
+        .collect();
     rec.sort_by(f64::total_cmp);
-    let pct = |q: f64| rec.get(((rec.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0.0);
-    let kinds: std::collections::BTreeSet<_> = records.iter().filter(|r| r.injected).map(|r| r.kind).collect();
+    let pct = |q: f64| {
+        rec.get(((rec.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    let kinds: std::collections::BTreeSet<_> = records
+        .iter()
+        .filter(|r| r.injected)
+        .map(|r| r.kind)
+        .collect();
 
     let l = &s.lake.summary;
     let lost = table_sum(l, "missing") + table_sum(l, "malformed_missing_from_dead_letters");
@@ -134,27 +163,88 @@ pub fn print(records: &[FaultRecord], s: &Summary) -> bool {
     println!();
     println!("{:<52} {:>14}", "check", "value");
     let row = |k: &str, v: String| println!("{k:<52} {v:>14}");
-    row("faults injected / planned", format!("{} / {}", records.iter().filter(|r| r.injected).count(), records.len()));
-    row("fault kinds covered", format!("{} / {}", kinds.len(), FaultKind::ALL.len()));
-    row("recovery after heal p50 / p99 / max, s", format!("{:.1} / {:.1} / {:.1}", pct(0.5), pct(0.99), pct(1.0)));
+    row(
+        "faults injected / planned",
+        format!(
+            "{} / {}",
+            records.iter().filter(|r| r.injected).count(),
+            records.len()
+        ),
+    );
+    row(
+        "fault kinds covered",
+        format!("{} / {}", kinds.len(), FaultKind::ALL.len()),
+    );
+    row(
+        "recovery after heal p50 / p99 / max, s",
+        format!("{:.1} / {:.1} / {:.1}", pct(0.5), pct(0.99), pct(1.0)),
+    );
     row("pipeline process starts", s.pipeline_starts.to_string());
     row("events acked by the broker", s.produced_acked.to_string());
-    row("acked ids lost (raw tables + dead letters)", lost.to_string());
+    row(
+        "acked ids lost (raw tables + dead letters)",
+        lost.to_string(),
+    );
     row("duplicated (by offset or id)", dup.to_string());
     row("unexpected rows", unexpected.to_string());
-    row("KPI / alert rows differing from a recount", kpi_mismatch.to_string());
-    row("offset regressions (polled / snapshots)", format!("{} / {}", s.monotonic.0.len(), table_sum(&s.before_sweep.summary, "offset_regressions")));
+    row(
+        "KPI / alert rows differing from a recount",
+        kpi_mismatch.to_string(),
+    );
+    row(
+        "offset regressions (polled / snapshots)",
+        format!(
+            "{} / {}",
+            s.monotonic.0.len(),
+            table_sum(&s.before_sweep.summary, "offset_regressions")
+        ),
+    );
     row("lake polls", s.monotonic.1.to_string());
-    row("referenced data files missing", table_sum(&s.after_sweep.summary, "missing_files").to_string());
-    row("orphan files before final sweep", table_sum(&s.before_sweep.summary, "orphan_files").to_string());
-    row("orphans deleted by final sweep / bytes", format!("{} / {}", s.sweep.deleted, s.sweep.bytes_deleted));
-    row("orphans after sweep", table_sum(&s.after_sweep.summary, "orphan_files").to_string());
+    row(
+        "referenced data files missing",
+        table_sum(&s.after_sweep.summary, "missing_files").to_string(),
+    );
+    row(
+        "orphan files before final sweep",
+        table_sum(&s.before_sweep.summary, "orphan_files").to_string(),
+    );
+    row(
+        "orphans deleted by final sweep / bytes",
+        format!("{} / {}", s.sweep.deleted, s.sweep.bytes_deleted),
+    );
+    row(
+        "orphans after sweep",
+        table_sum(&s.after_sweep.summary, "orphan_files").to_string(),
+    );
     let m = |name: &str| super::watch::metric_sum(&s.final_metrics, name);
-    row("in-pipeline sweeper, last process: files / bytes", format!("{:.0} / {:.0}", m("shopwatch_orphan_files_deleted_total"), m("shopwatch_orphan_bytes_reclaimed_total")));
-    row("caught up at, s", if s.caught { format!("{:.1}", s.caught_at.as_secs_f64()) } else { "NO".into() });
-    row("final SIGTERM", match s.last_stop { Some((c, d)) => format!("exit {c:?} {:.1} s", d.as_secs_f64()), None => "HUNG".into() });
+    row(
+        "in-pipeline sweeper, last process: files / bytes",
+        format!(
+            "{:.0} / {:.0}",
+            m("shopwatch_orphan_files_deleted_total"),
+            m("shopwatch_orphan_bytes_reclaimed_total")
+        ),
+    );
+    row(
+        "caught up at, s",
+        if s.caught {
+            format!("{:.1}", s.caught_at.as_secs_f64())
+        } else {
+            "NO".into()
+        },
+    );
+    row(
+        "final SIGTERM",
+        match s.last_stop {
+            Some((c, d)) => format!("exit {c:?} {:.1} s", d.as_secs_f64()),
+            None => "HUNG".into(),
+        },
+    );
     if let Some(hits) = &s.canary {
-        row("canary secrets found (logs, bodies, /metrics, DL)", hits.len().to_string());
+        row(
+            "canary secrets found (logs, bodies, /metrics, DL)",
+            hits.len().to_string(),
+        );
         for h in hits {
             failures.push(format!("secret leaked: {h}"));
         }
@@ -174,7 +264,12 @@ pub fn print(records: &[FaultRecord], s: &Summary) -> bool {
         failures.extend(v.failures.iter().map(|f| format!("{}: {f}", v.name)));
     }
     // Before the sweep orphans are expected; missing files and regressions are not.
-    failures.extend(s.before_sweep.failures.iter().map(|f| format!("check_history.py (before sweep): {f}")));
+    failures.extend(
+        s.before_sweep
+            .failures
+            .iter()
+            .map(|f| format!("check_history.py (before sweep): {f}")),
+    );
     failures.extend(s.monotonic.0.iter().map(|r| format!("offsets: {r}")));
     println!();
     if failures.is_empty() {
@@ -184,7 +279,10 @@ pub fn print(records: &[FaultRecord], s: &Summary) -> bool {
         for f in &failures {
             println!("FAIL: {f}");
         }
-        println!("drill FAILED (seed {}): replay with --seed {}", s.seed, s.seed);
+        println!(
+            "drill FAILED (seed {}): replay with --seed {}",
+            s.seed, s.seed
+        );
         false
     }
 }

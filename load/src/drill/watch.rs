@@ -146,13 +146,21 @@ mod tests {
         m.observe(&pos(&[("orders", 0, 11), ("orders", 1, 5)]));
         assert_eq!(m.regressions.len(), 1, "{:?}", m.regressions);
         m.observe(&pos(&[("orders", 0, 12)]));
-        assert!(m.regressions[1].contains("disappeared"), "{:?}", m.regressions);
+        assert!(
+            m.regressions[1].contains("disappeared"),
+            "{:?}",
+            m.regressions
+        );
     }
 
     #[test]
     fn caught_up_needs_every_partition_at_its_high_watermark() {
         let raw = vec![("topic".to_string(), "orders".to_string())];
-        let high: BTreeMap<_, _> = [(("topic".to_string(), 0), 10), (("topic".to_string(), 1), 0)].into();
+        let high: BTreeMap<_, _> = [
+            (("topic".to_string(), 0), 10),
+            (("topic".to_string(), 1), 0),
+        ]
+        .into();
         assert!(caught_up(&pos(&[("orders", 0, 10)]), &raw, &high));
         assert!(!caught_up(&pos(&[("orders", 0, 9)]), &raw, &high));
         assert!(!caught_up(&pos(&[]), &raw, &high));

@@ -121,21 +121,32 @@ pub fn run_pipeline_env(
     (proc_, http, flight)
 }
 
-/// Value of one Prometheus sample (`name{labels}` exactly as exposed), 0 when absent.
-pub async fn metric(http: &str, sample: &str) -> f64 {
+async fn metrics_body(http: &str) -> String {
     let Ok(mut stream) = tokio::net::TcpStream::connect(http).await else {
-        return 0.0;
+        return String::new();
     };
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let req = format!("GET /metrics HTTP/1.0\r\nHost: {http}\r\n\r\n");
     if stream.write_all(req.as_bytes()).await.is_err() {
-        return 0.0;
+        return String::new();
     }
     let mut body = String::new();
     let _ = stream.read_to_string(&mut body).await;
-    body.lines()
+    body
+}
+
+/// Value of one Prometheus sample (`name{labels}` exactly as exposed), 0 when absent.
+pub async fn metric(http: &str, sample: &str) -> f64 {
+    metrics_body(http)
+        .await
+        .lines()
         .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
         .unwrap_or(0.0)
+}
+
+/// Sum of every sample of `name`, whatever its labels.
+pub async fn metric_sum(http: &str, name: &str) -> f64 {
+    shopwatch_load::drill::watch::metric_sum(&metrics_body(http).await, name)
 }
 
 /// Run a Python script from tests/py; returns its stdout, panics when it fails.

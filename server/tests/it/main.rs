@@ -3,7 +3,9 @@
 
 mod bootstrap;
 mod compose;
+mod corpus;
 mod dashboard;
+mod drill;
 mod e2e;
 mod harness;
 mod kpis;

@@ -1,0 +1,138 @@
+//! Fault-injection drills (`shopwatch drill`, reliability plan §6.1) and the drill endpoint's
+//! guard. The drill prints its verdict table; these tests fail on any FAIL line in it.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::harness::*;
+
+/// Run `shopwatch drill` with `args`; returns its stdout, panics (with the table) on failure.
+fn drill(args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .arg("drill")
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("{stdout}");
+    assert!(
+        out.status.success() && stdout.contains("drill PASSED"),
+        "drill failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The value column of one row of the verdict's check table.
+fn row<'a>(table: &'a str, label: &str) -> &'a str {
+    table
+        .lines()
+        .find(|l| l.starts_with(label))
+        .unwrap_or_else(|| panic!("no row {label:?}"))[label.len()..]
+        .trim()
+}
+
+fn seed() -> String {
+    std::env::var("SHOPWATCH_DRILL_SEED").unwrap_or_else(|_| "20261124".into())
+}
+
+#[test]
+fn ci_lane_200k_events_23_faults_of_every_kind_lose_and_duplicate_nothing() {
+    let seed = seed();
+    let out = drill(&[
+        "--events", "200000", "--rate", "1500", "--faults", "23", "--seed", &seed,
+    ]);
+    assert_eq!(row(&out, "faults injected / planned"), "23 / 23");
+    assert_eq!(row(&out, "fault kinds covered"), "11 / 11");
+    assert_eq!(row(&out, "events acked by the broker"), "200000");
+    for label in [
+        "acked ids lost (raw tables + dead letters)",
+        "duplicated (by offset or id)",
+        "unexpected rows",
+        "KPI / alert rows differing from a recount",
+        "referenced data files missing",
+        "orphans after sweep",
+    ] {
+        assert_eq!(row(&out, label), "0", "{label}");
+    }
+}
+
+#[test]
+fn canary_secrets_never_show_in_trace_logs_bodies_metrics_or_dead_letters() {
+    let seed = seed();
+    let out = drill(&[
+        "--events", "15000", "--rate", "1500", "--faults", "11", "--seed", &seed, "--canary",
+    ]);
+    assert_eq!(
+        row(&out, "canary secrets found (logs, bodies, /metrics, DL)"),
+        "0"
+    );
+}
+
+async fn status(http: &str, method: &str, auth: Option<&str>) -> u16 {
+    let client = reqwest::Client::new();
+    let url = format!("http://{http}/drill/failpoints");
+    let mut req = match method {
+        "GET" => client.get(url),
+        _ => client
+            .post(url)
+            .json(&serde_json::json!({"spec": "committer.after_upload=1*error"})),
+    };
+    if let Some(t) = auth {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.map(|r| r.status().as_u16()).unwrap_or(0)
+}
+
+async fn wait_http(http: &str) {
+    for _ in 0..200 {
+        if reqwest::get(format!("http://{http}/livez")).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no /livez on {http}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drill_endpoint_is_off_by_default_and_refuses_requests_without_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_broker, brokers) = broker(dir.path());
+    let token = "0123456789abcdef-drill";
+    let (_on, http_on, _) = run_pipeline_env(
+        &brokers,
+        &dir.path().join("on"),
+        &[
+            ("SHOPWATCH_DRILL__ENABLED", "true"),
+            ("SHOPWATCH_DRILL__TOKEN", token),
+        ],
+    );
+    let (_off, http_off, _) = run_pipeline_env(&brokers, &dir.path().join("off"), &[]);
+    wait_http(&http_on).await;
+    wait_http(&http_off).await;
+    assert_eq!(status(&http_off, "GET", Some(token)).await, 404);
+    assert_eq!(status(&http_on, "GET", None).await, 401);
+    assert_eq!(
+        status(&http_on, "GET", Some("0123456789abcdef-drilx")).await,
+        401
+    );
+    assert_eq!(status(&http_on, "POST", None).await, 401);
+    assert_eq!(status(&http_on, "GET", Some(token)).await, 200);
+    assert_eq!(status(&http_on, "POST", Some(token)).await, 202);
+
+    // Enabled without a real token: start-up stops and names the key.
+    let out = Command::new(BIN)
+        .args(["config", "check"])
+        .env("SHOPWATCH_DRILL__ENABLED", "true")
+        .env("SHOPWATCH_DRILL__TOKEN", "short")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("drill.token"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("short\""), "the token is echoed: {stderr}");
+}
