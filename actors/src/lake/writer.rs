@@ -29,7 +29,7 @@ pub async fn write_data_files(
 ) -> Result<Vec<DataFile>> {
     let metadata = table.metadata();
     let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
         .build();
     let schema = metadata.current_schema().clone();
     let parquet = ParquetWriterBuilder::new(props, schema.clone());

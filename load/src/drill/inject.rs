@@ -111,9 +111,9 @@ async fn actor_fault(
             );
             return;
         }
-        if let Some(status) = ctx.pipeline.exited() {
-            rec.note = format!("the process exited ({status}) instead of restarting the actor");
-            restart(ctx, rec).await;
+        if ctx.pipeline.exited().is_some() {
+            rec.note = "the process exited instead of restarting the actor".into();
+            ctx.revive().await;
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

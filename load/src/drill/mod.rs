@@ -118,6 +118,14 @@ impl Production {
         self.start()
     }
 
+    /// Every event has been sent and acknowledged (or failed).
+    pub fn finished(&self) -> bool {
+        match &self.task {
+            Some((task, _)) => task.is_finished(),
+            None => self.done.sent >= self.total,
+        }
+    }
+
     async fn finish(&mut self) -> anyhow::Result<crate::produce::ProduceReport> {
         self.collect(false).await?;
         Ok(self.done.clone())
@@ -134,6 +142,12 @@ pub(crate) struct Ctx {
     pub positions: tokio_watch::Receiver<Positions>,
     pub warehouse: PathBuf,
     pub stuck_timeout: Duration,
+    pub brokers: String,
+    pub topics: Vec<String>,
+    pub partitions: i32,
+    pub raw: Vec<(String, String)>,
+    /// Times the pipeline exited by itself (meltdown, fatal error): each is a finding.
+    pub unplanned_exits: Vec<String>,
 }
 
 impl Ctx {
@@ -149,18 +163,32 @@ impl Ctx {
         watch::raw_total(&self.positions.borrow())
     }
 
-    /// Time until a raw commit lands after `since` (the lake positions grow), or `None`.
+    /// Restart the pipeline if it exited by itself, and remember that it did.
+    pub async fn revive(&mut self) {
+        if let Some(status) = self.pipeline.exited() {
+            tracing::warn!(%status, "pipeline exited on its own; restarting it");
+            self.unplanned_exits.push(format!("{status}"));
+            if let Err(e) = self.pipeline.start().await {
+                tracing::warn!(error = %e, "restart after an unplanned exit failed");
+            }
+        }
+    }
+
+    fn caught_up(&self) -> bool {
+        watch::high_watermarks(&self.brokers, &self.topics, self.partitions)
+            .is_ok_and(|high| watch::caught_up(&self.positions.borrow(), &self.raw, &high))
+    }
+
+    /// Time until a raw commit lands (the lake positions grow), or, once production is over,
+    /// until the lake has everything; `None` after `limit`.
     pub async fn next_commit(&mut self, limit: Duration) -> Option<Duration> {
         let began = Instant::now();
         let from = self.raw_total();
         while began.elapsed() < limit {
-            if self.raw_total() > from {
+            if self.raw_total() > from || (self.production.finished() && self.caught_up()) {
                 return Some(began.elapsed());
             }
-            if let Some(status) = self.pipeline.exited() {
-                tracing::warn!(%status, "pipeline exited on its own; restarting it");
-                let _ = self.pipeline.start().await;
-            }
+            self.revive().await;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         None
@@ -360,6 +388,11 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
         positions: pos_rx,
         warehouse: data_dir.join("warehouse"),
         stuck_timeout: Duration::from_secs(4),
+        brokers: brokers.clone(),
+        topics: p.topics.to_vec(),
+        partitions: p.partitions,
+        raw: raw.clone(),
+        unplanned_exits: Vec::new(),
     };
 
     // Faults over the first 80 % of production, so the last process still sees traffic end.
@@ -376,7 +409,16 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
             at.as_secs_f64(),
             f.kind.name()
         );
-        let mut rec = inject::inject(&mut ctx, f).await;
+        ctx.revive().await;
+        let mut rec = if ctx.production.finished() {
+            // A fault after the traffic ended would leave the last process without the end
+            // of traffic it needs to close windows; the schedule must fit production.
+            let mut r = FaultRecord::new(f);
+            r.note = "production had already ended: lower --rate or --faults".into();
+            r
+        } else {
+            inject::inject(&mut ctx, f).await
+        };
         rec.at = at;
         if !rec.injected || !rec.healed {
             println!("drill:   {}", rec.note);
@@ -396,9 +438,7 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
     let deadline = Instant::now() + Duration::from_secs(240);
     let mut caught = false;
     while Instant::now() < deadline {
-        if ctx.pipeline.exited().is_some() {
-            ctx.pipeline.start().await?;
-        }
+        ctx.revive().await;
         let high = watch::high_watermarks(&brokers, &topics, p.partitions)?;
         if watch::caught_up(&ctx.positions.borrow(), &raw, &high) {
             caught = true;
@@ -491,6 +531,7 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
         quiet,
         last_stop,
         pipeline_starts: ctx.pipeline.starts,
+        unplanned_exits: ctx.unplanned_exits.clone(),
         lake: lake_verdict,
         kpis: kpi_verdict,
         before_sweep,

@@ -66,6 +66,7 @@ pub struct Summary {
     pub quiet: bool,
     pub last_stop: Option<(Option<i32>, Duration)>,
     pub pipeline_starts: u32,
+    pub unplanned_exits: Vec<String>,
     pub lake: Verdict,
     pub kpis: Verdict,
     pub before_sweep: Verdict,
@@ -180,6 +181,8 @@ pub fn print(records: &[FaultRecord], s: &Summary) -> bool {
         format!("{:.1} / {:.1} / {:.1}", pct(0.5), pct(0.99), pct(1.0)),
     );
     row("pipeline process starts", s.pipeline_starts.to_string());
+    row("pipeline exits nobody asked for", s.unplanned_exits.len().to_string());
+    failures.extend(s.unplanned_exits.iter().map(|e| format!("the pipeline exited by itself ({e})")));
     row("events acked by the broker", s.produced_acked.to_string());
     row(
         "acked ids lost (raw tables + dead letters)",

@@ -63,7 +63,7 @@ fn ci_lane_200k_events_23_faults_of_every_kind_lose_and_duplicate_nothing() {
 fn canary_secrets_never_show_in_trace_logs_bodies_metrics_or_dead_letters() {
     let seed = seed();
     let out = drill(&[
-        "--events", "15000", "--rate", "1500", "--faults", "11", "--seed", &seed, "--canary",
+        "--events", "20000", "--rate", "400", "--faults", "11", "--seed", &seed, "--canary",
     ]);
     assert_eq!(
         row(&out, "canary secrets found (logs, bodies, /metrics, DL)"),
