@@ -261,6 +261,9 @@ fn timestamp(field: &str, value: &str) -> Result<Micros, Rejection> {
 pub fn parse_timestamp(value: &str) -> Option<Micros> {
     use chrono::{DateTime, NaiveDateTime};
     let value = value.trim();
+    if let Some(micros) = parse_naive_fast(value.as_bytes()) {
+        return Some(micros);
+    }
     if let Ok(dt) = DateTime::parse_from_rfc3339(value) {
         return Some(dt.timestamp_micros());
     }
@@ -270,6 +273,38 @@ pub fn parse_timestamp(value: &str) -> Option<Micros> {
         }
     }
     None
+}
+
+/// The seed's own shape, `YYYY-MM-DDTHH:MM:SS[.f{1,9}]`, without chrono's format
+/// interpreter (3 % of the pipeline's CPU in the ingest profile). Anything else: `None`, and
+/// the general parser decides.
+fn parse_naive_fast(b: &[u8]) -> Option<Micros> {
+    fn num(b: &[u8]) -> Option<u32> {
+        b.iter().try_fold(0u32, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    }
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || (b[10] != b'T' && b[10] != b' ') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let micros = match &b[19..] {
+        [] => 0,
+        [b'.', frac @ ..] if (1..=9).contains(&frac.len()) => {
+            let digits = num(frac)?;
+            // Scale to microseconds: pad short fractions, cut nanoseconds.
+            let scaled = u64::from(digits) * 10u64.pow(9 - frac.len() as u32);
+            (scaled / 1_000) as u32
+        }
+        _ => return None,
+    };
+    let date =
+        chrono::NaiveDate::from_ymd_opt(num(&b[0..4])? as i32, num(&b[5..7])?, num(&b[8..10])?)?;
+    let dt =
+        date.and_hms_micro_opt(num(&b[11..13])?, num(&b[14..16])?, num(&b[17..19])?, micros)?;
+    Some(dt.and_utc().timestamp_micros())
 }
 
 impl RawOrder {
@@ -335,6 +370,46 @@ mod tests {
     use DeadLetterReason::*;
 
     const ORDER: &str = r#"{"order_id":"o1","user_id":"u1","product_id":"p1","quantity":2,"price":9.5,"order_time":"2026-11-24T01:02:03.456789","status":"CREATED"}"#;
+
+    #[test]
+    fn the_fast_timestamp_path_agrees_with_chrono() {
+        use chrono::NaiveDateTime;
+        let slow = |v: &str| {
+            ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+                .iter()
+                .find_map(|f| NaiveDateTime::parse_from_str(v, f).ok())
+                .map(|d| d.and_utc().timestamp_micros())
+        };
+        for v in [
+            "2026-11-24T01:02:03.456789",
+            "2026-11-24T01:02:03",
+            "2026-11-24 01:02:03.5",
+            "2026-11-24T01:02:03.123456789",
+            "2024-02-29T23:59:59.000001",
+            "2000-01-01T00:00:00",
+        ] {
+            assert_eq!(parse_naive_fast(v.as_bytes()), slow(v), "{v}");
+            assert!(parse_naive_fast(v.as_bytes()).is_some(), "{v}");
+        }
+        for v in [
+            "2023-02-29T00:00:00",
+            "2026-13-01T00:00:00",
+            "2026-11-24T24:00:00",
+            "2026-11-24T01:02:03.",
+            "2026-11-24T01:02:03.1234567890",
+            "2026-11-24T01:02:03Z",
+            "2026-11-24T01:02:03+01:00",
+            "2026-1a-24T01:02:03",
+            "yesterday at noon!!",
+        ] {
+            assert_eq!(parse_naive_fast(v.as_bytes()), None, "{v}");
+        }
+        // The general path still takes what the fast one leaves.
+        assert_eq!(
+            parse_timestamp("2026-11-24T01:02:03Z"),
+            parse_timestamp("2026-11-24T01:02:03")
+        );
+    }
 
     fn reason(kind: EventKind, payload: &[u8]) -> Option<DeadLetterReason> {
         decode(kind, Some(payload), 65_536).err().map(|r| r.reason)

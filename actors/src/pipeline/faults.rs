@@ -1,6 +1,7 @@
 //! Fault injection for supervision tests and drills: rules matched at named points inside the
-//! actors' handlers. Empty by default, so production pays one uncontended lock per batch.
+//! actors' handlers. Empty by default, so production pays one atomic load per record.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -35,18 +36,22 @@ pub struct FaultRule {
 #[derive(Debug, Default)]
 pub struct Faults {
     rules: Mutex<Vec<FaultRule>>,
+    /// Any rule at all: checked before the lock, which is per record on the hot path.
+    armed: AtomicBool,
 }
 
 impl Faults {
     pub fn add(&self, rule: FaultRule) {
         if let Ok(mut rules) = self.rules.lock() {
             rules.push(rule);
+            self.armed.store(true, Ordering::Release);
         }
     }
 
     pub fn clear(&self) {
         if let Ok(mut rules) = self.rules.lock() {
             rules.clear();
+            self.armed.store(false, Ordering::Release);
         }
     }
 
@@ -57,10 +62,10 @@ impl Faults {
         payload: Option<&[u8]>,
         table: Option<&str>,
     ) -> Option<FaultAction> {
-        let mut rules = self.rules.lock().ok()?;
-        if rules.is_empty() {
+        if !self.armed.load(Ordering::Acquire) {
             return None;
         }
+        let mut rules = self.rules.lock().ok()?;
         let hit = rules.iter_mut().find(|r| {
             r.point == point
                 && r.times != Some(0)

@@ -1,7 +1,6 @@
 //! Progress heartbeat shared between an actor and its supervisor.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(Debug)]
@@ -9,8 +8,12 @@ pub struct Progress {
     origin: Instant,
     last_beat_ms: AtomicU64,
     busy: AtomicBool,
-    /// (partition, offset) of the record being handled, for poison-record attribution.
-    current_record: Mutex<Option<(i32, i64)>>,
+    /// (partition, offset) of the record being handled, for poison-record attribution;
+    /// partition -1 = none. Two atomics, not a lock: it is set twice per record on the hot
+    /// path (a mutex here cost 2 % of the pipeline's CPU) and read only after the consumer
+    /// died, when nothing writes it any more.
+    current_partition: AtomicI32,
+    current_offset: AtomicI64,
 }
 
 impl Default for Progress {
@@ -19,7 +22,8 @@ impl Default for Progress {
             origin: Instant::now(),
             last_beat_ms: AtomicU64::new(0),
             busy: AtomicBool::new(false),
-            current_record: Mutex::new(None),
+            current_partition: AtomicI32::new(-1),
+            current_offset: AtomicI64::new(0),
         }
     }
 }
@@ -40,11 +44,16 @@ impl Progress {
         self.busy.load(Ordering::Relaxed) && idle > timeout.as_millis() as u64
     }
     pub fn set_record(&self, record: Option<(i32, i64)>) {
-        if let Ok(mut r) = self.current_record.lock() {
-            *r = record;
+        match record {
+            Some((p, o)) => {
+                self.current_offset.store(o, Ordering::Relaxed);
+                self.current_partition.store(p, Ordering::Release);
+            }
+            None => self.current_partition.store(-1, Ordering::Release),
         }
     }
     pub fn record(&self) -> Option<(i32, i64)> {
-        self.current_record.lock().ok().and_then(|r| *r)
+        let p = self.current_partition.load(Ordering::Acquire);
+        (p >= 0).then(|| (p, self.current_offset.load(Ordering::Relaxed)))
     }
 }

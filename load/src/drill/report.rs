@@ -181,8 +181,15 @@ pub fn print(records: &[FaultRecord], s: &Summary) -> bool {
         format!("{:.1} / {:.1} / {:.1}", pct(0.5), pct(0.99), pct(1.0)),
     );
     row("pipeline process starts", s.pipeline_starts.to_string());
-    row("pipeline exits nobody asked for", s.unplanned_exits.len().to_string());
-    failures.extend(s.unplanned_exits.iter().map(|e| format!("the pipeline exited by itself ({e})")));
+    row(
+        "pipeline exits nobody asked for",
+        s.unplanned_exits.len().to_string(),
+    );
+    failures.extend(
+        s.unplanned_exits
+            .iter()
+            .map(|e| format!("the pipeline exited by itself ({e})")),
+    );
     row("events acked by the broker", s.produced_acked.to_string());
     row(
         "acked ids lost (raw tables + dead letters)",
