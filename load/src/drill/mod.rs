@@ -222,7 +222,9 @@ fn write_config(path: &Path, p: &DrillParams, canaries: &[(String, String)]) -> 
         get("drill.token").unwrap_or_default()
     ));
     text.push_str("[pipeline]\ncommit_interval_ms = 500\n\n");
-    text.push_str("[supervision]\nstuck_timeout_s = 4\n\n");
+    // Faults come far denser than in production (up to one every 3 s): a restart budget of
+    // 5 per 60 s would end in a designed meltdown rather than test recovery.
+    text.push_str("[supervision]\nstuck_timeout_s = 4\nmax_restarts = 30\n\n");
     text.push_str(&format!(
         "[maintenance]\norphan_sweep_every_commits = 20\norphan_min_age_s = {}\n\n",
         p.orphan_min_age_s
