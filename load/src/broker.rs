@@ -92,6 +92,24 @@ pub async fn ensure_tansu() -> anyhow::Result<PathBuf> {
     find_tansu().context("tansu was installed but its binary was not found")
 }
 
+/// Wait until `lines` (a `shopwatch broker` stdout) says `broker ready`; false on EOF or after
+/// `within`.
+pub async fn await_ready_line<R>(lines: &mut tokio::io::Lines<R>, within: Duration) -> bool
+where
+    R: tokio::io::AsyncBufRead + Unpin,
+{
+    tokio::time::timeout(within, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.starts_with("broker ready") {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false)
+}
+
 fn spawn_tansu(bin: &Path, params: &BrokerParams) -> anyhow::Result<Child> {
     std::fs::create_dir_all(&params.data_dir)
         .with_context(|| format!("creating broker data dir {}", params.data_dir.display()))?;

@@ -43,16 +43,7 @@ pub async fn demo(mut cfg: Config, seed: u64) -> anyhow::Result<i32> {
         .context("starting `shopwatch broker`")?;
     let stdout = broker.stdout.take().context("broker stdout")?;
     let mut lines = BufReader::new(stdout).lines();
-    let ready = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if line.starts_with("broker ready") {
-                return true;
-            }
-        }
-        false
-    })
-    .await
-    .unwrap_or(false);
+    let ready = shopwatch_load::broker::await_ready_line(&mut lines, Duration::from_secs(60)).await;
     if !ready {
         let _ = broker.start_kill();
         bail!(

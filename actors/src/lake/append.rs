@@ -23,6 +23,26 @@ pub enum AppendError {
 /// The context of a failed data-file write: a storage problem, safe to retry.
 pub const WRITING_DATA_FILES: &str = "writing data files";
 
+/// Waits between commit attempts: 20 ms, doubling, capped at 2 s.
+pub struct Backoff(std::time::Duration);
+
+impl Backoff {
+    pub fn new() -> Self {
+        Backoff(std::time::Duration::from_millis(20))
+    }
+
+    pub async fn sleep(&mut self) {
+        tokio::time::sleep(self.0).await;
+        self.0 = (self.0 * 2).min(std::time::Duration::from_secs(2));
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 pub struct Append {
     pub batch: Option<RecordBatch>,
     /// Unique per attempt (data file names derive from it).

@@ -3,7 +3,7 @@
 //! state can be rebuilt. A commit lands only on top of the state it was computed from.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use iceberg::table::Table;
 use iceberg::TableIdent;
@@ -130,7 +130,7 @@ impl DerivedCommitter {
     ) -> Result<CommitOutcome, CommitError> {
         let started = Instant::now();
         let commit_id = Uuid::now_v7().to_string();
-        let mut backoff = Duration::from_millis(20);
+        let mut backoff = super::append::Backoff::new();
         for attempt in 1..=20u32 {
             let table = self.load().await?;
             let recorded =
@@ -226,8 +226,7 @@ impl DerivedCommitter {
                         });
                     }
                     warn!(table = %self.table_name, attempt, error = %source, "writing data files failed, retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    backoff.sleep().await;
                     continue;
                 }
                 Err(AppendError::Prepare(context, source)) => {
@@ -253,8 +252,7 @@ impl DerivedCommitter {
                         });
                     }
                     warn!(table = %self.table_name, attempt, error = %e, "derived commit did not land, deciding again");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    backoff.sleep().await;
                 }
             }
         }

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use iceberg::table::Table;
 use iceberg::TableIdent;
@@ -190,7 +190,7 @@ impl TableCommitter {
     /// an earlier attempt whose answer we lost).
     pub async fn commit(&mut self, batch: TableBatch) -> Result<CommitReport, CommitError> {
         let started = Instant::now();
-        let mut backoff = Duration::from_millis(20);
+        let mut backoff = super::append::Backoff::new();
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -300,8 +300,7 @@ impl TableCommitter {
                         });
                     }
                     warn!(table = %self.table_name, attempt, error = %source, "writing data files failed, retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    backoff.sleep().await;
                     continue;
                 }
                 Err(AppendError::Prepare(context, source)) => {
@@ -358,8 +357,7 @@ impl TableCommitter {
                         });
                     }
                     warn!(table = %self.table_name, attempt, error = %e, "commit did not land, reloading to decide again");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    backoff.sleep().await;
                 }
             }
         }

@@ -64,16 +64,7 @@ impl BrokerProc {
             .context("starting `shopwatch broker`")?;
         let stdout = child.stdout.take().context("broker stdout")?;
         let mut lines = BufReader::new(stdout).lines();
-        let ready = tokio::time::timeout(Duration::from_secs(60), async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if line.starts_with("broker ready") {
-                    return true;
-                }
-            }
-            false
-        })
-        .await
-        .unwrap_or(false);
+        let ready = crate::broker::await_ready_line(&mut lines, Duration::from_secs(60)).await;
         if !ready {
             bail!(
                 "the broker did not start; see {}",
