@@ -10,13 +10,15 @@
 //! then runs and must leave no orphan and delete no referenced file.
 
 pub mod check;
+mod config;
 mod inject;
 pub mod plan;
 pub mod procs;
+mod production;
 mod report;
 pub mod watch;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,10 +27,12 @@ use anyhow::{bail, Context};
 use shopwatch_actors::lake::{Lake, LakeParams};
 use tokio::sync::watch as tokio_watch;
 
-use crate::produce::{produce, ProduceParams};
+use crate::produce::ProduceParams;
 use check::Checkers;
+use config::write_config;
 use plan::{plan, Planned};
 use procs::{BrokerProc, PipelineProc};
+use production::Production;
 use watch::{Monotonic, Positions};
 
 pub use report::FaultRecord;
@@ -60,76 +64,6 @@ pub struct DrillParams {
 pub struct DrillOutcome {
     pub passed: bool,
     pub dir: PathBuf,
-}
-
-/// The drill's producer, in segments: it pauses (every send acknowledged or failed) while the
-/// broker is down, and a fresh producer resumes afterwards. Tansu 0.6.0 on SQLite panics on an
-/// idempotent producer's sequence after a restart ("more or less than one row",
-/// tansu-storage lite.rs:503), so the producer must not live across one; the producer is the
-/// drill's scaffolding, the consumer side is what the fault tests.
-pub(crate) struct Production {
-    params: ProduceParams,
-    total: u64,
-    segment: u64,
-    task: Option<(
-        tokio::task::JoinHandle<anyhow::Result<crate::produce::ProduceReport>>,
-        Arc<AtomicBool>,
-    )>,
-    done: crate::produce::ProduceReport,
-}
-
-impl Production {
-    fn start(&mut self) {
-        let remaining = self.total.saturating_sub(self.done.sent);
-        if remaining == 0 || self.task.is_some() {
-            return;
-        }
-        let mut params = self.params.clone();
-        params.count = Some(remaining);
-        // A different stream per segment: ids stay unique across segments.
-        params.seed = self
-            .params
-            .seed
-            .wrapping_add(self.segment.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        self.segment += 1;
-        let stop = Arc::new(AtomicBool::new(false));
-        self.task = Some((tokio::spawn(produce(params, stop.clone())), stop));
-    }
-
-    async fn collect(&mut self, stop: bool) -> anyhow::Result<()> {
-        if let Some((task, flag)) = self.task.take() {
-            if stop {
-                flag.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
-            let r = task.await.context("producer task")??;
-            self.done.sent += r.sent;
-            self.done.acked += r.acked;
-            self.done.errors += r.errors;
-            self.done.malformed_acked += r.malformed_acked;
-        }
-        Ok(())
-    }
-
-    pub async fn pause(&mut self) -> anyhow::Result<()> {
-        self.collect(true).await
-    }
-
-    pub fn resume(&mut self) {
-        self.start()
-    }
-
-    /// Every event has been sent and acknowledged (or failed).
-    pub fn finished(&self) -> bool {
-        match &self.task {
-            Some((task, _)) => task.is_finished(),
-            None => self.done.sent >= self.total,
-        }
-    }
-
-    async fn finish(&mut self) -> anyhow::Result<crate::produce::ProduceReport> {
-        self.collect(false).await?;
-        Ok(self.done.clone())
-    }
 }
 
 /// Everything the faults act on.
@@ -206,49 +140,6 @@ fn random_hex(n: usize) -> String {
 fn free_addr() -> anyhow::Result<String> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.to_string())
-}
-
-/// The pipeline's configuration for the drill; with `canary`, every secret is a canary.
-fn write_config(path: &Path, p: &DrillParams, canaries: &[(String, String)]) -> anyhow::Result<()> {
-    let get = |k: &str| {
-        canaries
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.clone())
-    };
-    let mut text = String::new();
-    text.push_str(&format!(
-        "[drill]\nenabled = true\ntoken = {:?}\n\n",
-        get("drill.token").unwrap_or_default()
-    ));
-    text.push_str("[pipeline]\ncommit_interval_ms = 500\n\n");
-    // Faults come far denser than in production (up to one every 3 s): a restart budget of
-    // 5 per 60 s would end in a designed meltdown rather than test recovery.
-    text.push_str("[supervision]\nstuck_timeout_s = 4\nmax_restarts = 30\n\n");
-    text.push_str(&format!(
-        "[maintenance]\norphan_sweep_every_commits = 20\norphan_min_age_s = {}\n\n",
-        p.orphan_min_age_s
-    ));
-    // Windows close 5 s after traffic stops; silence alerts after 15 s mark the end.
-    text.push_str("[windows]\nidle_timeout_s = 5\n\n");
-    text.push_str("[alerts]\ncheckpoint_every_s = 5\n\n[alerts.no_data]\nafter_s = 15\n\n");
-    if let Some(pw) = get("flight.password") {
-        text.push_str(&format!("[flight]\npassword = {pw:?}\n\n"));
-    }
-    if let Some(pw) = get("query.password") {
-        text.push_str(&format!(
-            "[query]\nusername = \"drill\"\npassword = {pw:?}\n\n"
-        ));
-    }
-    if let Some(secret) = get("lake.s3.secret_access_key") {
-        text.push_str(&format!(
-            "[lake.s3]\naccess_key_id = \"drill-key\"\nsecret_access_key = {secret:?}\n\n"
-        ));
-    }
-    if let Some(pw) = get("kafka.extra.sasl.password") {
-        text.push_str(&format!("[kafka.extra]\n\"sasl.password\" = {pw:?}\n\n"));
-    }
-    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
 pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
