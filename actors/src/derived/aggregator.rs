@@ -217,7 +217,13 @@ impl AggregatorState {
     }
 
     async fn emit(&mut self, now: Micros) -> Result<(), ActorProcessingErr> {
-        let advanced = self.engine.advance(now);
+        let source = super::source::Folded {
+            topics: self.inputs.iter().map(|(_, t)| t.as_str()).collect(),
+            positions: &self.positions,
+            source: &self.params.slots.source,
+            now,
+        };
+        let advanced = self.engine.advance(now, &source);
         self.report_watermark(now);
         let Some((until, rows)) = advanced else {
             return Ok(());

@@ -200,22 +200,26 @@ impl AnyEngine {
     }
 
     /// Close what the watermark passed: (until, rows of the closed windows).
-    pub fn advance(&mut self, now: Micros) -> Option<(Micros, DerivedRows)> {
+    pub fn advance(
+        &mut self,
+        now: Micros,
+        source: &dyn crate::windows::clock::Drained,
+    ) -> Option<(Micros, DerivedRows)> {
         fn flat<R>(windows: Vec<(Micros, Micros, Vec<R>)>) -> Vec<R> {
             windows.into_iter().flat_map(|(_, _, r)| r).collect()
         }
         Some(match self {
             AnyEngine::Orders(e) => e
-                .advance(now)
+                .advance_with(now, source)
                 .map(|em| (em.until, DerivedRows::Orders(flat(em.windows))))?,
             AnyEngine::Users(e) => e
-                .advance(now)
+                .advance_with(now, source)
                 .map(|em| (em.until, DerivedRows::Users(flat(em.windows))))?,
             AnyEngine::Errors(e) => e
-                .advance(now)
+                .advance_with(now, source)
                 .map(|em| (em.until, DerivedRows::Errors(flat(em.windows))))?,
             AnyEngine::Traffic(e) => e
-                .advance(now)
+                .advance_with(now, source)
                 .map(|em| (em.until, DerivedRows::Traffic(flat(em.windows))))?,
         })
     }

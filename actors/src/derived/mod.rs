@@ -8,6 +8,7 @@ pub mod input;
 pub mod kpi;
 pub mod messages;
 pub mod slots;
+pub mod source;
 pub mod supervisor;
 pub mod webhook;
 
@@ -28,6 +29,8 @@ use slots::{Slot, Subscribers};
 pub struct DerivedSlots {
     pub kpis: Vec<(KpiKind, Arc<Slot>)>,
     pub detector: Arc<Slot>,
+    /// What the consumers confirmed they have delivered (idleness needs it).
+    pub source: Arc<source::SourceProgress>,
 }
 
 impl DerivedSlots {
@@ -38,6 +41,7 @@ impl DerivedSlots {
                 .map(|k| (*k, Arc::new(Slot::default())))
                 .collect(),
             detector: Arc::new(Slot::default()),
+            source: Arc::default(),
         }
     }
 
@@ -50,7 +54,7 @@ impl DerivedSlots {
             .map(|(_, s)| s.clone())
             .collect();
         v.push(self.detector.clone());
-        Subscribers(v)
+        Subscribers(v, self.source.clone())
     }
 }
 

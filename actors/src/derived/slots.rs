@@ -62,11 +62,24 @@ impl Slot {
     }
 }
 
-/// The slots of every derived actor reading one topic.
+/// The slots of every derived actor reading one topic, and where the topic's consumer
+/// confirms what it has delivered.
 #[derive(Clone, Debug, Default)]
-pub struct Subscribers(pub Vec<Arc<Slot>>);
+pub struct Subscribers(pub Vec<Arc<Slot>>, pub Arc<super::source::SourceProgress>);
 
 impl Subscribers {
+    /// Everything of `partition` up to `high` has been handed over; trust it until
+    /// `valid_until`.
+    pub fn confirm_drained(
+        &self,
+        topic: &str,
+        partition: i32,
+        high: i64,
+        valid_until: crate::events::Micros,
+    ) {
+        self.1.confirm(topic, partition, high, valid_until);
+    }
+
     pub fn deliver(&self, delivery: Delivery) -> usize {
         let delivery = Arc::new(delivery);
         self.0.iter().filter(|s| s.offer(&delivery)).count()

@@ -138,6 +138,9 @@ impl Actor for ConsumerActor {
                     }
                 }
                 let stopping = state.args.params.shutdown.load(Ordering::Relaxed);
+                if !shutting_down {
+                    confirm_drained(state).await;
+                }
                 self.flush_dead_letters(state, stopping).await?;
                 if stopping {
                     // Everything read has been committed above: stop cleanly.
@@ -452,6 +455,44 @@ fn assign_from_lake(
     }
     consumer.assign(&tpl)?;
     Ok((position, dl_position))
+}
+
+/// Tell the derived actors which partitions have nothing left to deliver: the position
+/// reached the broker's high watermark, asked now (a cached one could be stale while the broker
+/// is unreachable). Without this a silent partition never counts as idle.
+async fn confirm_drained(state: &ConsumerState) {
+    let consumer = state.consumer.clone();
+    let topic = state.args.params.topic.clone();
+    let position = state.position.clone();
+    let interval = state.args.params.batch.commit_interval;
+    let asked = tokio::task::spawn_blocking(move || {
+        position
+            .iter()
+            .filter(|(p, pos)| {
+                cached_high_watermark(&consumer, &topic, **p).is_some_and(|h| **pos >= h)
+            })
+            .filter_map(|(p, pos)| {
+                let (_, high) = consumer
+                    .fetch_watermarks(&topic, *p, Duration::from_secs(1))
+                    .ok()?;
+                (*pos >= high).then_some((*p, high))
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    // Valid for a few poll cycles: a consumer that stops confirming (stuck, stalled on a
+    // commit, restarting) stops vouching for its partitions.
+    let valid_until = chrono::Utc::now().timestamp_micros()
+        + (interval * 3 + Duration::from_secs(2)).as_micros() as i64;
+    let topic = &state.args.params.topic;
+    for (p, high) in asked {
+        state
+            .args
+            .params
+            .subscribers
+            .confirm_drained(topic, p, high, valid_until);
+    }
 }
 
 /// Poll until the commit interval elapses, the batch is full, or shutdown is requested.

@@ -1,7 +1,9 @@
 //! Event-time watermarks. Per partition: max event time − allowed lateness. Per topic: the
 //! minimum over partitions that are still active; a partition silent for `idle_timeout` stops
 //! holding the topic back, and a topic whose partitions are all silent advances with the
-//! processing clock, so windows close when traffic stops.
+//! processing clock, so windows close when traffic stops. Silence counts as idleness only when
+//! the source confirms the partition is drained ([`Drained`]): while our own pipeline stalls
+//! (storage down, broker unreachable, a restart) the events are on their way, not absent.
 
 use std::collections::BTreeMap;
 
@@ -11,6 +13,21 @@ use crate::events::Micros;
 pub struct ClockParams {
     pub lateness: Micros,
     pub idle_timeout: Micros,
+}
+
+/// Whether the source has delivered everything of a partition (or, with `None`, of every
+/// partition of a topic) that exists so far.
+pub trait Drained {
+    fn drained(&self, topic: usize, partition: Option<i32>) -> bool;
+}
+
+/// For callers without a source to ask (tests, replays): silence alone means idle.
+pub struct AlwaysDrained;
+
+impl Drained for AlwaysDrained {
+    fn drained(&self, _: usize, _: Option<i32>) -> bool {
+        true
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -38,13 +55,24 @@ impl TopicClock {
 
     /// The topic's watermark at processing time `now`; `None` before its first event.
     pub fn watermark(&self, now: Micros, p: ClockParams) -> Option<Micros> {
+        self.watermark_with(now, p, |_| true)
+    }
+
+    /// `watermark`, where a silent partition is idle only if `drained(partition)`.
+    pub fn watermark_with(
+        &self,
+        now: Micros,
+        p: ClockParams,
+        drained: impl Fn(i32) -> bool,
+    ) -> Option<Micros> {
         if self.partitions.is_empty() {
             return None;
         }
         let active = self
             .partitions
-            .values()
-            .filter(|c| now - c.last_seen < p.idle_timeout)
+            .iter()
+            .filter(|(part, c)| now - c.last_seen < p.idle_timeout || !drained(**part))
+            .map(|(_, c)| c)
             .map(|c| c.max_event)
             .min();
         Some(match active {
@@ -91,16 +119,25 @@ impl Watermark {
 
     /// Recompute at `now` and return the (monotonic) watermark.
     pub fn advance(&mut self, now: Micros) -> Option<Micros> {
+        self.advance_with(now, &AlwaysDrained)
+    }
+
+    /// `advance`, asking `source` before treating silence as idleness.
+    pub fn advance_with(&mut self, now: Micros, source: &dyn Drained) -> Option<Micros> {
         let started = *self.started.get_or_insert(now);
-        let waiting = now - started < self.params.idle_timeout
-            && self.topics.iter().any(|t| t.partitions.is_empty());
+        let waiting = self.topics.iter().enumerate().any(|(i, t)| {
+            t.partitions.is_empty()
+                && (now - started < self.params.idle_timeout || !source.drained(i, None))
+        });
         if waiting {
             return self.current;
         }
+        let params = self.params;
         let candidate = self
             .topics
             .iter()
-            .filter_map(|t| t.watermark(now, self.params))
+            .enumerate()
+            .filter_map(|(i, t)| t.watermark_with(now, params, |p| source.drained(i, Some(p))))
             .min();
         self.current = match (self.current, candidate) {
             (Some(c), Some(n)) => Some(c.max(n)),
@@ -151,6 +188,37 @@ mod tests {
         assert_eq!(t.watermark(40 * S, P), Some(130 * S));
         // Everything silent: processing time minus lateness.
         assert_eq!(t.watermark(1_000 * S, P), Some(990 * S));
+    }
+
+    /// The source vouches for some partitions only.
+    struct Only(Vec<(usize, Option<i32>)>);
+    impl Drained for Only {
+        fn drained(&self, topic: usize, partition: Option<i32>) -> bool {
+            self.0.contains(&(topic, partition))
+        }
+    }
+
+    #[test]
+    fn silence_without_the_sources_word_is_a_stall_not_idleness() {
+        let mut t = TopicClock::default();
+        t.observe(0, 100 * S, 0);
+        t.observe(1, 80 * S, 0);
+        // Both silent for 1,000 s, but only partition 0 is drained: partition 1's events are
+        // stuck in our pipeline, so it still holds the topic back.
+        assert_eq!(t.watermark_with(1_000 * S, P, |p| p == 0), Some(70 * S));
+        assert_eq!(t.watermark_with(1_000 * S, P, |_| false), Some(70 * S));
+        assert_eq!(t.watermark_with(1_000 * S, P, |_| true), Some(990 * S));
+
+        // A topic that never delivered holds the watermark back until its source says it is
+        // empty, however long that takes.
+        let mut w = Watermark::new(2, P);
+        w.observe(0, 0, 100 * S, 0);
+        let stalled = Only(vec![(0, Some(0)), (0, None)]);
+        assert_eq!(w.advance_with(1_000 * S, &stalled), None);
+        let empty = Only(vec![(0, Some(0)), (0, None), (1, None)]);
+        assert_eq!(w.advance_with(1_000 * S, &empty), Some(990 * S));
+        // And it never goes back when the source stops vouching.
+        assert_eq!(w.advance_with(2_000 * S, &stalled), Some(990 * S));
     }
 
     #[test]

@@ -159,7 +159,16 @@ impl<A: Acc> Engine<A> {
 
     /// Move the watermark to processing time `now` and close every window it passed.
     pub fn advance(&mut self, now: Micros) -> Option<Emission<A::Row>> {
-        let wm = self.watermark.advance(now)?;
+        self.advance_with(now, &super::clock::AlwaysDrained)
+    }
+
+    /// `advance`, where silence is idleness only for what `source` says is drained.
+    pub fn advance_with(
+        &mut self,
+        now: Micros,
+        source: &dyn super::clock::Drained,
+    ) -> Option<Emission<A::Row>> {
+        let wm = self.watermark.advance_with(now, source)?;
         let w = self.params.windowing;
         let until = w.end_at_or_before(wm);
         if self.emitted_until.is_some_and(|b| until <= b) {
