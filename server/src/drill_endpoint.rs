@@ -33,23 +33,24 @@ pub fn routes(state: DrillState) -> Router {
         .with_state(state)
 }
 
-fn authorized(state: &DrillState, headers: &HeaderMap) -> Result<(), Response> {
+fn authorized(state: &DrillState, headers: &HeaderMap) -> bool {
     let given = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if !given.is_empty() && bool::from(given.as_bytes().ct_eq(state.token.as_bytes())) {
-        return Ok(());
-    }
+    !given.is_empty() && bool::from(given.as_bytes().ct_eq(state.token.as_bytes()))
+}
+
+fn refused() -> Response {
     // The header's value is never echoed or logged.
     warn!("drill request refused: missing or wrong bearer token");
-    Err((
+    (
         StatusCode::UNAUTHORIZED,
         [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
         "drill endpoint: missing or wrong bearer token\n",
     )
-        .into_response())
+        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -92,8 +93,8 @@ async fn actor(
     headers: HeaderMap,
     Json(req): Json<ActorFault>,
 ) -> Response {
-    if let Err(r) = authorized(&state, &headers) {
-        return r;
+    if !authorized(&state, &headers) {
+        return refused();
     }
     match actor_rule(&req) {
         Ok(rule) => {
@@ -116,8 +117,8 @@ async fn arm(
     headers: HeaderMap,
     Json(req): Json<Arm>,
 ) -> Response {
-    if let Err(r) = authorized(&state, &headers) {
-        return r;
+    if !authorized(&state, &headers) {
+        return refused();
     }
     if !failpoint::ENABLED {
         return (
@@ -136,8 +137,8 @@ async fn arm(
 }
 
 async fn disarm(State(state): State<DrillState>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorized(&state, &headers) {
-        return r;
+    if !authorized(&state, &headers) {
+        return refused();
     }
     failpoint::disarm_all();
     state.faults.clear();
@@ -145,8 +146,8 @@ async fn disarm(State(state): State<DrillState>, headers: HeaderMap) -> Response
 }
 
 async fn list(State(state): State<DrillState>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorized(&state, &headers) {
-        return r;
+    if !authorized(&state, &headers) {
+        return refused();
     }
     let (armed, paused, fired) = failpoint::snapshot();
     Json(serde_json::json!({
@@ -203,10 +204,10 @@ mod tests {
             h.insert(axum::http::header::AUTHORIZATION, v.parse().unwrap());
             h
         };
-        assert!(authorized(&state, &with("Bearer 0123456789abcdef")).is_ok());
-        assert!(authorized(&state, &with("Bearer 0123456789abcde")).is_err());
-        assert!(authorized(&state, &with("0123456789abcdef")).is_err());
-        assert!(authorized(&state, &with("Bearer ")).is_err());
-        assert!(authorized(&state, &HeaderMap::new()).is_err());
+        assert!(authorized(&state, &with("Bearer 0123456789abcdef")));
+        assert!(!authorized(&state, &with("Bearer 0123456789abcde")));
+        assert!(!authorized(&state, &with("0123456789abcdef")));
+        assert!(!authorized(&state, &with("Bearer ")));
+        assert!(!authorized(&state, &HeaderMap::new()));
     }
 }
