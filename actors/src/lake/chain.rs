@@ -215,18 +215,15 @@ impl DerivedCommitter {
                     return Ok(CommitOutcome::Committed);
                 }
                 Err(AppendError::Prepare(super::append::WRITING_DATA_FILES, source)) => {
-                    // Storage refused the files (read-only, full, unreachable); nothing reached
-                    // the catalog. Wait and write them again, as backpressure on the consumer.
                     self.count("storage_error");
-                    if attempt >= 20 {
-                        return Err(CommitError::GaveUp {
-                            table: self.table_name.clone(),
-                            attempts: attempt,
-                            source,
-                        });
-                    }
-                    warn!(table = %self.table_name, attempt, error = %source, "writing data files failed, retrying");
-                    backoff.sleep().await;
+                    super::commit::storage_retry(
+                        &self.table_name,
+                        attempt,
+                        20,
+                        source,
+                        &mut backoff,
+                    )
+                    .await?;
                     continue;
                 }
                 Err(AppendError::Prepare(context, source)) => {

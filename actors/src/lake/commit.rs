@@ -94,6 +94,28 @@ pub trait CommitHook: Send + Sync + std::fmt::Debug {
     async fn before_commit(&self, table: &TableIdent, attempt: u32);
 }
 
+/// Storage refused a batch's data files (read-only, full, unreachable); nothing reached the
+/// catalog. Wait and let the caller write them again, as backpressure on the consumer, or
+/// give up after `max_attempts`.
+pub(super) async fn storage_retry(
+    table: &str,
+    attempt: u32,
+    max_attempts: u32,
+    source: iceberg::Error,
+    backoff: &mut super::append::Backoff,
+) -> Result<(), CommitError> {
+    if attempt >= max_attempts {
+        return Err(CommitError::GaveUp {
+            table: table.to_string(),
+            attempts: attempt,
+            source,
+        });
+    }
+    warn!(table, attempt, error = %source, "writing data files failed, retrying");
+    backoff.sleep().await;
+    Ok(())
+}
+
 pub fn offsets_key(topic: &str) -> String {
     format!("shopwatch.offsets.{topic}")
 }
@@ -289,18 +311,15 @@ impl TableCommitter {
             let result = match append_pinned(&self.lake, &table, append).await {
                 Ok(files) => Ok(files),
                 Err(AppendError::Prepare(super::append::WRITING_DATA_FILES, source)) => {
-                    // Storage refused the files (read-only, full, unreachable); nothing reached
-                    // the catalog. Wait and write them again, as backpressure on the consumer.
                     self.count("storage_error");
-                    if attempt >= self.max_attempts {
-                        return Err(CommitError::GaveUp {
-                            table: self.table_name.clone(),
-                            attempts: attempt,
-                            source,
-                        });
-                    }
-                    warn!(table = %self.table_name, attempt, error = %source, "writing data files failed, retrying");
-                    backoff.sleep().await;
+                    storage_retry(
+                        &self.table_name,
+                        attempt,
+                        self.max_attempts,
+                        source,
+                        &mut backoff,
+                    )
+                    .await?;
                     continue;
                 }
                 Err(AppendError::Prepare(context, source)) => {

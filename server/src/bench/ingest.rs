@@ -14,12 +14,11 @@ use shopwatch_actors::lake::chain::recorded_chain;
 use shopwatch_actors::lake::commit::recorded_offsets;
 use shopwatch_actors::lake::{Lake, LakeParams};
 use shopwatch_load::bare::{consume_all, high_watermarks};
-use shopwatch_load::broker::{Broker, BrokerParams, BrokerStorage};
 use shopwatch_load::generator::EventClock;
 use shopwatch_load::produce::{produce, ProduceParams};
 use shopwatch_load::stats::{cpu_seconds, rss_bytes};
 
-use super::{free_addr, PipelineProcess};
+use super::PipelineProcess;
 use crate::config::Config;
 
 #[derive(Args)]
@@ -53,20 +52,7 @@ pub async fn run(cfg: Config, args: IngestArgs) -> anyhow::Result<i32> {
         std::env::temp_dir().join(format!("shopwatch-bench-ingest-{}", std::process::id()))
     });
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let topics = vec![
-        cfg.topics.orders.clone(),
-        cfg.topics.clicks.clone(),
-        cfg.topics.errors.clone(),
-    ];
-    shopwatch_load::broker::ensure_tansu().await?;
-    let broker = Broker::start(BrokerParams {
-        listen: free_addr()?.parse()?,
-        data_dir: dir.join("broker"),
-        partitions: args.partitions,
-        topics: topics.clone(),
-        storage: BrokerStorage::Memory,
-    })
-    .await?;
+    let (broker, topics) = super::memory_broker(&cfg, &dir, args.partitions).await?;
     let brokers = broker.brokers();
 
     // Event times: one hour of traffic that ended an hour ago, so every window can close.

@@ -51,6 +51,31 @@ pub async fn run(cfg: Config, args: BenchArgs) -> anyhow::Result<i32> {
 }
 
 /// A free loopback port (bound then released; good enough for a benchmark).
+/// Tansu with `memory://` storage (fast, gone on exit) and the config's three topics, which
+/// it returns with the broker.
+pub async fn memory_broker(
+    cfg: &Config,
+    dir: &std::path::Path,
+    partitions: i32,
+) -> anyhow::Result<(shopwatch_load::broker::Broker, Vec<String>)> {
+    use shopwatch_load::broker::{Broker, BrokerParams, BrokerStorage};
+    let topics = vec![
+        cfg.topics.orders.clone(),
+        cfg.topics.clicks.clone(),
+        cfg.topics.errors.clone(),
+    ];
+    shopwatch_load::broker::ensure_tansu().await?;
+    let broker = Broker::start(BrokerParams {
+        listen: free_addr()?.parse()?,
+        data_dir: dir.join("broker"),
+        partitions,
+        topics: topics.clone(),
+        storage: BrokerStorage::Memory,
+    })
+    .await?;
+    Ok((broker, topics))
+}
+
 pub fn free_addr() -> anyhow::Result<String> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.to_string())

@@ -79,30 +79,21 @@ pub fn run(args: ParseArgs) -> anyhow::Result<i32> {
         bytes as f64 / args.events as f64
     );
     println!("{:<44} {:>14} {:>14}", "figure", "value", "target");
-    println!(
-        "{:<44} {:>14.0} {:>14}",
+    let row = |label: &str, value: f64, target: &str| {
+        println!("{label:<44} {value:>14.0} {target:>14}");
+    };
+    row(
         "decode + validate, events per CPU-second",
         n / decode_cpu.max(1e-9),
-        "ceiling"
+        "ceiling",
     );
-    println!(
-        "{:<44} {:>14.0} {:>14}",
-        "  same, per wall second",
-        n / decode_wall.max(1e-9),
-        ""
-    );
-    println!(
-        "{:<44} {:>14.0} {:>14}",
+    row("  same, per wall second", n / decode_wall.max(1e-9), "");
+    row(
         "serde_json::Value parse, per CPU-second",
         n / json_cpu.max(1e-9),
-        "~4000000"
+        "~4000000",
     );
-    println!(
-        "{:<44} {:>14.0} {:>14}",
-        "  same, per wall second",
-        n / json_wall.max(1e-9),
-        ""
-    );
+    row("  same, per wall second", n / json_wall.max(1e-9), "");
     println!(
         "{:<44} {:>14.2} {:>14}",
         "ratio decode / Value parse (same run)",

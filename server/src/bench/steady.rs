@@ -18,11 +18,10 @@ use arrow_array::types::TimestampMicrosecondType;
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::{DataType, TimeUnit};
 use clap::Args;
-use shopwatch_load::broker::{Broker, BrokerParams, BrokerStorage};
 use shopwatch_load::produce::{produce, ProduceParams};
 use shopwatch_load::stats::{cpu_seconds, rss_bytes, summarize};
 
-use super::{free_addr, PipelineProcess};
+use super::PipelineProcess;
 use crate::config::{Config, SEED_FLIGHT_PASSWORD, SEED_FLIGHT_USER};
 use crate::flight::client::{timestamp_literal, FlightQueryClient};
 
@@ -57,20 +56,7 @@ fn now_us() -> i64 {
 pub async fn run(cfg: Config, args: SteadyArgs, memory_only: bool) -> anyhow::Result<i32> {
     let dir = std::env::temp_dir().join(format!("shopwatch-bench-steady-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let topics = vec![
-        cfg.topics.orders.clone(),
-        cfg.topics.clicks.clone(),
-        cfg.topics.errors.clone(),
-    ];
-    shopwatch_load::broker::ensure_tansu().await?;
-    let broker = Broker::start(BrokerParams {
-        listen: free_addr()?.parse()?,
-        data_dir: dir.join("broker"),
-        partitions: cfg.kafka.partitions,
-        topics,
-        storage: BrokerStorage::Memory,
-    })
-    .await?;
+    let (broker, _) = super::memory_broker(&cfg, &dir, cfg.kafka.partitions).await?;
     let brokers = broker.brokers();
     let mut pipeline = PipelineProcess::spawn(&dir, &brokers, &[])?;
     let (pid, flight) = (pipeline.pid, pipeline.flight.clone());
