@@ -1,13 +1,26 @@
-//! shopwatch's pipeline: typed events, the Iceberg lake with exactly-once commits, and the
-//! supervised actors that move records from Kafka into it.
+//! shopwatch's pipeline: typed events, the KPI and alert-rule registries, the Iceberg lake with
+//! its one exactly-once commit loop, and the supervised actors that move records from Kafka
+//! into it.
+//!
+//! Layers, top to bottom (a module imports only from below it):
+//! `runtime` → `pipeline`, `derived` → `handoff`, `supervision`, `error` → `alerts`, `kpis`,
+//! `lake` → `windows`, `schema`, `events`, `sql`, `telemetry`, `failpoint`.
 
 pub mod alerts;
 pub mod derived;
+pub mod error;
 pub mod events;
 pub mod failpoint;
+pub mod handoff;
+pub mod kpis;
 pub mod lake;
 pub mod pipeline;
 pub mod runtime;
 pub mod schema;
+pub mod sql;
+pub mod supervision;
+pub mod tables;
 pub mod telemetry;
 pub mod windows;
+
+pub use error::{Error, Kind};

@@ -1,23 +1,40 @@
-//! The running pipelines of a process: one supervisor per topic plus the derived actors'
-//! supervisor, started and drained in the order that keeps every batch accounted for.
+//! The running groups of a process, each under the one supervisor: one topic pipeline per
+//! topic, the derived actors, and whatever else the binary adds (the KPI refresher). Started
+//! and drained in the order that keeps every batch accounted for.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorRef};
 use tracing::warn;
 
-use crate::derived::supervisor::DerivedSupervisor;
-use crate::derived::DerivedParams;
-use crate::pipeline::messages::SupervisorMsg;
-use crate::pipeline::supervisor::{PipelineSupervisor, SupervisorArgs};
-use crate::pipeline::{
-    PipelineParams, PipelineState, PipelineStatus, StatusHandle, DERIVED_PIPELINE,
+use crate::derived::{DerivedGroup, DerivedParams, GROUP as DERIVED};
+use crate::pipeline::{PipelineParams, TopicPipeline};
+use crate::supervision::{
+    ChildSpecs, PipelineState, PipelineStatus, StatusHandle, SupervisionParams, Supervisor,
+    SupervisorArgs, SupervisorMsg,
 };
+use crate::telemetry::Metrics;
 
-/// The running pipelines of this process.
+/// When a group drains: topics first (their final batches reach the derived actors), then the
+/// derived actors once they have handled what was delivered, then readers of the lake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stage {
+    Topics,
+    Derived,
+    Readers,
+}
+
+struct Group {
+    supervisor: ActorRef<SupervisorMsg>,
+    handle: ractor::concurrency::JoinHandle<()>,
+    status: StatusHandle,
+    stage: Stage,
+}
+
+/// The running groups of this process.
 pub struct Pipelines {
-    supervisors: Vec<(ActorRef<SupervisorMsg>, ractor::concurrency::JoinHandle<()>)>,
-    statuses: Vec<StatusHandle>,
+    groups: Vec<Group>,
 }
 
 impl Pipelines {
@@ -27,73 +44,104 @@ impl Pipelines {
         all: Vec<PipelineParams>,
         derived: Option<DerivedParams>,
     ) -> anyhow::Result<Pipelines> {
-        let mut supervisors = Vec::new();
-        let mut statuses = Vec::new();
+        let mut p = Pipelines { groups: Vec::new() };
         if let Some(params) = derived {
-            let status = StatusHandle::new(DERIVED_PIPELINE, "*");
-            let (actor, handle) = Actor::spawn(None, DerivedSupervisor, (params, status.clone()))
-                .await
-                .map_err(|e| anyhow::anyhow!("starting derived supervisor: {e}"))?;
-            supervisors.push((actor, handle));
-            statuses.push(status);
+            let (supervision, metrics) = (params.supervision.clone(), params.metrics.clone());
+            p.supervise(
+                DERIVED,
+                "*",
+                Arc::new(DerivedGroup(params)),
+                supervision,
+                metrics,
+                Stage::Derived,
+            )
+            .await?;
         }
         for params in all {
-            let status = StatusHandle::new(params.kind.as_str(), &params.topic);
-            let (actor, handle) = Actor::spawn(
-                None,
-                PipelineSupervisor,
-                SupervisorArgs {
-                    params,
-                    status: status.clone(),
-                },
+            let (name, topic) = (params.kind.as_str(), params.topic.clone());
+            let (supervision, metrics) = (params.supervision.clone(), params.metrics.clone());
+            p.supervise(
+                name,
+                &topic,
+                Arc::new(TopicPipeline(params)),
+                supervision,
+                metrics,
+                Stage::Topics,
             )
-            .await
-            .map_err(|e| anyhow::anyhow!("starting pipeline supervisor: {e}"))?;
-            supervisors.push((actor, handle));
-            statuses.push(status);
+            .await?;
         }
-        Ok(Pipelines {
-            supervisors,
-            statuses,
-        })
+        Ok(p)
+    }
+
+    /// Run one more group under its own supervisor.
+    pub async fn supervise(
+        &mut self,
+        name: &str,
+        topic: &str,
+        specs: Arc<dyn ChildSpecs>,
+        params: SupervisionParams,
+        metrics: Metrics,
+        stage: Stage,
+    ) -> anyhow::Result<()> {
+        let status = StatusHandle::new(name, topic);
+        let (supervisor, handle) = Actor::spawn(
+            None,
+            Supervisor,
+            SupervisorArgs {
+                name: name.to_string(),
+                specs,
+                params,
+                status: status.clone(),
+                metrics,
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("starting the {name} supervisor: {e}"))?;
+        self.groups.push(Group {
+            supervisor,
+            handle,
+            status,
+            stage,
+        });
+        Ok(())
     }
 
     pub fn statuses(&self) -> Vec<PipelineStatus> {
-        self.statuses
+        self.groups
             .iter()
-            .filter_map(StatusHandle::snapshot)
+            .filter_map(|g| g.status.snapshot())
             .collect()
     }
 
     pub fn status_handles(&self) -> Vec<StatusHandle> {
-        self.statuses.clone()
+        self.groups.iter().map(|g| g.status.clone()).collect()
     }
 
-    /// True once every pipeline has failed for good: nothing can run any more.
+    /// True once every group that moves data (topics, derived) has failed for good: nothing
+    /// can run any more.
     pub fn all_failed(&self) -> bool {
-        let s = self.statuses();
-        !s.is_empty()
-            && s.iter()
+        let data: Vec<_> = self
+            .groups
+            .iter()
+            .filter(|g| g.stage != Stage::Readers)
+            .filter_map(|g| g.status.snapshot())
+            .collect();
+        !data.is_empty()
+            && data
+                .iter()
                 .all(|p| matches!(p.state, PipelineState::Failed(_)))
     }
 
     /// Stop consuming, commit what is in flight, stop every actor; bounded by `timeout`.
-    /// The topic pipelines first (their final batches reach the derived actors), then the
-    /// derived actors once they have handled what was delivered.
     pub async fn drain(self, timeout: Duration) {
-        let (derived, topics): (Vec<_>, Vec<_>) = self
-            .supervisors
-            .iter()
-            .zip(&self.statuses)
-            .map(|((sup, _), status)| (sup.clone(), status.is_derived()))
-            .partition(|(_, d)| *d);
         let deadline = std::time::Instant::now() + timeout;
-        for group in [topics, derived] {
+        for stage in [Stage::Topics, Stage::Derived, Stage::Readers] {
             let left = deadline
                 .saturating_duration_since(std::time::Instant::now())
                 .max(Duration::from_secs(1));
-            let drains = group.into_iter().map(|(sup, _)| async move {
-                ractor::call_t!(sup, SupervisorMsg::Drain, left.as_millis() as u64)
+            let drains = self.groups.iter().filter(|g| g.stage == stage).map(|g| {
+                let sup = g.supervisor.clone();
+                async move { ractor::call_t!(sup, SupervisorMsg::Drain, left.as_millis() as u64) }
             });
             for result in futures::future::join_all(drains).await {
                 if let Err(e) = result {
@@ -101,9 +149,9 @@ impl Pipelines {
                 }
             }
         }
-        for (sup, handle) in self.supervisors {
-            sup.stop(None);
-            let _ = tokio::time::timeout(Duration::from_secs(2), handle).await;
+        for g in self.groups {
+            g.supervisor.stop(None);
+            let _ = tokio::time::timeout(Duration::from_secs(2), g.handle).await;
         }
     }
 }

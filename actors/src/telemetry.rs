@@ -133,8 +133,8 @@ impl Metrics {
             "Alert webhook deliveries by outcome (ok, failed after retries, dropped: queue full).",
             &["outcome"],
         );
-        for t in crate::alerts::AlertType::ALL {
-            alerts.with_label_values(&[t.as_str()]);
+        for rule in crate::alerts::RULES {
+            alerts.with_label_values(&[rule.name]);
         }
         let watermark_lag = prometheus::GaugeVec::new(
             Opts::new(

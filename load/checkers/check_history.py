@@ -15,9 +15,6 @@ import sys
 
 import lakecat
 
-TABLES = ["orders_processed", "clicks_processed", "errors_processed", "dead_letters",
-          "orders_revenue_per_minute", "active_users_per_window", "errors_per_minute",
-          "traffic_per_minute", "alerts"]
 PREFIX = "shopwatch.offsets."
 
 
@@ -57,7 +54,7 @@ def main():
     catalog = lakecat.open_catalog(args, args.catalog)
     failures = []
     summary = {"tables": {}}
-    for name in TABLES:
+    for name in [t["name"] for t in lakecat.tables(args)["tables"]]:
         try:
             table = catalog.load_table(f"{args.namespace}.{name}")
         except Exception as e:  # a table the run never created

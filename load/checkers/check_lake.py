@@ -11,12 +11,6 @@ import sys
 
 import lakecat
 
-RAW = {
-    "orders_topic": ("orders_processed", "order_id"),
-    "clicks_topic": ("clicks_processed", "click_id"),
-    "errors_topic": ("errors_processed", "error_id"),
-}
-
 
 def main():
     ap = argparse.ArgumentParser()
@@ -29,6 +23,8 @@ def main():
     args = ap.parse_args()
 
     catalog = lakecat.open_catalog(args, args.catalog)
+    # Raw tables by topic, with their id column (the first, as in the seed's tables).
+    raw = {t["topic"]: (t["name"], t["columns"][0]["name"]) for t in lakecat.of_kind(lakecat.tables(args), "raw")}
     acks = [json.loads(line) for line in open(args.ack_log) if line.strip()]
     failures = []
     summary = {"acked": len(acks), "tables": {}}
@@ -49,7 +45,7 @@ def main():
         if leaked:
             failures.append(f"dead_letters: {leaked} values contain a secret")
 
-    for topic, (table, id_col) in RAW.items():
+    for topic, (table, id_col) in raw.items():
         rows = catalog.load_table(f"{args.namespace}.{table}").scan().to_arrow().to_pylist()
         by_offset = collections.Counter((r["kafka_partition"], r["kafka_offset"]) for r in rows)
         by_id = collections.Counter(r[id_col] for r in rows)

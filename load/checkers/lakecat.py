@@ -1,5 +1,10 @@
 """pyiceberg's SqlCatalog on a shopwatch lake: local warehouse by default, or S3 (pyarrow's S3
-filesystem) with --warehouse s3://… and the --s3-* options."""
+filesystem) with --warehouse s3://… and the --s3-* options. And the list of tables, read from
+the shopwatch binary (`shopwatch tables --json`), so no checker keeps its own."""
+import json
+import os
+import shutil
+import subprocess
 
 
 def add_args(ap):
@@ -7,6 +12,8 @@ def add_args(ap):
     ap.add_argument("--s3-endpoint")
     ap.add_argument("--s3-key")
     ap.add_argument("--s3-secret")
+    ap.add_argument("--tables", help="`shopwatch tables --json` output (default: run the binary)")
+    ap.add_argument("--shopwatch", help="the shopwatch binary (default: $SHOPWATCH_BIN, then PATH)")
 
 
 def open_catalog(args, name="shopwatch"):
@@ -27,3 +34,20 @@ def open_catalog(args, name="shopwatch"):
         warehouse=args.warehouse or f"file://{args.data_dir}/warehouse",
         **props,
     )
+
+
+def tables(args):
+    """The binary's description of every table: name, kind, columns; KPIs with their inputs
+    and effective windows."""
+    if args.tables:
+        with open(args.tables) as f:
+            return json.load(f)
+    binary = args.shopwatch or os.environ.get("SHOPWATCH_BIN") or shutil.which("shopwatch")
+    if not binary:
+        raise SystemExit("no shopwatch binary: pass --shopwatch or --tables, or set SHOPWATCH_BIN "
+                         "(the checkers take the table list from `shopwatch tables --json`)")
+    return json.loads(subprocess.check_output([binary, "tables", "--json"]))
+
+
+def of_kind(doc, kind):
+    return [t for t in doc["tables"] if t["kind"] == kind]

@@ -68,11 +68,9 @@ pub async fn demo(mut cfg: Config, seed: u64) -> anyhow::Result<i32> {
         data.display()
     );
     println!(
-        "  tables     {}.orders_processed, clicks_processed, errors_processed, dead_letters,",
-        cfg.lake.namespace
-    );
-    println!(
-        "             orders_revenue_per_minute, active_users_per_window, errors_per_minute, traffic_per_minute, alerts"
+        "  tables     {}.{} (`shopwatch tables` lists their columns)",
+        cfg.lake.namespace,
+        shopwatch_actors::tables::names().join(", ")
     );
     if cfg.flight.enabled {
         println!(

@@ -1,8 +1,10 @@
 //! `/drill/*`: the fault-injection endpoint `shopwatch drill` drives. Mounted only when
 //! `drill.enabled`; every request needs `Authorization: Bearer <drill.token>`.
 //!
-//! - `POST /drill/actor` `{"target":"consumer"|"committer","action":"panic"|"freeze","freeze_ms":N}`:
-//!   the next record (consumer) or batch (committer) of any pipeline panics or stalls.
+//! - `POST /drill/actor` `{"target":"consumer"|"committer"|ROLE,"action":"panic"|"freeze","freeze_ms":N}`:
+//!   the next record (consumer) or batch (committer) of any pipeline panics or stalls; any
+//!   other supervised actor by its role (`detector`, `refresher`, or a KPI's name) at its next
+//!   message.
 //! - `POST /drill/failpoints` `{"spec":"name=[N*]pause|error|panic;…"}`, `DELETE` disarms all,
 //!   `GET` lists armed, paused and fired points (a drill waits for `paused`, then SIGKILLs).
 
@@ -16,13 +18,15 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use shopwatch_actors::failpoint;
-use shopwatch_actors::pipeline::faults::{FaultAction, FaultPoint, FaultRule, Faults};
+use shopwatch_actors::supervision::faults::{FaultAction, FaultPoint, FaultRule, Faults};
 use subtle::ConstantTimeEq;
+
+use crate::config::Secret;
 use tracing::warn;
 
 #[derive(Clone)]
 pub struct DrillState {
-    pub token: Arc<String>,
+    pub token: Arc<Secret>,
     pub faults: Arc<Faults>,
 }
 
@@ -39,7 +43,7 @@ fn authorized(state: &DrillState, headers: &HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    !given.is_empty() && bool::from(given.as_bytes().ct_eq(state.token.as_bytes()))
+    !given.is_empty() && bool::from(given.as_bytes().ct_eq(state.token.expose().as_bytes()))
 }
 
 fn refused() -> Response {
@@ -68,10 +72,14 @@ fn bad_request(message: String) -> Response {
 
 /// Parse an actor fault request into the rule it arms.
 fn actor_rule(req: &ActorFault) -> Result<FaultRule, String> {
-    let point = match req.target.as_str() {
-        "consumer" => FaultPoint::ConsumerRecord,
-        "committer" => FaultPoint::CommitterBatch,
-        other => return Err(format!("target {other:?}: expected consumer or committer")),
+    let (point, target) = match req.target.as_str() {
+        "consumer" => (FaultPoint::ConsumerRecord, None),
+        "committer" => (FaultPoint::CommitterBatch, None),
+        role if handler_roles().contains(&role) => (FaultPoint::Handler, Some(role.to_string())),
+        other => return Err(format!(
+            "target {other:?}: expected consumer or committer (or a supervised actor's role: {})",
+            handler_roles().join(", ")
+        )),
     };
     let action = match req.action.as_str() {
         "panic" => FaultAction::Panic,
@@ -84,8 +92,18 @@ fn actor_rule(req: &ActorFault) -> Result<FaultRule, String> {
         action,
         times: Some(1),
         marker: None,
-        table: None,
+        target,
     })
+}
+
+/// Supervised actors with a `Handler` fault point, by role.
+fn handler_roles() -> Vec<&'static str> {
+    let mut roles = vec![
+        shopwatch_actors::derived::DETECTOR,
+        crate::live::refresher::GROUP,
+    ];
+    roles.extend(shopwatch_actors::kpis::REGISTRY.iter().map(|k| k.name()));
+    roles
 }
 
 async fn actor(
@@ -196,7 +214,7 @@ mod tests {
     #[test]
     fn only_the_exact_bearer_token_passes() {
         let state = DrillState {
-            token: Arc::new("0123456789abcdef".into()),
+            token: Arc::new(Secret::new("0123456789abcdef")),
             faults: Arc::new(Faults::default()),
         };
         let with = |v: &str| {

@@ -8,7 +8,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::{Json, Router};
-use shopwatch_actors::pipeline::{PipelineState, StatusHandle};
+use shopwatch_actors::supervision::{PipelineState, StatusHandle};
 use shopwatch_actors::telemetry::Metrics;
 
 use crate::live::hub::{Hub, STATE_TYPES};

@@ -1,4 +1,6 @@
-//! `shopwatch run`: the pipelines and the HTTP server until a signal or a fatal failure.
+//! `shopwatch run`: the pipelines, the KPI refresher and the HTTP and Flight servers until a
+//! signal or a fatal failure. Everything is built from the configuration's sections and the
+//! registries; the groups run under the one supervisor.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -6,124 +8,65 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use shopwatch_actors::alerts::{AlertRules, AnomalyRule, RateRule, SilenceRule};
 use shopwatch_actors::derived::webhook::{Webhook, WebhookParams};
-use shopwatch_actors::derived::{DerivedParams, DerivedSlots, KpiKind};
+use shopwatch_actors::derived::{DerivedParams, DerivedSlots};
 use shopwatch_actors::events::EventKind;
-use shopwatch_actors::lake::{CatalogKind, HygieneParams, Lake, LakeParams};
-use shopwatch_actors::pipeline::faults::Faults;
-use shopwatch_actors::pipeline::{BatchParams, KafkaParams, PipelineParams, SupervisionParams};
-use shopwatch_actors::runtime::Pipelines;
+use shopwatch_actors::kpis::REGISTRY;
+use shopwatch_actors::lake::Lake;
+use shopwatch_actors::pipeline::PipelineParams;
+use shopwatch_actors::runtime::{Pipelines, Stage};
+use shopwatch_actors::supervision::faults::Faults;
 use shopwatch_actors::telemetry::Metrics;
-use shopwatch_actors::windows::{ClockParams, EngineParams, Windowing};
 use tracing::{error, info};
 
 use crate::config::Config;
 use crate::http::{router, AppState};
 use crate::live::hub::{Hub, HubParams};
 use crate::live::metrics::LiveMetrics;
-use crate::live::refresher::{Refresher, RefresherParams};
+use crate::live::refresher::{RefresherGroup, RefresherParams, GROUP as REFRESHER};
 use crate::live::spawn_heartbeat;
 use crate::live::ws::WsParams;
 use axum::serve::ListenerExt;
-use ractor::Actor;
 
 /// How long a graceful stop may take before we give up on the final commit.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
 
+/// One topic pipeline per topic kind.
 pub fn pipeline_params(
     cfg: &Config,
     lake: Lake,
     metrics: Metrics,
     shutdown: Arc<AtomicBool>,
     slots: &DerivedSlots,
+    faults: Arc<Faults>,
 ) -> Vec<PipelineParams> {
     EventKind::ALL
         .iter()
         .map(|&kind| PipelineParams {
             kind,
-            topic: match kind {
-                EventKind::Orders => cfg.topics.orders.clone(),
-                EventKind::Clicks => cfg.topics.clicks.clone(),
-                EventKind::Errors => cfg.topics.errors.clone(),
-            },
-            kafka: KafkaParams {
-                brokers: cfg.kafka.brokers.clone(),
-                group_prefix: cfg.kafka.group_prefix.clone(),
-                extra: cfg.kafka.extra.clone(),
-            },
+            topic: cfg.topics.of(kind).to_string(),
+            kafka: cfg.kafka.params(),
             lake: lake.clone(),
-            batch: BatchParams {
-                commit_interval: Duration::from_millis(cfg.pipeline.commit_interval_ms),
-                max_batch_rows: cfg.pipeline.max_batch_rows,
-                max_event_bytes: cfg.pipeline.max_event_bytes,
-                dead_letter_payload_max_bytes: cfg.pipeline.dead_letter_payload_max_bytes,
-                dead_letter_flush_rows: cfg.pipeline.dead_letter_flush_rows,
-                dead_letter_flush_interval: Duration::from_millis(
-                    cfg.pipeline.dead_letter_flush_interval_ms,
-                ),
-            },
-            supervision: SupervisionParams {
-                max_restarts: cfg.supervision.max_restarts,
-                restart_window: Duration::from_secs(cfg.supervision.restart_window_s),
-                backoff_min: Duration::from_millis(cfg.supervision.backoff_min_ms),
-                backoff_max: Duration::from_millis(cfg.supervision.backoff_max_ms),
-                heartbeat: Duration::from_millis(cfg.supervision.heartbeat_ms),
-                stuck_timeout: Duration::from_secs(cfg.supervision.stuck_timeout_s),
-            },
-            hygiene: HygieneParams {
-                every_commits: cfg.maintenance.every_commits,
-                snapshot_max_age: Duration::from_secs(cfg.maintenance.snapshot_max_age_s),
-                keep_snapshots: cfg.maintenance.keep_snapshots,
-                keep_metadata_files: cfg.maintenance.keep_metadata_files,
-                compact_every_commits: cfg.maintenance.compact_every_commits,
-                orphan_every_commits: cfg.maintenance.orphan_sweep_every_commits,
-                orphan_min_age: Duration::from_secs(cfg.maintenance.orphan_min_age_s),
-                ..HygieneParams::default()
-            },
+            batch: cfg.pipeline.batch(),
+            supervision: cfg.supervision.params(),
+            hygiene: cfg.maintenance.hygiene(),
             metrics: metrics.clone(),
-            faults: Arc::new(Faults::default()),
+            faults: faults.clone(),
             shutdown: shutdown.clone(),
             subscribers: slots.subscribers(kind),
         })
         .collect()
 }
 
-fn secs(s: u64) -> i64 {
-    s as i64 * 1_000_000
-}
-
-/// Window aggregators and the alert detector, from the `[windows]` and `[alerts]` sections.
+/// Window aggregators (every registered KPI) and the alert detector (every registered rule),
+/// from the `[windows]` and `[alerts]` sections.
 pub fn derived_params(
     cfg: &Config,
     lake: Lake,
     metrics: Metrics,
     slots: DerivedSlots,
-    supervision: SupervisionParams,
-    hygiene: HygieneParams,
+    faults: Arc<Faults>,
 ) -> anyhow::Result<DerivedParams> {
-    let w = &cfg.windows;
-    let mut kpis = Vec::new();
-    for (kind, (name, win)) in KpiKind::ALL.iter().zip(w.each()) {
-        let lateness = match (w.seed_watermarks, kind) {
-            (true, KpiKind::ActiveUsers) => 360,
-            (true, _) => 120,
-            (false, _) => win.lateness_s,
-        };
-        let windowing = Windowing::new(secs(win.size_s), secs(win.slide_s))
-            .with_context(|| format!("config windows.{name}"))?;
-        kpis.push((
-            *kind,
-            EngineParams {
-                windowing,
-                clock: ClockParams {
-                    lateness: secs(lateness),
-                    idle_timeout: secs(w.idle_timeout_s),
-                },
-                max_skew: secs(w.max_skew_s),
-            },
-        ));
-    }
     let a = &cfg.alerts;
     let webhook = if a.webhook_url.is_empty() {
         None
@@ -131,7 +74,7 @@ pub fn derived_params(
         Some(
             Webhook::start(
                 WebhookParams {
-                    url: a.webhook_url.clone(),
+                    url: a.webhook_url.expose().to_string(),
                     timeout: Duration::from_millis(a.webhook_timeout_ms),
                     retries: a.webhook_retries,
                     backoff: Duration::from_millis(500),
@@ -142,41 +85,16 @@ pub fn derived_params(
             .context("starting the alert webhook client")?,
         )
     };
-    let anomaly = |c: &crate::config::AnomalyConfig| AnomalyRule {
-        enabled: c.enabled,
-        k: c.k,
-        history: c.history,
-        min_history: c.min_history,
-        min_change: c.min_change,
-        min_value: c.min_value,
-    };
     Ok(DerivedParams {
         lake,
-        topics: [
-            cfg.topics.orders.clone(),
-            cfg.topics.clicks.clone(),
-            cfg.topics.errors.clone(),
-        ],
-        kpis,
-        rules: AlertRules {
-            fatal_error: a.fatal_error,
-            error_spike: anomaly(&a.error_spike),
-            orders_drop: anomaly(&a.orders_drop),
-            revenue_drop: anomaly(&a.revenue_drop),
-            high_error_rate: RateRule {
-                enabled: a.high_error_rate.enabled,
-                threshold: a.high_error_rate.threshold,
-                min_traffic: a.high_error_rate.min_traffic,
-            },
-            no_data: SilenceRule {
-                enabled: a.no_data.enabled,
-                after: secs(a.no_data.after_s),
-            },
-        },
-        hygiene,
+        topics: cfg.topics.names(),
+        kpis: cfg.windows.engines()?,
+        rules: cfg.alerts.rule_set()?,
+        hygiene: cfg.maintenance.hygiene(),
         metrics,
-        supervision,
-        tick: Duration::from_millis(w.tick_ms),
+        supervision: cfg.supervision.params(),
+        faults,
+        tick: cfg.windows.tick(),
         checkpoint_every: Duration::from_secs(a.checkpoint_every_s),
         slots,
         webhook,
@@ -184,21 +102,7 @@ pub fn derived_params(
 }
 
 pub async fn open_lake(cfg: &Config) -> anyhow::Result<Lake> {
-    let catalog = match cfg.lake.catalog.as_str() {
-        "rest" => CatalogKind::Rest {
-            uri: cfg.lake.rest_uri.clone(),
-        },
-        _ => CatalogKind::Sql,
-    };
-    Lake::open(LakeParams {
-        catalog_name: cfg.lake.catalog_name.clone(),
-        namespace: cfg.lake.namespace.clone(),
-        data_dir: cfg.lake.data_dir.clone(),
-        catalog,
-        warehouse: cfg.lake.warehouse.clone(),
-        storage: cfg.storage_props(),
-    })
-    .await
+    Lake::open(cfg.lake.params()).await
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -225,31 +129,22 @@ pub async fn run_until(
     let metrics = Metrics::new();
     let lake = open_lake(&cfg).await?;
     let shutdown = Arc::new(AtomicBool::new(false));
-    let slots = DerivedSlots::new(&KpiKind::ALL);
-    let mut topics = pipeline_params(
+    let slots = DerivedSlots::new(&REGISTRY);
+    // One set of injected faults for every group: the drill endpoint arms the next one.
+    let faults = Arc::new(Faults::default());
+    let topics = pipeline_params(
         &cfg,
         lake.clone(),
         metrics.clone(),
         shutdown.clone(),
         &slots,
+        faults.clone(),
     );
-    // One set of injected faults for all pipelines: the drill endpoint arms the next one.
-    let faults = Arc::new(Faults::default());
-    for t in &mut topics {
-        t.faults = faults.clone();
-    }
     shopwatch_actors::failpoint::configure(&cfg.drill.failpoints)
         .map_err(|e| anyhow::anyhow!("config drill.failpoints: {e}"))?;
-    let derived = derived_params(
-        &cfg,
-        lake.clone(),
-        metrics.clone(),
-        slots,
-        topics[0].supervision.clone(),
-        topics[0].hygiene.clone(),
-    )?;
+    let derived = derived_params(&cfg, lake.clone(), metrics.clone(), slots, faults.clone())?;
     let reader = lake.reader_catalog().await?;
-    let pipelines = Pipelines::start(topics, Some(derived)).await?;
+    let mut pipelines = Pipelines::start(topics, Some(derived)).await?;
     let flight_stop = Arc::new(tokio::sync::Notify::new());
     let flight = if cfg.flight.enabled {
         let stop = flight_stop.clone();
@@ -258,7 +153,7 @@ pub async fn run_until(
                 crate::flight::FlightParams {
                     listen: cfg.flight.listen.parse().context("flight.listen")?,
                     username: cfg.flight.username.clone(),
-                    password: cfg.flight.password.clone(),
+                    password: cfg.flight.password.expose().to_string(),
                     token_ttl: Duration::from_secs(cfg.flight.token_ttl_s),
                     source: cfg.flight.source.clone(),
                     namespace: cfg.lake.namespace.clone(),
@@ -280,21 +175,26 @@ pub async fn run_until(
         },
         live.clone(),
     );
-    let (refresher, refresher_task) = Actor::spawn(
-        None,
-        Refresher,
-        RefresherParams {
-            target: cfg.query_target(),
-            refresh: Duration::from_millis(cfg.query.refresh_ms),
-            min_interval: Duration::from_millis(cfg.query.min_interval_ms),
-            hub: hub.clone(),
-            metrics: metrics.clone(),
-            live: live.clone(),
-            pipelines: pipelines.status_handles(),
-        },
-    )
-    .await
-    .context("starting the KPI refresher")?;
+    pipelines
+        .supervise(
+            REFRESHER,
+            "-",
+            Arc::new(RefresherGroup(RefresherParams {
+                target: cfg.query_target(),
+                refresh: Duration::from_millis(cfg.query.refresh_ms),
+                min_interval: Duration::from_millis(cfg.query.min_interval_ms),
+                hub: hub.clone(),
+                metrics: metrics.clone(),
+                live: live.clone(),
+                pipelines: pipelines.status_handles(),
+                faults: faults.clone(),
+            })),
+            cfg.supervision.params(),
+            metrics.clone(),
+            Stage::Readers,
+        )
+        .await
+        .context("starting the KPI refresher")?;
     let heartbeat = spawn_heartbeat(hub.clone(), Duration::from_secs(10));
     let state = AppState {
         metrics,
@@ -353,8 +253,6 @@ pub async fn run_until(
     info!("stopping: committing what is in flight");
     shutdown.store(true, Ordering::Relaxed);
     pipelines.drain(DRAIN_TIMEOUT).await;
-    refresher.stop(None);
-    let _ = tokio::time::timeout(Duration::from_secs(2), refresher_task).await;
     heartbeat.abort();
     http_stop.notify_one();
     flight_stop.notify_one();

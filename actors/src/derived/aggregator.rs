@@ -1,6 +1,6 @@
-//! Window aggregator actor: one per KPI table. Folds committed events into its engine,
-//! commits closed windows exactly once (rows + checkpoint in one catalog commit), and tells
-//! the detector. On start it rebuilds its open windows from the raw tables.
+//! Window aggregator actor: one per KPI. Folds committed events into its KPI's engine, commits
+//! closed windows exactly once (rows + checkpoint in one catalog commit), and tells the
+//! detector. On start it rebuilds its open windows from the raw tables.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,16 +9,17 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info};
 
-use super::input::{advance, catch_up_rows, gap_rows, is_new};
-use super::kpi::{AnyEngine, FoldStats, KpiKind};
-use super::messages::{Closed, Delivery, DerivedMsg};
-use super::slots::Slot;
+use super::input::{advance, catch_up_rows, gap_rows, is_new, positions, raw_table, Folded};
+use super::messages::DerivedMsg;
 use super::DerivedParams;
+use crate::alerts::ClosedWindows;
+use crate::error::{into_actor, Error, Handled};
 use crate::events::{EventKind, Micros};
-use crate::lake::chain::DerivedCommitter;
-use crate::lake::commit::recorded_offsets;
-use crate::lake::scan::{read_raw, resume_points};
-use crate::lake::Offsets;
+use crate::handoff::{Delivery, Slot};
+use crate::kpis::{FoldStats, Kpi, KpiEngine, KpiRows};
+use crate::lake::io::scan::{read_raw, resume_points};
+use crate::lake::{DerivedCommitter, Offsets};
+use crate::supervision::Progress;
 use crate::windows::EngineParams;
 
 /// What a KPI table records with each commit.
@@ -33,16 +34,17 @@ pub struct AggCheckpoint {
 pub struct AggregatorActor;
 
 pub struct AggregatorArgs {
-    pub kpi: KpiKind,
+    pub kpi: &'static dyn Kpi,
     pub engine: EngineParams,
     pub params: DerivedParams,
     pub slot: Arc<Slot>,
     pub detector: Option<ActorRef<DerivedMsg>>,
+    pub progress: Arc<Progress>,
 }
 
 pub struct AggregatorState {
-    kpi: KpiKind,
-    engine: AnyEngine,
+    kpi: &'static dyn Kpi,
+    engine: Box<dyn KpiEngine>,
     committer: DerivedCommitter,
     /// (kind, topic) per input, in the engine's topic order.
     inputs: Vec<(EventKind, String)>,
@@ -51,6 +53,7 @@ pub struct AggregatorState {
     params: DerivedParams,
     slot: Arc<Slot>,
     detector: Option<ActorRef<DerivedMsg>>,
+    progress: Arc<Progress>,
 }
 
 fn now_micros() -> Micros {
@@ -67,64 +70,7 @@ impl Actor for AggregatorActor {
         myself: ActorRef<DerivedMsg>,
         args: AggregatorArgs,
     ) -> Result<AggregatorState, ActorProcessingErr> {
-        // First take the slot, then read the lake: a batch committed after our read is
-        // delivered to us, one committed before it is in what we read.
-        args.slot.set(myself.clone());
-        let p = &args.params;
-        let (committer, recorded) = DerivedCommitter::open(
-            p.lake.clone(),
-            &args.kpi.spec(),
-            p.hygiene.clone(),
-            Some(p.metrics.clone()),
-        )
-        .await?;
-        let checkpoint: AggCheckpoint = if recorded.state.is_null() {
-            AggCheckpoint::default()
-        } else {
-            serde_json::from_value(recorded.state.clone())
-                .map_err(|e| format!("{}: unreadable checkpoint: {e}", args.kpi.table()))?
-        };
-        let mut engine = AnyEngine::new(args.kpi, args.engine);
-        engine.restore(checkpoint.emitted_until, checkpoint.watermark);
-        let inputs: Vec<(EventKind, String)> = args
-            .kpi
-            .inputs()
-            .iter()
-            .map(|k| (*k, p.topic(*k).to_string()))
-            .collect();
-        let mut positions = Vec::new();
-        let now = now_micros();
-        let mut replayed = 0u64;
-        for (i, (kind, topic)) in inputs.iter().enumerate() {
-            let table = p
-                .lake
-                .catalog
-                .load_unpinned(&p.lake.ident(kind.raw_table()))
-                .await?;
-            let position = recorded_offsets(&table, topic)?;
-            let from = checkpoint.replay.get(topic).cloned().unwrap_or_default();
-            let rows = read_raw(&table, *kind, &resume_points(&from, &position), false).await?;
-            let stats = engine.fold_rows(i, &rows, now, |_, _| true);
-            replayed += stats.folded + stats.late + stats.skewed;
-            positions.push(position);
-        }
-        info!(
-            table = args.kpi.table(),
-            replayed,
-            emitted_until = ?checkpoint.emitted_until,
-            "aggregator rebuilt its open windows from the raw tables"
-        );
-        myself.send_interval(p.tick, || DerivedMsg::Tick);
-        Ok(AggregatorState {
-            kpi: args.kpi,
-            engine,
-            committer,
-            inputs,
-            positions,
-            params: args.params,
-            slot: args.slot,
-            detector: args.detector,
-        })
+        into_actor(start(myself, args).await)
     }
 
     async fn handle(
@@ -133,16 +79,87 @@ impl Actor for AggregatorActor {
         msg: DerivedMsg,
         state: &mut AggregatorState,
     ) -> Result<(), ActorProcessingErr> {
+        into_actor(state.handle(msg).await)
+    }
+}
+
+async fn start(
+    myself: ActorRef<DerivedMsg>,
+    args: AggregatorArgs,
+) -> Result<AggregatorState, Error> {
+    // First take the slot, then read the lake: a batch committed after our read is delivered
+    // to us, one committed before it is in what we read.
+    args.slot.set(myself.clone());
+    let p = &args.params;
+    let table = args.kpi.table();
+    let (committer, recorded) = DerivedCommitter::open(
+        p.lake.clone(),
+        &args.kpi.spec(),
+        p.hygiene.clone(),
+        Some(p.metrics.clone()),
+    )
+    .await?;
+    let checkpoint: AggCheckpoint = if recorded.state.is_null() {
+        AggCheckpoint::default()
+    } else {
+        serde_json::from_value(recorded.state.clone())
+            .map_err(|e| Error::Corrupt(format!("{table}: unreadable checkpoint: {e}")))?
+    };
+    let mut engine = args.kpi.engine(args.engine);
+    engine.restore(checkpoint.emitted_until, checkpoint.watermark);
+    let inputs: Vec<(EventKind, String)> = args
+        .kpi
+        .inputs()
+        .iter()
+        .map(|k| (*k, p.topic(*k).to_string()))
+        .collect();
+    let mut folded = Vec::new();
+    let now = now_micros();
+    let mut replayed = 0u64;
+    for (i, (kind, topic)) in inputs.iter().enumerate() {
+        let raw = raw_table(&p.lake, *kind).await?;
+        let position = positions(&raw, topic)?;
+        let from = checkpoint.replay.get(topic).cloned().unwrap_or_default();
+        let rows = read_raw(&raw, *kind, &resume_points(&from, &position), false).await?;
+        let stats = engine.fold_rows(i, &rows, now, &|_, _| true);
+        replayed += stats.folded + stats.late + stats.skewed;
+        folded.push(position);
+    }
+    info!(
+        table,
+        replayed,
+        emitted_until = ?checkpoint.emitted_until,
+        "aggregator rebuilt its open windows from the raw tables"
+    );
+    myself.send_interval(p.tick, || DerivedMsg::Tick);
+    Ok(AggregatorState {
+        kpi: args.kpi,
+        engine,
+        committer,
+        inputs,
+        positions: folded,
+        params: args.params,
+        slot: args.slot,
+        detector: args.detector,
+        progress: args.progress,
+    })
+}
+
+impl AggregatorState {
+    async fn handle(&mut self, msg: DerivedMsg) -> Handled {
+        let progress = self.progress.clone();
+        let _busy = progress.busy();
+        self.params.faults.at_handler(self.kpi.name()).await?;
         match msg {
             DerivedMsg::Ingest(delivery) => {
-                state.slot.done();
-                state.catch_up_if_skipped().await?;
-                state.ingest(&delivery).await?;
-                state.emit(now_micros()).await?;
+                self.slot.done();
+                self.catch_up_if_skipped().await?;
+                self.ingest(&delivery).await?;
+                self.emit(now_micros()).await?;
             }
             DerivedMsg::Tick => {
-                state.catch_up_if_skipped().await?;
-                state.emit(now_micros()).await?
+                self.catch_up_if_skipped().await?;
+                self.emit(now_micros()).await?
             }
             DerivedMsg::Closed(_) => {}
             DerivedMsg::Sync(reply) => {
@@ -151,12 +168,10 @@ impl Actor for AggregatorActor {
         }
         Ok(())
     }
-}
 
-impl AggregatorState {
     /// Deliveries were skipped (we were behind): read what they carried from the raw tables
     /// before any window may close, or a topic would look idle while its events wait.
-    async fn catch_up_if_skipped(&mut self) -> Result<(), ActorProcessingErr> {
+    async fn catch_up_if_skipped(&mut self) -> Handled {
         if !self.slot.take_skipped() {
             return Ok(());
         }
@@ -165,7 +180,7 @@ impl AggregatorState {
             let (kind, topic) = self.inputs[i].clone();
             let (rows, recorded) =
                 catch_up_rows(&self.params.lake, kind, &topic, &self.positions[i]).await?;
-            let stats = self.engine.fold_rows(i, &rows, now, |_, _| true);
+            let stats = self.engine.fold_rows(i, &rows, now, &|_, _| true);
             for (p, end) in recorded {
                 let pos = self.positions[i].entry(p).or_insert(end);
                 *pos = (*pos).max(end);
@@ -180,7 +195,7 @@ impl AggregatorState {
         Ok(())
     }
 
-    async fn ingest(&mut self, d: &Delivery) -> Result<(), ActorProcessingErr> {
+    async fn ingest(&mut self, d: &Delivery) -> Handled {
         let Some(i) = self.inputs.iter().position(|(_, t)| *t == d.topic) else {
             return Ok(());
         };
@@ -190,21 +205,21 @@ impl AggregatorState {
         let kind = self.inputs[i].0;
         if let Some(rows) = gap_rows(&self.params.lake, kind, &self.positions[i], &d.ranges).await?
         {
-            let s = self.engine.fold_rows(i, &rows, now, |_, _| true);
+            let s = self.engine.fold_rows(i, &rows, now, &|_, _| true);
             debug!(
                 table = self.kpi.table(),
                 rows = s.folded,
                 "filled a delivery gap from the raw table"
             );
-            add(&mut stats, s);
+            stats.add(s);
         }
         let positions = &self.positions[i];
         let s = self
             .engine
-            .fold_rows(i, &d.rows, now, |p, o| is_new(positions, p, o));
-        add(&mut stats, s);
+            .fold_rows(i, &d.rows, now, &|p, o| is_new(positions, p, o));
+        stats.add(s);
         advance(&mut self.positions[i], &d.ranges);
-        if KpiKind::primary_for(d.kind) == self.kpi {
+        if self.kpi.counts_late().contains(&d.kind) {
             let m = &self.params.metrics;
             m.late_events
                 .with_label_values(&[&d.topic])
@@ -216,8 +231,8 @@ impl AggregatorState {
         Ok(())
     }
 
-    async fn emit(&mut self, now: Micros) -> Result<(), ActorProcessingErr> {
-        let source = super::source::Folded {
+    async fn emit(&mut self, now: Micros) -> Handled {
+        let source = Folded {
             topics: self.inputs.iter().map(|(_, t)| t.as_str()).collect(),
             positions: &self.positions,
             source: &self.params.slots.source,
@@ -225,36 +240,47 @@ impl AggregatorState {
         };
         let advanced = self.engine.advance(now, &source);
         self.report_watermark(now);
-        let Some((until, rows)) = advanced else {
+        let Some(emitted) = advanced else {
             return Ok(());
         };
         let table = self.kpi.table();
-        if !rows.is_empty() {
-            let checkpoint = self.checkpoint();
-            self.committer
-                .commit(&rows, serde_json::to_value(&checkpoint)?)
-                .await?;
-            let windows = window_count(&rows);
+        let rows = KpiRows {
+            kpi: self.kpi,
+            rows: emitted.rows,
+        };
+        if !rows.rows.is_empty() {
+            let checkpoint = serde_json::to_value(self.checkpoint())
+                .map_err(|e| Error::Corrupt(format!("{table}: encoding the checkpoint: {e}")))?;
+            self.committer.commit(&rows, checkpoint).await?;
+            let windows = rows.windows();
             self.params
                 .metrics
                 .windows_emitted
                 .with_label_values(&[table])
                 .inc_by(windows);
-            debug!(table, windows, until, "windows emitted");
+            debug!(table, windows, until = emitted.until, "windows emitted");
         }
         if let Some(detector) = &self.detector {
-            let _ = detector.cast(DerivedMsg::Closed(Closed { table, until, rows }));
+            let geometry = self.engine.params().windowing;
+            let _ = detector.cast(DerivedMsg::Closed(ClosedWindows {
+                kpi: self.kpi,
+                until: emitted.until,
+                size: geometry.size,
+                slide: geometry.slide,
+                rows: rows.rows,
+            }));
         }
         Ok(())
     }
 
-    /// The primary KPI of a topic reports how far its watermark trails the clock.
+    /// The KPI that counts a topic's late events also reports how far its watermark trails
+    /// the clock.
     fn report_watermark(&self, now: Micros) {
         let Some(wm) = self.engine.watermark() else {
             return;
         };
         for (kind, topic) in &self.inputs {
-            if KpiKind::primary_for(*kind) == self.kpi {
+            if self.kpi.counts_late().contains(kind) {
                 self.params
                     .metrics
                     .watermark_lag
@@ -285,24 +311,4 @@ impl AggregatorState {
             replay,
         }
     }
-}
-
-fn add(total: &mut FoldStats, s: FoldStats) {
-    total.folded += s.folded;
-    total.late += s.late;
-    total.dropped += s.dropped;
-    total.skewed += s.skewed;
-}
-
-fn window_count(rows: &crate::schema::derived::DerivedRows) -> u64 {
-    use crate::schema::derived::DerivedRows::*;
-    let mut starts: Vec<Micros> = match rows {
-        Orders(v) => v.iter().map(|r| r.window_start).collect(),
-        Users(v) => v.iter().map(|r| r.window_start).collect(),
-        Errors(v) => v.iter().map(|r| r.window_start).collect(),
-        Traffic(v) => v.iter().map(|r| r.window_start).collect(),
-        Alerts(_) => Vec::new(),
-    };
-    starts.dedup();
-    starts.len() as u64
 }

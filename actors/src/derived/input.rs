@@ -1,9 +1,25 @@
 //! Tracking what a derived actor has read from one topic, and filling gaps from the raw table.
 
-use crate::events::EventKind;
-use crate::lake::scan::read_raw;
+use crate::error::Error;
+use crate::events::{EventKind, Micros};
+use crate::handoff::source::{drained, SourceProgress};
+use crate::lake::commit::recorded_offsets;
+use crate::lake::io::scan::read_raw;
 use crate::lake::{Lake, Offsets, Ranges};
 use crate::schema::Rows;
+
+/// Load a raw table without a pin (to read it).
+pub async fn raw_table(lake: &Lake, kind: EventKind) -> Result<iceberg::table::Table, Error> {
+    lake.catalog
+        .load_unpinned(&lake.ident(kind.raw_table()))
+        .await
+        .map_err(Error::iceberg(format!("loading {}", kind.raw_table())))
+}
+
+/// The offsets a raw table has recorded for `topic`.
+pub fn positions(table: &iceberg::table::Table, topic: &str) -> Result<Offsets, Error> {
+    recorded_offsets(table, topic).map_err(|e| Error::Corrupt(format!("{topic}: {e}")))
+}
 
 /// Rows of the raw table that precede `ranges` and were never delivered to us, with the
 /// per-partition offsets they start from. `None` when there is no gap.
@@ -12,7 +28,7 @@ pub async fn gap_rows(
     kind: EventKind,
     positions: &Offsets,
     ranges: &Ranges,
-) -> Result<Option<Rows>, ractor::ActorProcessingErr> {
+) -> Result<Option<Rows>, Error> {
     let gaps: Offsets = ranges
         .iter()
         .filter_map(|(p, (start, _))| {
@@ -23,10 +39,7 @@ pub async fn gap_rows(
     if gaps.is_empty() {
         return Ok(None);
     }
-    let table = lake
-        .catalog
-        .load_unpinned(&lake.ident(kind.raw_table()))
-        .await?;
+    let table = raw_table(lake, kind).await?;
     let mut rows = read_raw(&table, kind, &gaps, false).await?;
     rows.retain(|p, o| {
         gaps.get(&p).is_some_and(|from| o >= *from)
@@ -54,12 +67,9 @@ pub async fn catch_up_rows(
     kind: EventKind,
     topic: &str,
     positions: &Offsets,
-) -> Result<(Rows, Offsets), ractor::ActorProcessingErr> {
-    let table = lake
-        .catalog
-        .load_unpinned(&lake.ident(kind.raw_table()))
-        .await?;
-    let recorded = crate::lake::commit::recorded_offsets(&table, topic)?;
+) -> Result<(Rows, Offsets), Error> {
+    let table = raw_table(lake, kind).await?;
+    let recorded = self::positions(&table, topic)?;
     let from: Offsets = recorded
         .keys()
         .map(|p| (*p, positions.get(p).copied().unwrap_or(0)))
@@ -67,4 +77,31 @@ pub async fn catch_up_rows(
     let mut rows = read_raw(&table, kind, &from, false).await?;
     rows.retain(|p, o| recorded.get(&p).is_some_and(|end| o < *end) && is_new(positions, p, o));
     Ok((rows, recorded))
+}
+
+/// An aggregator's view for the watermark: its inputs' topics (in the engine's order) and how
+/// far it folded each; a silent partition is idle only when drained ([`drained`]).
+pub struct Folded<'a> {
+    pub topics: Vec<&'a str>,
+    pub positions: &'a [Offsets],
+    pub source: &'a SourceProgress,
+    pub now: Micros,
+}
+
+impl crate::windows::clock::Drained for Folded<'_> {
+    fn drained(&self, topic: usize, partition: Option<i32>) -> bool {
+        let (Some(name), Some(folded)) = (self.topics.get(topic), self.positions.get(topic)) else {
+            return true;
+        };
+        match partition {
+            Some(p) => drained(folded.get(&p).copied(), self.source.get(name, p), self.now),
+            None => {
+                let confirmed = self.source.of_topic(name);
+                !confirmed.is_empty()
+                    && confirmed.iter().all(|(p, h, until)| {
+                        drained(folded.get(p).copied(), Some((*h, *until)), self.now)
+                    })
+            }
+        }
+    }
 }

@@ -1,40 +1,47 @@
-//! The derived side of the pipeline: window aggregators (one per KPI table) and the alert
-//! detector, under one supervisor. They read what the consumers committed; any failure
-//! restarts the set, which rebuilds itself from the lake (raw tables and checkpoints).
+//! The derived side of the pipeline: one window aggregator per registered KPI and the alert
+//! detector, run by the one supervisor as a group (`DerivedGroup`). They read what the
+//! consumers committed; any failure restarts the set, which rebuilds itself from the lake (raw
+//! tables and checkpoints).
 
 pub mod aggregator;
 pub mod detector;
 pub mod input;
-pub mod kpi;
 pub mod messages;
-pub mod slots;
-pub mod source;
-pub mod supervisor;
 pub mod webhook;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::alerts::AlertRules;
+use crate::alerts::RuleSet;
+use crate::error::Error;
 use crate::events::EventKind;
+use crate::handoff::{Slot, SourceProgress, Subscribers};
+use crate::kpis::Kpi;
 use crate::lake::{HygieneParams, Lake};
-use crate::pipeline::SupervisionParams;
+use crate::schema::raw_table_spec;
+use crate::supervision::faults::Faults;
+use crate::supervision::{ChildInfo, ChildSpecs, Spawner, SupervisionParams};
 use crate::telemetry::Metrics;
 use crate::windows::EngineParams;
-pub use kpi::KpiKind;
-use slots::{Slot, Subscribers};
+use aggregator::{AggregatorActor, AggregatorArgs};
+use detector::{DetectorActor, DetectorArgs};
+use messages::DerivedMsg;
+
+/// The group's name in metrics and `/readyz`.
+pub const GROUP: &str = "derived";
+pub const DETECTOR: &str = "detector";
 
 /// One slot per derived actor, created once so consumers keep them across restarts.
 #[derive(Clone, Debug)]
 pub struct DerivedSlots {
-    pub kpis: Vec<(KpiKind, Arc<Slot>)>,
+    pub kpis: Vec<(&'static dyn Kpi, Arc<Slot>)>,
     pub detector: Arc<Slot>,
     /// What the consumers confirmed they have delivered (idleness needs it).
-    pub source: Arc<source::SourceProgress>,
+    pub source: Arc<SourceProgress>,
 }
 
 impl DerivedSlots {
-    pub fn new(kpis: &[KpiKind]) -> Self {
+    pub fn new(kpis: &[&'static dyn Kpi]) -> Self {
         DerivedSlots {
             kpis: kpis
                 .iter()
@@ -47,14 +54,24 @@ impl DerivedSlots {
 
     /// Who must receive the committed batches of a topic of `kind`.
     pub fn subscribers(&self, kind: EventKind) -> Subscribers {
-        let mut v: Vec<Arc<Slot>> = self
+        let mut slots: Vec<Arc<Slot>> = self
             .kpis
             .iter()
             .filter(|(k, _)| k.inputs().contains(&kind))
             .map(|(_, s)| s.clone())
             .collect();
-        v.push(self.detector.clone());
-        Subscribers(v, self.source.clone())
+        slots.push(self.detector.clone());
+        Subscribers {
+            slots,
+            source: self.source.clone(),
+        }
+    }
+
+    fn slot(&self, kpi: &dyn Kpi) -> Option<Arc<Slot>> {
+        self.kpis
+            .iter()
+            .find(|(k, _)| k.name() == kpi.name())
+            .map(|(_, s)| s.clone())
     }
 }
 
@@ -63,11 +80,13 @@ pub struct DerivedParams {
     pub lake: Lake,
     /// Topic names for orders, clicks, errors.
     pub topics: [String; 3],
-    pub kpis: Vec<(KpiKind, EngineParams)>,
-    pub rules: AlertRules,
+    /// The KPIs to run (from the registry) with their configured windows.
+    pub kpis: Vec<(&'static dyn Kpi, EngineParams)>,
+    pub rules: RuleSet,
     pub hygiene: HygieneParams,
     pub metrics: Metrics,
     pub supervision: SupervisionParams,
+    pub faults: Arc<Faults>,
     /// How often watermarks are advanced by the processing clock.
     pub tick: Duration,
     /// The detector records its state at least this often while it changes.
@@ -92,5 +111,60 @@ impl DerivedParams {
             .iter()
             .find(|(k, _)| k.table() == table)
             .map(|(_, e)| *e)
+    }
+}
+
+/// The derived group: the detector first (it must be there before aggregators report closed
+/// windows), then one aggregator per KPI.
+pub struct DerivedGroup(pub DerivedParams);
+
+#[async_trait::async_trait]
+impl ChildSpecs for DerivedGroup {
+    async fn spawn(&self, s: &mut Spawner) -> Result<(), Error> {
+        let p = &self.0;
+        // Everything the derived actors read must exist before they start reading.
+        let mut specs: Vec<_> = EventKind::ALL.iter().map(|k| raw_table_spec(*k)).collect();
+        specs.extend(p.kpis.iter().map(|(k, _)| k.spec()));
+        specs.push(crate::alerts::spec());
+        for spec in &specs {
+            p.lake
+                .ensure_table(spec)
+                .await
+                .map_err(|e| Error::Transient(format!("creating table {}: {e:#}", spec.name)))?;
+        }
+        let detector = s
+            .spawn(DETECTOR, DetectorActor, |progress| DetectorArgs {
+                params: p.clone(),
+                slot: p.slots.detector.clone(),
+                progress,
+            })
+            .await?;
+        for (kpi, engine) in &p.kpis {
+            let Some(slot) = p.slots.slot(*kpi) else {
+                return Err(Error::Transient(format!("no slot for KPI {}", kpi.name())));
+            };
+            s.spawn(kpi.name(), AggregatorActor, |progress| AggregatorArgs {
+                kpi: *kpi,
+                engine: *engine,
+                params: p.clone(),
+                slot,
+                detector: Some(detector.clone()),
+                progress,
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Open windows are rebuilt from the lake on the next start; what matters is that
+    /// deliveries already queued (FATAL errors above all) are handled: aggregators first (they
+    /// may send closed windows to the detector), then the detector.
+    async fn drain(&self, children: &[ChildInfo]) {
+        let (detector, aggregators): (Vec<_>, Vec<_>) =
+            children.iter().partition(|c| c.role == DETECTOR);
+        for child in aggregators.into_iter().chain(detector) {
+            let actor: ractor::ActorRef<DerivedMsg> = child.cell.clone().into();
+            let _ = ractor::call_t!(actor, DerivedMsg::Sync, 10_000);
+        }
     }
 }

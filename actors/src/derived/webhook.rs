@@ -44,13 +44,9 @@ pub struct Body {
 impl From<&Alert> for Body {
     fn from(a: &Alert) -> Self {
         Body {
-            text: format!(
-                ":rotating_light: [{}] {}",
-                a.alert_type.as_str(),
-                a.description
-            ),
+            text: format!(":rotating_light: [{}] {}", a.alert_type, a.description),
             alert_id: a.alert_id.clone(),
-            alert_type: a.alert_type.as_str(),
+            alert_type: a.alert_type,
             alert_key: a.alert_key.clone(),
             metric_value: a.metric_value,
             alert_timestamp: chrono::DateTime::from_timestamp_micros(a.alert_timestamp)
@@ -174,7 +170,7 @@ mod tests {
         let (url, bodies) = server(vec![500, 503, 200]).await;
         let metrics = Metrics::new();
         let hook = Webhook::start(params(url), metrics.clone()).unwrap();
-        hook.offer(&[crate::alerts::fatal_alert(
+        hook.offer(&[crate::alerts::rules::fatal_error::alert(
             "errors_topic",
             0,
             5,
@@ -204,7 +200,7 @@ mod tests {
         let (url, bodies) = server(vec![404, 200]).await;
         let metrics = Metrics::new();
         let hook = Webhook::start(params(url), metrics.clone()).unwrap();
-        hook.offer(&[crate::alerts::fatal_alert(
+        hook.offer(&[crate::alerts::rules::fatal_error::alert(
             "errors_topic",
             0,
             5,

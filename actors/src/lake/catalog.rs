@@ -21,7 +21,7 @@ use iceberg::{
 use iceberg_catalog_rest::RestCatalogBuilder;
 use iceberg_catalog_sql::SqlCatalogBuilder;
 
-use super::store::ObjectStorageFactory;
+use super::io::store::ObjectStorageFactory;
 
 use crate::schema::TableSpec;
 
@@ -400,7 +400,7 @@ impl Catalog for PinnedCatalog {
         if let Some(uuid) = compaction {
             // The pinned base (load_table already refused anything else).
             let base = self.inner.load_table(&ident).await?;
-            let list = super::compact::find_manifest_list(&base, &uuid).await;
+            let list = super::maintenance::compact::find_manifest_list(&base, &uuid).await;
             let snapshot_id = list.as_deref().and_then(|l| {
                 l.rsplit('/')
                     .next()?
@@ -413,7 +413,7 @@ impl Catalog for PinnedCatalog {
             if let (Some(list), Some(id)) = (list, snapshot_id) {
                 // Any failure here fails the commit: the list may be half rewritten, and a
                 // commit must never land on it. The caller decides again, without compaction.
-                let (before, after) = super::compact::compact_list(&base, &list, id)
+                let (before, after) = super::maintenance::compact::compact_list(&base, &list, id)
                     .await
                     .map_err(|e| {
                         Error::new(

@@ -1,20 +1,16 @@
-//! The lake side: catalog, pinned commits, data files, offsets and metadata hygiene.
+//! The lake side, by concern: the catalog (with the pinning wrapper), the one exactly-once
+//! commit loop and its pure deciders (`commit/`), reading and writing files (`io/`), and
+//! keeping tables small and fast (`maintenance/`).
 
-pub mod append;
 pub mod catalog;
-pub mod chain;
 pub mod commit;
-pub mod compact;
-pub mod hygiene;
-pub mod offsets;
-pub mod orphans;
-pub mod scan;
-pub mod store;
-pub mod writer;
+pub mod io;
+pub mod maintenance;
 
 pub use catalog::{CatalogKind, Lake, LakeParams, PinnedCatalog};
+pub use commit::offsets::{Offsets, Ranges};
 pub use commit::{
-    CommitError, CommitOutcome, CommitReport, OffsetRule, TableBatch, TableCommitter,
+    CommitError, CommitOutcome, CommitReport, DerivedCommitter, OffsetRule, TableBatch,
+    TableCommitter,
 };
-pub use hygiene::HygieneParams;
-pub use offsets::{Offsets, Ranges};
+pub use maintenance::HygieneParams;

@@ -5,18 +5,20 @@ use std::sync::Arc;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::error;
 
-use super::faults::{self, FaultPoint, Faults};
-use super::messages::CommitterMsg;
-use super::progress::Progress;
-use super::FatalError;
+use super::messages::{CommitterMsg, Reply};
+use crate::error::{into_actor, Error, Handled};
 use crate::lake::{HygieneParams, Lake};
 use crate::lake::{OffsetRule, TableCommitter};
 use crate::schema::TableSpec;
+use crate::supervision::faults::{self, FaultPoint, Faults};
+use crate::supervision::Progress;
 use crate::telemetry::Metrics;
 
 pub struct CommitterActor;
 
 pub struct CommitterArgs {
+    /// Which committer this is (`raw_committer`, `dead_letter_committer`).
+    pub role: &'static str,
     pub lake: Lake,
     pub spec: TableSpec,
     pub rule: OffsetRule,
@@ -27,6 +29,7 @@ pub struct CommitterArgs {
 }
 
 pub struct CommitterState {
+    role: &'static str,
     committer: TableCommitter,
     faults: Arc<Faults>,
     progress: Arc<Progress>,
@@ -42,10 +45,14 @@ impl Actor for CommitterActor {
         _myself: ActorRef<Self::Msg>,
         args: CommitterArgs,
     ) -> Result<CommitterState, ActorProcessingErr> {
-        let committer = TableCommitter::open(args.lake, &args.spec, args.rule, args.hygiene)
-            .await?
-            .with_metrics(args.metrics);
+        let committer = into_actor(
+            TableCommitter::open(args.lake, &args.spec, args.rule, args.hygiene)
+                .await
+                .map_err(Error::from),
+        )?
+        .with_metrics(args.metrics);
         Ok(CommitterState {
+            role: args.role,
             committer,
             faults: args.faults,
             progress: args.progress,
@@ -58,50 +65,60 @@ impl Actor for CommitterActor {
         msg: CommitterMsg,
         state: &mut CommitterState,
     ) -> Result<(), ActorProcessingErr> {
-        match msg {
-            CommitterMsg::Offsets(topic, reply) => {
-                let result = state.committer.committed_offsets(&topic).await;
-                let _ = reply.send(
-                    result
-                        .as_ref()
-                        .map(|o| o.clone())
-                        .map_err(|e| e.to_string()),
-                );
-                if let Err(e) = result {
-                    return Err(classify(e));
-                }
-            }
-            CommitterMsg::Commit(batch, reply) => {
-                state.progress.set_busy(true);
-                if let Some(action) = state.faults.check(
-                    FaultPoint::CommitterBatch,
-                    None,
-                    Some(state.committer.table_name()),
-                ) {
-                    faults::apply(action, "committer").await?;
-                }
-                let result = state.committer.commit(batch).await;
-                state.progress.set_busy(false);
-                let _ = reply.send(
-                    result
-                        .as_ref()
-                        .map(|r| r.clone())
-                        .map_err(|e| e.to_string()),
-                );
-                if let Err(e) = result {
-                    error!(table = state.committer.table_name(), error = %e, "commit failed");
-                    return Err(classify(e));
-                }
-            }
-        }
-        Ok(())
+        into_actor(state.handle(msg).await)
     }
 }
 
-fn classify(e: crate::lake::CommitError) -> ActorProcessingErr {
-    if e.is_fatal() {
-        Box::new(FatalError(e.to_string()))
-    } else {
-        Box::new(e)
+/// Answer the caller, then fail with the same error: the caller and the supervisor see one
+/// typed failure, whose kind decides what happens.
+fn answer<T>(
+    role: &'static str,
+    reply: ractor::RpcReplyPort<Reply<T>>,
+    result: Result<T, Error>,
+) -> Handled {
+    match result {
+        Ok(v) => {
+            let _ = reply.send(Ok(v));
+            Ok(())
+        }
+        Err(e) => {
+            let shared = Arc::new(e);
+            let _ = reply.send(Err(shared.clone()));
+            Err(Error::Downstream {
+                actor: role,
+                source: shared,
+            })
+        }
+    }
+}
+
+impl CommitterState {
+    async fn handle(&mut self, msg: CommitterMsg) -> Handled {
+        match msg {
+            CommitterMsg::Offsets(topic, reply) => {
+                let result = self.committer.committed_offsets(&topic).await;
+                answer(self.role, reply, result.map_err(Error::from))
+            }
+            CommitterMsg::Commit(batch, reply) => {
+                self.progress.set_busy(true);
+                let result = match self.faults.check(
+                    FaultPoint::CommitterBatch,
+                    None,
+                    Some(self.committer.table_name()),
+                ) {
+                    Some(action) => faults::apply(action, "committer").await,
+                    None => Ok(()),
+                };
+                let result = match result {
+                    Ok(()) => self.committer.commit(batch).await.map_err(Error::from),
+                    Err(e) => Err(e),
+                };
+                self.progress.set_busy(false);
+                if let Err(e) = &result {
+                    error!(table = self.committer.table_name(), error = %e, "commit failed");
+                }
+                answer(self.role, reply, result)
+            }
+        }
     }
 }

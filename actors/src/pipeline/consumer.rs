@@ -14,15 +14,15 @@ use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tracing::{info, warn};
 
-use super::faults::{self, FaultPoint};
-use super::messages::{CommitterMsg, ConsumerMsg};
+use super::messages::{CommitterMsg, ConsumerMsg, Reply};
 use super::params::PipelineParams;
-use super::progress::Progress;
-use super::FatalError;
-use crate::derived::messages::Delivery;
+use crate::error::{into_actor, Error, Handled};
 use crate::events::{decode, DeadLetterReason, Event, Rejection};
+use crate::handoff::Delivery;
 use crate::lake::{CommitReport, Offsets, Ranges, TableBatch};
 use crate::schema::{DeadLetter, Rows, Source};
+use crate::supervision::faults::{self, FaultPoint};
+use crate::supervision::Progress;
 
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
 const COMMIT_CALL_TIMEOUT: Duration = Duration::from_secs(300);
@@ -92,33 +92,7 @@ impl Actor for ConsumerActor {
         myself: ActorRef<Self::Msg>,
         args: ConsumerArgs,
     ) -> Result<ConsumerState, ActorProcessingErr> {
-        let topic = args.params.topic.clone();
-        let raw = ractor::call_t!(args.raw, CommitterMsg::Offsets, 30_000, topic.clone())?
-            .map_err(|e| format!("reading committed offsets: {e}"))?;
-        let dl = ractor::call_t!(
-            args.dead_letters,
-            CommitterMsg::Offsets,
-            30_000,
-            topic.clone()
-        )?
-        .map_err(|e| format!("reading dead-letter offsets: {e}"))?;
-        let consumer = Arc::new(kafka_consumer(&args.params)?);
-        let c = consumer.clone();
-        let t = topic.clone();
-        let (position, dl_position) =
-            tokio::task::spawn_blocking(move || assign_from_lake(&c, &t, &raw, &dl)).await??;
-        info!(%topic, ?position, ?dl_position, "consumer assigned at lake offsets");
-        myself.send_message(ConsumerMsg::Poll)?;
-        Ok(ConsumerState {
-            args,
-            consumer,
-            position,
-            dl_position,
-            dl_buffer: Vec::new(),
-            dl_ranges: Ranges::new(),
-            dl_since: None,
-            dl_flushed: Instant::now(),
-        })
+        into_actor(start(myself, args).await)
     }
 
     async fn handle(
@@ -127,41 +101,90 @@ impl Actor for ConsumerActor {
         msg: ConsumerMsg,
         state: &mut ConsumerState,
     ) -> Result<(), ActorProcessingErr> {
+        into_actor(state.handle(myself, msg).await)
+    }
+}
+
+/// Offsets a committer has recorded for `topic` (a typed failure keeps its kind).
+async fn recorded(
+    role: &'static str,
+    committer: &ActorRef<CommitterMsg>,
+    topic: &str,
+) -> Result<Offsets, Error> {
+    let answer: Reply<Offsets> =
+        ractor::call_t!(committer, CommitterMsg::Offsets, 30_000, topic.to_string())
+            .map_err(Error::call("reading committed offsets"))?;
+    answer.map_err(|source| Error::Downstream {
+        actor: role,
+        source,
+    })
+}
+
+async fn start(myself: ActorRef<ConsumerMsg>, args: ConsumerArgs) -> Result<ConsumerState, Error> {
+    let topic = args.params.topic.clone();
+    let raw = recorded(super::RAW_COMMITTER, &args.raw, &topic).await?;
+    let dl = recorded(super::DEAD_LETTER_COMMITTER, &args.dead_letters, &topic).await?;
+    let consumer =
+        Arc::new(kafka_consumer(&args.params).map_err(Error::kafka("creating the consumer"))?);
+    let c = consumer.clone();
+    let t = topic.clone();
+    let (position, dl_position) =
+        tokio::task::spawn_blocking(move || assign_from_lake(&c, &t, &raw, &dl))
+            .await
+            .map_err(Error::call("assigning partitions"))??;
+    info!(%topic, ?position, ?dl_position, "consumer assigned at lake offsets");
+    myself
+        .send_message(ConsumerMsg::Poll)
+        .map_err(Error::call("starting to poll"))?;
+    Ok(ConsumerState {
+        args,
+        consumer,
+        position,
+        dl_position,
+        dl_buffer: Vec::new(),
+        dl_ranges: Ranges::new(),
+        dl_since: None,
+        dl_flushed: Instant::now(),
+    })
+}
+
+impl ConsumerState {
+    async fn handle(&mut self, myself: ActorRef<ConsumerMsg>, msg: ConsumerMsg) -> Handled {
         match msg {
             ConsumerMsg::Poll => {
-                let shutting_down = state.args.params.shutdown.load(Ordering::Relaxed);
+                let shutting_down = self.args.params.shutdown.load(Ordering::Relaxed);
                 if !shutting_down {
-                    let records = poll_batch(state).await?;
+                    let records = poll_batch(self).await?;
                     if !records.is_empty() {
-                        let (ranges, raw, dead) = self.split(state, records).await?;
-                        self.hand_off(state, ranges, raw, dead).await?;
+                        let (ranges, raw, dead) = self.split(records).await?;
+                        self.hand_off(ranges, raw, dead).await?;
                     }
                 }
-                let stopping = state.args.params.shutdown.load(Ordering::Relaxed);
+                let stopping = self.args.params.shutdown.load(Ordering::Relaxed);
                 if !shutting_down {
-                    confirm_drained(state).await;
+                    confirm_drained(self).await;
                 }
-                self.flush_dead_letters(state, stopping).await?;
+                self.flush_dead_letters(stopping).await?;
                 if stopping {
                     // Everything read has been committed above: stop cleanly.
-                    info!(topic = %state.args.params.topic, "consumer drained");
+                    info!(topic = %self.args.params.topic, "consumer drained");
                     myself.stop(Some("drained".into()));
                 } else {
-                    myself.send_message(ConsumerMsg::Poll)?;
+                    myself
+                        .send_message(ConsumerMsg::Poll)
+                        .map_err(Error::call("polling again"))?;
                 }
             }
         }
         Ok(())
     }
-}
 
-impl ConsumerActor {
     /// Decode records into raw rows and dead letters and compute the batch's offset ranges.
     async fn split(
-        &self,
-        state: &mut ConsumerState,
+        &mut self,
         records: Vec<RawRecord>,
-    ) -> Result<(Ranges, Rows, Vec<DeadLetter>), ActorProcessingErr> {
+    ) -> Result<(Ranges, Rows, Vec<DeadLetter>), Error> {
+        let state = self;
         let params = &state.args.params;
         let now = chrono::Utc::now().timestamp_micros();
         let mut ranges = Ranges::new();
@@ -242,13 +265,8 @@ impl ConsumerActor {
 
     /// Buffer the dead letters, commit the raw rows, then hand them to the derived actors.
     /// Each `call` waits for the commit: that is the back-pressure.
-    async fn hand_off(
-        &self,
-        state: &mut ConsumerState,
-        ranges: Ranges,
-        raw: Rows,
-        dead: Vec<DeadLetter>,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn hand_off(&mut self, ranges: Ranges, raw: Rows, dead: Vec<DeadLetter>) -> Handled {
+        let state = self;
         if !dead.is_empty() {
             state.dl_since.get_or_insert_with(Instant::now);
             state.dl_buffer.extend(dead);
@@ -261,7 +279,7 @@ impl ConsumerActor {
         let rows = Arc::new(raw);
         let report = commit_call(
             &state.args.progress,
-            &state.args.raw,
+            (super::RAW_COMMITTER, &state.args.raw),
             TableBatch {
                 topic: topic.clone(),
                 ranges: ranges.clone(),
@@ -302,16 +320,11 @@ impl ConsumerActor {
         state.args.progress.beat();
         Ok(())
     }
-}
 
-impl ConsumerActor {
     /// Commit buffered dead letters (and the offsets they cover) when the buffer is big or
     /// old enough, or when stopping. Until then a restart re-reads them from Kafka.
-    async fn flush_dead_letters(
-        &self,
-        state: &mut ConsumerState,
-        force: bool,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn flush_dead_letters(&mut self, force: bool) -> Handled {
+        let state = self;
         if state.dl_ranges.is_empty() {
             return Ok(());
         }
@@ -335,7 +348,7 @@ impl ConsumerActor {
         state.dl_flushed = Instant::now();
         commit_call(
             &state.args.progress,
-            &state.args.dead_letters,
+            (super::DEAD_LETTER_COMMITTER, &state.args.dead_letters),
             TableBatch {
                 topic: state.args.params.topic.clone(),
                 ranges: ranges.clone(),
@@ -355,9 +368,9 @@ impl ConsumerActor {
 /// hangs, the heartbeat must blame the committer, not its caller.
 async fn commit_call(
     progress: &Progress,
-    committer: &ActorRef<CommitterMsg>,
+    (role, committer): (&'static str, &ActorRef<CommitterMsg>),
     batch: TableBatch,
-) -> Result<CommitReport, ActorProcessingErr> {
+) -> Result<CommitReport, Error> {
     progress.set_busy(false);
     let result = ractor::call_t!(
         committer,
@@ -366,7 +379,12 @@ async fn commit_call(
         batch
     );
     progress.set_busy(true);
-    result?.map_err(|e| format!("committer refused batch: {e}").into())
+    result
+        .map_err(Error::call("calling the committer"))?
+        .map_err(|source| Error::Downstream {
+            actor: role,
+            source,
+        })
 }
 
 fn push_event(rows: &mut Rows, source: Source, event: Event) {
@@ -406,8 +424,10 @@ fn assign_from_lake(
     topic: &str,
     lake: &Offsets,
     dead_letters: &Offsets,
-) -> Result<(Offsets, Offsets), ActorProcessingErr> {
-    let metadata = consumer.fetch_metadata(Some(topic), KAFKA_TIMEOUT)?;
+) -> Result<(Offsets, Offsets), Error> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), KAFKA_TIMEOUT)
+        .map_err(Error::kafka(format!("metadata of {topic}")))?;
     let partitions: Vec<i32> = metadata
         .topics()
         .iter()
@@ -415,28 +435,30 @@ fn assign_from_lake(
         .flat_map(|t| t.partitions().iter().map(|p| p.id()))
         .collect();
     if partitions.is_empty() {
-        return Err(
-            format!("topic {topic} does not exist on the broker (or has no partitions)").into(),
-        );
+        return Err(Error::Transient(format!(
+            "topic {topic} does not exist on the broker (or has no partitions)"
+        )));
     }
     let mut tpl = TopicPartitionList::new();
     let mut position = Offsets::new();
     let mut dl_position = Offsets::new();
     for p in partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, p, KAFKA_TIMEOUT)?;
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, KAFKA_TIMEOUT)
+            .map_err(Error::kafka(format!("watermarks of {topic}/{p}")))?;
         let start = match lake.get(&p).copied() {
             Some(o) if o > high => {
-                return Err(Box::new(FatalError(format!(
+                return Err(Error::Unrecoverable(format!(
                     "topic {topic} partition {p}: the lake has consumed up to offset {o} but the broker ends at {high}; \
                      the broker was probably recreated. Refusing to skip or duplicate data: point shopwatch at the original \
                      broker, or use a new data dir for a new broker"
-                ))));
+                )));
             }
             Some(o) if o < low => {
-                return Err(Box::new(FatalError(format!(
+                return Err(Error::Unrecoverable(format!(
                     "topic {topic} partition {p}: next offset {o} recorded in the lake was deleted by the broker \
                      (earliest retained is {low}); records {o}..{low} are lost. Refusing to continue silently"
-                ))));
+                )));
             }
             Some(o) => o,
             None => low,
@@ -449,11 +471,12 @@ fn assign_from_lake(
             Some(o) => o.min(high),
             None => low,
         };
-        tpl.add_partition_offset(topic, p, Offset::Offset(start.min(dl_start)))?;
+        tpl.add_partition_offset(topic, p, Offset::Offset(start.min(dl_start)))
+            .map_err(Error::kafka("assigning"))?;
         position.insert(p, start);
         dl_position.insert(p, dl_start);
     }
-    consumer.assign(&tpl)?;
+    consumer.assign(&tpl).map_err(Error::kafka("assigning"))?;
     Ok((position, dl_position))
 }
 
@@ -496,14 +519,14 @@ async fn confirm_drained(state: &ConsumerState) {
 }
 
 /// Poll until the commit interval elapses, the batch is full, or shutdown is requested.
-async fn poll_batch(state: &mut ConsumerState) -> Result<Vec<RawRecord>, ActorProcessingErr> {
+async fn poll_batch(state: &mut ConsumerState) -> Result<Vec<RawRecord>, Error> {
     let consumer = state.consumer.clone();
     let progress = state.args.progress.clone();
     let shutdown = state.args.params.shutdown.clone();
     let interval = state.args.params.batch.commit_interval;
     let max_rows = state.args.params.batch.max_batch_rows;
     let topic = state.args.params.topic.clone();
-    tokio::task::spawn_blocking(move || -> Result<Vec<RawRecord>, ActorProcessingErr> {
+    tokio::task::spawn_blocking(move || -> Result<Vec<RawRecord>, Error> {
         let deadline = Instant::now() + interval;
         let mut records = Vec::new();
         let mut consecutive_errors = 0u32;
@@ -518,22 +541,23 @@ async fn poll_batch(state: &mut ConsumerState) -> Result<Vec<RawRecord>, ActorPr
                     records.push(RawRecord { partition: m.partition(), offset: m.offset(), payload: m.payload().map(<[u8]>::to_vec) });
                 }
                 Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::OffsetOutOfRange))) => {
-                    return Err(Box::new(FatalError(format!(
+                    return Err(Error::Unrecoverable(format!(
                         "topic {topic}: broker reports our position out of range; data may have been deleted or the broker recreated"
-                    ))));
+                    )));
                 }
                 Some(Err(e)) => {
                     consecutive_errors += 1;
                     warn!(%topic, error = %e, consecutive_errors, "kafka poll error");
                     if consecutive_errors >= 50 {
-                        return Err(format!("topic {topic}: {consecutive_errors} consecutive poll errors, last: {e}").into());
+                        return Err(Error::Transient(format!("topic {topic}: {consecutive_errors} consecutive poll errors, last: {e}")));
                     }
                 }
             }
         }
         Ok(records)
     })
-    .await?
+    .await
+    .map_err(Error::call("polling"))?
 }
 
 /// The high watermark librdkafka cached from its last fetch response (no network round trip).

@@ -1,7 +1,10 @@
-//! Typed messages between the pipeline's actors.
+//! Typed messages between a topic pipeline's actors.
+
+use std::sync::Arc;
 
 use ractor::RpcReplyPort;
 
+use crate::error::Error;
 use crate::lake::{CommitReport, Offsets, TableBatch};
 
 pub enum ConsumerMsg {
@@ -9,18 +12,13 @@ pub enum ConsumerMsg {
     Poll,
 }
 
+/// A committer's answer: the failure is shared with its supervisor, so the caller sees the
+/// same typed error (and kind) the supervisor acts on.
+pub type Reply<T> = Result<T, Arc<Error>>;
+
 pub enum CommitterMsg {
     /// Commit a batch; the reply is the bounded hand-off: the consumer polls again only after it.
-    Commit(TableBatch, RpcReplyPort<Result<CommitReport, String>>),
+    Commit(TableBatch, RpcReplyPort<Reply<CommitReport>>),
     /// Offsets this table has recorded for a topic.
-    Offsets(String, RpcReplyPort<Result<Offsets, String>>),
-}
-
-pub enum SupervisorMsg {
-    /// Heartbeat check of the children.
-    Tick,
-    /// Respawn the children of this generation after a backoff.
-    Restart { generation: u64 },
-    /// Stop consuming, commit what is in flight, then reply.
-    Drain(RpcReplyPort<()>),
+    Offsets(String, RpcReplyPort<Reply<Offsets>>),
 }

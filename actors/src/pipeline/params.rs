@@ -5,10 +5,11 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::derived::slots::Subscribers;
 use crate::events::EventKind;
+use crate::handoff::Subscribers;
 use crate::lake::{HygieneParams, Lake};
-use crate::pipeline::faults::Faults;
+use crate::supervision::faults::Faults;
+use crate::supervision::SupervisionParams;
 use crate::telemetry::Metrics;
 
 #[derive(Clone, Debug)]
@@ -41,31 +42,6 @@ impl Default for BatchParams {
             dead_letter_payload_max_bytes: 64 * 1024,
             dead_letter_flush_rows: 5_000,
             dead_letter_flush_interval: Duration::from_secs(10),
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct SupervisionParams {
-    pub max_restarts: usize,
-    pub restart_window: Duration,
-    pub backoff_min: Duration,
-    pub backoff_max: Duration,
-    /// How often the supervisor checks progress.
-    pub heartbeat: Duration,
-    /// An actor with pending work and no progress for this long is killed and restarted.
-    pub stuck_timeout: Duration,
-}
-
-impl Default for SupervisionParams {
-    fn default() -> Self {
-        SupervisionParams {
-            max_restarts: 5,
-            restart_window: Duration::from_secs(60),
-            backoff_min: Duration::from_millis(250),
-            backoff_max: Duration::from_secs(10),
-            heartbeat: Duration::from_secs(1),
-            stuck_timeout: Duration::from_secs(60),
         }
     }
 }

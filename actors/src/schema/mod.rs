@@ -13,7 +13,7 @@ use iceberg::spec::{NestedField, PrimitiveType, Schema, Transform, Type, Unbound
 
 use crate::events::{Click, ErrorEvent, EventKind, Micros, Order};
 
-pub mod derived;
+pub mod columns;
 
 pub const DEAD_LETTERS_TABLE: &str = "dead_letters";
 
@@ -136,6 +136,33 @@ pub struct DeadLetter {
     pub detail: String,
     pub payload: String,
     pub payload_bytes: i64,
+}
+
+/// Rows the commit loop can turn into a batch of a table's Arrow schema. `now` fills the
+/// columns that say when shopwatch wrote a row (`emitted_at`, `created_at`).
+pub trait Encode: Send + Sync {
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn encode(
+        &self,
+        schema: arrow_schema::SchemaRef,
+        now: Micros,
+    ) -> Result<RecordBatch, arrow_schema::ArrowError>;
+}
+
+impl Encode for Rows {
+    fn len(&self) -> usize {
+        Rows::len(self)
+    }
+    fn encode(
+        &self,
+        schema: arrow_schema::SchemaRef,
+        _now: Micros,
+    ) -> Result<RecordBatch, arrow_schema::ArrowError> {
+        self.to_record_batch(schema)
+    }
 }
 
 /// Typed rows of one table, in Kafka order.

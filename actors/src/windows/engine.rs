@@ -10,14 +10,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::clock::{ClockParams, Watermark};
 use super::lattice::Windowing;
-use crate::events::Micros;
+use crate::events::{Click, ErrorEvent, Micros, Order};
 
-/// What a KPI needs from an event, borrowed from the typed row.
+/// The event a KPI folds, borrowed from the typed row: each accumulator takes what it needs.
 #[derive(Clone, Copy, Debug)]
 pub enum Fact<'a> {
-    Order { total: f64 },
-    Click { user_id: &'a str },
-    Error { service: &'a str, severity: &'a str },
+    Order(&'a Order),
+    Click(&'a Click),
+    Error(&'a ErrorEvent),
 }
 
 /// One event as the engine sees it.

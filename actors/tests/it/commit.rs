@@ -222,7 +222,7 @@ async fn metadata_hygiene_bounds_the_metadata_directory() {
     assert!(json <= 16, "metadata.json files kept: {json}");
     // Manifests are merged every 20 commits: the current snapshot names at most 21, and the
     // merged-away ones are deleted once no snapshot names them.
-    let current = shopwatch_actors::lake::compact::read_manifest_list(
+    let current = shopwatch_actors::lake::maintenance::compact::read_manifest_list(
         &table,
         table.metadata().current_snapshot().unwrap().manifest_list(),
     )
@@ -259,7 +259,7 @@ async fn metadata_hygiene_bounds_the_metadata_directory() {
 /// leaves) goes once it is old enough; every file a snapshot references stays.
 #[tokio::test]
 async fn the_orphan_sweeper_deletes_strays_past_the_safety_age_and_nothing_referenced() {
-    use shopwatch_actors::lake::orphans::{referenced_data_files, sweep};
+    use shopwatch_actors::lake::maintenance::orphans::{referenced_data_files, sweep};
     use std::time::Duration;
 
     let dir = tempfile::tempdir().unwrap();

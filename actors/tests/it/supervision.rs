@@ -8,14 +8,18 @@ use std::time::Duration;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
+use shopwatch_actors::alerts::rules;
+use shopwatch_actors::derived::{DerivedParams, DerivedSlots};
 use shopwatch_actors::events::EventKind;
+use shopwatch_actors::kpis::REGISTRY;
 use shopwatch_actors::lake::{HygieneParams, Lake};
-use shopwatch_actors::pipeline::faults::{FaultAction, FaultPoint, FaultRule, Faults};
-use shopwatch_actors::pipeline::{
-    BatchParams, KafkaParams, PipelineParams, PipelineState, SupervisionParams,
-};
+use shopwatch_actors::pipeline::{BatchParams, KafkaParams, PipelineParams};
 use shopwatch_actors::runtime::Pipelines;
+use shopwatch_actors::supervision::faults::{FaultAction, FaultPoint, FaultRule, Faults};
+use shopwatch_actors::supervision::{PipelineState, SupervisionParams};
 use shopwatch_actors::telemetry::Metrics;
+use shopwatch_actors::windows::clock::ClockParams;
+use shopwatch_actors::windows::{EngineParams, Windowing};
 
 use crate::common::{assert_unique, eventually, lake, source_offsets};
 
@@ -31,6 +35,71 @@ struct Fixture {
 }
 
 async fn start(rules: Vec<FaultRule>, poison_at: Option<usize>) -> Fixture {
+    start_with(rules, poison_at, false).await
+}
+
+fn supervision() -> SupervisionParams {
+    SupervisionParams {
+        max_restarts: 5,
+        restart_window: Duration::from_secs(60),
+        backoff_min: Duration::from_millis(20),
+        backoff_max: Duration::from_millis(200),
+        heartbeat: Duration::from_millis(100),
+        stuck_timeout: Duration::from_millis(800),
+    }
+}
+
+/// The derived group over the lake, every registered KPI and rule, ticking every 100 ms.
+fn derived(
+    lake: &Lake,
+    metrics: &Metrics,
+    faults: Arc<Faults>,
+    slots: DerivedSlots,
+) -> DerivedParams {
+    const S: i64 = 1_000_000;
+    DerivedParams {
+        lake: lake.clone(),
+        topics: [
+            "orders_topic".into(),
+            "clicks_topic".into(),
+            "errors_topic".into(),
+        ],
+        kpis: REGISTRY
+            .iter()
+            .map(|k| {
+                let w = k.window();
+                let windowing = Windowing::new(w.size_s as i64 * S, w.slide_s as i64 * S).unwrap();
+                let clock = ClockParams {
+                    lateness: 10 * S,
+                    idle_timeout: 30 * S,
+                };
+                (
+                    *k,
+                    EngineParams {
+                        windowing,
+                        clock,
+                        max_skew: 300 * S,
+                    },
+                )
+            })
+            .collect(),
+        rules: rules::defaults(),
+        hygiene: HygieneParams::default(),
+        metrics: metrics.clone(),
+        supervision: supervision(),
+        faults,
+        tick: Duration::from_millis(100),
+        checkpoint_every: Duration::from_secs(5),
+        slots,
+        webhook: None,
+    }
+}
+
+async fn start_with(
+    rules: Vec<FaultRule>,
+    poison_at: Option<usize>,
+    with_derived: bool,
+) -> Fixture {
     let mock = MockCluster::new(1).unwrap();
     mock.create_topic("orders_topic", 2, 1).unwrap();
     let brokers = mock.bootstrap_servers();
@@ -64,6 +133,7 @@ async fn start(rules: Vec<FaultRule>, poison_at: Option<usize>) -> Fixture {
     for r in rules {
         faults.add(r);
     }
+    let slots = DerivedSlots::new(&REGISTRY);
     let params = PipelineParams {
         kind: EventKind::Orders,
         topic: "orders_topic".into(),
@@ -76,23 +146,19 @@ async fn start(rules: Vec<FaultRule>, poison_at: Option<usize>) -> Fixture {
         batch: BatchParams {
             commit_interval: Duration::from_millis(100),
             max_batch_rows: 50,
+            // Dead letters flush within a second, so their committer sees batches in tests.
+            dead_letter_flush_interval: Duration::from_millis(150),
             ..BatchParams::default()
         },
-        supervision: SupervisionParams {
-            max_restarts: 5,
-            restart_window: Duration::from_secs(60),
-            backoff_min: Duration::from_millis(20),
-            backoff_max: Duration::from_millis(200),
-            heartbeat: Duration::from_millis(100),
-            stuck_timeout: Duration::from_millis(800),
-        },
+        supervision: supervision(),
         hygiene: HygieneParams::default(),
         metrics: metrics.clone(),
-        faults,
+        faults: faults.clone(),
         shutdown: Arc::new(AtomicBool::new(false)),
-        subscribers: Default::default(),
+        subscribers: slots.subscribers(EventKind::Orders),
     };
-    let pipelines = Pipelines::start(vec![params], None).await.unwrap();
+    let derived = with_derived.then(|| derived(&lake, &metrics, faults, slots));
+    let pipelines = Pipelines::start(vec![params], derived).await.unwrap();
     Fixture {
         _mock: mock,
         _dir: dir,
@@ -115,10 +181,20 @@ impl Fixture {
         assert_unique(&rows);
     }
     fn restarts(&self, actor: &str, reason: &str) -> u64 {
+        self.restarts_in("orders", actor, reason)
+    }
+    fn restarts_in(&self, group: &str, actor: &str, reason: &str) -> u64 {
         self.metrics
             .restarts
-            .with_label_values(&["orders", actor, reason])
+            .with_label_values(&[group, actor, reason])
             .get()
+    }
+    fn state_of(&self, group: &str) -> Option<PipelineState> {
+        self.pipelines
+            .statuses()
+            .into_iter()
+            .find(|s| s.pipeline == group)
+            .map(|s| s.state)
     }
 }
 
@@ -128,7 +204,7 @@ fn rule(point: FaultPoint, action: FaultAction, times: Option<u32>) -> FaultRule
         action,
         times,
         marker: None,
-        table: None,
+        target: None,
     }
 }
 
@@ -163,7 +239,7 @@ async fn failure_matrix_restarts_and_loses_nothing() {
     for (point, action, actor, reason) in cases {
         let mut r = rule(point, action.clone(), Some(1));
         if point == FaultPoint::CommitterBatch {
-            r.table = Some("orders_processed".into());
+            r.target = Some("orders_processed".into());
         }
         let f = start(vec![r], None).await;
         f.wait_all_rows(N).await;
@@ -188,7 +264,7 @@ async fn a_record_that_always_panics_is_dead_lettered() {
         action: FaultAction::Panic,
         times: None,
         marker: Some(POISON.into()),
-        table: None,
+        target: None,
     };
     let f = start(vec![poison], Some(17)).await;
     f.wait_all_rows(N - 1).await;
@@ -253,4 +329,131 @@ async fn exhausting_the_restart_budget_fails_the_pipeline() {
     };
     assert!(reason.contains("restart budget"), "{reason}");
     assert_eq!(f.pipelines.statuses()[0].restarts, 5);
+}
+
+/// What a fault must lead to.
+#[derive(Clone, Copy, Debug)]
+enum Expect {
+    /// The group restarts (counted with this reason) and runs again.
+    Restart(&'static str),
+    /// The group stops for good, with the injected reason in its status (what /readyz shows).
+    Stop,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failure_matrix_for_every_actor_kind() {
+    use Expect::*;
+    use FaultAction::*;
+    let freeze = || Freeze(Duration::from_secs(30));
+    // (fault point, target, action, group, actor, expected)
+    let mut cases: Vec<(FaultPoint, Option<&str>, FaultAction, &str, &str, Expect)> = vec![
+        (
+            FaultPoint::ConsumerRecord,
+            None,
+            freeze(),
+            "orders",
+            "consumer",
+            Restart("stuck"),
+        ),
+        (
+            FaultPoint::ConsumerRecord,
+            None,
+            Fatal,
+            "orders",
+            "consumer",
+            Stop,
+        ),
+        (
+            FaultPoint::CommitterBatch,
+            Some("orders_processed"),
+            Fatal,
+            "orders",
+            "raw_committer",
+            Stop,
+        ),
+    ];
+    for (action, expect) in [
+        (Panic, Restart("panic")),
+        (Error, Restart("error")),
+        (freeze(), Restart("stuck")),
+        (Fatal, Stop),
+    ] {
+        cases.push((
+            FaultPoint::CommitterBatch,
+            Some("dead_letters"),
+            action.clone(),
+            "orders",
+            "dead_letter_committer",
+            expect,
+        ));
+        for role in ["orders_revenue", "detector"] {
+            cases.push((
+                FaultPoint::Handler,
+                Some(role),
+                action.clone(),
+                "derived",
+                role,
+                expect,
+            ));
+        }
+    }
+    for (point, target, action, group, actor, expect) in cases {
+        let case = format!("{actor} × {action:?}");
+        let f = start_with(
+            vec![FaultRule {
+                point,
+                action,
+                times: Some(1),
+                marker: None,
+                target: target.map(str::to_string),
+            }],
+            None,
+            true,
+        )
+        .await;
+        match expect {
+            Restart(reason) => {
+                eventually(Duration::from_secs(30), &case, || async {
+                    f.restarts_in(group, actor, reason) >= 1
+                        && f.state_of(group) == Some(PipelineState::Running)
+                })
+                .await;
+                if group == "orders" {
+                    f.wait_all_rows(N).await;
+                }
+            }
+            Stop => {
+                eventually(Duration::from_secs(30), &case, || async {
+                    matches!(f.state_of(group), Some(PipelineState::Failed(_)))
+                })
+                .await;
+                let Some(PipelineState::Failed(reason)) = f.state_of(group) else {
+                    unreachable!()
+                };
+                assert!(reason.contains("injected fatal"), "{case}: {reason}");
+                let restarts: u64 = ["panic", "error", "stuck", "fatal"]
+                    .iter()
+                    .map(|r| f.restarts_in(group, actor, r))
+                    .sum();
+                assert_eq!(restarts, 0, "{case}: a fatal failure is not restarted");
+                // The other groups keep running (or come up: derived rebuilds at start).
+                let other = if group == "orders" {
+                    "derived"
+                } else {
+                    "orders"
+                };
+                eventually(
+                    Duration::from_secs(30),
+                    &format!("{case}: {other} runs"),
+                    || async { f.state_of(other) == Some(PipelineState::Running) },
+                )
+                .await;
+                assert!(
+                    matches!(f.state_of(group), Some(PipelineState::Failed(_))),
+                    "{case}"
+                );
+            }
+        }
+        f.pipelines.drain(Duration::from_secs(10)).await;
+    }
 }

@@ -25,6 +25,8 @@ const SCRIPTS: [(&str, &str); 4] = [
 pub struct Checkers {
     dir: PathBuf,
     python: String,
+    /// `shopwatch tables --json` of the pipeline under test: the checkers' table list.
+    tables: Option<PathBuf>,
 }
 
 /// One checker's verdict: its JSON summary and its failure lines.
@@ -55,15 +57,38 @@ impl Checkers {
         Ok(Checkers {
             dir: dir.to_path_buf(),
             python: python.to_string(),
+            tables: None,
         })
     }
 
-    pub fn run(&self, name: &'static str, args: &[&str]) -> anyhow::Result<Verdict> {
-        let out = Command::new(&self.python)
-            .arg(self.dir.join(name))
-            .args(args)
+    /// Describe the tables as `bin` sees them with `config` (the checkers' table list, windows
+    /// included).
+    pub fn describe_tables(&mut self, bin: &Path, config: &Path) -> anyhow::Result<()> {
+        let out = Command::new(bin)
+            .arg("--config")
+            .arg(config)
+            .args(["tables", "--json"])
             .output()
-            .with_context(|| format!("running {name}"))?;
+            .context("running shopwatch tables --json")?;
+        if !out.status.success() {
+            bail!(
+                "shopwatch tables --json failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let path = self.dir.join("tables.json");
+        std::fs::write(&path, &out.stdout)?;
+        self.tables = Some(path);
+        Ok(())
+    }
+
+    pub fn run(&self, name: &'static str, args: &[&str]) -> anyhow::Result<Verdict> {
+        let mut cmd = Command::new(&self.python);
+        cmd.arg(self.dir.join(name)).args(args);
+        if let Some(t) = &self.tables {
+            cmd.arg("--tables").arg(t);
+        }
+        let out = cmd.output().with_context(|| format!("running {name}"))?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         let summary: serde_json::Value = serde_json::from_str(&stdout).with_context(|| {
             format!(

@@ -165,7 +165,7 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
         p.seed, p.events, p.rate, p.faults
     );
 
-    let checkers = Checkers::install(&dir.join("checkers"), &p.python)?;
+    let mut checkers = Checkers::install(&dir.join("checkers"), &p.python)?;
     let token = format!("drill-token-canary-{}", random_hex(16));
     let mut canaries = vec![("drill.token".to_string(), token.clone())];
     if p.canary {
@@ -183,6 +183,7 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
     }
     let config = dir.join("drill.toml");
     write_config(&config, &p, &canaries)?;
+    checkers.describe_tables(&p.bin, &config)?;
 
     let broker = BrokerProc::start(&p.bin, free_addr()?, dir.join("broker"), p.partitions).await?;
     let brokers = broker.listen.clone();
@@ -381,10 +382,10 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
     let lake_verdict = checkers.run("check_lake.py", &lake_args)?;
     let kpi_verdict = checkers.run("check_kpis.py", &["--data-dir", dd.as_str()])?;
     let before_sweep = checkers.run("check_history.py", &["--data-dir", dd.as_str()])?;
-    let mut sweep_total = shopwatch_actors::lake::orphans::SweepReport::default();
-    for table in report::TABLES {
+    let mut sweep_total = shopwatch_actors::lake::maintenance::orphans::SweepReport::default();
+    for table in shopwatch_actors::tables::names() {
         // The pipeline is stopped: nothing is in flight, so no safety age is needed.
-        let r = shopwatch_actors::lake::orphans::sweep(
+        let r = shopwatch_actors::lake::maintenance::orphans::sweep(
             &lake,
             &lake.ident(table),
             Duration::ZERO,

@@ -2,23 +2,10 @@
 
 use std::time::Duration;
 
-use shopwatch_actors::lake::orphans::SweepReport;
+use shopwatch_actors::lake::maintenance::orphans::SweepReport;
 
 use super::check::Verdict;
 use super::plan::{FaultKind, Planned};
-
-/// Every table the sweeper looks after.
-pub const TABLES: [&str; 9] = [
-    "orders_processed",
-    "clicks_processed",
-    "errors_processed",
-    "dead_letters",
-    "orders_revenue_per_minute",
-    "active_users_per_window",
-    "errors_per_minute",
-    "traffic_per_minute",
-    "alerts",
-];
 
 #[derive(Clone, Debug)]
 pub struct FaultRecord {

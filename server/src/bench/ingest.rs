@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use shopwatch_actors::lake::chain::recorded_chain;
+use shopwatch_actors::lake::commit::chain::recorded_chain;
 use shopwatch_actors::lake::commit::recorded_offsets;
 use shopwatch_actors::lake::{Lake, LakeParams};
 use shopwatch_load::bare::{consume_all, high_watermarks};
@@ -37,14 +37,6 @@ pub struct IngestArgs {
     #[arg(long)]
     pub no_bare: bool,
 }
-
-const RAW: [&str; 3] = ["orders_processed", "clicks_processed", "errors_processed"];
-const KPI: [&str; 4] = [
-    "orders_revenue_per_minute",
-    "active_users_per_window",
-    "errors_per_minute",
-    "traffic_per_minute",
-];
 
 pub async fn run(cfg: Config, args: IngestArgs) -> anyhow::Result<i32> {
     let scratch = args.dir.is_none();
@@ -259,11 +251,8 @@ pub async fn run(cfg: Config, args: IngestArgs) -> anyhow::Result<i32> {
 }
 
 async fn raw_caught_up(lake: &Lake, marks: &[(String, i32, i64)], cfg: &Config) -> bool {
-    for (topic, table) in [
-        (&cfg.topics.orders, RAW[0]),
-        (&cfg.topics.clicks, RAW[1]),
-        (&cfg.topics.errors, RAW[2]),
-    ] {
+    for kind in shopwatch_actors::events::EventKind::ALL {
+        let (topic, table) = (cfg.topics.of(kind), kind.raw_table());
         let Ok(t) = lake.catalog.load_unpinned(&lake.ident(table)).await else {
             return false;
         };
@@ -281,8 +270,8 @@ async fn raw_caught_up(lake: &Lake, marks: &[(String, i32, i64)], cfg: &Config) 
 
 /// Every KPI table has emitted windows past the last event (its longest window included).
 async fn kpis_closed(lake: &Lake, last_event_us: i64) -> bool {
-    for table in KPI {
-        let Ok(t) = lake.catalog.load_unpinned(&lake.ident(table)).await else {
+    for kpi in shopwatch_actors::kpis::REGISTRY {
+        let Ok(t) = lake.catalog.load_unpinned(&lake.ident(kpi.table())).await else {
             return false;
         };
         let until = recorded_chain(&t)
@@ -303,7 +292,11 @@ async fn alerts_evaluated(
     cfg: &Config,
     last_event_us: i64,
 ) -> bool {
-    let Ok(t) = lake.catalog.load_unpinned(&lake.ident("alerts")).await else {
+    let Ok(t) = lake
+        .catalog
+        .load_unpinned(&lake.ident(shopwatch_actors::alerts::TABLE))
+        .await
+    else {
         return false;
     };
     let Ok(chain) = recorded_chain(&t) else {
@@ -315,7 +308,7 @@ async fn alerts_evaluated(
             continue;
         }
         let at = state
-            .pointer(&format!("/fatal_from/{p}"))
+            .pointer(&format!("/event_from/{topic}/{p}"))
             .and_then(|v| v.as_i64())
             .unwrap_or(0);
         if at < *high {

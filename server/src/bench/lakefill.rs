@@ -78,7 +78,7 @@ impl LiveLake {
             match FlightQueryClient::connect(
                 &target.addr,
                 &target.username,
-                &target.password,
+                target.password.expose(),
                 target.timeout,
             )
             .await

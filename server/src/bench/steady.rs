@@ -24,6 +24,7 @@ use shopwatch_load::stats::{cpu_seconds, rss_bytes, summarize};
 use super::PipelineProcess;
 use crate::config::{Config, SEED_FLIGHT_PASSWORD, SEED_FLIGHT_USER};
 use crate::flight::client::{timestamp_literal, FlightQueryClient};
+use shopwatch_actors::kpis::{orders_revenue::OrdersRevenue, KpiDef};
 
 #[derive(Args, Clone)]
 pub struct SteadyArgs {
@@ -94,7 +95,11 @@ pub async fn run(cfg: Config, args: SteadyArgs, memory_only: bool) -> anyhow::Re
     let mut cpu_at_warm: Option<(Instant, f64)> = None;
     let mut rss_samples: Vec<f64> = Vec::new();
     let mut last_error: Option<String> = None;
-    let lateness_s = cfg.windows.orders_revenue.lateness_s as f64;
+    let lateness_s = cfg
+        .windows
+        .kpis
+        .get(OrdersRevenue::NAME)
+        .map_or(0, |w| w.lateness_s) as f64;
     while !producer.is_finished() {
         tokio::time::sleep(Duration::from_millis(args.poll_ms)).await;
         if let Ok(Some(status)) = pipeline.child.try_wait() {
@@ -130,7 +135,10 @@ pub async fn run(cfg: Config, args: SteadyArgs, memory_only: bool) -> anyhow::Re
         let since = timestamp_literal(now_us() - 60_000_000);
         let sqls = vec![
             format!("SELECT MAX(click_ts) FROM {src}.clicks_processed WHERE click_ts > {since}"),
-            format!("SELECT MAX(window_end) FROM {src}.orders_revenue_per_minute WHERE window_end > {since}"),
+            format!(
+                "SELECT MAX(window_end) FROM {src}.{} WHERE window_end > {since}",
+                OrdersRevenue::TABLE
+            ),
         ];
         let results = match c.query_all(&sqls).await {
             Ok(r) => r,

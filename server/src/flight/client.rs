@@ -110,31 +110,5 @@ async fn run_query(
     Ok(batches)
 }
 
-/// A SQL string literal: single quotes doubled, nothing else interpreted.
-pub fn string_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
-/// A timestamp literal both Dremio and DataFusion read the same way (UTC wall time).
-pub fn timestamp_literal(micros: i64) -> String {
-    let t = chrono::DateTime::from_timestamp_micros(micros).unwrap_or_default();
-    format!("CAST('{}' AS TIMESTAMP)", t.format("%Y-%m-%d %H:%M:%S%.3f"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn literals_are_escaped() {
-        assert_eq!(string_literal("o'brien"), "'o''brien'");
-        assert_eq!(
-            string_literal("x'; DROP TABLE t; --"),
-            "'x''; DROP TABLE t; --'"
-        );
-        assert_eq!(
-            timestamp_literal(1_764_000_000_123_456),
-            "CAST('2025-11-24 16:00:00.123' AS TIMESTAMP)"
-        );
-    }
-}
+// The portable SQL pieces are shared with the KPI definitions (actors/src/sql.rs).
+pub use shopwatch_actors::sql::timestamp_literal;

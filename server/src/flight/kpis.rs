@@ -5,21 +5,14 @@
 //! "orders in the last 5 minutes" sums only the windows that start on a whole minute; the
 //! seed's card summed every window and showed about twice the real number.
 
-use super::client::{string_literal, timestamp_literal};
+use shopwatch_actors::kpis::REGISTRY;
+use shopwatch_actors::sql::{string_literal, table, timestamp_literal};
 
 pub struct KpiQuery {
     pub name: &'static str,
     pub sql: String,
 }
 
-fn table(source: &str, namespace: &str, name: &str) -> String {
-    let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
-    format!("{}.{}.{}", q(source), q(namespace), q(name))
-}
-
-/// Minutes of whole-minute windows fetched: the 30-minute trend plus room for the previous
-/// 5-minute period when the newest window trails `now` (lateness, commit interval).
-pub const TREND_MINUTES: i64 = 40;
 /// "The 10 newest" rows look back this far first, so the scan prunes every older data file by
 /// its column statistics; when that finds fewer than 10 the next, wider bound is tried. A busy
 /// shop never needs the second step; a quiet one still sees its newest rows.
@@ -28,46 +21,24 @@ pub const LATEST_STEPS_S: [i64; 3] = [15, 10 * 60, 24 * 3600];
 pub const ALERT_STEPS_S: [i64; 2] = [60, 30 * 60];
 pub const LATEST_ROWS: usize = 10;
 
-const MIN: i64 = 60_000_000;
-
-/// The dashboard's query set as of `now_micros`.
+/// The dashboard's query set as of `now_micros`: each KPI's own query (from its definition in
+/// the registry), then the newest rows.
 pub fn kpi_queries(source: &str, namespace: &str, now_micros: i64) -> Vec<KpiQuery> {
-    let t = |n| table(source, namespace, n);
-    let from = timestamp_literal(now_micros - TREND_MINUTES * MIN);
-    let to = timestamp_literal(now_micros);
-    vec![
-        KpiQuery {
-            name: "orders_revenue",
-            sql: format!(
-                "SELECT \"window_start\", \"window_end\", \"orders_count\", \"total_revenue\" FROM {} \
-                 WHERE \"window_start\" >= {from} AND \"window_end\" <= {to} \
-                 AND EXTRACT(SECOND FROM \"window_start\") = 0 ORDER BY \"window_start\"",
-                t("orders_revenue_per_minute")
-            ),
-        },
-        KpiQuery {
-            name: "active_users",
-            sql: format!(
-                "SELECT \"window_start\", \"window_end\", \"active_users_approx\" FROM {} \
-                 WHERE \"window_end\" > {} ORDER BY \"window_end\" DESC LIMIT 16",
-                t("active_users_per_window"),
-                timestamp_literal(now_micros - 15 * MIN)
-            ),
-        },
-        KpiQuery {
-            name: "traffic",
-            sql: format!(
-                "SELECT \"window_start\", \"window_end\", \"orders_count\", \"clicks_count\", \"warn_count\", \
-                 \"error_count\", \"fatal_count\", \"error_rate\" FROM {} \
-                 WHERE \"window_start\" >= {from} AND \"window_end\" <= {to} \
-                 AND EXTRACT(SECOND FROM \"window_start\") = 0 ORDER BY \"window_start\"",
-                t("traffic_per_minute")
-            ),
-        },
-    ]
-    .into_iter()
-    .chain(NEWEST.iter().map(|n| n.query(source, namespace, now_micros, n.steps_s[0])))
-    .collect()
+    REGISTRY
+        .iter()
+        .filter_map(|k| {
+            let sql = k.dashboard_sql(&table(source, namespace, k.table()), now_micros)?;
+            Some(KpiQuery {
+                name: k.name(),
+                sql,
+            })
+        })
+        .chain(
+            NEWEST
+                .iter()
+                .map(|n| n.query(source, namespace, now_micros, n.steps_s[0])),
+        )
+        .collect()
 }
 
 /// A "10 newest rows" query: its table, columns, time column and order, and the look-backs
@@ -193,7 +164,9 @@ mod tests {
             "ecommerce_db",
             1_764_000_000_000_000,
         );
-        assert_eq!(q.len(), 6);
+        // One query per KPI with a dashboard query (4, conversion included) and the three
+        // newest-rows queries.
+        assert_eq!(q.len(), 7);
         assert!(q[0]
             .sql
             .contains("\"nessie_minio_catalog\".\"ecommerce_db\".\"orders_revenue_per_minute\""));

@@ -240,6 +240,29 @@ pub fn series(orders: &[RecordBatch], traffic: &[RecordBatch]) -> Value {
     })
 }
 
+/// The conversion trend (whole-minute windows): `[start_ms, orders, clicks, rate|null]`.
+pub fn conversion(batches: &[RecordBatch]) -> Value {
+    let c = Cols(batches);
+    let (starts, orders, clicks, rate) = (
+        c.ts("window_start"),
+        c.i64("orders_count"),
+        c.i64("clicks_count"),
+        c.f64("conversion_rate"),
+    );
+    let rows: Vec<Value> = (0..starts.len())
+        .filter_map(|i| {
+            let s = starts[i].filter(|s| s % 60_000 == 0)?;
+            Some(json!([
+                s,
+                orders[i].unwrap_or(0),
+                clicks[i].unwrap_or(0),
+                rate[i]
+            ]))
+        })
+        .collect();
+    Value::Array(rows)
+}
+
 /// Rows of a result as JSON objects, timestamps as ms; only the named columns, in order.
 pub fn rows(batches: &[RecordBatch], columns: &[(&str, Kind)]) -> Vec<Value> {
     let c = Cols(batches);

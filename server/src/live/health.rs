@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
-use shopwatch_actors::pipeline::StatusHandle;
+use shopwatch_actors::supervision::StatusHandle;
 use shopwatch_actors::telemetry::Metrics;
 
 /// Sum of a gauge family per value of one label (`topic`, `table`).

@@ -2,12 +2,15 @@
 //! `refresh`, it runs the dashboard's query set through Flight SQL — the embedded server or
 //! Dremio, per `query.backend` — and publishes the results to the websocket hub.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde_json::json;
-use shopwatch_actors::pipeline::StatusHandle;
+use shopwatch_actors::error::{into_actor, Error, Handled};
+use shopwatch_actors::supervision::faults::Faults;
+use shopwatch_actors::supervision::{ChildSpecs, Progress, Spawner, StatusHandle};
 use shopwatch_actors::telemetry::Metrics;
 use tracing::{debug, warn};
 
@@ -19,6 +22,10 @@ use crate::config::QueryTarget;
 use crate::flight::client::FlightQueryClient;
 use crate::flight::kpis;
 
+/// The refresher's group (and role) name in metrics and `/readyz`.
+pub const GROUP: &str = "refresher";
+
+#[derive(Clone)]
 pub struct RefresherParams {
     pub target: QueryTarget,
     pub refresh: Duration,
@@ -27,6 +34,27 @@ pub struct RefresherParams {
     pub metrics: Metrics,
     pub live: LiveMetrics,
     pub pipelines: Vec<StatusHandle>,
+    pub faults: Arc<Faults>,
+}
+
+/// The refresher runs under the one supervisor like every long-lived actor.
+pub struct RefresherGroup(pub RefresherParams);
+
+#[async_trait::async_trait]
+impl ChildSpecs for RefresherGroup {
+    async fn spawn(&self, s: &mut Spawner) -> Result<(), Error> {
+        s.spawn(GROUP, Refresher, |progress| RefresherArgs {
+            params: self.0.clone(),
+            progress,
+        })
+        .await?;
+        Ok(())
+    }
+}
+
+pub struct RefresherArgs {
+    pub params: RefresherParams,
+    pub progress: Arc<Progress>,
 }
 
 pub enum RefreshMsg {
@@ -40,28 +68,30 @@ pub struct Refresher;
 
 pub struct RefresherState {
     p: RefresherParams,
+    progress: Arc<Progress>,
     client: Option<FlightQueryClient>,
     dirty: bool,
     last_refresh: Option<Instant>,
     last_health: Option<Instant>,
     query: QueryHealth,
-    feeder: tokio::task::JoinHandle<()>,
 }
 
 impl Actor for Refresher {
     type Msg = RefreshMsg;
     type State = RefresherState;
-    type Arguments = RefresherParams;
+    type Arguments = RefresherArgs;
 
     async fn pre_start(
         &self,
         me: ActorRef<Self::Msg>,
-        p: RefresherParams,
+        args: RefresherArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
+        let p = args.params;
         me.send_interval(p.min_interval, || RefreshMsg::Tick);
         let mut commits = p.metrics.commits();
         let to = me.clone();
-        let feeder = tokio::spawn(async move {
+        // Ends by itself once this actor is gone (the cast fails), so a kill leaks nothing.
+        tokio::spawn(async move {
             while commits.changed().await.is_ok() {
                 if to.cast(RefreshMsg::Committed).is_err() {
                     break;
@@ -76,21 +106,12 @@ impl Actor for Refresher {
                 last_duration_ms: None,
             },
             p,
+            progress: args.progress,
             client: None,
             dirty: true,
             last_refresh: None,
             last_health: None,
-            feeder,
         })
-    }
-
-    async fn post_stop(
-        &self,
-        _: ActorRef<Self::Msg>,
-        s: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        s.feeder.abort();
-        Ok(())
     }
 
     async fn handle(
@@ -99,6 +120,16 @@ impl Actor for Refresher {
         msg: RefreshMsg,
         s: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        into_actor(s.handle(msg).await)
+    }
+}
+
+impl RefresherState {
+    async fn handle(&mut self, msg: RefreshMsg) -> Handled {
+        let progress = self.progress.clone();
+        let _busy = progress.busy();
+        self.p.faults.at_handler(GROUP).await?;
+        let s = self;
         match msg {
             RefreshMsg::Committed => s.dirty = true,
             RefreshMsg::Tick => {
@@ -122,9 +153,7 @@ impl Actor for Refresher {
         }
         Ok(())
     }
-}
 
-impl RefresherState {
     async fn refresh(&mut self) {
         let started = Instant::now();
         match self.run_set().await {
@@ -149,7 +178,8 @@ impl RefresherState {
         if self.client.is_none() {
             let t = &self.p.target;
             self.client = Some(
-                FlightQueryClient::connect(&t.addr, &t.username, &t.password, t.timeout).await?,
+                FlightQueryClient::connect(&t.addr, &t.username, t.password.expose(), t.timeout)
+                    .await?,
             );
         }
         self.client
@@ -173,7 +203,8 @@ impl RefresherState {
             |name: &str| -> &[RecordBatch] { results.get(name).map(Vec::as_slice).unwrap_or(&[]) };
         let (orders, traffic, users) = (get("orders_revenue"), get("traffic"), get("active_users"));
         let kpis = dashboard::kpis(orders, traffic, users);
-        let series = dashboard::series(orders, traffic);
+        let mut series = dashboard::series(orders, traffic);
+        series["conversion"] = dashboard::conversion(get("conversion"));
         let alerts = dashboard::rows(get("recent_alerts"), &ALERT_COLUMNS);
         let latest_orders = dashboard::rows(get("latest_orders"), &ORDER_COLUMNS);
         let latest_errors = dashboard::rows(get("latest_errors"), &ERROR_COLUMNS);

@@ -95,7 +95,7 @@ async fn sigkill_three_times_mid_stream_loses_and_duplicates_nothing() {
             .await
             .unwrap();
         let commits = t.metadata().snapshots().count().max(1);
-        let list = shopwatch_actors::lake::compact::read_manifest_list(
+        let list = shopwatch_actors::lake::maintenance::compact::read_manifest_list(
             &t,
             t.metadata().current_snapshot().unwrap().manifest_list(),
         )

@@ -154,6 +154,8 @@ pub fn python(script: &str, args: &[&str]) -> String {
     let out = Command::new("python3")
         .arg(script_path(script))
         .args(args)
+        // The checkers take their table list from `shopwatch tables --json`.
+        .env("SHOPWATCH_BIN", BIN)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
@@ -274,6 +276,7 @@ pub fn check_lake_with(data_dir: &Path, ack_log: &Path, extra: &[&str]) -> serde
         .arg("--ack-log")
         .arg(ack_log)
         .args(extra)
+        .env("SHOPWATCH_BIN", BIN)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

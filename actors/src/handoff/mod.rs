@@ -1,0 +1,49 @@
+//! The hand-off between the topic pipelines and the derived actors, which import this module
+//! and not each other. A consumer delivers a batch only after the raw table committed it, and
+//! a derived actor puts itself in its slot before it reads the raw tables to rebuild, so a
+//! delivery that misses an actor (dead, restarting, too far behind) is always found again by
+//! the next rebuild or a gap fill: skipping is safe, which keeps the hand-off bounded without
+//! ever blocking ingestion.
+
+pub mod slot;
+pub mod source;
+
+use std::sync::Arc;
+
+pub use slot::{Receiver, Slot};
+pub use source::SourceProgress;
+
+use crate::events::{EventKind, Micros};
+use crate::lake::Ranges;
+use crate::schema::Rows;
+
+/// A batch the raw table has committed, shared by every subscriber.
+#[derive(Debug)]
+pub struct Delivery {
+    pub topic: String,
+    pub kind: EventKind,
+    pub ranges: Ranges,
+    pub rows: Arc<Rows>,
+}
+
+/// The slots of every derived actor reading one topic, and where the topic's consumer
+/// confirms what it has delivered.
+#[derive(Clone, Debug, Default)]
+pub struct Subscribers {
+    pub slots: Vec<Arc<Slot>>,
+    pub source: Arc<SourceProgress>,
+}
+
+impl Subscribers {
+    /// Everything of `partition` up to `high` has been handed over; trust it until
+    /// `valid_until`.
+    pub fn confirm_drained(&self, topic: &str, partition: i32, high: i64, valid_until: Micros) {
+        self.source.confirm(topic, partition, high, valid_until);
+    }
+
+    /// Offer `delivery` to every slot; how many took it.
+    pub fn deliver(&self, delivery: Delivery) -> usize {
+        let delivery = Arc::new(delivery);
+        self.slots.iter().filter(|s| s.offer(&delivery)).count()
+    }
+}

@@ -1,0 +1,158 @@
+//! A KPI's window engine behind one object-safe trait, so the aggregator actor holds any KPI
+//! without a match over kinds.
+
+use std::collections::BTreeMap;
+
+use super::{KpiDef, KpiRow};
+use crate::events::Micros;
+use crate::schema::Rows;
+use crate::windows::clock::Drained;
+use crate::windows::{Engine, EngineParams, Fact, Fold, Input};
+
+/// Counts from folding one batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FoldStats {
+    pub folded: u64,
+    pub late: u64,
+    pub dropped: u64,
+    pub skewed: u64,
+}
+
+impl FoldStats {
+    pub fn add(&mut self, s: FoldStats) {
+        self.folded += s.folded;
+        self.late += s.late;
+        self.dropped += s.dropped;
+        self.skewed += s.skewed;
+    }
+}
+
+/// Windows one `advance` closed.
+#[derive(Debug)]
+pub struct Emitted {
+    /// Every window ending at or before this is final.
+    pub until: Micros,
+    pub rows: Vec<KpiRow>,
+}
+
+pub trait KpiEngine: Send {
+    fn restore(&mut self, emitted_until: Option<Micros>, watermark: Option<Micros>);
+    fn emitted_until(&self) -> Option<Micros>;
+    fn watermark(&self) -> Option<Micros>;
+    fn params(&self) -> EngineParams;
+    /// Per (input, partition): the smallest offset still needed to rebuild the open windows.
+    fn replay_offsets(&self) -> BTreeMap<(usize, i32), i64>;
+    /// Fold the rows of input `topic` whose (partition, offset) passes `keep`.
+    fn fold_rows(
+        &mut self,
+        topic: usize,
+        rows: &Rows,
+        now: Micros,
+        keep: &dyn Fn(i32, i64) -> bool,
+    ) -> FoldStats;
+    /// Close what the watermark passed.
+    fn advance(&mut self, now: Micros, source: &dyn Drained) -> Option<Emitted>;
+    /// Running values of the open windows (provisional).
+    fn open_rows(&self) -> Vec<KpiRow>;
+}
+
+pub(super) struct Typed<K: KpiDef> {
+    engine: Engine<K::Acc>,
+}
+
+impl<K: KpiDef> Typed<K> {
+    pub(super) fn new(params: EngineParams) -> Self {
+        Typed {
+            engine: Engine::new(params, K::INPUTS.len()),
+        }
+    }
+}
+
+fn rows_of<K: KpiDef>(
+    windows: Vec<(Micros, Micros, Vec<<K::Acc as crate::windows::Acc>::Row>)>,
+) -> Vec<KpiRow> {
+    windows
+        .into_iter()
+        .flat_map(|(_, _, rows)| rows.iter().map(K::row).collect::<Vec<_>>())
+        .collect()
+}
+
+impl<K: KpiDef> KpiEngine for Typed<K> {
+    fn restore(&mut self, emitted_until: Option<Micros>, watermark: Option<Micros>) {
+        self.engine.restore(emitted_until, watermark)
+    }
+    fn emitted_until(&self) -> Option<Micros> {
+        self.engine.emitted_until()
+    }
+    fn watermark(&self) -> Option<Micros> {
+        self.engine.watermark()
+    }
+    fn params(&self) -> EngineParams {
+        self.engine.params()
+    }
+    fn replay_offsets(&self) -> BTreeMap<(usize, i32), i64> {
+        self.engine.replay_offsets()
+    }
+
+    fn fold_rows(
+        &mut self,
+        topic: usize,
+        rows: &Rows,
+        now: Micros,
+        keep: &dyn Fn(i32, i64) -> bool,
+    ) -> FoldStats {
+        let mut stats = FoldStats::default();
+        let engine = &mut self.engine;
+        let mut one = |s: &crate::schema::Source, event_time: Micros, fact: Fact<'_>| {
+            if !keep(s.partition, s.offset) {
+                return;
+            }
+            let input = Input {
+                topic,
+                partition: s.partition,
+                offset: s.offset,
+                event_time,
+                ingested_at: s.ingested_at,
+                fact,
+            };
+            match engine.fold(&input, now) {
+                Fold::OnTime => stats.folded += 1,
+                Fold::Late => {
+                    stats.folded += 1;
+                    stats.late += 1
+                }
+                Fold::Dropped => {
+                    stats.late += 1;
+                    stats.dropped += 1
+                }
+                Fold::Skewed => stats.skewed += 1,
+            }
+        };
+        match rows {
+            Rows::Orders(v) => v
+                .iter()
+                .for_each(|(s, o)| one(s, o.order_ts, Fact::Order(o))),
+            Rows::Clicks(v) => v
+                .iter()
+                .for_each(|(s, c)| one(s, c.click_ts, Fact::Click(c))),
+            Rows::Errors(v) => v
+                .iter()
+                .for_each(|(s, e)| one(s, e.error_ts, Fact::Error(e))),
+            // Dead letters carry no event a KPI could count.
+            Rows::DeadLetters(_) => {}
+        }
+        stats
+    }
+
+    fn advance(&mut self, now: Micros, source: &dyn Drained) -> Option<Emitted> {
+        let em = self.engine.advance_with(now, source)?;
+        Some(Emitted {
+            until: em.until,
+            rows: rows_of::<K>(em.windows),
+        })
+    }
+
+    fn open_rows(&self) -> Vec<KpiRow> {
+        rows_of::<K>(self.engine.open_windows())
+    }
+}

@@ -1,0 +1,304 @@
+//! The two kinds of bookkeeping a table has, as ledgers of the one commit loop, and the thin
+//! committers the actors hold: raw tables record Kafka offsets per partition (`offsets`),
+//! derived tables a numbered chain of their owner's state (`chain`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use iceberg::table::Table;
+use uuid::Uuid;
+
+use super::chain::{decide_chain, recorded_chain, ChainState, CHAIN_KEY};
+use super::offsets::{self, decide_strict, is_committed, merge_forward, Decision};
+use super::{CommitError, CommitHook, CommitOutcome, CommitReport, Committer, Ledger, Plan};
+use super::{Offsets, Ranges};
+use crate::events::Micros;
+use crate::lake::catalog::Lake;
+use crate::lake::io::writer::arrow_schema;
+use crate::lake::maintenance::HygieneParams;
+use crate::schema::{Encode, Rows, TableSpec};
+use crate::telemetry::Metrics;
+
+/// How a table relates to the offsets it records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OffsetRule {
+    /// The table owns its topic's position (raw tables): batches must chain exactly.
+    Strict,
+    /// The table trails or leads the owner (dead letters, committed first): rows already
+    /// covered by the recorded offsets are dropped, the rest appended.
+    Filter,
+}
+
+/// Rows of one table from one topic, with the Kafka range they cover.
+#[derive(Clone, Debug)]
+pub struct TableBatch {
+    pub topic: String,
+    pub ranges: Ranges,
+    /// Shared: after the raw commit the same rows go to the derived actors.
+    pub rows: Arc<Rows>,
+}
+
+pub fn offsets_key(topic: &str) -> String {
+    format!("shopwatch.offsets.{topic}")
+}
+
+/// Offsets recorded for `topic` in the table property (the source of truth: unlike snapshot
+/// summaries it survives snapshot expiry and other engines' compactions).
+pub fn recorded_offsets(table: &Table, topic: &str) -> Result<Offsets, String> {
+    match table.metadata().properties().get(&offsets_key(topic)) {
+        None => Ok(Offsets::new()),
+        Some(text) => offsets::from_json(text),
+    }
+}
+
+fn encode(
+    table_name: &str,
+    table: &Table,
+    rows: &dyn Encode,
+    now: Micros,
+) -> Result<Option<arrow_array::RecordBatch>, CommitError> {
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let schema = arrow_schema(table).map_err(|source| CommitError::Iceberg {
+        table: table_name.to_string(),
+        context: "building arrow schema",
+        source,
+    })?;
+    rows.encode(schema, now)
+        .map(Some)
+        .map_err(|source| CommitError::Arrow {
+            table: table_name.to_string(),
+            source,
+        })
+}
+
+/// A raw or dead-letter batch against the offsets the table records.
+struct OffsetLedger<'a> {
+    table_name: &'a str,
+    rule: OffsetRule,
+    batch: &'a TableBatch,
+}
+
+impl Ledger for OffsetLedger<'_> {
+    fn plan(&mut self, table: &Table, attempt_id: Uuid, now: Micros) -> Result<Plan, CommitError> {
+        let batch = self.batch;
+        let committed = recorded_offsets(table, &batch.topic).map_err(|detail| {
+            CommitError::CorruptOffsets {
+                table: self.table_name.to_string(),
+                detail,
+            }
+        })?;
+        // Only the replay filter needs its own copy of the rows.
+        let filtered;
+        let rows: &Rows = match self.rule {
+            OffsetRule::Strict => match decide_strict(&committed, &batch.ranges) {
+                Decision::Commit => &batch.rows,
+                Decision::AlreadyCommitted => return Ok(Plan::Landed { offsets: committed }),
+                Decision::Fenced(detail) => {
+                    return Err(CommitError::Fenced {
+                        table: self.table_name.to_string(),
+                        detail,
+                    })
+                }
+            },
+            OffsetRule::Filter => {
+                let mut rows = (*batch.rows).clone();
+                rows.retain(|p, o| !is_committed(&committed, p, o));
+                let advances = batch
+                    .ranges
+                    .iter()
+                    .any(|(p, (_, end))| committed.get(p).is_none_or(|c| c < end));
+                if rows.is_empty() && !advances {
+                    return Ok(Plan::Landed { offsets: committed });
+                }
+                filtered = rows;
+                &filtered
+            }
+        };
+        let new_offsets = merge_forward(&committed, &batch.ranges);
+        let key = offsets_key(&batch.topic);
+        let json = offsets::to_json(&new_offsets);
+        Ok(Plan::Append {
+            batch: encode(self.table_name, table, rows, now)?,
+            rows: rows.len(),
+            summary: HashMap::from([
+                (key.clone(), json.clone()),
+                ("shopwatch.commit-id".to_string(), attempt_id.to_string()),
+            ]),
+            properties: vec![(key, json)],
+            offsets: new_offsets,
+            file_prefix: format!("{}-{attempt_id}", batch.topic),
+        })
+    }
+}
+
+/// A raw table's (or the dead-letter table's) committer.
+pub struct TableCommitter {
+    committer: Committer,
+    rule: OffsetRule,
+}
+
+impl TableCommitter {
+    pub async fn open(
+        lake: Lake,
+        spec: &TableSpec,
+        rule: OffsetRule,
+        hygiene: HygieneParams,
+    ) -> Result<Self, CommitError> {
+        let (committer, _) = Committer::open(lake, spec, hygiene).await?;
+        Ok(TableCommitter { committer, rule })
+    }
+
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.committer.set_metrics(metrics);
+        self
+    }
+
+    pub fn with_hook(mut self, hook: Arc<dyn CommitHook>) -> Self {
+        self.committer.set_hook(hook);
+        self
+    }
+
+    pub fn table_name(&self) -> &str {
+        self.committer.table_name()
+    }
+
+    pub async fn committed_offsets(&self, topic: &str) -> Result<Offsets, CommitError> {
+        let table = self.committer.load().await?;
+        recorded_offsets(&table, topic).map_err(|detail| CommitError::CorruptOffsets {
+            table: self.table_name().to_string(),
+            detail,
+        })
+    }
+
+    /// Commit `batch` exactly once.
+    pub async fn commit(&mut self, batch: TableBatch) -> Result<CommitReport, CommitError> {
+        let table_name = self.committer.table_name().to_string();
+        let mut ledger = OffsetLedger {
+            table_name: &table_name,
+            rule: self.rule,
+            batch: &batch,
+        };
+        self.committer.commit(&mut ledger).await
+    }
+}
+
+/// Rows of a derived table and the owner's state, as the next link of the table's chain.
+struct ChainLedger<'a> {
+    table_name: &'a str,
+    seq: &'a mut u64,
+    /// Fixed across attempts: it is how we recognise our own landed commit.
+    commit_id: &'a str,
+    state: &'a serde_json::Value,
+    rows: &'a dyn Encode,
+}
+
+impl Ledger for ChainLedger<'_> {
+    fn plan(&mut self, table: &Table, attempt_id: Uuid, now: Micros) -> Result<Plan, CommitError> {
+        let recorded = recorded_chain(table).map_err(|detail| CommitError::CorruptOffsets {
+            table: self.table_name.to_string(),
+            detail,
+        })?;
+        match decide_chain(&recorded, *self.seq, self.commit_id) {
+            Decision::Commit => {}
+            Decision::AlreadyCommitted => {
+                return Ok(Plan::Landed {
+                    offsets: Offsets::new(),
+                })
+            }
+            Decision::Fenced(detail) => {
+                return Err(CommitError::Fenced {
+                    table: self.table_name.to_string(),
+                    detail,
+                })
+            }
+        }
+        let next = ChainState {
+            seq: *self.seq + 1,
+            commit_id: self.commit_id.to_string(),
+            state: self.state.clone(),
+        };
+        let json = serde_json::to_string(&next).map_err(|e| CommitError::CorruptOffsets {
+            table: self.table_name.to_string(),
+            detail: format!("encoding the state: {e}"),
+        })?;
+        Ok(Plan::Append {
+            batch: encode(self.table_name, table, self.rows, now)?,
+            rows: self.rows.len(),
+            summary: HashMap::from([
+                ("shopwatch.derived-seq".to_string(), next.seq.to_string()),
+                (
+                    "shopwatch.commit-id".to_string(),
+                    self.commit_id.to_string(),
+                ),
+            ]),
+            properties: vec![(CHAIN_KEY.to_string(), json)],
+            offsets: Offsets::new(),
+            file_prefix: format!("derived-{attempt_id}"),
+        })
+    }
+
+    fn landed(&mut self) {
+        *self.seq += 1;
+    }
+}
+
+/// A derived table's committer (KPI tables, alerts).
+pub struct DerivedCommitter {
+    committer: Committer,
+    seq: u64,
+}
+
+impl DerivedCommitter {
+    /// Open (creating the table if needed) and return the recorded state to resume from.
+    pub async fn open(
+        lake: Lake,
+        spec: &TableSpec,
+        hygiene: HygieneParams,
+        metrics: Option<Metrics>,
+    ) -> Result<(Self, ChainState), CommitError> {
+        let (mut committer, table) = Committer::open(lake, spec, hygiene).await?;
+        if let Some(m) = metrics {
+            committer.set_metrics(m);
+        }
+        let recorded = recorded_chain(&table).map_err(|detail| CommitError::CorruptOffsets {
+            table: spec.name.to_string(),
+            detail,
+        })?;
+        Ok((
+            DerivedCommitter {
+                committer,
+                seq: recorded.seq,
+            },
+            recorded,
+        ))
+    }
+
+    pub fn table_name(&self) -> &str {
+        self.committer.table_name()
+    }
+
+    /// The table as last committed (for reading it back).
+    pub async fn load(&self) -> Result<Table, CommitError> {
+        self.committer.load().await
+    }
+
+    /// Append `rows` and record `state` as the next link of the chain, exactly once.
+    pub async fn commit(
+        &mut self,
+        rows: &dyn Encode,
+        state: serde_json::Value,
+    ) -> Result<CommitOutcome, CommitError> {
+        let table_name = self.committer.table_name().to_string();
+        let commit_id = Uuid::now_v7().to_string();
+        let mut ledger = ChainLedger {
+            table_name: &table_name,
+            seq: &mut self.seq,
+            commit_id: &commit_id,
+            state: &state,
+            rows,
+        };
+        Ok(self.committer.commit(&mut ledger).await?.outcome)
+    }
+}

@@ -1,0 +1,144 @@
+//! Keeping tables small and fast while shopwatch commits every second: manifest compaction
+//! inside chosen commits (`compact`), snapshot expiry and metadata-file deletion (`hygiene`),
+//! and the orphan sweeper for data files a crash left behind (`orphans`). One schedule per
+//! committer decides when each runs; none of them may ever fail ingestion.
+
+pub mod compact;
+pub mod hygiene;
+pub mod orphans;
+
+use std::time::Duration;
+
+use iceberg::TableIdent;
+
+use crate::lake::catalog::Lake;
+use crate::telemetry::Metrics;
+
+#[derive(Clone, Debug)]
+pub struct HygieneParams {
+    /// Run maintenance after this many successful commits.
+    pub every_commits: u32,
+    /// Expire snapshots older than this (the newest `keep_snapshots` always stay).
+    pub snapshot_max_age: Duration,
+    pub keep_snapshots: usize,
+    /// Old `*.metadata.json` files kept besides the current one.
+    pub keep_metadata_files: usize,
+    /// Never delete a file younger than this: a concurrent reader or writer may be using it.
+    pub min_file_age: Duration,
+    /// Merge the table's manifests into one every this many commits (0: never).
+    pub compact_every_commits: u32,
+    /// Sweep the table's orphan data files every this many commits (0: never).
+    pub orphan_every_commits: u32,
+    /// Never delete an unreferenced data file younger than this (another writer's commit may
+    /// still be on its way).
+    pub orphan_min_age: Duration,
+}
+
+impl Default for HygieneParams {
+    fn default() -> Self {
+        HygieneParams {
+            every_commits: 10,
+            snapshot_max_age: Duration::from_secs(15),
+            keep_snapshots: 5,
+            keep_metadata_files: 5,
+            // Readers load metadata.json and then the manifest list at once; 15 s is far
+            // longer than that gap.
+            min_file_age: Duration::from_secs(15),
+            compact_every_commits: 20,
+            orphan_every_commits: 100,
+            orphan_min_age: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// Per-committer schedule of maintenance: when to compact manifests, when to run hygiene.
+#[derive(Debug)]
+pub struct Maintenance {
+    pub params: HygieneParams,
+    commits_since_hygiene: u32,
+    commits_since_compaction: u32,
+    commits_since_sweep: u32,
+}
+
+impl Maintenance {
+    pub fn new(params: HygieneParams) -> Self {
+        // Due at the first commit: a process restarted more often than every N commits would
+        // otherwise never compact, and every query would plan over all the manifests left
+        // behind (seen: 161 on the alerts table after four short runs).
+        Maintenance {
+            commits_since_compaction: params.compact_every_commits,
+            commits_since_hygiene: 0,
+            // Due at the first commit too: crashes are what leave orphans, and a process that
+            // keeps crashing must still clean up after itself.
+            commits_since_sweep: params.orphan_every_commits,
+            params,
+        }
+    }
+
+    /// Compact in the first attempt of every `compact_every_commits`-th commit; a retry of the
+    /// same batch goes without, so a compaction problem can never block ingestion.
+    pub fn compact_now(&self, attempt: u32) -> bool {
+        let every = self.params.compact_every_commits;
+        attempt == 1 && every > 0 && self.commits_since_compaction >= every
+    }
+
+    /// Count a landed commit; run hygiene when it is due. Never fails ingestion.
+    pub async fn after_commit(
+        &mut self,
+        lake: &Lake,
+        ident: &TableIdent,
+        compacted: bool,
+        metrics: Option<&Metrics>,
+    ) {
+        self.sweep_if_due(lake, ident, metrics).await;
+        if compacted {
+            self.commits_since_compaction = 0;
+        } else {
+            self.commits_since_compaction += 1;
+        }
+        self.commits_since_hygiene += 1;
+        if self.commits_since_hygiene < self.params.every_commits {
+            return;
+        }
+        self.commits_since_hygiene = 0;
+        if let Err(e) = hygiene::run(lake, ident, &self.params).await {
+            // Retried at the next round.
+            tracing::warn!(table = %ident, error = %e, "metadata maintenance failed");
+        }
+    }
+}
+
+impl Maintenance {
+    async fn sweep_if_due(&mut self, lake: &Lake, ident: &TableIdent, metrics: Option<&Metrics>) {
+        let every = self.params.orphan_every_commits;
+        if every == 0 {
+            return;
+        }
+        self.commits_since_sweep += 1;
+        if self.commits_since_sweep < every {
+            return;
+        }
+        self.commits_since_sweep = 0;
+        match orphans::sweep(lake, ident, self.params.orphan_min_age, false).await {
+            Ok(report) => {
+                if let Some(m) = metrics {
+                    let table = ident.name();
+                    m.orphan_files_deleted
+                        .with_label_values(&[table])
+                        .inc_by(report.deleted as u64);
+                    m.orphan_bytes_reclaimed
+                        .with_label_values(&[table])
+                        .inc_by(report.bytes_deleted);
+                    m.orphan_files_pending
+                        .with_label_values(&[table])
+                        .set(report.pending as i64);
+                }
+                if report.deleted > 0 {
+                    tracing::info!(table = %ident, deleted = report.deleted, bytes = report.bytes_deleted, "orphan data files deleted");
+                }
+            }
+            // Retried at the next round.
+            Err(e) => tracing::warn!(table = %ident, error = %e, "orphan sweep failed"),
+        }
+    }
+}

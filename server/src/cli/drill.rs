@@ -1,0 +1,65 @@
+//! `shopwatch drill`: fault injection against a live broker and pipeline, then independent
+//! checks for loss, duplicates and KPI drift (needs a build with `--features failpoints`).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::Ctx;
+
+#[derive(Args)]
+pub struct DrillArgs {
+    /// Events to produce (unique ids; 1 % malformed).
+    #[arg(long, default_value_t = 200_000)]
+    events: u64,
+    /// Events per second over the three topics.
+    #[arg(long, default_value_t = 1_500.0)]
+    rate: f64,
+    /// Faults to inject (every kind once from 11 on).
+    #[arg(long, default_value_t = 23)]
+    faults: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Work directory (default: a new temp dir, removed when the drill passes).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    #[arg(long)]
+    keep: bool,
+    /// Canary values for every secret and RUST_LOG=trace; fail if any shows up anywhere.
+    #[arg(long)]
+    canary: bool,
+    #[arg(long, default_value = "python3")]
+    python: String,
+    #[arg(long, default_value_t = 3)]
+    partitions: i32,
+    /// Orphan safety age the pipeline runs with during the drill.
+    #[arg(long, default_value_t = 20)]
+    orphan_min_age_s: u64,
+}
+
+pub async fn run(args: DrillArgs, ctx: &Ctx) -> anyhow::Result<i32> {
+    if !shopwatch_actors::failpoint::ENABLED {
+        anyhow::bail!(
+            "shopwatch drill needs a build with failpoints: \
+             cargo run --release -p shopwatch --features failpoints -- drill"
+        );
+    }
+    let cfg = ctx.config(Vec::new())?;
+    let outcome = shopwatch_load::drill::run(shopwatch_load::drill::DrillParams {
+        bin: std::env::current_exe().context("locating the shopwatch binary")?,
+        events: args.events,
+        rate: args.rate,
+        faults: args.faults,
+        seed: args.seed,
+        dir: args.dir,
+        keep: args.keep,
+        canary: args.canary,
+        python: args.python,
+        partitions: args.partitions,
+        orphan_min_age_s: args.orphan_min_age_s,
+        topics: cfg.topics.names(),
+    })
+    .await?;
+    Ok(if outcome.passed { 0 } else { 1 })
+}

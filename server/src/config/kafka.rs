@@ -1,0 +1,106 @@
+//! `[kafka]` and `[topics]`: where the events come from.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use shopwatch_actors::events::EventKind;
+use shopwatch_actors::pipeline::KafkaParams;
+
+use super::ConfigError;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, `HOST:PORT[,HOST:PORT]`.
+    pub brokers: String,
+    /// Consumer group prefix (groups only report lag; positions come from the lake).
+    pub group_prefix: String,
+    /// Partitions per topic when `shopwatch broker` creates the topics.
+    pub partitions: i32,
+    /// Extra librdkafka properties (e.g. `"security.protocol" = "SASL_SSL"`). Free-form, so
+    /// `config check` redacts the values of keys that name a password, secret, token or key.
+    pub extra: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".into(),
+            group_prefix: "shopwatch".into(),
+            partitions: 3,
+            extra: BTreeMap::new(),
+        }
+    }
+}
+
+impl KafkaConfig {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if self.brokers.trim().is_empty() {
+            return Err(ConfigError::check(
+                "kafka.brokers",
+                "must not be empty; set it to HOST:PORT of a Kafka broker (flag --brokers)",
+            ));
+        }
+        if !(1..=10_000).contains(&self.partitions) {
+            return Err(ConfigError::check(
+                "kafka.partitions",
+                "must be between 1 and 10000",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn params(&self) -> KafkaParams {
+        KafkaParams {
+            brokers: self.brokers.clone(),
+            group_prefix: self.group_prefix.clone(),
+            extra: self.extra.clone(),
+        }
+    }
+
+    /// `extra` as `config check` shows it.
+    pub(super) fn redact_extra(&mut self) {
+        for (k, v) in self.extra.iter_mut() {
+            let k = k.to_lowercase();
+            if ["password", "secret", "token", "key"]
+                .iter()
+                .any(|s| k.contains(s))
+            {
+                *v = "<redacted>".into();
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicsConfig {
+    pub orders: String,
+    pub clicks: String,
+    pub errors: String,
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        TopicsConfig {
+            orders: "orders_topic".into(),
+            clicks: "clicks_topic".into(),
+            errors: "errors_topic".into(),
+        }
+    }
+}
+
+impl TopicsConfig {
+    pub fn of(&self, kind: EventKind) -> &str {
+        match kind {
+            EventKind::Orders => &self.orders,
+            EventKind::Clicks => &self.clicks,
+            EventKind::Errors => &self.errors,
+        }
+    }
+
+    /// In `EventKind::ALL` order.
+    pub fn names(&self) -> [String; 3] {
+        EventKind::ALL.map(|k| self.of(k).to_string())
+    }
+}

@@ -1,0 +1,174 @@
+//! `[lake]` and `[lake.s3]`: the catalog and the warehouse.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use shopwatch_actors::lake::{CatalogKind, LakeParams};
+
+use super::secret::Secret;
+use super::ConfigError;
+
+/// Which Iceberg catalog holds the tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CatalogChoice {
+    /// SQLite in `data_dir`, as pyiceberg's SqlCatalog reads it.
+    Sql,
+    /// An Iceberg REST catalog (Nessie's `/iceberg` endpoint …) at `rest_uri`.
+    Rest,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LakeConfig {
+    /// Holds `catalog.db` (SQLite catalog) and, by default, `warehouse/`.
+    pub data_dir: PathBuf,
+    /// `sql` (SQLite in `data_dir`) or `rest` (an Iceberg REST catalog at `rest_uri`).
+    pub catalog: CatalogChoice,
+    /// Iceberg REST catalog URI, e.g. `http://nessie:19120/iceberg` (catalog = rest).
+    pub rest_uri: String,
+    /// catalog = sql: the warehouse location, `s3://bucket/prefix` or empty for
+    /// `<data_dir>/warehouse`. catalog = rest: the catalog's warehouse name (Nessie: empty for
+    /// its default warehouse).
+    pub warehouse: String,
+    /// Iceberg catalog name; readers (pyiceberg) must use the same one.
+    pub catalog_name: String,
+    pub namespace: String,
+    pub s3: S3Config,
+}
+
+/// S3-compatible object storage for the warehouse (MinIO, AWS, …). iceberg-rust has no remote
+/// signing, so the writer brings its own keys even when the REST catalog could sign.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    /// `http://minio:9000`; empty = AWS for `region`.
+    pub endpoint: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    /// Path-style requests (`endpoint/bucket/key`), what MinIO and most S3-compatible servers
+    /// expect.
+    pub path_style: bool,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        S3Config {
+            endpoint: String::new(),
+            region: "us-east-1".into(),
+            access_key_id: String::new(),
+            secret_access_key: Secret::default(),
+            path_style: true,
+        }
+    }
+}
+
+impl Default for LakeConfig {
+    fn default() -> Self {
+        LakeConfig {
+            data_dir: "./shopwatch-data".into(),
+            catalog: CatalogChoice::Sql,
+            rest_uri: String::new(),
+            warehouse: String::new(),
+            catalog_name: "shopwatch".into(),
+            namespace: "ecommerce_db".into(),
+            s3: S3Config::default(),
+        }
+    }
+}
+
+impl LakeConfig {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        let err = |key: &str, message: String| Err(ConfigError::check(key, message));
+        match self.catalog {
+            CatalogChoice::Sql => {
+                let w = self.warehouse.as_str();
+                if !(w.is_empty() || w.starts_with("s3://") || w.starts_with("file:///")) {
+                    return err(
+                        "lake.warehouse",
+                        format!("{w:?} is not a warehouse location; use s3://BUCKET/PREFIX, file:///ABSOLUTE/PATH, or leave it empty for DATA_DIR/warehouse"),
+                    );
+                }
+                if w.starts_with("s3://")
+                    && w.trim_start_matches("s3://")
+                        .split('/')
+                        .next()
+                        .unwrap_or("")
+                        .is_empty()
+                {
+                    return err(
+                        "lake.warehouse",
+                        format!("{w:?} names no bucket; use s3://BUCKET/PREFIX"),
+                    );
+                }
+            }
+            CatalogChoice::Rest => {
+                if !(self.rest_uri.starts_with("http://") || self.rest_uri.starts_with("https://"))
+                {
+                    return err(
+                        "lake.rest_uri",
+                        "must be the REST catalog's http(s) URI when lake.catalog = \"rest\", e.g. http://nessie:19120/iceberg".into(),
+                    );
+                }
+            }
+        }
+        let s3 = &self.s3;
+        if !s3.endpoint.is_empty()
+            && !(s3.endpoint.starts_with("http://") || s3.endpoint.starts_with("https://"))
+        {
+            return err(
+                "lake.s3.endpoint",
+                format!(
+                    "{:?} must start with http:// or https://, e.g. http://minio:9000",
+                    s3.endpoint
+                ),
+            );
+        }
+        if s3.access_key_id.is_empty() != s3.secret_access_key.is_empty() {
+            return err(
+                "lake.s3.secret_access_key",
+                "lake.s3.access_key_id and lake.s3.secret_access_key go together: set both or neither".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Iceberg storage properties for the lake (`s3.*`), from `[lake.s3]`.
+    pub fn storage_props(&self) -> HashMap<String, String> {
+        let s3 = &self.s3;
+        let mut props = HashMap::new();
+        let mut put = |k: &str, v: &str| {
+            if !v.is_empty() {
+                props.insert(k.to_string(), v.to_string());
+            }
+        };
+        put("s3.endpoint", &s3.endpoint);
+        put("s3.region", &s3.region);
+        put("client.region", &s3.region);
+        put("s3.access-key-id", &s3.access_key_id);
+        put("s3.secret-access-key", s3.secret_access_key.expose());
+        put(
+            "s3.path-style-access",
+            if s3.path_style { "true" } else { "false" },
+        );
+        props
+    }
+
+    pub fn params(&self) -> LakeParams {
+        LakeParams {
+            catalog_name: self.catalog_name.clone(),
+            namespace: self.namespace.clone(),
+            data_dir: self.data_dir.clone(),
+            catalog: match self.catalog {
+                CatalogChoice::Rest => CatalogKind::Rest {
+                    uri: self.rest_uri.clone(),
+                },
+                CatalogChoice::Sql => CatalogKind::Sql,
+            },
+            warehouse: self.warehouse.clone(),
+            storage: self.storage_props(),
+        }
+    }
+}

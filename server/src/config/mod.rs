@@ -1,0 +1,252 @@
+//! Configuration: built-in defaults < profile < `shopwatch.toml` < `SHOPWATCH_<SECTION>__<KEY>`
+//! env < command-line flags. Every layer is checked for unknown keys, named in the error; every
+//! value error names its key. One file per group of sections; secrets are [`Secret`]s.
+
+mod derived;
+mod kafka;
+mod lake;
+mod live;
+mod pipeline;
+pub mod secret;
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use toml::{Table, Value};
+
+pub use derived::{AlertsConfig, WindowsConfig};
+pub use kafka::{KafkaConfig, TopicsConfig};
+pub use lake::LakeConfig;
+pub use live::{
+    DemoConfig, DrillConfig, FlightConfig, HttpConfig, QueryConfig, QueryTarget,
+    SEED_FLIGHT_PASSWORD, SEED_FLIGHT_USER,
+};
+pub use pipeline::{MaintenanceConfig, PipelineConfig, SupervisionConfig};
+pub use secret::Secret;
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    pub topics: TopicsConfig,
+    pub lake: LakeConfig,
+    pub pipeline: PipelineConfig,
+    pub supervision: SupervisionConfig,
+    pub maintenance: MaintenanceConfig,
+    pub http: HttpConfig,
+    pub demo: DemoConfig,
+    pub windows: WindowsConfig,
+    pub alerts: AlertsConfig,
+    pub flight: FlightConfig,
+    pub query: QueryConfig,
+    pub drill: DrillConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("unknown config key `{key}` in {source_name}; see `shopwatch config check` for the valid keys")]
+    UnknownKey { key: String, source_name: String },
+    #[error("config file {path}: {message}")]
+    File { path: String, message: String },
+    #[error("config key `{key}` (from {source_name}): {message}")]
+    Invalid {
+        key: String,
+        source_name: String,
+        message: String,
+    },
+    #[error("config key `{key}`: {message}")]
+    Check { key: String, message: String },
+}
+
+impl ConfigError {
+    pub fn check(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::Check {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Built-in profiles: a named layer between the defaults and the config file.
+pub const PROFILES: [(&str, &str); 1] = [("compose", include_str!("../../profiles/compose.toml"))];
+
+/// Free-form maps whose keys are not checked.
+const OPEN_MAPS: [&str; 1] = ["kafka.extra"];
+
+/// Flags given on the command line, as `section.key = value` overrides.
+pub type Overrides = Vec<(&'static str, Value)>;
+
+/// Build the effective configuration from every layer.
+pub fn load(
+    file: Option<&Path>,
+    env: &[(String, String)],
+    flags: Overrides,
+) -> Result<Config, ConfigError> {
+    let mut merged =
+        Value::try_from(Config::default()).map_err(|e| ConfigError::check("-", e.to_string()))?;
+    let defaults = merged.clone();
+
+    if let Some((_, name)) = env.iter().rev().find(|(k, _)| k == "SHOPWATCH_PROFILE") {
+        let name = name.trim();
+        if !name.is_empty() {
+            let Some((_, text)) = PROFILES.iter().find(|(n, _)| *n == name) else {
+                let known: Vec<&str> = PROFILES.iter().map(|(n, _)| *n).collect();
+                return Err(ConfigError::check(
+                    "profile",
+                    format!(
+                        "{name:?} is not a profile; known: {} (flag --profile or SHOPWATCH_PROFILE)",
+                        known.join(", ")
+                    ),
+                ));
+            };
+            let source_name = format!("profile {name}");
+            let table: Table = toml::from_str(text).map_err(|e| ConfigError::File {
+                path: source_name.clone(),
+                message: e.to_string(),
+            })?;
+            let layer = Value::Table(table);
+            check_keys(&defaults, &layer, "", &source_name)?;
+            merge(&mut merged, layer);
+        }
+    }
+
+    let default_file = PathBuf::from("shopwatch.toml");
+    let path = file
+        .map(Path::to_path_buf)
+        .or_else(|| default_file.is_file().then_some(default_file));
+    if let Some(path) = path {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::File {
+            path: name.clone(),
+            message: e.to_string(),
+        })?;
+        let table: Table = toml::from_str(&text).map_err(|e| ConfigError::File {
+            path: name.clone(),
+            message: e.to_string(),
+        })?;
+        let layer = Value::Table(table);
+        check_keys(&defaults, &layer, "", &name)?;
+        merge(&mut merged, layer);
+    }
+
+    for (var, raw) in env {
+        let Some(rest) = var.strip_prefix("SHOPWATCH_") else {
+            continue;
+        };
+        // Only `SECTION__KEY[__KEY]` variables are configuration; others (SHOPWATCH_TOOLS_DIR)
+        // are not.
+        if !rest.contains("__") {
+            continue;
+        }
+        let path: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
+        let source_name = format!("environment variable {var}");
+        let layer = nested_path(&path, parse_scalar(raw));
+        check_keys(&defaults, &layer, "", &source_name)?;
+        merge(&mut merged, layer);
+    }
+
+    for (dotted, value) in flags {
+        let path: Vec<String> = dotted.split('.').map(str::to_string).collect();
+        merge(&mut merged, nested_path(&path, value));
+    }
+
+    // The error's path names the key that did not fit (`query.backend`, not just "spark").
+    let config: Config =
+        serde_path_to_error::deserialize(merged).map_err(|e| ConfigError::Invalid {
+            key: e.path().to_string(),
+            source_name: "merged configuration".into(),
+            message: e.inner().to_string(),
+        })?;
+    config.validate()?;
+    Ok(config)
+}
+
+fn parse_scalar(raw: &str) -> Value {
+    toml::from_str::<Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| Value::String(raw.to_string()))
+}
+
+fn nested_path(path: &[String], value: Value) -> Value {
+    path.iter().rev().fold(value, |inner, key| {
+        let mut t = Table::new();
+        t.insert(key.clone(), inner);
+        Value::Table(t)
+    })
+}
+
+fn check_keys(
+    schema: &Value,
+    layer: &Value,
+    prefix: &str,
+    source_name: &str,
+) -> Result<(), ConfigError> {
+    let (Value::Table(schema), Value::Table(layer)) = (schema, layer) else {
+        return Ok(());
+    };
+    for (key, value) in layer {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match schema.get(key) {
+            // The KPI and rule sections come from the registries: name what is known.
+            None if prefix == "windows" && value.is_table() => {
+                return Err(derived::unknown_kpi(key))
+            }
+            None if prefix == "alerts" && value.is_table() => {
+                return Err(derived::unknown_rule(key))
+            }
+            None => {
+                return Err(ConfigError::UnknownKey {
+                    key: path,
+                    source_name: source_name.to_string(),
+                })
+            }
+            Some(sub) if !OPEN_MAPS.contains(&path.as_str()) => {
+                check_keys(sub, value, &path, source_name)?
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+fn merge(base: &mut Value, layer: Value) {
+    match (base, layer) {
+        (Value::Table(base), Value::Table(layer)) => {
+            for (k, v) in layer {
+                match base.get_mut(&k) {
+                    Some(existing) if existing.is_table() && v.is_table() => merge(existing, v),
+                    _ => {
+                        base.insert(k, v);
+                    }
+                }
+            }
+        }
+        (base, layer) => *base = layer,
+    }
+}
+
+impl Config {
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.kafka.validate()?;
+        self.lake.validate()?;
+        self.pipeline.validate()?;
+        self.supervision.validate()?;
+        self.windows.validate()?;
+        self.alerts.validate()?;
+        self.validate_live()
+    }
+
+    /// TOML of the effective configuration with every secret replaced.
+    pub fn redacted_toml(&self) -> String {
+        let mut copy = self.clone();
+        copy.kafka.redact_extra();
+        secret::redacted(|| toml::to_string_pretty(&copy).unwrap_or_default())
+    }
+}

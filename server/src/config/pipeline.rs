@@ -1,0 +1,159 @@
+//! `[pipeline]`, `[supervision]` and `[maintenance]`: how batches are committed, how actors
+//! are supervised, and how tables are kept small.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use shopwatch_actors::lake::HygieneParams;
+use shopwatch_actors::pipeline::BatchParams;
+use shopwatch_actors::supervision::SupervisionParams;
+
+use super::ConfigError;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    pub commit_interval_ms: u64,
+    pub max_batch_rows: usize,
+    /// Larger record values go to dead letters as `payload_too_large`.
+    pub max_event_bytes: usize,
+    /// Dead-letter payloads are truncated to this many bytes (`payload_bytes` keeps the size).
+    pub dead_letter_payload_max_bytes: usize,
+    /// Dead letters are committed in batches: at this many, or after this interval.
+    pub dead_letter_flush_rows: usize,
+    pub dead_letter_flush_interval_ms: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            commit_interval_ms: 1000,
+            max_batch_rows: 50_000,
+            max_event_bytes: 256 * 1024,
+            dead_letter_payload_max_bytes: 64 * 1024,
+            dead_letter_flush_rows: 5_000,
+            dead_letter_flush_interval_ms: 10_000,
+        }
+    }
+}
+
+impl PipelineConfig {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if self.commit_interval_ms < 10 {
+            return Err(ConfigError::check(
+                "pipeline.commit_interval_ms",
+                "must be at least 10 (milliseconds)",
+            ));
+        }
+        if self.max_batch_rows == 0 {
+            return Err(ConfigError::check(
+                "pipeline.max_batch_rows",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn batch(&self) -> BatchParams {
+        BatchParams {
+            commit_interval: Duration::from_millis(self.commit_interval_ms),
+            max_batch_rows: self.max_batch_rows,
+            max_event_bytes: self.max_event_bytes,
+            dead_letter_payload_max_bytes: self.dead_letter_payload_max_bytes,
+            dead_letter_flush_rows: self.dead_letter_flush_rows,
+            dead_letter_flush_interval: Duration::from_millis(self.dead_letter_flush_interval_ms),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SupervisionConfig {
+    pub max_restarts: usize,
+    pub restart_window_s: u64,
+    pub backoff_min_ms: u64,
+    pub backoff_max_ms: u64,
+    pub heartbeat_ms: u64,
+    pub stuck_timeout_s: u64,
+}
+
+impl Default for SupervisionConfig {
+    fn default() -> Self {
+        SupervisionConfig {
+            max_restarts: 5,
+            restart_window_s: 60,
+            backoff_min_ms: 250,
+            backoff_max_ms: 10_000,
+            heartbeat_ms: 1000,
+            stuck_timeout_s: 60,
+        }
+    }
+}
+
+impl SupervisionConfig {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_restarts == 0 {
+            return Err(ConfigError::check(
+                "supervision.max_restarts",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn params(&self) -> SupervisionParams {
+        SupervisionParams {
+            max_restarts: self.max_restarts,
+            restart_window: Duration::from_secs(self.restart_window_s),
+            backoff_min: Duration::from_millis(self.backoff_min_ms),
+            backoff_max: Duration::from_millis(self.backoff_max_ms),
+            heartbeat: Duration::from_millis(self.heartbeat_ms),
+            stuck_timeout: Duration::from_secs(self.stuck_timeout_s),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MaintenanceConfig {
+    pub every_commits: u32,
+    pub snapshot_max_age_s: u64,
+    pub keep_snapshots: usize,
+    pub keep_metadata_files: usize,
+    /// Merge a table's manifests into one every this many commits (0: never).
+    pub compact_every_commits: u32,
+    /// Look for orphan data files (left by crashes) every this many commits (0: never).
+    pub orphan_sweep_every_commits: u32,
+    /// Delete an orphan data file only once it is this old: another writer's commit may
+    /// still be on its way. Default 24 h; drills use seconds.
+    pub orphan_min_age_s: u64,
+}
+
+impl Default for MaintenanceConfig {
+    fn default() -> Self {
+        MaintenanceConfig {
+            every_commits: 10,
+            snapshot_max_age_s: 15,
+            keep_snapshots: 5,
+            keep_metadata_files: 5,
+            compact_every_commits: 20,
+            orphan_sweep_every_commits: 100,
+            orphan_min_age_s: 24 * 3600,
+        }
+    }
+}
+
+impl MaintenanceConfig {
+    pub fn hygiene(&self) -> HygieneParams {
+        HygieneParams {
+            every_commits: self.every_commits,
+            snapshot_max_age: Duration::from_secs(self.snapshot_max_age_s),
+            keep_snapshots: self.keep_snapshots,
+            keep_metadata_files: self.keep_metadata_files,
+            compact_every_commits: self.compact_every_commits,
+            orphan_every_commits: self.orphan_sweep_every_commits,
+            orphan_min_age: Duration::from_secs(self.orphan_min_age_s),
+            ..HygieneParams::default()
+        }
+    }
+}
