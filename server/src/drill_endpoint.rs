@@ -76,10 +76,12 @@ fn actor_rule(req: &ActorFault) -> Result<FaultRule, String> {
         "consumer" => (FaultPoint::ConsumerRecord, None),
         "committer" => (FaultPoint::CommitterBatch, None),
         role if handler_roles().contains(&role) => (FaultPoint::Handler, Some(role.to_string())),
-        other => return Err(format!(
+        other => {
+            return Err(format!(
             "target {other:?}: expected consumer or committer (or a supervised actor's role: {})",
             handler_roles().join(", ")
-        )),
+        ))
+        }
     };
     let action = match req.action.as_str() {
         "panic" => FaultAction::Panic,

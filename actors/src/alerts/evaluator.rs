@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::alert::{alert_id, event_alert, Alert};
 use super::params::{AnomalyParams, Params, SilenceParams, ThresholdParams};
-use super::rules::{EventAlert, Fired, Rule, RuleSet, Trigger, WindowCheck};
+use super::rules::{Fired, Rule, RuleSet, Trigger, WindowCheck};
 use super::series::{rate_crossing, Direction, Series};
-use super::{alert_id, Alert};
 use crate::events::{EventKind, Micros};
 use crate::kpis::{Kpi, KpiRow};
 use crate::schema::Rows;
@@ -517,30 +517,6 @@ fn window_alert(
         source_topic: None,
         source_partition: None,
         source_offset: None,
-    }
-}
-
-/// An alert about one source record (its position is the id's mark).
-pub fn event_alert(
-    name: &str,
-    topic: &str,
-    partition: i32,
-    offset: i64,
-    fired: EventAlert,
-) -> Alert {
-    Alert {
-        alert_id: alert_id(name, &fired.key, &format!("{topic}/{partition}/{offset}")),
-        alert_type: static_name(name),
-        description: fired.description,
-        alert_timestamp: fired.at,
-        metric_value: 1.0,
-        alert_key: fired.key,
-        window_start: None,
-        window_end: None,
-        threshold: None,
-        source_topic: Some(topic.to_string()),
-        source_partition: Some(partition),
-        source_offset: Some(offset),
     }
 }
 

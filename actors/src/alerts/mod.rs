@@ -1,156 +1,20 @@
 //! Alerts, pure: the rules as values (`rules/`, one file each, listed once in
 //! [`rules::RULES`]), their parameters (`params`), the moving statistics anomaly rules share
-//! (`series`), and the evaluator that owns the detector's checkpoint state (`evaluator`).
-//! The detector actor only routes rows in and commits the alerts that come out.
+//! (`series`), the alerts table and its rows (`alert`), and the evaluator that owns the
+//! detector's checkpoint state (`evaluator`). The detector actor only routes rows in and
+//! commits the alerts that come out.
 //!
 //! Alert ids are a hash of rule, key and window (or source record), so a replay after a crash
 //! produces the same ids and never a second alert.
 
+pub mod alert;
 pub mod evaluator;
 pub mod params;
 pub mod rules;
 pub mod series;
 
-use sha2::{Digest, Sha256};
-
+pub use alert::{alert_id, spec, Alert, Alerts, COLUMNS, TABLE};
 pub use evaluator::{Activity, ClosedWindows, EvalState, Evaluator};
 pub use params::{AnomalyParams, Params, SilenceParams, ThresholdParams};
 pub use rules::{Rule, RuleSet, RULES};
 pub use series::{rate_crossing, Crossing, Direction, Series};
-
-use crate::events::Micros;
-use crate::schema::columns::{self, col, Column, ColumnType::*, Value};
-use crate::schema::{Encode, TableSpec};
-
-pub const TABLE: &str = "alerts";
-
-/// The alerts table: the seed's columns first, ours after them.
-pub const COLUMNS: [Column; 13] = [
-    col("alert_id", Str),
-    col("alert_type", Str),
-    col("description", Str),
-    col("alert_timestamp", Timestamp),
-    col("metric_value", Double),
-    col("alert_key", Str),
-    col("window_start", Timestamp),
-    col("window_end", Timestamp),
-    col("threshold", Double),
-    col("source_topic", Str),
-    col("source_partition", Int),
-    col("source_offset", Long),
-    // When shopwatch wrote the row.
-    col("created_at", Timestamp),
-];
-
-pub fn spec() -> TableSpec {
-    columns::spec(TABLE, &COLUMNS, "alert_timestamp")
-}
-
-/// One row of the `alerts` table.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Alert {
-    pub alert_id: String,
-    /// The rule's name (`FATAL_ERROR`, `ORDERS_DROP` …).
-    pub alert_type: &'static str,
-    pub description: String,
-    pub alert_timestamp: Micros,
-    pub metric_value: f64,
-    /// Service, topic or `all`: what the alert is about.
-    pub alert_key: String,
-    pub window_start: Option<Micros>,
-    pub window_end: Option<Micros>,
-    pub threshold: Option<f64>,
-    pub source_topic: Option<String>,
-    pub source_partition: Option<i32>,
-    pub source_offset: Option<i64>,
-}
-
-/// Deterministic id: the same rule, key and window always give the same id.
-pub fn alert_id(rule: &str, key: &str, mark: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(rule.as_bytes());
-    h.update([0]);
-    h.update(key.as_bytes());
-    h.update([0]);
-    h.update(mark.as_bytes());
-    let digest = h.finalize();
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Alerts to append to the alerts table.
-#[derive(Clone, Debug, Default)]
-pub struct Alerts(pub Vec<Alert>);
-
-impl Encode for Alerts {
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-    fn encode(
-        &self,
-        schema: arrow_schema::SchemaRef,
-        now: Micros,
-    ) -> Result<arrow_array::RecordBatch, arrow_schema::ArrowError> {
-        let opt_ts = |t: Option<Micros>| t.map_or(Value::Null, Value::Timestamp);
-        let rows: Vec<Vec<Value>> = self
-            .0
-            .iter()
-            .map(|a| {
-                vec![
-                    Value::Str(a.alert_id.clone()),
-                    Value::Str(a.alert_type.to_string()),
-                    Value::Str(a.description.clone()),
-                    Value::Timestamp(a.alert_timestamp),
-                    Value::Double(a.metric_value),
-                    Value::Str(a.alert_key.clone()),
-                    opt_ts(a.window_start),
-                    opt_ts(a.window_end),
-                    Value::opt_f64(a.threshold),
-                    a.source_topic.clone().map_or(Value::Null, Value::Str),
-                    a.source_partition.map_or(Value::Null, Value::Int),
-                    a.source_offset.map_or(Value::Null, Value::Long),
-                    Value::Timestamp(now),
-                ]
-            })
-            .collect();
-        columns::encode(schema, &COLUMNS, &rows)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_are_deterministic_and_distinct() {
-        let a = alert_id("ORDERS_DROP", "all", "100");
-        assert_eq!(a, alert_id("ORDERS_DROP", "all", "100"));
-        assert_ne!(a, alert_id("REVENUE_DROP", "all", "100"));
-        assert_ne!(a, alert_id("ORDERS_DROP", "all", "130"));
-        assert_eq!(a.len(), 32);
-    }
-
-    #[test]
-    fn seed_columns_first_and_batches_match_the_schema() {
-        let names: Vec<_> = spec()
-            .schema
-            .as_struct()
-            .fields()
-            .iter()
-            .map(|f| f.name.clone())
-            .collect();
-        assert_eq!(
-            names[..5],
-            [
-                "alert_id",
-                "alert_type",
-                "description",
-                "alert_timestamp",
-                "metric_value"
-            ]
-        );
-        let arrow =
-            std::sync::Arc::new(iceberg::arrow::schema_to_arrow_schema(&spec().schema).unwrap());
-        let alerts = Alerts(vec![rules::fatal_error::alert("t", 0, 1, "s", "m", 2)]);
-        assert_eq!(alerts.encode(arrow, 5).unwrap().num_rows(), 1);
-    }
-}

@@ -2,18 +2,19 @@
 //! actor decodes the records, splits them into raw rows and dead letters, and hands each batch
 //! to the committers with a `call`, so at most one batch per pipeline is in memory.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use tracing::{info, warn};
+use rdkafka::consumer::BaseConsumer;
+use tracing::info;
 
+use super::kafka::{
+    assign_from_lake, cached_high_watermark, drained_partitions, kafka_consumer, poll_batch,
+    RawRecord,
+};
 use super::messages::{CommitterMsg, ConsumerMsg, Reply};
 use super::params::PipelineParams;
 use crate::error::{into_actor, Error, Handled};
@@ -24,7 +25,6 @@ use crate::schema::{DeadLetter, Rows, Source};
 use crate::supervision::faults::{self, FaultPoint};
 use crate::supervision::Progress;
 
-const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
 const COMMIT_CALL_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub struct ConsumerActor;
@@ -52,34 +52,6 @@ pub struct ConsumerState {
     dl_ranges: Ranges,
     dl_since: Option<Instant>,
     dl_flushed: Instant,
-}
-
-/// One record as read from Kafka, owned so it can leave the blocking thread.
-struct RawRecord {
-    partition: i32,
-    offset: i64,
-    payload: Option<Vec<u8>>,
-}
-
-pub fn kafka_consumer(params: &PipelineParams) -> Result<BaseConsumer, KafkaError> {
-    let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", &params.kafka.brokers)
-        .set(
-            "group.id",
-            format!("{}-{}", params.kafka.group_prefix, params.topic),
-        )
-        // Positions come from the lake, never from the group or a reset policy: an
-        // out-of-range position is an error we surface, not a silent jump.
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "error")
-        .set("isolation.level", "read_committed")
-        .set("fetch.wait.max.ms", "100")
-        .set("enable.partition.eof", "false");
-    for (k, v) in &params.kafka.extra {
-        cfg.set(k, v);
-    }
-    cfg.create()
 }
 
 impl Actor for ConsumerActor {
@@ -154,7 +126,7 @@ impl ConsumerState {
             ConsumerMsg::Poll => {
                 let shutting_down = self.args.params.shutdown.load(Ordering::Relaxed);
                 if !shutting_down {
-                    let records = poll_batch(self).await?;
+                    let records = poll(self).await?;
                     if !records.is_empty() {
                         let (ranges, raw, dead) = self.split(records).await?;
                         self.hand_off(ranges, raw, dead).await?;
@@ -416,94 +388,17 @@ fn dead_letter(
     }
 }
 
-/// Assign every partition of `topic` at the lower of the raw table's and the dead-letter
-/// table's offsets (the earliest retained offset for a partition a table has never seen),
-/// after checking the broker still has them. Returns (raw position, dead-letter position).
-fn assign_from_lake(
-    consumer: &BaseConsumer,
-    topic: &str,
-    lake: &Offsets,
-    dead_letters: &Offsets,
-) -> Result<(Offsets, Offsets), Error> {
-    let metadata = consumer
-        .fetch_metadata(Some(topic), KAFKA_TIMEOUT)
-        .map_err(Error::kafka(format!("metadata of {topic}")))?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    if partitions.is_empty() {
-        return Err(Error::Transient(format!(
-            "topic {topic} does not exist on the broker (or has no partitions)"
-        )));
-    }
-    let mut tpl = TopicPartitionList::new();
-    let mut position = Offsets::new();
-    let mut dl_position = Offsets::new();
-    for p in partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p, KAFKA_TIMEOUT)
-            .map_err(Error::kafka(format!("watermarks of {topic}/{p}")))?;
-        let start = match lake.get(&p).copied() {
-            Some(o) if o > high => {
-                return Err(Error::Unrecoverable(format!(
-                    "topic {topic} partition {p}: the lake has consumed up to offset {o} but the broker ends at {high}; \
-                     the broker was probably recreated. Refusing to skip or duplicate data: point shopwatch at the original \
-                     broker, or use a new data dir for a new broker"
-                )));
-            }
-            Some(o) if o < low => {
-                return Err(Error::Unrecoverable(format!(
-                    "topic {topic} partition {p}: next offset {o} recorded in the lake was deleted by the broker \
-                     (earliest retained is {low}); records {o}..{low} are lost. Refusing to continue silently"
-                )));
-            }
-            Some(o) => o,
-            None => low,
-        };
-        let dl_start = match dead_letters.get(&p).copied() {
-            Some(o) if o < low => {
-                warn!(%topic, partition = p, next = o, low, "dead-letter position was deleted by the broker; resuming at the earliest retained offset");
-                low
-            }
-            Some(o) => o.min(high),
-            None => low,
-        };
-        tpl.add_partition_offset(topic, p, Offset::Offset(start.min(dl_start)))
-            .map_err(Error::kafka("assigning"))?;
-        position.insert(p, start);
-        dl_position.insert(p, dl_start);
-    }
-    consumer.assign(&tpl).map_err(Error::kafka("assigning"))?;
-    Ok((position, dl_position))
-}
-
-/// Tell the derived actors which partitions have nothing left to deliver: the position
-/// reached the broker's high watermark, asked now (a cached one could be stale while the broker
-/// is unreachable). Without this a silent partition never counts as idle.
+/// Tell the derived actors which partitions have nothing left to deliver. Without this a
+/// silent partition never counts as idle.
 async fn confirm_drained(state: &ConsumerState) {
     let consumer = state.consumer.clone();
     let topic = state.args.params.topic.clone();
     let position = state.position.clone();
     let interval = state.args.params.batch.commit_interval;
-    let asked = tokio::task::spawn_blocking(move || {
-        position
-            .iter()
-            .filter(|(p, pos)| {
-                cached_high_watermark(&consumer, &topic, **p).is_some_and(|h| **pos >= h)
-            })
-            .filter_map(|(p, pos)| {
-                let (_, high) = consumer
-                    .fetch_watermarks(&topic, *p, Duration::from_secs(1))
-                    .ok()?;
-                (*pos >= high).then_some((*p, high))
-            })
-            .collect::<Vec<_>>()
-    })
-    .await
-    .unwrap_or_default();
+    let asked =
+        tokio::task::spawn_blocking(move || drained_partitions(&consumer, &topic, &position))
+            .await
+            .unwrap_or_default();
     // Valid for a few poll cycles: a consumer that stops confirming (stuck, stalled on a
     // commit, restarting) stops vouching for its partitions.
     let valid_until = chrono::Utc::now().timestamp_micros()
@@ -518,63 +413,23 @@ async fn confirm_drained(state: &ConsumerState) {
     }
 }
 
-/// Poll until the commit interval elapses, the batch is full, or shutdown is requested.
-async fn poll_batch(state: &mut ConsumerState) -> Result<Vec<RawRecord>, Error> {
+/// Poll one batch on a blocking thread.
+async fn poll(state: &ConsumerState) -> Result<Vec<RawRecord>, Error> {
     let consumer = state.consumer.clone();
     let progress = state.args.progress.clone();
     let shutdown = state.args.params.shutdown.clone();
-    let interval = state.args.params.batch.commit_interval;
-    let max_rows = state.args.params.batch.max_batch_rows;
+    let batch = state.args.params.batch.clone();
     let topic = state.args.params.topic.clone();
-    tokio::task::spawn_blocking(move || -> Result<Vec<RawRecord>, Error> {
-        let deadline = Instant::now() + interval;
-        let mut records = Vec::new();
-        let mut consecutive_errors = 0u32;
-        let mut per_partition_last: BTreeMap<i32, i64> = BTreeMap::new();
-        while Instant::now() < deadline && records.len() < max_rows && !shutdown.load(Ordering::Relaxed) {
-            progress.beat();
-            match consumer.poll(Duration::from_millis(100)) {
-                None => {}
-                Some(Ok(m)) => {
-                    consecutive_errors = 0;
-                    per_partition_last.insert(m.partition(), m.offset());
-                    records.push(RawRecord { partition: m.partition(), offset: m.offset(), payload: m.payload().map(<[u8]>::to_vec) });
-                }
-                Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::OffsetOutOfRange))) => {
-                    return Err(Error::Unrecoverable(format!(
-                        "topic {topic}: broker reports our position out of range; data may have been deleted or the broker recreated"
-                    )));
-                }
-                Some(Err(e)) => {
-                    consecutive_errors += 1;
-                    warn!(%topic, error = %e, consecutive_errors, "kafka poll error");
-                    if consecutive_errors >= 50 {
-                        return Err(Error::Transient(format!("topic {topic}: {consecutive_errors} consecutive poll errors, last: {e}")));
-                    }
-                }
-            }
-        }
-        Ok(records)
+    tokio::task::spawn_blocking(move || {
+        poll_batch(
+            &consumer,
+            &topic,
+            &progress,
+            &shutdown,
+            batch.commit_interval,
+            batch.max_batch_rows,
+        )
     })
     .await
     .map_err(Error::call("polling"))?
-}
-
-/// The high watermark librdkafka cached from its last fetch response (no network round trip).
-fn cached_high_watermark(consumer: &BaseConsumer, topic: &str, partition: i32) -> Option<i64> {
-    let topic = std::ffi::CString::new(topic).ok()?;
-    let (mut low, mut high) = (-1i64, -1i64);
-    // SAFETY: the client pointer is valid for the consumer's lifetime; the call only reads
-    // librdkafka's cached offsets into the two out-parameters.
-    let err = unsafe {
-        rdkafka::bindings::rd_kafka_get_watermark_offsets(
-            consumer.client().native_ptr(),
-            topic.as_ptr(),
-            partition,
-            &mut low,
-            &mut high,
-        )
-    };
-    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
-        .then_some(high)
 }

@@ -77,6 +77,12 @@ fn check(data: &std::path::Path, base: u64) -> serde_json::Value {
     ] {
         assert!(summary[table]["rows"].as_u64().unwrap() > 20, "{summary:#}");
     }
+    // Every registered KPI was recounted (an empty table would pass the recount silently).
+    for kpi in shopwatch_actors::kpis::REGISTRY {
+        let rows = summary[kpi.table()]["rows"].as_u64().unwrap_or(0);
+        assert!(rows > 20, "{}: {rows} rows; {summary:#}", kpi.table());
+        assert_eq!(summary[kpi.table()]["mismatches"], 0, "{summary:#}");
+    }
     summary
 }
 

@@ -1,7 +1,8 @@
 //! FATAL_ERROR (seed): one alert per FATAL error event, worded exactly as the seed did.
 
 use super::{EventAlert, Rule, Trigger};
-use crate::alerts::{Alert, Params};
+use crate::alerts::alert::{event_alert, Alert};
+use crate::alerts::Params;
 use crate::events::{EventKind, Micros};
 use crate::windows::Fact;
 
@@ -51,7 +52,7 @@ pub fn alert(
         description: String::new(),
         at: error_ts,
     });
-    crate::alerts::evaluator::event_alert(RULE.name, topic, partition, offset, fired)
+    event_alert(RULE.name, topic, partition, offset, fired)
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod no_data;
 pub mod orders_drop;
 pub mod revenue_drop;
 
+pub use super::alert::EventAlert;
 use super::params::Params;
 use super::series::Direction;
 use crate::events::{EventKind, Micros};
@@ -54,15 +55,6 @@ pub enum Trigger {
     },
     /// A topic without new records for `after_s` (silence parameters).
     Silence,
-}
-
-/// What an event rule fires with.
-#[derive(Clone, Debug, PartialEq)]
-pub struct EventAlert {
-    /// What the alert is about (a service).
-    pub key: String,
-    pub description: String,
-    pub at: Micros,
 }
 
 #[derive(Debug)]
