@@ -150,30 +150,31 @@ impl Evaluator {
         }
     }
 
-    /// KPI tables some rule watches (each once, in rule order).
-    pub fn watched_tables(&self) -> Vec<&'static str> {
+    /// What the rules' triggers name, each once, in rule order.
+    fn watched<T: PartialEq>(&self, of: impl Fn(&Trigger) -> Option<T>) -> Vec<T> {
         let mut out = Vec::new();
-        for (rule, _) in &self.rules {
-            if let Trigger::Window { table, .. } = rule.trigger {
-                if !out.contains(&table) {
-                    out.push(table);
-                }
+        for t in self.rules.iter().filter_map(|(rule, _)| of(&rule.trigger)) {
+            if !out.contains(&t) {
+                out.push(t);
             }
         }
         out
     }
 
+    /// KPI tables some rule watches.
+    pub fn watched_tables(&self) -> Vec<&'static str> {
+        self.watched(|t| match t {
+            Trigger::Window { table, .. } => Some(*table),
+            _ => None,
+        })
+    }
+
     /// Topics whose raw events some rule looks at.
     pub fn watched_topics(&self) -> Vec<EventKind> {
-        let mut out = Vec::new();
-        for (rule, _) in &self.rules {
-            if let Trigger::Event { topic, .. } = rule.trigger {
-                if !out.contains(&topic) {
-                    out.push(topic);
-                }
-            }
-        }
-        out
+        self.watched(|t| match t {
+            Trigger::Event { topic, .. } => Some(*topic),
+            _ => None,
+        })
     }
 
     /// Windows of `table` ending at or before this were evaluated.

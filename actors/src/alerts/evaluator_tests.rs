@@ -56,28 +56,30 @@ fn end(i: i64) -> Micros {
     T0 + i * HALF
 }
 
+/// Closed windows of `table` up to `until`, from (window end, values) rows.
+fn closed(table: &str, until: Micros, rows: &[(Micros, Vec<Value>)]) -> ClosedWindows {
+    ClosedWindows {
+        kpi: by_table(table).unwrap(),
+        until,
+        size: MIN,
+        slide: HALF,
+        rows: rows
+            .iter()
+            .map(|(end, values)| KpiRow {
+                start: end - MIN,
+                end: *end,
+                values: values.clone(),
+            })
+            .collect(),
+    }
+}
+
 fn run(steps: &[Step], state: EvalState, rules: RuleSet) -> (Vec<Vec<String>>, EvalState) {
     let mut e = Evaluator::new(rules, state);
     let mut out = Vec::new();
     for step in steps {
         let alerts = match step {
-            Step::Windows(table, until, rows) => {
-                let kpi = by_table(table).unwrap();
-                e.on_windows(&ClosedWindows {
-                    kpi,
-                    until: *until,
-                    size: MIN,
-                    slide: HALF,
-                    rows: rows
-                        .iter()
-                        .map(|(end, values)| KpiRow {
-                            start: end - MIN,
-                            end: *end,
-                            values: values.clone(),
-                        })
-                        .collect(),
-                })
-            }
+            Step::Windows(table, until, rows) => e.on_windows(&closed(table, *until, rows)),
             Step::Errors(v) => {
                 let rows = Rows::Errors(
                     v.iter()
@@ -303,21 +305,8 @@ fn disabled_rules_stay_quiet() {
 #[test]
 fn ids_are_the_same_on_replay_and_descriptions_name_the_window() {
     let steady: Vec<(Micros, Vec<Value>)> = (1..=8).map(|i| (end(i), orders(10))).collect();
-    let kpi = by_table("orders_revenue_per_minute").unwrap();
-    let closed = |until, rows: Vec<(Micros, Vec<Value>)>| ClosedWindows {
-        kpi,
-        until,
-        size: MIN,
-        slide: HALF,
-        rows: rows
-            .into_iter()
-            .map(|(end, values)| KpiRow {
-                start: end - MIN,
-                end,
-                values,
-            })
-            .collect(),
-    };
+    let closed =
+        |until, rows: Vec<(Micros, Vec<Value>)>| closed("orders_revenue_per_minute", until, &rows);
     let mut a = Evaluator::new(rules::defaults(), EvalState::default());
     let mut b = Evaluator::new(rules::defaults(), EvalState::default());
     a.on_windows(&closed(end(8), steady.clone()));
