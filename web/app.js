@@ -162,13 +162,23 @@ function updateDataAsOf() {
   renderFreshness();
 }
 
+// Maintenance steps that failed: the lake is not being kept small; name the worst.
+function maintenanceText(failing) {
+  const broken = failing.filter((m) => m.consecutive > 0);
+  if (!broken.length) return '';
+  const w = broken[0];
+  return ` · maintenance failing: ${w.step} of ${w.table} (${w.consecutive}× in a row: ${w.last_error || '?'})` +
+    (broken.length > 1 ? ` and ${broken.length - 1} more` : '');
+}
+
 function renderHealth(h) {
   const lastCommit = h.last_commit_ms ? `${((serverNow() - h.last_commit_ms) / 1000).toFixed(1)} s ago` : 'none yet';
   const q = h.query || {};
   $('health-summary').textContent =
     `${(h.pipelines || []).length} pipelines · ${h.restarts} restarts · consumer lag ${fmtInt.format(h.consumer_lag || 0)} records · ` +
     `last commit ${lastCommit} · KPI reads via ${q.backend || '?'}` +
-    (q.last_error ? ` — last read failed: ${q.last_error}` : q.last_duration_ms ? ` (${q.last_duration_ms.toFixed(0)} ms)` : '');
+    (q.last_error ? ` — last read failed: ${q.last_error}` : q.last_duration_ms ? ` (${q.last_duration_ms.toFixed(0)} ms)` : '') +
+    maintenanceText(h.maintenance_failing || []);
   const lag = h.lag_by_topic || {};
   fillTable('pipelines', h.pipelines || [], (p) => {
     const st = typeof p.state === 'string' ? p.state : Object.keys(p.state || {})[0] || '?';

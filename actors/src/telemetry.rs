@@ -25,6 +25,9 @@ pub struct Metrics {
     pub orphan_files_deleted: IntCounterVec,
     pub orphan_bytes_reclaimed: IntCounterVec,
     pub orphan_files_pending: IntGaugeVec,
+    pub maintenance_failures: IntCounterVec,
+    /// The state of every maintenance step per table, for `/readyz` and the page.
+    pub maintenance: MaintenanceLog,
     /// Bumped after every landed commit, so readers (the KPI refresher) can follow the lake.
     commit_feed: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
 }
@@ -178,6 +181,11 @@ impl Metrics {
             "Unreferenced data files still younger than the safety age at the last sweep.",
             &["table"],
         );
+        let maintenance_failures = counter(
+            "shopwatch_maintenance_failures_total",
+            "Maintenance steps (manifest_compaction, hygiene, orphan_sweep) that failed, per table.",
+            &["table", "step"],
+        );
         let build = gauge("shopwatch_build_info", "Build information.", &["version"]);
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         Metrics {
@@ -201,6 +209,8 @@ impl Metrics {
             orphan_files_deleted,
             orphan_bytes_reclaimed,
             orphan_files_pending,
+            maintenance_failures,
+            maintenance: MaintenanceLog::default(),
             commit_feed: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
         }
     }
@@ -221,6 +231,16 @@ impl Metrics {
         self.commit_feed.send_modify(|n| *n += 1);
     }
 
+    /// A maintenance step's outcome; returns how many times in a row it has failed.
+    pub fn maintenance_outcome(&self, table: &str, step: &str, outcome: Result<(), String>) -> u64 {
+        if outcome.is_err() {
+            self.maintenance_failures
+                .with_label_values(&[table, step])
+                .inc();
+        }
+        self.maintenance.record(table, step, outcome)
+    }
+
     /// A receiver that changes after every landed commit.
     pub fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
         self.commit_feed.subscribe()
@@ -238,5 +258,62 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// How one maintenance step of one table is doing.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct StepState {
+    pub table: String,
+    pub step: String,
+    pub failures: u64,
+    /// Failures since the last success: a step failing every round is broken, not flaky.
+    pub consecutive: u64,
+    pub last_error: Option<String>,
+    /// Unix ms of the last success.
+    pub last_ok_ms: Option<i64>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct MaintenanceLog(
+    std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<(String, String), StepState>>>,
+);
+
+impl MaintenanceLog {
+    fn record(&self, table: &str, step: &str, outcome: Result<(), String>) -> u64 {
+        let Ok(mut steps) = self.0.lock() else {
+            return 0;
+        };
+        let s = steps
+            .entry((table.to_string(), step.to_string()))
+            .or_insert_with(|| StepState {
+                table: table.to_string(),
+                step: step.to_string(),
+                ..StepState::default()
+            });
+        match outcome {
+            Ok(()) => {
+                s.consecutive = 0;
+                s.last_ok_ms = Some(chrono::Utc::now().timestamp_millis());
+            }
+            Err(e) => {
+                s.failures += 1;
+                s.consecutive += 1;
+                // Errors name paths and statuses, never credentials (object_store, iceberg).
+                s.last_error = Some(e.chars().take(300).collect());
+            }
+        }
+        s.consecutive
+    }
+
+    /// Steps that failed at least once, worst first.
+    pub fn failing(&self) -> Vec<StepState> {
+        let mut out: Vec<StepState> = self
+            .0
+            .lock()
+            .map(|s| s.values().filter(|s| s.failures > 0).cloned().collect())
+            .unwrap_or_default();
+        out.sort_by(|a, b| b.consecutive.cmp(&a.consecutive));
+        out
     }
 }

@@ -49,6 +49,9 @@ def main():
     ap.add_argument("--catalog", default="shopwatch")
     ap.add_argument("--namespace", default="ecommerce_db")
     ap.add_argument("--no-orphans", action="store_true", help="fail when any orphan is found")
+    ap.add_argument("--max-metadata-files", type=int,
+                    help="fail when a table keeps more *.metadata.json files (metadata hygiene ran)")
+    ap.add_argument("--max-snapshots", type=int, help="fail when a table keeps more snapshots (expiry ran)")
     lakecat.add_args(ap)
     args = ap.parse_args()
     catalog = lakecat.open_catalog(args, args.catalog)
@@ -95,7 +98,16 @@ def main():
         orphans = [(p, n) for p, n in list_files(table, "data") if p.rsplit("/", 1)[-1] not in names]
         if args.no_orphans and orphans:
             failures.append(f"{name}: {len(orphans)} orphan data files, e.g. {orphans[0][0]}")
+        metadata = list_files(table, "metadata")
+        versions = [p for p, _ in metadata if p.endswith(".metadata.json")]
+        for limit, have, what in [(args.max_metadata_files, len(versions), "metadata.json files"),
+                                  (args.max_snapshots, len(snapshots), "snapshots")]:
+            if limit is not None and have > limit:
+                failures.append(f"{name}: {have} {what} kept (limit {limit}): maintenance did not run")
         summary["tables"][name] = {
+            "commits": table.metadata.last_sequence_number,
+            "metadata_json_files": len(versions), "metadata_files": len(metadata),
+            "metadata_bytes": sum(n for _, n in metadata),
             "snapshots": len(snapshots), "offset_regressions": regressions,
             "property_mismatch": prop_mismatch, "referenced_files": len(referenced),
             "missing_files": len(missing), "orphan_files": len(orphans),

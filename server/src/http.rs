@@ -106,9 +106,16 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    // Maintenance that keeps failing does not stop ingestion, so it does not flip readiness;
+    // it is listed so an operator sees it (a lake that is never maintained slows down).
+    let maintenance = state.metrics.maintenance.failing();
     (
         code,
-        Json(serde_json::json!({ "ready": ready, "pipelines": pipelines })),
+        Json(serde_json::json!({
+            "ready": ready,
+            "pipelines": pipelines,
+            "maintenance_failing": maintenance,
+        })),
     )
 }
 

@@ -74,6 +74,8 @@ impl LakeParams {
     pub fn warehouse_location(&self) -> String {
         if self.warehouse.is_empty() {
             format!("file://{}", self.warehouse_dir().display())
+        } else if let Some(path) = self.warehouse.strip_prefix("file://") {
+            format!("file:///{}", super::io::store::clean_local(path))
         } else {
             self.warehouse.trim_end_matches('/').to_string()
         }
@@ -91,18 +93,31 @@ pub struct Lake {
     pub params: LakeParams,
 }
 
-fn absolute(path: &Path) -> std::io::Result<PathBuf> {
-    if path.is_absolute() {
-        Ok(path.to_path_buf())
+/// `path` as one clean absolute path: relative to the working directory, `.` and `..`
+/// resolved, symlinks followed where it exists. Every table location derives from it, and
+/// object storage (which lists and deletes for maintenance) refuses anything less clean.
+pub fn resolve_dir(path: &Path) -> std::io::Result<PathBuf> {
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
     } else {
-        Ok(std::env::current_dir()?.join(path))
+        std::env::current_dir()?.join(path)
+    };
+    let clean = PathBuf::from(format!(
+        "/{}",
+        super::io::store::clean_local(&absolute.to_string_lossy())
+    ));
+    match std::fs::canonicalize(&clean) {
+        Ok(real) => Ok(real),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(clean),
+        Err(e) => Err(e),
     }
 }
 
 impl Lake {
     pub async fn open(params: LakeParams) -> anyhow::Result<Lake> {
         use anyhow::Context;
-        let data_dir = absolute(&params.data_dir).context("resolving data dir")?;
+        let data_dir = resolve_dir(&params.data_dir)
+            .with_context(|| format!("resolving lake.data_dir {}", params.data_dir.display()))?;
         let params = LakeParams { data_dir, ..params };
         if params.is_local() {
             std::fs::create_dir_all(params.warehouse_dir()).with_context(|| {
@@ -114,6 +129,21 @@ impl Lake {
         } else if params.catalog == CatalogKind::Sql {
             std::fs::create_dir_all(&params.data_dir).with_context(|| {
                 format!("creating data directory {}", params.data_dir.display())
+            })?;
+        }
+        // Now that it exists, follow any symlink in it, so every location is the real one.
+        let data_dir = resolve_dir(&params.data_dir)
+            .with_context(|| format!("resolving lake.data_dir {}", params.data_dir.display()))?;
+        let params = LakeParams { data_dir, ..params };
+        if params.catalog == CatalogKind::Sql {
+            // Maintenance lists and deletes through object storage; a location it cannot
+            // address would fail on every round, so it stops start-up instead.
+            let location = params.warehouse_location();
+            super::io::store::locate(&location, &params.storage).map_err(|e| {
+                anyhow::anyhow!(
+                    "lake.data_dir / lake.warehouse: object storage cannot address {location}: {e}; \
+                     use a directory whose name has no control characters"
+                )
             })?;
         }
         let inner = open_catalog(&params).await?;
@@ -241,6 +271,8 @@ pub struct PinnedCatalog {
     pins: Mutex<HashMap<TableIdent, String>>,
     /// Table -> commit uuid whose manifest list is to be compacted before it lands.
     compactions: Mutex<HashMap<TableIdent, String>>,
+    /// Table -> how its last compaction went, until the committer takes it.
+    compacted: Mutex<HashMap<TableIdent, Result<(), String>>>,
 }
 
 /// Holds a pin for the duration of one commit attempt; dropping it unpins.
@@ -266,6 +298,18 @@ impl PinnedCatalog {
             inner,
             pins: Mutex::new(HashMap::new()),
             compactions: Mutex::new(HashMap::new()),
+            compacted: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// How the last compaction of `ident` went, once.
+    pub fn take_compaction(&self, ident: &TableIdent) -> Option<Result<(), String>> {
+        self.compacted.lock().ok()?.remove(ident)
+    }
+
+    fn compaction_outcome(&self, ident: &TableIdent, outcome: Result<(), String>) {
+        if let Ok(mut c) = self.compacted.lock() {
+            c.insert(ident.clone(), outcome);
         }
     }
 
@@ -410,18 +454,29 @@ impl Catalog for PinnedCatalog {
                     .parse::<i64>()
                     .ok()
             });
-            if let (Some(list), Some(id)) = (list, snapshot_id) {
+            match (list, snapshot_id) {
                 // Any failure here fails the commit: the list may be half rewritten, and a
                 // commit must never land on it. The caller decides again, without compaction.
-                let (before, after) = super::maintenance::compact::compact_list(&base, &list, id)
-                    .await
-                    .map_err(|e| {
-                        Error::new(
-                            ErrorKind::Unexpected,
-                            format!("manifest compaction failed: {e}"),
-                        )
-                    })?;
-                tracing::info!(table = %ident, before, after, "manifests compacted in this commit");
+                (Some(list), Some(id)) => {
+                    match super::maintenance::compact::compact_list(&base, &list, id).await {
+                        Ok((before, after)) => {
+                            self.compaction_outcome(&ident, Ok(()));
+                            tracing::info!(table = %ident, before, after, "manifests compacted in this commit");
+                        }
+                        Err(e) => {
+                            self.compaction_outcome(&ident, Err(e.to_string()));
+                            return Err(Error::new(
+                                ErrorKind::Unexpected,
+                                format!("manifest compaction failed: {e}"),
+                            ));
+                        }
+                    }
+                }
+                // Nothing to rewrite: the commit lands uncompacted; say so.
+                _ => self.compaction_outcome(
+                    &ident,
+                    Err(format!("the manifest list of commit {uuid} was not found")),
+                ),
             }
         }
         let table = self.inner.update_table(commit).await?;

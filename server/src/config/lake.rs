@@ -135,6 +135,53 @@ impl LakeConfig {
         Ok(())
     }
 
+    /// `lake.data_dir` (and a `file://` warehouse) as one clean absolute path, resolved once
+    /// at start-up so every command and every table location agrees: `~/` is the home
+    /// directory, relative paths start at the working directory, `.` and `..` are resolved,
+    /// symlinks followed. What object storage could never address is refused here.
+    pub(super) fn resolve(&mut self, home: Option<&str>) -> Result<(), ConfigError> {
+        let raw = self.data_dir.to_string_lossy().to_string();
+        let expanded = match raw.strip_prefix('~') {
+            None => raw.clone(),
+            Some(rest) if rest.is_empty() || rest.starts_with('/') => match home {
+                Some(home) => format!("{home}{rest}"),
+                None => {
+                    return Err(ConfigError::check(
+                        "lake.data_dir",
+                        format!(
+                            "{raw:?} starts with ~ but HOME is not set; write the absolute path"
+                        ),
+                    ))
+                }
+            },
+            Some(_) => {
+                return Err(ConfigError::check(
+                    "lake.data_dir",
+                    format!("{raw:?}: ~user paths are not expanded; write the absolute path"),
+                ))
+            }
+        };
+        if expanded.chars().any(|c| c.is_ascii_control()) {
+            return Err(ConfigError::check(
+                "lake.data_dir",
+                format!(
+                    "{raw:?} contains a control character, which object storage (used to list and \
+                     delete files for maintenance) cannot address; choose another directory name"
+                ),
+            ));
+        }
+        self.data_dir =
+            shopwatch_actors::lake::catalog::resolve_dir(std::path::Path::new(&expanded))
+                .map_err(|e| ConfigError::check("lake.data_dir", format!("{raw:?}: {e}")))?;
+        if let Some(path) = self.warehouse.strip_prefix("file://") {
+            self.warehouse = format!(
+                "file:///{}",
+                shopwatch_actors::lake::io::store::clean_local(path)
+            );
+        }
+        Ok(())
+    }
+
     /// Iceberg storage properties for the lake (`s3.*`), from `[lake.s3]`.
     pub fn storage_props(&self) -> HashMap<String, String> {
         let s3 = &self.s3;

@@ -153,13 +153,19 @@ pub fn load(
     }
 
     // The error's path names the key that did not fit (`query.backend`, not just "spark").
-    let config: Config =
+    let mut config: Config =
         serde_path_to_error::deserialize(merged).map_err(|e| ConfigError::Invalid {
             key: e.path().to_string(),
             source_name: "merged configuration".into(),
             message: e.inner().to_string(),
         })?;
     config.validate()?;
+    let home = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "HOME")
+        .map(|(_, v)| v.as_str());
+    config.lake.resolve(home)?;
     Ok(config)
 }
 

@@ -267,3 +267,56 @@ fn kpi_and_rule_sections_come_from_the_registries() {
         .to_string();
     assert!(e.contains("lake.catalog") && e.contains("rest"), "{e}");
 }
+
+#[test]
+fn the_data_dir_is_resolved_once_to_a_clean_absolute_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = std::fs::canonicalize(dir.path()).unwrap();
+    std::fs::create_dir_all(base.join("real/lake")).unwrap();
+    std::os::unix::fs::symlink(base.join("real"), base.join("link")).unwrap();
+    let home = base.display().to_string();
+    let with = |d: &str| {
+        load(
+            None,
+            &env(&[("SHOPWATCH_LAKE__DATA_DIR", d), ("HOME", &home)]),
+            vec![],
+        )
+    };
+    // Every spelling of the same directory gives the same clean path.
+    let want = base.join("real/lake");
+    for spelling in [
+        format!("{home}/real/lake"),
+        format!("{home}/real/./lake/"),
+        format!("{home}/real/other/../lake"),
+        format!("{home}//real//lake"),
+        format!("{home}/link/lake"),
+        "~/real/lake".to_string(),
+        "~/link/./lake/".to_string(),
+    ] {
+        let c = with(&spelling).unwrap();
+        assert_eq!(c.lake.data_dir, want, "{spelling}");
+    }
+    // A relative path starts at the working directory and keeps no `.` segment.
+    let c = load(None, &[], vec![]).unwrap();
+    let shown = c.lake.data_dir.display().to_string();
+    assert!(c.lake.data_dir.is_absolute(), "{shown}");
+    assert!(
+        !shown.contains("/./") && shown.ends_with("/shopwatch-data"),
+        "{shown}"
+    );
+    // What can never work is refused, naming the key.
+    let e = with("~someone/lake").unwrap_err().to_string();
+    assert!(e.contains("lake.data_dir") && e.contains("~user"), "{e}");
+    let e = with(&format!("{home}/a\tb")).unwrap_err().to_string();
+    assert!(
+        e.contains("lake.data_dir") && e.contains("control character"),
+        "{e}"
+    );
+    let c = load(
+        None,
+        &env(&[("SHOPWATCH_LAKE__WAREHOUSE", "file:///srv/./wh/../lake/")]),
+        vec![],
+    )
+    .unwrap();
+    assert_eq!(c.lake.warehouse, "file:///srv/lake");
+}

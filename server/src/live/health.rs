@@ -67,6 +67,7 @@ pub fn health(pipelines: &[StatusHandle], metrics: &Metrics, query: &QueryHealth
         "lag_by_topic": lag.into_iter().map(|(k, v)| (k, v as i64)).collect::<BTreeMap<_, _>>(),
         "last_commit_ms": last_commit_ms.map(|s| (s * 1000.0) as i64),
         "last_commit_by_table": commits.into_iter().map(|(k, v)| (k, (v * 1000.0) as i64)).collect::<BTreeMap<_, _>>(),
+        "maintenance_failing": metrics.maintenance.failing(),
         "query": {
             "backend": query.backend,
             "last_ok_ms": query.last_ok_ms,

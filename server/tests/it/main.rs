@@ -9,4 +9,5 @@ mod drill;
 mod e2e;
 mod harness;
 mod kpis;
+mod maintenance;
 mod s3;

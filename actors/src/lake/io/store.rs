@@ -103,13 +103,31 @@ pub fn locate(location: &str, props: &HashMap<String, String>) -> Result<Located
             format!("{location}: only s3:// and absolute file:// locations are supported"),
         ));
     }
-    let key = ObjPath::parse(path.trim_matches('/'))
+    // Table locations may hold `.`, `..` or doubled slashes (a relative data directory made
+    // them, before start-up cleaned it); object_store refuses such segments, the disk does not.
+    let key = ObjPath::parse(clean_local(path))
         .map_err(|e| Error::new(ErrorKind::DataInvalid, format!("{location}: {e}")))?;
     Ok(Located {
         store: Arc::new(LocalFileSystem::new()),
         key,
         base: "file:///".to_string(),
     })
+}
+
+/// An absolute local path without `.` segments, empty segments or `..` (resolved lexically),
+/// and without leading or trailing slashes: what object_store's paths accept.
+pub fn clean_local(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for segment in path.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            s => parts.push(s),
+        }
+    }
+    parts.join("/")
 }
 
 /// An S3 client for `bucket` from Iceberg's `s3.*` properties.

@@ -96,14 +96,39 @@ impl Maintenance {
         } else {
             self.commits_since_compaction += 1;
         }
+        // The catalog wrapper compacts inside a commit (a failed one fails that attempt, and the
+        // retry goes without); it says how the last try went.
+        if let Some(outcome) = lake.catalog.take_compaction(ident) {
+            report(metrics, ident, "manifest_compaction", outcome);
+        }
         self.commits_since_hygiene += 1;
         if self.commits_since_hygiene < self.params.every_commits {
             return;
         }
         self.commits_since_hygiene = 0;
-        if let Err(e) = hygiene::run(lake, ident, &self.params).await {
-            // Retried at the next round.
-            tracing::warn!(table = %ident, error = %e, "metadata maintenance failed");
+        // Retried at the next round either way.
+        let outcome = hygiene::run(lake, ident, &self.params)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("{e:#}"));
+        report(metrics, ident, "hygiene", outcome);
+    }
+}
+
+/// Count a step's outcome. A failure is a warning the first time and every 10th time in a row
+/// after it (a step failing every round is broken: `/readyz` and the page show it, counted in
+/// `shopwatch_maintenance_failures_total`), not a warning repeated forever.
+fn report(metrics: Option<&Metrics>, ident: &TableIdent, step: &str, outcome: Result<(), String>) {
+    let error = outcome.as_ref().err().cloned();
+    let consecutive = match metrics {
+        Some(m) => m.maintenance_outcome(ident.name(), step, outcome),
+        None => u64::from(error.is_some()),
+    };
+    if let Some(e) = error {
+        if consecutive == 1 || consecutive % 10 == 0 {
+            tracing::warn!(table = %ident, step, consecutive, error = %e, "maintenance step failed");
+        } else {
+            tracing::debug!(table = %ident, step, consecutive, error = %e, "maintenance step failed again");
         }
     }
 }
@@ -120,25 +145,26 @@ impl Maintenance {
         }
         self.commits_since_sweep = 0;
         match orphans::sweep(lake, ident, self.params.orphan_min_age, false).await {
-            Ok(report) => {
+            Ok(swept) => {
                 if let Some(m) = metrics {
                     let table = ident.name();
                     m.orphan_files_deleted
                         .with_label_values(&[table])
-                        .inc_by(report.deleted as u64);
+                        .inc_by(swept.deleted as u64);
                     m.orphan_bytes_reclaimed
                         .with_label_values(&[table])
-                        .inc_by(report.bytes_deleted);
+                        .inc_by(swept.bytes_deleted);
                     m.orphan_files_pending
                         .with_label_values(&[table])
-                        .set(report.pending as i64);
+                        .set(swept.pending as i64);
                 }
-                if report.deleted > 0 {
-                    tracing::info!(table = %ident, deleted = report.deleted, bytes = report.bytes_deleted, "orphan data files deleted");
+                if swept.deleted > 0 {
+                    tracing::info!(table = %ident, deleted = swept.deleted, bytes = swept.bytes_deleted, "orphan data files deleted");
                 }
+                report(metrics, ident, "orphan_sweep", Ok(()));
             }
             // Retried at the next round.
-            Err(e) => tracing::warn!(table = %ident, error = %e, "orphan sweep failed"),
+            Err(e) => report(metrics, ident, "orphan_sweep", Err(format!("{e:#}"))),
         }
     }
 }
