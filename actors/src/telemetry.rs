@@ -332,7 +332,11 @@ mod tests {
         let failing = m.maintenance.failing();
         assert_eq!(failing.len(), 1);
         assert_eq!(
-            (failing[0].step.as_str(), failing[0].consecutive, failing[0].failures),
+            (
+                failing[0].step.as_str(),
+                failing[0].consecutive,
+                failing[0].failures
+            ),
             ("hygiene", 2, 2)
         );
         assert_eq!(failing[0].last_error.as_deref(), Some("boom"));
@@ -342,7 +346,11 @@ mod tests {
             .get();
         assert_eq!(counted, 2);
         assert_eq!(m.maintenance_outcome("t", "hygiene", Ok(())), 0);
-        assert_eq!(m.maintenance.failing()[0].consecutive, 0, "a success resets the run");
+        assert_eq!(
+            m.maintenance.failing()[0].consecutive,
+            0,
+            "a success resets the run"
+        );
         assert!(m.render().contains("shopwatch_maintenance_failures_total"));
     }
 }

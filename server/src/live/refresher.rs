@@ -218,3 +218,141 @@ impl RefresherState {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The refresher's row of the failure matrix: under the one supervisor like every actor.
+
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use shopwatch_actors::runtime::{Pipelines, Stage};
+    use shopwatch_actors::supervision::faults::{FaultAction, FaultPoint, FaultRule, Faults};
+    use shopwatch_actors::supervision::{PipelineState, SupervisionParams};
+    use shopwatch_actors::telemetry::Metrics;
+
+    use super::*;
+    use crate::config::Secret;
+    use crate::http::{router, AppState};
+    use crate::live::hub::HubParams;
+    use crate::live::ws::WsParams;
+
+    fn params(faults: Arc<Faults>, metrics: &Metrics, live: &LiveMetrics) -> RefresherParams {
+        RefresherParams {
+            // Nothing listens there: every refresh fails, which the refresher survives.
+            target: QueryTarget {
+                backend: "embedded",
+                addr: "127.0.0.1:1".into(),
+                username: "u".into(),
+                password: Secret::new("p"),
+                source: "s".into(),
+                namespace: "ns".into(),
+                timeout: Duration::from_millis(200),
+            },
+            refresh: Duration::from_millis(500),
+            min_interval: Duration::from_millis(100),
+            hub: Hub::new(HubParams::default(), live.clone()),
+            metrics: metrics.clone(),
+            live: live.clone(),
+            pipelines: Vec::new(),
+            faults,
+        }
+    }
+
+    async fn readyz(app: axum::Router) -> serde_json::Value {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let body = reqwest::get(format!("http://{addr}/readyz"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        server.abort();
+        body
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_refresher_restarts_on_panic_error_and_freeze_and_stops_on_fatal() {
+        let cases = [
+            (FaultAction::Panic, Some("panic")),
+            (FaultAction::Error, Some("error")),
+            (FaultAction::Freeze(Duration::from_secs(30)), Some("stuck")),
+            (FaultAction::Fatal, None),
+        ];
+        for (action, restart) in cases {
+            let case = format!("{action:?}");
+            let metrics = Metrics::new();
+            let live = LiveMetrics::new(&metrics.registry);
+            let faults = Arc::new(Faults::default());
+            faults.add(FaultRule {
+                point: FaultPoint::Handler,
+                action,
+                times: Some(1),
+                marker: None,
+                target: Some(GROUP.into()),
+            });
+            let mut groups = Pipelines::start(Vec::new(), None).await.unwrap();
+            let supervision = SupervisionParams {
+                backoff_min: Duration::from_millis(20),
+                backoff_max: Duration::from_millis(200),
+                heartbeat: Duration::from_millis(100),
+                stuck_timeout: Duration::from_millis(800),
+                ..SupervisionParams::default()
+            };
+            let p = params(faults, &metrics, &live);
+            let hub = p.hub.clone();
+            groups
+                .supervise(
+                    GROUP,
+                    "-",
+                    Arc::new(RefresherGroup(p)),
+                    supervision,
+                    metrics.clone(),
+                    Stage::Readers,
+                )
+                .await
+                .unwrap();
+            let state = || groups.statuses().first().map(|s| s.state.clone());
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let done = match restart {
+                    Some(reason) => {
+                        metrics
+                            .restarts
+                            .with_label_values(&[GROUP, GROUP, reason])
+                            .get()
+                            >= 1
+                            && state() == Some(PipelineState::Running)
+                    }
+                    None => matches!(state(), Some(PipelineState::Failed(_))),
+                };
+                if done {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{case}: {:?}",
+                    state()
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            if restart.is_none() {
+                // /readyz says why, and is not ready.
+                let app = router(AppState {
+                    metrics: metrics.clone(),
+                    pipelines: Arc::new(groups.status_handles()),
+                    hub,
+                    live: live.clone(),
+                    ws: Arc::new(WsParams::default()),
+                });
+                let body = readyz(app).await;
+                assert_eq!(body["ready"], false, "{body}");
+                let reason = body["pipelines"][0]["reason"].as_str().unwrap_or_default();
+                assert!(reason.contains("injected fatal at refresher"), "{body}");
+            }
+            groups.drain(Duration::from_secs(5)).await;
+        }
+    }
+}
