@@ -25,7 +25,7 @@ pub use ledgers::{
 pub use offsets::{Offsets, Ranges};
 
 use super::catalog::{is_conflict, Lake};
-use super::io::append::{append_pinned, Append, AppendError, Backoff, WRITING_DATA_FILES};
+use super::io::append::{append_pinned, Append, AppendError, Backoff};
 use super::maintenance::{HygieneParams, Maintenance};
 use crate::events::Micros;
 use crate::schema::TableSpec;
@@ -284,7 +284,7 @@ impl Committer {
                         offsets,
                     });
                 }
-                Err(AppendError::Prepare(WRITING_DATA_FILES, source)) => {
+                Err(AppendError::Storage(source)) => {
                     // Storage refused the data files (read-only, full, unreachable); nothing
                     // reached the catalog. Wait and write them again: backpressure.
                     self.count("storage_error");

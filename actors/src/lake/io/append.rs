@@ -14,14 +14,14 @@ use crate::lake::catalog::Lake;
 
 #[derive(Debug)]
 pub enum AppendError {
-    /// Failed before anything was sent to the catalog.
+    /// Storage refused the data files (read-only, full, unreachable); nothing reached the
+    /// catalog, so writing them again is safe.
+    Storage(iceberg::Error),
+    /// Failed before anything was sent to the catalog, for another reason (the context says).
     Prepare(&'static str, iceberg::Error),
     /// The catalog commit failed: a conflict, or an unknown outcome (it may have landed).
     Commit(iceberg::Error),
 }
-
-/// The context of a failed data-file write: a storage problem, safe to retry.
-pub const WRITING_DATA_FILES: &str = "writing data files";
 
 /// Waits between commit attempts: 20 ms, doubling, capped at 2 s.
 pub struct Backoff(std::time::Duration);
@@ -63,7 +63,7 @@ pub async fn append_pinned(
     let data_files = match append.batch {
         Some(batch) if batch.num_rows() > 0 => write_data_files(table, batch, append.file_prefix)
             .await
-            .map_err(|e| AppendError::Prepare(WRITING_DATA_FILES, e))?,
+            .map_err(AppendError::Storage)?,
         _ => Vec::new(),
     };
     let files = data_files.len();
