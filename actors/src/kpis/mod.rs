@@ -264,6 +264,259 @@ impl crate::schema::Encode for KpiRows {
     }
 }
 
+#[cfg(test)]
+mod props;
+pub mod traffic;
+
+use serde::Serialize;
+
+pub use engine::{Emitted, FoldStats, KpiEngine};
+
+use crate::events::{EventKind, Micros};
+use crate::schema::columns::{self, col, Column, ColumnType, Value};
+use crate::schema::TableSpec;
+use crate::windows::{Acc, EngineParams};
+
+/// Every KPI, in the order their tables are created and reported.
+pub static REGISTRY: [&dyn Kpi; 5] = [
+    &Def(orders_revenue::OrdersRevenue),
+    &Def(active_users::ActiveUsers),
+    &Def(errors::Errors),
+    &Def(traffic::Traffic),
+    &Def(conversion::Conversion),
+];
+
+/// The KPI writing `table`, if any.
+pub fn by_table(table: &str) -> Option<&'static dyn Kpi> {
+    REGISTRY.iter().copied().find(|k| k.table() == table)
+}
+
+/// The KPI configured as `[windows.<name>]`, if any.
+pub fn by_name(name: &str) -> Option<&'static dyn Kpi> {
+    REGISTRY.iter().copied().find(|k| k.name() == name)
+}
+
+/// A KPI's window geometry and lateness when the configuration says nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct WindowDefaults {
+    pub size_s: u64,
+    pub slide_s: u64,
+    pub lateness_s: u64,
+    /// The seed's watermark delay (`windows.seed_watermarks = true`).
+    pub seed_lateness_s: u64,
+}
+
+/// The seed's 1-minute windows sliding every 30 s with its 2-minute watermark.
+pub const MINUTE: WindowDefaults = WindowDefaults {
+    size_s: 60,
+    slide_s: 30,
+    lateness_s: 10,
+    seed_lateness_s: 120,
+};
+
+/// How the dashboard reads a KPI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dashboard {
+    /// Whole-minute windows of the last [`TREND_MINUTES`] (sliding windows overlap; only those
+    /// starting on a whole minute tile time, so each event is counted once).
+    Trend,
+    /// The newest `limit` windows ending in the last `minutes`.
+    Newest { minutes: i64, limit: usize },
+}
+
+/// Minutes of whole-minute windows a trend fetches: the 30-minute chart plus room for the
+/// previous 5-minute period when the newest window trails `now` (lateness, commit interval).
+pub const TREND_MINUTES: i64 = 40;
+const MIN: Micros = 60_000_000;
+
+/// What a KPI file defines. Implemented by a unit struct; the registry wraps it in [`Def`].
+pub trait KpiDef: Send + Sync + 'static {
+    /// Config key (`[windows.<NAME>]`) and the name of its dashboard query.
+    const NAME: &'static str;
+    /// The Iceberg table it writes.
+    const TABLE: &'static str;
+    /// Topics it folds, in the engine's input order.
+    const INPUTS: &'static [EventKind];
+    /// Topics whose late and skewed events this KPI counts (each topic by exactly one KPI).
+    const COUNTS_LATE: &'static [EventKind] = &[];
+    const WINDOW: WindowDefaults;
+    /// Columns after `window_start` and `window_end`; `emitted_at` follows them.
+    const COLUMNS: &'static [Column];
+    const DASHBOARD: Option<Dashboard> = None;
+    type Acc: Acc + Send + 'static;
+    /// A row's window and its values in [`Self::COLUMNS`] order.
+    fn row(row: &<Self::Acc as Acc>::Row) -> KpiRow;
+}
+
+/// One row of a KPI table: its window and the KPI's own columns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KpiRow {
+    pub start: Micros,
+    pub end: Micros,
+    pub values: Vec<Value>,
+}
+
+/// A KPI as the rest of the code sees it (object safe; one per registry entry).
+pub trait Kpi: Send + Sync + std::fmt::Debug {
+    fn name(&self) -> &'static str;
+    fn table(&self) -> &'static str;
+    fn inputs(&self) -> &'static [EventKind];
+    fn counts_late(&self) -> &'static [EventKind];
+    fn window(&self) -> WindowDefaults;
+    /// The KPI's own columns (after window_start, window_end).
+    fn columns(&self) -> &'static [Column];
+    fn dashboard(&self) -> Option<Dashboard>;
+    fn engine(&self, params: EngineParams) -> Box<dyn KpiEngine>;
+
+    /// Every column of the table, in order.
+    fn all_columns(&self) -> Vec<Column> {
+        let mut all = vec![
+            col("window_start", ColumnType::Timestamp),
+            col("window_end", ColumnType::Timestamp),
+        ];
+        all.extend_from_slice(self.columns());
+        // When shopwatch wrote the row: window_end → emitted_at is how late a KPI appears.
+        all.push(col("emitted_at", ColumnType::Timestamp));
+        all
+    }
+
+    fn spec(&self) -> TableSpec {
+        columns::spec(self.table(), &self.all_columns(), "window_start")
+    }
+
+    /// Index of one of the KPI's own columns in [`KpiRow::values`].
+    fn column(&self, name: &str) -> Option<usize> {
+        self.columns().iter().position(|c| c.name == name)
+    }
+
+    /// The dashboard's portable query, as of `now`, over the three-part `table` name.
+    fn dashboard_sql(&self, table: &str, now: Micros) -> Option<String> {
+        let names: Vec<String> = self
+            .all_columns()
+            .iter()
+            .filter(|c| c.name != "emitted_at")
+            .map(|c| crate::sql::ident(c.name))
+            .collect();
+        let select = names.join(", ");
+        Some(match self.dashboard()? {
+            Dashboard::Trend => format!(
+                "SELECT {select} FROM {table} \
+                 WHERE \"window_start\" >= {} AND \"window_end\" <= {} \
+                 AND EXTRACT(SECOND FROM \"window_start\") = 0 ORDER BY \"window_start\"",
+                crate::sql::timestamp_literal(now - TREND_MINUTES * MIN),
+                crate::sql::timestamp_literal(now),
+            ),
+            Dashboard::Newest { minutes, limit } => format!(
+                "SELECT {select} FROM {table} \
+                 WHERE \"window_end\" > {} ORDER BY \"window_end\" DESC LIMIT {limit}",
+                crate::sql::timestamp_literal(now - minutes * MIN),
+            ),
+        })
+    }
+}
+
+/// The registry's wrapper that turns a [`KpiDef`] into a [`Kpi`].
+pub struct Def<K>(pub K);
+
+impl<K: KpiDef> std::fmt::Debug for Def<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Kpi({})", K::NAME)
+    }
+}
+
+impl<K: KpiDef> Kpi for Def<K> {
+    fn name(&self) -> &'static str {
+        K::NAME
+    }
+    fn table(&self) -> &'static str {
+        K::TABLE
+    }
+    fn inputs(&self) -> &'static [EventKind] {
+        K::INPUTS
+    }
+    fn counts_late(&self) -> &'static [EventKind] {
+        K::COUNTS_LATE
+    }
+    fn window(&self) -> WindowDefaults {
+        K::WINDOW
+    }
+    fn columns(&self) -> &'static [Column] {
+        K::COLUMNS
+    }
+    fn dashboard(&self) -> Option<Dashboard> {
+        K::DASHBOARD
+    }
+    fn engine(&self, params: EngineParams) -> Box<dyn KpiEngine> {
+        Box::new(engine::Typed::<K>::new(params))
+    }
+}
+
+/// Closed or open windows of one KPI, ready to be written (or pushed, or evaluated).
+#[derive(Clone, Debug)]
+pub struct KpiRows {
+    pub kpi: &'static dyn Kpi,
+    pub rows: Vec<KpiRow>,
+}
+
+impl KpiRows {
+    /// Read rows of `kpi`'s table back from a scanned batch.
+    pub fn decode(
+        kpi: &'static dyn Kpi,
+        batch: &arrow_array::RecordBatch,
+    ) -> Result<Vec<KpiRow>, String> {
+        let all = kpi.all_columns();
+        let own = &all[..all.len() - 1];
+        columns::decode(batch, own).map(|rows| {
+            rows.into_iter()
+                .map(|mut v| {
+                    let rest = v.split_off(2);
+                    let ts = |x: &Value| match x {
+                        Value::Timestamp(t) => *t,
+                        _ => 0,
+                    };
+                    KpiRow {
+                        start: ts(&v[0]),
+                        end: ts(&v[1]),
+                        values: rest,
+                    }
+                })
+                .collect()
+        })
+    }
+
+    /// Distinct windows among the rows.
+    pub fn windows(&self) -> u64 {
+        let mut starts: Vec<Micros> = self.rows.iter().map(|r| r.start).collect();
+        starts.dedup();
+        starts.len() as u64
+    }
+}
+
+impl crate::schema::Encode for KpiRows {
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+    fn encode(
+        &self,
+        schema: arrow_schema::SchemaRef,
+        now: Micros,
+    ) -> Result<arrow_array::RecordBatch, arrow_schema::ArrowError> {
+        let rows: Vec<Vec<Value>> = self
+            .rows
+            .iter()
+            .map(|r| {
+                let mut v = Vec::with_capacity(r.values.len() + 3);
+                v.push(Value::Timestamp(r.start));
+                v.push(Value::Timestamp(r.end));
+                v.extend(r.values.iter().cloned());
+                v.push(Value::Timestamp(now));
+                v
+            })
+            .collect();
+        columns::encode(schema, &self.kpi.all_columns(), &rows)
+    }
+}
+
 /// Which KPI counts the late and skewed events of `topic`.
 pub fn counting_late(kind: EventKind) -> Option<&'static dyn Kpi> {
     REGISTRY

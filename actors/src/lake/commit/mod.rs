@@ -164,11 +164,6 @@ impl Committer {
         &self.table_name
     }
 
-    /// Who writes: the process and this committer (recorded in every snapshot summary).
-    pub fn writer_id(&self) -> &str {
-        &self.writer_id
-    }
-
     pub fn set_metrics(&mut self, metrics: Metrics) {
         self.metrics = Some(metrics);
     }
