@@ -26,7 +26,7 @@ def local_path(location):
     return None
 
 
-def list_files(table, sub):
+def list_files(args, table, sub):
     """(path, size) of every file under the table's `sub` directory (local or S3)."""
     base = table.metadata.location.rstrip("/") + "/" + sub
     path = local_path(base)
@@ -38,7 +38,7 @@ def list_files(table, sub):
                 out.append((full, os.path.getsize(full)))
         return out
     import pyarrow.fs as pafs
-    fs, root = pafs.FileSystem.from_uri(base)
+    fs, root = lakecat.filesystem(args, base)
     infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
     return [(i.path, i.size) for i in infos if i.type == pafs.FileType.File]
 
@@ -95,10 +95,10 @@ def main():
         for p in missing[:5]:
             failures.append(f"{name}: referenced data file missing: {p}")
         names = {p.rsplit("/", 1)[-1] for p in referenced}
-        orphans = [(p, n) for p, n in list_files(table, "data") if p.rsplit("/", 1)[-1] not in names]
+        orphans = [(p, n) for p, n in list_files(args, table, "data") if p.rsplit("/", 1)[-1] not in names]
         if args.no_orphans and orphans:
             failures.append(f"{name}: {len(orphans)} orphan data files, e.g. {orphans[0][0]}")
-        metadata = list_files(table, "metadata")
+        metadata = list_files(args, table, "metadata")
         versions = [p for p, _ in metadata if p.endswith(".metadata.json")]
         for limit, have, what in [(args.max_metadata_files, len(versions), "metadata.json files"),
                                   (args.max_snapshots, len(snapshots), "snapshots")]:

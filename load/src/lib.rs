@@ -6,5 +6,6 @@ pub mod broker;
 pub mod drill;
 pub mod generator;
 pub mod produce;
+pub mod seaweed;
 pub mod soak;
 pub mod stats;

@@ -22,6 +22,7 @@ use iceberg_catalog_rest::RestCatalogBuilder;
 use iceberg_catalog_sql::SqlCatalogBuilder;
 
 use super::io::store::ObjectStorageFactory;
+use super::props::Props;
 
 use crate::schema::TableSpec;
 
@@ -30,8 +31,9 @@ use crate::schema::TableSpec;
 pub enum CatalogKind {
     /// SQL catalog in `<data_dir>/catalog.db` (SQLite), as pyiceberg's SqlCatalog reads it.
     Sql,
-    /// An Iceberg REST catalog (Nessie's `/iceberg` endpoint, Polaris, Lakekeeper …).
-    Rest { uri: String },
+    /// An Iceberg REST catalog (Nessie's `/iceberg` endpoint, Polaris, Lakekeeper, SeaweedFS
+    /// …) with its own properties (OAuth2 `credential` or `token`, `scope`, `header.*` …).
+    Rest { uri: String, props: Props },
 }
 
 /// Where the lake lives and what it is called.
@@ -47,9 +49,9 @@ pub struct LakeParams {
     /// empty means `<data_dir>/warehouse`; for a REST catalog, what its `warehouse` property
     /// expects (Nessie: a warehouse name, empty = its default warehouse).
     pub warehouse: String,
-    /// Iceberg storage properties (`s3.endpoint`, `s3.access-key-id`, …). A secret may be in
-    /// here: never log this map.
-    pub storage: HashMap<String, String>,
+    /// Iceberg storage properties (`s3.endpoint`, `s3.access-key-id`, …); secrets included,
+    /// so its `Debug` shows keys only.
+    pub storage: Props,
 }
 
 impl LakeParams {
@@ -61,7 +63,7 @@ impl LakeParams {
             data_dir: data_dir.into(),
             catalog: CatalogKind::Sql,
             warehouse: String::new(),
-            storage: HashMap::new(),
+            storage: Props::default(),
         }
     }
     pub fn catalog_db(&self) -> PathBuf {
@@ -139,7 +141,7 @@ impl Lake {
             // Maintenance lists and deletes through object storage; a location it cannot
             // address would fail on every round, so it stops start-up instead.
             let location = params.warehouse_location();
-            super::io::store::locate(&location, &params.storage).map_err(|e| {
+            super::io::store::locate(&location, &params.storage.0).map_err(|e| {
                 anyhow::anyhow!(
                     "lake.data_dir / lake.warehouse: object storage cannot address {location}: {e}; \
                      use a directory whose name has no control characters"
@@ -220,7 +222,7 @@ impl Lake {
 /// The configured catalog (each call opens its own connection pool / HTTP client).
 async fn open_catalog(params: &LakeParams) -> anyhow::Result<Arc<dyn Catalog>> {
     use anyhow::Context;
-    let mut props = params.storage.clone();
+    let mut props = params.storage.0.clone();
     match &params.catalog {
         CatalogKind::Sql => {
             // iceberg-catalog-sql only enables sqlx's `any`; the sqlite driver comes from our sqlx.
@@ -240,7 +242,8 @@ async fn open_catalog(params: &LakeParams) -> anyhow::Result<Arc<dyn Catalog>> {
                 })?;
             Ok(Arc::new(catalog))
         }
-        CatalogKind::Rest { uri } => {
+        CatalogKind::Rest { uri, props: own } => {
+            props.extend(own.0.clone());
             props.insert("uri".to_string(), uri.clone());
             if !params.warehouse.is_empty() {
                 props.insert("warehouse".to_string(), params.warehouse.clone());

@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod commit;
 pub mod io;
 pub mod maintenance;
+pub mod props;
 
 pub use catalog::{CatalogKind, Lake, LakeParams, PinnedCatalog};
 pub use commit::offsets::{Offsets, Ranges};
@@ -14,3 +15,4 @@ pub use commit::{
     TableCommitter,
 };
 pub use maintenance::HygieneParams;
+pub use props::Props;

@@ -1,6 +1,6 @@
 //! `[lake]` and `[lake.s3]`: the catalog and the warehouse.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -28,6 +28,16 @@ pub struct LakeConfig {
     pub catalog: CatalogChoice,
     /// Iceberg REST catalog URI, e.g. `http://nessie:19120/iceberg` (catalog = rest).
     pub rest_uri: String,
+    /// catalog = rest: the OAuth2 client credential `CLIENT_ID:CLIENT_SECRET` for the
+    /// catalog's client-credentials flow (Polaris, Lakekeeper, SeaweedFS, managed catalogs).
+    /// Empty for a catalog without auth (an unsecured Nessie).
+    pub rest_credential: Secret,
+    /// catalog = rest: a bearer token to send instead of the client-credentials flow.
+    pub rest_token: Secret,
+    /// catalog = rest: further catalog properties, passed as they are (`scope`,
+    /// `oauth2-server-uri`, `audience`, `prefix`, `header.NAME` …). Values are redacted
+    /// wherever the configuration prints, as any of them may carry a secret.
+    pub rest_props: BTreeMap<String, Secret>,
     /// catalog = sql: the warehouse location, `s3://bucket/prefix` or empty for
     /// `<data_dir>/warehouse`. catalog = rest: the catalog's warehouse name (Nessie: empty for
     /// its default warehouse).
@@ -71,6 +81,9 @@ impl Default for LakeConfig {
             data_dir: "./shopwatch-data".into(),
             catalog: CatalogChoice::Sql,
             rest_uri: String::new(),
+            rest_credential: Secret::default(),
+            rest_token: Secret::default(),
+            rest_props: BTreeMap::new(),
             warehouse: String::new(),
             catalog_name: "shopwatch".into(),
             namespace: "ecommerce_db".into(),
@@ -110,6 +123,47 @@ impl LakeConfig {
                     return err(
                         "lake.rest_uri",
                         "must be the REST catalog's http(s) URI when lake.catalog = \"rest\", e.g. http://nessie:19120/iceberg".into(),
+                    );
+                }
+                let credential = self.rest_credential.expose();
+                if !credential.is_empty() && !credential.contains(':') {
+                    return err(
+                        "lake.rest_credential",
+                        "must be CLIENT_ID:CLIENT_SECRET (the OAuth2 client credentials the catalog issued)".into(),
+                    );
+                }
+                if !self.rest_credential.is_empty() && !self.rest_token.is_empty() {
+                    return err(
+                        "lake.rest_token",
+                        "set lake.rest_credential (OAuth2 client credentials) or lake.rest_token (a bearer token), not both".into(),
+                    );
+                }
+                for key in self.rest_props.keys() {
+                    if let Some(own) = match key.as_str() {
+                        "uri" => Some("lake.rest_uri"),
+                        "warehouse" => Some("lake.warehouse"),
+                        "credential" => Some("lake.rest_credential"),
+                        "token" => Some("lake.rest_token"),
+                        _ => None,
+                    } {
+                        return err(
+                            &format!("lake.rest_props.{key}"),
+                            format!("has its own key; set {own} instead"),
+                        );
+                    }
+                }
+            }
+        }
+        if self.catalog != CatalogChoice::Rest {
+            for (key, set) in [
+                ("lake.rest_credential", !self.rest_credential.is_empty()),
+                ("lake.rest_token", !self.rest_token.is_empty()),
+                ("lake.rest_props", !self.rest_props.is_empty()),
+            ] {
+                if set {
+                    return err(
+                        key,
+                        "only applies to a REST catalog; set lake.catalog = \"rest\" or remove it".into(),
                     );
                 }
             }
@@ -203,6 +257,23 @@ impl LakeConfig {
         props
     }
 
+    /// The REST catalog's own properties (auth and whatever `rest_props` adds). Secrets: never
+    /// log this map.
+    fn rest_catalog_props(&self) -> HashMap<String, String> {
+        let mut props: HashMap<String, String> = self
+            .rest_props
+            .iter()
+            .map(|(k, v)| (k.clone(), v.expose().to_string()))
+            .collect();
+        if !self.rest_credential.is_empty() {
+            props.insert("credential".into(), self.rest_credential.expose().into());
+        }
+        if !self.rest_token.is_empty() {
+            props.insert("token".into(), self.rest_token.expose().into());
+        }
+        props
+    }
+
     pub fn params(&self) -> LakeParams {
         LakeParams {
             catalog_name: self.catalog_name.clone(),
@@ -211,11 +282,12 @@ impl LakeConfig {
             catalog: match self.catalog {
                 CatalogChoice::Rest => CatalogKind::Rest {
                     uri: self.rest_uri.clone(),
+                    props: self.rest_catalog_props().into(),
                 },
                 CatalogChoice::Sql => CatalogKind::Sql,
             },
             warehouse: self.warehouse.clone(),
-            storage: self.storage_props(),
+            storage: self.storage_props().into(),
         }
     }
 }

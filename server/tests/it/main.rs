@@ -1,5 +1,5 @@
 //! End-to-end tests against the real broker process (Tansu via `shopwatch broker`), the real
-//! `shopwatch run` process, and an independent reader (pyiceberg's SqlCatalog).
+//! `shopwatch run` process, and an independent reader (pyiceberg: its SqlCatalog, or the REST catalog of a real SeaweedFS).
 
 mod bootstrap;
 mod compose;
@@ -11,3 +11,4 @@ mod harness;
 mod kpis;
 mod maintenance;
 mod s3;
+mod seaweed;

@@ -11,7 +11,7 @@ use object_store::ObjectStoreExt;
 use tracing::debug;
 
 use super::HygieneParams;
-use crate::lake::catalog::{CatalogKind, Lake};
+use crate::lake::catalog::Lake;
 use crate::lake::io::store;
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -28,12 +28,11 @@ pub async fn run(
     params: &HygieneParams,
 ) -> anyhow::Result<HygieneReport> {
     let mut report = HygieneReport::default();
-    if lake.params.catalog != CatalogKind::Sql {
-        // A REST catalog (Nessie) keeps every table version reachable from its commit
-        // history and shows one snapshot at a time; its files are for Nessie GC to collect.
+    let table = lake.catalog.load_unpinned(ident).await?;
+    if !super::keeps_history(table.metadata()) {
+        // Older versions live in the catalog's own history (Nessie); its GC owns their files.
         return Ok(report);
     }
-    let table = lake.catalog.load_unpinned(ident).await?;
     let before = table.metadata().snapshots().count();
     let older_than =
         chrono::Utc::now().timestamp_millis() - params.snapshot_max_age.as_millis() as i64;

