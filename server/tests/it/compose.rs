@@ -510,3 +510,53 @@ fn prometheus_grafana_and_dockerfile_fit_the_stack() {
         }
     }
 }
+
+/// `docker-compose config` (Debian's docker-compose 1.29, which validates without an engine)
+/// in `dir`; (success, stdout + stderr).
+fn compose_config(dir: &Path) -> (bool, String) {
+    let out = std::process::Command::new("docker-compose")
+        .arg("config")
+        .current_dir(dir)
+        // Only .env may decide; nothing from the test runner's environment.
+        .env_remove("COMPOSE_PROJECT_NAME")
+        .env_remove("COMPOSE_FILE")
+        .output()
+        .expect("docker-compose not found: run .ci/run (it apt-installs docker-compose)");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn docker_compose_itself_validates_the_stack() {
+    let repo = root();
+    let (ok, out) = compose_config(&repo);
+    assert!(ok, "docker-compose config rejects the stack:\n{out}");
+    // It resolved every service with .env's values (none left as ${…}).
+    for service in ["kafka:", "minio:", "nessie:", "dremio:", "shopwatch:", "grafana:"] {
+        assert!(out.contains(service), "{service} missing:\n{out}");
+    }
+    assert!(!out.contains("${"), "unresolved variable:\n{out}");
+    // The project name lives in .env, which every compose version reads.
+    let env = dotenv(&std::fs::read_to_string(repo.join(".env")).unwrap());
+    assert_eq!(env.get("COMPOSE_PROJECT_NAME").map(String::as_str), Some("shopwatch"));
+
+    // The tool really checks: a copy with a misspelt key and one with the top-level `name:`
+    // key (which 1.x does not know) are both refused.
+    let yaml = std::fs::read_to_string(repo.join("docker-compose.yml")).unwrap();
+    for (label, broken) in [
+        ("misspelt key", yaml.replacen("    healthcheck:", "    healthchek:", 1)),
+        ("top-level name", format!("name: shopwatch\n{yaml}")),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("docker-compose.yml"), broken).unwrap();
+        std::fs::copy(repo.join(".env"), dir.path().join(".env")).unwrap();
+        let (ok, out) = compose_config(dir.path());
+        assert!(!ok, "{label}: docker-compose accepted it:\n{out}");
+    }
+}
