@@ -4,7 +4,9 @@
 //! A point is armed with a rule `[N*]action` (the same spelling as tikv's `fail` crate):
 //! `pause` stops the calling task for good and records the point as paused, so a drill can
 //! SIGKILL the process at exactly that moment; `error` makes the caller see a failure there;
-//! `panic` panics. `N*` limits how many times it fires. Rules come from the environment
+//! `panic` panics; `delay(MS)` holds the caller MS milliseconds and lets it go on (a slow
+//! response); `timeout(MS)` holds it MS milliseconds and then fails it (a request that timed
+//! out). `N*` limits how many times it fires. Rules come from the environment
 //! (`SHOPWATCH_FAILPOINTS="a=1*pause;b=error"`) or from the drill endpoint at run time.
 
 /// Every point the code has, so arming a misspelt one fails instead of never firing.
@@ -15,6 +17,9 @@ pub const POINTS: &[&str] = &[
     "catalog.after_commit_write",
     // The committer knows the commit landed; it has not told anyone yet.
     "committer.after_catalog_commit",
+    // Every request to S3 object storage (put, get, list, delete, copy), before it is sent:
+    // `error` stands for a 5xx the client gave up on.
+    "s3.request",
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +27,8 @@ pub enum Action {
     Pause,
     Error,
     Panic,
+    Delay(u64),
+    Timeout(u64),
 }
 
 /// (armed points with their rules, paused points, how often each fired).
@@ -48,13 +55,23 @@ pub fn parse_rule(text: &str) -> Result<Rule, String> {
         ),
         None => (None, text),
     };
+    let millis = |inner: &str| {
+        inner
+            .strip_suffix(')')
+            .and_then(|ms| ms.trim().parse::<u64>().ok())
+            .ok_or_else(|| {
+                format!("`{action}`: expected a number of milliseconds, e.g. delay(500)")
+            })
+    };
     let action = match action {
         "pause" => Action::Pause,
         "error" => Action::Error,
         "panic" => Action::Panic,
+        a if a.starts_with("delay(") => Action::Delay(millis(&a["delay(".len()..])?),
+        a if a.starts_with("timeout(") => Action::Timeout(millis(&a["timeout(".len()..])?),
         other => {
             return Err(format!(
-                "`{other}`: unknown failpoint action (pause, error or panic)"
+                "`{other}`: unknown failpoint action (pause, error, panic, delay(MS), timeout(MS))"
             ))
         }
     };
@@ -155,6 +172,16 @@ mod imp {
                 std::future::pending::<()>().await;
                 Ok(())
             }
+            Some(Action::Delay(ms)) => {
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                Ok(())
+            }
+            Some(Action::Timeout(ms)) => {
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                Err(format!(
+                    "injected timeout after {ms} ms at failpoint {name}"
+                ))
+            }
         }
     }
 }
@@ -204,6 +231,10 @@ mod tests {
             ("1*pause", Ok((Action::Pause, Some(1)))),
             (" 3 * error ", Ok((Action::Error, Some(3)))),
             ("panic", Ok((Action::Panic, None))),
+            ("delay(250)", Ok((Action::Delay(250), None))),
+            ("5*timeout(3000)", Ok((Action::Timeout(3000), Some(5)))),
+            ("delay(soon)", Err("milliseconds")),
+            ("delay(5", Err("milliseconds")),
             ("x*pause", Err("count")),
             ("sleep", Err("unknown failpoint action")),
         ];
@@ -242,6 +273,21 @@ mod tests {
         assert!(hit("committer.after_catalog_commit").await.is_ok());
         let (_, _, fired) = snapshot();
         assert!(fired.contains(&("committer.after_catalog_commit".to_string(), 2)));
+    }
+
+    #[cfg(feature = "failpoints")]
+    #[tokio::test(start_paused = true)]
+    async fn delay_lets_the_caller_go_on_and_timeout_fails_it_after_the_wait() {
+        configure("s3.request=1*delay(700)").unwrap();
+        let began = tokio::time::Instant::now();
+        assert!(hit("s3.request").await.is_ok());
+        assert_eq!(began.elapsed().as_millis(), 700);
+        configure("s3.request=1*timeout(900)").unwrap();
+        let began = tokio::time::Instant::now();
+        let e = hit("s3.request").await.unwrap_err();
+        assert!(e.contains("timeout after 900 ms"), "{e}");
+        assert_eq!(began.elapsed().as_millis(), 900);
+        assert!(hit("s3.request").await.is_ok());
     }
 
     #[cfg(not(feature = "failpoints"))]

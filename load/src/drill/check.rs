@@ -27,6 +27,8 @@ pub struct Checkers {
     python: String,
     /// `shopwatch tables --json` of the pipeline under test: the checkers' table list.
     tables: Option<PathBuf>,
+    /// Where the lake is, when not in `--data-dir` (a REST catalog and S3).
+    pub lake_args: Vec<String>,
 }
 
 /// One checker's verdict: its JSON summary and its failure lines.
@@ -58,6 +60,7 @@ impl Checkers {
             dir: dir.to_path_buf(),
             python: python.to_string(),
             tables: None,
+            lake_args: Vec::new(),
         })
     }
 
@@ -84,7 +87,9 @@ impl Checkers {
 
     pub fn run(&self, name: &'static str, args: &[&str]) -> anyhow::Result<Verdict> {
         let mut cmd = Command::new(&self.python);
-        cmd.arg(self.dir.join(name)).args(args);
+        cmd.arg(self.dir.join(name))
+            .args(args)
+            .args(&self.lake_args);
         if let Some(t) = &self.tables {
             cmd.arg("--tables").arg(t);
         }

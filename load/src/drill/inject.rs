@@ -190,6 +190,52 @@ fn refuses_writes(dir: &std::path::Path) -> bool {
     }
 }
 
+async fn disarm(ctx: &Ctx) -> Result<(), String> {
+    let url = format!("http://{}/drill/failpoints", ctx.pipeline.http);
+    match ctx.http.delete(url).bearer_auth(&ctx.token).send().await {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => Err(format!("disarming failpoints: {}", r.status())),
+        Err(e) => Err(format!("disarming failpoints: {e}")),
+    }
+}
+
+/// Arm `s3.request` with `rule`, confirm requests hit it, hold, disarm.
+async fn s3_fault(ctx: &mut Ctx, rule: &str, hold: Duration, rec: &mut FaultRecord) {
+    const POINT: &str = "s3.request";
+    let fired = |v: &serde_json::Value| v["fired"][POINT].as_u64().unwrap_or(0);
+    let before = fired(&failpoints(ctx).await);
+    if let Err(e) = drill_post(
+        ctx,
+        "/drill/failpoints",
+        serde_json::json!({"spec": format!("{POINT}={rule}")}),
+    )
+    .await
+    {
+        rec.note = e;
+        return;
+    }
+    let began = Instant::now();
+    let mut hits = 0;
+    // Held at least `hold`, and until some request met it (the pipeline talks to S3 at least
+    // once a commit round).
+    while began.elapsed() < hold.max(Duration::from_secs(1))
+        || (hits == 0 && began.elapsed() < Duration::from_secs(20))
+    {
+        hits = fired(&failpoints(ctx).await).saturating_sub(before);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    rec.injected = hits > 0;
+    rec.detail = format!("{rule}: {hits} S3 requests hit");
+    if !rec.injected {
+        rec.note = "no S3 request reached the failpoint within 20 s".into();
+    }
+    match disarm(ctx).await {
+        Ok(()) => rec.healed = true,
+        Err(e) => rec.note = e,
+    }
+    ctx.revive().await;
+}
+
 pub async fn inject(ctx: &mut Ctx, f: &Planned) -> FaultRecord {
     let mut rec = FaultRecord::new(f);
     match f.kind {
@@ -280,6 +326,23 @@ pub async fn inject(ctx: &mut Ctx, f: &Planned) -> FaultRecord {
                 }
             }
         }
+        FaultKind::S3Down => match ctx.seaweed.as_mut() {
+            None => rec.note = "no SeaweedFS on this lane".into(),
+            Some(server) => {
+                server.down(false).await;
+                rec.injected = true;
+                tokio::time::sleep(f.hold).await;
+                match server.up().await {
+                    Ok(()) => rec.healed = true,
+                    Err(e) => rec.note = format!("SeaweedFS restart failed: {e:#}"),
+                }
+                ctx.revive().await;
+            }
+        },
+        FaultKind::S3Errors => s3_fault(ctx, "error", f.hold, &mut rec).await,
+        // Longer than the stuck timeout: the supervisor may restart a committer that waits.
+        FaultKind::S3Timeouts => s3_fault(ctx, "3*timeout(5000)", Duration::ZERO, &mut rec).await,
+        FaultKind::S3Slow => s3_fault(ctx, "delay(800)", f.hold, &mut rec).await,
         FaultKind::Sigterm => {
             let log_len = std::fs::metadata(&ctx.pipeline.log)
                 .map(|m| m.len())

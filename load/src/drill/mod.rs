@@ -28,6 +28,7 @@ use shopwatch_actors::lake::{Lake, LakeParams};
 use tokio::sync::watch as tokio_watch;
 
 use crate::produce::ProduceParams;
+use crate::seaweed::{Seaweed, SeaweedParams};
 use check::Checkers;
 use config::write_config;
 use plan::{plan, Planned};
@@ -35,6 +36,7 @@ use procs::{BrokerProc, PipelineProc};
 use production::Production;
 use watch::{Monotonic, Positions};
 
+pub use plan::Lane;
 pub use report::FaultRecord;
 
 #[derive(Clone, Debug)]
@@ -58,6 +60,9 @@ pub struct DrillParams {
     /// Orphan safety age the pipeline runs with (short, so the drill sees it act).
     pub orphan_min_age_s: u64,
     pub topics: [String; 3],
+    /// Where the lake lives: a local SQLite catalog and warehouse, or SeaweedFS's Iceberg
+    /// REST catalog and S3 (with the server's and S3's own faults).
+    pub lane: Lane,
 }
 
 #[derive(Debug)]
@@ -71,6 +76,8 @@ pub(crate) struct Ctx {
     pub production: Production,
     pub broker: BrokerProc,
     pub pipeline: PipelineProc,
+    /// The lake's server on the SeaweedFS lane.
+    pub seaweed: Option<Seaweed>,
     pub http: reqwest::Client,
     pub token: String,
     pub positions: tokio_watch::Receiver<Positions>,
@@ -146,6 +153,9 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
     if p.faults > 0 && p.events == 0 {
         bail!("--events must be > 0");
     }
+    if p.canary && p.lane == Lane::Seaweed {
+        bail!("--canary runs on the local lane (its canary S3 secret would be overridden by SeaweedFS's keys); drop --lake seaweedfs or --canary");
+    }
     let dir = match &p.dir {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!("shopwatch-drill-{}-{}", p.seed, random_hex(6))),
@@ -160,8 +170,12 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
         p.faults,
         dir.display()
     );
+    let lane_flag = match p.lane {
+        Lane::Local => "",
+        Lane::Seaweed => " --lake seaweedfs",
+    };
     println!(
-        "drill: replay with `shopwatch drill --seed {} --events {} --rate {} --faults {}`",
+        "drill: replay with `shopwatch drill --seed {} --events {} --rate {} --faults {}{lane_flag}`",
         p.seed, p.events, p.rate, p.faults
     );
 
@@ -185,9 +199,24 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
     write_config(&config, &p, &canaries)?;
     checkers.describe_tables(&p.bin, &config)?;
 
+    let data_dir = dir.join("lake");
+    // The SeaweedFS lane: a real server for the catalog and S3, with fresh keys per drill.
+    let seaweed = match p.lane {
+        Lane::Local => None,
+        Lane::Seaweed => Some(
+            Seaweed::start(SeaweedParams::new(
+                &dir.join("seaweed"),
+                &format!("drill-{}", random_hex(8)),
+                &random_hex(24),
+            )?)
+            .await?,
+        ),
+    };
+    if let Some(s) = &seaweed {
+        checkers.lake_args = s.params.checker_args();
+    }
     let broker = BrokerProc::start(&p.bin, free_addr()?, dir.join("broker"), p.partitions).await?;
     let brokers = broker.listen.clone();
-    let data_dir = dir.join("lake");
     let mut env = vec![(
         "RUST_LOG".to_string(),
         if p.canary { "trace" } else { "info" }.to_string(),
@@ -199,6 +228,9 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
         }
     }
     env.retain(|(_, v)| !v.is_empty());
+    if let Some(s) = &seaweed {
+        env.extend(s.params.shopwatch_env());
+    }
     let mut pipeline = PipelineProc::new(
         &p.bin,
         brokers.clone(),
@@ -211,11 +243,10 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
     );
     pipeline.start().await?;
 
-    let lake = Lake::open(LakeParams::local(
-        "shopwatch",
-        "ecommerce_db",
-        data_dir.clone(),
-    ))
+    let lake = Lake::open(match &seaweed {
+        Some(s) => s.params.lake_params(&data_dir),
+        None => LakeParams::local("shopwatch", "ecommerce_db", data_dir.clone()),
+    })
     .await?;
     let raw: Vec<(String, String)> = p
         .topics
@@ -275,6 +306,7 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
         production,
         broker,
         pipeline,
+        seaweed,
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()?,
@@ -290,7 +322,7 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
     };
 
     // Faults over the first 80 % of production, so the last process still sees traffic end.
-    let schedule: Vec<Planned> = plan(p.seed, p.faults, production_time.mul_f64(0.8));
+    let schedule: Vec<Planned> = plan(p.seed, p.faults, production_time.mul_f64(0.8), p.lane);
     let mut records = Vec::new();
     for f in &schedule {
         let due = started + f.at;
@@ -418,6 +450,7 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
         .unwrap_or_default();
     let summary = report::Summary {
         seed: p.seed,
+        lane: p.lane,
         produced_acked: produced.acked,
         elapsed: started.elapsed(),
         caught,

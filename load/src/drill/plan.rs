@@ -31,6 +31,23 @@ pub enum FaultKind {
     AmbiguousCommit,
     /// SIGTERM: a final commit and exit within 30 s, then a restart.
     Sigterm,
+    /// The S3 server (and its REST catalog) stops, then comes back on the same data.
+    S3Down,
+    /// Every S3 request fails (a 5xx the client gave up on) for a while.
+    S3Errors,
+    /// A few S3 requests hang, then time out.
+    S3Timeouts,
+    /// Every S3 request is slow for a while.
+    S3Slow,
+}
+
+/// Where the drill's lake lives, which decides the storage faults it can inject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    /// SQLite catalog and a local warehouse directory.
+    Local,
+    /// SeaweedFS: its Iceberg REST catalog and S3, a real server process.
+    Seaweed,
 }
 
 impl FaultKind {
@@ -48,6 +65,25 @@ impl FaultKind {
         FaultKind::Sigterm,
     ];
 
+    /// The kinds a lane injects, in a fixed order (a seed replays the same drill): the local
+    /// lane's storage fault is a read-only directory, SeaweedFS's are the server and S3's.
+    pub fn of(lane: Lane) -> Vec<FaultKind> {
+        match lane {
+            Lane::Local => FaultKind::ALL.to_vec(),
+            Lane::Seaweed => FaultKind::ALL
+                .iter()
+                .copied()
+                .filter(|k| *k != FaultKind::StorageReadOnly)
+                .chain([
+                    FaultKind::S3Down,
+                    FaultKind::S3Errors,
+                    FaultKind::S3Timeouts,
+                    FaultKind::S3Slow,
+                ])
+                .collect(),
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             FaultKind::KillAfterUpload => "kill9@after_upload",
@@ -61,6 +97,10 @@ impl FaultKind {
             FaultKind::StorageReadOnly => "storage_read_only",
             FaultKind::AmbiguousCommit => "ambiguous_commit",
             FaultKind::Sigterm => "sigterm",
+            FaultKind::S3Down => "s3_down",
+            FaultKind::S3Errors => "s3_5xx",
+            FaultKind::S3Timeouts => "s3_timeout",
+            FaultKind::S3Slow => "s3_slow",
         }
     }
 
@@ -82,6 +122,8 @@ impl FaultKind {
             FaultKind::KillRandom => (300, 2_000),
             FaultKind::BrokerDown => (3_000, 8_000),
             FaultKind::StorageReadOnly => (3_000, 8_000),
+            FaultKind::S3Down => (3_000, 8_000),
+            FaultKind::S3Errors | FaultKind::S3Slow => (2_000, 6_000),
             _ => (0, 0),
         }
     }
@@ -98,10 +140,11 @@ pub struct Planned {
 
 /// `total` faults spread over `span`: every kind at least once (when `total` allows), the rest
 /// by weight, shuffled; one per equal slot, at a random point in the slot's first half.
-pub fn plan(seed: u64, total: usize, span: Duration) -> Vec<Planned> {
+pub fn plan(seed: u64, total: usize, span: Duration, lane: Lane) -> Vec<Planned> {
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut kinds: Vec<FaultKind> = FaultKind::ALL.iter().copied().take(total).collect();
-    let weighted: Vec<FaultKind> = FaultKind::ALL
+    let all = FaultKind::of(lane);
+    let mut kinds: Vec<FaultKind> = all.iter().copied().take(total).collect();
+    let weighted: Vec<FaultKind> = all
         .iter()
         .flat_map(|k| std::iter::repeat_n(*k, k.weight() as usize))
         .collect();
@@ -132,28 +175,40 @@ mod tests {
 
     #[test]
     fn a_seed_replays_the_same_schedule() {
-        let a = plan(7, 23, Duration::from_secs(120));
-        assert_eq!(a, plan(7, 23, Duration::from_secs(120)));
-        assert_ne!(a, plan(8, 23, Duration::from_secs(120)));
+        let a = plan(7, 23, Duration::from_secs(120), Lane::Local);
+        assert_eq!(a, plan(7, 23, Duration::from_secs(120), Lane::Local));
+        assert_ne!(a, plan(8, 23, Duration::from_secs(120), Lane::Local));
     }
 
     #[test]
     fn every_kind_appears_once_the_total_allows() {
-        for (total, seed) in [(11, 1), (23, 2), (100, 3)] {
-            let p = plan(seed, total, Duration::from_secs(600));
-            assert_eq!(p.len(), total);
-            let mut counts: BTreeMap<FaultKind, usize> = BTreeMap::new();
-            for f in &p {
-                *counts.entry(f.kind).or_default() += 1;
+        for lane in [Lane::Local, Lane::Seaweed] {
+            let all = FaultKind::of(lane);
+            for (total, seed) in [(all.len(), 1), (23, 2), (100, 3)] {
+                let p = plan(seed, total, Duration::from_secs(600), lane);
+                assert_eq!(p.len(), total);
+                let mut counts: BTreeMap<FaultKind, usize> = BTreeMap::new();
+                for f in &p {
+                    *counts.entry(f.kind).or_default() += 1;
+                }
+                assert_eq!(
+                    counts.len(),
+                    all.len(),
+                    "{lane:?} total {total}: {counts:?}"
+                );
+                assert!(
+                    counts.keys().all(|k| all.contains(k)),
+                    "{lane:?}: {counts:?}"
+                );
             }
-            assert_eq!(
-                counts.len(),
-                FaultKind::ALL.len(),
-                "total {total}: {counts:?}"
-            );
         }
+        // Each lane injects only what it has: no read-only directory on S3, no S3 on disk.
+        assert_eq!(FaultKind::of(Lane::Local).len(), 11);
+        assert!(!FaultKind::of(Lane::Seaweed).contains(&FaultKind::StorageReadOnly));
+        assert!(!FaultKind::of(Lane::Local).contains(&FaultKind::S3Down));
+        assert_eq!(FaultKind::of(Lane::Seaweed).len(), 14);
         // Fewer faults than kinds: the first kinds, no repeats.
-        let p = plan(1, 3, Duration::from_secs(60));
+        let p = plan(1, 3, Duration::from_secs(60), Lane::Local);
         let kinds: std::collections::BTreeSet<_> = p.iter().map(|f| f.kind).collect();
         assert_eq!(kinds.len(), 3);
     }
@@ -161,7 +216,7 @@ mod tests {
     #[test]
     fn faults_are_ordered_inside_the_span_and_holds_in_range() {
         let span = Duration::from_secs(130);
-        let p = plan(42, 23, span);
+        let p = plan(42, 23, span, Lane::Seaweed);
         for w in p.windows(2) {
             assert!(w[0].at < w[1].at, "{w:?}");
         }

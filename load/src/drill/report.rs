@@ -46,6 +46,7 @@ impl FaultRecord {
 
 pub struct Summary {
     pub seed: u64,
+    pub lane: super::plan::Lane,
     pub produced_acked: u64,
     pub elapsed: Duration,
     pub caught: bool,
@@ -161,7 +162,7 @@ pub fn print(records: &[FaultRecord], s: &Summary) -> bool {
     );
     row(
         "fault kinds covered",
-        format!("{} / {}", kinds.len(), FaultKind::ALL.len()),
+        format!("{} / {}", kinds.len(), FaultKind::of(s.lane).len()),
     );
     row(
         "recovery after heal p50 / p99 / max, s",

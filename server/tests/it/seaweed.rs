@@ -2,10 +2,8 @@
 //! REST catalog that requires OAuth2 client credentials, and S3, on loopback ports. shopwatch
 //! writes through both; pyiceberg (through the same REST catalog) and Flight SQL read back.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use shopwatch_actors::lake::{CatalogKind, LakeParams, Props};
 use shopwatch_load::seaweed::{Seaweed, SeaweedParams};
 
 use crate::harness::*;
@@ -13,41 +11,23 @@ use crate::harness::*;
 const KEY: &str = "shopwatch-swfs-key";
 const SECRET: &str = "shopwatch-swfs-secret-9f3c";
 
-fn lake_params(s: &SeaweedParams, data: &std::path::Path) -> LakeParams {
-    let mut params = LakeParams::local("shopwatch", "ecommerce_db", data);
-    params.catalog = CatalogKind::Rest {
-        uri: s.catalog_uri(),
-        props: Props(HashMap::from([(
-            "credential".to_string(),
-            s.credential(),
-        )])),
-    };
-    params.warehouse = s.warehouse();
-    params.storage = [
-        ("s3.endpoint", s.s3_endpoint()),
-        ("s3.access-key-id", KEY.to_string()),
-        ("s3.secret-access-key", SECRET.to_string()),
-        ("s3.region", "us-east-1".to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    params
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rest_catalog_and_s3_on_seaweedfs_exactly_once_across_a_sigkill_with_bounded_metadata() {
     let dir = tempfile::tempdir().unwrap();
-    let swfs = Seaweed::start(SeaweedParams::new(&dir.path().join("seaweed"), KEY, SECRET).unwrap())
-        .await
-        .expect("SeaweedFS");
+    let swfs =
+        Seaweed::start(SeaweedParams::new(&dir.path().join("seaweed"), KEY, SECRET).unwrap())
+            .await
+            .expect("SeaweedFS");
     let (_broker, brokers) = broker(dir.path());
     let data = dir.path().join("lake");
     let acks = dir.path().join("acks.jsonl");
     let mut env: Vec<(String, String)> = swfs.params.shopwatch_env();
     // Commit as often as the server allows (about 0.6 s a round here), so hygiene must keep
     // up with hundreds of commits.
-    env.push(("SHOPWATCH_PIPELINE__COMMIT_INTERVAL_MS".into(), "100".into()));
+    env.push((
+        "SHOPWATCH_PIPELINE__COMMIT_INTERVAL_MS".into(),
+        "100".into(),
+    ));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
 
     let mut producer = produce(&brokers, 50_000, Some(400), 0.01, 29, &acks);
@@ -60,7 +40,7 @@ async fn rest_catalog_and_s3_on_seaweedfs_exactly_once_across_a_sigkill_with_bou
         .wait_exit(Duration::from_secs(240))
         .unwrap()
         .success());
-    let params = lake_params(&swfs.params, &data);
+    let params = swfs.params.lake_params(&data);
     let deadline = Instant::now() + Duration::from_secs(240);
     while !caught_up_lake(&brokers, params.clone()).await {
         assert!(
@@ -124,7 +104,9 @@ async fn rest_catalog_and_s3_on_seaweedfs_exactly_once_across_a_sigkill_with_bou
         serde_json::from_str(&python("check_history.py", &args)).expect("check_history summary")
     };
     let before = history(&[]);
-    let lake = shopwatch_actors::lake::Lake::open(params.clone()).await.unwrap();
+    let lake = shopwatch_actors::lake::Lake::open(params.clone())
+        .await
+        .unwrap();
     let mut orphans = 0;
     for (name, t) in before["tables"].as_object().unwrap() {
         let swept = shopwatch_actors::lake::maintenance::orphans::sweep(
@@ -135,14 +117,24 @@ async fn rest_catalog_and_s3_on_seaweedfs_exactly_once_across_a_sigkill_with_bou
         )
         .await
         .unwrap();
-        assert_eq!(swept.deleted as u64, t["orphan_files"].as_u64().unwrap(), "{name}");
+        assert_eq!(
+            swept.deleted as u64,
+            t["orphan_files"].as_u64().unwrap(),
+            "{name}"
+        );
         orphans += swept.deleted;
     }
 
     // Metadata stays bounded on a catalog that keeps history in the table metadata (decided
     // from the metadata: SeaweedFS keeps every snapshot until expired): hundreds of commits,
     // a handful of snapshots and metadata files per table.
-    let after = history(&["--no-orphans", "--max-metadata-files", "40", "--max-snapshots", "40"]);
+    let after = history(&[
+        "--no-orphans",
+        "--max-metadata-files",
+        "40",
+        "--max-snapshots",
+        "40",
+    ]);
     let mut commits = 0;
     for (name, t) in after["tables"].as_object().unwrap() {
         assert_eq!(t["offset_regressions"], 0, "{name}");

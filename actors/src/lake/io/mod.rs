@@ -2,6 +2,8 @@
 //! rows, and object storage (local disk and S3 through one API).
 
 pub mod append;
+#[cfg(feature = "failpoints")]
+pub mod faulty;
 pub mod scan;
 pub mod store;
 pub mod writer;

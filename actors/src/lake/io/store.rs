@@ -158,10 +158,14 @@ pub fn s3_store(bucket: &str, props: &HashMap<String, String>) -> Result<Arc<dyn
     if let Some(t) = props.get(S3_SESSION_TOKEN).filter(|t| !t.is_empty()) {
         b = b.with_token(t);
     }
-    let store = b
-        .build()
-        .map_err(|e| Error::new(ErrorKind::DataInvalid, format!("S3 bucket {bucket}: {e}")))?;
-    Ok(Arc::new(store))
+    let store: Arc<dyn ObjectStore> = Arc::new(
+        b.build()
+            .map_err(|e| Error::new(ErrorKind::DataInvalid, format!("S3 bucket {bucket}: {e}")))?,
+    );
+    // Drill builds put the `s3.request` failpoint in front of every request.
+    #[cfg(feature = "failpoints")]
+    let store = super::faulty::FaultyStore::wrap(store);
+    Ok(store)
 }
 
 /// Every object under `prefix` (a directory-like location), recursively.

@@ -202,10 +202,14 @@ mod tests {
             ((1, true), true),   // history expired down to one snapshot: its parent was ours
             ((2, true), true),   // SQL / SeaweedFS / Polaris after two commits
             ((7, true), true),
-            ((3, false), true),  // a rolled-back or replaced main branch still keeps snapshots
+            ((3, false), true), // a rolled-back or replaced main branch still keeps snapshots
         ];
         for ((snapshots, parent), want) in cases {
-            assert_eq!(history_kept(snapshots, parent), want, "{snapshots} snapshots, parent {parent}");
+            assert_eq!(
+                history_kept(snapshots, parent),
+                want,
+                "{snapshots} snapshots, parent {parent}"
+            );
         }
     }
 }
