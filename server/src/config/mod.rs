@@ -73,7 +73,7 @@ impl ConfigError {
 pub const PROFILES: [(&str, &str); 1] = [("compose", include_str!("../../profiles/compose.toml"))];
 
 /// Free-form maps whose keys are not checked.
-const OPEN_MAPS: [&str; 1] = ["kafka.extra"];
+const OPEN_MAPS: [&str; 2] = ["kafka.extra", "lake.rest_props"];
 
 /// Flags given on the command line, as `section.key = value` overrides.
 pub type Overrides = Vec<(&'static str, Value)>;

@@ -320,3 +320,65 @@ fn the_data_dir_is_resolved_once_to_a_clean_absolute_path() {
     .unwrap();
     assert_eq!(c.lake.warehouse, "file:///srv/lake");
 }
+
+#[test]
+fn rest_catalog_auth_is_checked_redacted_and_handed_to_the_catalog() {
+    let rest = [
+        ("SHOPWATCH_LAKE__CATALOG", "rest"),
+        ("SHOPWATCH_LAKE__REST_URI", "http://127.0.0.1:8181"),
+    ];
+    let with = |extra: &[(&str, &str)]| {
+        let mut v = rest.to_vec();
+        v.extend_from_slice(extra);
+        load(None, &env(&v), vec![])
+    };
+    // Each mistake names its key.
+    let cases: [(&[(&str, &str)], &str); 4] = [
+        (&[("SHOPWATCH_LAKE__REST_CREDENTIAL", "no-colon-here")], "lake.rest_credential"),
+        (
+            &[
+                ("SHOPWATCH_LAKE__REST_CREDENTIAL", "id:secret"),
+                ("SHOPWATCH_LAKE__REST_TOKEN", "tok"),
+            ],
+            "lake.rest_token",
+        ),
+        (&[("SHOPWATCH_LAKE__REST_PROPS__credential", "id:s")], "lake.rest_credential"),
+        (&[("SHOPWATCH_LAKE__REST_PROPS__uri", "http://x")], "lake.rest_uri"),
+    ];
+    for (extra, key) in cases {
+        let e = with(extra).unwrap_err().to_string();
+        assert!(e.contains(key), "{extra:?}: {e}");
+        assert!(!e.contains("secret"), "{extra:?} echoes a secret: {e}");
+    }
+    // REST settings on the SQL catalog are a mistake, not silently ignored.
+    let e = load(
+        None,
+        &env(&[("SHOPWATCH_LAKE__REST_CREDENTIAL", "id:secret")]),
+        vec![],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("lake.rest_credential") && e.contains("rest"), "{e}");
+
+    let c = with(&[
+        ("SHOPWATCH_LAKE__REST_CREDENTIAL", "client:hunter2-cred"),
+        ("SHOPWATCH_LAKE__REST_PROPS__scope", "PRINCIPAL_ROLE:ALL"),
+        ("SHOPWATCH_LAKE__REST_PROPS__header.X-Api-Key", "hunter2-header"),
+    ])
+    .unwrap();
+    let shown = c.redacted_toml();
+    for secret in ["hunter2-cred", "hunter2-header", "PRINCIPAL_ROLE"] {
+        assert!(!shown.contains(secret), "{secret} shown:\n{shown}");
+    }
+    let params = c.lake.params();
+    assert!(!format!("{params:?}").contains("hunter2"));
+    let shopwatch_actors::lake::CatalogKind::Rest { uri, props } = &params.catalog else {
+        panic!("not a REST catalog: {:?}", params.catalog);
+    };
+    assert_eq!(uri, "http://127.0.0.1:8181");
+    assert_eq!(props.get("credential"), Some("client:hunter2-cred"));
+    assert_eq!(props.get("scope"), Some("PRINCIPAL_ROLE:ALL"));
+    // Environment keys are lower-cased; HTTP header names are case-insensitive.
+    assert_eq!(props.get("header.x-api-key"), Some("hunter2-header"));
+    assert_eq!(props.get("token"), None);
+}
