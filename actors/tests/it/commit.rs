@@ -93,14 +93,11 @@ async fn committer(
     }
 }
 
-#[tokio::test]
-async fn concurrent_writer_forces_a_re_decision_not_a_silent_rebase() {
-    let dir = tempfile::tempdir().unwrap();
-    let lake = lake(dir.path()).await;
+/// The second writer commits another partition of the same topic: our batch is still valid,
+/// but it must be re-decided on the new snapshot, not rebased blindly onto it.
+async fn concurrent_writer_forces_a_re_decision(lake: &Lake) {
     let metrics = Metrics::new();
-    // The second writer commits another partition of the same topic: our batch is still valid,
-    // but it must be re-decided on the new snapshot, not rebased blindly onto it.
-    let mut ours = committer(&lake, Some(orders(1, 0..5)), &metrics).await;
+    let mut ours = committer(lake, Some(orders(1, 0..5)), &metrics).await;
     let report = ours.commit(orders(0, 0..10)).await.unwrap();
     assert_eq!(report.outcome, CommitOutcome::Committed);
     assert_eq!(
@@ -123,26 +120,59 @@ async fn concurrent_writer_forces_a_re_decision_not_a_silent_rebase() {
         recorded_offsets(&table, "orders_topic").unwrap(),
         [(0, 10), (1, 5)].into()
     );
-    let rows = source_offsets(&lake, "orders_processed").await;
+    let rows = source_offsets(lake, "orders_processed").await;
     assert_eq!(rows.len(), 15);
 }
 
-#[tokio::test]
-async fn a_writer_that_moved_our_offsets_fences_us() {
-    let dir = tempfile::tempdir().unwrap();
-    let lake = lake(dir.path()).await;
+/// The interloper commits [0, 4) of OUR partition: our [0, 10) no longer chains.
+async fn a_writer_that_moved_our_offsets_fences(lake: &Lake) {
     let metrics = Metrics::new();
-    // The interloper commits [0, 4) of OUR partition: our [0, 10) no longer chains.
-    let mut ours = committer(&lake, Some(orders(0, 0..4)), &metrics).await;
+    let mut ours = committer(lake, Some(orders(0, 0..4)), &metrics).await;
     let err = ours.commit(orders(0, 0..10)).await.unwrap_err();
     assert!(matches!(err, CommitError::Fenced { .. }), "{err}");
     assert!(err.is_fatal());
-    let rows = source_offsets(&lake, "orders_processed").await;
+    let rows = source_offsets(lake, "orders_processed").await;
     assert_eq!(
         rows.len(),
         4,
         "our batch must not have landed on the unchecked snapshot"
     );
+}
+
+#[tokio::test]
+async fn concurrent_writer_forces_a_re_decision_not_a_silent_rebase() {
+    let dir = tempfile::tempdir().unwrap();
+    concurrent_writer_forces_a_re_decision(&lake(dir.path()).await).await;
+}
+
+#[tokio::test]
+async fn a_writer_that_moved_our_offsets_fences_us() {
+    let dir = tempfile::tempdir().unwrap();
+    a_writer_that_moved_our_offsets_fences(&lake(dir.path()).await).await;
+}
+
+/// The same two races on a real Iceberg REST catalog (SeaweedFS, OAuth2, S3): our pin plus
+/// the catalog's own requirement check on the snapshot we decided on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_rest_catalog_the_pinned_commit_re_decides_and_fences_the_same() {
+    use shopwatch_load::seaweed::{Seaweed, SeaweedParams};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Seaweed::start(
+        SeaweedParams::new(&dir.path().join("seaweed"), "commit-key", "commit-secret").unwrap(),
+    )
+    .await
+    .expect("SeaweedFS");
+    // One namespace per case on the same server: each starts from an empty table.
+    for (namespace, fenced) in [("race_redecide", false), ("race_fenced", true)] {
+        let mut params = server.params.lake_params(&dir.path().join(namespace));
+        params.namespace = namespace.to_string();
+        let lake = Lake::open(params).await.unwrap();
+        if fenced {
+            a_writer_that_moved_our_offsets_fences(&lake).await;
+        } else {
+            concurrent_writer_forces_a_re_decision(&lake).await;
+        }
+    }
 }
 
 #[tokio::test]

@@ -334,7 +334,10 @@ fn rest_catalog_auth_is_checked_redacted_and_handed_to_the_catalog() {
     };
     // Each mistake names its key.
     let cases: [(&[(&str, &str)], &str); 4] = [
-        (&[("SHOPWATCH_LAKE__REST_CREDENTIAL", "no-colon-here")], "lake.rest_credential"),
+        (
+            &[("SHOPWATCH_LAKE__REST_CREDENTIAL", "no-colon-here")],
+            "lake.rest_credential",
+        ),
         (
             &[
                 ("SHOPWATCH_LAKE__REST_CREDENTIAL", "id:secret"),
@@ -342,8 +345,14 @@ fn rest_catalog_auth_is_checked_redacted_and_handed_to_the_catalog() {
             ],
             "lake.rest_token",
         ),
-        (&[("SHOPWATCH_LAKE__REST_PROPS__credential", "id:s")], "lake.rest_credential"),
-        (&[("SHOPWATCH_LAKE__REST_PROPS__uri", "http://x")], "lake.rest_uri"),
+        (
+            &[("SHOPWATCH_LAKE__REST_PROPS__credential", "id:s")],
+            "lake.rest_credential",
+        ),
+        (
+            &[("SHOPWATCH_LAKE__REST_PROPS__uri", "http://x")],
+            "lake.rest_uri",
+        ),
     ];
     for (extra, key) in cases {
         let e = with(extra).unwrap_err().to_string();
@@ -358,12 +367,18 @@ fn rest_catalog_auth_is_checked_redacted_and_handed_to_the_catalog() {
     )
     .unwrap_err()
     .to_string();
-    assert!(e.contains("lake.rest_credential") && e.contains("rest"), "{e}");
+    assert!(
+        e.contains("lake.rest_credential") && e.contains("rest"),
+        "{e}"
+    );
 
     let c = with(&[
         ("SHOPWATCH_LAKE__REST_CREDENTIAL", "client:hunter2-cred"),
         ("SHOPWATCH_LAKE__REST_PROPS__scope", "PRINCIPAL_ROLE:ALL"),
-        ("SHOPWATCH_LAKE__REST_PROPS__header.X-Api-Key", "hunter2-header"),
+        (
+            "SHOPWATCH_LAKE__REST_PROPS__header.X-Api-Key",
+            "hunter2-header",
+        ),
     ])
     .unwrap();
     let shown = c.redacted_toml();

@@ -152,3 +152,29 @@ async fn rest_catalog_and_s3_on_seaweedfs_exactly_once_across_a_sigkill_with_bou
     let log = std::fs::read_to_string(data.with_extension("log")).unwrap();
     assert!(!log.contains(SECRET));
 }
+
+/// The catalog's half of the pinned commit (ours is tested in the actors' commit tests, on
+/// this server too): a commit decided on a snapshot that is no longer current is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rest_catalog_refuses_a_commit_decided_on_a_stale_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let swfs =
+        Seaweed::start(SeaweedParams::new(&dir.path().join("seaweed"), KEY, SECRET).unwrap())
+            .await
+            .expect("SeaweedFS");
+    let p = &swfs.params;
+    let out = python(
+        "rest_requirements.py",
+        &[
+            &p.catalog_uri(),
+            &p.warehouse(),
+            &p.credential(),
+            &p.s3_endpoint(),
+            KEY,
+            SECRET,
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["stale_commit_refused"], true, "{v}");
+    assert_eq!(v["rows"], 6, "{v}");
+}
