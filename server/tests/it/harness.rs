@@ -167,6 +167,25 @@ pub fn python(script: &str, args: &[&str]) -> String {
     stdout
 }
 
+/// Flight SQL (pyarrow and ADBC) reads the raw tables with the same rows and ids as a
+/// pyiceberg recount of the lake described by `lake_args` (raw only: a live stream's windows
+/// are still open).
+pub fn flight_matches_the_lake(flight: &str, data_dir: &Path, lake_args: &[&str]) {
+    let mut args = vec![
+        "--flight",
+        flight,
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--raw-only",
+    ];
+    args.extend(lake_args);
+    let summary = python("flight_check.py", &args);
+    assert!(
+        summary.contains("adbc clicks_processed rows and ids"),
+        "{summary}"
+    );
+}
+
 pub fn produce(
     brokers: &str,
     count: u64,

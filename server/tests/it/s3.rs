@@ -110,19 +110,7 @@ async fn s3_warehouse_exactly_once_across_a_sigkill_and_read_over_flight() {
     // The embedded Flight SQL server reads the S3 warehouse: pyarrow and ADBC against a
     // pyiceberg recount of the same lake (raw tables: the windows of a live stream are still
     // open here; the KPI path does not depend on the storage).
-    let mut args = vec![
-        "--flight",
-        flight.as_str(),
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--raw-only",
-    ];
-    args.extend(s3_args);
-    let flight_summary = python("flight_check.py", &args);
-    assert!(
-        flight_summary.contains("adbc clicks_processed rows and ids"),
-        "{flight_summary}"
-    );
+    flight_matches_the_lake(&flight, &data, &s3_args);
 
     run.signal(libc::SIGTERM);
     assert!(run.wait_exit(Duration::from_secs(30)).unwrap().success());
