@@ -30,14 +30,16 @@ async fn rest_catalog_and_s3_on_seaweedfs_exactly_once_across_a_sigkill_with_bou
     ));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
 
-    let mut producer = produce(&brokers, 50_000, Some(400), 0.01, 29, &acks);
+    // About 280 s of traffic: at a commit round of about 0.5 s on this server, each raw table
+    // passes 500 commits while its metadata must stay flat.
+    let mut producer = produce(&brokers, 50_000, Some(180), 0.01, 29, &acks);
     let (mut run, _, _) = run_pipeline_env(&brokers, &data, &env);
     tokio::time::sleep(Duration::from_secs(12)).await;
     run.signal(libc::SIGKILL);
     run.wait_exit(Duration::from_secs(10)).expect("killed");
     let (mut run, http, flight) = run_pipeline_env(&brokers, &data, &env);
     assert!(producer
-        .wait_exit(Duration::from_secs(240))
+        .wait_exit(Duration::from_secs(420))
         .unwrap()
         .success());
     let params = swfs.params.lake_params(&data);
@@ -120,14 +122,15 @@ async fn rest_catalog_and_s3_on_seaweedfs_exactly_once_across_a_sigkill_with_bou
     }
 
     // Metadata stays bounded on a catalog that keeps history in the table metadata (decided
-    // from the metadata: SeaweedFS keeps every snapshot until expired): hundreds of commits,
-    // a handful of snapshots and metadata files per table.
+    // from the metadata: SeaweedFS keeps every snapshot until expired). The bound follows the
+    // commit rate, not the commit count: files younger than 15 s (a reader may be using them)
+    // stay, plus 5 kept and up to 10 commits between two hygiene rounds.
     let after = history(&[
         "--no-orphans",
         "--max-metadata-files",
-        "40",
+        "80",
         "--max-snapshots",
-        "40",
+        "80",
     ]);
     let mut commits = 0;
     for (name, t) in after["tables"].as_object().unwrap() {
@@ -137,9 +140,16 @@ async fn rest_catalog_and_s3_on_seaweedfs_exactly_once_across_a_sigkill_with_bou
     }
     for table in ["orders_processed", "clicks_processed", "errors_processed"] {
         let t = &after["tables"][table];
-        assert!(t["commits"].as_u64().unwrap() >= 100, "{table}: {t}");
+        let commits = t["commits"].as_u64().unwrap();
+        // ≥ 500 on the 2-core machines this was built on; a slower server commits less often.
+        assert!(commits >= 300, "{table}: {t}");
+        // Without hygiene every commit would leave its metadata.json behind.
+        assert!(
+            t["metadata_json_files"].as_u64().unwrap() * 3 <= commits,
+            "{table}: {t}"
+        );
     }
-    assert!(commits >= 500, "{commits} commits in the whole lake");
+    assert!(commits >= 1_000, "{commits} commits in the whole lake");
     println!("commits {commits}, orphans swept {orphans}\n{after}");
 
     // The OAuth2 client secret and the S3 secret key never reach the log.
