@@ -249,6 +249,40 @@ pub async fn caught_up_lake(brokers: &str, params: LakeParams) -> bool {
     true
 }
 
+/// `wait_caught_up` for a lake elsewhere than `data_dir` (S3, a REST catalog): `params` says
+/// where; the pipeline's log is still next to `data_dir`.
+pub async fn wait_caught_up_lake(
+    brokers: &str,
+    params: LakeParams,
+    data_dir: &Path,
+    timeout: Duration,
+) {
+    let deadline = Instant::now() + timeout;
+    while !caught_up_lake(brokers, params.clone()).await {
+        assert!(
+            Instant::now() < deadline,
+            "pipeline did not catch up within {timeout:?}; see {}",
+            data_dir.with_extension("log").display()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Start the pipeline, SIGKILL it after `after`, start it again; the second one's (process,
+/// http, flight).
+pub async fn pipeline_killed_once(
+    brokers: &str,
+    data_dir: &Path,
+    env: &[(&str, &str)],
+    after: Duration,
+) -> (Proc, String, String) {
+    let (mut run, _, _) = run_pipeline_env(brokers, data_dir, env);
+    tokio::time::sleep(after).await;
+    run.signal(libc::SIGKILL);
+    run.wait_exit(Duration::from_secs(10)).expect("killed");
+    run_pipeline_env(brokers, data_dir, env)
+}
+
 pub async fn wait_caught_up(brokers: &str, data_dir: &Path, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {

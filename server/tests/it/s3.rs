@@ -64,11 +64,8 @@ async fn s3_warehouse_exactly_once_across_a_sigkill_and_read_over_flight() {
         ("SHOPWATCH_MAINTENANCE__EVERY_COMMITS", "5"),
     ];
     let mut producer = produce(&brokers, 20_000, Some(2_500), 0.01, 23, &acks);
-    let (mut run, _, _) = run_pipeline_env(&brokers, &data, &env);
-    tokio::time::sleep(Duration::from_millis(3_500)).await;
-    run.signal(libc::SIGKILL);
-    run.wait_exit(Duration::from_secs(10)).expect("killed");
-    let (mut run, _http, flight) = run_pipeline_env(&brokers, &data, &env);
+    let (mut run, _http, flight) =
+        pipeline_killed_once(&brokers, &data, &env, Duration::from_millis(3_500)).await;
     assert!(producer
         .wait_exit(Duration::from_secs(120))
         .unwrap()
@@ -85,15 +82,7 @@ async fn s3_warehouse_exactly_once_across_a_sigkill_and_read_over_flight() {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while !caught_up_lake(&brokers, params.clone()).await {
-        assert!(
-            Instant::now() < deadline,
-            "pipeline did not catch up; see {}",
-            data.with_extension("log").display()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    wait_caught_up_lake(&brokers, params.clone(), &data, Duration::from_secs(180)).await;
     // Nothing went to the local disk but the catalog database.
     assert!(!data.join("warehouse").exists());
 

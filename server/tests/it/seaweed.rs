@@ -2,7 +2,7 @@
 //! REST catalog that requires OAuth2 client credentials, and S3, on loopback ports. shopwatch
 //! writes through both; pyiceberg (through the same REST catalog) and Flight SQL read back.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use shopwatch_load::seaweed::{Seaweed, SeaweedParams};
 
@@ -33,25 +33,14 @@ async fn rest_catalog_and_s3_on_seaweedfs_exactly_once_across_a_sigkill_with_bou
     // About 280 s of traffic: at a commit round of about 0.5 s on this server, each raw table
     // passes 500 commits while its metadata must stay flat.
     let mut producer = produce(&brokers, 50_000, Some(180), 0.01, 29, &acks);
-    let (mut run, _, _) = run_pipeline_env(&brokers, &data, &env);
-    tokio::time::sleep(Duration::from_secs(12)).await;
-    run.signal(libc::SIGKILL);
-    run.wait_exit(Duration::from_secs(10)).expect("killed");
-    let (mut run, http, flight) = run_pipeline_env(&brokers, &data, &env);
+    let (mut run, http, flight) =
+        pipeline_killed_once(&brokers, &data, &env, Duration::from_secs(12)).await;
     assert!(producer
         .wait_exit(Duration::from_secs(420))
         .unwrap()
         .success());
     let params = swfs.params.lake_params(&data);
-    let deadline = Instant::now() + Duration::from_secs(240);
-    while !caught_up_lake(&brokers, params.clone()).await {
-        assert!(
-            Instant::now() < deadline,
-            "pipeline did not catch up; see {}",
-            data.with_extension("log").display()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    wait_caught_up_lake(&brokers, params.clone(), &data, Duration::from_secs(240)).await;
     // Nothing on the local disk: the catalog is the server's, the warehouse its S3.
     assert!(!data.join("catalog.db").exists() && !data.join("warehouse").exists());
 
