@@ -14,7 +14,7 @@ COPY load load
 COPY web web
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p shopwatch \
+    cargo build --release --locked -p shopwatch --bin shopwatch \
  && cp target/release/shopwatch /usr/local/bin/shopwatch
 
 FROM debian:bookworm-slim AS runtime

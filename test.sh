@@ -3,7 +3,6 @@
 # Built with failpoints: the drill test needs them; they stay dormant unless a drill arms one.
 set -euo pipefail
 cd "$(dirname "$0")"
-export SHOPWATCH_TOOLS_DIR="${SHOPWATCH_TOOLS_DIR:-$HOME/.cache/shopwatch/tools}"
 if ! command -v cargo-nextest >/dev/null 2>&1; then
   exec cargo test --workspace --features shopwatch/failpoints -- --test-threads 2
 fi

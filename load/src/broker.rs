@@ -2,7 +2,7 @@
 //! three topics created, so users never type Tansu's flags.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -35,61 +35,39 @@ pub struct BrokerParams {
     pub storage: BrokerStorage,
 }
 
-/// Where shopwatch installs its own Tansu build (outside any clone, reused across runs).
-pub fn tools_root() -> PathBuf {
-    if let Ok(dir) = std::env::var("SHOPWATCH_TOOLS_DIR") {
-        return PathBuf::from(dir);
-    }
-    let home = std::env::var("HOME").unwrap_or_else(|_| ".".into());
-    PathBuf::from(home).join(".cache/shopwatch/tools")
+/// The broker process's binary, built beside `shopwatch` from the same package
+/// (`server/src/broker_process.rs`): Tansu 0.6.0 linked in as a library, so the dependency graph
+/// Tansu and shopwatch share is built once. A binary of its own because Tansu's SQLite (libsql)
+/// and the SQL catalog's SQLite define the same C symbols and cannot share one executable.
+pub const BROKER_BIN: &str = "shopwatch-broker";
+
+/// The program that runs the broker process: [`BROKER_BIN`] next to the running executable, or
+/// `TANSU_BIN`, an external Tansu 0.6.0 binary (built with `--features libsql,dynostore`); both
+/// take Tansu's `broker` flags. Always its own process: the drills kill and restart it, and a
+/// pipeline crash never takes the broker down.
+#[derive(Clone, Debug)]
+pub struct BrokerProgram {
+    bin: PathBuf,
 }
 
-/// Find the Tansu binary: `TANSU_BIN`, then our tools dir, then `PATH`.
-pub fn find_tansu() -> Option<PathBuf> {
-    if let Ok(bin) = std::env::var("TANSU_BIN") {
-        return Some(PathBuf::from(bin));
+impl BrokerProgram {
+    pub fn resolve() -> anyhow::Result<BrokerProgram> {
+        if let Some(bin) = std::env::var_os("TANSU_BIN").filter(|b| !b.is_empty()) {
+            return Ok(BrokerProgram {
+                bin: PathBuf::from(bin),
+            });
+        }
+        let exe = std::env::current_exe().context("locating the running executable")?;
+        let bin = exe.with_file_name(BROKER_BIN);
+        if !bin.is_file() {
+            bail!(
+                "the broker binary {} is missing; `cargo build -p shopwatch` builds it beside \
+                 `shopwatch` (or set TANSU_BIN to a Tansu {TANSU_VERSION} binary)",
+                bin.display()
+            );
+        }
+        Ok(BrokerProgram { bin })
     }
-    let ours = tools_root().join("bin/tansu");
-    if ours.is_file() {
-        return Some(ours);
-    }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("tansu"))
-            .find(|p| p.is_file())
-    })
-}
-
-/// Find Tansu, building it once with the storage features if it is missing.
-pub async fn ensure_tansu() -> anyhow::Result<PathBuf> {
-    if let Some(bin) = find_tansu() {
-        return Ok(bin);
-    }
-    let root = tools_root();
-    eprintln!(
-        "shopwatch: the local broker (Tansu {TANSU_VERSION}) is not installed; building it once into {} \
-         (about 12 minutes on 2 cores, reused afterwards)",
-        root.display()
-    );
-    let status = Command::new("cargo")
-        .args([
-            "install",
-            "tansu",
-            "--version",
-            TANSU_VERSION,
-            "--locked",
-            "--features",
-            "libsql,dynostore",
-            "--root",
-        ])
-        .arg(&root)
-        .status()
-        .await
-        .context("running `cargo install tansu` (is cargo on PATH?)")?;
-    if !status.success() {
-        bail!("`cargo install tansu --version {TANSU_VERSION} --features libsql,dynostore` failed ({status})");
-    }
-    find_tansu().context("tansu was installed but its binary was not found")
 }
 
 /// Wait until `lines` (a `shopwatch broker` stdout) says `broker ready`; false on EOF or after
@@ -110,7 +88,7 @@ where
     .unwrap_or(false)
 }
 
-fn spawn_tansu(bin: &Path, params: &BrokerParams) -> anyhow::Result<Child> {
+fn spawn_tansu(program: &BrokerProgram, params: &BrokerParams) -> anyhow::Result<Child> {
     std::fs::create_dir_all(&params.data_dir)
         .with_context(|| format!("creating broker data dir {}", params.data_dir.display()))?;
     let url = format!("tcp://{}", params.listen);
@@ -123,7 +101,7 @@ fn spawn_tansu(bin: &Path, params: &BrokerParams) -> anyhow::Result<Child> {
         .create(true)
         .append(true)
         .open(params.data_dir.join("tansu.log"))?;
-    let mut cmd = Command::new(bin);
+    let mut cmd = Command::new(&program.bin);
     // SAFETY: prctl is async-signal-safe. If we are SIGKILLed, the broker gets SIGTERM instead
     // of being orphaned holding the port.
     unsafe {
@@ -151,7 +129,7 @@ fn spawn_tansu(bin: &Path, params: &BrokerParams) -> anyhow::Result<Child> {
         .stderr(log)
         .kill_on_drop(true)
         .spawn()
-        .with_context(|| format!("starting {}", bin.display()))
+        .with_context(|| format!("starting {}", program.bin.display()))
 }
 
 async fn wait_for_port(
@@ -216,14 +194,14 @@ fn terminate(child: &Child) {
 /// it alive; `supervise` restarts it if it dies.
 pub struct Broker {
     params: BrokerParams,
-    bin: PathBuf,
+    program: BrokerProgram,
     child: Child,
 }
 
 impl Broker {
     pub async fn start(params: BrokerParams) -> anyhow::Result<Broker> {
-        let bin = ensure_tansu().await?;
-        let mut child = spawn_tansu(&bin, &params)?;
+        let program = BrokerProgram::resolve()?;
+        let mut child = spawn_tansu(&program, &params)?;
         wait_for_port(params.listen, &mut child, Duration::from_secs(30)).await?;
         create_topics(
             &params.listen.to_string(),
@@ -231,7 +209,11 @@ impl Broker {
             params.partitions,
         )
         .await?;
-        Ok(Broker { params, bin, child })
+        Ok(Broker {
+            params,
+            program,
+            child,
+        })
     }
 
     pub fn brokers(&self) -> String {
@@ -252,7 +234,7 @@ impl Broker {
                 }
                 warn!(%status, restarts, "broker exited, restarting");
                 tokio::time::sleep(Duration::from_millis(500 * u64::from(restarts))).await;
-                self.child = spawn_tansu(&self.bin, &self.params)?;
+                self.child = spawn_tansu(&self.program, &self.params)?;
                 wait_for_port(self.params.listen, &mut self.child, Duration::from_secs(30)).await?;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;

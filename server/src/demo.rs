@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use shopwatch_load::broker::ensure_tansu;
 use shopwatch_load::produce::{produce, ProduceParams};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
@@ -15,8 +14,6 @@ use crate::config::Config;
 use crate::run::{data_dir_display, run_until, shutdown_signal};
 
 pub async fn demo(mut cfg: Config, seed: u64) -> anyhow::Result<i32> {
-    // Build/install Tansu first so its one-time build is visible before anything else starts.
-    ensure_tansu().await?;
     cfg.kafka.brokers = cfg.demo.broker_listen.clone();
     let broker_dir = cfg.lake.data_dir.join("broker");
     let exe = std::env::current_exe().context("locating the shopwatch binary")?;

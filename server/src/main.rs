@@ -37,7 +37,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Local broker, pipeline, lake and HTTP in one command (installs the broker if missing).
+    /// Local broker, pipeline, lake and HTTP in one command.
     Demo(cli::demo::DemoArgs),
     /// Run the pipeline against an existing Kafka.
     Run(cli::RunArgs),

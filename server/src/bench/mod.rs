@@ -64,7 +64,6 @@ pub async fn memory_broker(
         cfg.topics.clicks.clone(),
         cfg.topics.errors.clone(),
     ];
-    shopwatch_load::broker::ensure_tansu().await?;
     let broker = Broker::start(BrokerParams {
         listen: free_addr()?.parse()?,
         data_dir: dir.join("broker"),

@@ -86,7 +86,6 @@ async fn one_run() -> anyhow::Result<(f64, f64)> {
 }
 
 pub async fn run(args: StartupArgs) -> anyhow::Result<i32> {
-    shopwatch_load::broker::ensure_tansu().await?;
     println!("startup: `shopwatch demo` launch → first websocket frame → first KPI message");
     let mut kpi = Vec::new();
     for i in 0..args.runs.max(1) {

@@ -53,7 +53,8 @@ pub async fn run(args: DrillArgs, ctx: &Ctx) -> anyhow::Result<i32> {
     if !shopwatch_actors::failpoint::ENABLED {
         anyhow::bail!(
             "shopwatch drill needs a build with failpoints: \
-             cargo run --release -p shopwatch --features failpoints -- drill"
+             cargo build --release -p shopwatch --features failpoints \
+             && target/release/shopwatch drill"
         );
     }
     let cfg = ctx.config(Vec::new())?;

@@ -52,10 +52,6 @@ impl Proc {
 
 /// `shopwatch broker` on a free port; waits for its ready line.
 pub fn broker(dir: &Path) -> (Proc, String) {
-    assert!(
-        shopwatch_load::broker::find_tansu().is_some(),
-        "Tansu is not installed: run .ci/run (or `shopwatch demo`) once to build it"
-    );
     let addr = format!("127.0.0.1:{}", free_port());
     let mut child = Command::new(BIN)
         .args(["broker", "--listen", &addr, "--data-dir"])
