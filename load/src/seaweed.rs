@@ -33,12 +33,18 @@ pub struct SeaweedParams {
     admin_port: u16,
 }
 
+/// Ports are drawn from here, gRPC twins included: below Linux's ephemeral range (32768 and up),
+/// so no outgoing connection of another process (a drill's producer, say) can take one between
+/// our check and SeaweedFS binding it.
+const PORTS: std::ops::Range<u16> = 10_000..22_768;
+
 /// A loopback port that is free, with its +10000 gRPC twin free as well.
 fn free_port_pair(taken: &[u16]) -> anyhow::Result<u16> {
+    use rand::Rng;
+    let mut rng = rand::rng();
     for _ in 0..200 {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        // Room for the gRPC twin below 65535, and never one of ours.
-        let port = 20_000 + port % 30_000;
+        let port = rng.random_range(PORTS);
+        // Never one of ours.
         let pair = [port, port + 10_000];
         if pair
             .iter()
@@ -180,8 +186,29 @@ impl Seaweed {
             child: None,
             starts: 0,
         };
-        s.up().await?;
-        Ok(s)
+        let mut retries = 0;
+        loop {
+            match s.up().await {
+                Ok(()) => return Ok(s),
+                // A port was taken between our check and its bind: start over on new ports
+                // (nothing in the directory is worth keeping yet).
+                Err(e) if retries < 3 && format!("{e:#}").contains("address already in use") => {
+                    retries += 1;
+                    tracing::warn!(error = %e, "SeaweedFS could not bind, retrying on other ports");
+                    s.child = None;
+                    s.starts = 0;
+                    let p = &s.params;
+                    let _ = std::fs::remove_dir_all(&p.dir);
+                    let _ = std::fs::remove_file(s.log_path());
+                    s.params = SeaweedParams::new(
+                        &p.dir.clone(),
+                        &p.access_key.clone(),
+                        &p.secret_key.clone(),
+                    )?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     pub fn log_path(&self) -> PathBuf {
@@ -244,9 +271,13 @@ impl Seaweed {
         loop {
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
+                    // The log usually lives in a temporary directory: say what it said.
+                    let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+                    let tail: Vec<&str> = log.lines().rev().take(20).collect();
                     bail!(
-                        "SeaweedFS exited at start ({status}); see {}",
-                        self.log_path().display()
+                        "SeaweedFS exited at start ({status}); {} ends:\n{}",
+                        self.log_path().display(),
+                        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
                     );
                 }
             }

@@ -21,9 +21,23 @@ fn free_addr() -> String {
 }
 
 /// Every maintenance step succeeded: no failure counted, the sweeper reported for raw tables.
-async fn maintenance_ran_cleanly(http: &str) {
+async fn maintenance_ran_cleanly(http: &str, log: &Path) {
     let failures = metric_sum(http, "shopwatch_maintenance_failures_total").await;
-    assert_eq!(failures, 0.0, "maintenance steps failed");
+    if failures != 0.0 {
+        let body = metrics_text(http).await;
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        panic!(
+            "{failures} maintenance steps failed:\n{}\n{}",
+            body.lines()
+                .filter(|l| l.starts_with("shopwatch_maintenance_failures_total"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            text.lines()
+                .filter(|l| l.contains("maintenance step failed"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
     for table in ["orders_processed", "clicks_processed", "errors_processed"] {
         let sample = format!("shopwatch_orphan_files_pending{{table=\"{table}\"}}");
         let body = metrics_text(http).await;
@@ -141,8 +155,8 @@ async fn the_readmes_demo_and_a_relative_data_dir_keep_their_lakes_maintained() 
         .success());
     let data = work.join("lake");
     wait_caught_up(&brokers, &data, Duration::from_secs(60)).await;
-    maintenance_ran_cleanly(&demo_http).await;
-    maintenance_ran_cleanly(&run_http).await;
+    maintenance_ran_cleanly(&demo_http, &demo_log).await;
+    maintenance_ran_cleanly(&run_http, &run_log).await;
     eprintln!("ran {:.0} s", started.elapsed().as_secs_f64());
     for p in [&mut demo, &mut run] {
         p.signal(libc::SIGTERM);
