@@ -17,7 +17,16 @@ pub async fn demo(mut cfg: Config, seed: u64) -> anyhow::Result<i32> {
     cfg.kafka.brokers = cfg.demo.broker_listen.clone();
     let broker_dir = cfg.lake.data_dir.join("broker");
     let exe = std::env::current_exe().context("locating the shopwatch binary")?;
-    let mut broker = Command::new(exe)
+    let mut cmd = Command::new(exe);
+    // SAFETY: prctl is async-signal-safe. If the demo is SIGKILLed, `shopwatch broker` gets
+    // SIGTERM (and stops its broker process) instead of being orphaned holding the port.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    let mut broker = cmd
         .arg("broker")
         .args([
             "--listen",
