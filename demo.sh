@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 target="${CARGO_TARGET_DIR:-target}"
 if [ ! -x "$target/debug/shopwatch" ] || [ ! -x "$target/debug/shopwatch-broker" ]; then
   echo "demo: first run: building shopwatch and its broker (Tansu 0.6.0, linked in);" \
-       "about 12 minutes on 2 cores, seconds on later runs" >&2
+       "about 17 minutes on 2 cores (measured 16 min 44 s), seconds on later runs" >&2
 fi
 cargo build -p shopwatch
 exec "$target/debug/shopwatch" demo "$@"
