@@ -2,7 +2,7 @@
 //! three topics created, so users never type Tansu's flags.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -45,28 +45,31 @@ pub const BROKER_BIN: &str = "shopwatch-broker";
 /// `TANSU_BIN`, an external Tansu 0.6.0 binary (built with `--features libsql,dynostore`); both
 /// take Tansu's `broker` flags. Always its own process: the drills kill and restart it, and a
 /// pipeline crash never takes the broker down.
-#[derive(Clone, Debug)]
-pub struct BrokerProgram {
-    bin: PathBuf,
+pub fn broker_program() -> anyhow::Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("TANSU_BIN").filter(|b| !b.is_empty()) {
+        return Ok(PathBuf::from(bin));
+    }
+    let exe = std::env::current_exe().context("locating the running executable")?;
+    let bin = exe.with_file_name(BROKER_BIN);
+    if !bin.is_file() {
+        bail!(
+            "the broker binary {} is missing; `cargo build -p shopwatch` builds it beside \
+             `shopwatch` (or set TANSU_BIN to a Tansu {TANSU_VERSION} binary)",
+            bin.display()
+        );
+    }
+    Ok(bin)
 }
 
-impl BrokerProgram {
-    pub fn resolve() -> anyhow::Result<BrokerProgram> {
-        if let Some(bin) = std::env::var_os("TANSU_BIN").filter(|b| !b.is_empty()) {
-            return Ok(BrokerProgram {
-                bin: PathBuf::from(bin),
-            });
-        }
-        let exe = std::env::current_exe().context("locating the running executable")?;
-        let bin = exe.with_file_name(BROKER_BIN);
-        if !bin.is_file() {
-            bail!(
-                "the broker binary {} is missing; `cargo build -p shopwatch` builds it beside \
-                 `shopwatch` (or set TANSU_BIN to a Tansu {TANSU_VERSION} binary)",
-                bin.display()
-            );
-        }
-        Ok(BrokerProgram { bin })
+/// Make a child get SIGTERM when its parent dies, even by SIGKILL, instead of being orphaned
+/// holding its port.
+pub fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: prctl is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
     }
 }
 
@@ -88,7 +91,7 @@ where
     .unwrap_or(false)
 }
 
-fn spawn_tansu(program: &BrokerProgram, params: &BrokerParams) -> anyhow::Result<Child> {
+fn spawn_tansu(bin: &Path, params: &BrokerParams) -> anyhow::Result<Child> {
     std::fs::create_dir_all(&params.data_dir)
         .with_context(|| format!("creating broker data dir {}", params.data_dir.display()))?;
     let url = format!("tcp://{}", params.listen);
@@ -101,15 +104,8 @@ fn spawn_tansu(program: &BrokerProgram, params: &BrokerParams) -> anyhow::Result
         .create(true)
         .append(true)
         .open(params.data_dir.join("tansu.log"))?;
-    let mut cmd = Command::new(&program.bin);
-    // SAFETY: prctl is async-signal-safe. If we are SIGKILLed, the broker gets SIGTERM instead
-    // of being orphaned holding the port.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-            Ok(())
-        });
-    }
+    let mut cmd = Command::new(bin);
+    die_with_parent(&mut cmd);
     cmd.arg("broker")
         .args([
             "--listener-url",
@@ -129,7 +125,7 @@ fn spawn_tansu(program: &BrokerProgram, params: &BrokerParams) -> anyhow::Result
         .stderr(log)
         .kill_on_drop(true)
         .spawn()
-        .with_context(|| format!("starting {}", program.bin.display()))
+        .with_context(|| format!("starting {}", bin.display()))
 }
 
 async fn wait_for_port(
@@ -194,14 +190,14 @@ fn terminate(child: &Child) {
 /// it alive; `supervise` restarts it if it dies.
 pub struct Broker {
     params: BrokerParams,
-    program: BrokerProgram,
+    bin: PathBuf,
     child: Child,
 }
 
 impl Broker {
     pub async fn start(params: BrokerParams) -> anyhow::Result<Broker> {
-        let program = BrokerProgram::resolve()?;
-        let mut child = spawn_tansu(&program, &params)?;
+        let bin = broker_program()?;
+        let mut child = spawn_tansu(&bin, &params)?;
         wait_for_port(params.listen, &mut child, Duration::from_secs(30)).await?;
         create_topics(
             &params.listen.to_string(),
@@ -209,11 +205,7 @@ impl Broker {
             params.partitions,
         )
         .await?;
-        Ok(Broker {
-            params,
-            program,
-            child,
-        })
+        Ok(Broker { params, bin, child })
     }
 
     pub fn brokers(&self) -> String {
@@ -234,7 +226,7 @@ impl Broker {
                 }
                 warn!(%status, restarts, "broker exited, restarting");
                 tokio::time::sleep(Duration::from_millis(500 * u64::from(restarts))).await;
-                self.child = spawn_tansu(&self.program, &self.params)?;
+                self.child = spawn_tansu(&self.bin, &self.params)?;
                 wait_for_port(self.params.listen, &mut self.child, Duration::from_secs(30)).await?;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;

@@ -60,7 +60,8 @@ async fn serve(listener: url::Url, advertised: url::Url, storage: url::Url) -> a
     Ok(())
 }
 
-fn main() -> ExitCode {
+#[tokio::main]
+async fn main() -> ExitCode {
     let Cli {
         command:
             Command::Broker {
@@ -75,17 +76,7 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: starting the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(serve(listener_url, advertised_listener_url, storage_engine)) {
+    match serve(listener_url, advertised_listener_url, storage_engine).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -18,14 +18,8 @@ pub async fn demo(mut cfg: Config, seed: u64) -> anyhow::Result<i32> {
     let broker_dir = cfg.lake.data_dir.join("broker");
     let exe = std::env::current_exe().context("locating the shopwatch binary")?;
     let mut cmd = Command::new(exe);
-    // SAFETY: prctl is async-signal-safe. If the demo is SIGKILLed, `shopwatch broker` gets
-    // SIGTERM (and stops its broker process) instead of being orphaned holding the port.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-            Ok(())
-        });
-    }
+    // If the demo is SIGKILLed, `shopwatch broker` still stops its broker process.
+    shopwatch_load::broker::die_with_parent(&mut cmd);
     let mut broker = cmd
         .arg("broker")
         .args([
