@@ -17,6 +17,8 @@ pub const POINTS: &[&str] = &[
     "catalog.after_commit_write",
     // The committer knows the commit landed; it has not told anyone yet.
     "committer.after_catalog_commit",
+    // A data compaction has written its merged files and is about to commit the replacement.
+    "compaction.before_commit",
     // Every request to S3 object storage (put, get, list, delete, copy), before it is sent:
     // `error` stands for a 5xx the client gave up on.
     "s3.request",

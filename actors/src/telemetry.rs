@@ -26,6 +26,9 @@ pub struct Metrics {
     pub orphan_bytes_reclaimed: IntCounterVec,
     pub orphan_files_pending: IntGaugeVec,
     pub maintenance_failures: IntCounterVec,
+    /// Data files replaced by compaction, and merged files written in their place.
+    pub data_files_replaced: IntCounterVec,
+    pub data_files_written: IntCounterVec,
     /// The state of every maintenance step per table, for `/readyz` and the page.
     pub maintenance: MaintenanceLog,
     /// Bumped after every landed commit, so readers (the KPI refresher) can follow the lake.
@@ -183,8 +186,18 @@ impl Metrics {
         );
         let maintenance_failures = counter(
             "shopwatch_maintenance_failures_total",
-            "Maintenance steps (manifest_compaction, hygiene, orphan_sweep) that failed, per table.",
+            "Maintenance steps (manifest_compaction, data_compaction, hygiene, orphan_sweep) that failed, per table.",
             &["table", "step"],
+        );
+        let data_files_replaced = counter(
+            "shopwatch_data_files_replaced_total",
+            "Small data files merged away by data-file compaction (replace snapshots), per table.",
+            &["table"],
+        );
+        let data_files_written = counter(
+            "shopwatch_data_files_compacted_written_total",
+            "Merged data files written by data-file compaction, per table.",
+            &["table"],
         );
         let build = gauge("shopwatch_build_info", "Build information.", &["version"]);
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
@@ -210,9 +223,21 @@ impl Metrics {
             orphan_bytes_reclaimed,
             orphan_files_pending,
             maintenance_failures,
+            data_files_replaced,
+            data_files_written,
             maintenance: MaintenanceLog::default(),
             commit_feed: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
         }
+    }
+
+    /// Record a landed data compaction of `table`.
+    pub fn data_compacted(&self, table: &str, replaced: usize, written: usize) {
+        self.data_files_replaced
+            .with_label_values(&[table])
+            .inc_by(replaced as u64);
+        self.data_files_written
+            .with_label_values(&[table])
+            .inc_by(written as u64);
     }
 
     /// Record a landed commit of `rows` rows to `table` that took `seconds`.

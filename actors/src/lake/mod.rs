@@ -7,6 +7,7 @@ pub mod commit;
 pub mod io;
 pub mod maintenance;
 pub mod props;
+pub mod snapshot_commit;
 
 pub use catalog::{CatalogKind, Lake, LakeParams, PinnedCatalog};
 pub use commit::offsets::{Offsets, Ranges};
@@ -14,5 +15,6 @@ pub use commit::{
     CommitError, CommitOutcome, CommitReport, DerivedCommitter, OffsetRule, TableBatch,
     TableCommitter,
 };
+pub use maintenance::rewrite::DataCompactionParams;
 pub use maintenance::HygieneParams;
 pub use props::Props;

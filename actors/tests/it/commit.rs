@@ -14,7 +14,7 @@ use shopwatch_actors::telemetry::Metrics;
 
 use crate::common::{assert_unique, lake, source_offsets};
 
-fn orders(partition: i32, range: std::ops::Range<i64>) -> TableBatch {
+pub fn orders(partition: i32, range: std::ops::Range<i64>) -> TableBatch {
     let rows = range
         .clone()
         .map(|o| {

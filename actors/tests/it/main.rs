@@ -3,4 +3,5 @@
 
 mod commit;
 mod common;
+mod compaction;
 mod supervision;

@@ -244,6 +244,7 @@ impl Config {
         self.lake.validate()?;
         self.pipeline.validate()?;
         self.supervision.validate()?;
+        self.maintenance.validate()?;
         self.windows.validate()?;
         self.alerts.validate()?;
         self.validate_live()

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use shopwatch_actors::lake::HygieneParams;
+use shopwatch_actors::lake::{DataCompactionParams, HygieneParams};
 use shopwatch_actors::pipeline::BatchParams;
 use shopwatch_actors::supervision::SupervisionParams;
 
@@ -127,6 +127,16 @@ pub struct MaintenanceConfig {
     /// Delete an orphan data file only once it is this old: another writer's commit may
     /// still be on its way. Default 24 h; drills use seconds.
     pub orphan_min_age_s: u64,
+    /// Merge small data files every this many commits of a table (0: never).
+    pub data_compact_every_commits: u32,
+    /// Merged data files are cut near this size (MiB).
+    pub data_target_file_mb: u64,
+    /// A day partition with more live data files than this is merged regardless of size tiers.
+    pub data_max_files_per_partition: usize,
+    /// Data files younger than this are never merged (freshness first).
+    pub data_fresh_for_s: u64,
+    /// Files a compaction replaced stay readable at least this long (for scans planned before).
+    pub replaced_file_grace_s: u64,
 }
 
 impl Default for MaintenanceConfig {
@@ -139,11 +149,32 @@ impl Default for MaintenanceConfig {
             compact_every_commits: 20,
             orphan_sweep_every_commits: 100,
             orphan_min_age_s: 24 * 3600,
+            data_compact_every_commits: 30,
+            data_target_file_mb: 128,
+            data_max_files_per_partition: 100,
+            data_fresh_for_s: 30,
+            replaced_file_grace_s: 600,
         }
     }
 }
 
 impl MaintenanceConfig {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if self.data_target_file_mb == 0 || self.data_target_file_mb > 4096 {
+            return Err(ConfigError::check(
+                "maintenance.data_target_file_mb",
+                "must be between 1 and 4096 (MiB); the default is 128",
+            ));
+        }
+        if self.data_max_files_per_partition < 2 {
+            return Err(ConfigError::check(
+                "maintenance.data_max_files_per_partition",
+                "must be at least 2; the default is 100",
+            ));
+        }
+        Ok(())
+    }
+
     pub fn hygiene(&self) -> HygieneParams {
         HygieneParams {
             every_commits: self.every_commits,
@@ -153,6 +184,13 @@ impl MaintenanceConfig {
             compact_every_commits: self.compact_every_commits,
             orphan_every_commits: self.orphan_sweep_every_commits,
             orphan_min_age: Duration::from_secs(self.orphan_min_age_s),
+            data: DataCompactionParams {
+                every_commits: self.data_compact_every_commits,
+                target_file_bytes: self.data_target_file_mb * 1024 * 1024,
+                max_files_per_partition: self.data_max_files_per_partition,
+                fresh_for: Duration::from_secs(self.data_fresh_for_s),
+                replaced_grace: Duration::from_secs(self.replaced_file_grace_s),
+            },
             ..HygieneParams::default()
         }
     }

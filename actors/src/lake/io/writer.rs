@@ -27,29 +27,67 @@ pub async fn write_data_files(
     batch: RecordBatch,
     file_prefix: String,
 ) -> Result<Vec<DataFile>> {
-    let metadata = table.metadata();
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
-        .build();
-    let schema = metadata.current_schema().clone();
-    let parquet = ParquetWriterBuilder::new(props, schema.clone());
-    let location = DefaultLocationGenerator::new(metadata)?;
-    let names = DefaultFileNameGenerator::new(file_prefix, None, DataFileFormat::Parquet);
-    let rolling = RollingFileWriterBuilder::new_with_default_file_size(
-        parquet,
-        table.file_io().clone(),
-        location,
-        names,
-    );
-    let data_files = DataFileWriterBuilder::new(rolling);
-
-    let spec = metadata.default_partition_spec().clone();
-    let splitter = RecordBatchPartitionSplitter::try_new_with_computed_values(schema, spec)?;
-    let mut writer = FanoutWriter::new(data_files);
-    for (key, part) in splitter.split(&batch)? {
-        writer.write(key, part).await?;
-    }
+    let mut writer = DataWriter::open(table, file_prefix, None)?;
+    writer.write(&batch).await?;
     writer.close().await
+}
+
+/// Rows streamed into Parquet files split by the table's partition spec, rolled over at
+/// `target_bytes` (the library's default when `None`): a compaction merges many files without
+/// holding their rows at once.
+pub struct DataWriter {
+    splitter: RecordBatchPartitionSplitter,
+    writer: FanoutWriter<
+        DataFileWriterBuilder<
+            ParquetWriterBuilder,
+            DefaultLocationGenerator,
+            DefaultFileNameGenerator,
+        >,
+    >,
+}
+
+impl DataWriter {
+    pub fn open(table: &Table, file_prefix: String, target_bytes: Option<usize>) -> Result<Self> {
+        let metadata = table.metadata();
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
+            .build();
+        let schema = metadata.current_schema().clone();
+        let parquet = ParquetWriterBuilder::new(props, schema.clone());
+        let location = DefaultLocationGenerator::new(metadata)?;
+        let names = DefaultFileNameGenerator::new(file_prefix, None, DataFileFormat::Parquet);
+        let rolling = match target_bytes {
+            Some(target) => RollingFileWriterBuilder::new(
+                parquet,
+                target,
+                table.file_io().clone(),
+                location,
+                names,
+            ),
+            None => RollingFileWriterBuilder::new_with_default_file_size(
+                parquet,
+                table.file_io().clone(),
+                location,
+                names,
+            ),
+        };
+        let spec = metadata.default_partition_spec().clone();
+        Ok(DataWriter {
+            splitter: RecordBatchPartitionSplitter::try_new_with_computed_values(schema, spec)?,
+            writer: FanoutWriter::new(DataFileWriterBuilder::new(rolling)),
+        })
+    }
+
+    pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        for (key, part) in self.splitter.split(batch)? {
+            self.writer.write(key, part).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn close(self) -> Result<Vec<DataFile>> {
+        self.writer.close().await
+    }
 }
 
 /// The Arrow schema (with Iceberg field ids) our batches must use for `table`.

@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 
 use futures::TryStreamExt;
+use iceberg::spec::Operation;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use iceberg::TableIdent;
 use object_store::ObjectStoreExt;
@@ -22,6 +23,38 @@ pub struct HygieneReport {
 }
 
 /// Expire old snapshots, then delete metadata files no reader can need any more.
+/// What expiry needs to know of a snapshot.
+#[derive(Clone, Copy, Debug)]
+pub struct SnapshotAge {
+    pub id: i64,
+    pub parent: Option<i64>,
+    pub timestamp_ms: i64,
+    pub replace: bool,
+}
+
+/// Snapshots strictly older than the returned time may expire: those older than `max_age`,
+/// except the parent of a compaction (`replace`) younger than `grace`. That parent is the last
+/// snapshot naming the replaced files, so while it stays they are referenced, and the orphan
+/// sweeper leaves them to the readers that planned a scan before the compaction.
+pub fn expiry_cutoff(
+    snapshots: &[SnapshotAge],
+    now_ms: i64,
+    max_age: std::time::Duration,
+    grace: std::time::Duration,
+) -> i64 {
+    let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    let mut cutoff = now_ms.saturating_sub(ms(max_age));
+    for s in snapshots {
+        if !s.replace || s.timestamp_ms <= now_ms.saturating_sub(ms(grace)) {
+            continue;
+        }
+        if let Some(parent) = s.parent.and_then(|p| snapshots.iter().find(|x| x.id == p)) {
+            cutoff = cutoff.min(parent.timestamp_ms);
+        }
+    }
+    cutoff
+}
+
 pub async fn run(
     lake: &Lake,
     ident: &TableIdent,
@@ -34,8 +67,22 @@ pub async fn run(
         return Ok(report);
     }
     let before = table.metadata().snapshots().count();
-    let older_than =
-        chrono::Utc::now().timestamp_millis() - params.snapshot_max_age.as_millis() as i64;
+    let snapshots: Vec<SnapshotAge> = table
+        .metadata()
+        .snapshots()
+        .map(|s| SnapshotAge {
+            id: s.snapshot_id(),
+            parent: s.parent_snapshot_id(),
+            timestamp_ms: s.timestamp_ms(),
+            replace: s.summary().operation == Operation::Replace,
+        })
+        .collect();
+    let older_than = expiry_cutoff(
+        &snapshots,
+        chrono::Utc::now().timestamp_millis(),
+        params.snapshot_max_age,
+        params.data.replaced_grace,
+    );
     let tx = Transaction::new(&table);
     let tx = tx
         .expire_snapshots()
@@ -141,4 +188,62 @@ pub async fn run(
     }
     debug!(table = %ident, ?report, "metadata maintenance done");
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{expiry_cutoff, SnapshotAge};
+
+    fn s(id: i64, parent: Option<i64>, t: i64, replace: bool) -> SnapshotAge {
+        SnapshotAge {
+            id,
+            parent,
+            timestamp_ms: t * 1000,
+            replace,
+        }
+    }
+
+    #[test]
+    fn a_recent_compaction_keeps_its_parent() {
+        let now = 10_000_000; // ms
+        let age = Duration::from_secs(15);
+        let grace = Duration::from_secs(600);
+        let cases = [
+            (
+                "no compaction: plain age",
+                vec![s(1, None, 9000, false), s(2, Some(1), 9990, false)],
+                now - 15_000,
+            ),
+            (
+                "recent replace keeps its parent",
+                vec![s(1, None, 9000, false), s(2, Some(1), 9990, true)],
+                9_000_000,
+            ),
+            (
+                "a replace past the grace protects nothing",
+                vec![s(1, None, 9000, false), s(2, Some(1), 9300, true)],
+                now - 15_000,
+            ),
+            (
+                "parent already expired: plain age",
+                vec![s(2, Some(1), 9990, true)],
+                now - 15_000,
+            ),
+            (
+                "the oldest protected parent wins",
+                vec![
+                    s(1, None, 9500, false),
+                    s(2, Some(1), 9600, true),
+                    s(3, Some(2), 9700, false),
+                    s(4, Some(3), 9990, true),
+                ],
+                9_500_000,
+            ),
+        ];
+        for (name, snapshots, want) in cases {
+            assert_eq!(expiry_cutoff(&snapshots, now, age, grace), want, "{name}");
+        }
+    }
 }

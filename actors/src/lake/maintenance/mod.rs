@@ -6,6 +6,7 @@
 pub mod compact;
 pub mod hygiene;
 pub mod orphans;
+pub mod rewrite;
 
 use std::time::Duration;
 
@@ -32,6 +33,8 @@ pub struct HygieneParams {
     /// Never delete an unreferenced data file younger than this (another writer's commit may
     /// still be on its way).
     pub orphan_min_age: Duration,
+    /// Data-file compaction: merging small files, and how long replaced ones stay readable.
+    pub data: rewrite::DataCompactionParams,
 }
 
 impl Default for HygieneParams {
@@ -47,6 +50,7 @@ impl Default for HygieneParams {
             compact_every_commits: 20,
             orphan_every_commits: 100,
             orphan_min_age: Duration::from_secs(24 * 3600),
+            data: rewrite::DataCompactionParams::default(),
         }
     }
 }
@@ -78,6 +82,10 @@ pub struct Maintenance {
     commits_since_hygiene: u32,
     commits_since_compaction: u32,
     commits_since_sweep: u32,
+    commits_since_data: u32,
+    /// The data compaction in flight: it runs beside the commits (they race it, and whichever
+    /// lands second decides again), so a long merge never stalls ingestion.
+    data_task: Option<tokio::task::JoinHandle<iceberg::Result<rewrite::DataCompactionReport>>>,
 }
 
 impl Maintenance {
@@ -91,6 +99,8 @@ impl Maintenance {
             // Due at the first commit too: crashes are what leave orphans, and a process that
             // keeps crashing must still clean up after itself.
             commits_since_sweep: params.orphan_every_commits,
+            commits_since_data: 0,
+            data_task: None,
             params,
         }
     }
@@ -110,7 +120,11 @@ impl Maintenance {
         compacted: bool,
         metrics: Option<&Metrics>,
     ) {
-        self.sweep_if_due(lake, ident, metrics).await;
+        self.data_compaction(lake, ident, metrics).await;
+        // Never while a compaction is writing its merged files: they are not referenced yet.
+        if self.data_task.is_none() {
+            self.sweep_if_due(lake, ident, metrics).await;
+        }
         if compacted {
             self.commits_since_compaction = 0;
         } else {
@@ -154,6 +168,44 @@ fn report(metrics: Option<&Metrics>, ident: &TableIdent, step: &str, outcome: Re
 }
 
 impl Maintenance {
+    /// Collect a finished data compaction; start one when due and none is running.
+    async fn data_compaction(
+        &mut self,
+        lake: &Lake,
+        ident: &TableIdent,
+        metrics: Option<&Metrics>,
+    ) {
+        if let Some(task) = self.data_task.take_if(|t| t.is_finished()) {
+            let outcome = match task.await {
+                Ok(Ok(done)) => {
+                    if let Some(m) = metrics {
+                        m.data_compacted(ident.name(), done.files_replaced, done.files_written);
+                    }
+                    if done.files_replaced > 0 {
+                        tracing::info!(table = %ident, replaced = done.files_replaced, written = done.files_written, rows = done.rows, files_before = done.files_before, attempts = done.attempts, "data files compacted");
+                    }
+                    Ok(())
+                }
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(format!("compaction task: {e}")),
+            };
+            report(metrics, ident, "data_compaction", outcome);
+        }
+        let every = self.params.data.every_commits;
+        if every == 0 || self.data_task.is_some() {
+            return;
+        }
+        self.commits_since_data += 1;
+        if self.commits_since_data < every {
+            return;
+        }
+        self.commits_since_data = 0;
+        let (lake, ident, params) = (lake.clone(), ident.clone(), self.params.data.clone());
+        self.data_task = Some(tokio::spawn(async move {
+            rewrite::compact(&lake, &ident, &params).await
+        }));
+    }
+
     async fn sweep_if_due(&mut self, lake: &Lake, ident: &TableIdent, metrics: Option<&Metrics>) {
         let every = self.params.orphan_every_commits;
         if every == 0 {
