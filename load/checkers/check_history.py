@@ -91,6 +91,12 @@ def main():
             for m in s.manifests(io):
                 for entry in m.fetch_manifest_entry(io, discard_deleted=False):
                     referenced.add(entry.data_file.file_path)
+        live = []
+        if table.current_snapshot() is not None:
+            for m in table.current_snapshot().manifests(io):
+                live.extend(e.data_file.file_path for e in m.fetch_manifest_entry(io, discard_deleted=True))
+        # shopwatch names the files its data compaction writes compact-<uuid>-NNNNN.parquet.
+        merged = [p for p in live if p.rsplit("/", 1)[-1].startswith("compact-")]
         missing = [p for p in referenced if not io.new_input(p).exists()]
         for p in missing[:5]:
             failures.append(f"{name}: referenced data file missing: {p}")
@@ -110,7 +116,7 @@ def main():
             "metadata_bytes": sum(n for _, n in metadata),
             "snapshots": len(snapshots), "offset_regressions": regressions,
             "property_mismatch": prop_mismatch, "referenced_files": len(referenced),
-            "missing_files": len(missing), "orphan_files": len(orphans),
+            "missing_files": len(missing), "live_files": len(live), "merged_files": len(merged), "orphan_files": len(orphans),
             "orphan_bytes": sum(n for _, n in orphans),
         }
     summary["failures"] = failures

@@ -214,6 +214,14 @@ pub fn print(records: &[FaultRecord], s: &Summary) -> bool {
         "orphans after sweep",
         table_sum(&s.after_sweep.summary, "orphan_files").to_string(),
     );
+    row(
+        "live data files / merged by compaction",
+        format!(
+            "{} / {}",
+            table_sum(&s.after_sweep.summary, "live_files"),
+            table_sum(&s.after_sweep.summary, "merged_files")
+        ),
+    );
     let m = |name: &str| super::watch::metric_sum(&s.final_metrics, name);
     row(
         "in-pipeline sweeper, last process: files / bytes",

@@ -1,6 +1,7 @@
 //! `shopwatch bench <name>`: benchmarks that print figures next to their targets. They never
 //! fail on speed; the machines are shared and noisy.
 
+mod day;
 mod ingest;
 mod lakefill;
 mod parse;
@@ -34,6 +35,9 @@ enum BenchCommand {
     Memory(steady::SteadyArgs),
     /// `shopwatch demo` launch → first KPI message on the websocket.
     Startup(startup::StartupArgs),
+    /// One simulated day of commits (86,400 per raw table): files, metadata, commit and
+    /// dashboard query latency every simulated hour, with or without data-file compaction.
+    Day(day::DayArgs),
     /// Websocket soak: N dashboard clients (some slow) against a running shopwatch.
     Ws(ws::WsBenchArgs),
 }
@@ -42,6 +46,7 @@ pub async fn run(cfg: Config, args: BenchArgs) -> anyhow::Result<i32> {
     match args.which {
         BenchCommand::Query(a) => query::run(cfg, a).await,
         BenchCommand::Ws(a) => ws::run(a).await,
+        BenchCommand::Day(a) => day::run(cfg, a).await,
         BenchCommand::Ingest(a) => ingest::run(cfg, a).await,
         BenchCommand::Parse(a) => parse::run(a),
         BenchCommand::Freshness(a) => steady::run(cfg, a, false).await,

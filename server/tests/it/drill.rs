@@ -25,6 +25,17 @@ fn drill(args: &[&str]) -> String {
     stdout
 }
 
+/// Data compaction ran during the drill (the lane configures it every 4 commits) and its merged
+/// files are what the lake now reads.
+fn compaction_ran(out: &str) {
+    let merged: u64 = row(out, "live data files / merged by compaction")
+        .split(" / ")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(merged > 0, "no live file was merged by compaction:\n{out}");
+}
+
 /// The value column of one row of the verdict's check table.
 fn row<'a>(table: &'a str, label: &str) -> &'a str {
     table
@@ -57,6 +68,7 @@ fn ci_lane_200k_events_23_faults_of_every_kind_lose_and_duplicate_nothing() {
     ] {
         assert_eq!(row(&out, label), "0", "{label}");
     }
+    compaction_ran(&out);
 }
 
 #[test]
@@ -95,6 +107,7 @@ fn seaweedfs_lane_server_restarts_and_injected_s3_faults_lose_and_duplicate_noth
         };
         assert_eq!(row(&out, label), want, "{label}");
     }
+    compaction_ran(&out);
     for kind in ["s3_down", "s3_5xx", "s3_timeout", "s3_slow"] {
         assert!(
             out.lines().any(|l| l.contains(kind) && l.contains(" yes ")),

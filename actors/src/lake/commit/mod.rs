@@ -302,7 +302,13 @@ impl Committer {
                     if attempt == MAX_ATTEMPTS {
                         return Err(self.gave_up(attempt, e));
                     }
-                    warn!(table = %self.table_name, attempt, error = %e, "commit did not land, reloading to decide again");
+                    if is_conflict(&e) {
+                        // Another writer (a compaction, a second pipeline) landed first: the
+                        // ordinary optimistic-concurrency path, counted, not a warning.
+                        debug!(table = %self.table_name, attempt, error = %e, "commit conflicted, reloading to decide again");
+                    } else {
+                        warn!(table = %self.table_name, attempt, error = %e, "commit did not land, reloading to decide again");
+                    }
                 }
             }
             backoff.sleep().await;

@@ -152,6 +152,15 @@ async fn live_files(table: &Table) -> Result<Vec<Live>> {
     Ok(live)
 }
 
+/// Live data files per partition of the current snapshot (for reports and benches).
+pub async fn files_per_partition(table: &Table) -> Result<BTreeMap<String, usize>> {
+    let mut out = BTreeMap::new();
+    for l in live_files(table).await? {
+        *out.entry(format!("{:?}", l.file.partition())).or_insert(0) += 1;
+    }
+    Ok(out)
+}
+
 /// Merged files written and not yet committed.
 #[derive(Debug)]
 pub struct CompactionPlan {
