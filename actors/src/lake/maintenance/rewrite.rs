@@ -35,8 +35,9 @@ pub struct DataCompactionParams {
     pub every_commits: u32,
     /// Merged files are cut near this size; files at three quarters of it count as done.
     pub target_file_bytes: u64,
-    /// A partition with more live files than this is merged even where the size tiers would
-    /// wait (the newest files, inside `fresh_for`, are never touched).
+    /// The live files a day partition should stay under: past half of it, everything old
+    /// enough is merged even where the size tiers would wait (half, so the files that arrive
+    /// between two rounds and inside `fresh_for`, which are never touched, fit below it).
     pub max_files_per_partition: usize,
     /// Files younger than this are left alone: freshness first, merge behind.
     pub fresh_for: Duration,
@@ -70,7 +71,8 @@ pub struct FileStat {
 /// and becomes files near the target size. Files are taken oldest first. A group is written
 /// only when it is worth it: at least two files and its largest file at most half of it (so a
 /// growing file is rewritten only once the new files add up to its size: each byte is
-/// rewritten a logarithmic number of times), unless the partition has more files than allowed.
+/// rewritten a logarithmic number of times), unless the partition has over half the files
+/// allowed.
 pub fn plan(files: &[FileStat], now_ms: i64, p: &DataCompactionParams) -> Vec<Vec<usize>> {
     let fresh_ms = i64::try_from(p.fresh_for.as_millis()).unwrap_or(i64::MAX);
     let done_bytes = p.target_file_bytes / 4 * 3;
@@ -80,7 +82,7 @@ pub fn plan(files: &[FileStat], now_ms: i64, p: &DataCompactionParams) -> Vec<Ve
     }
     let mut groups = Vec::new();
     for members in partitions.values() {
-        let crowded = members.len() > p.max_files_per_partition;
+        let crowded = members.len() > p.max_files_per_partition / 2;
         let mut candidates: Vec<usize> = members
             .iter()
             .copied()
