@@ -22,7 +22,6 @@ pub struct HygieneReport {
     pub bytes_deleted: u64,
 }
 
-/// Expire old snapshots, then delete metadata files no reader can need any more.
 /// What expiry needs to know of a snapshot.
 #[derive(Clone, Copy, Debug)]
 pub struct SnapshotAge {
@@ -32,29 +31,43 @@ pub struct SnapshotAge {
     pub replace: bool,
 }
 
-/// Snapshots strictly older than the returned time may expire: those older than `max_age`,
-/// except the parent of a compaction (`replace`) younger than `grace`. That parent is the last
-/// snapshot naming the replaced files, so while it stays they are referenced, and the orphan
-/// sweeper leaves them to the readers that planned a scan before the compaction.
-pub fn expiry_cutoff(
+/// Which snapshots to expire: those older than `max_age`, except the current one, the `keep`
+/// newest, and the parent of a compaction (`replace`) younger than `grace`. That parent is the
+/// last snapshot naming the replaced files, so while it stays they are referenced, and the
+/// orphan sweeper leaves them to readers that planned a scan before the compaction. Only those
+/// parents are kept, not everything after them: a cutoff at the oldest would keep every
+/// snapshot of the grace period and bloat each `metadata.json`.
+pub fn to_expire(
     snapshots: &[SnapshotAge],
+    current: Option<i64>,
     now_ms: i64,
     max_age: std::time::Duration,
+    keep: usize,
     grace: std::time::Duration,
-) -> i64 {
+) -> Vec<i64> {
     let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-    let mut cutoff = now_ms.saturating_sub(ms(max_age));
-    for s in snapshots {
-        if !s.replace || s.timestamp_ms <= now_ms.saturating_sub(ms(grace)) {
-            continue;
-        }
-        if let Some(parent) = s.parent.and_then(|p| snapshots.iter().find(|x| x.id == p)) {
-            cutoff = cutoff.min(parent.timestamp_ms);
-        }
-    }
-    cutoff
+    let mut newest: Vec<&SnapshotAge> = snapshots.iter().collect();
+    newest.sort_by_key(|s| std::cmp::Reverse((s.timestamp_ms, s.id)));
+    let mut kept: HashSet<i64> = newest.iter().take(keep).map(|s| s.id).collect();
+    kept.extend(current);
+    let grace_from = now_ms.saturating_sub(ms(grace));
+    kept.extend(
+        snapshots
+            .iter()
+            .filter(|s| s.replace && s.timestamp_ms > grace_from)
+            .filter_map(|s| s.parent),
+    );
+    let cutoff = now_ms.saturating_sub(ms(max_age));
+    let mut out: Vec<i64> = snapshots
+        .iter()
+        .filter(|s| s.timestamp_ms < cutoff && !kept.contains(&s.id))
+        .map(|s| s.id)
+        .collect();
+    out.sort_unstable();
+    out
 }
 
+/// Expire old snapshots, then delete metadata files no reader can need any more.
 pub async fn run(
     lake: &Lake,
     ident: &TableIdent,
@@ -77,24 +90,30 @@ pub async fn run(
             replace: s.summary().operation == Operation::Replace,
         })
         .collect();
-    let older_than = expiry_cutoff(
+    let expire = to_expire(
         &snapshots,
+        table.metadata().current_snapshot_id(),
         chrono::Utc::now().timestamp_millis(),
         params.snapshot_max_age,
+        params.keep_snapshots,
         params.data.replaced_grace,
     );
-    let tx = Transaction::new(&table);
-    let tx = tx
-        .expire_snapshots()
-        .retain_last(params.keep_snapshots)
-        .expire_older_than_ms(older_than)
-        .apply(tx)?;
-    // A conflict (another pipeline committed to a shared table) only postpones expiry.
-    let table = match tx.commit(lake.catalog.as_ref()).await {
-        Ok(t) => t,
-        Err(e) => {
-            debug!(table = %ident, error = %e, "snapshot expiry skipped");
-            lake.catalog.load_unpinned(ident).await?
+    let table = if expire.is_empty() {
+        table
+    } else {
+        let tx = Transaction::new(&table);
+        // Exactly the chosen ids: age-based selection off (every snapshot is newer than 0).
+        let tx = tx
+            .expire_snapshots()
+            .expire_snapshot_ids(expire)
+            .expire_older_than_ms(0)
+            .apply(tx)?;
+        match tx.commit(lake.catalog.as_ref()).await {
+            Ok(t) => t,
+            Err(e) => {
+                debug!(table = %ident, error = %e, "snapshot expiry skipped");
+                lake.catalog.load_unpinned(ident).await?
+            }
         }
     };
     report.snapshots_expired = before.saturating_sub(table.metadata().snapshots().count());
@@ -194,7 +213,7 @@ pub async fn run(
 mod tests {
     use std::time::Duration;
 
-    use super::{expiry_cutoff, SnapshotAge};
+    use super::{to_expire, SnapshotAge};
 
     fn s(id: i64, parent: Option<i64>, t: i64, replace: bool) -> SnapshotAge {
         SnapshotAge {
@@ -206,44 +225,55 @@ mod tests {
     }
 
     #[test]
-    fn a_recent_compaction_keeps_its_parent() {
+    fn a_recent_compaction_keeps_only_its_parent() {
         let now = 10_000_000; // ms
         let age = Duration::from_secs(15);
         let grace = Duration::from_secs(600);
-        let cases = [
+        let plain = vec![
+            s(1, None, 9000, false),
+            s(2, Some(1), 9100, false),
+            s(3, Some(2), 9200, false),
+            s(4, Some(3), 9995, false),
+        ];
+        let cases: Vec<(&str, Vec<SnapshotAge>, usize, Vec<i64>)> = vec![
+            ("plain age, keep 1", plain.clone(), 1, vec![1, 2, 3]),
+            ("keep the 2 newest", plain.clone(), 2, vec![1, 2]),
             (
-                "no compaction: plain age",
-                vec![s(1, None, 9000, false), s(2, Some(1), 9990, false)],
-                now - 15_000,
-            ),
-            (
-                "recent replace keeps its parent",
-                vec![s(1, None, 9000, false), s(2, Some(1), 9990, true)],
-                9_000_000,
+                "a recent replace keeps its parent and nothing else",
+                vec![
+                    s(1, None, 9000, false),
+                    s(2, Some(1), 9100, false),
+                    s(3, Some(2), 9500, true),
+                    s(4, Some(3), 9600, false),
+                    s(5, Some(4), 9995, false),
+                ],
+                1,
+                vec![1, 3, 4],
             ),
             (
                 "a replace past the grace protects nothing",
-                vec![s(1, None, 9000, false), s(2, Some(1), 9300, true)],
-                now - 15_000,
-            ),
-            (
-                "parent already expired: plain age",
-                vec![s(2, Some(1), 9990, true)],
-                now - 15_000,
-            ),
-            (
-                "the oldest protected parent wins",
                 vec![
-                    s(1, None, 9500, false),
-                    s(2, Some(1), 9600, true),
-                    s(3, Some(2), 9700, false),
-                    s(4, Some(3), 9990, true),
+                    s(1, None, 9000, false),
+                    s(2, Some(1), 9300, true),
+                    s(3, Some(2), 9995, false),
                 ],
-                9_500_000,
+                1,
+                vec![1, 2],
+            ),
+            (
+                "young snapshots stay",
+                vec![s(1, None, 9990, false), s(2, Some(1), 9995, false)],
+                1,
+                vec![],
             ),
         ];
-        for (name, snapshots, want) in cases {
-            assert_eq!(expiry_cutoff(&snapshots, now, age, grace), want, "{name}");
+        for (name, snapshots, keep, want) in cases {
+            let current = snapshots.last().map(|x| x.id);
+            assert_eq!(
+                to_expire(&snapshots, current, now, age, keep, grace),
+                want,
+                "{name}"
+            );
         }
     }
 }
