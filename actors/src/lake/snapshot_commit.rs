@@ -83,14 +83,19 @@ async fn commit_sql(
     metadata.write_to(current.file_io(), &location).await?;
     let location = location.to_string();
 
-    let url = format!("sqlite://{}?mode=rw", lake.params.catalog_db().display());
     let sql = |e: sqlx::Error| {
         Error::new(
             ErrorKind::Unexpected,
             format!("SQL catalog {}: {e}", lake.params.catalog_db().display()),
         )
     };
-    let mut conn = sqlx::SqliteConnection::connect(&url).await.map_err(sql)?;
+    // The catalog's own pool writes the same file: wait for its lock rather than fail.
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(lake.params.catalog_db())
+        .busy_timeout(std::time::Duration::from_secs(10));
+    let mut conn = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .map_err(sql)?;
     // The same compare-and-swap iceberg-catalog-sql runs: only if the pointer is still ours.
     let done = sqlx::query(
         "UPDATE iceberg_tables SET metadata_location = ?, previous_metadata_location = ? \
