@@ -19,6 +19,8 @@ use crate::lake::io::store;
 pub struct HygieneReport {
     pub snapshots_expired: usize,
     pub files_deleted: usize,
+    /// Data files replaced by a compaction whose grace ended, deleted with its snapshots.
+    pub replaced_files_deleted: usize,
     pub bytes_deleted: u64,
 }
 
@@ -34,7 +36,8 @@ pub struct SnapshotAge {
 /// Which snapshots to expire: those older than `max_age`, except the current one, the `keep`
 /// newest, and the parent of a compaction (`replace`) younger than `grace`. That parent is the
 /// last snapshot naming the replaced files, so while it stays they are referenced, and the
-/// orphan sweeper leaves them to readers that planned a scan before the compaction. Only those
+/// orphan sweeper leaves them to readers that planned a scan before the compaction (the
+/// compaction snapshot stays with it, since it is what marks the parent). Only those
 /// parents are kept, not everything after them: a cutoff at the oldest would keep every
 /// snapshot of the grace period and bloat each `metadata.json`.
 pub fn to_expire(
@@ -51,12 +54,14 @@ pub fn to_expire(
     let mut kept: HashSet<i64> = newest.iter().take(keep).map(|s| s.id).collect();
     kept.extend(current);
     let grace_from = now_ms.saturating_sub(ms(grace));
-    kept.extend(
-        snapshots
-            .iter()
-            .filter(|s| s.replace && s.timestamp_ms > grace_from)
-            .filter_map(|s| s.parent),
-    );
+    for s in snapshots
+        .iter()
+        .filter(|s| s.replace && s.timestamp_ms > grace_from)
+    {
+        // The compaction itself stays too: it is what marks its parent as protected.
+        kept.insert(s.id);
+        kept.extend(s.parent);
+    }
     let cutoff = now_ms.saturating_sub(ms(max_age));
     let mut out: Vec<i64> = snapshots
         .iter()
@@ -65,6 +70,35 @@ pub fn to_expire(
         .collect();
     out.sort_unstable();
     out
+}
+
+/// (compaction snapshot id, data file path) of every file a compaction among `expiring`
+/// replaced: the DELETED entries it wrote itself.
+async fn replaced_by(
+    table: &iceberg::table::Table,
+    expiring: &[i64],
+) -> anyhow::Result<Vec<(i64, String)>> {
+    let mut out = Vec::new();
+    for id in expiring {
+        let Some(s) = table.metadata().snapshot_by_id(*id) else {
+            continue;
+        };
+        if s.summary().operation != Operation::Replace {
+            continue;
+        }
+        let list = super::compact::read_manifest_list(table, s.manifest_list()).await?;
+        for m in list.entries().iter().filter(|m| m.added_snapshot_id == *id) {
+            let manifest = m.load_manifest(table.file_io()).await?;
+            for e in manifest.entries() {
+                if e.status() == iceberg::spec::ManifestStatus::Deleted
+                    && e.snapshot_id() == Some(*id)
+                {
+                    out.push((*id, e.file_path().to_string()));
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Expire old snapshots, then delete metadata files no reader can need any more.
@@ -98,6 +132,7 @@ pub async fn run(
         params.keep_snapshots,
         params.data.replaced_grace,
     );
+    let replaced = replaced_by(&table, &expire).await?;
     let table = if expire.is_empty() {
         table
     } else {
@@ -117,6 +152,21 @@ pub async fn run(
         }
     };
     report.snapshots_expired = before.saturating_sub(table.metadata().snapshots().count());
+    // The replaced files' grace is over and their snapshots are gone: delete them now rather
+    // than leave them a day to the orphan sweeper. Only if no remaining snapshot names them.
+    let expired = replaced
+        .iter()
+        .all(|(id, _)| table.metadata().snapshot_by_id(*id).is_none());
+    if expired && !replaced.is_empty() {
+        let referenced = super::orphans::referenced_data_files(&table).await?;
+        let props = table.file_io().config().props();
+        for (_, path) in &replaced {
+            let name = path.rsplit('/').next().unwrap_or(path);
+            if !referenced.contains(name) && store::delete(path, props).await.is_ok() {
+                report.replaced_files_deleted += 1;
+            }
+        }
+    }
 
     let metadata_dir = format!(
         "{}/metadata",
@@ -239,7 +289,7 @@ mod tests {
             ("plain age, keep 1", plain.clone(), 1, vec![1, 2, 3]),
             ("keep the 2 newest", plain.clone(), 2, vec![1, 2]),
             (
-                "a recent replace keeps its parent and nothing else",
+                "a recent replace keeps itself and its parent, nothing else",
                 vec![
                     s(1, None, 9000, false),
                     s(2, Some(1), 9100, false),
@@ -248,7 +298,7 @@ mod tests {
                     s(5, Some(4), 9995, false),
                 ],
                 1,
-                vec![1, 3, 4],
+                vec![1, 4],
             ),
             (
                 "a replace past the grace protects nothing",
