@@ -132,14 +132,19 @@ fn mount_read_only(dir: &std::path::Path) -> Result<&'static str, String> {
             .unwrap_or(false)
     };
     if run(&["--bind"]) {
-        let ok = std::process::Command::new("mount")
-            .args(["-o", "remount,ro,bind"])
-            .arg(dir)
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        if ok {
-            return Ok("read-only bind mount");
+        // The remount fails (EBUSY) while a file under the new mount is open for writing, and
+        // the pipeline writes often (commits, compactions): try again a little later.
+        for _ in 0..40 {
+            let ok = std::process::Command::new("mount")
+                .args(["-o", "remount,ro,bind"])
+                .arg(dir)
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false);
+            if ok {
+                return Ok("read-only bind mount");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
         }
         let _ = std::process::Command::new("umount").arg(dir).output();
     }
