@@ -44,11 +44,12 @@ pub struct FileStat {
 }
 
 /// Which files to merge, as groups of indices into `files`; each group lies in one partition
-/// and becomes files near the target size. Files are taken oldest first. A group is written
-/// only when it is worth it: at least two files and its largest file at most half of it (so a
-/// growing file is rewritten only once the new files add up to its size: each byte is
-/// rewritten a logarithmic number of times), unless the partition has over half the files
-/// allowed.
+/// and becomes files near the target size. Size tiers, smallest first: a file joins a group
+/// only if it is no bigger than the group so far, so small files merge among themselves and a
+/// grown file is rewritten only once the files beside it add up to its size (each byte is
+/// rewritten a logarithmic number of times, and a partition holds about log2(data / file)
+/// files). A partition over half its file budget merges regardless of tiers. Groups of one
+/// file are never written.
 pub fn plan(files: &[FileStat], now_ms: i64, p: &DataCompactionParams) -> Vec<Vec<usize>> {
     let fresh_ms = i64::try_from(p.fresh_for.as_millis()).unwrap_or(i64::MAX);
     let done_bytes = p.target_file_bytes / 4 * 3;
@@ -66,7 +67,7 @@ pub fn plan(files: &[FileStat], now_ms: i64, p: &DataCompactionParams) -> Vec<Ve
                 files[i].bytes < done_bytes && now_ms.saturating_sub(files[i].added_ms) >= fresh_ms
             })
             .collect();
-        candidates.sort_by_key(|&i| (files[i].added_ms, i));
+        candidates.sort_by_key(|&i| (files[i].bytes, files[i].added_ms, i));
         let mut bin: Vec<usize> = Vec::new();
         let mut bin_bytes = 0u64;
         let mut close = |bin: &mut Vec<usize>, bin_bytes: &mut u64| {
@@ -78,7 +79,8 @@ pub fn plan(files: &[FileStat], now_ms: i64, p: &DataCompactionParams) -> Vec<Ve
             *bin_bytes = 0;
         };
         for i in candidates {
-            if !bin.is_empty() && bin_bytes + files[i].bytes > p.target_file_bytes {
+            let too_big = !crowded && files[i].bytes > bin_bytes;
+            if !bin.is_empty() && (too_big || bin_bytes + files[i].bytes > p.target_file_bytes) {
                 close(&mut bin, &mut bin_bytes);
             }
             bin.push(i);
@@ -145,13 +147,13 @@ mod tests {
                 vec![],
             ),
             (
-                "a growing file waits until the new files add up to its size",
+                "a grown file waits while the new files merge among themselves",
                 vec![
                     f("d1", 40 * MIB, 0),
                     f("d1", 10 * MIB, 1),
                     f("d1", 10 * MIB, 2),
                 ],
-                vec![],
+                vec![vec![1, 2]],
             ),
             (
                 "... and then merges with them",
@@ -160,10 +162,10 @@ mod tests {
                     f("d1", 20 * MIB, 1),
                     f("d1", 20 * MIB, 2),
                 ],
-                vec![vec![0, 1, 2]],
+                vec![vec![1, 2, 0]],
             ),
             (
-                "bins are cut at the target size, oldest first",
+                "files that cannot pair under the target stay",
                 vec![
                     f("d1", 60 * MIB, 3),
                     f("d1", 60 * MIB, 1),
@@ -194,7 +196,7 @@ mod tests {
                     f("d1", MIB, 5),
                     f("d1", MIB, 6),
                 ],
-                vec![vec![0, 1, 2, 3, 4, 5, 6]],
+                vec![vec![1, 2, 3, 4, 5, 6, 0]],
             ),
             (
                 "a crowded partition of fresh files is still left alone",
