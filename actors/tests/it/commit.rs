@@ -216,7 +216,7 @@ async fn metadata_hygiene_bounds_the_metadata_directory() {
         // Data compaction keeps its parent snapshots through a grace period: not this test's
         // subject (compaction.rs covers it).
         data: shopwatch_actors::lake::DataCompactionParams {
-            every_commits: 0,
+            every: std::time::Duration::ZERO,
             ..Default::default()
         },
         ..HygieneParams::default()

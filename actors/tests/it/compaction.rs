@@ -24,7 +24,7 @@ const TABLE: &str = "orders_processed";
 fn params() -> DataCompactionParams {
     DataCompactionParams {
         // Driven by hand here, never by the schedule.
-        every_commits: 0,
+        every: Duration::ZERO,
         fresh_for: Duration::ZERO,
         // Crowded at once: every small file merges, whatever the size tiers say.
         max_files_per_partition: 2,

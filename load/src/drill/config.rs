@@ -27,11 +27,11 @@ pub(super) fn write_config(
     // Faults come far denser than in production (up to one every 3 s): a restart budget of
     // 5 per 60 s would end in a designed meltdown rather than test recovery.
     text.push_str("[supervision]\nstuck_timeout_s = 4\nmax_restarts = 30\n\n");
-    // Data compaction far more often than in production (every 4 commits, files older than
-    // 2 s), so every fault also meets a compaction in flight or just landed.
+    // Data compaction far more often than in production (every 2 s, files older than 2 s),
+    // so every fault also meets a compaction in flight or just landed.
     text.push_str(&format!(
         "[maintenance]\norphan_sweep_every_commits = 20\norphan_min_age_s = {}\n\
-         data_compact_every_commits = 4\ndata_fresh_for_s = 2\n\n",
+         data_compact_every_s = 2\ndata_fresh_for_s = 2\n\n",
         p.orphan_min_age_s
     ));
     // Windows close 5 s after traffic stops; silence alerts after 15 s mark the end.

@@ -166,10 +166,13 @@ pub async fn run(mut cfg: Config, args: DayArgs) -> anyhow::Result<i32> {
     let lake = Lake::open(cfg.lake.params()).await?;
     let mut hygiene = cfg.maintenance.hygiene();
     if args.no_compaction {
-        hygiene.data.every_commits = 0;
+        hygiene.data.every = Duration::ZERO;
     } else {
-        // The simulation runs tens of commits per wall second; a 30 s freshness guard would
-        // hold back over a thousand files. 1 s keeps the newest ~commits-per-second alone.
+        // The simulation runs tens of commits per wall second, so the wall-clock schedule is
+        // scaled down with it: a round every second and a 1 s freshness guard (the defaults,
+        // 60 s and 30 s, would let thousands of simulated seconds of files pile up between
+        // two rounds).
+        hygiene.data.every = Duration::from_secs(1);
         hygiene.data.fresh_for = Duration::from_secs(1);
     }
     let mut raw = Vec::new();

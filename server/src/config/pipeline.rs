@@ -127,8 +127,8 @@ pub struct MaintenanceConfig {
     /// Delete an orphan data file only once it is this old: another writer's commit may
     /// still be on its way. Default 24 h; drills use seconds.
     pub orphan_min_age_s: u64,
-    /// Merge small data files every this many commits of a table (0: never).
-    pub data_compact_every_commits: u32,
+    /// Look for small data files to merge at most this often per table, seconds (0: never).
+    pub data_compact_every_s: u64,
     /// Merged data files are cut near this size (MiB).
     pub data_target_file_mb: u64,
     /// A day partition with more live data files than this is merged regardless of size tiers.
@@ -149,7 +149,7 @@ impl Default for MaintenanceConfig {
             compact_every_commits: 20,
             orphan_sweep_every_commits: 100,
             orphan_min_age_s: 24 * 3600,
-            data_compact_every_commits: 30,
+            data_compact_every_s: 60,
             data_target_file_mb: 128,
             data_max_files_per_partition: 100,
             data_fresh_for_s: 30,
@@ -185,7 +185,7 @@ impl MaintenanceConfig {
             orphan_every_commits: self.orphan_sweep_every_commits,
             orphan_min_age: Duration::from_secs(self.orphan_min_age_s),
             data: DataCompactionParams {
-                every_commits: self.data_compact_every_commits,
+                every: Duration::from_secs(self.data_compact_every_s),
                 target_file_bytes: self.data_target_file_mb * 1024 * 1024,
                 max_files_per_partition: self.data_max_files_per_partition,
                 fresh_for: Duration::from_secs(self.data_fresh_for_s),

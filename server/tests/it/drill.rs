@@ -25,7 +25,7 @@ fn drill(args: &[&str]) -> String {
     stdout
 }
 
-/// Data compaction ran during the drill (the lane configures it every 4 commits) and its merged
+/// Data compaction ran during the drill (the lane configures it every 2 s) and its merged
 /// files are what the lake now reads.
 fn compaction_ran(out: &str) {
     let merged: u64 = row(out, "live data files / merged by compaction")

@@ -82,7 +82,8 @@ pub struct Maintenance {
     commits_since_hygiene: u32,
     commits_since_compaction: u32,
     commits_since_sweep: u32,
-    commits_since_data: u32,
+    /// When the last data compaction started (none yet: due at the first commit).
+    last_data: Option<std::time::Instant>,
     /// The data compaction in flight: it runs beside the commits (they race it, and whichever
     /// lands second decides again), so a long merge never stalls ingestion.
     data_task: Option<tokio::task::JoinHandle<iceberg::Result<rewrite::DataCompactionReport>>>,
@@ -99,7 +100,7 @@ impl Maintenance {
             // Due at the first commit too: crashes are what leave orphans, and a process that
             // keeps crashing must still clean up after itself.
             commits_since_sweep: params.orphan_every_commits,
-            commits_since_data: 0,
+            last_data: None,
             data_task: None,
             params,
         }
@@ -191,15 +192,14 @@ impl Maintenance {
             };
             report(metrics, ident, "data_compaction", outcome);
         }
-        let every = self.params.data.every_commits;
-        if every == 0 || self.data_task.is_some() {
+        let every = self.params.data.every;
+        if every.is_zero() || self.data_task.is_some() {
             return;
         }
-        self.commits_since_data += 1;
-        if self.commits_since_data < every {
+        if self.last_data.is_some_and(|t| t.elapsed() < every) {
             return;
         }
-        self.commits_since_data = 0;
+        self.last_data = Some(std::time::Instant::now());
         let (lake, ident, params) = (lake.clone(), ident.clone(), self.params.data.clone());
         self.data_task = Some(tokio::spawn(async move {
             rewrite::compact(&lake, &ident, &params).await

@@ -7,8 +7,10 @@ use std::time::Duration;
 /// When and how data files are merged.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DataCompactionParams {
-    /// Look for files to merge every this many commits of the table (0: never).
-    pub every_commits: u32,
+    /// Look for files to merge at most this often, checked after each commit of the table
+    /// (zero: never). Time, not commits: every landed compaction keeps two snapshots through
+    /// `replaced_grace`, so the number kept must not follow the commit rate.
+    pub every: Duration,
     /// Merged files are cut near this size; files at three quarters of it count as done.
     pub target_file_bytes: u64,
     /// The live files a day partition should stay under: past half of it, everything old
@@ -25,7 +27,7 @@ pub struct DataCompactionParams {
 impl Default for DataCompactionParams {
     fn default() -> Self {
         DataCompactionParams {
-            every_commits: 30,
+            every: Duration::from_secs(60),
             target_file_bytes: 128 * 1024 * 1024,
             max_files_per_partition: 100,
             fresh_for: Duration::from_secs(30),
