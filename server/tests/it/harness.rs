@@ -117,7 +117,7 @@ pub fn run_pipeline_env(
     (proc_, http, flight)
 }
 
-async fn metrics_body(http: &str) -> String {
+pub async fn metrics_body(http: &str) -> String {
     let Ok(mut stream) = tokio::net::TcpStream::connect(http).await else {
         return String::new();
     };

@@ -84,9 +84,11 @@ pub struct Maintenance {
     commits_since_sweep: u32,
     /// When the last data compaction started (none yet: due at the first commit).
     last_data: Option<std::time::Instant>,
-    /// The data compaction in flight: it runs beside the commits (they race it, and whichever
-    /// lands second decides again), so a long merge never stalls ingestion.
-    data_task: Option<tokio::task::JoinHandle<iceberg::Result<rewrite::DataCompactionReport>>>,
+    /// The data compaction being written: its slow phase (reading and writing data files) runs
+    /// beside the commits, so a long merge never stalls ingestion; its quick phase (manifests
+    /// and the catalog commit) runs between two of this table's commits, so it never races
+    /// them (other writers it still races, and decides again).
+    data_task: Option<tokio::task::JoinHandle<iceberg::Result<Option<rewrite::Prepared>>>>,
 }
 
 impl Maintenance {
@@ -177,8 +179,18 @@ impl Maintenance {
         metrics: Option<&Metrics>,
     ) {
         if let Some(task) = self.data_task.take_if(|t| t.is_finished()) {
-            let outcome = match task.await {
-                Ok(Ok(done)) => {
+            let landed = match task.await {
+                Ok(Ok(Some(prepared))) => rewrite::land(lake, ident, prepared).await.map(Some),
+                Ok(Ok(None)) => Ok(None),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(iceberg::Error::new(
+                    iceberg::ErrorKind::Unexpected,
+                    format!("compaction task: {e}"),
+                )),
+            };
+            let outcome = match landed {
+                Ok(None) => Ok(()),
+                Ok(Some(done)) => {
                     if let Some(m) = metrics {
                         m.data_compacted(ident.name(), done.files_replaced, done.files_written);
                     }
@@ -187,8 +199,7 @@ impl Maintenance {
                     }
                     Ok(())
                 }
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(e) => Err(format!("compaction task: {e}")),
+                Err(e) => Err(e.to_string()),
             };
             report(metrics, ident, "data_compaction", outcome);
         }
@@ -202,7 +213,7 @@ impl Maintenance {
         self.last_data = Some(std::time::Instant::now());
         let (lake, ident, params) = (lake.clone(), ident.clone(), self.params.data.clone());
         self.data_task = Some(tokio::spawn(async move {
-            rewrite::compact(&lake, &ident, &params).await
+            rewrite::prepare_current(&lake, &ident, &params).await
         }));
     }
 

@@ -91,6 +91,9 @@ pub struct CompactionPlan {
     pub rows: u64,
 }
 
+/// Merged files written, with the live file count they were planned on.
+pub type Prepared = (CompactionPlan, usize);
+
 /// What one compaction did.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct DataCompactionReport {
@@ -107,7 +110,7 @@ pub async fn prepare(
     table: &Table,
     p: &DataCompactionParams,
     now_ms: i64,
-) -> Result<Option<(CompactionPlan, usize)>> {
+) -> Result<Option<Prepared>> {
     if table.metadata().format_version() != FormatVersion::V2 {
         return Ok(None);
     }
@@ -369,11 +372,28 @@ pub async fn compact(
     ident: &TableIdent,
     p: &DataCompactionParams,
 ) -> Result<DataCompactionReport> {
+    match prepare_current(lake, ident, p).await? {
+        Some(prepared) => land(lake, ident, prepared).await,
+        None => Ok(DataCompactionReport::default()),
+    }
+}
+
+/// Phase one on the table as it is now (what the schedule runs in the background).
+pub async fn prepare_current(
+    lake: &Lake,
+    ident: &TableIdent,
+    p: &DataCompactionParams,
+) -> Result<Option<Prepared>> {
     let table = lake.catalog.load_unpinned(ident).await?;
-    let now = chrono::Utc::now().timestamp_millis();
-    let Some((plan, before)) = prepare(&table, p, now).await? else {
-        return Ok(DataCompactionReport::default());
-    };
+    prepare(&table, p, chrono::Utc::now().timestamp_millis()).await
+}
+
+/// Phase two, with a report (what the schedule runs between two of the table's commits).
+pub async fn land(
+    lake: &Lake,
+    ident: &TableIdent,
+    (plan, before): Prepared,
+) -> Result<DataCompactionReport> {
     let (landed, attempts) = plan.commit(lake, 5).await?;
     if !landed {
         tracing::info!(table = %ident, "data compaction dropped: its inputs were compacted by another writer");
