@@ -194,8 +194,8 @@ pub async fn run(mut cfg: Config, args: DayArgs) -> anyhow::Result<i32> {
     }
     // Flight SQL over the same lake, as the dashboard reads it.
     cfg.flight.listen = super::free_addr()?;
-    let stop = Arc::new(tokio::sync::Notify::new());
-    let stopped = stop.clone();
+    let flight_stop = Arc::new(tokio::sync::Notify::new());
+    let stopped = flight_stop.clone();
     let flight = crate::flight::serve(
         crate::flight::FlightParams {
             listen: cfg.flight.listen.parse().context("flight.listen")?,
@@ -247,34 +247,75 @@ pub async fn run(mut cfg: Config, args: DayArgs) -> anyhow::Result<i32> {
         "q p99"
     );
     let started = Instant::now();
-    let mut commit_ms: Vec<f64> = Vec::new();
-    for hour in 0..i64::from(args.hours) {
-        for s in 0..3600 {
-            let second = hour * 3600 + s;
-            let commits = raw.iter_mut().map(|(kind, c)| {
-                let batch = raw_batch(*kind, second, args.events_per_commit, topic(*kind));
-                async move {
+    // One task per table (the pipeline runs one committer per table too), so commits use
+    // every core; a barrier at each simulated hour lets the figures be taken on a still lake.
+    let hours = i64::from(args.hours);
+    let barrier = Arc::new(tokio::sync::Barrier::new(raw.len() + 2));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let samples = Arc::new(std::sync::Mutex::new(Vec::<f64>::new()));
+    let mut workers = Vec::new();
+    for (kind, mut c) in raw {
+        let (barrier, stop, samples) = (barrier.clone(), stop.clone(), samples.clone());
+        let (topic, n) = (topic(kind).clone(), args.events_per_commit);
+        workers.push(tokio::spawn(async move {
+            for hour in 0..hours {
+                for s in 0..3600 {
+                    let batch = raw_batch(kind, hour * 3600 + s, n, &topic);
                     let t = Instant::now();
-                    c.commit(batch).await.map(|_| millis(t.elapsed()))
+                    c.commit(batch).await?;
+                    if let Ok(mut v) = samples.lock() {
+                        v.push(millis(t.elapsed()));
+                    }
                 }
-            });
-            for ms in futures::future::join_all(commits).await {
-                commit_ms.push(ms?);
-            }
-            if s % 60 == 59 {
-                let minute = second / 60;
-                let commits = derived.iter_mut().map(|(kpi, c)| async move {
-                    c.commit(
-                        &kpi_row(*kpi, minute),
-                        serde_json::json!({ "minute": minute }),
-                    )
-                    .await
-                });
-                for r in futures::future::join_all(commits).await {
-                    r?;
+                barrier.wait().await;
+                barrier.wait().await;
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
                 }
             }
+            anyhow::Ok(())
+        }));
+    }
+    {
+        let (barrier, stop) = (barrier.clone(), stop.clone());
+        workers.push(tokio::spawn(async move {
+            for hour in 0..hours {
+                for m in 0..60 {
+                    let minute = hour * 60 + m;
+                    for (kpi, c) in derived.iter_mut() {
+                        c.commit(
+                            &kpi_row(*kpi, minute),
+                            serde_json::json!({ "minute": minute }),
+                        )
+                        .await?;
+                    }
+                }
+                barrier.wait().await;
+                barrier.wait().await;
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for hour in 0..hours {
+        barrier.wait().await;
+        if workers.iter().any(|w| w.is_finished()) {
+            // A worker failed before the hour ended: stop the rest, report its error.
+            for w in workers {
+                if w.is_finished() {
+                    w.await??;
+                } else {
+                    w.abort();
+                }
+            }
+            anyhow::bail!("a committer stopped before simulated hour {}", hour + 1);
         }
+        let commit_ms = samples
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default();
         // The hour's figures.
         let now_us = DAY_START_US + (hour + 1) * 3_600_000_000;
         let mut raw_files = 0usize;
@@ -319,13 +360,23 @@ pub async fn run(mut cfg: Config, args: DayArgs) -> anyhow::Result<i32> {
             q.p50,
             q.p99
         );
-        commit_ms.clear();
-        if args.wall_limit_s > 0 && started.elapsed().as_secs() >= args.wall_limit_s {
-            println!("wall limit reached after {} simulated hours", hour + 1);
+        let last = hour + 1 == hours
+            || (args.wall_limit_s > 0 && started.elapsed().as_secs() >= args.wall_limit_s);
+        if last {
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        barrier.wait().await;
+        if last {
+            if hour + 1 < hours {
+                println!("wall limit reached after {} simulated hours", hour + 1);
+            }
             break;
         }
     }
-    stop.notify_waiters();
+    for w in workers {
+        w.await??;
+    }
+    flight_stop.notify_waiters();
     let _ = flight.await;
     println!(
         "targets at the last hour: query set p99 ≤ 100 ms; files per day partition ≤ maintenance.data_max_files_per_partition ({}); metadata per table ≤ 100 MB; commit p99 within 2× of hour 1",
