@@ -168,12 +168,14 @@ pub async fn run(mut cfg: Config, args: DayArgs) -> anyhow::Result<i32> {
     if args.no_compaction {
         hygiene.data.every = Duration::ZERO;
     } else {
-        // The simulation runs tens of commits per wall second, so the wall-clock schedule is
-        // scaled down with it: a round every second and a 1 s freshness guard (the defaults,
-        // 60 s and 30 s, would let thousands of simulated seconds of files pile up between
-        // two rounds).
-        hygiene.data.every = Duration::from_secs(1);
+        // The simulation runs about 25 simulated seconds per wall second, so the wall-clock
+        // schedule is scaled down with it (defaults: a round every 60 s, 30 s freshness guard,
+        // 600 s grace): otherwise thousands of simulated seconds of files would pile up
+        // between two rounds, and each compaction's two protected snapshots would stay for
+        // four simulated hours.
+        hygiene.data.every = Duration::from_secs(2);
         hygiene.data.fresh_for = Duration::from_secs(1);
+        hygiene.data.replaced_grace = Duration::from_secs(24);
     }
     let mut raw = Vec::new();
     for kind in EventKind::ALL {
@@ -232,7 +234,16 @@ pub async fn run(mut cfg: Config, args: DayArgs) -> anyhow::Result<i32> {
         "bench day: {} simulated hours, 1 commit per raw table per simulated second ({} events each), 1 row per KPI table per simulated minute, data compaction {}",
         args.hours,
         args.events_per_commit,
-        if args.no_compaction { "OFF" } else { "on" }
+        if args.no_compaction {
+            "OFF".to_string()
+        } else {
+            format!(
+                "on (wall-clock schedule scaled to the simulation: a round every {} s, files younger than {} s left, replaced files kept {} s)",
+                hygiene.data.every.as_secs(),
+                hygiene.data.fresh_for.as_secs(),
+                hygiene.data.replaced_grace.as_secs()
+            )
+        }
     );
     println!(
         "{:>4} {:>7} {:>9} {:>9} {:>11} {:>8} {:>8} {:>8} {:>8}",
