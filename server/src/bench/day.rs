@@ -194,6 +194,10 @@ pub async fn run(mut cfg: Config, args: DayArgs) -> anyhow::Result<i32> {
             DerivedCommitter::open(lake.clone(), &kpi.spec(), hygiene.clone(), None).await?;
         derived.push((*kpi, c));
     }
+    // Every other table the dashboard reads (alerts, dead letters) exists, empty.
+    for t in shopwatch_actors::tables::all() {
+        lake.ensure_table(&t.spec()).await?;
+    }
     // Flight SQL over the same lake, as the dashboard reads it.
     cfg.flight.listen = super::free_addr()?;
     let flight_stop = Arc::new(tokio::sync::Notify::new());
