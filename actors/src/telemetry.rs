@@ -13,6 +13,9 @@ pub struct Metrics {
     pub commit_seconds: HistogramVec,
     pub restarts: IntCounterVec,
     pub consumer_lag: IntGaugeVec,
+    pub fenced_batches: IntCounterVec,
+    pub rebalances: IntCounterVec,
+    pub group_rejoins: IntCounterVec,
     pub pipeline_up: IntGaugeVec,
     pub backpressure_seconds: prometheus::CounterVec,
     pub late_events: IntCounterVec,
@@ -73,6 +76,21 @@ impl Metrics {
             "shopwatch_commits_total",
             "Iceberg commit attempts by outcome (ok, conflict, unknown, already_committed, fenced).",
             &["table", "outcome"],
+        );
+        let fenced_batches = counter(
+            "shopwatch_fenced_batches_total",
+            "Parts of raw batches dropped because the lake was already past their start (another instance, or this one as a zombie, got there first), per topic.",
+            &["topic"],
+        );
+        let rebalances = counter(
+            "shopwatch_group_rebalances_total",
+            "Partitions assigned to or revoked from this instance by the consumer group, per topic.",
+            &["topic", "change"],
+        );
+        let group_rejoins = counter(
+            "shopwatch_group_rejoins_total",
+            "Times this instance left and rejoined a topic's group because a partition nobody here reads stopped moving in the lake while the broker had records for it.",
+            &["topic"],
         );
         let restarts = counter(
             "shopwatch_actor_restarts_total",
@@ -210,6 +228,9 @@ impl Metrics {
             commit_seconds,
             restarts,
             consumer_lag,
+            fenced_batches,
+            rebalances,
+            group_rejoins,
             pipeline_up,
             backpressure_seconds,
             late_events,

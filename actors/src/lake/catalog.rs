@@ -272,16 +272,22 @@ pub struct PinnedCatalog {
     inner: Arc<dyn Catalog>,
     /// Table -> metadata location that the pending commit was decided on.
     pins: Mutex<HashMap<TableIdent, String>>,
+    /// One pinned commit per table at a time: several committers write one table (the
+    /// dead-letter table from every topic; a raw table from two instances in one process),
+    /// and a pin is per table, so a second pin would let the first commit land unchecked.
+    turns: Mutex<HashMap<TableIdent, Arc<tokio::sync::Mutex<()>>>>,
     /// Table -> commit uuid whose manifest list is to be compacted before it lands.
     compactions: Mutex<HashMap<TableIdent, String>>,
     /// Table -> how its last compaction went, until the committer takes it.
     compacted: Mutex<HashMap<TableIdent, Result<(), String>>>,
 }
 
-/// Holds a pin for the duration of one commit attempt; dropping it unpins.
+/// Holds a pin (and the table's turn) for the duration of one commit attempt; dropping it
+/// unpins.
 pub struct PinGuard<'a> {
     catalog: &'a PinnedCatalog,
     ident: TableIdent,
+    _turn: tokio::sync::OwnedMutexGuard<()>,
 }
 
 impl Drop for PinGuard<'_> {
@@ -300,6 +306,7 @@ impl PinnedCatalog {
         PinnedCatalog {
             inner,
             pins: Mutex::new(HashMap::new()),
+            turns: Mutex::new(HashMap::new()),
             compactions: Mutex::new(HashMap::new()),
             compacted: Mutex::new(HashMap::new()),
         }
@@ -318,9 +325,17 @@ impl PinnedCatalog {
 
     /// Pin `table` to its current metadata: until the guard drops, a reload that finds any
     /// other metadata fails as a commit conflict.
-    pub fn pin<'a>(&'a self, table: &Table) -> IcebergResult<PinGuard<'a>> {
+    pub async fn pin<'a>(&'a self, table: &Table) -> IcebergResult<PinGuard<'a>> {
         let location = table.metadata_location_result()?.to_string();
         let ident = table.identifier().clone();
+        let turn = self
+            .turns
+            .lock()
+            .map_err(|_| Error::new(ErrorKind::Unexpected, "pin turns poisoned"))?
+            .entry(ident.clone())
+            .or_default()
+            .clone();
+        let turn = turn.lock_owned().await;
         self.pins
             .lock()
             .map_err(|_| Error::new(ErrorKind::Unexpected, "pin table poisoned"))?
@@ -328,17 +343,18 @@ impl PinnedCatalog {
         Ok(PinGuard {
             catalog: self,
             ident,
+            _turn: turn,
         })
     }
 
     /// Pin, and also merge the table's earlier manifests into one inside this commit (the
     /// commit must use `commit_uuid`).
-    pub fn pin_compacting<'a>(
+    pub async fn pin_compacting<'a>(
         &'a self,
         table: &Table,
         commit_uuid: &str,
     ) -> IcebergResult<PinGuard<'a>> {
-        let guard = self.pin(table)?;
+        let guard = self.pin(table).await?;
         self.compactions
             .lock()
             .map_err(|_| Error::new(ErrorKind::Unexpected, "compactions poisoned"))?

@@ -1,19 +1,21 @@
-//! Consumer actor: one per topic. librdkafka runs on a blocking thread (as Quickwit does); the
-//! actor decodes the records, splits them into raw rows and dead letters, and hands each batch
-//! to the committers with a `call`, so at most one batch per pipeline is in memory.
+//! Consumer actor: one per topic and instance, a member of the topic's consumer group.
+//! librdkafka runs on a blocking thread (as Quickwit does); the actor applies what the group
+//! changed, decodes the records, splits them into raw rows and dead letters, and hands each
+//! batch to the committers with a `call`, so at most one batch per pipeline is in memory.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use rdkafka::consumer::BaseConsumer;
-use tracing::info;
+use rdkafka::consumer::Consumer;
+use tracing::{info, warn};
 
+use super::group::{abandoned, starts_from, GroupChange, GroupConsumer, GroupContext, Start};
 use super::kafka::{
-    assign_from_lake, cached_high_watermark, drained_partitions, kafka_consumer, poll_batch,
-    RawRecord,
+    cached_high_watermark, drained_partitions, high_watermarks, kafka_consumer, poll_batch,
+    seek_to, session_timeout, topic_partitions, RawRecord,
 };
 use super::messages::{CommitterMsg, ConsumerMsg, Reply};
 use super::params::PipelineParams;
@@ -40,8 +42,11 @@ pub struct ConsumerArgs {
 
 pub struct ConsumerState {
     args: ConsumerArgs,
-    consumer: Arc<BaseConsumer>,
+    consumer: Arc<GroupConsumer>,
+    /// The topic's partitions (all of them, not only ours).
+    partitions: Vec<i32>,
     /// Next offset per partition the raw table expects (= what it records once committed).
+    /// Its keys are the partitions the group assigned to this instance.
     position: Offsets,
     /// Next offset per partition the dead-letter table expects. Dead letters are committed
     /// lazily (a commit per second per topic would bloat the shared table's metadata), so this
@@ -52,6 +57,11 @@ pub struct ConsumerState {
     dl_ranges: Ranges,
     dl_since: Option<Instant>,
     dl_flushed: Instant,
+    /// The raw table's offsets at the last abandoned-partition check, and when it was.
+    guard: (Instant, Option<Offsets>),
+    /// How often that check runs: longer than a session timeout, so a dead member's
+    /// partitions have had their chance to move on.
+    guard_every: Duration,
 }
 
 impl Actor for ConsumerActor {
@@ -94,29 +104,50 @@ async fn recorded(
 
 async fn start(myself: ActorRef<ConsumerMsg>, args: ConsumerArgs) -> Result<ConsumerState, Error> {
     let topic = args.params.topic.clone();
-    let raw = recorded(super::RAW_COMMITTER, &args.raw, &topic).await?;
-    let dl = recorded(super::DEAD_LETTER_COMMITTER, &args.dead_letters, &topic).await?;
-    let consumer =
-        Arc::new(kafka_consumer(&args.params).map_err(Error::kafka("creating the consumer"))?);
+    // The rebalance callback reads the lake's offsets for the partitions it receives; it runs
+    // on our blocking polling thread, which may wait on the committers.
+    let runtime = tokio::runtime::Handle::current();
+    let (raw, dead_letters, t) = (args.raw.clone(), args.dead_letters.clone(), topic.clone());
+    let lake = Box::new(move || {
+        runtime.block_on(async {
+            let r = recorded(super::RAW_COMMITTER, &raw, &t).await?;
+            let d = recorded(super::DEAD_LETTER_COMMITTER, &dead_letters, &t).await?;
+            Ok((r, d))
+        })
+    });
+    let consumer = Arc::new(
+        kafka_consumer(&args.params, GroupContext::new(&topic, lake))
+            .map_err(Error::kafka("creating the consumer"))?,
+    );
     let c = consumer.clone();
     let t = topic.clone();
-    let (position, dl_position) =
-        tokio::task::spawn_blocking(move || assign_from_lake(&c, &t, &raw, &dl))
-            .await
-            .map_err(Error::call("assigning partitions"))??;
-    info!(%topic, ?position, ?dl_position, "consumer assigned at lake offsets");
+    let partitions = tokio::task::spawn_blocking(move || {
+        let partitions = topic_partitions(&c, &t)?;
+        c.subscribe(&[&t]).map_err(Error::kafka("subscribing"))?;
+        Ok::<_, Error>(partitions)
+    })
+    .await
+    .map_err(Error::call("subscribing"))??;
+    info!(%topic, group = %args.params.kafka.group, "consumer joined its group; partitions start where the lake says");
+    // The first look is now: a restart after a crash (whose old member still holds the
+    // partitions for a session timeout) is checked one interval later, not two.
+    let initial = Some(recorded(super::RAW_COMMITTER, &args.raw, &topic).await?);
+    let guard_every = session_timeout(&args.params) + Duration::from_secs(2);
     myself
         .send_message(ConsumerMsg::Poll)
         .map_err(Error::call("starting to poll"))?;
     Ok(ConsumerState {
         args,
         consumer,
-        position,
-        dl_position,
+        partitions,
+        position: Offsets::new(),
+        dl_position: Offsets::new(),
         dl_buffer: Vec::new(),
         dl_ranges: Ranges::new(),
         dl_since: None,
         dl_flushed: Instant::now(),
+        guard: (Instant::now(), initial),
+        guard_every,
     })
 }
 
@@ -126,7 +157,10 @@ impl ConsumerState {
             ConsumerMsg::Poll => {
                 let shutting_down = self.args.params.shutdown.load(Ordering::Relaxed);
                 if !shutting_down {
-                    let records = poll(self).await?;
+                    let (records, changes) = poll(self).await?;
+                    for change in changes {
+                        self.apply(change);
+                    }
                     if !records.is_empty() {
                         let (ranges, raw, dead) = self.split(records).await?;
                         self.hand_off(ranges, raw, dead).await?;
@@ -135,6 +169,7 @@ impl ConsumerState {
                 let stopping = self.args.params.shutdown.load(Ordering::Relaxed);
                 if !shutting_down {
                     confirm_drained(self).await;
+                    self.check_abandoned().await?;
                 }
                 self.flush_dead_letters(stopping).await?;
                 if stopping {
@@ -172,7 +207,14 @@ impl ConsumerState {
             let dl_start = state.dl_position.get(&p).copied().unwrap_or(record.offset);
             let dl_range = state.dl_ranges.entry(p).or_insert((dl_start, dl_start));
             dl_range.1 = dl_range.1.max(record.offset + 1);
-            let start = state.position.get(&p).copied().unwrap_or(record.offset);
+            // Every record follows its partition's assignment (applied above), which set the
+            // position from the lake; anything else would commit a range we never read.
+            let Some(start) = state.position.get(&p).copied() else {
+                return Err(Error::Transient(format!(
+                    "topic {}: record {p}/{} from a partition not assigned to this instance",
+                    params.topic, record.offset
+                )));
+            };
             // Below the raw table's position: already stored; re-read only to rebuild dead
             // letters that were buffered but not committed before a restart.
             let replay_only = record.offset < start;
@@ -259,13 +301,28 @@ impl ConsumerState {
             },
         )
         .await?;
+        // Parts another instance (or this one, before a freeze) got to first are not ours:
+        // never delivered, read again from where the lake is.
+        let (ranges, rows) = if report.fenced.is_empty() {
+            (ranges, rows)
+        } else {
+            let mut kept = (*rows).clone();
+            kept.retain(|p, _| !report.fenced.contains_key(&p));
+            let ranges: Ranges = ranges
+                .into_iter()
+                .filter(|(p, _)| !report.fenced.contains_key(p))
+                .collect();
+            (ranges, Arc::new(kept))
+        };
         // Only now, with the batch durable in the raw table, may the derived actors see it.
-        state.args.params.subscribers.deliver(Delivery {
-            topic: topic.clone(),
-            kind: state.args.params.kind,
-            ranges: ranges.clone(),
-            rows,
-        });
+        if !ranges.is_empty() {
+            state.args.params.subscribers.deliver(Delivery {
+                topic: topic.clone(),
+                kind: state.args.params.kind,
+                ranges: ranges.clone(),
+                rows,
+            });
+        }
         state
             .args
             .params
@@ -285,11 +342,153 @@ impl ConsumerState {
                     .set((high - end).max(0));
             }
         }
-        debug_assert!(report
-            .offsets
-            .iter()
-            .all(|(p, o)| state.position.get(p).is_none_or(|pos| pos <= o)));
+        if !report.fenced.is_empty() {
+            state.fenced(&report.fenced).await?;
+        }
         state.args.progress.beat();
+        Ok(())
+    }
+
+    /// The lake is past our batch on these partitions: count it and read them again from where
+    /// the lake is, exactly as if they had just been assigned (dead letters included).
+    async fn fenced(&mut self, fenced: &Offsets) -> Handled {
+        let topic = self.args.params.topic.clone();
+        self.args
+            .params
+            .metrics
+            .fenced_batches
+            .with_label_values(&[&topic])
+            .inc_by(fenced.len() as u64);
+        warn!(%topic, ?fenced, "another writer is past our batch on these partitions; dropped our part, reading again from the lake's offsets");
+        let raw = recorded(super::RAW_COMMITTER, &self.args.raw, &topic).await?;
+        let dl = recorded(
+            super::DEAD_LETTER_COMMITTER,
+            &self.args.dead_letters,
+            &topic,
+        )
+        .await?;
+        let consumer = self.consumer.clone();
+        let partitions: Vec<i32> = fenced.keys().copied().collect();
+        let (starts, gone) = tokio::task::spawn_blocking(move || {
+            // Partitions already taken from us wait for their revocation; the others are read
+            // again from the lake. A seek that fails is an error (the consumer restarts and
+            // rejoins): never read on from a stale position.
+            let held = consumer
+                .assignment()
+                .map_err(Error::kafka("reading the assignment"))?;
+            let (ours, gone): (Vec<i32>, Vec<i32>) = partitions.into_iter().partition(|p| {
+                held.elements_for_topic(&topic)
+                    .iter()
+                    .any(|e| e.partition() == *p)
+            });
+            let starts = starts_from(&consumer, &topic, &ours, &raw, &dl)?;
+            seek_to(&consumer, &topic, &starts)?;
+            Ok::<_, Error>((starts, gone))
+        })
+        .await
+        .map_err(Error::call("seeking"))??;
+        self.take_over(&starts);
+        for p in gone {
+            self.forget(p);
+        }
+        Ok(())
+    }
+
+    /// Start `starts` afresh: positions from the lake, nothing of theirs buffered.
+    fn take_over(&mut self, starts: &[Start]) {
+        for s in starts {
+            self.forget(s.partition);
+            self.position.insert(s.partition, s.raw);
+            self.dl_position.insert(s.partition, s.dead_letters);
+        }
+    }
+
+    /// Drop everything held for `partition` (uncommitted dead letters included: whoever reads
+    /// it next rebuilds them from the dead-letter table's offset).
+    fn forget(&mut self, partition: i32) {
+        self.position.remove(&partition);
+        self.dl_position.remove(&partition);
+        self.dl_ranges.remove(&partition);
+        self.dl_buffer.retain(|d| d.source.partition != partition);
+        if self.dl_buffer.is_empty() {
+            self.dl_since = None;
+        }
+    }
+
+    fn apply(&mut self, change: GroupChange) {
+        let topic = self.args.params.topic.clone();
+        let metrics = &self.args.params.metrics;
+        match change {
+            GroupChange::Assigned(starts) => {
+                metrics
+                    .rebalances
+                    .with_label_values(&[&topic, "assigned"])
+                    .inc_by(starts.len() as u64);
+                self.take_over(&starts);
+            }
+            GroupChange::Revoked(partitions) => {
+                metrics
+                    .rebalances
+                    .with_label_values(&[&topic, "revoked"])
+                    .inc_by(partitions.len() as u64);
+                for p in partitions {
+                    self.forget(p);
+                    let _ = self
+                        .args
+                        .params
+                        .metrics
+                        .consumer_lag
+                        .remove_label_values(&[&topic, &p.to_string()]);
+                }
+            }
+        }
+    }
+
+    /// When this instance does not hold every partition: if one nobody here reads has records
+    /// on the broker and has not moved in the lake since the last check, leave and rejoin the
+    /// group (see [`abandoned`]).
+    async fn check_abandoned(&mut self) -> Handled {
+        if self.guard.0.elapsed() < self.guard_every {
+            return Ok(());
+        }
+        self.guard.0 = Instant::now();
+        let owned: BTreeSet<i32> = self.position.keys().copied().collect();
+        if self.partitions.iter().all(|p| owned.contains(p)) {
+            self.guard.1 = None;
+            return Ok(());
+        }
+        let topic = self.args.params.topic.clone();
+        let lake = recorded(super::RAW_COMMITTER, &self.args.raw, &topic).await?;
+        let consumer = self.consumer.clone();
+        let (t, partitions) = (topic.clone(), self.partitions.clone());
+        let highs =
+            tokio::task::spawn_blocking(move || high_watermarks(&consumer, &t, &partitions))
+                .await
+                .map_err(Error::call("asking watermarks"))??;
+        let stuck = match &self.guard.1 {
+            Some(before) => abandoned(&owned, &highs, before, &lake),
+            None => Vec::new(),
+        };
+        if stuck.is_empty() {
+            self.guard.1 = Some(lake);
+            return Ok(());
+        }
+        warn!(%topic, ?stuck, "partitions nobody reads (the group did not hand them on); rejoining the group");
+        self.args
+            .params
+            .metrics
+            .group_rejoins
+            .with_label_values(&[&topic])
+            .inc();
+        self.guard.1 = None;
+        let consumer = self.consumer.clone();
+        tokio::task::spawn_blocking(move || {
+            consumer.unsubscribe();
+            consumer.subscribe(&[&topic])
+        })
+        .await
+        .map_err(Error::call("rejoining"))?
+        .map_err(Error::kafka("rejoining the group"))?;
         Ok(())
     }
 
@@ -414,7 +613,7 @@ async fn confirm_drained(state: &ConsumerState) {
 }
 
 /// Poll one batch on a blocking thread.
-async fn poll(state: &ConsumerState) -> Result<Vec<RawRecord>, Error> {
+async fn poll(state: &ConsumerState) -> Result<(Vec<RawRecord>, Vec<GroupChange>), Error> {
     let consumer = state.consumer.clone();
     let progress = state.args.progress.clone();
     let shutdown = state.args.params.shutdown.clone();

@@ -1,23 +1,39 @@
 //! librdkafka's side of the consumer, run on blocking threads (as Quickwit does): the client's
-//! settings, assignment at the lake's offsets, polling a batch, and asking the broker whether a
-//! partition is drained.
+//! settings, polling a batch (with what the group changed meanwhile, `group.rs`), seeking, and
+//! asking the broker whether a partition is drained.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Offset};
 use tracing::warn;
 
+use super::group::{GroupChange, GroupConsumer, GroupContext, Start};
 use super::params::PipelineParams;
 use crate::error::Error;
 use crate::lake::Offsets;
 use crate::supervision::Progress;
 
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
+/// A dead instance's partitions move on after this long (`session.timeout.ms`, which
+/// `kafka.extra` may override); heartbeats come from librdkafka's own thread, so a long commit
+/// does not count against it.
+const SESSION_TIMEOUT_MS: u64 = 10_000;
+
+/// The group session timeout in effect.
+pub fn session_timeout(params: &PipelineParams) -> Duration {
+    let ms = params
+        .kafka
+        .extra
+        .get("session.timeout.ms")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(SESSION_TIMEOUT_MS);
+    Duration::from_millis(ms)
+}
 
 /// One record as read from Kafka, owned so it can leave the blocking thread.
 pub struct RawRecord {
@@ -26,12 +42,23 @@ pub struct RawRecord {
     pub payload: Option<Vec<u8>>,
 }
 
-pub fn kafka_consumer(params: &PipelineParams) -> Result<BaseConsumer, KafkaError> {
+/// A consumer in the topic's group (`{kafka.group}-{topic}`): instances with the same group
+/// share the partitions (cooperative-sticky, so a rebalance moves only what must move).
+pub fn kafka_consumer(
+    params: &PipelineParams,
+    context: GroupContext,
+) -> Result<GroupConsumer, KafkaError> {
     let mut cfg = ClientConfig::new();
     cfg.set("bootstrap.servers", &params.kafka.brokers)
         .set(
             "group.id",
-            format!("{}-{}", params.kafka.group_prefix, params.topic),
+            format!("{}-{}", params.kafka.group, params.topic),
+        )
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("session.timeout.ms", SESSION_TIMEOUT_MS.to_string())
+        .set(
+            "heartbeat.interval.ms",
+            (SESSION_TIMEOUT_MS / 5).to_string(),
         )
         // Positions come from the lake, never from the group or a reset policy: an
         // out-of-range position is an error we surface, not a silent jump.
@@ -44,18 +71,14 @@ pub fn kafka_consumer(params: &PipelineParams) -> Result<BaseConsumer, KafkaErro
     for (k, v) in &params.kafka.extra {
         cfg.set(k, v);
     }
-    cfg.create()
+    cfg.create_with_context(context)
 }
 
-/// Assign every partition of `topic` at the lower of the raw table's and the dead-letter
-/// table's offsets (the earliest retained offset for a partition a table has never seen),
-/// after checking the broker still has them. Returns (raw position, dead-letter position).
-pub fn assign_from_lake(
-    consumer: &BaseConsumer,
+/// The partitions of `topic`; an error when the broker does not have it.
+pub fn topic_partitions<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
     topic: &str,
-    lake: &Offsets,
-    dead_letters: &Offsets,
-) -> Result<(Offsets, Offsets), Error> {
+) -> Result<Vec<i32>, Error> {
     let metadata = consumer
         .fetch_metadata(Some(topic), KAFKA_TIMEOUT)
         .map_err(Error::kafka(format!("metadata of {topic}")))?;
@@ -70,51 +93,40 @@ pub fn assign_from_lake(
             "topic {topic} does not exist on the broker (or has no partitions)"
         )));
     }
-    let mut tpl = TopicPartitionList::new();
-    let mut position = Offsets::new();
-    let mut dl_position = Offsets::new();
-    for p in partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p, KAFKA_TIMEOUT)
-            .map_err(Error::kafka(format!("watermarks of {topic}/{p}")))?;
-        let start = match lake.get(&p).copied() {
-            Some(o) if o > high => {
-                return Err(Error::Unrecoverable(format!(
-                    "topic {topic} partition {p}: the lake has consumed up to offset {o} but the broker ends at {high}; \
-                     the broker was probably recreated. Refusing to skip or duplicate data: point shopwatch at the original \
-                     broker, or use a new data dir for a new broker"
-                )));
-            }
-            Some(o) if o < low => {
-                return Err(Error::Unrecoverable(format!(
-                    "topic {topic} partition {p}: next offset {o} recorded in the lake was deleted by the broker \
-                     (earliest retained is {low}); records {o}..{low} are lost. Refusing to continue silently"
-                )));
-            }
-            Some(o) => o,
-            None => low,
-        };
-        let dl_start = match dead_letters.get(&p).copied() {
-            Some(o) if o < low => {
-                warn!(%topic, partition = p, next = o, low, "dead-letter position was deleted by the broker; resuming at the earliest retained offset");
-                low
-            }
-            Some(o) => o.min(high),
-            None => low,
-        };
-        tpl.add_partition_offset(topic, p, Offset::Offset(start.min(dl_start)))
-            .map_err(Error::kafka("assigning"))?;
-        position.insert(p, start);
-        dl_position.insert(p, dl_start);
+    Ok(partitions)
+}
+
+/// The broker's high watermark of each of `partitions`, asked now.
+pub fn high_watermarks<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partitions: &[i32],
+) -> Result<BTreeMap<i32, i64>, Error> {
+    partitions
+        .iter()
+        .map(|&p| {
+            consumer
+                .fetch_watermarks(topic, p, KAFKA_TIMEOUT)
+                .map(|(_, high)| (p, high))
+                .map_err(Error::kafka(format!("watermarks of {topic}/{p}")))
+        })
+        .collect()
+}
+
+/// Read `starts` again (after a fence: the lake moved past us), if still assigned.
+pub fn seek_to(consumer: &GroupConsumer, topic: &str, starts: &[Start]) -> Result<(), Error> {
+    for s in starts {
+        consumer
+            .seek(topic, s.partition, Offset::Offset(s.seek()), KAFKA_TIMEOUT)
+            .map_err(Error::kafka(format!("seeking {topic}/{}", s.partition)))?;
     }
-    consumer.assign(&tpl).map_err(Error::kafka("assigning"))?;
-    Ok((position, dl_position))
+    Ok(())
 }
 
 /// Partitions of `topic` whose `position` has reached the broker's high watermark, asked now
 /// (a cached one could be stale while the broker is unreachable), with that watermark.
-pub fn drained_partitions(
-    consumer: &BaseConsumer,
+pub fn drained_partitions<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
     topic: &str,
     position: &Offsets,
 ) -> Vec<(i32, i64)> {
@@ -130,27 +142,39 @@ pub fn drained_partitions(
         .collect()
 }
 
-/// Poll until `interval` elapses, `max_rows` records are read, or `shutdown` is set.
+/// Poll until `interval` elapses, `max_rows` records are read, or `shutdown` is set. Returns
+/// the records and what the group changed meanwhile, in order; records of a partition revoked
+/// during the batch are dropped (its new owner reads them from the lake's offset).
 pub fn poll_batch(
-    consumer: &BaseConsumer,
+    consumer: &GroupConsumer,
     topic: &str,
     progress: &Progress,
     shutdown: &AtomicBool,
     interval: Duration,
     max_rows: usize,
-) -> Result<Vec<RawRecord>, Error> {
+) -> Result<(Vec<RawRecord>, Vec<GroupChange>), Error> {
     let deadline = Instant::now() + interval;
     let mut records = Vec::new();
+    let mut changes = Vec::new();
     let mut consecutive_errors = 0u32;
-    let mut per_partition_last: BTreeMap<i32, i64> = BTreeMap::new();
     while Instant::now() < deadline && records.len() < max_rows && !shutdown.load(Ordering::Relaxed)
     {
         progress.beat();
-        match consumer.poll(Duration::from_millis(100)) {
+        let polled = consumer.poll(Duration::from_millis(100));
+        // Rebalance callbacks ran inside that poll, before the message it returns.
+        if let Some(e) = consumer.context().take_failure() {
+            return Err(e);
+        }
+        for change in consumer.context().take_changes() {
+            if let GroupChange::Revoked(gone) = &change {
+                records.retain(|r: &RawRecord| !gone.contains(&r.partition));
+            }
+            changes.push(change);
+        }
+        match polled {
             None => {}
             Some(Ok(m)) => {
                 consecutive_errors = 0;
-                per_partition_last.insert(m.partition(), m.offset());
                 records.push(RawRecord {
                     partition: m.partition(),
                     offset: m.offset(),
@@ -173,11 +197,15 @@ pub fn poll_batch(
             }
         }
     }
-    Ok(records)
+    Ok((records, changes))
 }
 
 /// The high watermark librdkafka cached from its last fetch response (no network round trip).
-pub fn cached_high_watermark(consumer: &BaseConsumer, topic: &str, partition: i32) -> Option<i64> {
+pub fn cached_high_watermark<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
     let topic = std::ffi::CString::new(topic).ok()?;
     let (mut low, mut high) = (-1i64, -1i64);
     // SAFETY: the client pointer is valid for the consumer's lifetime; the call only reads

@@ -3,6 +3,7 @@
 
 pub mod committer;
 pub mod consumer;
+pub mod group;
 pub mod kafka;
 pub mod messages;
 pub mod params;

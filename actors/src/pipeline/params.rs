@@ -15,8 +15,9 @@ use crate::telemetry::Metrics;
 #[derive(Clone, Debug)]
 pub struct KafkaParams {
     pub brokers: String,
-    /// Consumer group id prefix; the group is used for lag reporting only, never for positions.
-    pub group_prefix: String,
+    /// Consumer group prefix: instances with the same one share each topic's partitions
+    /// (group `{group}-{topic}`); positions still come from the lake, never from the group.
+    pub group: String,
     /// Extra librdkafka properties (e.g. security settings).
     pub extra: BTreeMap<String, String>,
 }

@@ -124,19 +124,41 @@ async fn concurrent_writer_forces_a_re_decision(lake: &Lake) {
     assert_eq!(rows.len(), 15);
 }
 
-/// The interloper commits [0, 4) of OUR partition: our [0, 10) no longer chains.
+/// The interloper (another instance that took the partition over, or we are the zombie)
+/// commits [0, 4) of OUR partition: our [0, 10) no longer chains. Our part is dropped and the
+/// lake's offset reported, so the consumer reads on from there; nothing is written twice.
 async fn a_writer_that_moved_our_offsets_fences(lake: &Lake) {
     let metrics = Metrics::new();
     let mut ours = committer(lake, Some(orders(0, 0..4)), &metrics).await;
-    let err = ours.commit(orders(0, 0..10)).await.unwrap_err();
-    assert!(matches!(err, CommitError::Fenced { .. }), "{err}");
-    assert!(err.is_fatal());
+    let report = ours.commit(orders(0, 0..10)).await.unwrap();
+    assert_eq!(report.outcome, CommitOutcome::Fenced);
+    assert_eq!(report.fenced, [(0, 4)].into());
     let rows = source_offsets(lake, "orders_processed").await;
     assert_eq!(
         rows.len(),
         4,
         "our batch must not have landed on the unchecked snapshot"
     );
+    // A batch over two partitions, one taken over: only the other one lands.
+    let mut two = orders(0, 4..8);
+    let extra = orders(1, 0..3);
+    two.ranges.extend(extra.ranges.clone());
+    if let (Rows::Orders(a), Rows::Orders(b)) = ((*two.rows).clone(), (*extra.rows).clone()) {
+        two.rows = Arc::new(Rows::Orders(a.into_iter().chain(b).collect()));
+    }
+    let report = ours.commit(orders(0, 4..6)).await.unwrap();
+    assert_eq!(report.outcome, CommitOutcome::Committed);
+    let report = ours.commit(two).await.unwrap();
+    assert_eq!(report.outcome, CommitOutcome::Committed);
+    assert_eq!(report.fenced, [(0, 6)].into());
+    assert_eq!(report.offsets, [(0, 6), (1, 3)].into());
+    let rows = source_offsets(lake, "orders_processed").await;
+    assert_eq!(
+        rows.len(),
+        9,
+        "4 + 2 of ours on partition 0, 3 on partition 1"
+    );
+    assert_unique(&rows);
 }
 
 #[tokio::test]
@@ -194,11 +216,14 @@ async fn replaying_a_landed_batch_is_a_no_op_and_chains_continue() {
         c.commit(orders(0, 10..12)).await.unwrap().outcome,
         CommitOutcome::Committed
     );
-    // A batch that starts behind the lake (offset regression) is fenced.
-    assert!(matches!(
-        c.commit(orders(0, 5..11)).await,
-        Err(CommitError::Fenced { .. })
-    ));
+    // A batch that starts behind the lake (a zombie's) is dropped, and says where the lake is.
+    let report = c.commit(orders(0, 5..11)).await.unwrap();
+    assert_eq!(report.outcome, CommitOutcome::Fenced);
+    assert_eq!(report.fenced, [(0, 12)].into());
+    // One that starts past the lake would skip records: refused, never retried.
+    let err = c.commit(orders(0, 14..16)).await.unwrap_err();
+    assert!(matches!(err, CommitError::Fenced { .. }), "{err}");
+    assert!(err.is_fatal());
     assert_eq!(source_offsets(&lake, "orders_processed").await.len(), 12);
 }
 
@@ -361,4 +386,27 @@ async fn the_orphan_sweeper_deletes_strays_past_the_safety_age_and_nothing_refer
         .get(&0),
         Some(&100)
     );
+}
+
+/// Two committers of one table in one process (two instances sharing a lake, or every topic's
+/// dead letters) race the same batches of one partition: each lands exactly once; the loser
+/// finds it landed or fenced, never appends it again on top of the winner's snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_committers_of_one_table_never_land_a_batch_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(dir.path()).await;
+    let metrics = Metrics::new();
+    let mut a = committer(&lake, None, &metrics).await;
+    let mut b = committer(&lake, None, &metrics).await;
+    tokio::join!(race(&mut a), race(&mut b));
+    let rows = source_offsets(&lake, "orders_processed").await;
+    assert_unique(&rows);
+    assert_eq!(rows.len(), 300);
+}
+
+async fn race(c: &mut TableCommitter) {
+    for i in 0..30 {
+        let r = c.commit(orders(0, i * 10..i * 10 + 10)).await.unwrap();
+        assert!(r.rows == 10 || r.rows == 0, "{r:?}");
+    }
 }

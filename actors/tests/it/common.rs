@@ -73,3 +73,36 @@ where
     }
     panic!("timed out waiting for: {what}");
 }
+
+/// librdkafka's in-process mock cluster with `topic` of `partitions`; keep the producer alive
+/// (the cluster lives as long as its client). Returns it and the bootstrap servers.
+pub fn mock_broker(topic: &str, partitions: i32) -> (rdkafka::producer::FutureProducer, String) {
+    use rdkafka::producer::Producer;
+    let mock: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+        .set("test.mock.num.brokers", "1")
+        .create()
+        .unwrap();
+    let brokers = {
+        let cluster = mock.client().mock_cluster().unwrap();
+        cluster.create_topic(topic, partitions, 1).unwrap();
+        cluster.bootstrap_servers()
+    };
+    // Consumers join a group; the mock waits 3 s for more members before the first
+    // assignment (as Kafka's group.initial.rebalance.delay.ms), which every restart would pay.
+    // SAFETY: the handle is the mock cluster owned by `mock`'s client, alive for the call.
+    unsafe {
+        let cluster = rdkafka::bindings::rd_kafka_handle_mock_cluster(mock.client().native_ptr());
+        rdkafka::bindings::rd_kafka_mock_group_initial_rebalance_delay_ms(cluster, 0);
+    }
+    (mock, brokers)
+}
+
+/// Logs to the test's output when `RUST_LOG` is set (nextest shows them on failure).
+pub fn init_tracing() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}

@@ -4,4 +4,5 @@
 mod commit;
 mod common;
 mod compaction;
+mod group;
 mod supervision;

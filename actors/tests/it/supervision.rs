@@ -5,7 +5,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use shopwatch_actors::alerts::rules;
@@ -21,13 +20,14 @@ use shopwatch_actors::telemetry::Metrics;
 use shopwatch_actors::windows::clock::ClockParams;
 use shopwatch_actors::windows::{EngineParams, Windowing};
 
-use crate::common::{assert_unique, eventually, lake, source_offsets};
+use crate::common::{assert_unique, eventually, lake, mock_broker, source_offsets};
 
 const N: usize = 300;
 const POISON: &str = "poison-marker";
 
 struct Fixture {
-    _mock: MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    /// Holds the in-process mock cluster (it lives as long as its client).
+    _mock: FutureProducer,
     _dir: tempfile::TempDir,
     lake: Lake,
     metrics: Metrics,
@@ -100,9 +100,7 @@ async fn start_with(
     poison_at: Option<usize>,
     with_derived: bool,
 ) -> Fixture {
-    let mock = MockCluster::new(1).unwrap();
-    mock.create_topic("orders_topic", 2, 1).unwrap();
-    let brokers = mock.bootstrap_servers();
+    let (mock, brokers) = mock_broker("orders_topic", 2);
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
         .create()
@@ -139,8 +137,16 @@ async fn start_with(
         topic: "orders_topic".into(),
         kafka: KafkaParams {
             brokers,
-            group_prefix: "test".into(),
-            extra: [("fetch.wait.max.ms".to_string(), "10".to_string())].into(),
+            group: "test".into(),
+            // The mock cluster waits a session timeout less 1 s before it assigns a restarted
+            // consumer (a real broker hands over as soon as the old member leaves).
+            extra: [
+                ("fetch.wait.max.ms", "10"),
+                ("session.timeout.ms", "1500"),
+                ("heartbeat.interval.ms", "500"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into(),
         },
         lake: lake.clone(),
         batch: BatchParams {

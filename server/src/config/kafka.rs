@@ -13,8 +13,9 @@ use super::ConfigError;
 pub struct KafkaConfig {
     /// Bootstrap servers, `HOST:PORT[,HOST:PORT]`.
     pub brokers: String,
-    /// Consumer group prefix (groups only report lag; positions come from the lake).
-    pub group_prefix: String,
+    /// Consumer group prefix: every `shopwatch run` with the same one shares each topic's
+    /// partitions (group `{group}-{topic}`). Positions still come from the lake.
+    pub group: String,
     /// Partitions per topic when `shopwatch broker` creates the topics.
     pub partitions: i32,
     /// Extra librdkafka properties (e.g. `"security.protocol" = "SASL_SSL"`). Free-form, so
@@ -26,7 +27,7 @@ impl Default for KafkaConfig {
     fn default() -> Self {
         KafkaConfig {
             brokers: "127.0.0.1:9092".into(),
-            group_prefix: "shopwatch".into(),
+            group: "shopwatch".into(),
             partitions: 3,
             extra: BTreeMap::new(),
         }
@@ -41,6 +42,12 @@ impl KafkaConfig {
                 "must not be empty; set it to HOST:PORT of a Kafka broker (flag --brokers)",
             ));
         }
+        if self.group.trim().is_empty() {
+            return Err(ConfigError::check(
+                "kafka.group",
+                "must not be empty; instances with the same group share the topics' partitions (default \"shopwatch\")",
+            ));
+        }
         if !(1..=10_000).contains(&self.partitions) {
             return Err(ConfigError::check(
                 "kafka.partitions",
@@ -53,7 +60,7 @@ impl KafkaConfig {
     pub fn params(&self) -> KafkaParams {
         KafkaParams {
             brokers: self.brokers.clone(),
-            group_prefix: self.group_prefix.clone(),
+            group: self.group.clone(),
             extra: self.extra.clone(),
         }
     }

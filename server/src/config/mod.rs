@@ -184,6 +184,9 @@ fn nested_path(path: &[String], value: Value) -> Value {
     })
 }
 
+/// Keys that were renamed: (old, new), so the error names the new one.
+const RENAMED: &[(&str, &str)] = &[("kafka.group_prefix", "kafka.group")];
+
 fn check_keys(
     schema: &Value,
     layer: &Value,
@@ -206,6 +209,17 @@ fn check_keys(
             }
             None if prefix == "alerts" && value.is_table() => {
                 return Err(derived::unknown_rule(key))
+            }
+            None if RENAMED.iter().any(|(old, _)| *old == path) => {
+                let new = RENAMED
+                    .iter()
+                    .find(|(old, _)| *old == path)
+                    .map(|(_, new)| *new)
+                    .unwrap_or_default();
+                return Err(ConfigError::check(
+                    path,
+                    format!("was renamed; set `{new}` instead (in {source_name})"),
+                ));
             }
             None => {
                 return Err(ConfigError::UnknownKey {

@@ -5,7 +5,17 @@
 use iceberg::table::Table;
 use serde::{Deserialize, Serialize};
 
-use super::offsets::Decision;
+/// Outcome of comparing a derived table's recorded chain with the link we computed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// The table is at the state we computed from: append.
+    Commit,
+    /// Our own link is there: an earlier attempt landed.
+    AlreadyCommitted,
+    /// Anything else: another writer (a deposed owner, a second instance) moved the chain.
+    /// Never retried.
+    Fenced(String),
+}
 
 pub const CHAIN_KEY: &str = "shopwatch.derived-state";
 

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use iceberg::table::Table;
 use uuid::Uuid;
 
-use super::chain::{decide_chain, recorded_chain, ChainState, CHAIN_KEY};
-use super::offsets::{self, decide_strict, is_committed, merge_forward, Decision};
+use super::chain::{decide_chain, recorded_chain, ChainState, Decision, CHAIN_KEY};
+use super::offsets::{self, is_committed, merge_forward, split_by_partition};
 use super::{CommitError, CommitHook, CommitOutcome, CommitReport, Committer, Ledger, Plan};
 use super::{Offsets, Ranges};
 use crate::events::Micros;
@@ -78,6 +78,8 @@ struct OffsetLedger<'a> {
     table_name: &'a str,
     rule: OffsetRule,
     batch: &'a TableBatch,
+    /// Partitions another writer got to first (Strict only), from the last plan.
+    fenced: Offsets,
 }
 
 impl Ledger for OffsetLedger<'_> {
@@ -89,19 +91,29 @@ impl Ledger for OffsetLedger<'_> {
                 detail,
             }
         })?;
-        // Only the replay filter needs its own copy of the rows.
+        // Only a partial batch or the replay filter needs its own copy of the rows.
         let filtered;
-        let rows: &Rows = match self.rule {
-            OffsetRule::Strict => match decide_strict(&committed, &batch.ranges) {
-                Decision::Commit => &batch.rows,
-                Decision::AlreadyCommitted => return Ok(Plan::Landed { offsets: committed }),
-                Decision::Fenced(detail) => {
-                    return Err(CommitError::Fenced {
+        let (rows, ranges): (&Rows, &Ranges) = match self.rule {
+            OffsetRule::Strict => {
+                let split = split_by_partition(&committed, &batch.ranges).map_err(|detail| {
+                    CommitError::Fenced {
                         table: self.table_name.to_string(),
                         detail,
-                    })
+                    }
+                })?;
+                self.fenced = split.fenced;
+                if split.commit.is_empty() {
+                    return Ok(Plan::Landed { offsets: committed });
                 }
-            },
+                if split.commit.len() == batch.ranges.len() {
+                    (&batch.rows, &batch.ranges)
+                } else {
+                    let mut rows = (*batch.rows).clone();
+                    rows.retain(|p, _| split.commit.contains_key(&p));
+                    filtered = (rows, split.commit);
+                    (&filtered.0, &filtered.1)
+                }
+            }
             OffsetRule::Filter => {
                 let mut rows = (*batch.rows).clone();
                 rows.retain(|p, o| !is_committed(&committed, p, o));
@@ -112,11 +124,11 @@ impl Ledger for OffsetLedger<'_> {
                 if rows.is_empty() && !advances {
                     return Ok(Plan::Landed { offsets: committed });
                 }
-                filtered = rows;
-                &filtered
+                filtered = (rows, batch.ranges.clone());
+                (&filtered.0, &filtered.1)
             }
         };
-        let new_offsets = merge_forward(&committed, &batch.ranges);
+        let new_offsets = merge_forward(&committed, ranges);
         let key = offsets_key(&batch.topic);
         let json = offsets::to_json(&new_offsets);
         Ok(Plan::Append {
@@ -179,8 +191,23 @@ impl TableCommitter {
             table_name: &table_name,
             rule: self.rule,
             batch: &batch,
+            fenced: Offsets::new(),
         };
-        self.committer.commit(&mut ledger).await
+        let mut report = self.committer.commit(&mut ledger).await?;
+        if !ledger.fenced.is_empty() {
+            if report.outcome == CommitOutcome::AlreadyCommitted && report.rows == 0 {
+                // Nothing of ours landed now; say why rather than "already committed".
+                let none_landed = batch
+                    .ranges
+                    .iter()
+                    .all(|(p, _)| ledger.fenced.contains_key(p));
+                if none_landed {
+                    report.outcome = CommitOutcome::Fenced;
+                }
+            }
+            report.fenced = ledger.fenced;
+        }
+        Ok(report)
     }
 }
 

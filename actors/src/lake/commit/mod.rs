@@ -38,6 +38,9 @@ const MAX_ATTEMPTS: u32 = 20;
 pub enum CommitOutcome {
     Committed,
     AlreadyCommitted,
+    /// Every partition of the batch was already past its start (another instance's, or we
+    /// are a zombie): nothing of it was written.
+    Fenced,
 }
 
 #[derive(Clone, Debug)]
@@ -47,11 +50,15 @@ pub struct CommitReport {
     pub files: usize,
     pub attempts: u32,
     pub offsets: Offsets,
+    /// Raw tables: partitions of the batch dropped because the lake was already past their
+    /// start, with the lake's offset (where to read from again).
+    pub fenced: Offsets,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommitError {
-    /// The lake's offsets are not where this batch says they should be. Retrying cannot help.
+    /// The lake's offsets (or a derived table's chain) are where no writer could have put them
+    /// (behind the batch), or another owner moved the chain. Retrying cannot help.
     #[error("table {table}: offsets fenced: {detail}")]
     Fenced { table: String, detail: String },
     #[error("table {table}: recorded offsets are unreadable: {detail}")]
@@ -227,6 +234,7 @@ impl Committer {
                         files: 0,
                         attempts: attempt,
                         offsets,
+                        fenced: Offsets::new(),
                     });
                 }
                 Plan::Append {
@@ -277,6 +285,7 @@ impl Committer {
                         files,
                         attempts: attempt,
                         offsets,
+                        fenced: Offsets::new(),
                     });
                 }
                 Err(AppendError::Storage(source)) => {

@@ -12,44 +12,51 @@ pub type Offsets = BTreeMap<i32, i64>;
 /// What a batch covers per partition: `(start, end)`, start inclusive, end exclusive.
 pub type Ranges = BTreeMap<i32, (i64, i64)>;
 
-/// Outcome of comparing the lake's committed offsets with a batch.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Decision {
-    /// Every partition is at the batch start: append the batch.
-    Commit,
-    /// Every partition is already at the batch end: an earlier attempt landed.
-    AlreadyCommitted,
-    /// Anything else: another writer moved the offsets, or ours went backwards. Never retried.
-    Fenced(String),
+/// What the lake says about a raw batch, partition by partition. Several instances share a
+/// topic's partitions through the consumer group, so a partition can change hands (or a
+/// stopped instance wake up as a zombie) between our read and our commit: each partition of
+/// the batch is decided on its own.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PartitionSplit {
+    /// The lake is at the range's start (or has never seen the partition): ours to append.
+    pub commit: Ranges,
+    /// The lake is exactly at the range's end: it landed already (an earlier attempt of ours
+    /// whose answer we lost, or the same range from another instance).
+    pub landed: Ranges,
+    /// The lake is past the range's start: another instance (or a zombie) got there first.
+    /// Our part is dropped; the value is where the lake is, to re-read from.
+    pub fenced: Offsets,
 }
 
-/// Strict chain rule for tables that own their topic's offsets (the raw tables): the lake must
-/// be exactly at the batch start (commit) or exactly at its end (already landed).
-pub fn decide_strict(committed: &Offsets, batch: &Ranges) -> Decision {
-    let mut at_start = 0;
-    let mut at_end = 0;
+/// Strict rule for tables that own their topic's offsets (the raw tables), per partition:
+/// at the start, commit; at the end, landed; past the start, fenced. A lake *behind* the
+/// start is a gap no writer can explain (offsets only move forward): an error, never retried.
+pub fn split_by_partition(committed: &Offsets, batch: &Ranges) -> Result<PartitionSplit, String> {
+    let mut split = PartitionSplit::default();
     for (&partition, &(start, end)) in batch {
         debug_assert!(start < end, "empty ranges are not part of a batch");
         match committed.get(&partition).copied() {
             // First ever commit for this partition: the consumer started at the broker's
             // earliest retained offset, there is nothing to compare with.
-            None => at_start += 1,
-            Some(c) if c == start => at_start += 1,
-            Some(c) if c == end => at_end += 1,
-            Some(c) => {
-                return Decision::Fenced(format!(
-                    "partition {partition}: lake is at offset {c}, batch covers [{start}, {end})"
-                ))
+            None => {
+                split.commit.insert(partition, (start, end));
             }
+            Some(c) if c == start => {
+                split.commit.insert(partition, (start, end));
+            }
+            Some(c) if c == end => {
+                split.landed.insert(partition, (start, end));
+            }
+            Some(c) if c > start => {
+                split.fenced.insert(partition, c);
+            }
+            Some(c) => return Err(format!(
+                "partition {partition}: lake is at offset {c}, behind the batch [{start}, {end}): \
+                     records {c}..{start} would be skipped"
+            )),
         }
     }
-    match (at_start, at_end) {
-        (_, 0) => Decision::Commit,
-        (0, _) => Decision::AlreadyCommitted,
-        _ => Decision::Fenced(format!(
-            "batch is half committed ({at_end} partitions at end, {at_start} at start): lake {committed:?}, batch {batch:?}"
-        )),
-    }
+    Ok(split)
 }
 
 /// High-water merge: offsets only ever move forward.
@@ -99,80 +106,136 @@ mod tests {
     }
 
     #[test]
-    fn decision_table() {
-        use Decision::*;
-        let fenced = |d: &Decision| matches!(d, Fenced(_));
-        let cases: Vec<(Offsets, Ranges, fn(&Decision) -> bool, &str)> = vec![
-            (
+    fn partition_split_table() {
+        struct Case {
+            name: &'static str,
+            lake: Offsets,
+            batch: Ranges,
+            commit: Vec<i32>,
+            landed: Vec<i32>,
+            fenced: Offsets,
+        }
+        let case = |name, lake, batch, commit: &[i32], landed: &[i32], fenced| Case {
+            name,
+            lake,
+            batch,
+            commit: commit.to_vec(),
+            landed: landed.to_vec(),
+            fenced,
+        };
+        let cases = vec![
+            case(
+                "new table",
                 offs(&[]),
                 ranges(&[(0, 0, 10)]),
-                |d| *d == Commit,
-                "new table",
+                &[0],
+                &[],
+                offs(&[]),
             ),
-            (
+            case(
+                "chained",
                 offs(&[(0, 10)]),
                 ranges(&[(0, 10, 20)]),
-                |d| *d == Commit,
-                "chained",
+                &[0],
+                &[],
+                offs(&[]),
             ),
-            (
+            case(
+                "landed earlier (ambiguous outcome)",
                 offs(&[(0, 20)]),
                 ranges(&[(0, 10, 20)]),
-                |d| *d == AlreadyCommitted,
-                "landed earlier (ambiguous outcome)",
+                &[],
+                &[0],
+                offs(&[]),
             ),
-            (
+            case(
+                "another instance got inside the range",
                 offs(&[(0, 15)]),
                 ranges(&[(0, 10, 20)]),
-                fenced,
-                "inside the range",
+                &[],
+                &[],
+                offs(&[(0, 15)]),
             ),
-            (
-                offs(&[(0, 5)]),
-                ranges(&[(0, 10, 20)]),
-                fenced,
-                "lake behind the batch (gap)",
-            ),
-            (
+            case(
+                "another instance is past the range (we are the zombie)",
                 offs(&[(0, 30)]),
                 ranges(&[(0, 10, 20)]),
-                fenced,
-                "lake ahead (another writer)",
+                &[],
+                &[],
+                offs(&[(0, 30)]),
             ),
-            (
+            case(
+                "two partitions",
                 offs(&[(0, 10), (1, 7)]),
                 ranges(&[(0, 10, 20), (1, 7, 9)]),
-                |d| *d == Commit,
-                "two partitions",
+                &[0, 1],
+                &[],
+                offs(&[]),
             ),
-            (
+            case(
+                "one landed, one ours",
                 offs(&[(0, 20), (1, 7)]),
                 ranges(&[(0, 10, 20), (1, 7, 9)]),
-                fenced,
-                "half committed",
+                &[1],
+                &[0],
+                offs(&[]),
             ),
-            (
+            case(
+                "one fenced, one ours: only the fenced part is dropped",
+                offs(&[(0, 12), (1, 7)]),
+                ranges(&[(0, 10, 20), (1, 7, 9)]),
+                &[1],
+                &[],
+                offs(&[(0, 12)]),
+            ),
+            case(
+                "both landed",
                 offs(&[(0, 20), (1, 9)]),
                 ranges(&[(0, 10, 20), (1, 7, 9)]),
-                |d| *d == AlreadyCommitted,
-                "both landed",
+                &[],
+                &[0, 1],
+                offs(&[]),
             ),
-            (
+            case(
+                "other partitions untouched",
                 offs(&[(0, 10), (2, 99)]),
                 ranges(&[(0, 10, 20)]),
-                |d| *d == Commit,
-                "other partitions untouched",
+                &[0],
+                &[],
+                offs(&[]),
             ),
-            (
+            case(
+                "new partition joins",
                 offs(&[(0, 10)]),
                 ranges(&[(0, 10, 20), (1, 0, 4)]),
-                |d| *d == Commit,
-                "new partition joins",
+                &[0, 1],
+                &[],
+                offs(&[]),
             ),
         ];
-        for (committed, batch, ok, name) in cases {
-            let d = decide_strict(&committed, &batch);
-            assert!(ok(&d), "{name}: got {d:?}");
+        for c in cases {
+            let split =
+                split_by_partition(&c.lake, &c.batch).unwrap_or_else(|e| panic!("{}: {e}", c.name));
+            let keys = |r: &Ranges| r.keys().copied().collect::<Vec<_>>();
+            assert_eq!(keys(&split.commit), c.commit, "{}: commit", c.name);
+            assert_eq!(keys(&split.landed), c.landed, "{}: landed", c.name);
+            assert_eq!(split.fenced, c.fenced, "{}: fenced", c.name);
+            for (p, r) in &split.commit {
+                assert_eq!(
+                    c.batch.get(p),
+                    Some(r),
+                    "{}: ranges kept as they were",
+                    c.name
+                );
+            }
+        }
+        // A lake behind the batch is a gap: an error, whatever else the batch holds.
+        for (lake, batch) in [
+            (offs(&[(0, 5)]), ranges(&[(0, 10, 20)])),
+            (offs(&[(0, 10), (1, 0)]), ranges(&[(0, 10, 20), (1, 3, 4)])),
+        ] {
+            let err = split_by_partition(&lake, &batch).unwrap_err();
+            assert!(err.contains("behind the batch"), "{err}");
         }
     }
 

@@ -97,9 +97,9 @@ pub async fn append_pinned(
         .map_err(|e| AppendError::Prepare("building property update", e))?;
     let commit_uuid = append.commit_id.to_string();
     let _pin = if compact {
-        lake.catalog.pin_compacting(table, &commit_uuid)
+        lake.catalog.pin_compacting(table, &commit_uuid).await
     } else {
-        lake.catalog.pin(table)
+        lake.catalog.pin(table).await
     }
     .map_err(|e| AppendError::Prepare("pinning table", e))?;
     tx.commit(lake.catalog.as_ref())

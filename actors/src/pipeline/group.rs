@@ -1,0 +1,332 @@
+//! Group membership: instances with the same `kafka.group` share each topic's partitions
+//! through Kafka's consumer-group protocol (cooperative-sticky), and the lake, never the
+//! group, says where each partition starts. librdkafka calls [`GroupContext::rebalance`] on
+//! our polling thread; the context seeks new partitions to the lake's offsets and queues what
+//! changed for the consumer actor, which applies it before it handles the records that follow.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tracing::{info, warn};
+
+use crate::error::Error;
+use crate::lake::Offsets;
+
+const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a partition starts: the raw table's next offset and the dead-letter table's (which
+/// may trail it: dead letters are committed lazily, and only they are rebuilt from the
+/// records between the two).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Start {
+    pub partition: i32,
+    pub raw: i64,
+    pub dead_letters: i64,
+}
+
+impl Start {
+    /// The offset to read from.
+    pub fn seek(&self) -> i64 {
+        self.raw.min(self.dead_letters)
+    }
+}
+
+/// Where `partition` starts, from the broker's retained range `[low, high)` and what the two
+/// tables recorded (`None`: never seen). Refuses to skip or duplicate: a lake past the broker
+/// (a recreated broker) or before its retention (deleted records) is an error no restart fixes.
+pub fn start_position(
+    topic: &str,
+    partition: i32,
+    (low, high): (i64, i64),
+    raw: Option<i64>,
+    dead_letters: Option<i64>,
+) -> Result<Start, Error> {
+    let raw = match raw {
+        Some(o) if o > high => {
+            return Err(Error::Unrecoverable(format!(
+                "topic {topic} partition {partition}: the lake has consumed up to offset {o} but the broker ends at {high}; \
+                 the broker was probably recreated. Refusing to skip or duplicate data: point shopwatch at the original \
+                 broker, or use a new data dir for a new broker"
+            )));
+        }
+        Some(o) if o < low => {
+            return Err(Error::Unrecoverable(format!(
+                "topic {topic} partition {partition}: next offset {o} recorded in the lake was deleted by the broker \
+                 (earliest retained is {low}); records {o}..{low} are lost. Refusing to continue silently"
+            )));
+        }
+        Some(o) => o,
+        None => low,
+    };
+    let dead_letters = match dead_letters {
+        Some(o) if o < low => {
+            warn!(%topic, partition, next = o, low, "dead-letter position was deleted by the broker; resuming at the earliest retained offset");
+            low
+        }
+        Some(o) => o.min(high),
+        None => low,
+    };
+    Ok(Start {
+        partition,
+        raw,
+        dead_letters,
+    })
+}
+
+/// What the group changed during a poll, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GroupChange {
+    /// New partitions, already seeked to where the lake says they start.
+    Assigned(Vec<Start>),
+    /// Partitions taken away: records of theirs not yet committed are dropped.
+    Revoked(Vec<i32>),
+}
+
+/// Reads the offsets both tables recorded for the topic: (raw, dead letters). Blocking: it
+/// runs inside librdkafka's rebalance callback, on our polling thread.
+pub type LakeOffsets = Box<dyn Fn() -> Result<(Offsets, Offsets), Error> + Send + Sync>;
+
+pub type GroupConsumer = BaseConsumer<GroupContext>;
+
+pub struct GroupContext {
+    topic: String,
+    lake: LakeOffsets,
+    changes: Mutex<Vec<GroupChange>>,
+    failure: Mutex<Option<Error>>,
+}
+
+impl GroupContext {
+    pub fn new(topic: &str, lake: LakeOffsets) -> Self {
+        GroupContext {
+            topic: topic.to_string(),
+            lake,
+            changes: Mutex::new(Vec::new()),
+            failure: Mutex::new(None),
+        }
+    }
+
+    pub fn take_changes(&self) -> Vec<GroupChange> {
+        self.changes
+            .lock()
+            .map(|mut c| std::mem::take(&mut *c))
+            .unwrap_or_default()
+    }
+
+    /// A failure inside a rebalance callback (which cannot return one).
+    pub fn take_failure(&self) -> Option<Error> {
+        self.failure.lock().ok().and_then(|mut f| f.take())
+    }
+
+    fn push(&self, change: GroupChange) {
+        if let Ok(mut c) = self.changes.lock() {
+            c.push(change);
+        }
+    }
+
+    fn fail(&self, e: Error) {
+        warn!(topic = %self.topic, error = %e, "taking assigned partitions failed");
+        if let Ok(mut f) = self.failure.lock() {
+            f.get_or_insert(e);
+        }
+    }
+
+    /// Where each of `partitions` starts, from the lake as it is now.
+    pub fn starts<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        partitions: &[i32],
+    ) -> Result<Vec<Start>, Error> {
+        let (raw, dead_letters) = (self.lake)()?;
+        starts_from(consumer, &self.topic, partitions, &raw, &dead_letters)
+    }
+
+    fn assign(&self, consumer: &GroupConsumer, partitions: &[i32]) -> Result<(), Error> {
+        let starts = self.starts(consumer, partitions)?;
+        let mut tpl = TopicPartitionList::new();
+        for s in &starts {
+            tpl.add_partition_offset(&self.topic, s.partition, Offset::Offset(s.seek()))
+                .map_err(Error::kafka("assigning"))?;
+        }
+        let assigned = match consumer.rebalance_protocol() {
+            RebalanceProtocol::Cooperative => consumer.incremental_assign(&tpl),
+            _ => consumer.assign(&tpl),
+        };
+        assigned.map_err(Error::kafka("assigning"))?;
+        info!(topic = %self.topic, ?starts, "partitions assigned at the lake's offsets");
+        self.push(GroupChange::Assigned(starts));
+        Ok(())
+    }
+}
+
+/// Where each of `partitions` of `topic` starts, checked against the broker's retained range.
+pub fn starts_from<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partitions: &[i32],
+    raw: &Offsets,
+    dead_letters: &Offsets,
+) -> Result<Vec<Start>, Error> {
+    partitions
+        .iter()
+        .map(|&p| {
+            let range = consumer
+                .fetch_watermarks(topic, p, KAFKA_TIMEOUT)
+                .map_err(Error::kafka(format!("watermarks of {topic}/{p}")))?;
+            start_position(
+                topic,
+                p,
+                range,
+                raw.get(&p).copied(),
+                dead_letters.get(&p).copied(),
+            )
+        })
+        .collect()
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let partitions: Vec<i32> = tpl
+            .elements_for_topic(&self.topic)
+            .iter()
+            .map(|e| e.partition())
+            .collect();
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                // On failure nothing is assigned; the actor fails on the stored error and its
+                // consumer leaves the group, so the partitions go to someone who can take them.
+                if let Err(e) = self.assign(consumer, &partitions) {
+                    self.fail(e);
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                info!(topic = %self.topic, ?partitions, lost = consumer.assignment_lost(), "partitions revoked");
+                // Queued first: the polling loop drops their uncommitted records before it
+                // reads on. Nothing is being committed meanwhile (commits happen between polls).
+                self.push(GroupChange::Revoked(partitions));
+                let result = if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(e) = result {
+                    self.fail(Error::Transient(format!(
+                        "topic {}: giving partitions back: {e}",
+                        self.topic
+                    )));
+                }
+            }
+            other => {
+                // A failed rebalance: let go of everything; the group will assign again.
+                warn!(topic = %self.topic, error = ?other, "rebalance failed; releasing the assignment");
+                let held: Vec<i32> = consumer
+                    .assignment()
+                    .map(|a| {
+                        a.elements_for_topic(&self.topic)
+                            .iter()
+                            .map(|e| e.partition())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                self.push(GroupChange::Revoked(held));
+                let _ = consumer.unassign();
+            }
+        }
+    }
+}
+
+/// Partitions nobody here reads that look abandoned: the broker has records past what the
+/// lake recorded, and the lake's offset has not moved since the previous look (`before`, taken
+/// at least a session timeout earlier). A healthy group hands a dead member's partitions on
+/// after its session times out; Tansu 0.6.0 can instead settle a member that joined meanwhile
+/// with an empty assignment and never rebalance again (../shared/reference/realparts.md).
+/// Leaving and rejoining then forms the group anew.
+pub fn abandoned(
+    owned: &BTreeSet<i32>,
+    highs: &BTreeMap<i32, i64>,
+    lake_before: &Offsets,
+    lake_now: &Offsets,
+) -> Vec<i32> {
+    highs
+        .iter()
+        .filter(|(p, _)| !owned.contains(p))
+        .filter(|(p, high)| {
+            let now = lake_now.get(p).copied();
+            now.unwrap_or(0) < **high && lake_before.get(p).copied() == now
+        })
+        .map(|(p, _)| *p)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_positions_table() {
+        // (retained range, raw, dead letters) → Ok(raw, dead letters) or an error
+        let cases: Vec<((i64, i64), Option<i64>, Option<i64>, Option<(i64, i64)>)> = vec![
+            ((0, 100), None, None, Some((0, 0))),
+            ((0, 100), Some(40), Some(30), Some((40, 30))),
+            ((0, 100), Some(40), None, Some((40, 0))),
+            ((10, 100), Some(40), Some(5), Some((40, 10))), // dead letters fall back to low
+            ((0, 100), Some(100), Some(120), Some((100, 100))), // dead letters capped at high
+            ((0, 100), Some(101), None, None),              // broker recreated
+            ((50, 100), Some(40), None, None),              // retention deleted records
+            ((50, 100), None, None, Some((50, 50))),        // a new table starts at low
+        ];
+        for (range, raw, dl, want) in cases {
+            let got = start_position("t", 0, range, raw, dl);
+            match want {
+                Some((r, d)) => {
+                    let s = got.unwrap_or_else(|e| panic!("{range:?} {raw:?} {dl:?}: {e}"));
+                    assert_eq!((s.raw, s.dead_letters), (r, d), "{range:?} {raw:?} {dl:?}");
+                    assert_eq!(s.seek(), r.min(d));
+                }
+                None => assert!(got.is_err(), "{range:?} {raw:?} {dl:?}: {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn abandoned_partitions_table() {
+        let owned: BTreeSet<i32> = [0].into();
+        let highs: BTreeMap<i32, i64> = [(0, 100), (1, 100), (2, 100), (3, 0)].into();
+        let before: Offsets = [(0, 10), (1, 50), (2, 60)].into();
+        // p0 is ours (never abandoned); p1 moved; p2 stuck behind the broker; p3 is empty.
+        let now: Offsets = [(0, 10), (1, 70), (2, 60)].into();
+        assert_eq!(abandoned(&owned, &highs, &before, &now), vec![2]);
+        // Caught up with the broker: quiet, not abandoned.
+        let caught: Offsets = [(0, 10), (1, 100), (2, 100)].into();
+        assert_eq!(
+            abandoned(&owned, &highs, &caught, &caught),
+            Vec::<i32>::new()
+        );
+        // Never committed by anyone while the broker has records: abandoned.
+        let highs: BTreeMap<i32, i64> = [(4, 5)].into();
+        assert_eq!(
+            abandoned(&owned, &highs, &Offsets::new(), &Offsets::new()),
+            vec![4]
+        );
+        // First commit since the last look: moving.
+        let first: Offsets = [(4, 2)].into();
+        assert_eq!(
+            abandoned(&owned, &highs, &Offsets::new(), &first),
+            Vec::<i32>::new()
+        );
+    }
+}
