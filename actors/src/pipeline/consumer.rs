@@ -132,7 +132,7 @@ async fn start(myself: ActorRef<ConsumerMsg>, args: ConsumerArgs) -> Result<Cons
     // The first look is now: a restart after a crash (whose old member still holds the
     // partitions for a session timeout) is checked one interval later, not two.
     let initial = Some(recorded(super::RAW_COMMITTER, &args.raw, &topic).await?);
-    let guard_every = session_timeout(&args.params) + Duration::from_secs(2);
+    let guard_every = session_timeout(&args.params) + Duration::from_secs(1);
     myself
         .send_message(ConsumerMsg::Poll)
         .map_err(Error::call("starting to poll"))?;

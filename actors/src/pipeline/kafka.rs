@@ -20,9 +20,10 @@ use crate::supervision::Progress;
 
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
 /// A dead instance's partitions move on after this long (`session.timeout.ms`, which
-/// `kafka.extra` may override); heartbeats come from librdkafka's own thread, so a long commit
-/// does not count against it.
-const SESSION_TIMEOUT_MS: u64 = 10_000;
+/// `kafka.extra` may override): Kafka's smallest allowed (`group.min.session.timeout.ms`), since
+/// it is also how long a single instance restarted after a crash waits for its own old member
+/// to go. Heartbeats come from librdkafka's own thread, so a long commit does not count.
+const SESSION_TIMEOUT_MS: u64 = 6_000;
 
 /// The group session timeout in effect.
 pub fn session_timeout(params: &PipelineParams) -> Duration {

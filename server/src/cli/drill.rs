@@ -14,7 +14,7 @@ pub struct DrillArgs {
     #[arg(long, default_value_t = 200_000)]
     events: u64,
     /// Events per second over the three topics.
-    #[arg(long, default_value_t = 1_500.0)]
+    #[arg(long, default_value_t = 1_000.0)]
     rate: f64,
     /// Faults to inject (every kind once from 11 on).
     #[arg(long, default_value_t = 23)]

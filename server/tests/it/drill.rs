@@ -53,7 +53,7 @@ fn seed() -> String {
 fn ci_lane_200k_events_23_faults_of_every_kind_lose_and_duplicate_nothing() {
     let seed = seed();
     let out = drill(&[
-        "--events", "200000", "--rate", "1500", "--faults", "23", "--seed", &seed,
+        "--events", "200000", "--rate", "1000", "--faults", "23", "--seed", &seed,
     ]);
     assert_eq!(row(&out, "faults injected / planned"), "23 / 23");
     assert_eq!(row(&out, "fault kinds covered"), "11 / 11");

@@ -50,10 +50,12 @@ pub fn split_by_partition(committed: &Offsets, batch: &Ranges) -> Result<Partiti
             Some(c) if c > start => {
                 split.fenced.insert(partition, c);
             }
-            Some(c) => return Err(format!(
+            Some(c) => {
+                return Err(format!(
                 "partition {partition}: lake is at offset {c}, behind the batch [{start}, {end}): \
                      records {c}..{start} would be skipped"
-            )),
+            ))
+            }
         }
     }
     Ok(split)
