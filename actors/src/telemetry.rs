@@ -34,6 +34,8 @@ pub struct Metrics {
     pub data_files_written: IntCounterVec,
     /// The state of every maintenance step per table, for `/readyz` and the page.
     pub maintenance: MaintenanceLog,
+    /// What the consumer group gave this instance.
+    pub group: GroupLog,
     /// Bumped after every landed commit, so readers (the KPI refresher) can follow the lake.
     commit_feed: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
 }
@@ -247,6 +249,7 @@ impl Metrics {
             data_files_replaced,
             data_files_written,
             maintenance: MaintenanceLog::default(),
+            group: GroupLog::default(),
             commit_feed: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
         }
     }
@@ -318,6 +321,49 @@ pub struct StepState {
     pub last_error: Option<String>,
     /// Unix ms of the last success.
     pub last_ok_ms: Option<i64>,
+}
+
+/// The partitions the consumer group has given this instance now, per topic (for `/readyz`).
+#[derive(Clone, Debug, Default)]
+pub struct GroupLog(
+    std::sync::Arc<
+        std::sync::Mutex<std::collections::BTreeMap<String, std::collections::BTreeSet<i32>>>,
+    >,
+);
+
+impl GroupLog {
+    /// A new consumer holds nothing until the group assigns.
+    pub fn reset(&self, topic: &str) {
+        if let Ok(mut g) = self.0.lock() {
+            g.insert(topic.to_string(), Default::default());
+        }
+    }
+
+    pub fn assigned(&self, topic: &str, partitions: impl IntoIterator<Item = i32>) {
+        if let Ok(mut g) = self.0.lock() {
+            g.entry(topic.to_string()).or_default().extend(partitions);
+        }
+    }
+
+    pub fn revoked(&self, topic: &str, partitions: &[i32]) {
+        if let Ok(mut g) = self.0.lock() {
+            if let Some(held) = g.get_mut(topic) {
+                held.retain(|p| !partitions.contains(p));
+            }
+        }
+    }
+
+    /// Topic → partitions held.
+    pub fn snapshot(&self) -> std::collections::BTreeMap<String, Vec<i32>> {
+        self.0
+            .lock()
+            .map(|g| {
+                g.iter()
+                    .map(|(t, ps)| (t.clone(), ps.iter().copied().collect()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Clone, Debug, Default)]

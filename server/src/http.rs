@@ -109,12 +109,15 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     // Maintenance that keeps failing does not stop ingestion, so it does not flip readiness;
     // it is listed so an operator sees it (a lake that is never maintained slows down).
     let maintenance = state.metrics.maintenance.failing();
+    // Which partitions the consumer groups gave this instance (several instances share them).
+    let assigned = state.metrics.group.snapshot();
     (
         code,
         Json(serde_json::json!({
             "ready": ready,
             "pipelines": pipelines,
             "maintenance_failing": maintenance,
+            "assigned_partitions": assigned,
         })),
     )
 }

@@ -101,6 +101,18 @@ pub fn derived_params(
     })
 }
 
+/// The embedded Flight SQL server's settings, from `[flight]` and the lake's namespace.
+pub fn flight_params(cfg: &Config) -> anyhow::Result<crate::flight::FlightParams> {
+    Ok(crate::flight::FlightParams {
+        listen: cfg.flight.listen.parse().context("flight.listen")?,
+        username: cfg.flight.username.clone(),
+        password: cfg.flight.password.expose().to_string(),
+        token_ttl: Duration::from_secs(cfg.flight.token_ttl_s),
+        source: cfg.flight.source.clone(),
+        namespace: cfg.lake.namespace.clone(),
+    })
+}
+
 pub async fn open_lake(cfg: &Config) -> anyhow::Result<Lake> {
     Lake::open(cfg.lake.params()).await
 }
@@ -149,18 +161,9 @@ pub async fn run_until(
     let flight = if cfg.flight.enabled {
         let stop = flight_stop.clone();
         Some(
-            crate::flight::serve(
-                crate::flight::FlightParams {
-                    listen: cfg.flight.listen.parse().context("flight.listen")?,
-                    username: cfg.flight.username.clone(),
-                    password: cfg.flight.password.expose().to_string(),
-                    token_ttl: Duration::from_secs(cfg.flight.token_ttl_s),
-                    source: cfg.flight.source.clone(),
-                    namespace: cfg.lake.namespace.clone(),
-                },
-                reader,
-                async move { stop.notified().await },
-            )
+            crate::flight::serve(flight_params(&cfg)?, reader, async move {
+                stop.notified().await
+            })
             .await?,
         )
     } else {

@@ -3,19 +3,19 @@
 //! changed, decodes the records, splits them into raw rows and dead letters, and hands each
 //! batch to the committers with a `call`, so at most one batch per pipeline is in memory.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use rdkafka::consumer::Consumer;
-use tracing::{info, warn};
+use tracing::info;
 
-use super::group::{abandoned, starts_from, GroupChange, GroupConsumer, GroupContext, Start};
+use super::group::{GroupChange, GroupConsumer, GroupContext};
 use super::kafka::{
-    cached_high_watermark, drained_partitions, high_watermarks, kafka_consumer, poll_batch,
-    seek_to, session_timeout, topic_partitions, RawRecord,
+    cached_high_watermark, drained_partitions, kafka_consumer, poll_batch, session_timeout,
+    topic_partitions, RawRecord,
 };
 use super::messages::{CommitterMsg, ConsumerMsg, Reply};
 use super::params::PipelineParams;
@@ -41,27 +41,27 @@ pub struct ConsumerArgs {
 }
 
 pub struct ConsumerState {
-    args: ConsumerArgs,
-    consumer: Arc<GroupConsumer>,
+    pub(super) args: ConsumerArgs,
+    pub(super) consumer: Arc<GroupConsumer>,
     /// The topic's partitions (all of them, not only ours).
-    partitions: Vec<i32>,
+    pub(super) partitions: Vec<i32>,
     /// Next offset per partition the raw table expects (= what it records once committed).
     /// Its keys are the partitions the group assigned to this instance.
-    position: Offsets,
+    pub(super) position: Offsets,
     /// Next offset per partition the dead-letter table expects. Dead letters are committed
     /// lazily (a commit per second per topic would bloat the shared table's metadata), so this
     /// may trail `position`; after a restart the consumer re-reads from the lower of the two
     /// and only dead letters are taken from the re-read part.
-    dl_position: Offsets,
-    dl_buffer: Vec<DeadLetter>,
-    dl_ranges: Ranges,
-    dl_since: Option<Instant>,
-    dl_flushed: Instant,
+    pub(super) dl_position: Offsets,
+    pub(super) dl_buffer: Vec<DeadLetter>,
+    pub(super) dl_ranges: Ranges,
+    pub(super) dl_since: Option<Instant>,
+    pub(super) dl_flushed: Instant,
     /// The raw table's offsets at the last abandoned-partition check, and when it was.
-    guard: (Instant, Option<Offsets>),
+    pub(super) guard: (Instant, Option<Offsets>),
     /// How often that check runs: longer than a session timeout, so a dead member's
     /// partitions have had their chance to move on.
-    guard_every: Duration,
+    pub(super) guard_every: Duration,
 }
 
 impl Actor for ConsumerActor {
@@ -88,7 +88,7 @@ impl Actor for ConsumerActor {
 }
 
 /// Offsets a committer has recorded for `topic` (a typed failure keeps its kind).
-async fn recorded(
+pub(super) async fn recorded(
     role: &'static str,
     committer: &ActorRef<CommitterMsg>,
     topic: &str,
@@ -132,6 +132,7 @@ async fn start(myself: ActorRef<ConsumerMsg>, args: ConsumerArgs) -> Result<Cons
     // The first look is now: a restart after a crash (whose old member still holds the
     // partitions for a session timeout) is checked one interval later, not two.
     let initial = Some(recorded(super::RAW_COMMITTER, &args.raw, &topic).await?);
+    args.params.metrics.group.reset(&topic);
     let guard_every = session_timeout(&args.params) + Duration::from_secs(1);
     myself
         .send_message(ConsumerMsg::Poll)
@@ -346,149 +347,6 @@ impl ConsumerState {
             state.fenced(&report.fenced).await?;
         }
         state.args.progress.beat();
-        Ok(())
-    }
-
-    /// The lake is past our batch on these partitions: count it and read them again from where
-    /// the lake is, exactly as if they had just been assigned (dead letters included).
-    async fn fenced(&mut self, fenced: &Offsets) -> Handled {
-        let topic = self.args.params.topic.clone();
-        self.args
-            .params
-            .metrics
-            .fenced_batches
-            .with_label_values(&[&topic])
-            .inc_by(fenced.len() as u64);
-        warn!(%topic, ?fenced, "another writer is past our batch on these partitions; dropped our part, reading again from the lake's offsets");
-        let raw = recorded(super::RAW_COMMITTER, &self.args.raw, &topic).await?;
-        let dl = recorded(
-            super::DEAD_LETTER_COMMITTER,
-            &self.args.dead_letters,
-            &topic,
-        )
-        .await?;
-        let consumer = self.consumer.clone();
-        let partitions: Vec<i32> = fenced.keys().copied().collect();
-        let (starts, gone) = tokio::task::spawn_blocking(move || {
-            // Partitions already taken from us wait for their revocation; the others are read
-            // again from the lake. A seek that fails is an error (the consumer restarts and
-            // rejoins): never read on from a stale position.
-            let held = consumer
-                .assignment()
-                .map_err(Error::kafka("reading the assignment"))?;
-            let (ours, gone): (Vec<i32>, Vec<i32>) = partitions.into_iter().partition(|p| {
-                held.elements_for_topic(&topic)
-                    .iter()
-                    .any(|e| e.partition() == *p)
-            });
-            let starts = starts_from(&consumer, &topic, &ours, &raw, &dl)?;
-            seek_to(&consumer, &topic, &starts)?;
-            Ok::<_, Error>((starts, gone))
-        })
-        .await
-        .map_err(Error::call("seeking"))??;
-        self.take_over(&starts);
-        for p in gone {
-            self.forget(p);
-        }
-        Ok(())
-    }
-
-    /// Start `starts` afresh: positions from the lake, nothing of theirs buffered.
-    fn take_over(&mut self, starts: &[Start]) {
-        for s in starts {
-            self.forget(s.partition);
-            self.position.insert(s.partition, s.raw);
-            self.dl_position.insert(s.partition, s.dead_letters);
-        }
-    }
-
-    /// Drop everything held for `partition` (uncommitted dead letters included: whoever reads
-    /// it next rebuilds them from the dead-letter table's offset).
-    fn forget(&mut self, partition: i32) {
-        self.position.remove(&partition);
-        self.dl_position.remove(&partition);
-        self.dl_ranges.remove(&partition);
-        self.dl_buffer.retain(|d| d.source.partition != partition);
-        if self.dl_buffer.is_empty() {
-            self.dl_since = None;
-        }
-    }
-
-    fn apply(&mut self, change: GroupChange) {
-        let topic = self.args.params.topic.clone();
-        let metrics = &self.args.params.metrics;
-        match change {
-            GroupChange::Assigned(starts) => {
-                metrics
-                    .rebalances
-                    .with_label_values(&[&topic, "assigned"])
-                    .inc_by(starts.len() as u64);
-                self.take_over(&starts);
-            }
-            GroupChange::Revoked(partitions) => {
-                metrics
-                    .rebalances
-                    .with_label_values(&[&topic, "revoked"])
-                    .inc_by(partitions.len() as u64);
-                for p in partitions {
-                    self.forget(p);
-                    let _ = self
-                        .args
-                        .params
-                        .metrics
-                        .consumer_lag
-                        .remove_label_values(&[&topic, &p.to_string()]);
-                }
-            }
-        }
-    }
-
-    /// When this instance does not hold every partition: if one nobody here reads has records
-    /// on the broker and has not moved in the lake since the last check, leave and rejoin the
-    /// group (see [`abandoned`]).
-    async fn check_abandoned(&mut self) -> Handled {
-        if self.guard.0.elapsed() < self.guard_every {
-            return Ok(());
-        }
-        self.guard.0 = Instant::now();
-        let owned: BTreeSet<i32> = self.position.keys().copied().collect();
-        if self.partitions.iter().all(|p| owned.contains(p)) {
-            self.guard.1 = None;
-            return Ok(());
-        }
-        let topic = self.args.params.topic.clone();
-        let lake = recorded(super::RAW_COMMITTER, &self.args.raw, &topic).await?;
-        let consumer = self.consumer.clone();
-        let (t, partitions) = (topic.clone(), self.partitions.clone());
-        let highs =
-            tokio::task::spawn_blocking(move || high_watermarks(&consumer, &t, &partitions))
-                .await
-                .map_err(Error::call("asking watermarks"))??;
-        let stuck = match &self.guard.1 {
-            Some(before) => abandoned(&owned, &highs, before, &lake),
-            None => Vec::new(),
-        };
-        if stuck.is_empty() {
-            self.guard.1 = Some(lake);
-            return Ok(());
-        }
-        warn!(%topic, ?stuck, "partitions nobody reads (the group did not hand them on); rejoining the group");
-        self.args
-            .params
-            .metrics
-            .group_rejoins
-            .with_label_values(&[&topic])
-            .inc();
-        self.guard.1 = None;
-        let consumer = self.consumer.clone();
-        tokio::task::spawn_blocking(move || {
-            consumer.unsubscribe();
-            consumer.subscribe(&[&topic])
-        })
-        .await
-        .map_err(Error::call("rejoining"))?
-        .map_err(Error::kafka("rejoining the group"))?;
         Ok(())
     }
 

@@ -5,6 +5,7 @@ pub mod committer;
 pub mod consumer;
 pub mod group;
 pub mod kafka;
+mod membership;
 pub mod messages;
 pub mod params;
 

@@ -185,6 +185,11 @@ async fn two_instances_share_hand_over_and_fence_a_zombie() {
         async move { source_offsets(&l, "orders_processed").await.len() >= 1000 }
     })
     .await;
+    assert_eq!(
+        a.metrics.group.snapshot().get(TOPIC),
+        Some(&(0..PARTITIONS).collect::<Vec<_>>()),
+        "A holds every partition once B is gone"
+    );
     a.pipelines.drain(Duration::from_secs(20)).await;
 
     let rows = source_offsets(&lake, "orders_processed").await;

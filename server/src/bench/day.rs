@@ -208,14 +208,7 @@ pub async fn run(mut cfg: Config, args: DayArgs) -> anyhow::Result<i32> {
     let flight_stop = Arc::new(tokio::sync::Notify::new());
     let stopped = flight_stop.clone();
     let flight = crate::flight::serve(
-        crate::flight::FlightParams {
-            listen: cfg.flight.listen.parse().context("flight.listen")?,
-            username: cfg.flight.username.clone(),
-            password: cfg.flight.password.expose().to_string(),
-            token_ttl: Duration::from_secs(cfg.flight.token_ttl_s),
-            source: cfg.flight.source.clone(),
-            namespace: cfg.lake.namespace.clone(),
-        },
+        crate::run::flight_params(&cfg)?,
         lake.reader_catalog().await?,
         async move { stopped.notified().await },
     )

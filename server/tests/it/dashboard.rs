@@ -166,6 +166,27 @@ async fn websocket_protocol_and_prometheus_scrape() {
             >= 1.0
     );
     assert!(metric(&http, "shopwatch_kpi_refreshes_total{outcome=\"ok\"}").await >= 1.0);
+    // One instance alone: its groups gave it every partition of every topic, which /readyz
+    // lists (and the rebalance counter agrees).
+    let ready: serde_json::Value = reqwest::get(format!("http://{http}/readyz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for topic in ["orders_topic", "clicks_topic", "errors_topic"] {
+        assert_eq!(
+            ready["assigned_partitions"][topic],
+            serde_json::json!([0, 1, 2]),
+            "{ready}"
+        );
+        let assigned = metric(
+            &http,
+            &format!("shopwatch_group_rebalances_total{{topic=\"{topic}\",change=\"assigned\"}}"),
+        )
+        .await;
+        assert!(assigned >= 3.0, "{topic}: {assigned}");
+    }
 
     let out = python("prometheus_check.py", &["--target", &http]);
     let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
