@@ -180,11 +180,15 @@ async fn websocket_protocol_and_prometheus_scrape() {
             serde_json::json!([0, 1, 2]),
             "{ready}"
         );
-        let assigned = metric(
-            &http,
-            &format!("shopwatch_group_rebalances_total{{topic=\"{topic}\",change=\"assigned\"}}"),
-        )
-        .await;
+        let body = metrics_body(&http).await;
+        let assigned: f64 = body
+            .lines()
+            .filter(|l| l.starts_with("shopwatch_group_rebalances_total{"))
+            .filter(|l| {
+                l.contains(&format!("topic=\"{topic}\"")) && l.contains("change=\"assigned\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
         assert!(assigned >= 3.0, "{topic}: {assigned}");
     }
 
