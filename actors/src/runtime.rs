@@ -9,6 +9,7 @@ use ractor::{Actor, ActorRef};
 use tracing::warn;
 
 use crate::derived::{DerivedGroup, DerivedParams, GROUP as DERIVED};
+use crate::pipeline::election::{ElectionGroup, ElectionParams, GROUP as ELECTION};
 use crate::pipeline::{PipelineParams, TopicPipeline};
 use crate::supervision::{
     ChildSpecs, PipelineState, PipelineStatus, StatusHandle, SupervisionParams, Supervisor,
@@ -17,7 +18,8 @@ use crate::supervision::{
 use crate::telemetry::Metrics;
 
 /// When a group drains: topics first (their final batches reach the derived actors), then the
-/// derived actors once they have handled what was delivered, then readers of the lake.
+/// derived actors once they have handled what was delivered, then readers of the lake and the
+/// election (its leaving hands the derived tables to another instance).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Stage {
     Topics,
@@ -38,13 +40,26 @@ pub struct Pipelines {
 }
 
 impl Pipelines {
-    /// Start the derived actors (if any) first, so their slots are taken before the first
-    /// batch is committed, then one pipeline per topic.
+    /// Start the election (if any) and the derived actors (if any) first, so their slots are
+    /// taken before the first batch is committed, then one pipeline per topic.
     pub async fn start(
         all: Vec<PipelineParams>,
         derived: Option<DerivedParams>,
+        election: Option<(ElectionParams, SupervisionParams)>,
     ) -> anyhow::Result<Pipelines> {
         let mut p = Pipelines { groups: Vec::new() };
+        if let Some((params, supervision)) = election {
+            let metrics = params.metrics.clone();
+            p.supervise(
+                ELECTION,
+                "-",
+                Arc::new(ElectionGroup(params)),
+                supervision,
+                metrics,
+                Stage::Readers,
+            )
+            .await?;
+        }
         if let Some(params) = derived {
             let (supervision, metrics) = (params.supervision.clone(), params.metrics.clone());
             p.supervise(

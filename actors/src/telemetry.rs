@@ -16,6 +16,8 @@ pub struct Metrics {
     pub fenced_batches: IntCounterVec,
     pub rebalances: IntCounterVec,
     pub group_rejoins: IntCounterVec,
+    pub watermark_lies: IntCounterVec,
+    pub derived_owner: IntGaugeVec,
     pub pipeline_up: IntGaugeVec,
     pub backpressure_seconds: prometheus::CounterVec,
     pub late_events: IntCounterVec,
@@ -93,6 +95,16 @@ impl Metrics {
             "shopwatch_group_rejoins_total",
             "Times this instance left and rejoined a topic's group because a partition nobody here reads stopped moving in the lake while the broker had records for it.",
             &["topic"],
+        );
+        let watermark_lies = counter(
+            "shopwatch_broker_watermark_lies_total",
+            "Broker high-watermark answers not trusted because they were below what was already read or below an earlier answer (an under-reporting broker), per topic.",
+            &["topic"],
+        );
+        let derived_owner = gauge(
+            "shopwatch_derived_owner",
+            "1 while this instance computes the KPI and alert tables (elected through Kafka when several instances run), else 0.",
+            &[],
         );
         let restarts = counter(
             "shopwatch_actor_restarts_total",
@@ -233,6 +245,8 @@ impl Metrics {
             fenced_batches,
             rebalances,
             group_rejoins,
+            watermark_lies,
+            derived_owner,
             pipeline_up,
             backpressure_seconds,
             late_events,
@@ -252,6 +266,12 @@ impl Metrics {
             group: GroupLog::default(),
             commit_feed: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
         }
+    }
+
+    pub fn set_derived_owner(&self, owner: bool) {
+        self.derived_owner
+            .with_label_values(&[] as &[&str])
+            .set(owner as i64);
     }
 
     /// Record a landed data compaction of `table`.

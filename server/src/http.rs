@@ -8,7 +8,8 @@ use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::{Json, Router};
-use shopwatch_actors::supervision::{PipelineState, StatusHandle};
+use shopwatch_actors::handoff::Ownership;
+use shopwatch_actors::supervision::StatusHandle;
 use shopwatch_actors::telemetry::Metrics;
 
 use crate::live::hub::{Hub, STATE_TYPES};
@@ -18,6 +19,8 @@ use crate::live::ws::{ws_handler, WsParams, WsState};
 #[derive(Clone)]
 pub struct AppState {
     pub metrics: Metrics,
+    /// Whether this instance computes the derived tables, and the election's members.
+    pub ownership: Ownership,
     pub pipelines: Arc<Vec<StatusHandle>>,
     pub hub: Hub,
     pub live: LiveMetrics,
@@ -99,8 +102,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         .iter()
         .filter_map(StatusHandle::snapshot)
         .collect();
-    let ready =
-        !pipelines.is_empty() && pipelines.iter().all(|p| p.state == PipelineState::Running);
+    let ready = !pipelines.is_empty() && pipelines.iter().all(|p| p.state.is_ready());
     let code = if ready {
         StatusCode::OK
     } else {
@@ -111,6 +113,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let maintenance = state.metrics.maintenance.failing();
     // Which partitions the consumer groups gave this instance (several instances share them).
     let assigned = state.metrics.group.snapshot();
+    let ownership = state.ownership.view();
     (
         code,
         Json(serde_json::json!({
@@ -118,6 +121,8 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             "pipelines": pipelines,
             "maintenance_failing": maintenance,
             "assigned_partitions": assigned,
+            "derived_owner": ownership.derived_owner,
+            "election": ownership,
         })),
     )
 }

@@ -11,8 +11,11 @@ use anyhow::Context;
 use shopwatch_actors::derived::webhook::{Webhook, WebhookParams};
 use shopwatch_actors::derived::{DerivedParams, DerivedSlots};
 use shopwatch_actors::events::EventKind;
+use shopwatch_actors::handoff::Ownership;
 use shopwatch_actors::kpis::REGISTRY;
 use shopwatch_actors::lake::Lake;
+use shopwatch_actors::pipeline::election::ElectionParams;
+use shopwatch_actors::pipeline::kafka::BrokerProbe;
 use shopwatch_actors::pipeline::PipelineParams;
 use shopwatch_actors::runtime::{Pipelines, Stage};
 use shopwatch_actors::supervision::faults::Faults;
@@ -66,6 +69,7 @@ pub fn derived_params(
     metrics: Metrics,
     slots: DerivedSlots,
     faults: Arc<Faults>,
+    ownership: Ownership,
 ) -> anyhow::Result<DerivedParams> {
     let a = &cfg.alerts;
     let webhook = if a.webhook_url.is_empty() {
@@ -98,6 +102,10 @@ pub fn derived_params(
         checkpoint_every: Duration::from_secs(a.checkpoint_every_s),
         slots,
         webhook,
+        ownership,
+        broker: Some(Arc::new(
+            BrokerProbe::new(&cfg.kafka.params()).context("kafka.brokers")?,
+        )),
     })
 }
 
@@ -154,9 +162,32 @@ pub async fn run_until(
     );
     shopwatch_actors::failpoint::configure(&cfg.drill.failpoints)
         .map_err(|e| anyhow::anyhow!("config drill.failpoints: {e}"))?;
-    let derived = derived_params(&cfg, lake.clone(), metrics.clone(), slots, faults.clone())?;
+    // Kafka elects the one instance that computes the derived tables.
+    let ownership = Ownership::elected();
+    let derived = derived_params(
+        &cfg,
+        lake.clone(),
+        metrics.clone(),
+        slots,
+        faults.clone(),
+        ownership.clone(),
+    )?;
+    let election = ElectionParams {
+        kafka: cfg.kafka.params(),
+        ownership: ownership.clone(),
+        metrics: metrics.clone(),
+        shutdown: shutdown.clone(),
+    };
+    shopwatch_actors::derived::ensure_tables(&derived)
+        .await
+        .context("creating the tables")?;
     let reader = lake.reader_catalog().await?;
-    let mut pipelines = Pipelines::start(topics, Some(derived)).await?;
+    let mut pipelines = Pipelines::start(
+        topics,
+        Some(derived),
+        Some((election, cfg.supervision.params())),
+    )
+    .await?;
     let flight_stop = Arc::new(tokio::sync::Notify::new());
     let flight = if cfg.flight.enabled {
         let stop = flight_stop.clone();
@@ -201,6 +232,7 @@ pub async fn run_until(
     let heartbeat = spawn_heartbeat(hub.clone(), Duration::from_secs(10));
     let state = AppState {
         metrics,
+        ownership,
         pipelines: Arc::new(pipelines.status_handles()),
         hub,
         live,

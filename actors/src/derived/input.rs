@@ -96,10 +96,11 @@ impl crate::windows::clock::Drained for Folded<'_> {
         match partition {
             Some(p) => drained(folded.get(&p).copied(), self.source.get(name, p), self.now),
             None => {
-                let confirmed = self.source.of_topic(name);
-                !confirmed.is_empty()
-                    && confirmed.iter().all(|(p, h, until)| {
-                        drained(folded.get(p).copied(), Some((*h, *until)), self.now)
+                // Every partition the broker has, not only those someone confirmed.
+                let known = self.source.partitions(name);
+                !known.is_empty()
+                    && known.iter().all(|p| {
+                        drained(folded.get(p).copied(), self.source.get(name, *p), self.now)
                     })
             }
         }

@@ -5,6 +5,7 @@
 
 pub mod aggregator;
 pub mod detector;
+pub mod feed;
 pub mod input;
 pub mod messages;
 pub mod webhook;
@@ -15,7 +16,7 @@ use std::time::Duration;
 use crate::alerts::RuleSet;
 use crate::error::Error;
 use crate::events::EventKind;
-use crate::handoff::{Slot, SourceProgress, Subscribers};
+use crate::handoff::{BrokerView, Ownership, Slot, SourceProgress, Subscribers};
 use crate::kpis::Kpi;
 use crate::lake::{HygieneParams, Lake};
 use crate::schema::raw_table_spec;
@@ -94,6 +95,11 @@ pub struct DerivedParams {
     pub slots: DerivedSlots,
     /// Where committed alerts are also sent, if configured.
     pub webhook: Option<webhook::Webhook>,
+    /// Whether this instance computes the derived tables (the group stands by otherwise).
+    pub ownership: Ownership,
+    /// The broker, for partitions other instances consume (read from the lake by the
+    /// [`feed`]); `None` when nobody else can consume (tests, replays).
+    pub broker: Option<Arc<dyn BrokerView>>,
 }
 
 impl DerivedParams {
@@ -114,6 +120,22 @@ impl DerivedParams {
     }
 }
 
+/// Create every table the derived actors read and write, unless it exists. Each instance does
+/// it at start (readers query the KPI tables before any owner computed them), and the group
+/// again before it starts reading.
+pub async fn ensure_tables(p: &DerivedParams) -> Result<(), Error> {
+    let mut specs: Vec<_> = EventKind::ALL.iter().map(|k| raw_table_spec(*k)).collect();
+    specs.extend(p.kpis.iter().map(|(k, _)| k.spec()));
+    specs.push(crate::alerts::spec());
+    for spec in &specs {
+        p.lake
+            .ensure_table(spec)
+            .await
+            .map_err(|e| Error::Transient(format!("creating table {}: {e:#}", spec.name)))?;
+    }
+    Ok(())
+}
+
 /// The derived group: the detector first (it must be there before aggregators report closed
 /// windows), then one aggregator per KPI.
 pub struct DerivedGroup(pub DerivedParams);
@@ -122,16 +144,7 @@ pub struct DerivedGroup(pub DerivedParams);
 impl ChildSpecs for DerivedGroup {
     async fn spawn(&self, s: &mut Spawner) -> Result<(), Error> {
         let p = &self.0;
-        // Everything the derived actors read must exist before they start reading.
-        let mut specs: Vec<_> = EventKind::ALL.iter().map(|k| raw_table_spec(*k)).collect();
-        specs.extend(p.kpis.iter().map(|(k, _)| k.spec()));
-        specs.push(crate::alerts::spec());
-        for spec in &specs {
-            p.lake
-                .ensure_table(spec)
-                .await
-                .map_err(|e| Error::Transient(format!("creating table {}: {e:#}", spec.name)))?;
-        }
+        ensure_tables(p).await?;
         let detector = s
             .spawn(DETECTOR, DetectorActor, |progress| DetectorArgs {
                 params: p.clone(),
@@ -153,15 +166,31 @@ impl ChildSpecs for DerivedGroup {
             })
             .await?;
         }
+        // Last: it delivers to the slots the actors above have taken.
+        if let Some(broker) = &p.broker {
+            s.spawn(feed::FEED, feed::Feed, |progress| feed::FeedArgs {
+                params: p.clone(),
+                broker: broker.clone(),
+                progress,
+            })
+            .await?;
+        }
         Ok(())
+    }
+
+    /// Another instance owns the derived tables.
+    fn standby(&self) -> bool {
+        !self.0.ownership.is_owner()
     }
 
     /// Open windows are rebuilt from the lake on the next start; what matters is that
     /// deliveries already queued (FATAL errors above all) are handled: aggregators first (they
     /// may send closed windows to the detector), then the detector.
     async fn drain(&self, children: &[ChildInfo]) {
-        let (detector, aggregators): (Vec<_>, Vec<_>) =
-            children.iter().partition(|c| c.role == DETECTOR);
+        let (detector, aggregators): (Vec<_>, Vec<_>) = children
+            .iter()
+            .filter(|c| c.role != feed::FEED)
+            .partition(|c| c.role == DETECTOR);
         for child in aggregators.into_iter().chain(detector) {
             let actor: ractor::ActorRef<DerivedMsg> = child.cell.clone().into();
             let _ = ractor::call_t!(actor, DerivedMsg::Sync, 10_000);

@@ -5,13 +5,15 @@
 //! the next rebuild or a gap fill: skipping is safe, which keeps the hand-off bounded without
 //! ever blocking ingestion.
 
+pub mod owner;
 pub mod slot;
 pub mod source;
 
 use std::sync::Arc;
 
+pub use owner::Ownership;
 pub use slot::{Receiver, Slot};
-pub use source::SourceProgress;
+pub use source::{BrokerView, SourceProgress};
 
 use crate::events::{EventKind, Micros};
 use crate::lake::Ranges;
@@ -39,6 +41,11 @@ impl Subscribers {
     /// `valid_until`.
     pub fn confirm_drained(&self, topic: &str, partition: i32, high: i64, valid_until: Micros) {
         self.source.confirm(topic, partition, high, valid_until);
+    }
+
+    /// The broker lists these partitions for `topic` (all of them, not only ours).
+    pub fn know_partitions(&self, topic: &str, partitions: &[i32]) {
+        self.source.know(topic, partitions.iter().copied());
     }
 
     /// Offer `delivery` to every slot; how many took it.

@@ -6,7 +6,7 @@
 //! (storage refusing writes, the broker unreachable, a restart), and closing windows would
 //! turn the stalled events into late ones.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use crate::events::Micros;
@@ -14,9 +14,29 @@ use crate::events::Micros;
 #[derive(Debug, Default)]
 pub struct SourceProgress {
     confirmed: Mutex<HashMap<(String, i32), (i64, Micros)>>,
+    /// Every partition of each topic, as the broker listed them: a topic is drained only when
+    /// each of them is (confirmations may come for some partitions only, from this instance's
+    /// consumer and from the derived owner's view of the others).
+    known: Mutex<HashMap<String, BTreeSet<i32>>>,
 }
 
 impl SourceProgress {
+    /// The broker lists these partitions for `topic`.
+    pub fn know(&self, topic: &str, partitions: impl IntoIterator<Item = i32>) {
+        if let Ok(mut k) = self.known.lock() {
+            k.entry(topic.to_string()).or_default().extend(partitions);
+        }
+    }
+
+    /// Every known partition of `topic`.
+    pub fn partitions(&self, topic: &str) -> Vec<i32> {
+        self.known
+            .lock()
+            .ok()
+            .and_then(|k| k.get(topic).map(|ps| ps.iter().copied().collect()))
+            .unwrap_or_default()
+    }
+
     pub fn confirm(&self, topic: &str, partition: i32, high: i64, valid_until: Micros) {
         if let Ok(mut c) = self.confirmed.lock() {
             c.insert((topic.to_string(), partition), (high, valid_until));
@@ -30,18 +50,37 @@ impl SourceProgress {
             .get(&(topic.to_string(), partition))
             .copied()
     }
+}
 
-    /// (partition, high watermark, valid until) of `topic`.
-    pub fn of_topic(&self, topic: &str) -> Vec<(i32, i64, Micros)> {
-        self.confirmed
-            .lock()
-            .map(|c| {
-                c.iter()
-                    .filter(|((t, _), _)| t == topic)
-                    .map(|((_, p), (h, at))| (*p, *h, *at))
-                    .collect()
-            })
-            .unwrap_or_default()
+/// What the broker says about the partitions of a topic, for those this instance does not read
+/// (the derived owner's view of what other instances consume). Blocking: call it off the
+/// async runtime.
+pub trait BrokerView: Send + Sync + std::fmt::Debug {
+    /// Partition → high watermark, asked now (not a cached answer).
+    fn high_watermarks(&self, topic: &str) -> Result<BTreeMap<i32, i64>, String>;
+}
+
+/// What a broker's high watermark says about a partition read up to `position` (the next
+/// offset), given the highest watermark it ever answered for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Vouch {
+    /// Everything up to `high` has been read: the partition is drained.
+    Drained(i64),
+    /// Records are waiting.
+    Behind,
+    /// The answer is below what was already read, or below an earlier answer: the broker
+    /// under-reports (Tansu has, ../shared/reference/realparts.md). Not trusted; the
+    /// partition does not count as drained, so no window closes on its silence.
+    Lying,
+}
+
+pub fn vouch(position: i64, high: i64, highest_seen: Option<i64>) -> Vouch {
+    if position > high || highest_seen.is_some_and(|h| h > high) {
+        Vouch::Lying
+    } else if position == high {
+        Vouch::Drained(high)
+    } else {
+        Vouch::Behind
     }
 }
 
@@ -83,14 +122,41 @@ mod tests {
     }
 
     #[test]
+    fn a_watermark_is_trusted_only_when_consistent() {
+        // (position, high, highest seen before, expected)
+        let cases = [
+            (50, 50, None, Vouch::Drained(50)),
+            (50, 50, Some(50), Vouch::Drained(50)),
+            (50, 50, Some(40), Vouch::Drained(50)),
+            (0, 0, None, Vouch::Drained(0)), // an empty partition
+            (40, 50, None, Vouch::Behind),
+            (40, 50, Some(50), Vouch::Behind),
+            (55, 50, None, Vouch::Lying), // we read past the broker's answer
+            (50, 50, Some(60), Vouch::Lying), // the answer went back
+            (40, 50, Some(60), Vouch::Lying),
+        ];
+        for (position, high, seen, want) in cases {
+            assert_eq!(
+                vouch(position, high, seen),
+                want,
+                "{position} {high} {seen:?}"
+            );
+        }
+    }
+
+    #[test]
     fn confirmations_are_kept_per_topic_and_partition() {
         let s = SourceProgress::default();
         s.confirm("orders", 0, 10, 1);
         s.confirm("orders", 1, 20, 2);
         s.confirm("clicks", 0, 30, 3);
         s.confirm("orders", 0, 15, 4);
-        let mut o = s.of_topic("orders");
-        o.sort();
-        assert_eq!(o, vec![(0, 15, 4), (1, 20, 2)]);
+        assert_eq!(s.get("orders", 0), Some((15, 4)));
+        assert_eq!(s.get("orders", 1), Some((20, 2)));
+        assert_eq!(s.get("clicks", 1), None);
+        assert!(s.partitions("orders").is_empty());
+        s.know("orders", [0, 1]);
+        s.know("orders", [2]);
+        assert_eq!(s.partitions("orders"), vec![0, 1, 2]);
     }
 }

@@ -14,8 +14,7 @@ use tracing::info;
 
 use super::group::{GroupChange, GroupConsumer, GroupContext};
 use super::kafka::{
-    cached_high_watermark, drained_partitions, kafka_consumer, poll_batch, session_timeout,
-    topic_partitions, RawRecord,
+    cached_high_watermark, kafka_consumer, poll_batch, session_timeout, topic_partitions, RawRecord,
 };
 use super::messages::{CommitterMsg, ConsumerMsg, Reply};
 use super::params::PipelineParams;
@@ -62,6 +61,9 @@ pub struct ConsumerState {
     /// How often that check runs: longer than a session timeout, so a dead member's
     /// partitions have had their chance to move on.
     pub(super) guard_every: Duration,
+    /// The highest watermark the broker ever answered per partition (an answer below it is
+    /// not trusted).
+    pub(super) highest_seen: Offsets,
 }
 
 impl Actor for ConsumerActor {
@@ -133,6 +135,7 @@ async fn start(myself: ActorRef<ConsumerMsg>, args: ConsumerArgs) -> Result<Cons
     // partitions for a session timeout) is checked one interval later, not two.
     let initial = Some(recorded(super::RAW_COMMITTER, &args.raw, &topic).await?);
     args.params.metrics.group.reset(&topic);
+    args.params.subscribers.know_partitions(&topic, &partitions);
     let guard_every = session_timeout(&args.params) + Duration::from_secs(1);
     myself
         .send_message(ConsumerMsg::Poll)
@@ -149,6 +152,7 @@ async fn start(myself: ActorRef<ConsumerMsg>, args: ConsumerArgs) -> Result<Cons
         dl_flushed: Instant::now(),
         guard: (Instant::now(), initial),
         guard_every,
+        highest_seen: Offsets::new(),
     })
 }
 
@@ -169,7 +173,7 @@ impl ConsumerState {
                 }
                 let stopping = self.args.params.shutdown.load(Ordering::Relaxed);
                 if !shutting_down {
-                    confirm_drained(self).await;
+                    self.confirm_drained().await;
                     self.check_abandoned().await?;
                 }
                 self.flush_dead_letters(stopping).await?;
@@ -442,31 +446,6 @@ fn dead_letter(
         detail: rejection.detail,
         payload: text,
         payload_bytes: bytes.len() as i64,
-    }
-}
-
-/// Tell the derived actors which partitions have nothing left to deliver. Without this a
-/// silent partition never counts as idle.
-async fn confirm_drained(state: &ConsumerState) {
-    let consumer = state.consumer.clone();
-    let topic = state.args.params.topic.clone();
-    let position = state.position.clone();
-    let interval = state.args.params.batch.commit_interval;
-    let asked =
-        tokio::task::spawn_blocking(move || drained_partitions(&consumer, &topic, &position))
-            .await
-            .unwrap_or_default();
-    // Valid for a few poll cycles: a consumer that stops confirming (stuck, stalled on a
-    // commit, restarting) stops vouching for its partitions.
-    let valid_until = chrono::Utc::now().timestamp_micros()
-        + (interval * 3 + Duration::from_secs(2)).as_micros() as i64;
-    let topic = &state.args.params.topic;
-    for (p, high) in asked {
-        state
-            .args
-            .params
-            .subscribers
-            .confirm_drained(topic, p, high, valid_until);
     }
 }
 

@@ -13,8 +13,9 @@ use rdkafka::{ClientConfig, Offset};
 use tracing::warn;
 
 use super::group::{GroupChange, GroupConsumer, GroupContext, Start};
-use super::params::PipelineParams;
+use super::params::{KafkaParams, PipelineParams};
 use crate::error::Error;
+use crate::handoff::BrokerView;
 use crate::lake::Offsets;
 use crate::supervision::Progress;
 
@@ -27,8 +28,11 @@ const SESSION_TIMEOUT_MS: u64 = 6_000;
 
 /// The group session timeout in effect.
 pub fn session_timeout(params: &PipelineParams) -> Duration {
-    let ms = params
-        .kafka
+    session_timeout_of(&params.kafka)
+}
+
+pub fn session_timeout_of(kafka: &KafkaParams) -> Duration {
+    let ms = kafka
         .extra
         .get("session.timeout.ms")
         .and_then(|v| v.parse().ok())
@@ -43,32 +47,43 @@ pub struct RawRecord {
     pub payload: Option<Vec<u8>>,
 }
 
-/// A consumer in the topic's group (`{kafka.group}-{topic}`): instances with the same group
-/// share the partitions (cooperative-sticky, so a rebalance moves only what must move).
-pub fn kafka_consumer(
-    params: &PipelineParams,
-    context: GroupContext,
-) -> Result<GroupConsumer, KafkaError> {
+/// A group member's settings: cooperative-sticky (a rebalance moves only what must move), our
+/// session timeout, never the group's offsets, then `kafka.extra` over all of it.
+pub fn group_config(kafka: &KafkaParams, group_id: &str) -> ClientConfig {
     let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", &params.kafka.brokers)
-        .set(
-            "group.id",
-            format!("{}-{}", params.kafka.group, params.topic),
-        )
+    cfg.set("bootstrap.servers", &kafka.brokers)
+        .set("group.id", group_id)
+        .set("client.id", &kafka.instance)
         .set("partition.assignment.strategy", "cooperative-sticky")
         .set("session.timeout.ms", SESSION_TIMEOUT_MS.to_string())
         .set(
             "heartbeat.interval.ms",
             (SESSION_TIMEOUT_MS / 5).to_string(),
         )
-        // Positions come from the lake, never from the group or a reset policy: an
-        // out-of-range position is an error we surface, not a silent jump.
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "error")
-        .set("isolation.level", "read_committed")
-        .set("fetch.wait.max.ms", "100")
         .set("enable.partition.eof", "false");
+    for (k, v) in &kafka.extra {
+        cfg.set(k, v);
+    }
+    cfg
+}
+
+/// A consumer in the topic's group (`{kafka.group}-{topic}`): instances with the same group
+/// share the partitions.
+pub fn kafka_consumer(
+    params: &PipelineParams,
+    context: GroupContext,
+) -> Result<GroupConsumer, KafkaError> {
+    let mut cfg = group_config(
+        &params.kafka,
+        &format!("{}-{}", params.kafka.group, params.topic),
+    );
+    // Positions come from the lake, never from the group or a reset policy: an out-of-range
+    // position is an error we surface, not a silent jump.
+    cfg.set("auto.offset.reset", "error")
+        .set("isolation.level", "read_committed")
+        .set("fetch.wait.max.ms", "100");
     for (k, v) in &params.kafka.extra {
         cfg.set(k, v);
     }
@@ -124,13 +139,14 @@ pub fn seek_to(consumer: &GroupConsumer, topic: &str, starts: &[Start]) -> Resul
     Ok(())
 }
 
-/// Partitions of `topic` whose `position` has reached the broker's high watermark, asked now
-/// (a cached one could be stale while the broker is unreachable), with that watermark.
-pub fn drained_partitions<C: ConsumerContext>(
+/// The broker's high watermark, asked now (a cached one could be stale while the broker is
+/// unreachable), for the partitions of `topic` whose `position` has reached the watermark
+/// librdkafka cached from its last fetch: the candidates for being drained.
+pub fn drained_candidates<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     topic: &str,
     position: &Offsets,
-) -> Vec<(i32, i64)> {
+) -> Vec<(i32, i64, i64)> {
     position
         .iter()
         .filter(|(p, pos)| cached_high_watermark(consumer, topic, **p).is_some_and(|h| **pos >= h))
@@ -138,9 +154,43 @@ pub fn drained_partitions<C: ConsumerContext>(
             let (_, high) = consumer
                 .fetch_watermarks(topic, *p, Duration::from_secs(1))
                 .ok()?;
-            (*pos >= high).then_some((*p, high))
+            Some((*p, *pos, high))
         })
         .collect()
+}
+
+/// The broker as the derived owner asks it about partitions other instances read.
+pub struct BrokerProbe {
+    consumer: BaseConsumer,
+}
+
+impl std::fmt::Debug for BrokerProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BrokerProbe")
+    }
+}
+
+impl BrokerProbe {
+    /// A client that joins no group and reads nothing: it only asks for watermarks.
+    pub fn new(kafka: &KafkaParams) -> Result<Self, Error> {
+        let mut cfg = ClientConfig::new();
+        cfg.set("bootstrap.servers", &kafka.brokers);
+        for (k, v) in &kafka.extra {
+            cfg.set(k, v);
+        }
+        Ok(BrokerProbe {
+            consumer: cfg
+                .create()
+                .map_err(Error::kafka("creating the watermark client"))?,
+        })
+    }
+}
+
+impl BrokerView for BrokerProbe {
+    fn high_watermarks(&self, topic: &str) -> Result<BTreeMap<i32, i64>, String> {
+        let partitions = topic_partitions(&self.consumer, topic).map_err(|e| e.to_string())?;
+        high_watermarks(&self.consumer, topic, &partitions).map_err(|e| e.to_string())
+    }
 }
 
 /// Poll until `interval` elapses, `max_rows` records are read, or `shutdown` is set. Returns

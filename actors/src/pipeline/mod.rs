@@ -3,6 +3,8 @@
 
 pub mod committer;
 pub mod consumer;
+mod drained;
+pub mod election;
 pub mod group;
 pub mod kafka;
 mod membership;

@@ -18,6 +18,8 @@ pub struct KafkaParams {
     /// Consumer group prefix: instances with the same one share each topic's partitions
     /// (group `{group}-{topic}`); positions still come from the lake, never from the group.
     pub group: String,
+    /// This instance's name in the groups (`client.id`), shown in the member lists.
+    pub instance: String,
     /// Extra librdkafka properties (e.g. security settings).
     pub extra: BTreeMap<String, String>,
 }

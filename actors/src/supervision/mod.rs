@@ -5,6 +5,8 @@
 //! fatal failure stops the group with its reason (for `/readyz`), a bad record is dead-lettered
 //! without charging the budget, anything else restarts. Each child beats a [`Progress`]
 //! heartbeat; one that is busy without progress for `stuck_timeout` is killed and restarted.
+//! A group that another instance runs now ([`ChildSpecs::standby`]) is drained and kept
+//! stopped until this instance is elected again.
 
 pub mod budget;
 pub mod faults;
@@ -89,6 +91,7 @@ pub struct SupervisorState {
     poison: HashSet<(i32, i64)>,
     failed: bool,
     draining: bool,
+    standing_by: bool,
 }
 
 /// What went wrong, as the supervisor books it.
@@ -122,6 +125,7 @@ impl Actor for Supervisor {
             poison: HashSet::new(),
             failed: false,
             draining: false,
+            standing_by: false,
         })
     }
 
@@ -139,20 +143,20 @@ impl Actor for Supervisor {
                     state.stop_children();
                     return Ok(());
                 }
+                if state.args.specs.standby() {
+                    state.stand_by();
+                    return Ok(());
+                }
                 state.spawn(&myself).await;
             }
             SupervisorMsg::Restart { .. } => {}
-            SupervisorMsg::Tick => state.check_heartbeats(),
+            SupervisorMsg::Tick => {
+                state.check_heartbeats();
+                state.follow_standby(&myself).await;
+            }
             SupervisorMsg::Drain(reply) => {
                 state.draining = true;
-                let children: Vec<ChildInfo> = state
-                    .children
-                    .iter()
-                    .map(|c| ChildInfo {
-                        cell: c.cell.clone(),
-                        role: c.role,
-                    })
-                    .collect();
+                let children = state.child_infos();
                 state.args.specs.drain(&children).await;
                 state.stop_children();
                 if !state.failed {
@@ -269,7 +273,54 @@ impl SupervisorState {
         &self.args.name
     }
 
+    fn child_infos(&self) -> Vec<ChildInfo> {
+        self.children
+            .iter()
+            .map(|c| ChildInfo {
+                cell: c.cell.clone(),
+                role: c.role,
+            })
+            .collect()
+    }
+
+    /// Keep no children while another instance runs the group.
+    fn stand_by(&mut self) {
+        if !self.standing_by {
+            info!(
+                group = self.name(),
+                "standing by: another instance runs this group"
+            );
+        }
+        self.standing_by = true;
+        self.up(0);
+        self.args.status.set_state(PipelineState::Standby);
+    }
+
+    /// Hand the group over when this instance stops being elected (finishing what is queued
+    /// first), and start it when elected again.
+    async fn follow_standby(&mut self, myself: &ActorRef<SupervisorMsg>) {
+        if self.failed || self.draining || self.args.specs.winding_down() {
+            return;
+        }
+        match (self.standing_by, self.args.specs.standby()) {
+            (false, true) if !self.children.is_empty() => {
+                let children = self.child_infos();
+                self.args.specs.drain(&children).await;
+                self.stop_children();
+                self.killed_stuck.clear();
+                self.stand_by();
+            }
+            (true, false) => {
+                info!(group = self.name(), "elected: taking the group over");
+                self.generation += 1;
+                self.spawn(myself).await;
+            }
+            _ => {}
+        }
+    }
+
     async fn spawn(&mut self, myself: &ActorRef<SupervisorMsg>) {
+        self.standing_by = false;
         let mut spawner = Spawner::new(myself.get_cell(), self.poison.clone(), self.generation);
         let result = self.args.specs.spawn(&mut spawner).await;
         let (children, failed_role) = spawner.finish();

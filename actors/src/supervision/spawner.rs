@@ -24,6 +24,12 @@ pub trait ChildSpecs: Send + Sync + 'static {
     fn winding_down(&self) -> bool {
         false
     }
+
+    /// True while another instance runs this group (the derived tables have one owner): the
+    /// supervisor keeps no children and checks again at every heartbeat.
+    fn standby(&self) -> bool {
+        false
+    }
 }
 
 /// A running child, as a group's `drain` sees it.

@@ -12,6 +12,15 @@ pub enum PipelineState {
     Restarting,
     Failed(String),
     Stopped,
+    /// Another instance runs this group now; this one takes over when elected.
+    Standby,
+}
+
+impl PipelineState {
+    /// Doing what it should: running, or standing by for another instance.
+    pub fn is_ready(&self) -> bool {
+        matches!(self, PipelineState::Running | PipelineState::Standby)
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -22,21 +22,27 @@ use shopwatch_actors::telemetry::Metrics;
 
 use crate::common::{assert_unique, eventually, init_tracing, lake, mock_broker, source_offsets};
 
-const TOPIC: &str = "orders_topic";
-const PARTITIONS: i32 = 4;
+pub(crate) const TOPIC: &str = "orders_topic";
+pub(crate) const PARTITIONS: i32 = 4;
 
 struct Instance {
     metrics: Metrics,
     pipelines: Pipelines,
 }
 
-fn params(brokers: &str, lake: &Lake, metrics: &Metrics, faults: Arc<Faults>) -> PipelineParams {
+pub(crate) fn params(
+    brokers: &str,
+    lake: &Lake,
+    metrics: &Metrics,
+    faults: Arc<Faults>,
+) -> PipelineParams {
     PipelineParams {
         kind: EventKind::Orders,
         topic: TOPIC.into(),
         kafka: KafkaParams {
             brokers: brokers.to_string(),
             group: "scale".into(),
+            instance: "test".into(),
             // Short sessions (the mock assigns a session less 1 s after a member leaves); a
             // member that does not poll for 3 s is out of the group: that is the zombie.
             extra: [
@@ -77,7 +83,7 @@ async fn start(brokers: &str, lake: &Lake, rules: Vec<FaultRule>) -> Instance {
     for r in rules {
         faults.add(r);
     }
-    let pipelines = Pipelines::start(vec![params(brokers, lake, &metrics, faults)], None)
+    let pipelines = Pipelines::start(vec![params(brokers, lake, &metrics, faults)], None, None)
         .await
         .unwrap();
     Instance { metrics, pipelines }

@@ -4,5 +4,6 @@
 mod commit;
 mod common;
 mod compaction;
+mod feed;
 mod group;
 mod supervision;

@@ -10,6 +10,7 @@ use rdkafka::ClientConfig;
 use shopwatch_actors::alerts::rules;
 use shopwatch_actors::derived::{DerivedParams, DerivedSlots};
 use shopwatch_actors::events::EventKind;
+use shopwatch_actors::handoff::Ownership;
 use shopwatch_actors::kpis::REGISTRY;
 use shopwatch_actors::lake::{HygieneParams, Lake};
 use shopwatch_actors::pipeline::{BatchParams, KafkaParams, PipelineParams};
@@ -92,6 +93,8 @@ fn derived(
         checkpoint_every: Duration::from_secs(5),
         slots,
         webhook: None,
+        ownership: Ownership::solo(),
+        broker: None,
     }
 }
 
@@ -138,6 +141,7 @@ async fn start_with(
         kafka: KafkaParams {
             brokers,
             group: "test".into(),
+            instance: "test".into(),
             // The mock cluster waits a session timeout less 1 s before it assigns a restarted
             // consumer (a real broker hands over as soon as the old member leaves).
             extra: [
@@ -164,7 +168,7 @@ async fn start_with(
         subscribers: slots.subscribers(EventKind::Orders),
     };
     let derived = with_derived.then(|| derived(&lake, &metrics, faults, slots));
-    let pipelines = Pipelines::start(vec![params], derived).await.unwrap();
+    let pipelines = Pipelines::start(vec![params], derived, None).await.unwrap();
     Fixture {
         _mock: mock,
         _dir: dir,

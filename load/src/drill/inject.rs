@@ -4,7 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::plan::{FaultKind, Planned};
+use super::plan::{FaultKind, Lane, Planned};
+use super::procs::PipelineProc;
 use super::report::FaultRecord;
 use super::watch::metric_sum;
 use super::Ctx;
@@ -73,7 +74,11 @@ async fn kill_at(ctx: &mut Ctx, point: &str, rec: &mut FaultRecord) {
 }
 
 async fn restart(ctx: &mut Ctx, rec: &mut FaultRecord) {
-    match ctx.pipeline.start().await {
+    restart_proc(&mut ctx.pipeline, rec).await
+}
+
+pub(super) async fn restart_proc(p: &mut PipelineProc, rec: &mut FaultRecord) {
+    match p.start().await {
         Ok(took) => {
             rec.healed = true;
             let sep = if rec.detail.is_empty() { "" } else { ", " };
@@ -243,6 +248,13 @@ async fn s3_fault(ctx: &mut Ctx, rule: &str, hold: Duration, rec: &mut FaultReco
 
 pub async fn inject(ctx: &mut Ctx, f: &Planned) -> FaultRecord {
     let mut rec = FaultRecord::new(f);
+    if ctx.lane == Lane::Group {
+        super::group::inject(ctx, f, &mut rec).await;
+        if rec.injected && rec.healed {
+            rec.recovery = ctx.next_commit(Duration::from_secs(60)).await;
+        }
+        return rec;
+    }
     match f.kind {
         FaultKind::KillAfterUpload => kill_at(ctx, "committer.after_upload", &mut rec).await,
         FaultKind::KillAfterCommitWrite => {
@@ -348,6 +360,9 @@ pub async fn inject(ctx: &mut Ctx, f: &Planned) -> FaultRecord {
         // Longer than the stuck timeout: the supervisor may restart a committer that waits.
         FaultKind::S3Timeouts => s3_fault(ctx, "3*timeout(5000)", Duration::ZERO, &mut rec).await,
         FaultKind::S3Slow => s3_fault(ctx, "delay(800)", f.hold, &mut rec).await,
+        FaultKind::KillOwner | FaultKind::FreezeInstance | FaultKind::AddInstance => {
+            rec.note = "a group fault: only with --instances 2 or more".into()
+        }
         FaultKind::Sigterm => {
             let log_len = std::fs::metadata(&ctx.pipeline.log)
                 .map(|m| m.len())

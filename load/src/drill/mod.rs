@@ -11,6 +11,7 @@
 
 pub mod check;
 mod config;
+mod group;
 mod inject;
 pub mod plan;
 pub mod procs;
@@ -61,8 +62,11 @@ pub struct DrillParams {
     pub orphan_min_age_s: u64,
     pub topics: [String; 3],
     /// Where the lake lives: a local SQLite catalog and warehouse, or SeaweedFS's Iceberg
-    /// REST catalog and S3 (with the server's and S3's own faults).
+    /// REST catalog and S3 (with the server's and S3's own faults), or several instances
+    /// in one group on a local lake.
     pub lane: Lane,
+    /// How many `shopwatch run` processes share the work (2 or more: the group lane).
+    pub instances: usize,
 }
 
 #[derive(Debug)]
@@ -75,7 +79,14 @@ pub struct DrillOutcome {
 pub(crate) struct Ctx {
     pub production: Production,
     pub broker: BrokerProc,
+    /// The (first) instance; the single-instance faults act on it.
     pub pipeline: PipelineProc,
+    /// The other instances of the group lane.
+    pub more: Vec<PipelineProc>,
+    pub lane: Lane,
+    /// The pipelines' group session timeout (a frozen instance must outlast it).
+    pub session: Duration,
+    pub group: group::GroupLog,
     /// The lake's server on the SeaweedFS lane.
     pub seaweed: Option<Seaweed>,
     pub http: reqwest::Client,
@@ -92,8 +103,13 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
+    /// The metrics of the instance that owns the derived tables (the first one alone).
     pub async fn metrics_body(&self) -> String {
-        let url = format!("http://{}/metrics", self.pipeline.http);
+        let http = match self.owner().await {
+            Some(i) if i > 0 => self.more[i - 1].http.clone(),
+            _ => self.pipeline.http.clone(),
+        };
+        let url = format!("http://{http}/metrics");
         match self.http.get(url).send().await {
             Ok(r) => r.text().await.unwrap_or_default(),
             Err(_) => String::new(),
@@ -106,13 +122,17 @@ impl Ctx {
 
     /// Restart the pipeline if it exited by itself, and remember that it did.
     pub async fn revive(&mut self) {
-        if let Some(status) = self.pipeline.exited() {
-            tracing::warn!(%status, "pipeline exited on its own; restarting it");
-            self.unplanned_exits.push(format!("{status}"));
-            if let Err(e) = self.pipeline.start().await {
-                tracing::warn!(error = %e, "restart after an unplanned exit failed");
+        let mut exits = Vec::new();
+        for p in self.instances() {
+            if let Some(status) = p.exited() {
+                tracing::warn!(%status, "pipeline exited on its own; restarting it");
+                exits.push(format!("{status}"));
+                if let Err(e) = p.start().await {
+                    tracing::warn!(error = %e, "restart after an unplanned exit failed");
+                }
             }
         }
+        self.unplanned_exits.extend(exits);
     }
 
     fn caught_up(&self) -> bool {
@@ -144,7 +164,7 @@ fn random_hex(n: usize) -> String {
         .collect()
 }
 
-fn free_addr() -> anyhow::Result<String> {
+pub(crate) fn free_addr() -> anyhow::Result<String> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.to_string())
 }
@@ -152,6 +172,9 @@ fn free_addr() -> anyhow::Result<String> {
 pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
     if p.faults > 0 && p.events == 0 {
         bail!("--events must be > 0");
+    }
+    if (p.instances > 1) != (p.lane == Lane::Group) {
+        bail!("the group lane runs 2 or more instances on a local lake; --instances {} does not fit it", p.instances);
     }
     if p.canary && p.lane == Lane::Seaweed {
         bail!("--canary runs on the local lane (its canary S3 secret would be overridden by SeaweedFS's keys); drop --lake seaweedfs or --canary");
@@ -171,8 +194,9 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
         dir.display()
     );
     let lane_flag = match p.lane {
-        Lane::Local => "",
-        Lane::Seaweed => " --lake seaweedfs",
+        Lane::Local => String::new(),
+        Lane::Seaweed => " --lake seaweedfs".into(),
+        Lane::Group => format!(" --instances {}", p.instances),
     };
     println!(
         "drill: replay with `shopwatch drill --seed {} --events {} --rate {} --faults {}{lane_flag}`",
@@ -202,7 +226,7 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
     let data_dir = dir.join("lake");
     // The SeaweedFS lane: a real server for the catalog and S3, with fresh keys per drill.
     let seaweed = match p.lane {
-        Lane::Local => None,
+        Lane::Local | Lane::Group => None,
         Lane::Seaweed => Some(
             Seaweed::start(SeaweedParams::new(
                 &dir.join("seaweed"),
@@ -242,6 +266,12 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
         dir.join("pipeline.log"),
     );
     pipeline.start().await?;
+    let mut more = Vec::new();
+    for n in 1..p.instances {
+        let mut sibling = pipeline.sibling(free_addr()?, free_addr()?, n);
+        sibling.start().await?;
+        more.push(sibling);
+    }
 
     let lake = Lake::open(match &seaweed {
         Some(s) => s.params.lake_params(&data_dir),
@@ -306,6 +336,13 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
         production,
         broker,
         pipeline,
+        more,
+        lane: p.lane,
+        session: Duration::from_secs(6),
+        group: group::GroupLog {
+            instances_started: p.instances as u32,
+            ..Default::default()
+        },
         seaweed,
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
@@ -388,6 +425,17 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
     if p.canary {
         exposed.extend(inject::error_bodies(&ctx).await);
     }
+    ctx.look_at_group().await;
+    // The other instances first; the first one's stop is the one reported.
+    for other in &mut ctx.more {
+        if !matches!(
+            other.terminate(Duration::from_secs(30)).await,
+            Some((Some(0), _))
+        ) {
+            ctx.unplanned_exits
+                .push(format!("{} did not stop cleanly on SIGTERM", other.http));
+        }
+    }
     let last_stop = ctx.pipeline.terminate(Duration::from_secs(30)).await;
     stop_watch.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = watcher.await;
@@ -457,7 +505,8 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
         caught_at,
         quiet,
         last_stop,
-        pipeline_starts: ctx.pipeline.starts,
+        pipeline_starts: ctx.pipeline.starts + ctx.more.iter().map(|p| p.starts).sum::<u32>(),
+        group: (p.lane == Lane::Group).then(|| ctx.group.clone()),
         unplanned_exits: ctx.unplanned_exits.clone(),
         lake: lake_verdict,
         kpis: kpi_verdict,

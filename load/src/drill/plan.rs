@@ -39,6 +39,13 @@ pub enum FaultKind {
     S3Timeouts,
     /// Every S3 request is slow for a while.
     S3Slow,
+    /// SIGKILL the instance that owns the derived tables, then restart it.
+    KillOwner,
+    /// SIGSTOP an instance past its group session, then SIGCONT: a zombie that wakes up
+    /// believing it still holds its partitions (and perhaps the derived tables).
+    FreezeInstance,
+    /// Start one more instance; after the hold, SIGTERM one of the others for good.
+    AddInstance,
 }
 
 /// Where the drill's lake lives, which decides the storage faults it can inject.
@@ -46,6 +53,8 @@ pub enum FaultKind {
 pub enum Lane {
     /// SQLite catalog and a local warehouse directory.
     Local,
+    /// Several instances in one group on a local lake: faults to instances and ownership.
+    Group,
     /// SeaweedFS: its Iceberg REST catalog and S3, a real server process.
     Seaweed,
 }
@@ -70,6 +79,13 @@ impl FaultKind {
     pub fn of(lane: Lane) -> Vec<FaultKind> {
         match lane {
             Lane::Local => FaultKind::ALL.to_vec(),
+            Lane::Group => vec![
+                FaultKind::KillOwner,
+                FaultKind::FreezeInstance,
+                FaultKind::AddInstance,
+                FaultKind::KillRandom,
+                FaultKind::Sigterm,
+            ],
             Lane::Seaweed => FaultKind::ALL
                 .iter()
                 .copied()
@@ -101,6 +117,9 @@ impl FaultKind {
             FaultKind::S3Errors => "s3_5xx",
             FaultKind::S3Timeouts => "s3_timeout",
             FaultKind::S3Slow => "s3_slow",
+            FaultKind::KillOwner => "kill9@derived_owner",
+            FaultKind::FreezeInstance => "sigstop@instance",
+            FaultKind::AddInstance => "add_instance+sigterm_other",
         }
     }
 
@@ -119,7 +138,8 @@ impl FaultKind {
     /// How long the fault is held before it is healed (drawn per fault).
     fn hold_range_ms(self) -> (u64, u64) {
         match self {
-            FaultKind::KillRandom => (300, 2_000),
+            FaultKind::KillRandom | FaultKind::KillOwner => (300, 2_000),
+            FaultKind::AddInstance => (5_000, 10_000),
             FaultKind::BrokerDown => (3_000, 8_000),
             FaultKind::StorageReadOnly => (3_000, 8_000),
             FaultKind::S3Down => (3_000, 8_000),
@@ -182,7 +202,7 @@ mod tests {
 
     #[test]
     fn every_kind_appears_once_the_total_allows() {
-        for lane in [Lane::Local, Lane::Seaweed] {
+        for lane in [Lane::Local, Lane::Seaweed, Lane::Group] {
             let all = FaultKind::of(lane);
             for (total, seed) in [(all.len(), 1), (23, 2), (100, 3)] {
                 let p = plan(seed, total, Duration::from_secs(600), lane);
@@ -207,6 +227,8 @@ mod tests {
         assert!(!FaultKind::of(Lane::Seaweed).contains(&FaultKind::StorageReadOnly));
         assert!(!FaultKind::of(Lane::Local).contains(&FaultKind::S3Down));
         assert_eq!(FaultKind::of(Lane::Seaweed).len(), 14);
+        assert!(FaultKind::of(Lane::Group).contains(&FaultKind::KillOwner));
+        assert!(!FaultKind::of(Lane::Local).contains(&FaultKind::FreezeInstance));
         // Fewer faults than kinds: the first kinds, no repeats.
         let p = plan(1, 3, Duration::from_secs(60), Lane::Local);
         let kinds: std::collections::BTreeSet<_> = p.iter().map(|f| f.kind).collect();

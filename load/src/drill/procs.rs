@@ -132,6 +132,24 @@ impl PipelineProc {
         }
     }
 
+    /// Another instance like this one (same broker, lake and configuration) on its own
+    /// addresses, logging to `pipeline-{n}.log` beside this one's log.
+    pub fn sibling(&self, http: String, flight: String, n: usize) -> Self {
+        let log = self.log.with_file_name(format!("pipeline-{n}.log"));
+        PipelineProc {
+            bin: self.bin.clone(),
+            brokers: self.brokers.clone(),
+            data_dir: self.data_dir.clone(),
+            http,
+            flight,
+            config: self.config.clone(),
+            env: self.env.clone(),
+            log,
+            child: None,
+            starts: 0,
+        }
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().and_then(|c| c.id())
     }

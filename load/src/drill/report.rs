@@ -65,6 +65,8 @@ pub struct Summary {
     pub final_metrics: String,
     /// Canary hits, when the run had canaries.
     pub canary: Option<Vec<String>>,
+    /// What the group did, on the group lane.
+    pub group: Option<super::group::GroupLog>,
 }
 
 /// Where any canary value shows up in `exposed` (name, text) pairs.
@@ -253,6 +255,30 @@ pub fn print(records: &[FaultRecord], s: &Summary) -> bool {
         );
         for h in hits {
             failures.push(format!("secret leaked: {h}"));
+        }
+    }
+    if let Some(g) = &s.group {
+        row(
+            "instances started (restarts included)",
+            g.instances_started.to_string(),
+        );
+        row(
+            "derived ownership moves (owners seen)",
+            format!("{} ({})", g.ownership_moves(), g.owners.len()),
+        );
+        row(
+            "group looks without an owner / looks",
+            format!("{} / {}", g.ownerless_looks, g.looks),
+        );
+        row(
+            "fenced batches (all processes)",
+            format!("{:.0}", g.fenced_total()),
+        );
+        if g.ownership_moves() == 0 {
+            failures.push("the derived tables never changed owner".into());
+        }
+        if g.fenced_total() < 1.0 {
+            failures.push("no batch was ever fenced: the zombie case went untested".into());
         }
     }
     row("wall time, s", format!("{:.0}", s.elapsed.as_secs_f64()));

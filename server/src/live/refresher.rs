@@ -293,7 +293,7 @@ mod tests {
                 marker: None,
                 target: Some(GROUP.into()),
             });
-            let mut groups = Pipelines::start(Vec::new(), None).await.unwrap();
+            let mut groups = Pipelines::start(Vec::new(), None, None).await.unwrap();
             let supervision = SupervisionParams {
                 backoff_min: Duration::from_millis(20),
                 backoff_max: Duration::from_millis(200),
@@ -342,6 +342,7 @@ mod tests {
                 // /readyz says why, and is not ready.
                 let app = router(AppState {
                     metrics: metrics.clone(),
+                    ownership: shopwatch_actors::handoff::Ownership::solo(),
                     pipelines: Arc::new(groups.status_handles()),
                     hub,
                     live: live.clone(),

@@ -166,13 +166,23 @@ fn compose_problems(yaml: &str, env: &HashMap<String, String>, repo: &Path) -> V
                 p.push(format!("{name}: port {spec} publishes a random host port"));
                 continue;
             }
-            match parts[parts.len() - 2].parse::<u16>() {
-                Ok(host) => {
-                    if let Some(other) = host_ports.insert(host, name.clone()) {
-                        p.push(format!("host port {host} used by {other} and {name}"));
+            // A single port, or a range a scaled service's replicas take one each.
+            let host = parts[parts.len() - 2];
+            let range = match host.split_once('-') {
+                Some((a, b)) => a.parse::<u16>().and_then(|a| Ok((a, b.parse::<u16>()?))),
+                None => host.parse::<u16>().map(|h| (h, h)),
+            };
+            match range {
+                Ok((first, last)) if first <= last => {
+                    for host in first..=last {
+                        if let Some(other) = host_ports.insert(host, name.clone()) {
+                            p.push(format!("host port {host} used by {other} and {name}"));
+                        }
                     }
                 }
-                Err(_) => p.push(format!("{name}: host port in {spec} is not a number")),
+                _ => p.push(format!(
+                    "{name}: host port in {spec} is not a number or range"
+                )),
             }
         }
         for vol in svc
@@ -414,13 +424,34 @@ fn prometheus_grafana_and_dockerfile_fit_the_stack() {
     .unwrap();
     let mut targets = Vec::new();
     for job in prom["scrape_configs"].as_sequence().unwrap() {
-        for sc in job["static_configs"].as_sequence().unwrap() {
+        for sc in job["static_configs"].as_sequence().into_iter().flatten() {
             for t in sc["targets"].as_sequence().unwrap() {
                 targets.push(t.as_str().unwrap().to_string());
             }
         }
+        // Service discovery by DNS: every replica of a scaled service.
+        for sd in job["dns_sd_configs"].as_sequence().into_iter().flatten() {
+            let port = sd["port"].as_u64().unwrap();
+            for n in sd["names"].as_sequence().unwrap() {
+                targets.push(format!("{}:{port}", n.as_str().unwrap()));
+            }
+        }
     }
     assert!(targets.contains(&"shopwatch:8080".to_string()));
+    // shopwatch scales (`--scale shopwatch=3`): no fixed container name or hostname, and a
+    // host port range with a port per replica.
+    let sw = &doc["services"]["shopwatch"];
+    assert!(sw.get("hostname").is_none() && sw.get("container_name").is_none());
+    let published = str_of(&sw["ports"][0]).unwrap();
+    let env = dotenv(&std::fs::read_to_string(repo.join(".env")).unwrap_or_default());
+    let published = interpolate(&published, &env).unwrap();
+    let (first, last) = published
+        .split(':')
+        .next()
+        .and_then(|r| r.split_once('-'))
+        .map(|(a, b)| (a.parse::<u16>().unwrap(), b.parse::<u16>().unwrap()))
+        .unwrap_or_else(|| panic!("shopwatch publishes {published}, not a port range"));
+    assert!(last - first >= 2, "{published}: fewer than 3 replicas fit");
     for t in &targets {
         let host = t.split(':').next().unwrap();
         assert!(

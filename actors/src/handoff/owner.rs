@@ -1,0 +1,145 @@
+//! Whether this instance computes the derived tables. With several instances exactly one does:
+//! Kafka elects it (`pipeline::election`, a one-partition topic consumed in its own group:
+//! whoever holds partition 0 owns). The election writes this handle; the derived group reads
+//! it (a group that does not own stands by) and `/readyz` shows it with the group's members.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde::Serialize;
+
+/// An instance in the election's group, as the broker describes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Member {
+    pub client_id: String,
+    pub host: String,
+    /// Holds the election's partition 0: computes the derived tables.
+    pub owner: bool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    held: bool,
+    /// Ownership counts only until then: the election renews it on every poll, so a process
+    /// that was frozen (SIGSTOP, a long pause) stops acting as owner before it learns it lost.
+    lease_until: Option<Instant>,
+    /// Times this instance became the owner.
+    gained: u64,
+    members: Vec<Member>,
+    /// Why the member list is unknown, when it is.
+    members_error: Option<String>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Ownership {
+    state: Arc<Mutex<State>>,
+    /// No election: this process owns for good (tests, benches, tools reading one lake alone).
+    solo: bool,
+}
+
+/// What `/readyz` shows.
+#[derive(Clone, Debug, Serialize)]
+pub struct OwnershipView {
+    pub derived_owner: bool,
+    pub elected: bool,
+    pub times_gained: u64,
+    pub members: Vec<Member>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub members_error: Option<String>,
+}
+
+impl Ownership {
+    /// Always the owner, without an election.
+    pub fn solo() -> Self {
+        Ownership {
+            state: Arc::default(),
+            solo: true,
+        }
+    }
+
+    /// Elected: not the owner until the election says so.
+    pub fn elected() -> Self {
+        Ownership::default()
+    }
+
+    pub fn is_owner(&self) -> bool {
+        if self.solo {
+            return true;
+        }
+        self.state
+            .lock()
+            .map(|s| s.held && s.lease_until.is_some_and(|t| Instant::now() < t))
+            .unwrap_or(false)
+    }
+
+    /// The election's verdict; `lease_until` bounds it in time.
+    pub fn set(&self, held: bool, lease_until: Instant) {
+        if let Ok(mut s) = self.state.lock() {
+            if held && !s.held {
+                s.gained += 1;
+            }
+            s.held = held;
+            s.lease_until = Some(lease_until);
+        }
+    }
+
+    /// The election is alive and its verdict stands until `lease_until`.
+    pub fn renew(&self, lease_until: Instant) {
+        if let Ok(mut s) = self.state.lock() {
+            s.lease_until = Some(lease_until);
+        }
+    }
+
+    pub fn set_members(&self, members: Result<Vec<Member>, String>) {
+        if let Ok(mut s) = self.state.lock() {
+            match members {
+                Ok(m) => {
+                    s.members = m;
+                    s.members_error = None;
+                }
+                Err(e) => s.members_error = Some(e),
+            }
+        }
+    }
+
+    pub fn view(&self) -> OwnershipView {
+        let owner = self.is_owner();
+        let s = self
+            .state
+            .lock()
+            .map(|s| (s.gained, s.members.clone(), s.members_error.clone()));
+        let (gained, members, members_error) = s.unwrap_or_default();
+        OwnershipView {
+            derived_owner: owner,
+            elected: !self.solo,
+            times_gained: gained,
+            members,
+            members_error,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn ownership_needs_the_verdict_and_a_live_lease() {
+        let o = Ownership::elected();
+        assert!(!o.is_owner(), "nobody owns before the election");
+        let later = Instant::now() + Duration::from_secs(60);
+        o.set(true, later);
+        assert!(o.is_owner());
+        // A lease that ran out (the process was frozen): not the owner any more.
+        o.renew(Instant::now() - Duration::from_millis(1));
+        assert!(!o.is_owner());
+        o.renew(later);
+        assert!(o.is_owner());
+        o.set(false, later);
+        assert!(!o.is_owner());
+        o.set(true, later);
+        assert_eq!(o.view().times_gained, 2);
+        assert!(Ownership::solo().is_owner());
+    }
+}

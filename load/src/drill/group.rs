@@ -1,0 +1,238 @@
+//! The multi-instance drill (`--instances N`): N `shopwatch run` processes in one group on one
+//! lake, and faults aimed at instances and at the derived tables' owner. Ownership is read
+//! from each instance's `/readyz`; counters that die with a process (fenced batches) are
+//! scraped before every fault and kept per process.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::inject::restart_proc;
+use super::plan::{FaultKind, Planned};
+use super::procs::{signal, PipelineProc};
+use super::report::FaultRecord;
+use super::{free_addr, watch, Ctx};
+
+/// What the group did over the drill.
+#[derive(Clone, Debug, Default)]
+pub struct GroupLog {
+    /// Per process (pid): the highest `shopwatch_fenced_batches_total` it reported.
+    pub fenced: BTreeMap<u32, f64>,
+    /// The owner seen at each look (pid), in order, deduplicated.
+    pub owners: Vec<u32>,
+    /// Looks at which no instance owned the derived tables.
+    pub ownerless_looks: u32,
+    pub looks: u32,
+    /// Instances started in all (restarts included).
+    pub instances_started: u32,
+}
+
+impl GroupLog {
+    pub fn fenced_total(&self) -> f64 {
+        self.fenced.values().sum()
+    }
+
+    /// Times the derived tables changed hands.
+    pub fn ownership_moves(&self) -> usize {
+        self.owners.len().saturating_sub(1)
+    }
+}
+
+async fn get_json(ctx: &Ctx, url: String) -> Option<serde_json::Value> {
+    let r = ctx.http.get(url).send().await.ok()?;
+    r.json().await.ok()
+}
+
+impl Ctx {
+    /// Every instance, the first (`pipeline`) included.
+    pub fn instances(&mut self) -> Vec<&mut PipelineProc> {
+        std::iter::once(&mut self.pipeline)
+            .chain(self.more.iter_mut())
+            .collect()
+    }
+
+    fn instance(&mut self, i: usize) -> &mut PipelineProc {
+        if i == 0 {
+            &mut self.pipeline
+        } else {
+            &mut self.more[i - 1]
+        }
+    }
+
+    fn count(&self) -> usize {
+        1 + self.more.len()
+    }
+
+    /// The index of the instance that owns the derived tables now, if any.
+    pub async fn owner(&self) -> Option<usize> {
+        let addrs: Vec<String> = std::iter::once(&self.pipeline)
+            .chain(self.more.iter())
+            .map(|p| p.http.clone())
+            .collect();
+        for (i, http) in addrs.into_iter().enumerate() {
+            let v = get_json(self, format!("http://{http}/readyz")).await;
+            if v.is_some_and(|v| v["derived_owner"] == serde_json::Value::Bool(true)) {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// Look at the group: who owns, and what every live process has fenced so far.
+    pub async fn look_at_group(&mut self) {
+        let owner = self.owner().await;
+        let procs: Vec<(Option<u32>, String)> = std::iter::once(&self.pipeline)
+            .chain(self.more.iter())
+            .map(|p| (p.pid(), p.http.clone()))
+            .collect();
+        let mut fenced = Vec::new();
+        for (pid, http) in &procs {
+            let Some(pid) = pid else { continue };
+            let body = match self.http.get(format!("http://{http}/metrics")).send().await {
+                Ok(r) => r.text().await.unwrap_or_default(),
+                Err(_) => continue,
+            };
+            fenced.push((
+                *pid,
+                watch::metric_sum(&body, "shopwatch_fenced_batches_total"),
+            ));
+        }
+        let log = &mut self.group;
+        log.looks += 1;
+        for (pid, n) in fenced {
+            let e = log.fenced.entry(pid).or_default();
+            *e = e.max(n);
+        }
+        match owner.and_then(|i| procs.get(i)).and_then(|(pid, _)| *pid) {
+            Some(pid) if log.owners.last() != Some(&pid) => log.owners.push(pid),
+            Some(_) => {}
+            None => log.ownerless_looks += 1,
+        }
+    }
+
+    /// Start instance `i` of a fresh address pair (a new instance).
+    async fn add_instance(&mut self) -> anyhow::Result<Duration> {
+        let mut p = self
+            .pipeline
+            .sibling(free_addr()?, free_addr()?, self.more.len() + 1);
+        let took = p.start().await?;
+        self.more.push(p);
+        self.group.instances_started += 1;
+        Ok(took)
+    }
+}
+
+/// Inject one of the group faults.
+pub async fn inject(ctx: &mut Ctx, f: &Planned, rec: &mut FaultRecord) {
+    // Counters of a process that is about to die.
+    ctx.look_at_group().await;
+    let mut rng = StdRng::seed_from_u64(f.index as u64 * 7919 + f.hold.as_millis() as u64);
+    match f.kind {
+        FaultKind::KillOwner => {
+            let Some(i) = ctx.owner().await else {
+                rec.note = "no instance owned the derived tables".into();
+                return;
+            };
+            rec.detail = format!("instance {i} owned");
+            rec.injected = ctx.instance(i).pid().is_some();
+            ctx.instance(i).kill().await;
+            tokio::time::sleep(f.hold).await;
+            restart_proc(ctx.instance(i), rec).await;
+        }
+        FaultKind::KillRandom => {
+            let i = rng.random_range(0..ctx.count());
+            rec.detail = format!("instance {i}");
+            rec.injected = ctx.instance(i).pid().is_some();
+            ctx.instance(i).kill().await;
+            tokio::time::sleep(f.hold).await;
+            restart_proc(ctx.instance(i), rec).await;
+        }
+        FaultKind::FreezeInstance => {
+            // Half the time the owner: its late derived commits must be refused.
+            let owner = ctx.owner().await;
+            let i = match owner {
+                Some(o) if rng.random_bool(0.5) => o,
+                _ => rng.random_range(0..ctx.count()),
+            };
+            let Some(pid) = ctx.instance(i).pid() else {
+                rec.note = format!("instance {i} is not running");
+                return;
+            };
+            // Past the session (6 s) with room for the group to move its partitions on.
+            let freeze = ctx.session + Duration::from_secs(5);
+            signal(pid, libc::SIGSTOP);
+            rec.injected = true;
+            tokio::time::sleep(freeze).await;
+            signal(pid, libc::SIGCONT);
+            rec.healed = true;
+            rec.detail = format!(
+                "instance {i}{} frozen {:.0} s",
+                if owner == Some(i) { " (owner)" } else { "" },
+                freeze.as_secs_f64()
+            );
+            // Let the zombie wake, commit what it held and be fenced.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+        FaultKind::AddInstance => match ctx.add_instance().await {
+            Ok(took) => {
+                rec.injected = true;
+                tokio::time::sleep(f.hold).await;
+                ctx.look_at_group().await;
+                // One of the others leaves for good, so the group is back to its size.
+                let i = rng.random_range(0..ctx.count() - 1);
+                let p = ctx.instance(i);
+                let stop = p.terminate(Duration::from_secs(30)).await;
+                let removed = if i == 0 {
+                    // The first instance is the one the single-instance code paths use: the
+                    // newest takes its place.
+                    let newest = ctx.more.pop();
+                    if let Some(n) = newest {
+                        ctx.pipeline = n;
+                    }
+                    0
+                } else {
+                    ctx.more.remove(i - 1);
+                    i
+                };
+                match stop {
+                    Some((Some(0), t)) => {
+                        rec.healed = true;
+                        rec.detail = format!(
+                            "started in {:.1} s; instance {removed} stopped in {:.1} s",
+                            took.as_secs_f64(),
+                            t.as_secs_f64()
+                        );
+                    }
+                    other => {
+                        rec.failed = true;
+                        rec.note = format!("SIGTERM of instance {removed}: {other:?}");
+                    }
+                }
+            }
+            Err(e) => rec.note = format!("starting another instance: {e:#}"),
+        },
+        FaultKind::Sigterm => {
+            let i = rng.random_range(0..ctx.count());
+            rec.injected = ctx.instance(i).pid().is_some();
+            match ctx.instance(i).terminate(Duration::from_secs(30)).await {
+                Some((Some(0), took)) => {
+                    rec.detail = format!("instance {i} exit 0 in {:.1} s", took.as_secs_f64())
+                }
+                other => {
+                    rec.failed = true;
+                    rec.note = format!("SIGTERM of instance {i}: {other:?}");
+                }
+            }
+            restart_proc(ctx.instance(i), rec).await;
+        }
+        other => rec.note = format!("{} is not a group fault", other.name()),
+    }
+    let began = Instant::now();
+    // Ownership settles within a session or two after a change.
+    while began.elapsed() < Duration::from_secs(20) && ctx.owner().await.is_none() {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    ctx.look_at_group().await;
+}
