@@ -171,6 +171,20 @@ function maintenanceText(failing) {
     (broken.length > 1 ? ` and ${broken.length - 1} more` : '');
 }
 
+// This instance among several: derived-tables ownership, its partitions, the group's members.
+function instanceText(inst) {
+  const e = inst.election || {};
+  const role = e.derived_owner ? 'computes the KPI and alert tables'
+    : e.elected ? 'standby for the KPI and alert tables (another instance computes them)' : '';
+  const parts = Object.entries(inst.assigned_partitions || {})
+    .map(([t, ps]) => `${t} ${ps.length ? ps.join(',') : 'none'}`).join(' · ');
+  const members = (e.members || []).length
+    ? `group: ${e.members.map((m) => `${m.client_id}@${m.host}${m.owner ? ' (owner)' : ''}`).join(', ')}`
+    : e.members_error ? `group members unknown (${e.members_error})` : '';
+  return ['This instance ' + (role || 'runs alone'), parts && `partitions: ${parts}`, members]
+    .filter(Boolean).join(' · ');
+}
+
 function renderHealth(h) {
   const lastCommit = h.last_commit_ms ? `${((serverNow() - h.last_commit_ms) / 1000).toFixed(1)} s ago` : 'none yet';
   const q = h.query || {};
@@ -179,6 +193,7 @@ function renderHealth(h) {
     `last commit ${lastCommit} · KPI reads via ${q.backend || '?'}` +
     (q.last_error ? ` — last read failed: ${q.last_error}` : q.last_duration_ms ? ` (${q.last_duration_ms.toFixed(0)} ms)` : '') +
     maintenanceText(h.maintenance_failing || []);
+  $('instance-summary').textContent = instanceText(h.instance || {});
   const lag = h.lag_by_topic || {};
   fillTable('pipelines', h.pipelines || [], (p) => {
     const st = typeof p.state === 'string' ? p.state : Object.keys(p.state || {})[0] || '?';

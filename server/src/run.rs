@@ -222,6 +222,7 @@ pub async fn run_until(
                 live: live.clone(),
                 pipelines: pipelines.status_handles(),
                 faults: faults.clone(),
+                ownership: ownership.clone(),
             })),
             cfg.supervision.params(),
             metrics.clone(),

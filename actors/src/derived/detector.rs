@@ -57,7 +57,8 @@ pub struct DetectorState {
     /// Per watched topic: positions read so far (ahead of the checkpoint between commits).
     event_positions: BTreeMap<String, Offsets>,
     /// Per topic: position total and when it last moved (processing time).
-    activity: BTreeMap<String, (i64, Micros)>,
+    /// Per topic: how far each partition has been delivered, and when any of them last moved.
+    activity: BTreeMap<String, (Offsets, Micros)>,
     last_commit: Instant,
     dirty: bool,
 }
@@ -125,7 +126,7 @@ async fn start(myself: ActorRef<DerivedMsg>, args: DetectorArgs) -> Result<Detec
         let topic = p.topic(kind).to_string();
         let table = raw_table(&p.lake, kind).await?;
         let position = positions(&table, &topic)?;
-        activity.insert(topic.clone(), (total(&position), now));
+        activity.insert(topic.clone(), (position.clone(), now));
         if watched.contains(&kind) {
             let done = cp.event_from.get(&topic).cloned().unwrap_or_default();
             let rows = read_raw(&table, kind, &resume_points(&done, &position), false).await?;
@@ -190,9 +191,9 @@ impl DetectorState {
                 let activity: Vec<Activity> = self
                     .activity
                     .iter()
-                    .map(|(topic, (position, last_moved))| Activity {
+                    .map(|(topic, (ends, last_moved))| Activity {
                         topic: topic.clone(),
-                        position: *position,
+                        position: total(ends),
                         last_moved: *last_moved,
                     })
                     .collect();
@@ -209,10 +210,20 @@ impl DetectorState {
 
     async fn ingest(&mut self, d: &Delivery) -> Handled {
         let now = now_micros();
-        if let Some(a) = self.activity.get_mut(&d.topic) {
-            let end_total: i64 = d.ranges.values().map(|(_, e)| *e).sum();
-            a.0 = a.0.max(end_total);
-            a.1 = now;
+        // Only records move a topic: deliveries that carry none (the derived owner's feed
+        // repeats where other instances' partitions stand) are no sign of life.
+        if let Some((ends, last_moved)) = self.activity.get_mut(&d.topic) {
+            let mut moved = false;
+            for (p, (_, end)) in &d.ranges {
+                let at = ends.entry(*p).or_insert(0);
+                if *end > *at {
+                    *at = *end;
+                    moved = true;
+                }
+            }
+            if moved {
+                *last_moved = now;
+            }
         }
         if d.topic != self.params.topic(d.kind) {
             return Ok(());

@@ -410,3 +410,47 @@ async fn race(c: &mut TableCommitter) {
         assert!(r.rows == 10 || r.rows == 0, "{r:?}");
     }
 }
+
+/// Two owners of one derived table: the one that computed from a state the other has moved on
+/// (deposed, or frozen while another was elected) is refused without being fatal, and after
+/// a restart it continues on top of what the other wrote.
+#[tokio::test]
+async fn a_deposed_owners_late_derived_commit_is_refused_and_a_restart_continues() {
+    use shopwatch_actors::lake::DerivedCommitter;
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(dir.path()).await;
+    let spec = raw_table_spec(EventKind::Orders);
+    let open = || DerivedCommitter::open(lake.clone(), &spec, HygieneParams::default(), None);
+    let (mut deposed, at) = open().await.unwrap();
+    let (mut owner, _) = open().await.unwrap();
+    assert_eq!(at.seq, 0);
+    let rows = |b: TableBatch| b.rows;
+    owner
+        .commit(
+            rows(orders(0, 0..5)).as_ref(),
+            serde_json::json!({"by": "owner"}),
+        )
+        .await
+        .unwrap();
+    let err = deposed
+        .commit(
+            rows(orders(0, 5..10)).as_ref(),
+            serde_json::json!({"by": "deposed"}),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CommitError::Deposed { .. }), "{err}");
+    assert!(!err.is_fatal(), "a restart rebuilds the state: {err}");
+    assert_eq!(source_offsets(&lake, "orders_processed").await.len(), 5);
+    // Restarted: it resumes from the other owner's state and its next commit lands.
+    let (mut restarted, at) = open().await.unwrap();
+    assert_eq!((at.seq, at.state["by"].as_str()), (1, Some("owner")));
+    restarted
+        .commit(
+            rows(orders(0, 5..10)).as_ref(),
+            serde_json::json!({"by": "restarted"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(source_offsets(&lake, "orders_processed").await.len(), 10);
+}

@@ -25,8 +25,6 @@ pub struct GroupLog {
     /// Looks at which no instance owned the derived tables.
     pub ownerless_looks: u32,
     pub looks: u32,
-    /// Instances started in all (restarts included).
-    pub instances_started: u32,
 }
 
 impl GroupLog {
@@ -119,7 +117,6 @@ impl Ctx {
             .sibling(free_addr()?, free_addr()?, self.more.len() + 1);
         let took = p.start().await?;
         self.more.push(p);
-        self.group.instances_started += 1;
         Ok(took)
     }
 }
@@ -131,8 +128,15 @@ pub async fn inject(ctx: &mut Ctx, f: &Planned, rec: &mut FaultRecord) {
     let mut rng = StdRng::seed_from_u64(f.index as u64 * 7919 + f.hold.as_millis() as u64);
     match f.kind {
         FaultKind::KillOwner => {
-            let Some(i) = ctx.owner().await else {
-                rec.note = "no instance owned the derived tables".into();
+            // The first election may still be settling.
+            let began = Instant::now();
+            let mut owner = ctx.owner().await;
+            while owner.is_none() && began.elapsed() < Duration::from_secs(30) {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                owner = ctx.owner().await;
+            }
+            let Some(i) = owner else {
+                rec.note = "no instance owned the derived tables for 30 s".into();
                 return;
             };
             rec.detail = format!("instance {i} owned");

@@ -339,10 +339,7 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
         more,
         lane: p.lane,
         session: Duration::from_secs(6),
-        group: group::GroupLog {
-            instances_started: p.instances as u32,
-            ..Default::default()
-        },
+        group: group::GroupLog::default(),
         seaweed,
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
@@ -389,6 +386,7 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
         records.push(rec);
     }
     let produced = ctx.production.finish().await?;
+    let production_end = chrono::Utc::now();
     println!(
         "drill: producer done: {} acked, {} send errors, {:.1} s",
         produced.acked,
@@ -412,12 +410,14 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
     let caught_at = started.elapsed();
     let mut quiet = false;
     let deadline = Instant::now() + Duration::from_secs(120);
+    // The silence alerts in the lake (whichever instance raised them): every window closed.
+    let silent_since = production_end.timestamp_micros();
     while caught && Instant::now() < deadline {
-        let body = ctx.metrics_body().await;
-        if watch::metric_sum(&body, "shopwatch_alerts_total{alert_type=\"NO_DATA\"}") >= 3.0 {
+        if watch::silent_topics(&lake, silent_since).await.unwrap_or(0) >= 3 {
             quiet = true;
             break;
         }
+        ctx.revive().await;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let final_metrics = ctx.metrics_body().await;

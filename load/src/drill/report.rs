@@ -259,10 +259,6 @@ pub fn print(records: &[FaultRecord], s: &Summary) -> bool {
     }
     if let Some(g) = &s.group {
         row(
-            "instances started (restarts included)",
-            g.instances_started.to_string(),
-        );
-        row(
             "derived ownership moves (owners seen)",
             format!("{} ({})", g.ownership_moves(), g.owners.len()),
         );

@@ -183,3 +183,34 @@ mod tests {
         assert_eq!(metric_sum(body, "absent"), 0.0);
     }
 }
+
+/// Topics the lake's `alerts` table holds a NO_DATA alert for, raised at or after `since`
+/// (microseconds): the silence after production, whichever instance owned the derived tables.
+pub async fn silent_topics(lake: &Lake, since: i64) -> anyhow::Result<usize> {
+    use shopwatch_actors::lake::io::scan::{read_batches, Columns};
+    let table = lake
+        .catalog
+        .load_unpinned(&lake.ident(shopwatch_actors::alerts::TABLE))
+        .await?;
+    let batches = read_batches(
+        &table,
+        Some(&["alert_type", "alert_timestamp", "source_topic"]),
+        None,
+    )
+    .await?;
+    let mut topics = std::collections::BTreeSet::new();
+    for b in &batches {
+        let c = Columns::new(shopwatch_actors::alerts::TABLE, b);
+        let (kind, at, topic) = (
+            c.str("alert_type")?,
+            c.ts("alert_timestamp")?,
+            c.str("source_topic")?,
+        );
+        for i in 0..b.num_rows() {
+            if kind.value(i) == "NO_DATA" && at.value(i) >= since {
+                topics.insert(topic.value(i).to_string());
+            }
+        }
+    }
+    Ok(topics.len())
+}

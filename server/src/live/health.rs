@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
+use shopwatch_actors::handoff::Ownership;
 use shopwatch_actors::supervision::StatusHandle;
 use shopwatch_actors::telemetry::Metrics;
 
@@ -39,7 +40,12 @@ pub struct QueryHealth {
     pub last_duration_ms: Option<f64>,
 }
 
-pub fn health(pipelines: &[StatusHandle], metrics: &Metrics, query: &QueryHealth) -> Value {
+pub fn health(
+    pipelines: &[StatusHandle],
+    metrics: &Metrics,
+    ownership: &Ownership,
+    query: &QueryHealth,
+) -> Value {
     let statuses: Vec<_> = pipelines
         .iter()
         .filter_map(StatusHandle::snapshot)
@@ -68,6 +74,11 @@ pub fn health(pipelines: &[StatusHandle], metrics: &Metrics, query: &QueryHealth
         "last_commit_ms": last_commit_ms.map(|s| (s * 1000.0) as i64),
         "last_commit_by_table": commits.into_iter().map(|(k, v)| (k, (v * 1000.0) as i64)).collect::<BTreeMap<_, _>>(),
         "maintenance_failing": metrics.maintenance.failing(),
+        // This instance among several: what the groups gave it, and the election.
+        "instance": {
+            "assigned_partitions": metrics.group.snapshot(),
+            "election": ownership.view(),
+        },
         "query": {
             "backend": query.backend,
             "last_ok_ms": query.last_ok_ms,

@@ -35,6 +35,8 @@ pub struct RefresherParams {
     pub live: LiveMetrics,
     pub pipelines: Vec<StatusHandle>,
     pub faults: Arc<Faults>,
+    /// Whether this instance owns the derived tables, and the election's members.
+    pub ownership: shopwatch_actors::handoff::Ownership,
 }
 
 /// The refresher runs under the one supervisor like every long-lived actor.
@@ -146,8 +148,10 @@ impl RefresherState {
                     .is_none_or(|t| t.elapsed() >= Duration::from_secs(2))
                 {
                     s.last_health = Some(Instant::now());
-                    s.p.hub
-                        .publish("health", health(&s.p.pipelines, &s.p.metrics, &s.query));
+                    s.p.hub.publish(
+                        "health",
+                        health(&s.p.pipelines, &s.p.metrics, &s.p.ownership, &s.query),
+                    );
                 }
             }
         }
@@ -254,6 +258,7 @@ mod tests {
             hub: Hub::new(HubParams::default(), live.clone()),
             metrics: metrics.clone(),
             live: live.clone(),
+            ownership: shopwatch_actors::handoff::Ownership::solo(),
             pipelines: Vec::new(),
             faults,
         }

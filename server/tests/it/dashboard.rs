@@ -191,6 +191,17 @@ async fn websocket_protocol_and_prometheus_scrape() {
             .sum();
         assert!(assigned >= 3.0, "{topic}: {assigned}");
     }
+    // Alone, it won the election for the derived tables: /readyz, the gauge and the health
+    // message the page shows say so.
+    assert_eq!(ready["derived_owner"], true, "{ready}");
+    assert_eq!(ready["election"]["elected"], true, "{ready}");
+    assert_eq!(metric(&http, "shopwatch_derived_owner").await, 1.0);
+    let health = &snap["data"]["health"]["instance"];
+    assert!(health["assigned_partitions"].is_object(), "{health}");
+    assert!(
+        health["election"].get("derived_owner").is_some(),
+        "{health}"
+    );
 
     let out = python("prometheus_check.py", &["--target", &http]);
     let summary: serde_json::Value = serde_json::from_str(&out).unwrap();

@@ -202,6 +202,9 @@ def main():
         summary["phase1 cards (page == lake recount)"] = page1
         assert page1["orders"] and page1["orders"] > 0, page1
 
+        # The health panel says what this instance does among several (alone: it owns).
+        b.wait_for("the instance line", "document.querySelector('#instance-summary').textContent.includes('computes the KPI and alert tables')", 30)
+        b.wait_for("its partitions", "document.querySelector('#instance-summary').textContent.includes('orders_topic 0,1,2')", 30)
         # Strings from events are text, never markup.
         b.wait_for("the XSS order in latest orders", f"[...document.querySelectorAll('#orders td')].some(td => td.textContent === {json.dumps(XSS_ORDER)})", 30)
         b.wait_for("the XSS service in the alerts", f"[...document.querySelectorAll('#alerts td')].some(td => td.textContent.includes({json.dumps(XSS_SERVICE)}))", 30)

@@ -12,8 +12,8 @@ pub enum Decision {
     Commit,
     /// Our own link is there: an earlier attempt landed.
     AlreadyCommitted,
-    /// Anything else: another writer (a deposed owner, a second instance) moved the chain.
-    /// Never retried.
+    /// Anything else: another writer (the owner that replaced us, or one we replaced while we
+    /// were frozen) moved the chain. Never retried as is: the state is rebuilt from the lake.
     Fenced(String),
 }
 

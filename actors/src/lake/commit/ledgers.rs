@@ -235,7 +235,7 @@ impl Ledger for ChainLedger<'_> {
                 })
             }
             Decision::Fenced(detail) => {
-                return Err(CommitError::Fenced {
+                return Err(CommitError::Deposed {
                     table: self.table_name.to_string(),
                     detail,
                 })

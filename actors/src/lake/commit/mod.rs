@@ -61,6 +61,11 @@ pub enum CommitError {
     /// (behind the batch), or another owner moved the chain. Retrying cannot help.
     #[error("table {table}: offsets fenced: {detail}")]
     Fenced { table: String, detail: String },
+    /// A derived table's chain moved under us: another instance owns the derived tables now
+    /// (or owned them while this one was frozen). Our state is stale; a restart rebuilds it
+    /// from the lake, or stands by if this instance no longer owns.
+    #[error("table {table}: another owner moved the derived state: {detail}")]
+    Deposed { table: String, detail: String },
     #[error("table {table}: recorded offsets are unreadable: {detail}")]
     CorruptOffsets { table: String, detail: String },
     #[error("table {table}: opening: {detail}")]
@@ -217,8 +222,10 @@ impl Committer {
             let plan = match ledger.plan(&table, attempt_id, now) {
                 Ok(plan) => plan,
                 Err(e) => {
-                    if matches!(e, CommitError::Fenced { .. }) {
-                        self.count("fenced");
+                    match e {
+                        CommitError::Fenced { .. } => self.count("fenced"),
+                        CommitError::Deposed { .. } => self.count("deposed"),
+                        _ => {}
                     }
                     return Err(e);
                 }
