@@ -126,17 +126,17 @@ fn group_lane_3_instances_owner_killed_zombie_woken_lose_duplicate_and_miscount_
         "--instances",
         "3",
         "--events",
-        "60000",
+        "200000",
         "--rate",
         "1000",
         "--faults",
-        "5",
+        "10",
         "--seed",
         &seed,
     ]);
-    assert_eq!(row(&out, "faults injected / planned"), "5 / 5");
+    assert_eq!(row(&out, "faults injected / planned"), "10 / 10");
     assert_eq!(row(&out, "fault kinds covered"), "5 / 5");
-    assert_eq!(row(&out, "events acked by the broker"), "60000");
+    assert_eq!(row(&out, "events acked by the broker"), "200000");
     for label in [
         "acked ids lost (raw tables + dead letters)",
         "duplicated (by offset or id)",
