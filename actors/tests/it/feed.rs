@@ -9,8 +9,6 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::ClientConfig;
 use shopwatch_actors::alerts::rules;
 use shopwatch_actors::derived::{DerivedParams, DerivedSlots};
 use shopwatch_actors::handoff::{BrokerView, Ownership};
@@ -25,7 +23,7 @@ use shopwatch_actors::telemetry::Metrics;
 use shopwatch_actors::windows::{ClockParams, EngineParams, Windowing};
 
 use crate::common::{eventually, init_tracing, lake, mock_broker, source_offsets};
-use crate::group::{params, PARTITIONS, TOPIC};
+use crate::group::{params, produce_at, PARTITIONS, TOPIC};
 
 const S: i64 = 1_000_000;
 const EVENTS: usize = 200;
@@ -86,29 +84,6 @@ fn owner(lake: &Lake, metrics: &Metrics, broker: Arc<dyn BrokerView>) -> Derived
     }
 }
 
-/// `EVENTS` orders two minutes ago, one price unit each, spread over the partitions.
-async fn produce(brokers: &str, at: chrono::DateTime<chrono::Utc>) {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap();
-    let ts = at.format("%Y-%m-%dT%H:%M:%S%.6f");
-    for i in 0..EVENTS {
-        let payload = format!(
-            r#"{{"order_id":"o{i}","user_id":"u{i}","product_id":"p","quantity":1,"price":1.0,"order_time":"{ts}","status":"CREATED"}}"#
-        );
-        producer
-            .send(
-                FutureRecord::<(), _>::to(TOPIC)
-                    .payload(&payload)
-                    .partition(i as i32 % PARTITIONS),
-                Duration::from_secs(5),
-            )
-            .await
-            .unwrap();
-    }
-}
-
 async fn emitted_until(lake: &Lake) -> Option<i64> {
     let t = lake
         .catalog
@@ -143,7 +118,8 @@ async fn an_under_reporting_broker_never_closes_a_window_early() {
     .await
     .unwrap();
     let event_time = chrono::Utc::now() - chrono::Duration::seconds(120);
-    produce(&brokers, event_time).await;
+    let at = event_time.format("%Y-%m-%dT%H:%M:%S%.6f").to_string();
+    produce_at(&brokers, 0..EVENTS, &at).await;
     let l = lake.clone();
     eventually(
         Duration::from_secs(60),

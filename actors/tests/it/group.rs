@@ -90,13 +90,19 @@ async fn start(brokers: &str, lake: &Lake, rules: Vec<FaultRule>) -> Instance {
 }
 
 async fn produce(brokers: &str, range: std::ops::Range<usize>) {
+    produce_at(brokers, range, "2026-11-24T01:02:03.000001").await
+}
+
+/// Orders `o{i}` for `i` in `range`, price 2.0, at `order_time`, round-robin over the
+/// partitions.
+pub(crate) async fn produce_at(brokers: &str, range: std::ops::Range<usize>, order_time: &str) {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()
         .unwrap();
     for i in range {
         let payload = format!(
-            r#"{{"order_id":"o{i}","user_id":"u","product_id":"p","quantity":1,"price":2.0,"order_time":"2026-11-24T01:02:03.000001","status":"CREATED"}}"#
+            r#"{{"order_id":"o{i}","user_id":"u","product_id":"p","quantity":1,"price":2.0,"order_time":"{order_time}","status":"CREATED"}}"#
         );
         producer
             .send(

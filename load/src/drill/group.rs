@@ -3,7 +3,6 @@
 //! from each instance's `/readyz`; counters that die with a process (fenced batches) are
 //! scraped before every fault and kept per process.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -14,29 +13,6 @@ use super::plan::{FaultKind, Planned};
 use super::procs::{signal, PipelineProc};
 use super::report::FaultRecord;
 use super::{free_addr, watch, Ctx};
-
-/// What the group did over the drill.
-#[derive(Clone, Debug, Default)]
-pub struct GroupLog {
-    /// Per process (pid): the highest `shopwatch_fenced_batches_total` it reported.
-    pub fenced: BTreeMap<u32, f64>,
-    /// The owner seen at each look (pid), in order, deduplicated.
-    pub owners: Vec<u32>,
-    /// Looks at which no instance owned the derived tables.
-    pub ownerless_looks: u32,
-    pub looks: u32,
-}
-
-impl GroupLog {
-    pub fn fenced_total(&self) -> f64 {
-        self.fenced.values().sum()
-    }
-
-    /// Times the derived tables changed hands.
-    pub fn ownership_moves(&self) -> usize {
-        self.owners.len().saturating_sub(1)
-    }
-}
 
 async fn get_json(ctx: &Ctx, url: String) -> Option<serde_json::Value> {
     let r = ctx.http.get(url).send().await.ok()?;
@@ -121,8 +97,17 @@ impl Ctx {
     }
 }
 
-/// Inject one of the group faults.
-pub async fn inject(ctx: &mut Ctx, f: &Planned, rec: &mut FaultRecord) {
+/// Inject one of the group faults and heal it.
+pub async fn inject(ctx: &mut Ctx, f: &Planned) -> FaultRecord {
+    let mut rec = FaultRecord::new(f);
+    inject_into(ctx, f, &mut rec).await;
+    if rec.injected && rec.healed {
+        rec.recovery = ctx.next_commit(Duration::from_secs(60)).await;
+    }
+    rec
+}
+
+async fn inject_into(ctx: &mut Ctx, f: &Planned, rec: &mut FaultRecord) {
     // Counters of a process that is about to die.
     ctx.look_at_group().await;
     let mut rng = StdRng::seed_from_u64(f.index as u64 * 7919 + f.hold.as_millis() as u64);

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::plan::{FaultKind, Lane, Planned};
+use super::plan::{FaultKind, Planned};
 use super::procs::PipelineProc;
 use super::report::FaultRecord;
 use super::watch::metric_sum;
@@ -248,13 +248,6 @@ async fn s3_fault(ctx: &mut Ctx, rule: &str, hold: Duration, rec: &mut FaultReco
 
 pub async fn inject(ctx: &mut Ctx, f: &Planned) -> FaultRecord {
     let mut rec = FaultRecord::new(f);
-    if ctx.lane == Lane::Group {
-        super::group::inject(ctx, f, &mut rec).await;
-        if rec.injected && rec.healed {
-            rec.recovery = ctx.next_commit(Duration::from_secs(60)).await;
-        }
-        return rec;
-    }
     match f.kind {
         FaultKind::KillAfterUpload => kill_at(ctx, "committer.after_upload", &mut rec).await,
         FaultKind::KillAfterCommitWrite => {

@@ -83,10 +83,9 @@ pub(crate) struct Ctx {
     pub pipeline: PipelineProc,
     /// The other instances of the group lane.
     pub more: Vec<PipelineProc>,
-    pub lane: Lane,
     /// The pipelines' group session timeout (a frozen instance must outlast it).
     pub session: Duration,
-    pub group: group::GroupLog,
+    pub group: report::GroupLog,
     /// The lake's server on the SeaweedFS lane.
     pub seaweed: Option<Seaweed>,
     pub http: reqwest::Client,
@@ -337,9 +336,8 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
         broker,
         pipeline,
         more,
-        lane: p.lane,
         session: Duration::from_secs(6),
-        group: group::GroupLog::default(),
+        group: report::GroupLog::default(),
         seaweed,
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
@@ -377,7 +375,10 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
             r.note = "production had already ended: lower --rate or --faults".into();
             r
         } else {
-            inject::inject(&mut ctx, f).await
+            match p.lane {
+                Lane::Group => group::inject(&mut ctx, f).await,
+                Lane::Local | Lane::Seaweed => inject::inject(&mut ctx, f).await,
+            }
         };
         rec.at = at;
         if !rec.injected || !rec.healed {

@@ -1,5 +1,6 @@
 //! The verdict: one row per fault, then the checks, then PASS or FAIL with the seed.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use shopwatch_actors::lake::maintenance::orphans::SweepReport;
@@ -66,7 +67,7 @@ pub struct Summary {
     /// Canary hits, when the run had canaries.
     pub canary: Option<Vec<String>>,
     /// What the group did, on the group lane.
-    pub group: Option<super::group::GroupLog>,
+    pub group: Option<GroupLog>,
 }
 
 /// Where any canary value shows up in `exposed` (name, text) pairs.
@@ -312,5 +313,28 @@ pub fn print(records: &[FaultRecord], s: &Summary) -> bool {
             s.seed, s.seed
         );
         false
+    }
+}
+
+/// What the group did over the drill.
+#[derive(Clone, Debug, Default)]
+pub struct GroupLog {
+    /// Per process (pid): the highest `shopwatch_fenced_batches_total` it reported.
+    pub fenced: BTreeMap<u32, f64>,
+    /// The owner seen at each look (pid), in order, deduplicated.
+    pub owners: Vec<u32>,
+    /// Looks at which no instance owned the derived tables.
+    pub ownerless_looks: u32,
+    pub looks: u32,
+}
+
+impl GroupLog {
+    pub fn fenced_total(&self) -> f64 {
+        self.fenced.values().sum()
+    }
+
+    /// Times the derived tables changed hands.
+    pub fn ownership_moves(&self) -> usize {
+        self.owners.len().saturating_sub(1)
     }
 }
