@@ -174,7 +174,9 @@ impl FeedState {
             match vouch(*end, high, seen) {
                 Vouch::Drained(h) => source.confirm_drained(&topic, *part, h, valid_until),
                 Vouch::Behind => {}
-                Vouch::Lying => {
+                // Second hand: only the lake says what the other instance read; a broker that
+                // answers less than that may hold back more, and a window must not close on it.
+                Vouch::BelowRead | Vouch::WentBack => {
                     p.metrics.watermark_lies.with_label_values(&[&topic]).inc();
                     warn!(%topic, partition = part, lake = end, high, highest_seen = ?seen, "the broker's high watermark is below what the lake holds or answered before; not trusting it");
                 }

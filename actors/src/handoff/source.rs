@@ -68,15 +68,19 @@ pub enum Vouch {
     Drained(i64),
     /// Records are waiting.
     Behind,
-    /// The answer is below what was already read, or below an earlier answer: the broker
-    /// under-reports (Tansu has, ../shared/reference/realparts.md). Not trusted; the
-    /// partition does not count as drained, so no window closes on its silence.
-    Lying,
+    /// The answer is below what was already read: the broker under-reports (Tansu with
+    /// `memory://` storage does, ../shared/reference/realparts.md). Only a reader that fetched
+    /// the partition itself knows nothing more was served; anyone else must not trust it.
+    BelowRead,
+    /// The answer is below an earlier one: not trusted by anyone.
+    WentBack,
 }
 
 pub fn vouch(position: i64, high: i64, highest_seen: Option<i64>) -> Vouch {
-    if position > high || highest_seen.is_some_and(|h| h > high) {
-        Vouch::Lying
+    if highest_seen.is_some_and(|h| h > high) {
+        Vouch::WentBack
+    } else if position > high {
+        Vouch::BelowRead
     } else if position == high {
         Vouch::Drained(high)
     } else {
@@ -131,9 +135,11 @@ mod tests {
             (0, 0, None, Vouch::Drained(0)), // an empty partition
             (40, 50, None, Vouch::Behind),
             (40, 50, Some(50), Vouch::Behind),
-            (55, 50, None, Vouch::Lying), // we read past the broker's answer
-            (50, 50, Some(60), Vouch::Lying), // the answer went back
-            (40, 50, Some(60), Vouch::Lying),
+            (55, 50, None, Vouch::BelowRead), // read past the broker's answer
+            (55, 50, Some(50), Vouch::BelowRead),
+            (50, 50, Some(60), Vouch::WentBack), // the answer went back
+            (40, 50, Some(60), Vouch::WentBack),
+            (55, 50, Some(60), Vouch::WentBack),
         ];
         for (position, high, seen, want) in cases {
             assert_eq!(

@@ -28,6 +28,14 @@ impl ConsumerState {
         for (p, position, high) in answers {
             let seen = self.highest_seen.get(&p).copied();
             self.highest_seen.insert(p, seen.unwrap_or(high).max(high));
+            let lie = |this: &Self| {
+                this.args
+                    .params
+                    .metrics
+                    .watermark_lies
+                    .with_label_values(&[topic])
+                    .inc()
+            };
             match vouch(position, high, seen) {
                 Vouch::Drained(high) => {
                     self.args
@@ -36,14 +44,18 @@ impl ConsumerState {
                         .confirm_drained(topic, p, high, valid_until)
                 }
                 Vouch::Behind => {}
-                Vouch::Lying => {
+                // We fetched this partition ourselves and were served nothing past `position`:
+                // our own reads say it is drained, whatever number the broker gives.
+                Vouch::BelowRead => {
+                    lie(self);
                     self.args
                         .params
-                        .metrics
-                        .watermark_lies
-                        .with_label_values(&[topic])
-                        .inc();
-                    warn!(%topic, partition = p, position, high, highest_seen = ?seen, "the broker's high watermark is below what was read or answered before; not trusting it");
+                        .subscribers
+                        .confirm_drained(topic, p, position, valid_until)
+                }
+                Vouch::WentBack => {
+                    lie(self);
+                    warn!(%topic, partition = p, position, high, highest_seen = ?seen, "the broker's high watermark went back; not trusting it");
                 }
             }
         }

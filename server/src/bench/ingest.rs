@@ -39,6 +39,11 @@ pub struct IngestArgs {
     /// `shopwatch run` processes sharing the work in one group (README "Several instances").
     #[arg(long, default_value_t = 1)]
     pub instances: usize,
+    /// The broker on SQLite storage instead of memory. Several instances need it: memory's
+    /// high watermarks under-report, and the derived owner never counts another instance's
+    /// partitions as drained on such a broker (its windows would wait forever).
+    #[arg(long)]
+    pub sqlite_broker: bool,
 }
 
 pub async fn run(cfg: Config, args: IngestArgs) -> anyhow::Result<i32> {
@@ -47,7 +52,11 @@ pub async fn run(cfg: Config, args: IngestArgs) -> anyhow::Result<i32> {
         std::env::temp_dir().join(format!("shopwatch-bench-ingest-{}", std::process::id()))
     });
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let (broker, topics) = super::memory_broker(&cfg, &dir, args.partitions).await?;
+    if args.instances > 1 && !args.sqlite_broker {
+        anyhow::bail!("--instances {} needs --sqlite-broker (memory storage under-reports high watermarks; see --help)", args.instances);
+    }
+    let (broker, topics) =
+        super::local_broker(&cfg, &dir, args.partitions, args.sqlite_broker).await?;
     let brokers = broker.brokers();
 
     // Event times: one hour of traffic that ended an hour ago, so every window can close.
@@ -56,8 +65,13 @@ pub async fn run(cfg: Config, args: IngestArgs) -> anyhow::Result<i32> {
     let step_us = (3_600_000_000 / args.events.max(1)) as i64;
     let last_event_us = start_us + step_us * args.events as i64;
     println!(
-        "ingest: pre-filling {} events into Tansu (memory://) at {brokers}",
-        args.events
+        "ingest: pre-filling {} events into Tansu ({}) at {brokers}",
+        args.events,
+        if args.sqlite_broker {
+            "sqlite://"
+        } else {
+            "memory://"
+        }
     );
     let fill_started = Instant::now();
     let report = produce(

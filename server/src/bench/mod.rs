@@ -63,6 +63,17 @@ pub async fn memory_broker(
     dir: &std::path::Path,
     partitions: i32,
 ) -> anyhow::Result<(shopwatch_load::broker::Broker, Vec<String>)> {
+    local_broker(cfg, dir, partitions, false).await
+}
+
+/// Tansu on `memory://` storage, or on SQLite (`sqlite`: what `demo` and the drills run; its
+/// high watermarks are exact, where memory's under-report, see the README "Several instances").
+pub async fn local_broker(
+    cfg: &Config,
+    dir: &std::path::Path,
+    partitions: i32,
+    sqlite: bool,
+) -> anyhow::Result<(shopwatch_load::broker::Broker, Vec<String>)> {
     use shopwatch_load::broker::{Broker, BrokerParams, BrokerStorage};
     let topics = vec![
         cfg.topics.orders.clone(),
@@ -74,7 +85,11 @@ pub async fn memory_broker(
         data_dir: dir.join("broker"),
         partitions,
         topics: topics.clone(),
-        storage: BrokerStorage::Memory,
+        storage: if sqlite {
+            BrokerStorage::Sqlite
+        } else {
+            BrokerStorage::Memory
+        },
     })
     .await?;
     Ok((broker, topics))
