@@ -75,6 +75,22 @@ fn history_kept(snapshots: usize, current_has_parent: bool) -> bool {
     snapshots > 1 || current_has_parent
 }
 
+/// Whether every data file any version of the table ever named is named by what its metadata
+/// shows: kept history, or a table whose only commit is its first (sequence number 1; in
+/// Nessie too, no older version with data exists). Such a table's unreferenced data files are
+/// crashed attempts' leftovers, safe for the orphan sweeper.
+pub fn every_version_visible(metadata: &iceberg::spec::TableMetadata) -> bool {
+    keeps_history(metadata)
+        || first_commit_only(
+            metadata.snapshots().count(),
+            metadata.last_sequence_number(),
+        )
+}
+
+fn first_commit_only(snapshots: usize, last_sequence_number: i64) -> bool {
+    snapshots == 1 && last_sequence_number <= 1
+}
+
 /// Per-committer schedule of maintenance: when to compact manifests, when to run hygiene.
 #[derive(Debug)]
 pub struct Maintenance {
@@ -260,7 +276,21 @@ impl Maintenance {
 
 #[cfg(test)]
 mod tests {
-    use super::history_kept;
+    use super::{first_commit_only, history_kept};
+
+    #[test]
+    fn a_first_commit_is_all_the_history_there_is() {
+        // (snapshots, last sequence number) -> the orphan sweeper may decide from it
+        let cases = [
+            ((0, 0), false), // empty: nothing to sweep against
+            ((1, 1), true),  // the first commit (an earlier attempt crashed: its files go)
+            ((1, 5), false), // Nessie's one-snapshot view after five commits
+            ((2, 2), false), // decided by history_kept instead
+        ];
+        for ((snapshots, seq), want) in cases {
+            assert_eq!(first_commit_only(snapshots, seq), want, "{snapshots} {seq}");
+        }
+    }
 
     #[test]
     fn history_is_read_from_the_metadata() {

@@ -87,7 +87,7 @@ pub async fn sweep(
 ) -> anyhow::Result<SweepReport> {
     let mut report = SweepReport::default();
     let table = lake.catalog.load_unpinned(ident).await?;
-    if !super::keeps_history(table.metadata()) {
+    if !super::every_version_visible(table.metadata()) {
         // Older versions live in the catalog's own history (Nessie); its GC owns their files.
         return Ok(report);
     }
