@@ -162,7 +162,9 @@ fn group_lane_3_instances_owner_killed_zombie_woken_lose_duplicate_and_miscount_
 fn canary_secrets_never_show_in_trace_logs_bodies_metrics_or_dead_letters() {
     let seed = seed();
     let out = drill(&[
-        "--events", "20000", "--rate", "400", "--faults", "11", "--seed", &seed, "--canary",
+        // 70 s of traffic: the four kill -9 faults each wait a group session (6 s) before the
+        // restarted process reads again, and all 11 must come while traffic flows.
+        "--events", "28000", "--rate", "400", "--faults", "11", "--seed", &seed, "--canary",
     ]);
     assert_eq!(
         row(&out, "canary secrets found (logs, bodies, /metrics, DL)"),
