@@ -14,7 +14,8 @@ pub struct KafkaConfig {
     /// Bootstrap servers, `HOST:PORT[,HOST:PORT]`.
     pub brokers: String,
     /// Consumer group prefix: every `shopwatch run` with the same one shares each topic's
-    /// partitions (group `{group}-{topic}`). Positions still come from the lake.
+    /// partitions (group `{group}-{topic}`) and takes part in electing the derived tables'
+    /// owner (topic and group `{group}-owner`). Positions still come from the lake.
     pub group: String,
     /// Partitions per topic when `shopwatch broker` creates the topics.
     pub partitions: i32,
