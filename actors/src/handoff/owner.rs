@@ -28,6 +28,8 @@ struct State {
     members: Vec<Member>,
     /// Why the member list is unknown, when it is.
     members_error: Option<String>,
+    /// Another instance's heartbeat moved while this one did not own: someone else owns.
+    other_owner_heard: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -81,6 +83,23 @@ impl Ownership {
             s.held = held;
             s.lease_until = Some(lease_until);
         }
+    }
+
+    /// Another instance owns and is alive (its heartbeat moved).
+    pub fn heard_other_owner(&self) {
+        if let Ok(mut s) = self.state.lock() {
+            s.other_owner_heard = true;
+        }
+    }
+
+    /// The election has a verdict worth starting on: this instance owns, or another one does.
+    pub fn settled(&self) -> bool {
+        self.is_owner()
+            || self
+                .state
+                .lock()
+                .map(|s| s.other_owner_heard)
+                .unwrap_or(false)
     }
 
     /// The election is alive and its verdict stands until `lease_until`.
@@ -141,5 +160,18 @@ mod tests {
         o.set(true, later);
         assert_eq!(o.view().times_gained, 2);
         assert!(Ownership::solo().is_owner());
+    }
+
+    #[test]
+    fn settled_once_owner_or_another_owner_is_heard() {
+        let o = Ownership::elected();
+        o.set(false, Instant::now() + Duration::from_secs(60));
+        assert!(!o.settled(), "a not-yet-assigned member has no verdict");
+        o.heard_other_owner();
+        assert!(o.settled() && !o.is_owner());
+        let p = Ownership::elected();
+        p.set(true, Instant::now() + Duration::from_secs(60));
+        assert!(p.settled());
+        assert!(Ownership::solo().settled());
     }
 }

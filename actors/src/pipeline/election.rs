@@ -310,6 +310,11 @@ impl ElectorState {
     /// owns (or the owner cannot reach the group), so the group must form again.
     async fn check_heartbeat(&mut self, read: Option<i64>) -> Handled {
         if read != self.heartbeat.0 {
+            // A change from one beat to the next (not the first read, which may be a dead
+            // owner's last beat) says another owner is alive.
+            if self.heartbeat.0.is_some() && read.is_some() {
+                self.params.ownership.heard_other_owner();
+            }
             self.heartbeat = (read, self.last_poll);
             return Ok(());
         }
