@@ -5,6 +5,7 @@
 //! changed for the consumer actor, which applies it before it handles the records that follow.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -97,6 +98,8 @@ pub struct GroupContext {
     lake: LakeOffsets,
     changes: Mutex<Vec<GroupChange>>,
     failure: Mutex<Option<Error>>,
+    /// Something waits in `changes` or `failure`: polls check this instead of two locks.
+    pending: AtomicBool,
 }
 
 impl GroupContext {
@@ -106,25 +109,32 @@ impl GroupContext {
             lake,
             changes: Mutex::new(Vec::new()),
             failure: Mutex::new(None),
+            pending: AtomicBool::new(false),
         }
     }
 
-    pub fn take_changes(&self) -> Vec<GroupChange> {
-        self.changes
+    /// What the callbacks left since the last take: a failure inside a rebalance callback
+    /// (which cannot return one) and the changes, in order.
+    pub fn take(&self) -> (Option<Error>, Vec<GroupChange>) {
+        // The callbacks run inside `poll` on the polling thread, so nothing is pushed while
+        // this runs; the flag spares two locks per record.
+        if !self.pending.swap(false, Ordering::AcqRel) {
+            return (None, Vec::new());
+        }
+        let failure = self.failure.lock().ok().and_then(|mut f| f.take());
+        let changes = self
+            .changes
             .lock()
             .map(|mut c| std::mem::take(&mut *c))
-            .unwrap_or_default()
-    }
-
-    /// A failure inside a rebalance callback (which cannot return one).
-    pub fn take_failure(&self) -> Option<Error> {
-        self.failure.lock().ok().and_then(|mut f| f.take())
+            .unwrap_or_default();
+        (failure, changes)
     }
 
     fn push(&self, change: GroupChange) {
         if let Ok(mut c) = self.changes.lock() {
             c.push(change);
         }
+        self.pending.store(true, Ordering::Release);
     }
 
     fn fail(&self, e: Error) {
@@ -132,6 +142,7 @@ impl GroupContext {
         if let Ok(mut f) = self.failure.lock() {
             f.get_or_insert(e);
         }
+        self.pending.store(true, Ordering::Release);
     }
 
     /// Where each of `partitions` starts, from the lake as it is now.

@@ -68,6 +68,19 @@ pub enum RefreshMsg {
 
 pub struct Refresher;
 
+/// A refresh costs this many times its own duration at least in waiting: the dashboard takes
+/// at most about a tenth of a core from ingest, however big the lake (in a catch-up the
+/// "newest rows" queries widen to a day and scan it all, 15 % of the pipeline's CPU measured in
+/// `bench ingest` before this pacing).
+const PACE_FACTOR: f64 = 10.0;
+
+/// How long after a refresh the next may run when commits keep landing: `min_interval`, or
+/// longer when refreshes are slow, never longer than `refresh`.
+fn paced_interval(min_interval: Duration, refresh: Duration, last_ms: Option<f64>) -> Duration {
+    let paced = Duration::from_secs_f64(last_ms.unwrap_or(0.0).max(0.0) * PACE_FACTOR / 1e3);
+    paced.clamp(min_interval, refresh.max(min_interval))
+}
+
 pub struct RefresherState {
     p: RefresherParams,
     progress: Arc<Progress>,
@@ -135,9 +148,10 @@ impl RefresherState {
         match msg {
             RefreshMsg::Committed => s.dirty = true,
             RefreshMsg::Tick => {
+                let pace = paced_interval(s.p.min_interval, s.p.refresh, s.query.last_duration_ms);
                 let due = s.last_refresh.is_none_or(|t| {
                     let since = t.elapsed();
-                    (s.dirty && since >= s.p.min_interval) || since >= s.p.refresh
+                    (s.dirty && since >= pace) || since >= s.p.refresh
                 });
                 if due {
                     s.dirty = false;
@@ -359,6 +373,26 @@ mod tests {
                 assert!(reason.contains("injected fatal at refresher"), "{body}");
             }
             groups.drain(Duration::from_secs(5)).await;
+        }
+    }
+
+    #[test]
+    fn slow_refreshes_wait_longer_but_never_past_refresh() {
+        let (min, max) = (Duration::from_secs(1), Duration::from_secs(10));
+        let cases = [
+            (None, 1_000),
+            (Some(20.0), 1_000),
+            (Some(100.0), 1_000),
+            (Some(250.0), 2_500),
+            (Some(5_000.0), 10_000),
+            (Some(-3.0), 1_000),
+        ];
+        for (last, want_ms) in cases {
+            assert_eq!(
+                paced_interval(min, max, last),
+                Duration::from_millis(want_ms),
+                "{last:?}"
+            );
         }
     }
 }
