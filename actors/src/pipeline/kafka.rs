@@ -83,7 +83,10 @@ pub fn kafka_consumer(
     // position is an error we surface, not a silent jump.
     cfg.set("auto.offset.reset", "error")
         .set("isolation.level", "read_committed")
-        .set("fetch.wait.max.ms", "100");
+        .set("fetch.wait.max.ms", "100")
+        // librdkafka prefetches up to 64 MiB per consumer by default: in a catch-up that was
+        // most of the process's peak memory. 16 MiB still holds several batches of events.
+        .set("queued.max.messages.kbytes", "16384");
     for (k, v) in &params.kafka.extra {
         cfg.set(k, v);
     }

@@ -41,6 +41,9 @@ pub struct SteadyArgs {
     pub poll_ms: u64,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// The pipeline's `pipeline.commit_interval_ms` (its default when not given).
+    #[arg(long)]
+    pub commit_interval_ms: Option<u64>,
 }
 
 fn max_micros(batches: &[RecordBatch]) -> Option<i64> {
@@ -59,7 +62,13 @@ pub async fn run(cfg: Config, args: SteadyArgs, memory_only: bool) -> anyhow::Re
     std::fs::create_dir_all(&dir)?;
     let (broker, _) = super::memory_broker(&cfg, &dir, cfg.kafka.partitions).await?;
     let brokers = broker.brokers();
-    let mut pipeline = PipelineProcess::spawn(&dir, &brokers, &[])?;
+    let interval = args.commit_interval_ms.map(|ms| ms.to_string());
+    let env: Vec<(&str, &str)> = interval
+        .as_deref()
+        .map(|ms| ("SHOPWATCH_PIPELINE__COMMIT_INTERVAL_MS", ms))
+        .into_iter()
+        .collect();
+    let mut pipeline = PipelineProcess::spawn(&dir, &brokers, &env)?;
     let (pid, flight) = (pipeline.pid, pipeline.flight.clone());
 
     let stop = Arc::new(AtomicBool::new(false));
