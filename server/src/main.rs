@@ -18,9 +18,6 @@ use clap::{Parser, Subcommand};
 
 use crate::cli::Ctx;
 
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "shopwatch",
