@@ -1,5 +1,6 @@
 //! Every table shopwatch writes, in creation order, derived from the definitions: the raw
-//! tables per topic kind, the dead letters, one table per registered KPI, the alerts. Anything
+//! tables per topic kind, the dead letters, one table per registered KPI, the alerts and
+//! the operators' actions on them. Anything
 //! that lists tables (the drill report, the benches, `shopwatch tables`, the checkers through
 //! it) uses this.
 
@@ -17,6 +18,8 @@ pub enum Table {
     Kpi(&'static dyn Kpi),
     /// One row per alert.
     Alerts,
+    /// One row per operator action on alerts (acknowledge, silence, undo): the audit.
+    AlertActions,
 }
 
 impl Table {
@@ -26,6 +29,7 @@ impl Table {
             Table::DeadLetters => DEAD_LETTERS_TABLE,
             Table::Kpi(k) => k.table(),
             Table::Alerts => crate::alerts::TABLE,
+            Table::AlertActions => crate::alerts::actions::TABLE,
         }
     }
 
@@ -35,6 +39,7 @@ impl Table {
             Table::DeadLetters => "dead_letters",
             Table::Kpi(_) => "kpi",
             Table::Alerts => "alerts",
+            Table::AlertActions => "alert_actions",
         }
     }
 
@@ -44,6 +49,7 @@ impl Table {
             Table::DeadLetters => dead_letters_spec(),
             Table::Kpi(k) => k.spec(),
             Table::Alerts => crate::alerts::spec(),
+            Table::AlertActions => crate::alerts::actions::spec(),
         }
     }
 }
@@ -53,6 +59,7 @@ pub fn all() -> Vec<Table> {
     out.push(Table::DeadLetters);
     out.extend(REGISTRY.iter().map(|k| Table::Kpi(*k)));
     out.push(Table::Alerts);
+    out.push(Table::AlertActions);
     out
 }
 

@@ -102,6 +102,7 @@ pub fn derived_params(
         checkpoint_every: Duration::from_secs(a.checkpoint_every_s),
         slots,
         webhook,
+        grouping: a.grouping(),
         ownership,
         broker: Some(Arc::new(
             BrokerProbe::new(&cfg.kafka.params()).context("kafka.brokers")?,

@@ -1,8 +1,9 @@
 //! Alert detector actor: routes raw events, closed windows and silences into the pure
-//! [`Evaluator`] and commits what comes out. Alerts and the evaluator's state land in one
-//! commit of the `alerts` table; after a restart the detector resumes from that state and
-//! evaluates again only what came after it (from the raw and KPI tables), so no alert is lost
-//! or repeated.
+//! [`Evaluator`] and commits what comes out. Alerts, the evaluator's state and the open alert
+//! groups land in one commit of the `alerts` table; after a restart the detector resumes from
+//! that state and evaluates again only what came after it (from the raw and KPI tables), so no
+//! alert is lost or repeated. Committed alerts join their groups ([`Grouper`]); groups page the
+//! webhook unless the operators' actions ([`Mutes`], read back from `alert_actions`) say not.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,13 +13,16 @@ use iceberg::expr::Reference;
 use iceberg::spec::Datum;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde::{Deserialize, Serialize};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::aggregator::AggCheckpoint;
 use super::input::{advance, gap_rows, is_new, positions, raw_table};
 use super::messages::DerivedMsg;
 use super::DerivedParams;
-use crate::alerts::{Activity, Alert, Alerts, ClosedWindows, EvalState, Evaluator};
+use crate::alerts::actions::{self, Action, Mutes};
+use crate::alerts::{
+    Activity, Alert, Alerts, ClosedWindows, EvalState, Evaluator, GroupState, Grouper,
+};
 use crate::error::{into_actor, Error, Handled};
 use crate::events::{EventKind, Micros};
 use crate::handoff::{Delivery, Slot};
@@ -38,6 +42,9 @@ pub struct DetectorCheckpoint {
     pub fatal_from: Offsets,
     #[serde(flatten)]
     pub eval: EvalState,
+    /// Open alert groups and what they paged.
+    #[serde(default)]
+    pub groups: GroupState,
 }
 
 pub struct DetectorActor;
@@ -61,6 +68,10 @@ pub struct DetectorState {
     activity: BTreeMap<String, (Offsets, Micros)>,
     last_commit: Instant,
     dirty: bool,
+    grouper: Grouper,
+    mutes: Mutes,
+    /// The `alert_actions` snapshot `mutes` was read from.
+    mutes_snapshot: Option<i64>,
 }
 
 fn now_micros() -> Micros {
@@ -116,6 +127,7 @@ async fn start(myself: ActorRef<DerivedMsg>, args: DetectorArgs) -> Result<Detec
             .insert(errors_topic, std::mem::take(&mut cp.fatal_from));
     }
     let mut evaluator = Evaluator::new(p.rules.clone(), cp.eval);
+    let grouper = Grouper::new(p.grouping, cp.groups);
     let watched = evaluator.watched_topics();
     let now = now_micros();
     let mut activity = BTreeMap::new();
@@ -144,7 +156,11 @@ async fn start(myself: ActorRef<DerivedMsg>, args: DetectorArgs) -> Result<Detec
         activity,
         last_commit: Instant::now(),
         dirty: false,
+        grouper,
+        mutes: Mutes::default(),
+        mutes_snapshot: None,
     };
+    state.read_mutes().await;
     for table in state.evaluator.watched_tables() {
         if let Some(closed) = state.read_closed(table).await? {
             alerts.extend(state.evaluator.on_windows(&closed));
@@ -199,6 +215,8 @@ impl DetectorState {
                     .collect();
                 let alerts = self.evaluator.on_silence(&activity, now_micros());
                 self.commit(alerts).await?;
+                self.read_mutes().await;
+                self.page();
                 // Keep the replay after a restart short even when nothing fires.
                 if self.dirty && self.last_commit.elapsed() > self.params.checkpoint_every {
                     self.commit_checkpoint().await?;
@@ -290,11 +308,67 @@ impl DetectorState {
         }))
     }
 
+    /// Read the operators' actions again if the table moved. A failed read keeps the last
+    /// word (the next tick tries again): pages must not stop because the audit is slow.
+    async fn read_mutes(&mut self) {
+        let lake = &self.params.lake;
+        let table = match lake
+            .catalog
+            .load_unpinned(&lake.ident(actions::TABLE))
+            .await
+        {
+            Ok(t) => t,
+            Err(e) => {
+                warn!(error = %e, "reading alert actions: loading the table failed; keeping the last");
+                return;
+            }
+        };
+        let snapshot = table.metadata().current_snapshot_id();
+        if snapshot == self.mutes_snapshot {
+            return;
+        }
+        let mut all: Vec<Action> = Vec::new();
+        match read_batches(&table, None, None).await {
+            Ok(batches) => {
+                for b in &batches {
+                    match Action::decode(b) {
+                        Ok(rows) => all.extend(rows),
+                        Err(e) => {
+                            warn!(error = %e, "reading alert actions: unreadable rows; keeping the last");
+                            return;
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "reading alert actions failed; keeping the last");
+                return;
+            }
+        }
+        self.mutes = Mutes::new(&all);
+        self.mutes_snapshot = snapshot;
+    }
+
+    /// Hand the groups' due pages to the webhook.
+    fn page(&mut self) {
+        let now = now_micros();
+        let mutes = &self.mutes;
+        let (pages, changed) = self.grouper.due(now, &|g| mutes.mute(g, now));
+        self.dirty |= changed;
+        if let Some(hook) = &self.params.webhook {
+            hook.offer(&pages);
+        }
+        for n in &pages {
+            info!(alert_type = %n.group.rule, key = %n.group.key, count = n.group.count, new = n.new_alerts, "alert group paged");
+        }
+    }
+
     fn checkpoint(&self) -> Result<serde_json::Value, Error> {
         let cp = DetectorCheckpoint {
             event_from: self.event_positions.clone(),
             fatal_from: Offsets::new(),
             eval: self.evaluator.state(),
+            groups: self.grouper.state(),
         };
         serde_json::to_value(&cp)
             .map_err(|e| Error::Corrupt(format!("alerts: encoding the checkpoint: {e}")))
@@ -304,14 +378,12 @@ impl DetectorState {
         if alerts.is_empty() {
             return Ok(());
         }
+        self.grouper.add(&alerts, now_micros());
         let state = self.checkpoint()?;
         let alerts = Alerts(alerts);
         self.committer.commit(&alerts, state).await?;
         self.last_commit = Instant::now();
         self.dirty = false;
-        if let Some(hook) = &self.params.webhook {
-            hook.offer(&alerts.0);
-        }
         for a in &alerts.0 {
             self.params
                 .metrics

@@ -13,7 +13,7 @@ pub mod webhook;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::alerts::RuleSet;
+use crate::alerts::{GroupParams, RuleSet};
 use crate::error::Error;
 use crate::events::EventKind;
 use crate::handoff::{BrokerView, Ownership, Slot, SourceProgress, Subscribers};
@@ -93,8 +93,10 @@ pub struct DerivedParams {
     /// The detector records its state at least this often while it changes.
     pub checkpoint_every: Duration,
     pub slots: DerivedSlots,
-    /// Where committed alerts are also sent, if configured.
+    /// Where committed alerts are also sent (grouped), if configured.
     pub webhook: Option<webhook::Webhook>,
+    /// How alerts group into pages.
+    pub grouping: GroupParams,
     /// Whether this instance computes the derived tables (the group stands by otherwise).
     pub ownership: Ownership,
     /// The broker, for partitions other instances consume (read from the lake by the
@@ -127,6 +129,7 @@ pub async fn ensure_tables(p: &DerivedParams) -> Result<(), Error> {
     let mut specs: Vec<_> = EventKind::ALL.iter().map(|k| raw_table_spec(*k)).collect();
     specs.extend(p.kpis.iter().map(|(k, _)| k.spec()));
     specs.push(crate::alerts::spec());
+    specs.push(crate::alerts::actions::spec());
     for spec in &specs {
         p.lake
             .ensure_table(spec)

@@ -1,5 +1,5 @@
-//! Optional alert webhook (Slack-compatible JSON body). Alerts are handed over after they are
-//! committed, through a bounded queue that never blocks the detector; delivery retries with
+//! Optional alert webhook (Slack-compatible JSON body), one delivery per page of an alert group.
+//! Pages are handed over after their alerts are committed, through a bounded queue that never blocks the detector; delivery retries with
 //! backoff and every outcome is counted. The URL is a secret: it is never logged.
 
 use std::time::Duration;
@@ -8,7 +8,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use crate::alerts::Alert;
+use crate::alerts::grouping::{Notification, Source};
 use crate::telemetry::Metrics;
 
 #[derive(Clone)]
@@ -30,30 +30,76 @@ impl std::fmt::Debug for WebhookParams {
     }
 }
 
-/// Body: `text` is what Slack shows; the other fields are for machines.
+/// Body: `text` is what Slack shows; the other fields are for machines. One body per page of
+/// an alert group (a burst pages once, with its count); `alert_id` and the fields after it are
+/// the group's newest alert, as single-alert bodies had them.
 #[derive(Debug, Serialize, PartialEq)]
 pub struct Body {
     pub text: String,
+    pub group_id: String,
+    pub count: u64,
+    /// Alerts that joined since the group's last page.
+    pub new_alerts: u64,
+    pub repeat: bool,
+    pub first_at: String,
+    pub last_at: String,
+    /// The newest alerts behind the group (at most [`crate::alerts::grouping::MAX_SOURCES`]).
+    pub sources: Vec<Source>,
     pub alert_id: String,
-    pub alert_type: &'static str,
+    pub alert_type: String,
     pub alert_key: String,
+    pub description: String,
     pub metric_value: f64,
     pub alert_timestamp: String,
 }
 
-impl From<&Alert> for Body {
-    fn from(a: &Alert) -> Self {
+fn rfc3339(t: crate::events::Micros) -> String {
+    chrono::DateTime::from_timestamp_micros(t)
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_default()
+}
+
+impl From<&Notification> for Body {
+    fn from(n: &Notification) -> Self {
+        let g = &n.group;
+        let what = if g.count == 1 {
+            g.description.clone()
+        } else {
+            format!(
+                "{} alerts from {} to {} UTC; newest: {}",
+                g.count,
+                short_time(g.first_at),
+                short_time(g.last_at),
+                g.description
+            )
+        };
         Body {
-            text: format!(":rotating_light: [{}] {}", a.alert_type, a.description),
-            alert_id: a.alert_id.clone(),
-            alert_type: a.alert_type,
-            alert_key: a.alert_key.clone(),
-            metric_value: a.metric_value,
-            alert_timestamp: chrono::DateTime::from_timestamp_micros(a.alert_timestamp)
-                .map(|t| t.to_rfc3339())
+            text: format!(":rotating_light: [{}] {}", g.rule, what),
+            group_id: g.group_id.clone(),
+            count: g.count,
+            new_alerts: n.new_alerts,
+            repeat: n.repeat,
+            first_at: rfc3339(g.first_at),
+            last_at: rfc3339(g.last_at),
+            sources: g.sources.clone(),
+            alert_id: g
+                .sources
+                .last()
+                .map(|s| s.alert_id.clone())
                 .unwrap_or_default(),
+            alert_type: g.rule.clone(),
+            alert_key: g.key.clone(),
+            description: g.description.clone(),
+            metric_value: g.metric_value,
+            alert_timestamp: rfc3339(g.last_at),
         }
     }
+}
+
+fn short_time(t: crate::events::Micros) -> String {
+    chrono::DateTime::from_timestamp_micros(t)
+        .map(|t| t.format("%H:%M:%S").to_string())
+        .unwrap_or_default()
 }
 
 #[derive(Clone, Debug)]
@@ -77,10 +123,10 @@ impl Webhook {
         Ok(Webhook { tx, metrics })
     }
 
-    /// Queue alerts for delivery; when the queue is full they are dropped and counted.
-    pub fn offer(&self, alerts: &[Alert]) {
-        for a in alerts {
-            if self.tx.try_send(a.into()).is_err() {
+    /// Queue group pages for delivery; when the queue is full they are dropped and counted.
+    pub fn offer(&self, pages: &[Notification]) {
+        for n in pages {
+            if self.tx.try_send(n.into()).is_err() {
                 self.metrics.webhook.with_label_values(&["dropped"]).inc();
             }
         }
@@ -98,7 +144,7 @@ async fn deliver(client: &reqwest::Client, p: &WebhookParams, body: &Body) -> &'
             Ok(r) if r.status().is_success() => return "ok",
             // A 4xx other than 429 will not get better by retrying.
             Ok(r) if r.status().is_client_error() && r.status().as_u16() != 429 => {
-                warn!(status = r.status().as_u16(), alert_id = %body.alert_id, "webhook refused the alert");
+                warn!(status = r.status().as_u16(), group_id = %body.group_id, "webhook refused the page");
                 return "failed";
             }
             Ok(r) => warn!(
@@ -155,6 +201,50 @@ mod tests {
         (format!("http://{addr}/hook"), bodies)
     }
 
+    /// The pages of `alerts` once their group's wait is over.
+    fn pages(alerts: &[crate::alerts::Alert]) -> Vec<Notification> {
+        use crate::alerts::{GroupParams, Grouper, Mute};
+        let mut g = Grouper::new(
+            GroupParams {
+                group_wait: 0,
+                group_interval: 300_000_000,
+                repeat_interval: 3_600_000_000,
+            },
+            Default::default(),
+        );
+        g.add(alerts, 0);
+        g.due(0, &|_| Mute::None).0
+    }
+
+    #[test]
+    fn a_burst_is_one_body_with_its_count_and_sources() {
+        let burst: Vec<_> = (0..30)
+            .map(|i| {
+                crate::alerts::rules::fatal_error::alert(
+                    "errors",
+                    1,
+                    i,
+                    "db",
+                    "down",
+                    i * 1_000_000,
+                )
+            })
+            .collect();
+        let pages = pages(&burst);
+        assert_eq!(pages.len(), 1);
+        let body = Body::from(&pages[0]);
+        assert_eq!((body.count, body.new_alerts, body.repeat), (30, 30, false));
+        assert_eq!(body.group_id, burst[0].alert_id);
+        assert_eq!(body.alert_id, burst[29].alert_id);
+        assert_eq!(body.sources.len(), crate::alerts::grouping::MAX_SOURCES);
+        assert_eq!(body.sources.last().and_then(|s| s.offset), Some(29));
+        assert_eq!(
+            body.text,
+            ":rotating_light: [FATAL_ERROR] 30 alerts from 00:00:00 to 00:00:29 UTC; newest: Fatal error in service: db - down"
+        );
+        assert_eq!(body.first_at, "1970-01-01T00:00:00+00:00");
+    }
+
     fn params(url: String) -> WebhookParams {
         WebhookParams {
             url,
@@ -170,14 +260,14 @@ mod tests {
         let (url, bodies) = server(vec![500, 503, 200]).await;
         let metrics = Metrics::new();
         let hook = Webhook::start(params(url), metrics.clone()).unwrap();
-        hook.offer(&[crate::alerts::rules::fatal_error::alert(
+        hook.offer(&pages(&[crate::alerts::rules::fatal_error::alert(
             "errors_topic",
             0,
             5,
             "db",
             "disk full",
             0,
-        )]);
+        )]));
         for _ in 0..200 {
             if metrics.webhook.with_label_values(&["ok"]).get() == 1 {
                 break;
@@ -200,14 +290,14 @@ mod tests {
         let (url, bodies) = server(vec![404, 200]).await;
         let metrics = Metrics::new();
         let hook = Webhook::start(params(url), metrics.clone()).unwrap();
-        hook.offer(&[crate::alerts::rules::fatal_error::alert(
+        hook.offer(&pages(&[crate::alerts::rules::fatal_error::alert(
             "errors_topic",
             0,
             5,
             "db",
             "x",
             0,
-        )]);
+        )]));
         for _ in 0..200 {
             if metrics.webhook.with_label_values(&["failed"]).get() == 1 {
                 break;

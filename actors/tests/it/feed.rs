@@ -79,6 +79,7 @@ fn owner(lake: &Lake, metrics: &Metrics, broker: Arc<dyn BrokerView>) -> Derived
         checkpoint_every: Duration::from_secs(5),
         slots: DerivedSlots::new(&[kpi]),
         webhook: None,
+        grouping: Default::default(),
         ownership: Ownership::solo(),
         broker: Some(broker),
     }

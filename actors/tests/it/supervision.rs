@@ -93,6 +93,7 @@ fn derived(
         checkpoint_every: Duration::from_secs(5),
         slots,
         webhook: None,
+        grouping: Default::default(),
         ownership: Ownership::solo(),
         broker: None,
     }

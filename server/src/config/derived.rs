@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use shopwatch_actors::alerts::{RuleSet, RULES};
+use shopwatch_actors::alerts::{GroupParams, RuleSet, RULES};
 use shopwatch_actors::kpis::{Kpi, REGISTRY};
 use shopwatch_actors::windows::clock::ClockParams;
 use shopwatch_actors::windows::{EngineParams, Windowing};
@@ -186,6 +186,13 @@ pub struct AlertsConfig {
     pub webhook_url: Secret,
     pub webhook_timeout_ms: u64,
     pub webhook_retries: u32,
+    /// Alerts of one rule about one key group while they come within this many seconds of
+    /// each other; a group nothing joined for this long closes.
+    pub group_interval_s: u64,
+    /// A new group pages this long after its first alert (collects the burst).
+    pub group_wait_s: u64,
+    /// An open group pages again no sooner than this, and only with new alerts.
+    pub repeat_interval_s: u64,
     /// `[alerts.<rule>]` for every rule of the registry, in the shape of its defaults.
     #[serde(flatten)]
     pub rules: BTreeMap<String, serde_json::Value>,
@@ -198,6 +205,9 @@ impl Default for AlertsConfig {
             webhook_url: Secret::default(),
             webhook_timeout_ms: 5_000,
             webhook_retries: 3,
+            group_interval_s: (GroupParams::default().group_interval / 1_000_000) as u64,
+            group_wait_s: (GroupParams::default().group_wait / 1_000_000) as u64,
+            repeat_interval_s: (GroupParams::default().repeat_interval / 1_000_000) as u64,
             rules: RULES
                 .iter()
                 .map(|r| {
@@ -212,6 +222,20 @@ impl Default for AlertsConfig {
 }
 
 impl AlertsConfig {
+    /// How alerts group into pages.
+    pub fn grouping(&self) -> GroupParams {
+        let s = |v: u64| {
+            i64::try_from(v)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(1_000_000)
+        };
+        GroupParams {
+            group_wait: s(self.group_wait_s),
+            group_interval: s(self.group_interval_s),
+            repeat_interval: s(self.repeat_interval_s),
+        }
+    }
+
     /// Every registered rule with its configured parameters.
     pub fn rule_set(&self) -> Result<RuleSet, ConfigError> {
         RULES
@@ -238,6 +262,27 @@ impl AlertsConfig {
             return Err(unknown_rule(name));
         }
         self.rule_set()?;
+        if self.group_interval_s == 0 {
+            return Err(ConfigError::check(
+                "alerts.group_interval_s",
+                "must be at least 1 (seconds between alerts that still group)",
+            ));
+        }
+        if self.group_wait_s >= self.group_interval_s {
+            return Err(ConfigError::check(
+                "alerts.group_wait_s",
+                format!(
+                    "must be below alerts.group_interval_s ({}): a group must page before it closes",
+                    self.group_interval_s
+                ),
+            ));
+        }
+        if self.repeat_interval_s < self.group_wait_s {
+            return Err(ConfigError::check(
+                "alerts.repeat_interval_s",
+                "must be at least alerts.group_wait_s",
+            ));
+        }
         let url = self.webhook_url.expose();
         if !url.is_empty() && !(url.starts_with("https://") || url.starts_with("http://")) {
             return Err(ConfigError::check(

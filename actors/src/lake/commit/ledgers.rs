@@ -329,3 +329,56 @@ impl DerivedCommitter {
         Ok(self.committer.commit(&mut ledger).await?.outcome)
     }
 }
+
+/// Rows of a shared append-only table (the operators' actions), identified by `append_id`:
+/// any instance may append, and an attempt whose answer was lost is found by its id in the
+/// snapshot summaries instead of being appended twice.
+struct OnceLedger<'a> {
+    table_name: &'a str,
+    append_id: &'a str,
+    rows: &'a dyn Encode,
+}
+
+const APPEND_ID: &str = "shopwatch.append-id";
+
+impl Ledger for OnceLedger<'_> {
+    fn plan(&mut self, table: &Table, attempt_id: Uuid, now: Micros) -> Result<Plan, CommitError> {
+        let landed = table.metadata().snapshots().any(|s| {
+            s.summary()
+                .additional_properties
+                .get(APPEND_ID)
+                .map(String::as_str)
+                == Some(self.append_id)
+        });
+        if landed {
+            return Ok(Plan::Landed {
+                offsets: Offsets::new(),
+            });
+        }
+        Ok(Plan::Append {
+            batch: encode(self.table_name, table, self.rows, now)?,
+            rows: self.rows.len(),
+            summary: HashMap::from([(APPEND_ID.to_string(), self.append_id.to_string())]),
+            properties: Vec::new(),
+            offsets: Offsets::new(),
+            file_prefix: format!("append-{attempt_id}"),
+        })
+    }
+}
+
+/// Append `rows` to the table of `spec` (created if missing) exactly once.
+pub async fn append_once(
+    lake: Lake,
+    spec: &TableSpec,
+    hygiene: HygieneParams,
+    append_id: &str,
+    rows: &dyn Encode,
+) -> Result<CommitOutcome, CommitError> {
+    let (mut committer, _) = Committer::open(lake, spec, hygiene).await?;
+    let mut ledger = OnceLedger {
+        table_name: spec.name,
+        append_id,
+        rows,
+    };
+    Ok(committer.commit(&mut ledger).await?.outcome)
+}

@@ -20,7 +20,8 @@ use uuid::Uuid;
 
 pub use chain::ChainState;
 pub use ledgers::{
-    offsets_key, recorded_offsets, DerivedCommitter, OffsetRule, TableBatch, TableCommitter,
+    append_once, offsets_key, recorded_offsets, DerivedCommitter, OffsetRule, TableBatch,
+    TableCommitter,
 };
 pub use offsets::{Offsets, Ranges};
 
