@@ -138,6 +138,71 @@ function renderAlerts(rows) {
   ]);
 }
 
+// ---- alert groups: state from the operators' actions, and the buttons that record them ----
+const SILENCE_S = 3600;
+function renderAlertGroups(rows) {
+  $('alert-groups-empty').hidden = rows.length > 0;
+  const body = $('alert-groups').querySelector('tbody');
+  const fresh = document.createElement('tbody');
+  for (const g of rows) {
+    const tr = document.createElement('tr');
+    tr.dataset.key = g.alert_type + '|' + g.alert_key;
+    tr.dataset.state = g.state;
+    if (g.state !== 'open') tr.className = 'muted';
+    tr.appendChild(el('td', utcTime(g.last_at)));
+    tr.appendChild(el('td', g.alert_type, 'sev-' + (g.alert_type === 'FATAL_ERROR' ? 'FATAL' : 'WARN')));
+    tr.appendChild(el('td', g.alert_key, 'wrap'));
+    tr.appendChild(el('td', g.alert_count === null ? '' : fmtInt.format(g.alert_count), 'num'));
+    tr.appendChild(el('td', utcTime(g.first_at)));
+    tr.appendChild(el('td', g.description, 'wrap'));
+    const a = g.action || {};
+    let said = 'open';
+    if (g.state === 'silenced') said = `silenced until ${utcTime(a.until)} by ${a.by}`;
+    else if (g.state === 'acknowledged') {
+      said = `acknowledged ${utcTime(a.at)} by ${a.by}`;
+      if (a.through < g.last_at) said += '; newer alerts since';
+    } else if (a.through) said = `open: newer than the acknowledgement of ${utcTime(a.through)}`;
+    if (a.note) said += ` — “${a.note}”`;
+    tr.appendChild(el('td', said, 'wrap state-' + g.state));
+    const acts = el('td', null, 'actions');
+    const button = (label, action, extra) => {
+      const b = el('button', label);
+      b.type = 'button';
+      b.dataset.action = action;
+      b.addEventListener('click', () => act(b, { action, alert_type: g.alert_type, alert_key: g.alert_key, ...extra }));
+      acts.appendChild(b);
+    };
+    if (g.state === 'silenced') button('Unsilence', 'unsilence', {});
+    else button('Silence 1 h', 'silence', { duration_s: SILENCE_S });
+    if (g.state === 'acknowledged') button('Undo acknowledge', 'unacknowledge', {});
+    else if (g.state === 'open') button('Acknowledge', 'acknowledge', { through: g.last_at * 1000 + 999 });
+    tr.appendChild(acts);
+    fresh.appendChild(tr);
+  }
+  body.replaceWith(fresh);
+}
+
+async function act(button, body) {
+  const note = $('alert-note').value.trim();
+  if (note && body.action !== 'unsilence' && body.action !== 'unacknowledge') body.note = note;
+  button.disabled = true;
+  $('alert-action-status').textContent = 'saving…';
+  try {
+    const r = await fetch('/api/alerts/actions', {
+      method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body),
+    });
+    const answer = await r.json().catch(() => ({}));
+    $('alert-action-status').textContent = r.ok
+      ? `${body.action} recorded for ${body.alert_type} ${body.alert_key}; the table follows within seconds`
+      : `not recorded: ${answer.error || r.status}`;
+    if (r.ok) $('alert-note').value = '';
+  } catch (e) {
+    $('alert-action-status').textContent = 'not recorded: the server did not answer';
+  } finally {
+    button.disabled = false;
+  }
+}
+
 function renderOrders(rows) {
   state.latestOrders = rows;
   fillTable('orders', rows, (o) => [
@@ -231,7 +296,7 @@ setInterval(() => {
 }, 500);
 
 const HANDLERS = {
-  kpis: renderKpis, series: renderSeries, alerts: renderAlerts,
+  kpis: renderKpis, series: renderSeries, alerts: renderAlerts, alert_groups: renderAlertGroups,
   latest_orders: renderOrders, latest_errors: renderErrors, health: renderHealth,
   heartbeat: () => {},
   snapshot: (d) => { for (const [k, v] of Object.entries(d)) if (HANDLERS[k] && k !== 'snapshot') HANDLERS[k](v); },

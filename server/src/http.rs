@@ -6,12 +6,13 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use shopwatch_actors::handoff::Ownership;
 use shopwatch_actors::supervision::StatusHandle;
 use shopwatch_actors::telemetry::Metrics;
 
+use crate::live::alerts::{post_action, ActionsApi};
 use crate::live::hub::{Hub, STATE_TYPES};
 use crate::live::metrics::LiveMetrics;
 use crate::live::ws::{ws_handler, WsParams, WsState};
@@ -25,6 +26,14 @@ pub struct AppState {
     pub hub: Hub,
     pub live: LiveMetrics,
     pub ws: Arc<WsParams>,
+    /// Where operators' alert actions are recorded (`None`: read-only).
+    pub actions: Option<Arc<ActionsApi>>,
+}
+
+impl axum::extract::FromRef<AppState> for Option<Arc<ActionsApi>> {
+    fn from_ref(app: &AppState) -> Self {
+        app.actions.clone()
+    }
 }
 
 impl axum::extract::FromRef<AppState> for WsState {
@@ -44,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .route("/style.css", get(style))
         .route("/ws", get(ws_handler))
         .route("/api/dashboard", get(dashboard))
+        .route("/api/alerts/actions", post(post_action))
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

@@ -24,6 +24,7 @@ use tracing::{error, info};
 
 use crate::config::Config;
 use crate::http::{router, AppState};
+use crate::live::alerts::ActionsApi;
 use crate::live::hub::{Hub, HubParams};
 use crate::live::metrics::LiveMetrics;
 use crate::live::refresher::{RefresherGroup, RefresherParams, GROUP as REFRESHER};
@@ -245,6 +246,10 @@ pub async fn run_until(
             idle_timeout: Duration::from_secs(cfg.http.ws_idle_timeout_s),
             ..WsParams::default()
         }),
+        actions: Some(Arc::new(ActionsApi {
+            lake: lake.clone(),
+            hygiene: cfg.maintenance.hygiene(),
+        })),
     };
     let listener = tokio::net::TcpListener::bind(&cfg.http.listen)
         .await

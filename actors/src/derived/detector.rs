@@ -216,7 +216,10 @@ impl DetectorState {
                 let alerts = self.evaluator.on_silence(&activity, now_micros());
                 self.commit(alerts).await?;
                 self.read_mutes().await;
-                self.page();
+                if self.page() {
+                    // Record what paged now: a restart must not page it again.
+                    self.commit_checkpoint().await?;
+                }
                 // Keep the replay after a restart short even when nothing fires.
                 if self.dirty && self.last_commit.elapsed() > self.params.checkpoint_every {
                     self.commit_checkpoint().await?;
@@ -349,18 +352,18 @@ impl DetectorState {
         self.mutes_snapshot = snapshot;
     }
 
-    /// Hand the groups' due pages to the webhook.
-    fn page(&mut self) {
+    /// Hand the groups' due pages to the webhook; true if the groups' state changed.
+    fn page(&mut self) -> bool {
         let now = now_micros();
         let mutes = &self.mutes;
         let (pages, changed) = self.grouper.due(now, &|g| mutes.mute(g, now));
-        self.dirty |= changed;
         if let Some(hook) = &self.params.webhook {
             hook.offer(&pages);
         }
         for n in &pages {
             info!(alert_type = %n.group.rule, key = %n.group.key, count = n.group.count, new = n.new_alerts, "alert group paged");
         }
+        changed
     }
 
     fn checkpoint(&self) -> Result<serde_json::Value, Error> {

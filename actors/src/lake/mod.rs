@@ -12,8 +12,8 @@ pub mod snapshot_commit;
 pub use catalog::{CatalogKind, Lake, LakeParams, PinnedCatalog};
 pub use commit::offsets::{Offsets, Ranges};
 pub use commit::{
-    CommitError, CommitOutcome, CommitReport, DerivedCommitter, OffsetRule, TableBatch,
-    TableCommitter,
+    append_once, CommitError, CommitOutcome, CommitReport, DerivedCommitter, OffsetRule,
+    TableBatch, TableCommitter,
 };
 pub use maintenance::rewrite::DataCompactionParams;
 pub use maintenance::HygieneParams;

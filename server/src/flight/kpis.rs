@@ -122,6 +122,46 @@ pub fn widen(name: &str, source: &str, namespace: &str, now_micros: i64) -> Vec<
         .collect()
 }
 
+/// Alert groups shown: per rule and key over the last 30 minutes, the newest first.
+pub const ALERT_GROUPS: usize = 20;
+/// Operators' actions read back: longer than the longest silence.
+pub const ACTIONS_LOOKBACK_S: i64 = 8 * 24 * 3600;
+
+/// The page's alert groups (count, first and last time, newest description per rule and key)
+/// and the operators' actions on them. Apart from the main set: a lake written by the seed has
+/// no `alert_key` column and no actions table, and the cards must not fail with them.
+pub fn alert_queries(source: &str, namespace: &str, now_micros: i64) -> [KpiQuery; 2] {
+    let alerts = table(source, namespace, shopwatch_actors::alerts::TABLE);
+    let by = "PARTITION BY \"alert_type\", \"alert_key\"";
+    let since = timestamp_literal(now_micros - ALERT_STEPS_S[1] * 1_000_000);
+    let groups = format!(
+        "SELECT \"alert_type\", \"alert_key\", \"alert_count\", \"first_at\", \"last_at\", \"description\" FROM (\
+         SELECT \"alert_type\", \"alert_key\", \"description\", \
+         COUNT(*) OVER ({by}) AS \"alert_count\", \
+         MIN(\"alert_timestamp\") OVER ({by}) AS \"first_at\", \
+         MAX(\"alert_timestamp\") OVER ({by}) AS \"last_at\", \
+         ROW_NUMBER() OVER ({by} ORDER BY \"alert_timestamp\" DESC, \"alert_id\" DESC) AS \"newest\" \
+         FROM {alerts} WHERE \"alert_timestamp\" > {since}) AS \"g\" \
+         WHERE \"newest\" = 1 ORDER BY \"last_at\" DESC, \"alert_type\", \"alert_key\" LIMIT {ALERT_GROUPS}"
+    );
+    let actions = format!(
+        "SELECT \"action_id\", \"action\", \"alert_type\", \"alert_key\", \"through\", \"until\", \"note\", \"actor\", \"at\" \
+         FROM {} WHERE \"at\" > {} ORDER BY \"at\", \"action_id\"",
+        table(source, namespace, shopwatch_actors::alerts::actions::TABLE),
+        timestamp_literal(now_micros - ACTIONS_LOOKBACK_S * 1_000_000),
+    );
+    [
+        KpiQuery {
+            name: "alert_groups",
+            sql: groups,
+        },
+        KpiQuery {
+            name: "alert_actions",
+            sql: actions,
+        },
+    ]
+}
+
 /// Results of the set by query name.
 pub type KpiResults = std::collections::BTreeMap<&'static str, Vec<arrow_array::RecordBatch>>;
 

@@ -273,6 +273,7 @@ pub fn rows(batches: &[RecordBatch], columns: &[(&str, Kind)]) -> Vec<Value> {
             let vals: Vec<Value> = match kind {
                 Kind::Ts => c.ts(name).into_iter().map(|v| json!(v)).collect(),
                 Kind::Float => c.f64(name).into_iter().map(|v| json!(v)).collect(),
+                Kind::Int => c.i64(name).into_iter().map(|v| json!(v)).collect(),
                 Kind::Text => c.str(name).into_iter().map(|v| json!(v)).collect(),
             };
             (*name, vals)
@@ -296,6 +297,7 @@ pub fn rows(batches: &[RecordBatch], columns: &[(&str, Kind)]) -> Vec<Value> {
 pub enum Kind {
     Ts,
     Float,
+    Int,
     Text,
 }
 

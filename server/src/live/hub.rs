@@ -13,10 +13,11 @@ use tokio::sync::Notify;
 use super::metrics::LiveMetrics;
 
 /// Message types the hub keeps for snapshots, in the order a snapshot lists them.
-pub const STATE_TYPES: [&str; 7] = [
+pub const STATE_TYPES: [&str; 8] = [
     "kpis",
     "series",
     "alerts",
+    "alert_groups",
     "latest_orders",
     "latest_errors",
     "health",

@@ -1,6 +1,7 @@
 //! The live side of the dashboard: the KPI refresher reads the lake through Flight SQL and a
 //! hub pushes what it found to every websocket client.
 
+pub mod alerts;
 pub mod dashboard;
 pub mod health;
 pub mod hub;

@@ -14,6 +14,7 @@ use shopwatch_actors::supervision::{ChildSpecs, Progress, Spawner, StatusHandle}
 use shopwatch_actors::telemetry::Metrics;
 use tracing::{debug, warn};
 
+use super::alerts;
 use super::dashboard::{self, ALERT_COLUMNS, ERROR_COLUMNS, ORDER_COLUMNS};
 use super::health::{health, QueryHealth};
 use super::hub::Hub;
@@ -233,7 +234,28 @@ impl RefresherState {
         hub.publish_changed("alerts", json!(alerts));
         hub.publish_changed("latest_orders", json!(latest_orders));
         hub.publish_changed("latest_errors", json!(latest_errors));
+        self.refresh_alert_groups(now).await;
         Ok(())
+    }
+
+    /// The alert groups and the operators' word on them. A failure here (a seed lake without
+    /// `alert_key` or the actions table) leaves the groups out, not the cards.
+    async fn refresh_alert_groups(&mut self, now: i64) {
+        let t = self.p.target.clone();
+        let [groups, actions] = kpis::alert_queries(&t.source, &t.namespace, now);
+        let Ok(client) = self.client().await else {
+            return;
+        };
+        let found = match client.query_all(&[groups.sql, actions.sql]).await {
+            Ok(found) => found,
+            Err(e) => {
+                debug!(error = %format!("{e:#}"), "alert groups not available");
+                return;
+            }
+        };
+        let (groups, actions) = (&found[0], &found[1]);
+        let rows = alerts::groups(groups, &alerts::actions_from(actions), now);
+        self.p.hub.publish_changed("alert_groups", json!(rows));
     }
 }
 
@@ -360,6 +382,7 @@ mod tests {
             if restart.is_none() {
                 // /readyz says why, and is not ready.
                 let app = router(AppState {
+                    actions: None,
                     metrics: metrics.clone(),
                     ownership: shopwatch_actors::handoff::Ownership::solo(),
                     pipelines: Arc::new(groups.status_handles()),
