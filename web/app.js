@@ -138,9 +138,31 @@ function renderAlerts(rows) {
   ]);
 }
 
+// ---- who is looking: viewers see no buttons; state changes carry the session's CSRF token ----
+const session = { auth: false, user: null, role: 'operator', csrf: null };
+async function loadSession() {
+  try {
+    const r = await fetch('/api/session');
+    if (r.status === 401) { location.href = '/login'; return; }
+    Object.assign(session, await r.json());
+  } catch { return; }
+  if (!session.auth) return;
+  const who = $('who');
+  who.hidden = false;
+  who.querySelector('span').textContent = `${session.user} (${session.role})`;
+  if (session.role !== 'operator') $('alert-note').closest('p').hidden = true;
+  if (lastAlertGroups) renderAlertGroups(lastAlertGroups);
+}
+async function logout() {
+  await fetch('/logout', { method: 'POST', headers: { 'X-CSRF-Token': session.csrf || '' } }).catch(() => {});
+  location.href = '/login';
+}
+
 // ---- alert groups: state from the operators' actions, and the buttons that record them ----
+let lastAlertGroups = null;
 const SILENCE_S = 3600;
 function renderAlertGroups(rows) {
+  lastAlertGroups = rows;
   $('alert-groups-empty').hidden = rows.length > 0;
   const body = $('alert-groups').querySelector('tbody');
   const fresh = document.createElement('tbody');
@@ -166,6 +188,7 @@ function renderAlertGroups(rows) {
     tr.appendChild(el('td', said, 'wrap state-' + g.state));
     const acts = el('td', null, 'actions');
     const button = (label, action, extra) => {
+      if (session.role !== 'operator') return;
       const b = el('button', label);
       b.type = 'button';
       b.dataset.action = action;
@@ -188,9 +211,9 @@ async function act(button, body) {
   button.disabled = true;
   $('alert-action-status').textContent = 'saving…';
   try {
-    const r = await fetch('/api/alerts/actions', {
-      method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body),
-    });
+    const headers = { 'Content-Type': 'application/json' };
+    if (session.csrf) headers['X-CSRF-Token'] = session.csrf;
+    const r = await fetch('/api/alerts/actions', { method: 'POST', headers, body: JSON.stringify(body) });
     const answer = await r.json().catch(() => ({}));
     $('alert-action-status').textContent = r.ok
       ? `${body.action} recorded for ${body.alert_type} ${body.alert_key}; the table follows within seconds`
@@ -333,4 +356,6 @@ function connect() {
   };
   ws.onerror = () => { /* onclose follows and schedules the retry */ };
 }
+$('logout').addEventListener('click', logout);
+loadSession();
 connect();

@@ -12,6 +12,8 @@ use shopwatch_actors::handoff::Ownership;
 use shopwatch_actors::supervision::StatusHandle;
 use shopwatch_actors::telemetry::Metrics;
 
+use crate::auth::http as auth_http;
+use crate::auth::Auth;
 use crate::live::alerts::{post_action, ActionsApi};
 use crate::live::hub::{Hub, STATE_TYPES};
 use crate::live::metrics::LiveMetrics;
@@ -28,6 +30,14 @@ pub struct AppState {
     pub ws: Arc<WsParams>,
     /// Where operators' alert actions are recorded (`None`: read-only).
     pub actions: Option<Arc<ActionsApi>>,
+    /// Logins, tokens and roles (`None`: no auth configured, loopback only).
+    pub auth: Option<Arc<Auth>>,
+}
+
+impl axum::extract::FromRef<AppState> for Option<Arc<Auth>> {
+    fn from_ref(app: &AppState) -> Self {
+        app.auth.clone()
+    }
 }
 
 impl axum::extract::FromRef<AppState> for Option<Arc<ActionsApi>> {
@@ -47,6 +57,7 @@ impl axum::extract::FromRef<AppState> for WsState {
 }
 
 pub fn router(state: AppState) -> Router {
+    let gate = axum::middleware::from_fn_with_state(state.auth.clone(), auth_http::gate);
     Router::new()
         .route("/", get(index))
         .route("/app.js", get(script))
@@ -57,6 +68,10 @@ pub fn router(state: AppState) -> Router {
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/login", get(auth_http::login_page).post(auth_http::login))
+        .route("/logout", post(auth_http::logout))
+        .route("/api/session", get(auth_http::session))
+        .layer(gate)
         .with_state(state)
 }
 

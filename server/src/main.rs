@@ -1,5 +1,6 @@
 //! The `shopwatch` binary: real-time e-commerce monitoring from Kafka into Iceberg.
 
+mod auth;
 mod bench;
 mod bootstrap;
 mod cli;
@@ -61,6 +62,11 @@ enum Command {
     Drill(cli::drill::DrillArgs),
     /// GET a URL and exit 0 on a 2xx answer (the container healthcheck; no curl in the image).
     Probe(cli::probe::ProbeArgs),
+    /// Logins and tokens: hash a password, make a bearer token.
+    Auth {
+        #[command(subcommand)]
+        command: cli::auth::AuthCommand,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -123,5 +129,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Drill(args) => cli::drill::run(args, &ctx).await,
         Command::Probe(args) => cli::probe::run(args).await,
         Command::Config { command } => cli::config::run(command, &ctx).await,
+        Command::Auth { command } => cli::auth::run(command),
     }
 }

@@ -120,6 +120,8 @@ pub fn flight_params(cfg: &Config) -> anyhow::Result<crate::flight::FlightParams
         token_ttl: Duration::from_secs(cfg.flight.token_ttl_s),
         source: cfg.flight.source.clone(),
         namespace: cfg.lake.namespace.clone(),
+        users: None,
+        tls: cfg.tls.enabled().then(|| cfg.tls.clone()),
     })
 }
 
@@ -192,14 +194,14 @@ pub async fn run_until(
     )
     .await?;
     let flight_stop = Arc::new(tokio::sync::Notify::new());
+    let auth = crate::auth::Auth::from_config(&cfg.auth, cfg.tls.enabled()).map(Arc::new);
     let flight = if cfg.flight.enabled {
         let stop = flight_stop.clone();
-        Some(
-            crate::flight::serve(flight_params(&cfg)?, reader, async move {
-                stop.notified().await
-            })
-            .await?,
-        )
+        let params = crate::flight::FlightParams {
+            users: auth.clone(),
+            ..flight_params(&cfg)?
+        };
+        Some(crate::flight::serve(params, reader, async move { stop.notified().await }).await?)
     } else {
         None
     };
@@ -234,6 +236,11 @@ pub async fn run_until(
         .await
         .context("starting the KPI refresher")?;
     let heartbeat = spawn_heartbeat(hub.clone(), Duration::from_secs(10));
+    let tls = if cfg.tls.enabled() {
+        Some(crate::auth::tls::acceptor(&cfg.tls)?)
+    } else {
+        None
+    };
     let state = AppState {
         metrics,
         ownership,
@@ -250,6 +257,7 @@ pub async fn run_until(
             lake: lake.clone(),
             hygiene: cfg.maintenance.hygiene(),
         })),
+        auth: auth.clone(),
     };
     let listener = tokio::net::TcpListener::bind(&cfg.http.listen)
         .await
@@ -259,10 +267,6 @@ pub async fn run_until(
     let http_stop2 = http_stop.clone();
     // No Nagle delay on pushes; a small send buffer so a client that stops reading backs up
     // into its outbox (and is skipped or dropped) within seconds, not after megabytes.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-        let _ = socket2::SockRef::from(&*tcp).set_send_buffer_size(64 * 1024);
-    });
     let mut app = router(state);
     if cfg.drill.enabled {
         tracing::warn!("drill endpoint enabled: /drill/* injects faults (bearer token required)");
@@ -273,11 +277,26 @@ pub async fn run_until(
             },
         ));
     }
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
+    let server = match tls {
+        Some(acceptor) => tokio::spawn(async move {
+            crate::auth::tls::serve(listener, acceptor, app, async move {
+                http_stop2.notified().await
+            })
+            .await
+        }),
+        None => tokio::spawn(async move {
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+                let _ = socket2::SockRef::from(&*tcp).set_send_buffer_size(64 * 1024);
+            });
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
             .with_graceful_shutdown(async move { http_stop2.notified().await })
             .await
-    });
+        }),
+    };
 
     let mut exit_code = 0;
     tokio::pin!(stop);

@@ -1,5 +1,6 @@
 //! The command line: one file per command, each with its arguments and its `run`.
 
+pub mod auth;
 pub mod bench;
 pub mod bootstrap;
 pub mod broker;

@@ -233,6 +233,8 @@ pub struct QueryTarget {
     pub source: String,
     pub namespace: String,
     pub timeout: std::time::Duration,
+    /// The embedded server under `[tls]`: its certificate is the trust root.
+    pub tls: Option<crate::flight::client::ClientTls>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -336,6 +338,7 @@ impl super::Config {
                 source,
                 namespace,
                 timeout,
+                tls: None,
             },
             QueryBackend::Embedded => {
                 // A wildcard listener is reached on loopback.
@@ -351,6 +354,17 @@ impl super::Config {
                     source,
                     namespace,
                     timeout,
+                    tls: self
+                        .tls
+                        .enabled()
+                        .then(|| crate::flight::client::ClientTls {
+                            ca_pem: std::fs::read(&self.tls.cert_file).unwrap_or_default(),
+                            domain: if self.tls.server_name.is_empty() {
+                                "localhost".into()
+                            } else {
+                                self.tls.server_name.clone()
+                            },
+                        }),
                 }
             }
         }

@@ -2,6 +2,7 @@
 //! env < command-line flags. Every layer is checked for unknown keys, named in the error; every
 //! value error names its key. One file per group of sections; secrets are [`Secret`]s.
 
+mod auth;
 mod derived;
 mod kafka;
 mod lake;
@@ -16,6 +17,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use toml::{Table, Value};
 
+pub use auth::{AuthConfig, Role, TlsConfig};
+#[cfg(test)]
+pub use auth::{TokenConfig, UserConfig};
 pub use derived::{AlertsConfig, WindowsConfig};
 pub use kafka::{KafkaConfig, TopicsConfig};
 pub use lake::LakeConfig;
@@ -42,6 +46,8 @@ pub struct Config {
     pub flight: FlightConfig,
     pub query: QueryConfig,
     pub drill: DrillConfig,
+    pub auth: AuthConfig,
+    pub tls: TlsConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +79,13 @@ impl ConfigError {
 pub const PROFILES: [(&str, &str); 1] = [("compose", include_str!("../../profiles/compose.toml"))];
 
 /// Free-form maps whose keys are not checked.
-const OPEN_MAPS: [&str; 2] = ["kafka.extra", "lake.rest_props"];
+/// (Users and tokens are checked by their own types when the merged result is read.)
+const OPEN_MAPS: [&str; 4] = [
+    "kafka.extra",
+    "lake.rest_props",
+    "auth.users",
+    "auth.tokens",
+];
 
 /// Flags given on the command line, as `section.key = value` overrides.
 pub type Overrides = Vec<(&'static str, Value)>;
@@ -261,7 +273,8 @@ impl Config {
         self.maintenance.validate()?;
         self.windows.validate()?;
         self.alerts.validate()?;
-        self.validate_live()
+        self.validate_live()?;
+        self.validate_access()
     }
 
     /// TOML of the effective configuration with every secret replaced.

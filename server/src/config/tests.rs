@@ -194,11 +194,62 @@ fn query_backend_is_checked_and_resolved() {
             ("SHOPWATCH_FLIGHT__LISTEN", "0.0.0.0:32011"),
             ("SHOPWATCH_FLIGHT__USERNAME", "u"),
             ("SHOPWATCH_FLIGHT__PASSWORD", "p"),
+            // Off loopback, logins are required (see the access test below).
+            ("SHOPWATCH_AUTH__TOKENS__CI__ROLE", "viewer"),
+            ("SHOPWATCH_AUTH__TOKENS__CI__SHA256", SHA),
         ]),
         vec![],
     )
     .unwrap();
     assert_eq!(c.query_target().addr, "127.0.0.1:32011");
+}
+
+const SHA: &str = "bca0cf990be1825c6e925c7dac95fd88f52175d4cddb058654290ad458ed15b5";
+
+#[test]
+fn off_loopback_needs_auth_and_auth_is_checked_key_by_key() {
+    let fails = |vars: &[(&str, &str)]| load(None, &env(vars), vec![]).unwrap_err().to_string();
+    // The page on every address without a login: refused, naming the key to set.
+    let e = fails(&[("SHOPWATCH_HTTP__LISTEN", "0.0.0.0:8080")]);
+    assert!(e.contains("auth.users") && e.contains("http.listen = 0.0.0.0:8080"), "{e}");
+    let e = fails(&[
+        ("SHOPWATCH_FLIGHT__LISTEN", "10.1.2.3:32010"),
+        ("SHOPWATCH_FLIGHT__PASSWORD", "not-the-seed"),
+    ]);
+    assert!(e.contains("auth.users") && e.contains("flight.listen"), "{e}");
+    // A user needs an argon2 hash, never a password; a token its SHA-256.
+    let e = fails(&[
+        ("SHOPWATCH_AUTH__USERS__ANA__ROLE", "operator"),
+        ("SHOPWATCH_AUTH__USERS__ANA__PASSWORD_HASH", "hunter2hunter2"),
+    ]);
+    assert!(e.contains("auth.users.ana.password_hash") && !e.contains("hunter2"), "{e}");
+    let e = fails(&[
+        ("SHOPWATCH_AUTH__USERS__ANA__ROLE", "admin"),
+        ("SHOPWATCH_AUTH__USERS__ANA__PASSWORD_HASH", "x"),
+    ]);
+    assert!(e.contains("auth.users.ana.role"), "{e}");
+    let e = fails(&[
+        ("SHOPWATCH_AUTH__TOKENS__CI__ROLE", "viewer"),
+        ("SHOPWATCH_AUTH__TOKENS__CI__SHA256", "abc"),
+    ]);
+    assert!(e.contains("auth.tokens.ci.sha256"), "{e}");
+    let e = fails(&[("SHOPWATCH_TLS__CERT_FILE", "/etc/hostname")]);
+    assert!(e.contains("tls.key_file"), "{e}");
+    // With a user, every address is fine.
+    let hash = crate::auth::hash_password("a long password").unwrap();
+    let c = load(
+        None,
+        &env(&[
+            ("SHOPWATCH_HTTP__LISTEN", "0.0.0.0:8080"),
+            ("SHOPWATCH_AUTH__USERS__ANA__ROLE", "operator"),
+            ("SHOPWATCH_AUTH__USERS__ANA__PASSWORD_HASH", &hash),
+        ]),
+        vec![],
+    )
+    .unwrap();
+    assert_eq!(c.auth.users["ana"].role, crate::config::Role::Operator);
+    // `config check` never prints the hash.
+    assert!(!c.redacted_toml().contains(&hash));
 }
 
 #[test]

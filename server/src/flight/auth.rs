@@ -24,6 +24,8 @@ pub struct Auth {
     password: String,
     ttl: Duration,
     tokens: Mutex<HashMap<String, Instant>>,
+    /// The page's logins and tokens (`[auth]`), accepted besides the credential above.
+    users: Option<std::sync::Arc<crate::auth::Auth>>,
 }
 
 /// The one answer to any authentication failure: no detail about what was wrong.
@@ -43,7 +45,13 @@ impl Auth {
             password,
             ttl,
             tokens: Mutex::new(HashMap::new()),
+            users: None,
         }
+    }
+
+    pub fn with_users(mut self, users: Option<std::sync::Arc<crate::auth::Auth>>) -> Self {
+        self.users = users;
+        self
     }
 
     /// Check `Basic base64(user:pass)`; on success, a new bearer token.
@@ -56,6 +64,13 @@ impl Auth {
         let (user, pass) = text.split_once(':').ok_or_else(unauthenticated)?;
         // Evaluate both comparisons so timing does not tell which one failed.
         let ok = ct_eq(user, &self.username) & ct_eq(pass, &self.password);
+        // Otherwise one of the page's users (argon2, rate-limited like the page's login; a
+        // handshake is once per token lifetime, so its cost is paid rarely).
+        let ok = ok
+            || self
+                .users
+                .as_ref()
+                .is_some_and(|u| u.verify(user, pass, None).is_ok());
         if !ok {
             return Err(unauthenticated());
         }
@@ -87,7 +102,13 @@ impl Auth {
                     .iter()
                     .any(|(t, expires)| ct_eq(t, token) && *expires > now)
             });
-            return if valid {
+            // A script's bearer token from `[auth.tokens]` works here as on the page.
+            let script = || {
+                self.users
+                    .as_ref()
+                    .is_some_and(|u| u.bearer(token).is_some())
+            };
+            return if valid || script() {
                 Ok(None)
             } else {
                 Err(unauthenticated())

@@ -17,6 +17,13 @@ pub struct FlightQueryClient {
     password: String,
 }
 
+/// TLS to a Flight server whose certificate is checked against `ca_pem` for `domain`.
+#[derive(Clone, Debug)]
+pub struct ClientTls {
+    pub ca_pem: Vec<u8>,
+    pub domain: String,
+}
+
 impl FlightQueryClient {
     pub async fn connect(
         addr: &str,
@@ -24,15 +31,38 @@ impl FlightQueryClient {
         password: &str,
         timeout: Duration,
     ) -> anyhow::Result<Self> {
+        Self::connect_with(addr, username, password, timeout, None).await
+    }
+
+    pub async fn connect_with(
+        addr: &str,
+        username: &str,
+        password: &str,
+        timeout: Duration,
+        tls: Option<&ClientTls>,
+    ) -> anyhow::Result<Self> {
+        let scheme = if tls.is_some() { "https://" } else { "http://" };
         let uri = if addr.contains("://") {
             addr.replace("grpc+tcp://", "http://")
+                .replace("grpc+tls://", "https://")
         } else {
-            format!("http://{addr}")
+            format!("{scheme}{addr}")
         };
-        let channel = Endpoint::from_shared(uri.clone())
+        let mut endpoint = Endpoint::from_shared(uri.clone())
             .with_context(|| format!("Flight address {addr}"))?
             .connect_timeout(timeout)
-            .timeout(timeout)
+            .timeout(timeout);
+        if let Some(t) = tls {
+            crate::auth::tls::install_provider();
+            endpoint = endpoint
+                .tls_config(
+                    tonic::transport::ClientTlsConfig::new()
+                        .ca_certificate(tonic::transport::Certificate::from_pem(&t.ca_pem))
+                        .domain_name(t.domain.clone()),
+                )
+                .with_context(|| format!("TLS to Flight SQL at {addr}"))?;
+        }
+        let channel = endpoint
             .connect()
             .await
             .with_context(|| format!("connecting to Flight SQL at {addr}"))?;

@@ -28,6 +28,10 @@ pub struct FlightParams {
     pub token_ttl: Duration,
     pub source: String,
     pub namespace: String,
+    /// The page's users and tokens, accepted here too (`None`: only the credential above).
+    pub users: Option<Arc<crate::auth::Auth>>,
+    /// Serve over TLS from these PEM files.
+    pub tls: Option<crate::config::TlsConfig>,
 }
 
 /// Bind and serve until `stop` resolves.
@@ -37,11 +41,10 @@ pub async fn serve(
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let engine = Arc::new(QueryEngine::new(catalog, &params.source, &params.namespace).await?);
-    let auth = Arc::new(auth::Auth::new(
-        params.username,
-        params.password,
-        params.token_ttl,
-    ));
+    let auth = Arc::new(
+        auth::Auth::new(params.username, params.password, params.token_ttl)
+            .with_users(params.users.clone()),
+    );
     let gate = gate::Gate {
         inner: Arc::new(service::FlightSql::new(engine, auth)),
     };
@@ -62,8 +65,22 @@ pub async fn serve(
         })
     });
     info!(flight = %params.listen, source = %params.source, "Flight SQL server listening");
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &params.tls {
+        crate::auth::tls::install_provider();
+        let read = |p: &std::path::Path, key: &str| {
+            std::fs::read(p).with_context(|| format!("{key} {}: reading", p.display()))
+        };
+        let identity = tonic::transport::Identity::from_pem(
+            read(&tls.cert_file, "tls.cert_file")?,
+            read(&tls.key_file, "tls.key_file")?,
+        );
+        builder = builder
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .context("tls.cert_file / tls.key_file for Flight SQL")?;
+    }
     Ok(tokio::spawn(async move {
-        if let Err(e) = tonic::transport::Server::builder()
+        if let Err(e) = builder
             .add_service(FlightServiceServer::new(gate).max_decoding_message_size(16 << 20))
             .serve_with_incoming_shutdown(incoming, stop)
             .await

@@ -18,6 +18,7 @@ use shopwatch_actors::lake::{append_once, HygieneParams, Lake};
 use tracing::{info, warn};
 
 use super::dashboard::{rows, Kind as Col};
+use crate::auth::http::{local, Caller};
 
 pub const GROUP_COLUMNS: [(&str, Col); 6] = [
     ("alert_type", Col::Text),
@@ -120,15 +121,7 @@ fn same_site(headers: &HeaderMap) -> Result<(), &'static str> {
     if !json {
         return Err("send the action as Content-Type: application/json");
     }
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-        let origin = origin.to_str().unwrap_or_default();
-        let same = host
-            .is_some_and(|h| origin == format!("http://{h}") || origin == format!("https://{h}"));
-        if !same {
-            return Err("cross-site request refused");
-        }
-    }
+    crate::auth::http::same_origin(headers)?;
     Ok(())
 }
 
@@ -136,6 +129,7 @@ fn same_site(headers: &HeaderMap) -> Result<(), &'static str> {
 /// "alert_type", "alert_key", "through"?, "duration_s"?, "note"?}`.
 pub async fn post_action(
     State(api): State<Option<Arc<ActionsApi>>>,
+    caller: Option<axum::Extension<Caller>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -155,8 +149,9 @@ pub async fn post_action(
     let rules: Vec<&str> = RULES.iter().map(|r| r.name).collect();
     let now = chrono::Utc::now().timestamp_micros();
     let id = uuid::Uuid::now_v7().to_string();
-    // Until logins exist (issue 23, access), everyone on the page is the same operator.
-    let action = match Action::from_request(&req, &rules, "operator", id.clone(), now) {
+    // Without auth (loopback only) everyone is the local operator.
+    let actor = caller.map_or_else(|| local().principal.name, |c| c.0.principal.name);
+    let action = match Action::from_request(&req, &rules, &actor, id.clone(), now) {
         Ok(a) => a,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
     };
@@ -171,7 +166,7 @@ pub async fn post_action(
     .await
     {
         Ok(_) => {
-            info!(action = action.kind.as_str(), alert_type = %action.rule, key = %action.key, "alert action recorded");
+            info!(action = action.kind.as_str(), alert_type = %action.rule, key = %action.key, actor = %action.actor, "alert action recorded");
             (
                 StatusCode::CREATED,
                 Json(json!({

@@ -197,8 +197,14 @@ impl RefresherState {
         if self.client.is_none() {
             let t = &self.p.target;
             self.client = Some(
-                FlightQueryClient::connect(&t.addr, &t.username, t.password.expose(), t.timeout)
-                    .await?,
+                FlightQueryClient::connect_with(
+                    &t.addr,
+                    &t.username,
+                    t.password.expose(),
+                    t.timeout,
+                    t.tls.as_ref(),
+                )
+                .await?,
             );
         }
         self.client
@@ -288,6 +294,7 @@ mod tests {
                 source: "s".into(),
                 namespace: "ns".into(),
                 timeout: Duration::from_millis(200),
+                tls: None,
             },
             refresh: Duration::from_millis(500),
             min_interval: Duration::from_millis(100),
@@ -383,6 +390,7 @@ mod tests {
                 // /readyz says why, and is not ready.
                 let app = router(AppState {
                     actions: None,
+                    auth: None,
                     metrics: metrics.clone(),
                     ownership: shopwatch_actors::handoff::Ownership::solo(),
                     pipelines: Arc::new(groups.status_handles()),
