@@ -55,12 +55,16 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-/// A browser names the page a request came from; it must be this server's own.
-pub fn same_origin(headers: &HeaderMap) -> Result<(), &'static str> {
+/// A browser names the page a request came from; it must be this server's own (the `Host`
+/// header, or over HTTP/2 the URI's authority).
+pub fn same_origin(headers: &HeaderMap, uri: &axum::http::Uri) -> Result<(), &'static str> {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return Ok(()); // scripts send none
     };
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()));
     let origin = origin.to_str().unwrap_or_default();
     let same =
         host.is_some_and(|h| origin == format!("http://{h}") || origin == format!("https://{h}"));
@@ -185,7 +189,7 @@ pub async fn login(State(auth): State<Option<Arc<Auth>>>, req: Request) -> Respo
     let Some(auth) = auth else {
         return Redirect::to("/").into_response();
     };
-    if let Err(e) = same_origin(req.headers()) {
+    if let Err(e) = same_origin(req.headers(), req.uri()) {
         return json_error(StatusCode::FORBIDDEN, e);
     }
     let peer = req

@@ -83,6 +83,10 @@ mod tests {
             "the oldest failure left the window"
         );
         l.fail("alice", t0 + s(60));
-        assert_eq!(l.check("alice", t0 + s(60)), Err(s(1)), "full again until the next leaves");
+        assert_eq!(
+            l.check("alice", t0 + s(60)),
+            Err(s(1)),
+            "full again until the next leaves"
+        );
     }
 }

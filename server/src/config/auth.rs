@@ -125,13 +125,25 @@ pub struct TlsConfig {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
     /// The name the certificate is for, as this process's own Flight client checks it when
-    /// it reads its own Flight server (the dashboard's queries).
+    /// it reads its own Flight server (the dashboard's queries); default `localhost`.
     pub server_name: String,
+    /// What that client trusts (PEM); default `cert_file` itself (a self-signed certificate).
+    /// Set it to the issuing CA when the certificate is not self-signed.
+    pub ca_file: PathBuf,
 }
 
 impl TlsConfig {
     pub fn enabled(&self) -> bool {
         !self.cert_file.as_os_str().is_empty()
+    }
+
+    /// The trust root of this process's own Flight client.
+    pub fn trust_file(&self) -> &std::path::Path {
+        if self.ca_file.as_os_str().is_empty() {
+            &self.cert_file
+        } else {
+            &self.ca_file
+        }
     }
 
     fn validate(&self) -> Result<(), ConfigError> {

@@ -358,7 +358,7 @@ impl super::Config {
                         .tls
                         .enabled()
                         .then(|| crate::flight::client::ClientTls {
-                            ca_pem: std::fs::read(&self.tls.cert_file).unwrap_or_default(),
+                            ca_pem: std::fs::read(self.tls.trust_file()).unwrap_or_default(),
                             domain: if self.tls.server_name.is_empty() {
                                 "localhost".into()
                             } else {

@@ -211,18 +211,30 @@ fn off_loopback_needs_auth_and_auth_is_checked_key_by_key() {
     let fails = |vars: &[(&str, &str)]| load(None, &env(vars), vec![]).unwrap_err().to_string();
     // The page on every address without a login: refused, naming the key to set.
     let e = fails(&[("SHOPWATCH_HTTP__LISTEN", "0.0.0.0:8080")]);
-    assert!(e.contains("auth.users") && e.contains("http.listen = 0.0.0.0:8080"), "{e}");
+    assert!(
+        e.contains("auth.users") && e.contains("http.listen = 0.0.0.0:8080"),
+        "{e}"
+    );
     let e = fails(&[
         ("SHOPWATCH_FLIGHT__LISTEN", "10.1.2.3:32010"),
         ("SHOPWATCH_FLIGHT__PASSWORD", "not-the-seed"),
     ]);
-    assert!(e.contains("auth.users") && e.contains("flight.listen"), "{e}");
+    assert!(
+        e.contains("auth.users") && e.contains("flight.listen"),
+        "{e}"
+    );
     // A user needs an argon2 hash, never a password; a token its SHA-256.
     let e = fails(&[
         ("SHOPWATCH_AUTH__USERS__ANA__ROLE", "operator"),
-        ("SHOPWATCH_AUTH__USERS__ANA__PASSWORD_HASH", "hunter2hunter2"),
+        (
+            "SHOPWATCH_AUTH__USERS__ANA__PASSWORD_HASH",
+            "hunter2hunter2",
+        ),
     ]);
-    assert!(e.contains("auth.users.ana.password_hash") && !e.contains("hunter2"), "{e}");
+    assert!(
+        e.contains("auth.users.ana.password_hash") && !e.contains("hunter2"),
+        "{e}"
+    );
     let e = fails(&[
         ("SHOPWATCH_AUTH__USERS__ANA__ROLE", "admin"),
         ("SHOPWATCH_AUTH__USERS__ANA__PASSWORD_HASH", "x"),

@@ -113,7 +113,7 @@ fn refuse(code: StatusCode, error: impl Into<String>) -> Response {
 
 /// A browser only sends a JSON body cross-site after a CORS preflight we never answer, and its
 /// `Origin` names the page it came from: both together keep other sites from acting here.
-fn same_site(headers: &HeaderMap) -> Result<(), &'static str> {
+fn same_site(headers: &HeaderMap, uri: &axum::http::Uri) -> Result<(), &'static str> {
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -121,7 +121,7 @@ fn same_site(headers: &HeaderMap) -> Result<(), &'static str> {
     if !json {
         return Err("send the action as Content-Type: application/json");
     }
-    crate::auth::http::same_origin(headers)?;
+    crate::auth::http::same_origin(headers, uri)?;
     Ok(())
 }
 
@@ -130,6 +130,7 @@ fn same_site(headers: &HeaderMap) -> Result<(), &'static str> {
 pub async fn post_action(
     State(api): State<Option<Arc<ActionsApi>>>,
     caller: Option<axum::Extension<Caller>>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -139,7 +140,7 @@ pub async fn post_action(
             "no lake to record actions in",
         );
     };
-    if let Err(e) = same_site(&headers) {
+    if let Err(e) = same_site(&headers, &uri) {
         return refuse(StatusCode::FORBIDDEN, e);
     }
     let req: Request = match serde_json::from_slice(&body) {
@@ -288,14 +289,21 @@ mod tests {
 
     #[test]
     fn only_same_site_json_may_act() {
+        let uri: axum::http::Uri = "/api/alerts/actions".parse().unwrap();
         let mut h = HeaderMap::new();
-        assert!(same_site(&h).is_err(), "a form post has no JSON type");
+        assert!(same_site(&h, &uri).is_err(), "a form post has no JSON type");
         h.insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
-        assert!(same_site(&h).is_ok(), "scripts send no Origin");
+        assert!(same_site(&h, &uri).is_ok(), "scripts send no Origin");
         h.insert(header::HOST, "127.0.0.1:8080".parse().unwrap());
         h.insert(header::ORIGIN, "http://127.0.0.1:8080".parse().unwrap());
-        assert!(same_site(&h).is_ok());
+        assert!(same_site(&h, &uri).is_ok());
         h.insert(header::ORIGIN, "https://evil.example".parse().unwrap());
-        assert_eq!(same_site(&h), Err("cross-site request refused"));
+        assert_eq!(same_site(&h, &uri), Err("cross-site request refused"));
+        // HTTP/2 has no Host header: the authority is the URI's.
+        h.remove(header::HOST);
+        h.insert(header::ORIGIN, "https://localhost:8443".parse().unwrap());
+        let h2: axum::http::Uri = "https://localhost:8443/api/alerts/actions".parse().unwrap();
+        assert!(same_site(&h, &h2).is_ok());
+        assert!(same_site(&h, &uri).is_err());
     }
 }

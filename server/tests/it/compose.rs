@@ -22,8 +22,18 @@ fn dotenv(text: &str) -> HashMap<String, String> {
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .map(|(k, v)| (k.trim().to_string(), unquote(v.trim()).to_string()))
         .collect()
+}
+
+/// Compose takes a quoted value's inside (single quotes: literally, `$` included).
+fn unquote(v: &str) -> &str {
+    for q in ['\'', '"'] {
+        if v.len() >= 2 && v.starts_with(q) && v.ends_with(q) {
+            return &v[1..v.len() - 1];
+        }
+    }
+    v
 }
 
 /// Resolve `${VAR}` / `${VAR:-default}` as compose does (`$$` is a literal `$`).
@@ -396,7 +406,12 @@ fn compose_profile_and_env_pass_shopwatchs_own_config_check() {
     ] {
         assert!(text.contains(line), "missing {line} in\n{text}");
     }
-    // Secrets from .env are redacted in the printout.
+    // Secrets from .env are redacted in the printout (the login's hash too).
+    assert!(
+        text.contains("[auth.users.admin]") && text.contains("role = \"operator\""),
+        "{text}"
+    );
+    assert!(!text.contains(env["SHOPWATCH_ADMIN_PASSWORD_HASH"].as_str()));
     let secret = &env["MINIO_ROOT_PASSWORD"];
     assert!(!text.contains(secret.as_str()));
     assert!(!text.contains(env["DREMIO_PASSWORD"].as_str()));

@@ -1,6 +1,7 @@
 //! End-to-end tests against the real broker process (Tansu via `shopwatch broker`), the real
 //! `shopwatch run` process, and an independent reader (pyiceberg: its SqlCatalog, or the REST catalog of a real SeaweedFS).
 
+mod access;
 mod alerts;
 mod bootstrap;
 mod compose;
