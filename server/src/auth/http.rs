@@ -148,7 +148,7 @@ pub async fn gate(State(auth): State<Option<Arc<Auth>>>, mut req: Request, next:
 }
 
 const LOGIN_CSP: &str =
-    "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'";
+    "default-src 'none'; img-src data:; style-src 'self'; form-action 'self'; frame-ancestors 'none'";
 
 pub async fn login_page(axum::extract::RawQuery(q): axum::extract::RawQuery) -> Response {
     let page = include_str!("../../../web/login.html");

@@ -144,9 +144,13 @@ pub fn alert_queries(source: &str, namespace: &str, now_micros: i64) -> [KpiQuer
          FROM {alerts} WHERE \"alert_timestamp\" > {since}) AS \"g\" \
          WHERE \"newest\" = 1 ORDER BY \"last_at\" DESC, \"alert_type\", \"alert_key\" LIMIT {ALERT_GROUPS}"
     );
+    let columns: Vec<String> = shopwatch_actors::alerts::actions::COLUMNS
+        .iter()
+        .map(|c| format!("\"{}\"", c.name))
+        .collect();
     let actions = format!(
-        "SELECT \"action_id\", \"action\", \"alert_type\", \"alert_key\", \"through\", \"until\", \"note\", \"actor\", \"at\" \
-         FROM {} WHERE \"at\" > {} ORDER BY \"at\", \"action_id\"",
+        "SELECT {} FROM {} WHERE \"at\" > {} ORDER BY \"at\", \"action_id\"",
+        columns.join(", "),
         table(source, namespace, shopwatch_actors::alerts::actions::TABLE),
         timestamp_literal(now_micros - ACTIONS_LOOKBACK_S * 1_000_000),
     );

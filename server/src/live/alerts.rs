@@ -15,6 +15,7 @@ use shopwatch_actors::alerts::actions::{self, Action, Actions, Kind, Mutes, Requ
 use shopwatch_actors::alerts::RULES;
 use shopwatch_actors::events::Micros;
 use shopwatch_actors::lake::{append_once, HygieneParams, Lake};
+use shopwatch_actors::schema::columns::ColumnType;
 use tracing::{info, warn};
 
 use super::dashboard::{rows, Kind as Col};
@@ -29,23 +30,27 @@ pub const GROUP_COLUMNS: [(&str, Col); 6] = [
     ("description", Col::Text),
 ];
 
-const ACTION_COLUMNS: [(&str, Col); 9] = [
-    ("action_id", Col::Text),
-    ("action", Col::Text),
-    ("alert_type", Col::Text),
-    ("alert_key", Col::Text),
-    ("through", Col::Ts),
-    ("until", Col::Ts),
-    ("note", Col::Text),
-    ("actor", Col::Text),
-    ("at", Col::Ts),
-];
+/// The actions table's columns as the dashboard reads them (from its one definition).
+fn action_columns() -> Vec<(&'static str, Col)> {
+    actions::COLUMNS
+        .iter()
+        .map(|c| {
+            let kind = match c.ty {
+                ColumnType::Timestamp => Col::Ts,
+                ColumnType::Double => Col::Float,
+                ColumnType::Int | ColumnType::Long => Col::Int,
+                ColumnType::Str => Col::Text,
+            };
+            (c.name, kind)
+        })
+        .collect()
+}
 
 /// Actions as the page's query returns them (milliseconds) in the table's terms (micros).
 pub fn actions_from(batches: &[RecordBatch]) -> Vec<Action> {
     let ms = |v: &Value| v.as_i64().map(|t| t * 1_000);
     let text = |v: &Value| v.as_str().map(str::to_string);
-    rows(batches, &ACTION_COLUMNS)
+    rows(batches, &action_columns())
         .iter()
         .filter_map(|r| {
             Some(Action {

@@ -1,6 +1,7 @@
 //! Alert groups and operators' actions end to end: FATAL bursts from a real producer, the
-//! real `shopwatch run` paging a local webhook receiver, the page in headless Chromium to
-//! silence, acknowledge and undo, and a restart in between (the state is in the lake).
+//! real `shopwatch run` paging a local webhook receiver, the page in headless Chromium (logged
+//! in through its login page) to silence, acknowledge and undo, and a restart in between (the
+//! state is in the lake).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -83,8 +84,42 @@ async fn wait_pages(pages: &Pages, key: &str, n: usize, timeout: Duration) {
     }
 }
 
-fn start(brokers: &str, data: &std::path::Path, hook: &str) -> (Proc, String) {
+/// Logins on loopback too, so the page's login, session and CSRF token are what acts.
+const OPS_PW: &str = "ops password 1";
+const VIEW_PW: &str = "viewer password 1";
+
+fn hash(pw: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new(BIN)
+        .args(["auth", "hash-password"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{pw}").unwrap();
+    String::from_utf8(child.wait_with_output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+fn start(
+    brokers: &str,
+    data: &std::path::Path,
+    hook: &str,
+    hashes: &(String, String),
+) -> (Proc, String) {
     let env = [
+        ("SHOPWATCH_AUTH__USERS__OPS__ROLE", "operator"),
+        (
+            "SHOPWATCH_AUTH__USERS__OPS__PASSWORD_HASH",
+            hashes.0.as_str(),
+        ),
+        ("SHOPWATCH_AUTH__USERS__VIEW__ROLE", "viewer"),
+        (
+            "SHOPWATCH_AUTH__USERS__VIEW__PASSWORD_HASH",
+            hashes.1.as_str(),
+        ),
         ("SHOPWATCH_ALERTS__WEBHOOK_URL", hook),
         ("SHOPWATCH_ALERTS__GROUP_WAIT_S", "2"),
         ("SHOPWATCH_ALERTS__GROUP_INTERVAL_S", "600"),
@@ -99,6 +134,11 @@ fn start(brokers: &str, data: &std::path::Path, hook: &str) -> (Proc, String) {
 }
 
 fn page(http: &str, data: &std::path::Path, step: &str) -> serde_json::Value {
+    let (user, pw) = if step == "kept" {
+        ("view", VIEW_PW)
+    } else {
+        ("ops", OPS_PW)
+    };
     let artifacts = std::env::var("SHOPWATCH_TEST_ARTIFACTS")
         .unwrap_or_else(|_| format!("{}/../test-artifacts", env!("CARGO_MANIFEST_DIR")));
     let out = python(
@@ -109,6 +149,8 @@ fn page(http: &str, data: &std::path::Path, step: &str) -> serde_json::Value {
             data.to_str().unwrap(),
             &artifacts,
             step,
+            user,
+            pw,
         ],
     );
     eprintln!("{step}: {out}");
@@ -123,7 +165,8 @@ async fn bursts_page_once_per_group_and_operators_silence_acknowledge_and_undo_f
     let (_broker, brokers) = broker(dir.path());
     let data = dir.path().join("lake");
     let (hook, pages) = receiver().await;
-    let (mut run, http) = start(&brokers, &data, &hook);
+    let hashes = (hash(OPS_PW), hash(VIEW_PW));
+    let (mut run, http) = start(&brokers, &data, &hook, &hashes);
     let started = Instant::now();
 
     // A burst from one service is one group and one page carrying its count; a second service
@@ -166,8 +209,9 @@ async fn bursts_page_once_per_group_and_operators_silence_acknowledge_and_undo_f
     // The operators' word survives a restart: it is in the lake, not in the process.
     run.signal(libc::SIGTERM);
     assert!(run.wait_exit(Duration::from_secs(30)).unwrap().success());
-    let (mut run, http) = start(&brokers, &data, &hook);
-    page(&http, &data, "kept");
+    let (mut run, http) = start(&brokers, &data, &hook, &hashes);
+    let kept = page(&http, &data, "kept");
+    assert_eq!(kept["viewer buttons"], 0, "{kept}");
 
     // Silenced: recorded, not paged. Acknowledged: no repeat (both would be due: the first
     // pages are older than the 20 s repeat interval). A new service still pages.
@@ -212,7 +256,15 @@ async fn bursts_page_once_per_group_and_operators_silence_acknowledge_and_undo_f
     // Every alert is still a row of `alerts`: 30 + 10 + 2, 4 + 3, 3.
     let lake = python(
         "alerts_check.py",
-        &["page", "-", data.to_str().unwrap(), "-", "recount"],
+        &[
+            "page",
+            "-",
+            data.to_str().unwrap(),
+            "-",
+            "recount",
+            "-",
+            "-",
+        ],
     );
     let counts: serde_json::Value = serde_json::from_str(&lake).unwrap();
     assert_eq!(

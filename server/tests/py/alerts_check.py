@@ -3,9 +3,11 @@ as a shop would, the page in Debian's headless Chromium, counts recounted with p
 
 usage:
   alerts_check.py produce BROKERS SERVICE=COUNT ...      FATAL errors, event time now
-  alerts_check.py page URL DATA_DIR ARTIFACTS STEP        STEP: act | kept | undo | recount
+  alerts_check.py page URL DATA_DIR ARTIFACTS STEP USER PASSWORD
+                                                          STEP: act | kept | undo | recount
+    Each step logs in through the login page first (USER, PASSWORD).
     act:  the groups equal the recount; silence `payment`, acknowledge `search` (with a note)
-    kept: after a restart the page still shows both
+    kept: after a restart the page still shows both (log in as a viewer: no buttons)
     undo: unsilence `payment`, undo the acknowledgement of `search`
     recount: no page; FATAL_ERROR alerts per service in the lake
 Prints a JSON summary.
@@ -72,11 +74,22 @@ def wait_state(b, key, state, timeout=30):
     b.wait_for(f"{key} {state}", f"(() => {{ const tr = document.querySelector('#alert-groups tr[data-key={json.dumps('FATAL_ERROR|' + key)}]'); return tr && tr.dataset.state === {json.dumps(state)}; }})()", timeout)
 
 
-def page(url, data_dir, artifacts, step):
+def login(b, url, user, password):
+    """The page sends a browser without a session to /login; log in with the form."""
+    b.call("Page.navigate", url=url)
+    b.wait_for("the login form", "location.pathname === '/login' && !!document.querySelector('form input[name=password]')", 30)
+    b.eval(f"document.querySelector('input[name=username]').value = {json.dumps(user)}")
+    b.eval(f"document.querySelector('input[name=password]').value = {json.dumps(password)}")
+    b.eval("document.querySelector('form').submit()")
+    b.wait_for("the dashboard after login", "location.pathname === '/' && !!document.getElementById('conn')", 30)
+    b.wait_for("the session", f"document.querySelector('#who span') && document.querySelector('#who span').textContent.startsWith({json.dumps(user)})", 30)
+
+
+def page(url, data_dir, artifacts, step, user, password):
     b = Browser(artifacts)
     summary = {}
     try:
-        b.call("Page.navigate", url=url)
+        login(b, url, user, password)
         b.wait_for("the websocket to go live", "document.getElementById('conn').classList.contains('live')", 30)
         if step == "act":
             # Each service is one group whose count is the lake's.
@@ -100,6 +113,9 @@ def page(url, data_dir, artifacts, step):
         elif step == "kept":
             wait_state(b, "payment", "silenced", 60)
             wait_state(b, "search", "acknowledged", 60)
+            buttons = b.eval("document.querySelectorAll('#alert-groups button').length")
+            assert buttons == 0, f"a viewer sees {buttons} action buttons"
+            summary["viewer buttons"] = buttons
             b.screenshot("alerts-after-restart.png")
         elif step == "undo":
             click(b, "payment", "unsilence")
@@ -128,7 +144,7 @@ def main():
     elif sys.argv[5] == "recount":
         out = recount(sys.argv[3])
     else:
-        out = page(*sys.argv[2:6])
+        out = page(*sys.argv[2:8])
     print(json.dumps(out, default=str))
 
 
