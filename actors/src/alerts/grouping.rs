@@ -216,7 +216,8 @@ impl Grouper {
             }
         }
         for mut g in std::mem::take(&mut self.closed) {
-            if g.paged_at.is_none() && mute(&g) == Mute::None {
+            // Only alerts nobody accounted for: a silence swallowed its alerts for good.
+            if g.paged_at.is_none() && g.count > g.paged_count && mute(&g) == Mute::None {
                 pages.push(page(&mut g, now));
             }
         }
@@ -388,6 +389,19 @@ mod tests {
         let ack = |_: &Group| Mute::Acknowledged;
         assert!(g.due(3610 * S, &ack).0.is_empty());
         assert!(g.due(3620 * S, &none).0.is_empty(), "nothing new since");
+    }
+
+    #[test]
+    fn a_group_silenced_to_its_end_never_pages_when_it_closes() {
+        let mut g = Grouper::new(P, GroupState::default());
+        g.add(&[fatal("payment", 1, 0)], 0);
+        let (pages, _) = g.due(10 * S, &|_| Mute::Silenced);
+        assert!(pages.is_empty());
+        // The silence is over when the quiet group closes: still nothing to page.
+        let (pages, changed) = g.due(400 * S, &none);
+        assert!(pages.is_empty(), "{pages:?}");
+        assert!(changed);
+        assert_eq!(g.open_groups().count(), 0);
     }
 
     #[test]
