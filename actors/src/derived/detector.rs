@@ -173,6 +173,18 @@ async fn start(myself: ActorRef<DerivedMsg>, args: DetectorArgs) -> Result<Detec
     Ok(state)
 }
 
+/// Every row of the operators' actions table.
+async fn read_actions(table: &iceberg::table::Table) -> Result<Vec<Action>, String> {
+    let mut all = Vec::new();
+    for b in read_batches(table, None, None)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        all.extend(Action::decode(&b)?);
+    }
+    Ok(all)
+}
+
 impl DetectorState {
     async fn handle(&mut self, msg: DerivedMsg) -> Handled {
         let progress = self.progress.clone();
@@ -330,24 +342,13 @@ impl DetectorState {
         if snapshot == self.mutes_snapshot {
             return;
         }
-        let mut all: Vec<Action> = Vec::new();
-        match read_batches(&table, None, None).await {
-            Ok(batches) => {
-                for b in &batches {
-                    match Action::decode(b) {
-                        Ok(rows) => all.extend(rows),
-                        Err(e) => {
-                            warn!(error = %e, "reading alert actions: unreadable rows; keeping the last");
-                            return;
-                        }
-                    }
-                }
-            }
+        let all = match read_actions(&table).await {
+            Ok(all) => all,
             Err(e) => {
                 warn!(error = %e, "reading alert actions failed; keeping the last");
                 return;
             }
-        }
+        };
         self.mutes = Mutes::new(&all);
         self.mutes_snapshot = snapshot;
     }

@@ -16,20 +16,6 @@ const OPS_PW: &str = "canary-ops-pw-7f3a9c2e";
 const VIEW_PW: &str = "canary-view-pw-1b2c3d4e";
 const TOKEN: &str = "sw_canarytoken5e6f7a8b9c0d1e2f3a4b";
 
-fn hash_password(pw: &str) -> String {
-    let mut child = Command::new(BIN)
-        .args(["auth", "hash-password"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    writeln!(child.stdin.take().unwrap(), "{pw}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 fn certificate(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let ok = Command::new("openssl")

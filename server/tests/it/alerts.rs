@@ -88,21 +88,6 @@ async fn wait_pages(pages: &Pages, key: &str, n: usize, timeout: Duration) {
 const OPS_PW: &str = "ops password 1";
 const VIEW_PW: &str = "viewer password 1";
 
-fn hash(pw: &str) -> String {
-    use std::io::Write;
-    let mut child = std::process::Command::new(BIN)
-        .args(["auth", "hash-password"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{pw}").unwrap();
-    String::from_utf8(child.wait_with_output().unwrap().stdout)
-        .unwrap()
-        .trim()
-        .to_string()
-}
-
 fn start(
     brokers: &str,
     data: &std::path::Path,
@@ -165,7 +150,7 @@ async fn bursts_page_once_per_group_and_operators_silence_acknowledge_and_undo_f
     let (_broker, brokers) = broker(dir.path());
     let data = dir.path().join("lake");
     let (hook, pages) = receiver().await;
-    let hashes = (hash(OPS_PW), hash(VIEW_PW));
+    let hashes = (hash_password(OPS_PW), hash_password(VIEW_PW));
     let (mut run, http) = start(&brokers, &data, &hook, &hashes);
     let started = Instant::now();
 

@@ -336,3 +336,18 @@ pub fn check_lake_with(data_dir: &Path, ack_log: &Path, extra: &[&str]) -> serde
     );
     serde_json::from_str(&stdout).unwrap()
 }
+
+/// An argon2id hash of `pw`, made as a user makes one: `shopwatch auth hash-password` on stdin.
+pub fn hash_password(pw: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .args(["auth", "hash-password"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{pw}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
