@@ -9,9 +9,26 @@ const fmtMoney = new Intl.NumberFormat('en-US', { style: 'currency', currency: '
 const fmtMoneyShort = new Intl.NumberFormat('en-US', { style: 'currency', currency: 'USD', notation: 'compact', maximumFractionDigits: 2 });
 const fmtPct = new Intl.NumberFormat('en-US', { style: 'percent', maximumFractionDigits: 2 });
 
+// Times show in the browser's local time; `?tz=utc` (the toggle) shows UTC.
+const params = new URLSearchParams(location.search);
+state.utc = params.get('tz') === 'utc';
+function tzName() { return state.utc ? 'UTC' : 'local'; }
 function utcTime(ms) {
   if (ms === null || ms === undefined) return '–';
-  return new Date(ms).toISOString().slice(11, 19);
+  const d = new Date(ms);
+  if (state.utc) return d.toISOString().slice(11, 19);
+  const p = (n) => String(n).padStart(2, '0');
+  return `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+}
+function setUtc(utc) {
+  state.utc = utc;
+  const q = new URLSearchParams(location.search);
+  if (utc) q.set('tz', 'utc'); else q.delete('tz');
+  history.replaceState(null, '', location.pathname + (q.toString() ? '?' + q : ''));
+  for (const t of document.querySelectorAll('.tz')) t.textContent = tzName();
+  $('tz-toggle').textContent = utc ? 'Show local time' : 'Show UTC';
+  $('tz-toggle').setAttribute('aria-pressed', String(utc));
+  rerender();
 }
 
 function el(tag, text, cls) {
@@ -33,6 +50,10 @@ const CARDS = {
 function renderCard(name, card) {
   const root = $('kpi-' + name);
   if (!root || !card) return;
+  // A running value of a window still open: marked by a word and a style, not colour alone.
+  root.classList.toggle('provisional', Boolean(card.provisional));
+  root.dataset.provisional = card.provisional ? 'true' : 'false';
+  root.querySelector('.badge').textContent = card.provisional ? 'provisional' : '';
   const fmt = CARDS[name];
   const value = root.querySelector('.value');
   value.textContent = card.value === null ? '–' : fmt(card.value);
@@ -57,12 +78,16 @@ function renderCard(name, card) {
     card.previous === null || card.previous === undefined ? '' : 'previous: ' + fmt(card.previous);
 }
 
+let lastKpis = null;
 function renderKpis(k) {
+  lastKpis = k;
   for (const name of Object.keys(CARDS)) renderCard(name, k[name]);
   state.kpisAsOf = k.as_of_ms;
-  $('period').textContent = k.as_of_ms
-    ? `Each figure covers the 5 whole minutes ending ${utcTime(k.as_of_ms)} UTC (the newest closed window in the lake); each event is counted once.`
-    : 'No closed windows in the lake yet.';
+  const open = k.as_of_ms && k.exact_as_of_ms !== k.as_of_ms;
+  $('period').textContent = !k.as_of_ms ? 'No windows yet.'
+    : `Each figure covers the 5 whole minutes ending ${utcTime(k.as_of_ms)} ${tzName()}; each event is counted once. ` +
+      (open ? `Minutes after ${utcTime(k.exact_as_of_ms)} are still open: their values are provisional (running, straight from the pipeline) and turn exact when the lake has them.`
+        : 'All of them are closed windows read back from the lake.');
 }
 
 // ---- charts (inline SVG; no library) ----
@@ -74,7 +99,7 @@ function svgEl(tag, attrs, text) {
   return e;
 }
 
-function drawChart(svg, points, series, format) {
+function drawChart(svg, points, series, format, openFrom) {
   while (svg.firstChild) svg.removeChild(svg.firstChild);
   // Draw in the element's own pixels, so text is never stretched.
   const W = Math.max(280, Math.round(svg.getBoundingClientRect().width) || 600), H = 180, L = 52, R = 10, T = 10, B = 22;
@@ -83,6 +108,9 @@ function drawChart(svg, points, series, format) {
     svg.appendChild(svgEl('text', { x: W / 2, y: H / 2, 'text-anchor': 'middle', class: 'axis' }, 'no data yet'));
     return;
   }
+  // Points from `openFrom` on are still open (provisional): drawn dashed, after the solid part.
+  const firstOpen = openFrom === null || openFrom === undefined ? -1 : points.findIndex((p) => p[0] >= openFrom);
+  const cut = firstOpen < 0 ? points.length : firstOpen;
   const xs = points.map((p) => p[0]);
   const x0 = Math.min(...xs), x1 = Math.max(x0 + 60000, Math.max(...xs));
   let ymax = 0;
@@ -96,10 +124,12 @@ function drawChart(svg, points, series, format) {
     svg.appendChild(svgEl('text', { x: L - 4, y: y + 4, 'text-anchor': 'end', class: 'axis' }, format(ymax * f)));
   }
   svg.appendChild(svgEl('text', { x: L, y: H - 6, class: 'axis' }, utcTime(x0).slice(0, 5)));
-  svg.appendChild(svgEl('text', { x: W - R, y: H - 6, 'text-anchor': 'end', class: 'axis' }, utcTime(x1).slice(0, 5)));
+  svg.appendChild(svgEl('text', { x: W - R, y: H - 6, 'text-anchor': 'end', class: 'axis' }, utcTime(x1).slice(0, 5) + (cut < points.length ? ' (dashed: open)' : '')));
   series.forEach((s, i) => {
-    const d = points.map((p, j) => `${j ? 'L' : 'M'}${px(p[0]).toFixed(1)},${py(Number(p[s.index]) || 0).toFixed(1)}`).join(' ');
-    svg.appendChild(svgEl('path', { d, class: `line s${s.cls ?? i}` }));
+    const path = (pts) => pts.map((p, j) => `${j ? 'L' : 'M'}${px(p[0]).toFixed(1)},${py(Number(p[s.index]) || 0).toFixed(1)}`).join(' ');
+    const solid = points.slice(0, cut), open = points.slice(Math.max(0, cut - 1));
+    if (solid.length) svg.appendChild(svgEl('path', { d: path(solid), class: `line s${s.cls ?? i}` }));
+    if (cut < points.length) svg.appendChild(svgEl('path', { d: path(open), class: `line open s${s.cls ?? i}` }));
     if (points.length < 3) {
       for (const p of points) svg.appendChild(svgEl('circle', { cx: px(p[0]), cy: py(Number(p[s.index]) || 0), r: 3, class: `dot s${s.cls ?? i}` }));
     }
@@ -111,9 +141,10 @@ window.addEventListener('resize', () => { if (lastSeries) renderSeries(lastSerie
 function renderSeries(s) {
   lastSeries = s;
   const compact = (v) => new Intl.NumberFormat('en-US', { notation: 'compact', maximumFractionDigits: 1 }).format(v);
-  drawChart($('chart-orders'), s.orders || [], [{ index: 1, cls: 0 }], compact);
-  drawChart($('chart-revenue'), s.orders || [], [{ index: 2, cls: 1 }], (v) => fmtMoneyShort.format(v));
-  drawChart($('chart-errors'), s.errors || [], [{ index: 1, cls: 2 }], compact);
+  const open = s.provisional_from;
+  drawChart($('chart-orders'), s.orders || [], [{ index: 1, cls: 0 }], compact, open);
+  drawChart($('chart-revenue'), s.orders || [], [{ index: 2, cls: 1 }], (v) => fmtMoneyShort.format(v), open);
+  drawChart($('chart-errors'), s.errors || [], [{ index: 1, cls: 2 }], compact, open);
 }
 
 // ---- tables ----
@@ -128,7 +159,9 @@ function fillTable(id, rows, cells) {
   body.replaceWith(fresh);
 }
 
+let lastAlerts = null;
 function renderAlerts(rows) {
+  lastAlerts = rows;
   $('alerts-empty').hidden = rows.length > 0;
   fillTable('alerts', rows, (a) => [
     [utcTime(a.alert_timestamp)],
@@ -297,7 +330,7 @@ function renderFreshness() {
   const f = $('freshness');
   if (state.dataAsOf === null) { f.textContent = 'waiting for data'; return; }
   const behind = Math.max(0, (serverNow() - state.dataAsOf) / 1000);
-  f.textContent = `data as of ${utcTime(state.dataAsOf)} UTC, ${behind.toFixed(1)} s behind`;
+  f.textContent = `data as of ${utcTime(state.dataAsOf)} ${tzName()}, ${behind.toFixed(1)} s behind`;
 }
 
 const STALE_AFTER_MS = 25000; // 2.5 heartbeats
@@ -356,6 +389,17 @@ function connect() {
   };
   ws.onerror = () => { /* onclose follows and schedules the retry */ };
 }
+// Everything showing a time is drawn again when the time zone flips.
+function rerender() {
+  if (lastKpis) renderKpis(lastKpis);
+  if (lastSeries) renderSeries(lastSeries);
+  if (lastAlertGroups) renderAlertGroups(lastAlertGroups);
+  if (lastAlerts) renderAlerts(lastAlerts);
+  renderOrders(state.latestOrders);
+  renderErrors(state.latestErrors);
+}
+$('tz-toggle').addEventListener('click', () => setUtc(!state.utc));
+setUtc(state.utc);
 $('logout').addEventListener('click', logout);
 loadSession();
 connect();

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use shopwatch_actors::derived::live::Live;
 use shopwatch_actors::derived::webhook::{Webhook, WebhookParams};
 use shopwatch_actors::derived::{DerivedParams, DerivedSlots};
 use shopwatch_actors::events::EventKind;
@@ -27,6 +28,7 @@ use crate::http::{router, AppState};
 use crate::live::alerts::ActionsApi;
 use crate::live::hub::{Hub, HubParams};
 use crate::live::metrics::LiveMetrics;
+use crate::live::provisional::Board;
 use crate::live::refresher::{RefresherGroup, RefresherParams, GROUP as REFRESHER};
 use crate::live::spawn_heartbeat;
 use crate::live::ws::WsParams;
@@ -71,6 +73,7 @@ pub fn derived_params(
     slots: DerivedSlots,
     faults: Arc<Faults>,
     ownership: Ownership,
+    live: Option<Live>,
 ) -> anyhow::Result<DerivedParams> {
     let a = &cfg.alerts;
     let webhook = if a.webhook_url.is_empty() {
@@ -108,6 +111,7 @@ pub fn derived_params(
         broker: Some(Arc::new(
             BrokerProbe::new(&cfg.kafka.params()).context("kafka.brokers")?,
         )),
+        live,
     })
 }
 
@@ -168,6 +172,20 @@ pub async fn run_until(
         .map_err(|e| anyhow::anyhow!("config drill.failpoints: {e}"))?;
     // Kafka elects the one instance that computes the derived tables.
     let ownership = Ownership::elected();
+    let live = LiveMetrics::new(&metrics.registry);
+    let hub = Hub::new(
+        HubParams {
+            max_clients: cfg.http.ws_max_clients,
+            queue_frames: cfg.http.ws_queue_frames,
+            ..HubParams::default()
+        },
+        live.clone(),
+    );
+    let board = Board::new(hub.clone());
+    let provisional = (cfg.http.provisional_ms > 0).then(|| Live {
+        sink: Arc::new(board.clone()),
+        every: Duration::from_millis(cfg.http.provisional_ms),
+    });
     let derived = derived_params(
         &cfg,
         lake.clone(),
@@ -175,6 +193,7 @@ pub async fn run_until(
         slots,
         faults.clone(),
         ownership.clone(),
+        provisional.clone(),
     )?;
     let election = ElectionParams {
         kafka: cfg.kafka.params(),
@@ -205,15 +224,7 @@ pub async fn run_until(
     } else {
         None
     };
-    let live = LiveMetrics::new(&metrics.registry);
-    let hub = Hub::new(
-        HubParams {
-            max_clients: cfg.http.ws_max_clients,
-            queue_frames: cfg.http.ws_queue_frames,
-            ..HubParams::default()
-        },
-        live.clone(),
-    );
+    let publisher = provisional.map(|p| board.spawn_publisher(p.every / 2));
     pipelines
         .supervise(
             REFRESHER,
@@ -223,6 +234,7 @@ pub async fn run_until(
                 refresh: Duration::from_millis(cfg.query.refresh_ms),
                 min_interval: Duration::from_millis(cfg.query.min_interval_ms),
                 hub: hub.clone(),
+                board,
                 metrics: metrics.clone(),
                 live: live.clone(),
                 pipelines: pipelines.status_handles(),
@@ -316,6 +328,9 @@ pub async fn run_until(
     shutdown.store(true, Ordering::Relaxed);
     pipelines.drain(DRAIN_TIMEOUT).await;
     heartbeat.abort();
+    if let Some(p) = publisher {
+        p.abort();
+    }
     http_stop.notify_one();
     flight_stop.notify_one();
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;

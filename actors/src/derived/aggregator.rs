@@ -10,12 +10,13 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, info};
 
 use super::input::{advance, catch_up_rows, gap_rows, is_new, positions, raw_table, Folded};
+use super::live::{Due, Previews, Provisional};
 use super::messages::DerivedMsg;
 use super::DerivedParams;
 use crate::alerts::ClosedWindows;
 use crate::error::{into_actor, Error, Handled};
 use crate::events::{EventKind, Micros};
-use crate::handoff::{Delivery, Slot};
+use crate::handoff::{Delivery, Preview, Slot};
 use crate::kpis::{FoldStats, Kpi, KpiEngine, KpiRows};
 use crate::lake::io::scan::{read_raw, resume_points};
 use crate::lake::{DerivedCommitter, Offsets};
@@ -54,6 +55,10 @@ pub struct AggregatorState {
     slot: Arc<Slot>,
     detector: Option<ActorRef<DerivedMsg>>,
     progress: Arc<Progress>,
+    myself: ActorRef<DerivedMsg>,
+    previews: Previews,
+    /// Per (input, partition): the next offset previewed, so a record is previewed once.
+    previewed: BTreeMap<(usize, i32), i64>,
 }
 
 fn now_micros() -> Micros {
@@ -89,7 +94,11 @@ async fn start(
 ) -> Result<AggregatorState, Error> {
     // First take the slot, then read the lake: a batch committed after our read is delivered
     // to us, one committed before it is in what we read.
-    args.slot.set(myself.clone());
+    if args.params.live.is_some() {
+        args.slot.set_previewing(myself.clone());
+    } else {
+        args.slot.set(myself.clone());
+    }
     let p = &args.params;
     let table = args.kpi.table();
     let (committer, recorded) = DerivedCommitter::open(
@@ -142,7 +151,28 @@ async fn start(
         slot: args.slot,
         detector: args.detector,
         progress: args.progress,
+        myself,
+        previews: Previews::default(),
+        previewed: BTreeMap::new(),
     })
+}
+
+/// Fold a preview's records that are neither committed (`positions`) nor previewed before.
+fn fold_preview(
+    engine: &mut dyn KpiEngine,
+    input: usize,
+    d: &Delivery,
+    positions: &Offsets,
+    previewed: &mut BTreeMap<(usize, i32), i64>,
+) {
+    let seen = previewed.clone();
+    engine.fold_ahead(input, &d.rows, &|p, o| {
+        is_new(positions, p, o) && seen.get(&(input, p)).is_none_or(|next| o >= *next)
+    });
+    for (p, (_, end)) in &d.ranges {
+        let next = previewed.entry((input, *p)).or_insert(*end);
+        *next = (*next).max(*end);
+    }
 }
 
 impl AggregatorState {
@@ -156,10 +186,25 @@ impl AggregatorState {
                 self.catch_up_if_skipped().await?;
                 self.ingest(&delivery).await?;
                 self.emit(now_micros()).await?;
+                self.forget_committed_previews();
+                self.push_provisional();
+            }
+            DerivedMsg::Preview(preview) => {
+                self.slot.preview_done();
+                self.preview(&preview);
+                self.push_provisional();
+            }
+            DerivedMsg::PushProvisional => {
+                self.previews.timer_fired();
+                self.push_provisional();
             }
             DerivedMsg::Tick => {
                 self.catch_up_if_skipped().await?;
-                self.emit(now_micros()).await?
+                self.emit(now_micros()).await?;
+                if let Some(live) = &self.params.live {
+                    self.slot.set_watched(live.sink.wanted());
+                }
+                self.push_provisional();
             }
             DerivedMsg::Closed(_) => {}
             DerivedMsg::Sync(reply) => {
@@ -231,6 +276,77 @@ impl AggregatorState {
         Ok(())
     }
 
+    /// Fold a batch that is about to be committed into the preview panes.
+    fn preview(&mut self, preview: &Preview) {
+        let d = &preview.0;
+        let Some(live) = &self.params.live else {
+            return;
+        };
+        let Some(i) = self.inputs.iter().position(|(_, t)| *t == d.topic) else {
+            return;
+        };
+        if !live.sink.wanted() {
+            return;
+        }
+        fold_preview(
+            &mut *self.engine,
+            i,
+            d,
+            &self.positions[i],
+            &mut self.previewed,
+        );
+        self.previews.add(std::time::Instant::now(), d.clone());
+    }
+
+    /// Previews the last commit covered are now in the exact panes: rebuild the preview panes
+    /// from the ones still ahead.
+    fn forget_committed_previews(&mut self) {
+        self.previews.touch();
+        let inputs = &self.inputs;
+        let positions = &self.positions;
+        let at = |topic: &str| {
+            let i = inputs.iter().position(|(_, t)| t == topic)?;
+            positions.get(i)
+        };
+        if !self.previews.prune(std::time::Instant::now(), at) {
+            return;
+        }
+        self.engine.clear_ahead();
+        self.previewed.clear();
+        for d in self.previews.pending() {
+            if let Some(i) = inputs.iter().position(|(_, t)| *t == d.topic) {
+                fold_preview(&mut *self.engine, i, d, &positions[i], &mut self.previewed);
+            }
+        }
+    }
+
+    /// Send the open windows' running values to the live page, at most every `live.every`.
+    fn push_provisional(&mut self) {
+        let Some(live) = &self.params.live else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        match self.previews.due(now, live.every) {
+            Due::No => {}
+            Due::After(wait) => {
+                self.myself.send_after(wait, || DerivedMsg::PushProvisional);
+            }
+            Due::Now => {
+                self.previews.pushed(now);
+                let wanted = live.sink.wanted();
+                self.slot.set_watched(wanted);
+                if wanted {
+                    live.sink.provisional(Provisional {
+                        kpi: self.kpi,
+                        emitted_until: self.engine.emitted_until(),
+                        rows: self.engine.open_rows(),
+                        at: now_micros(),
+                    });
+                }
+            }
+        }
+    }
+
     async fn emit(&mut self, now: Micros) -> Handled {
         let source = Folded {
             topics: self.inputs.iter().map(|(_, t)| t.as_str()).collect(),
@@ -243,6 +359,7 @@ impl AggregatorState {
         let Some(emitted) = advanced else {
             return Ok(());
         };
+        self.previews.touch();
         let table = self.kpi.table();
         let rows = KpiRows {
             kpi: self.kpi,

@@ -207,6 +207,8 @@ impl DetectorState {
             DerivedMsg::Sync(reply) => {
                 let _ = reply.send(());
             }
+            // Alerts are decided on committed windows only.
+            DerivedMsg::Preview(_) | DerivedMsg::PushProvisional => {}
             DerivedMsg::Tick => {
                 if self.slot.take_skipped() {
                     // Deliveries were skipped: the topics were not silent. Events they carried

@@ -3,11 +3,15 @@
 use std::sync::Arc;
 
 use crate::alerts::ClosedWindows;
-use crate::handoff::Delivery;
+use crate::handoff::{Delivery, Preview};
 
 pub enum DerivedMsg {
     /// A batch the raw table committed.
     Ingest(Arc<Delivery>),
+    /// A batch about to be committed: provisional values only.
+    Preview(Preview),
+    /// Time to push provisional values that a throttle held back.
+    PushProvisional,
     /// Windows an aggregator has durably committed, for the detector.
     Closed(ClosedWindows),
     Tick,
@@ -18,5 +22,11 @@ pub enum DerivedMsg {
 impl From<Arc<Delivery>> for DerivedMsg {
     fn from(d: Arc<Delivery>) -> Self {
         DerivedMsg::Ingest(d)
+    }
+}
+
+impl From<Preview> for DerivedMsg {
+    fn from(p: Preview) -> Self {
+        DerivedMsg::Preview(p)
     }
 }

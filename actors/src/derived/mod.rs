@@ -7,6 +7,7 @@ pub mod aggregator;
 pub mod detector;
 pub mod feed;
 pub mod input;
+pub mod live;
 pub mod messages;
 pub mod webhook;
 
@@ -102,6 +103,8 @@ pub struct DerivedParams {
     /// The broker, for partitions other instances consume (read from the lake by the
     /// [`feed`]); `None` when nobody else can consume (tests, replays).
     pub broker: Option<Arc<dyn BrokerView>>,
+    /// Where aggregators push provisional values of their open windows (the live page).
+    pub live: Option<live::Live>,
 }
 
 impl DerivedParams {

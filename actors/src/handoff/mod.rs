@@ -28,6 +28,11 @@ pub struct Delivery {
     pub rows: Arc<Rows>,
 }
 
+/// A batch read from Kafka and about to be committed: shown early as provisional values by
+/// the actors that ask for it, never counted (its [`Delivery`] follows once it is durable).
+#[derive(Debug, Clone)]
+pub struct Preview(pub Arc<Delivery>);
+
 /// The slots of every derived actor reading one topic, and where the topic's consumer
 /// confirms what it has delivered.
 #[derive(Clone, Debug, Default)]
@@ -46,6 +51,19 @@ impl Subscribers {
     /// The broker lists these partitions for `topic` (all of them, not only ours).
     pub fn know_partitions(&self, topic: &str, partitions: &[i32]) {
         self.source.know(topic, partitions.iter().copied());
+    }
+
+    /// Whether any slot previews for someone watching (otherwise nothing is decoded twice).
+    pub fn watched(&self) -> bool {
+        self.slots.iter().any(|s| s.watched())
+    }
+
+    /// Offer a not yet committed batch to the slots that preview; best effort.
+    pub fn preview(&self, delivery: Delivery) {
+        let preview = Preview(Arc::new(delivery));
+        for s in &self.slots {
+            s.preview(&preview);
+        }
     }
 
     /// Offer `delivery` to every slot; how many took it.

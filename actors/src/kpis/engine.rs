@@ -50,6 +50,10 @@ pub trait KpiEngine: Send {
         now: Micros,
         keep: &dyn Fn(i32, i64) -> bool,
     ) -> FoldStats;
+    /// Fold rows read from Kafka but not yet committed into the preview panes (provisional
+    /// values only: they close nothing and are forgotten by [`KpiEngine::clear_ahead`]).
+    fn fold_ahead(&mut self, topic: usize, rows: &Rows, keep: &dyn Fn(i32, i64) -> bool);
+    fn clear_ahead(&mut self);
     /// Close what the watermark passed.
     fn advance(&mut self, now: Micros, source: &dyn Drained) -> Option<Emitted>;
     /// Running values of the open windows (provisional).
@@ -75,6 +79,40 @@ fn rows_of<K: KpiDef>(
         .into_iter()
         .flat_map(|(_, _, rows)| rows.iter().map(K::row).collect::<Vec<_>>())
         .collect()
+}
+
+/// Every row of input `topic` whose (partition, offset) passes `keep`, as an engine input.
+fn each_input(
+    topic: usize,
+    rows: &Rows,
+    keep: &dyn Fn(i32, i64) -> bool,
+    mut f: impl FnMut(Input<'_>),
+) {
+    let mut one = |s: &crate::schema::Source, event_time: Micros, fact: Fact<'_>| {
+        if keep(s.partition, s.offset) {
+            f(Input {
+                topic,
+                partition: s.partition,
+                offset: s.offset,
+                event_time,
+                ingested_at: s.ingested_at,
+                fact,
+            })
+        }
+    };
+    match rows {
+        Rows::Orders(v) => v
+            .iter()
+            .for_each(|(s, o)| one(s, o.order_ts, Fact::Order(o))),
+        Rows::Clicks(v) => v
+            .iter()
+            .for_each(|(s, c)| one(s, c.click_ts, Fact::Click(c))),
+        Rows::Errors(v) => v
+            .iter()
+            .for_each(|(s, e)| one(s, e.error_ts, Fact::Error(e))),
+        // Dead letters carry no event a KPI could count.
+        Rows::DeadLetters(_) => {}
+    }
 }
 
 impl<K: KpiDef> KpiEngine for Typed<K> {
@@ -103,45 +141,28 @@ impl<K: KpiDef> KpiEngine for Typed<K> {
     ) -> FoldStats {
         let mut stats = FoldStats::default();
         let engine = &mut self.engine;
-        let mut one = |s: &crate::schema::Source, event_time: Micros, fact: Fact<'_>| {
-            if !keep(s.partition, s.offset) {
-                return;
+        each_input(topic, rows, keep, |input| match engine.fold(&input, now) {
+            Fold::OnTime => stats.folded += 1,
+            Fold::Late => {
+                stats.folded += 1;
+                stats.late += 1
             }
-            let input = Input {
-                topic,
-                partition: s.partition,
-                offset: s.offset,
-                event_time,
-                ingested_at: s.ingested_at,
-                fact,
-            };
-            match engine.fold(&input, now) {
-                Fold::OnTime => stats.folded += 1,
-                Fold::Late => {
-                    stats.folded += 1;
-                    stats.late += 1
-                }
-                Fold::Dropped => {
-                    stats.late += 1;
-                    stats.dropped += 1
-                }
-                Fold::Skewed => stats.skewed += 1,
+            Fold::Dropped => {
+                stats.late += 1;
+                stats.dropped += 1
             }
-        };
-        match rows {
-            Rows::Orders(v) => v
-                .iter()
-                .for_each(|(s, o)| one(s, o.order_ts, Fact::Order(o))),
-            Rows::Clicks(v) => v
-                .iter()
-                .for_each(|(s, c)| one(s, c.click_ts, Fact::Click(c))),
-            Rows::Errors(v) => v
-                .iter()
-                .for_each(|(s, e)| one(s, e.error_ts, Fact::Error(e))),
-            // Dead letters carry no event a KPI could count.
-            Rows::DeadLetters(_) => {}
-        }
+            Fold::Skewed => stats.skewed += 1,
+        });
         stats
+    }
+
+    fn fold_ahead(&mut self, topic: usize, rows: &Rows, keep: &dyn Fn(i32, i64) -> bool) {
+        let engine = &mut self.engine;
+        each_input(topic, rows, keep, |input| engine.fold_ahead(&input));
+    }
+
+    fn clear_ahead(&mut self) {
+        self.engine.clear_ahead()
     }
 
     fn advance(&mut self, now: Micros, source: &dyn Drained) -> Option<Emitted> {

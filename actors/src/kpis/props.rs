@@ -270,3 +270,88 @@ proptest! {
         check_against_recount(&events, &after);
     }
 }
+
+impl Pair {
+    /// Fold `e` into the preview panes only (read, not committed yet).
+    fn fold_ahead(&mut self, e: &Ev) {
+        let name = user_name(e.user);
+        let order = Order {
+            order_id: format!("o{}", e.offset),
+            user_id: name.clone(),
+            product_id: "p".into(),
+            quantity: 1,
+            price: e.total as f64,
+            status: "CREATED",
+            order_ts: e.event_time,
+        };
+        let click = Click {
+            click_id: format!("c{}", e.offset),
+            user_id: name,
+            url: "/".into(),
+            device_type: "desktop",
+            click_ts: e.event_time,
+        };
+        let input = |fact| Input {
+            topic: 0,
+            partition: e.partition,
+            offset: e.offset,
+            event_time: e.event_time,
+            ingested_at: e.now,
+            fact,
+        };
+        self.orders.fold_ahead(&input(Fact::Order(&order)));
+        self.users.fold_ahead(&input(Fact::Click(&click)));
+    }
+
+    fn open(&self) -> (Vec<(Micros, i64, f64)>, Vec<(Micros, i64)>) {
+        let orders = self
+            .orders
+            .open_windows()
+            .into_iter()
+            .map(|(s, _, r)| (s, r[0].orders_count, r[0].total_revenue))
+            .collect();
+        let users = self
+            .users
+            .open_windows()
+            .into_iter()
+            .map(|(s, _, r)| (s, r[0].active_users))
+            .collect();
+        (orders, users)
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// Provisional values: an open window with previewed events shows what it will hold once
+    /// they are committed, and forgetting the previews leaves the exact state untouched.
+    #[test]
+    fn previews_show_what_the_commit_will_fold_and_nothing_else(
+        events in stream(),
+        w in geometry(),
+        cut in 0usize..250,
+    ) {
+        let cut = cut % (events.len() + 1);
+        let (committed, read) = events.split_at(cut);
+        let mut shown = Pair::new(w);
+        let mut exact = Pair::new(w);
+        let mut sink = Emitted::new();
+        for (i, e) in committed.iter().enumerate() {
+            shown.fold(e, e.now);
+            exact.fold(e, e.now);
+            shown.advance(e.now, i + 1, &mut sink);
+            exact.advance(e.now, i + 1, &mut Emitted::new());
+        }
+        let before = shown.open();
+        for e in read {
+            shown.fold_ahead(e);
+        }
+        for e in read {
+            exact.fold(e, e.now);
+        }
+        prop_assert_eq!(shown.open(), exact.open(), "preview == the committed future");
+        shown.orders.clear_ahead();
+        shown.users.clear_ahead();
+        prop_assert_eq!(shown.open(), before, "previews leave no trace");
+    }
+}

@@ -19,7 +19,7 @@ use super::kafka::{
 use super::messages::{CommitterMsg, ConsumerMsg, Reply};
 use super::params::PipelineParams;
 use crate::error::{into_actor, Error, Handled};
-use crate::events::{decode, DeadLetterReason, Event, Rejection};
+use crate::events::{decode, DeadLetterReason, Event, EventKind, Rejection};
 use crate::handoff::Delivery;
 use crate::lake::{CommitReport, Offsets, Ranges, TableBatch};
 use crate::schema::{DeadLetter, Rows, Source};
@@ -449,6 +449,32 @@ fn dead_letter(
     }
 }
 
+/// The valid events among `records`, decoded for a preview (provisional values only; the
+/// batch is decoded again, strictly, when it is committed). Only runs while someone watches.
+fn preview(topic: &str, kind: EventKind, records: &[RawRecord], max_bytes: usize) -> Delivery {
+    let now = chrono::Utc::now().timestamp_micros();
+    let mut rows = Rows::empty_for(kind);
+    let mut ranges = Ranges::new();
+    for r in records {
+        let range = ranges.entry(r.partition).or_insert((r.offset, r.offset));
+        range.1 = r.offset + 1;
+        if let Ok(event) = decode(kind, r.payload.as_deref(), max_bytes) {
+            let source = Source {
+                partition: r.partition,
+                offset: r.offset,
+                ingested_at: now,
+            };
+            push_event(&mut rows, source, event);
+        }
+    }
+    Delivery {
+        topic: topic.to_string(),
+        kind,
+        ranges,
+        rows: Arc::new(rows),
+    }
+}
+
 /// Poll one batch on a blocking thread.
 async fn poll(state: &ConsumerState) -> Result<(Vec<RawRecord>, Vec<GroupChange>), Error> {
     let consumer = state.consumer.clone();
@@ -456,7 +482,14 @@ async fn poll(state: &ConsumerState) -> Result<(Vec<RawRecord>, Vec<GroupChange>
     let shutdown = state.args.params.shutdown.clone();
     let batch = state.args.params.batch.clone();
     let topic = state.args.params.topic.clone();
+    let subscribers = state.args.params.subscribers.clone();
+    let kind = state.args.params.kind;
     tokio::task::spawn_blocking(move || {
+        let mut peek = |records: &[RawRecord]| {
+            if subscribers.watched() {
+                subscribers.preview(preview(&topic, kind, records, batch.max_event_bytes));
+            }
+        };
         poll_batch(
             &consumer,
             &topic,
@@ -464,6 +497,7 @@ async fn poll(state: &ConsumerState) -> Result<(Vec<RawRecord>, Vec<GroupChange>
             &shutdown,
             batch.commit_interval,
             batch.max_batch_rows,
+            &mut peek,
         )
     })
     .await

@@ -206,9 +206,12 @@ pub fn poll_batch(
     shutdown: &AtomicBool,
     interval: Duration,
     max_rows: usize,
+    peek: &mut dyn FnMut(&[RawRecord]),
 ) -> Result<(Vec<RawRecord>, Vec<GroupChange>), Error> {
     let deadline = Instant::now() + interval;
     let mut records = Vec::new();
+    // Records shown to `peek` so far, and when: the live page sees a batch as it fills.
+    let (mut peeked, mut peeked_at) = (0usize, Instant::now());
     let mut changes = Vec::new();
     let mut consecutive_errors = 0u32;
     // The clock is read on every poll: reading it only every N records lets a trickle (each
@@ -226,8 +229,13 @@ pub fn poll_batch(
         for change in taken {
             if let GroupChange::Revoked(gone) = &change {
                 records.retain(|r: &RawRecord| !gone.contains(&r.partition));
+                peeked = peeked.min(records.len());
             }
             changes.push(change);
+        }
+        if peeked_at.elapsed() >= PEEK_EVERY && records.len() > peeked {
+            peek(&records[peeked..]);
+            (peeked, peeked_at) = (records.len(), Instant::now());
         }
         match polled {
             None => {}
@@ -255,8 +263,14 @@ pub fn poll_batch(
             }
         }
     }
+    if records.len() > peeked {
+        peek(&records[peeked..]);
+    }
     Ok((records, changes))
 }
+
+/// How often a filling batch is shown to `peek` (provisional values on the live page).
+const PEEK_EVERY: Duration = Duration::from_millis(100);
 
 /// The high watermark librdkafka cached from its last fetch response (no network round trip).
 pub fn cached_high_watermark<C: ConsumerContext>(

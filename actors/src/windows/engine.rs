@@ -38,7 +38,9 @@ pub struct Input<'a> {
 pub trait Acc: Default {
     type Row;
     fn add(&mut self, fact: &Fact<'_>);
-    /// Rows of the window `[start, end)` made of `panes` (empty panes are not passed).
+    /// Rows of the window `[start, end)` made of `panes` (empty panes are not passed). Panes
+    /// are a multiset: a provisional window passes a pane start's committed pane and its
+    /// preview pane side by side, so rows must not depend on how events split across panes.
     fn window_rows(panes: &[&Self], start: Micros, end: Micros) -> Vec<Self::Row>;
 }
 
@@ -88,6 +90,9 @@ pub struct Engine<A: Acc> {
     watermark: Watermark,
     panes: BTreeMap<Micros, Pane<A>>,
     emitted_until: Option<Micros>,
+    /// Preview panes: events read from Kafka but not committed to the raw table yet. They
+    /// never close a window or move the watermark; they only make open windows look current.
+    ahead: BTreeMap<Micros, A>,
 }
 
 impl<A: Acc> Engine<A> {
@@ -97,6 +102,7 @@ impl<A: Acc> Engine<A> {
             watermark: Watermark::new(topics, params.clock),
             panes: BTreeMap::new(),
             emitted_until: None,
+            ahead: BTreeMap::new(),
         }
     }
 
@@ -157,6 +163,26 @@ impl<A: Acc> Engine<A> {
         }
     }
 
+    /// Fold a not yet committed event into the preview panes (for provisional values only).
+    pub fn fold_ahead(&mut self, input: &Input<'_>) {
+        if input.event_time > input.ingested_at.saturating_add(self.params.max_skew) {
+            return;
+        }
+        let pane_start = self.params.windowing.pane_of(input.event_time);
+        if self
+            .emitted_until
+            .is_some_and(|b| self.params.windowing.pane_needed_until(pane_start) <= b)
+        {
+            return;
+        }
+        self.ahead.entry(pane_start).or_default().add(&input.fact);
+    }
+
+    /// Forget the preview panes (their events were committed, or must be folded again).
+    pub fn clear_ahead(&mut self) {
+        self.ahead.clear();
+    }
+
     /// Move the watermark to processing time `now` and close every window it passed.
     pub fn advance(&mut self, now: Micros) -> Option<Emission<A::Row>> {
         self.advance_with(now, &super::clock::AlwaysDrained)
@@ -188,6 +214,8 @@ impl<A: Acc> Engine<A> {
         self.emitted_until = Some(until);
         self.panes
             .retain(|&start, _| w.pane_needed_until(start) > until);
+        self.ahead
+            .retain(|&start, _| w.pane_needed_until(start) > until);
         Some(Emission { until, windows })
     }
 
@@ -202,18 +230,32 @@ impl<A: Acc> Engine<A> {
         out
     }
 
-    /// Running values of the still open windows (provisional, for the live page).
+    /// Running values of the still open windows, preview panes included (provisional, for
+    /// the live page).
     pub fn open_windows(&self) -> Vec<(Micros, Micros, Vec<A::Row>)> {
         let w = self.params.windowing;
         let mut starts = BTreeSet::new();
-        for &pane in self.panes.keys() {
+        for &pane in self.panes.keys().chain(self.ahead.keys()) {
             for s in w.starts_containing(pane) {
                 if self.emitted_until.is_none_or(|b| s + w.size > b) {
                     starts.insert(s);
                 }
             }
         }
-        self.rows_of(starts)
+        let size = w.size;
+        starts
+            .into_iter()
+            .filter_map(|s| {
+                let panes: Vec<&A> = self
+                    .panes
+                    .range(s..s + size)
+                    .map(|(_, p)| &p.acc)
+                    .chain(self.ahead.range(s..s + size).map(|(_, a)| a))
+                    .collect();
+                let rows = A::window_rows(&panes, s, s + size);
+                (!rows.is_empty()).then_some((s, s + size, rows))
+            })
+            .collect()
     }
 
     /// Rows of the windows starting at `starts` that have data.

@@ -82,6 +82,7 @@ fn owner(lake: &Lake, metrics: &Metrics, broker: Arc<dyn BrokerView>) -> Derived
         grouping: Default::default(),
         ownership: Ownership::solo(),
         broker: Some(broker),
+        live: None,
     }
 }
 

@@ -96,6 +96,7 @@ fn derived(
         grouping: Default::default(),
         ownership: Ownership::solo(),
         broker: None,
+        live: None,
     }
 }
 

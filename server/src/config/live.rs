@@ -21,6 +21,9 @@ pub struct HttpConfig {
     pub ws_ping_interval_s: u64,
     /// A client silent (no pong, no frame) this long is closed.
     pub ws_idle_timeout_s: u64,
+    /// How often the open windows' running values (provisional, straight from the
+    /// aggregators) reach the page; 0 turns them off and the cards show closed windows only.
+    pub provisional_ms: u64,
 }
 
 impl Default for HttpConfig {
@@ -32,6 +35,7 @@ impl Default for HttpConfig {
             ws_queue_frames: 32,
             ws_ping_interval_s: 20,
             ws_idle_timeout_s: 60,
+            provisional_ms: 200,
         }
     }
 }
@@ -54,6 +58,12 @@ impl HttpConfig {
             return Err(ConfigError::check(
                 "http.ws_idle_timeout_s",
                 "needs http.ws_ping_interval_s >= 1 and http.ws_idle_timeout_s > http.ws_ping_interval_s",
+            ));
+        }
+        if self.provisional_ms != 0 && !(20..=60_000).contains(&self.provisional_ms) {
+            return Err(ConfigError::check(
+                "http.provisional_ms",
+                "must be 0 (off) or between 20 and 60000 milliseconds",
             ));
         }
         Ok(())

@@ -8,7 +8,8 @@
 use std::collections::BTreeMap;
 
 use arrow_array::{
-    Array, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+    Array, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    TimestampMillisecondArray,
 };
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -28,6 +29,10 @@ pub struct Minute {
     /// ERROR + FATAL.
     pub errors: i64,
     pub fatal: i64,
+    /// Orders as the traffic table counted them (the error rate's denominator).
+    pub seen_orders: i64,
+    /// A running value of a window not closed yet (pushed by the aggregators), not the lake's.
+    pub provisional: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -38,15 +43,18 @@ pub struct Card {
     pub delta: Option<f64>,
     /// True when a rise is bad (errors): the page colours the delta the other way round.
     pub inverse: bool,
+    /// The value includes a window that is still open (it will move, then turn exact).
+    pub provisional: bool,
 }
 
 impl Card {
-    fn new(value: Option<f64>, previous: Option<f64>, inverse: bool) -> Card {
+    fn new(value: Option<f64>, previous: Option<f64>, inverse: bool, provisional: bool) -> Card {
         Card {
             value,
             previous,
             delta: value.zip(previous).map(|(v, p)| v - p),
             inverse,
+            provisional: provisional && value.is_some(),
         }
     }
 }
@@ -55,6 +63,8 @@ impl Card {
 pub struct Kpis {
     /// End of the newest whole-minute window counted (ms, UTC); None on an empty lake.
     pub as_of_ms: Option<i64>,
+    /// End of the newest closed (exact) whole-minute window counted.
+    pub exact_as_of_ms: Option<i64>,
     pub period_s: i64,
     pub orders: Card,
     pub revenue: Card,
@@ -87,7 +97,15 @@ impl Cols<'_> {
         }
         out
     }
+    /// Milliseconds, from Flight's millisecond or the lake's microsecond timestamps.
     fn ts(&self, name: &str) -> Vec<Option<i64>> {
+        let micros = self.0.iter().any(|b| {
+            b.column_by_name(name)
+                .is_some_and(|c| c.as_any().is::<TimestampMicrosecondArray>())
+        });
+        if micros {
+            return self.each::<TimestampMicrosecondArray, _>(name, |a, i| a.value(i) / 1000);
+        }
         self.each::<TimestampMillisecondArray, _>(name, |a, i| a.value(i))
     }
     fn i64(&self, name: &str) -> Vec<Option<i64>> {
@@ -101,89 +119,139 @@ impl Cols<'_> {
     }
 }
 
-/// Whole-minute windows from the `orders_revenue` and `traffic` results, by start time.
-pub fn minutes(orders: &[RecordBatch], traffic: &[RecordBatch]) -> Vec<Minute> {
-    let mut by_start: BTreeMap<i64, Minute> = BTreeMap::new();
-    let o = Cols(orders);
-    let (starts, ends) = (o.ts("window_start"), o.ts("window_end"));
-    let (counts, revenue) = (o.i64("orders_count"), o.f64("total_revenue"));
-    for i in 0..starts.len() {
-        let (Some(s), Some(e)) = (starts[i], ends[i]) else {
-            continue;
-        };
-        // Windows slide by 30 s; only whole-minute ones tile time without overlap.
-        if s % 60_000 != 0 {
-            continue;
-        }
-        let m = by_start.entry(s).or_insert(Minute {
-            start_ms: s,
-            end_ms: e,
-            ..Minute::default()
-        });
-        m.orders = counts[i].unwrap_or(0);
-        m.revenue = revenue[i].unwrap_or(0.0);
-    }
-    let t = Cols(traffic);
-    let (starts, ends) = (t.ts("window_start"), t.ts("window_end"));
-    let (clicks, warn, error, fatal) = (
-        t.i64("clicks_count"),
-        t.i64("warn_count"),
-        t.i64("error_count"),
-        t.i64("fatal_count"),
-    );
-    for i in 0..starts.len() {
-        let (Some(s), Some(e)) = (starts[i], ends[i]) else {
-            continue;
-        };
-        if s % 60_000 != 0 {
-            continue;
-        }
-        let m = by_start.entry(s).or_insert(Minute {
-            start_ms: s,
-            end_ms: e,
-            ..Minute::default()
-        });
-        m.clicks = clicks[i].unwrap_or(0);
-        m.warn = warn[i].unwrap_or(0);
-        m.fatal = fatal[i].unwrap_or(0);
-        m.errors = error[i].unwrap_or(0) + m.fatal;
-    }
-    by_start.into_values().collect()
+/// The newest `window_end` in a KPI result.
+pub fn newest_end(batches: &[RecordBatch]) -> Option<i64> {
+    Cols(batches).ts("window_end").into_iter().flatten().max()
 }
 
-/// Traffic for the error rate: orders seen by the traffic table plus clicks.
-fn traffic_orders(traffic: &[RecordBatch]) -> BTreeMap<i64, i64> {
-    let t = Cols(traffic);
-    t.ts("window_start")
-        .into_iter()
-        .zip(t.i64("orders_count"))
-        .filter_map(|(s, o)| Some((s?, o.unwrap_or(0))))
-        .filter(|(s, _)| s % 60_000 == 0)
-        .collect()
+/// What the cards and trends are computed from: whole minutes by start, and the active-users
+/// windows by end (count, provisional).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Facts {
+    pub minutes: BTreeMap<i64, Minute>,
+    pub users: BTreeMap<i64, (i64, bool)>,
 }
 
+impl Facts {
+    /// Read the `orders_revenue`, `traffic` and `active_users` results (exact, from the lake,
+    /// or provisional, from the aggregators).
+    pub fn read(
+        orders: &[RecordBatch],
+        traffic: &[RecordBatch],
+        users: &[RecordBatch],
+        provisional: bool,
+    ) -> Facts {
+        let mut by_start: BTreeMap<i64, Minute> = BTreeMap::new();
+        fn minute(
+            by_start: &mut BTreeMap<i64, Minute>,
+            s: i64,
+            e: i64,
+            provisional: bool,
+        ) -> &mut Minute {
+            by_start.entry(s).or_insert(Minute {
+                start_ms: s,
+                end_ms: e,
+                provisional,
+                ..Minute::default()
+            })
+        }
+        let o = Cols(orders);
+        let (starts, ends) = (o.ts("window_start"), o.ts("window_end"));
+        let (counts, revenue) = (o.i64("orders_count"), o.f64("total_revenue"));
+        for i in 0..starts.len() {
+            // Windows slide by 30 s; only whole-minute ones tile time without overlap.
+            let (Some(s), Some(e)) = (starts[i].filter(|s| s % 60_000 == 0), ends[i]) else {
+                continue;
+            };
+            let m = minute(&mut by_start, s, e, provisional);
+            m.orders = counts[i].unwrap_or(0);
+            m.revenue = revenue[i].unwrap_or(0.0);
+        }
+        let t = Cols(traffic);
+        let (starts, ends) = (t.ts("window_start"), t.ts("window_end"));
+        let (seen, clicks, warn, error, fatal) = (
+            t.i64("orders_count"),
+            t.i64("clicks_count"),
+            t.i64("warn_count"),
+            t.i64("error_count"),
+            t.i64("fatal_count"),
+        );
+        for i in 0..starts.len() {
+            let (Some(s), Some(e)) = (starts[i].filter(|s| s % 60_000 == 0), ends[i]) else {
+                continue;
+            };
+            let m = minute(&mut by_start, s, e, provisional);
+            m.seen_orders = seen[i].unwrap_or(0);
+            m.clicks = clicks[i].unwrap_or(0);
+            m.warn = warn[i].unwrap_or(0);
+            m.fatal = fatal[i].unwrap_or(0);
+            m.errors = error[i].unwrap_or(0) + m.fatal;
+        }
+        let u = Cols(users);
+        let users = u
+            .ts("window_end")
+            .into_iter()
+            .zip(u.i64("active_users_approx"))
+            .filter_map(|(e, n)| Some((e?, (n?, provisional))))
+            .collect();
+        Facts {
+            minutes: by_start,
+            users,
+        }
+    }
+
+    /// These exact facts with `open` laid over them where the lake has nothing yet: a minute
+    /// or window the lake holds is always shown from the lake.
+    pub fn with_open(&self, open: &Facts) -> Facts {
+        let mut out = self.clone();
+        for (s, m) in &open.minutes {
+            out.minutes.entry(*s).or_insert_with(|| m.clone());
+        }
+        for (e, n) in &open.users {
+            out.users.entry(*e).or_insert(*n);
+        }
+        out
+    }
+}
+
+/// The cards of exact lake results (the tables' tests read through this).
+#[cfg(test)]
 pub fn kpis(orders: &[RecordBatch], traffic: &[RecordBatch], users: &[RecordBatch]) -> Kpis {
-    let mins = minutes(orders, traffic);
-    let traffic_orders = traffic_orders(traffic);
+    cards(&Facts::read(orders, traffic, users, false))
+}
+
+/// The cards: the 5 newest whole minutes and the 5 before them; active users from the newest
+/// 5-minute window and the one that ended 5 minutes earlier.
+pub fn cards(f: &Facts) -> Kpis {
+    let mins: Vec<&Minute> = f.minutes.values().collect();
     let as_of = mins.iter().map(|m| m.end_ms).max();
-    let period = |from: i64, to: i64| -> Option<(i64, f64, i64, i64)> {
-        let inside: Vec<&Minute> = mins
+    let exact_as_of = mins
+        .iter()
+        .filter(|m| !m.provisional)
+        .map(|m| m.end_ms)
+        .max();
+    struct Period {
+        orders: i64,
+        revenue: f64,
+        errors: i64,
+        seen: i64,
+        provisional: bool,
+    }
+    let period = |from: i64, to: i64| -> Option<Period> {
+        let inside: Vec<&&Minute> = mins
             .iter()
             .filter(|m| m.end_ms > from && m.end_ms <= to)
             .collect();
         if inside.is_empty() {
             return None;
         }
-        let seen = inside
-            .iter()
-            .map(|m| traffic_orders.get(&m.start_ms).copied().unwrap_or(0) + m.clicks)
-            .sum();
-        Some((
-            inside.iter().map(|m| m.orders).sum(),
-            inside.iter().map(|m| m.revenue).sum(),
-            inside.iter().map(|m| m.errors).sum(),
-            seen,
-        ))
+        Some(Period {
+            orders: inside.iter().map(|m| m.orders).sum(),
+            revenue: inside.iter().map(|m| m.revenue).sum(),
+            errors: inside.iter().map(|m| m.errors).sum(),
+            seen: inside.iter().map(|m| m.seen_orders + m.clicks).sum(),
+            provisional: inside.iter().any(|m| m.provisional),
+        })
     };
     let (now, before) = match as_of {
         Some(e) => (
@@ -192,30 +260,50 @@ pub fn kpis(orders: &[RecordBatch], traffic: &[RecordBatch], users: &[RecordBatc
         ),
         None => (None, None),
     };
-    let rate = |p: Option<(i64, f64, i64, i64)>| {
-        p.and_then(|(_, _, e, seen)| (seen > 0).then(|| e as f64 / seen as f64))
+    let rate = |p: &Option<Period>| {
+        p.as_ref()
+            .and_then(|p| (p.seen > 0).then(|| p.errors as f64 / p.seen as f64))
     };
-    // Active users: the newest 5-minute window, and the one that ended 5 minutes earlier.
-    let u = Cols(users);
-    let windows: BTreeMap<i64, i64> = u
-        .ts("window_end")
-        .into_iter()
-        .zip(u.i64("active_users_approx"))
-        .filter_map(|(e, n)| Some((e?, n?)))
-        .collect();
-    let latest_users = windows.iter().next_back().map(|(e, n)| (*e, *n));
-    let users_now = latest_users.map(|(_, n)| n as f64);
+    let open = now.as_ref().is_some_and(|p| p.provisional);
+    // Active users: the newest 5-minute window that has ended by the newest minute counted
+    // (an open window further ahead has seen only its first minutes), and the one 5 minutes
+    // before it.
+    let latest_users = f
+        .users
+        .iter()
+        .filter(|(e, _)| as_of.is_none_or(|a| **e <= a))
+        .next_back()
+        .map(|(e, n)| (*e, *n));
+    let users_now = latest_users.map(|(_, (n, _))| n as f64);
+    let users_open = latest_users.is_some_and(|(_, (_, p))| p);
     let users_before = latest_users
-        .and_then(|(e, _)| windows.get(&(e - PERIOD_MS)))
-        .map(|n| *n as f64);
+        .and_then(|(e, _)| f.users.get(&(e - PERIOD_MS)))
+        .map(|(n, _)| *n as f64);
+    let field = |p: &Option<Period>, get: fn(&Period) -> f64| p.as_ref().map(get);
     Kpis {
         as_of_ms: as_of,
+        exact_as_of_ms: exact_as_of,
         period_s: PERIOD_MS / 1000,
-        orders: Card::new(now.map(|p| p.0 as f64), before.map(|p| p.0 as f64), false),
-        revenue: Card::new(now.map(|p| round2(p.1)), before.map(|p| round2(p.1)), false),
-        active_users: Card::new(users_now, users_before, false),
-        errors: Card::new(now.map(|p| p.2 as f64), before.map(|p| p.2 as f64), true),
-        error_rate: Card::new(rate(now), rate(before), true),
+        orders: Card::new(
+            field(&now, |p| p.orders as f64),
+            field(&before, |p| p.orders as f64),
+            false,
+            open,
+        ),
+        revenue: Card::new(
+            field(&now, |p| round2(p.revenue)),
+            field(&before, |p| round2(p.revenue)),
+            false,
+            open,
+        ),
+        active_users: Card::new(users_now, users_before, false, users_open),
+        errors: Card::new(
+            field(&now, |p| p.errors as f64),
+            field(&before, |p| p.errors as f64),
+            true,
+            open,
+        ),
+        error_rate: Card::new(rate(&now), rate(&before), true, open),
     }
 }
 
@@ -225,18 +313,27 @@ fn round2(v: f64) -> f64 {
 
 /// The 30-minute trends, one point per whole minute: `[start_ms, orders, revenue]` and
 /// `[start_ms, errors, warnings, error_rate]`.
+#[cfg(test)]
 pub fn series(orders: &[RecordBatch], traffic: &[RecordBatch]) -> Value {
-    let mins = minutes(orders, traffic);
-    let traffic_orders = traffic_orders(traffic);
-    let last = mins.iter().map(|m| m.end_ms).max().unwrap_or(0);
-    let recent: Vec<&Minute> = mins.iter().filter(|m| m.end_ms > last - TREND_MS).collect();
+    series_of(&Facts::read(orders, traffic, &[], false))
+}
+
+/// The trends of `facts`; `provisional_from` is the first point still open (null if none).
+pub fn series_of(f: &Facts) -> Value {
+    let last = f.minutes.values().map(|m| m.end_ms).max().unwrap_or(0);
+    let recent: Vec<&Minute> = f
+        .minutes
+        .values()
+        .filter(|m| m.end_ms > last - TREND_MS)
+        .collect();
     json!({
         "orders": recent.iter().map(|m| json!([m.start_ms, m.orders, round2(m.revenue)])).collect::<Vec<_>>(),
         "errors": recent.iter().map(|m| {
-            let seen = traffic_orders.get(&m.start_ms).copied().unwrap_or(0) + m.clicks;
+            let seen = m.seen_orders + m.clicks;
             let rate = (seen > 0).then(|| m.errors as f64 / seen as f64);
             json!([m.start_ms, m.errors, m.warn, rate])
         }).collect::<Vec<_>>(),
+        "provisional_from": recent.iter().find(|m| m.provisional).map(|m| m.start_ms),
     })
 }
 

@@ -6,6 +6,7 @@ pub mod dashboard;
 pub mod health;
 pub mod hub;
 pub mod metrics;
+pub mod provisional;
 pub mod refresher;
 pub mod ws;
 

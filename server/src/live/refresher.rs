@@ -19,6 +19,7 @@ use super::dashboard::{self, ALERT_COLUMNS, ERROR_COLUMNS, ORDER_COLUMNS};
 use super::health::{health, QueryHealth};
 use super::hub::Hub;
 use super::metrics::LiveMetrics;
+use super::provisional::Board;
 use crate::config::QueryTarget;
 use crate::flight::client::FlightQueryClient;
 use crate::flight::kpis;
@@ -32,6 +33,8 @@ pub struct RefresherParams {
     pub refresh: Duration,
     pub min_interval: Duration,
     pub hub: Hub,
+    /// Cards and trends: the lake's windows with the aggregators' open ones over them.
+    pub board: Board,
     pub metrics: Metrics,
     pub live: LiveMetrics,
     pub pipelines: Vec<StatusHandle>,
@@ -226,17 +229,15 @@ impl RefresherState {
         let results = fetched?;
         let get =
             |name: &str| -> &[RecordBatch] { results.get(name).map(Vec::as_slice).unwrap_or(&[]) };
-        let (orders, traffic, users) = (get("orders_revenue"), get("traffic"), get("active_users"));
-        let kpis = dashboard::kpis(orders, traffic, users);
-        let mut series = dashboard::series(orders, traffic);
-        series["conversion"] = dashboard::conversion(get("conversion"));
+        self.p.board.exact(
+            &results,
+            vec![("conversion", dashboard::conversion(get("conversion")))],
+        );
         let alerts = dashboard::rows(get("recent_alerts"), &ALERT_COLUMNS);
         let latest_orders = dashboard::rows(get("latest_orders"), &ORDER_COLUMNS);
         let latest_errors = dashboard::rows(get("latest_errors"), &ERROR_COLUMNS);
-        debug!(orders = ?kpis.orders.value, as_of = ?kpis.as_of_ms, "KPIs refreshed");
+        debug!("KPIs refreshed");
         let hub = &self.p.hub;
-        hub.publish("kpis", serde_json::to_value(&kpis).unwrap_or_default());
-        hub.publish_changed("series", series);
         hub.publish_changed("alerts", json!(alerts));
         hub.publish_changed("latest_orders", json!(latest_orders));
         hub.publish_changed("latest_errors", json!(latest_errors));
@@ -284,6 +285,7 @@ mod tests {
     use crate::live::ws::WsParams;
 
     fn params(faults: Arc<Faults>, metrics: &Metrics, live: &LiveMetrics) -> RefresherParams {
+        let hub = Hub::new(HubParams::default(), live.clone());
         RefresherParams {
             // Nothing listens there: every refresh fails, which the refresher survives.
             target: QueryTarget {
@@ -298,7 +300,8 @@ mod tests {
             },
             refresh: Duration::from_millis(500),
             min_interval: Duration::from_millis(100),
-            hub: Hub::new(HubParams::default(), live.clone()),
+            hub: hub.clone(),
+            board: Board::new(hub),
             metrics: metrics.clone(),
             live: live.clone(),
             ownership: shopwatch_actors::handoff::Ownership::solo(),
