@@ -341,6 +341,7 @@ impl AggregatorState {
                         emitted_until: self.engine.emitted_until(),
                         rows: self.engine.open_rows(),
                         at: now_micros(),
+                        newest_event: self.engine.newest_event(),
                     });
                 }
             }

@@ -27,6 +27,8 @@ pub struct Provisional {
     pub emitted_until: Option<Micros>,
     pub rows: Vec<KpiRow>,
     pub at: Micros,
+    /// The newest event time these values include (the freshness bench's stamp).
+    pub newest_event: Option<Micros>,
 }
 
 #[derive(Clone, Debug)]

@@ -54,6 +54,8 @@ pub trait KpiEngine: Send {
     /// values only: they close nothing and are forgotten by [`KpiEngine::clear_ahead`]).
     fn fold_ahead(&mut self, topic: usize, rows: &Rows, keep: &dyn Fn(i32, i64) -> bool);
     fn clear_ahead(&mut self);
+    /// The newest event time folded, previews included.
+    fn newest_event(&self) -> Option<Micros>;
     /// Close what the watermark passed.
     fn advance(&mut self, now: Micros, source: &dyn Drained) -> Option<Emitted>;
     /// Running values of the open windows (provisional).
@@ -163,6 +165,10 @@ impl<K: KpiDef> KpiEngine for Typed<K> {
 
     fn clear_ahead(&mut self) {
         self.engine.clear_ahead()
+    }
+
+    fn newest_event(&self) -> Option<Micros> {
+        self.engine.newest_event()
     }
 
     fn advance(&mut self, now: Micros, source: &dyn Drained) -> Option<Emitted> {

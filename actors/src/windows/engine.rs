@@ -93,6 +93,8 @@ pub struct Engine<A: Acc> {
     /// Preview panes: events read from Kafka but not committed to the raw table yet. They
     /// never close a window or move the watermark; they only make open windows look current.
     ahead: BTreeMap<Micros, A>,
+    /// The newest event time folded (previews included): how current the values are.
+    newest: Option<Micros>,
 }
 
 impl<A: Acc> Engine<A> {
@@ -103,6 +105,7 @@ impl<A: Acc> Engine<A> {
             panes: BTreeMap::new(),
             emitted_until: None,
             ahead: BTreeMap::new(),
+            newest: None,
         }
     }
 
@@ -136,6 +139,7 @@ impl<A: Acc> Engine<A> {
         }
         self.watermark
             .observe(input.topic, input.partition, input.event_time, now);
+        self.saw(input.event_time);
         let w = &self.params.windowing;
         let pane_start = w.pane_of(input.event_time);
         let missed_one = self
@@ -168,6 +172,7 @@ impl<A: Acc> Engine<A> {
         if input.event_time > input.ingested_at.saturating_add(self.params.max_skew) {
             return;
         }
+        self.saw(input.event_time);
         let pane_start = self.params.windowing.pane_of(input.event_time);
         if self
             .emitted_until
@@ -176,6 +181,15 @@ impl<A: Acc> Engine<A> {
             return;
         }
         self.ahead.entry(pane_start).or_default().add(&input.fact);
+    }
+
+    fn saw(&mut self, event_time: Micros) {
+        self.newest = Some(self.newest.map_or(event_time, |n| n.max(event_time)));
+    }
+
+    /// The newest event time folded, previews included.
+    pub fn newest_event(&self) -> Option<Micros> {
+        self.newest
     }
 
     /// Forget the preview panes (their events were committed, or must be folded again).

@@ -28,6 +28,7 @@ const KEEP_MS: i64 = 10 * 60_000;
 struct Open {
     rows: BTreeMap<Micros, Vec<KpiRow>>,
     at: Micros,
+    newest_event: Option<Micros>,
 }
 
 #[derive(Default)]
@@ -174,9 +175,11 @@ impl Inner {
     /// Every KPI's open windows for the `provisional` frame: columns by name, times in ms.
     fn open_json(&self) -> Value {
         let mut kpis = serde_json::Map::new();
+        let mut newest = serde_json::Map::new();
         let mut at = 0;
         for (name, (kpi, open)) in &self.open {
             at = at.max(open.at / 1000);
+            newest.insert(name.to_string(), json!(open.newest_event.map(|t| t / 1000)));
             let cols = kpi.columns();
             let rows: Vec<Value> = open
                 .rows
@@ -194,7 +197,7 @@ impl Inner {
                 .collect();
             kpis.insert(name.to_string(), Value::Array(rows));
         }
-        json!({ "at_ms": at, "kpis": kpis })
+        json!({ "at_ms": at, "kpis": kpis, "newest_event_ms": newest })
     }
 }
 
@@ -232,6 +235,7 @@ impl LiveSink for Board {
             open.rows.entry(r.start).or_default().push(r);
         }
         open.at = update.at;
+        open.newest_event = update.newest_event;
         inner.dirty = true;
         debug!(kpi = name, "provisional values");
     }
@@ -267,6 +271,7 @@ mod tests {
             &Open {
                 rows: rows.into_iter().map(|r| (r.start, vec![r])).collect(),
                 at: T0,
+                newest_event: None,
             },
         )
         .unwrap();
@@ -295,17 +300,23 @@ mod tests {
             emitted_until: Some(T0 + 2 * M),
             rows: vec![orders_row(T0 + 2 * M, 3)],
             at: T0 + 2 * M + 10,
+            newest_event: Some(T0 + 2 * M + 5),
         });
         b.publish();
         assert_eq!(card(&b), (Some(15.0), true));
         let p = b.hub.latest("provisional").unwrap();
         assert_eq!(p["kpis"]["orders_revenue"][0]["orders_count"], 3);
+        assert_eq!(
+            p["newest_event_ms"]["orders_revenue"],
+            (T0 + 2 * M + 5) / 1000
+        );
         // It closes: the aggregator no longer lists it, but the card keeps its value...
         b.provisional(Provisional {
             kpi,
             emitted_until: Some(T0 + 3 * M),
             rows: vec![],
             at: T0 + 3 * M + 10,
+            newest_event: Some(T0 + 2 * M + 5),
         });
         b.publish();
         assert_eq!(
