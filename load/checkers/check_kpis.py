@@ -65,6 +65,48 @@ RECOUNTS = {
     }),
 }
 
+def top_products(ev):
+    """Top 10 products by revenue (ranked in whole cents, then by id) and one row for the rest."""
+    by = collections.defaultdict(lambda: [0, 0, 0.0])
+    for _, r in ev:
+        s = by[r["product_id"]]
+        s[0] += 1
+        s[1] += r["quantity"]
+        s[2] += r["order_total"]
+    ranked = sorted(by.items(), key=lambda kv: (-round(kv[1][2] * 100), kv[0]))
+    out = {}
+    for i, (pid, (n, q, rev)) in enumerate(ranked[:10]):
+        out[(i + 1,)] = {"product_id": pid, "products": 1, "orders_count": n, "quantity": q, "revenue": rev}
+    if len(ranked) > 10:
+        rest = ranked[10:]
+        out[(11,)] = {"product_id": None, "products": len(rest), "orders_count": sum(v[0] for _, v in rest),
+                      "quantity": sum(v[1] for _, v in rest), "revenue": sum(v[2] for _, v in rest)}
+    return out
+
+
+def device_conversion(ev):
+    """Per device: clicks, its clicking users, those who ordered in the window, their orders."""
+    orders = collections.Counter(r["user_id"] for t, r in ev if t == "orders_processed")
+    clicks, users = collections.Counter(), collections.defaultdict(set)
+    for t, r in ev:
+        if t == "clicks_processed":
+            clicks[r["device_type"]] += 1
+            users[r["device_type"]].add(r["user_id"])
+    out = {}
+    for d, n in clicks.items():
+        bought = [orders[u] for u in users[d] if orders[u] > 0]
+        out[(d,)] = {"clicks_count": n, "clicking_users": len(users[d]), "converted_users": len(bought),
+                     "orders_count": sum(bought), "conversion_rate": ratio(sum(bought), n)}
+    return out
+
+
+# KPIs with several rows per window keyed by what the window's events decide (a rank, a device
+# that orders do not carry): the recount of a whole window, {key: values}.
+WINDOW_RECOUNTS = {
+    "top_products": (("product_rank",), top_products),
+    "device_conversion": (("device_type",), device_conversion),
+}
+
 TS_COLUMN = {"orders_processed": "order_ts", "clicks_processed": "click_ts", "errors_processed": "error_ts"}
 
 
@@ -101,16 +143,31 @@ def main():
 
     for t in lakecat.of_kind(doc, "kpi"):
         name, kpi = t["name"], t["kpi"]
-        if kpi not in RECOUNTS:
+        if kpi not in RECOUNTS and kpi not in WINDOW_RECOUNTS:
             failures.append(f"{name}: no independent recount for KPI {kpi} in this checker")
             continue
-        group, recount = RECOUNTS[kpi]
         size, slide = t["window"]["size_s"] * 1_000_000, t["window"]["slide_s"] * 1_000_000
         expected = collections.defaultdict(list)
-        for inp in t["inputs"]:
-            for ts, r in raw.get(inp["table"], []):
-                for s in windows_of(ts, size, slide):
-                    expected[(s, s + size) + tuple(r[c] for c in group)].append((inp["table"], r))
+        if kpi in WINDOW_RECOUNTS:
+            group, whole = WINDOW_RECOUNTS[kpi]
+            events = collections.defaultdict(list)
+            for inp in t["inputs"]:
+                for ts, r in raw.get(inp["table"], []):
+                    for s in windows_of(ts, size, slide):
+                        events[(s, s + size)].append((inp["table"], r))
+            want = {}
+            for w, ev in events.items():
+                for key, values in whole(ev).items():
+                    want[w + key] = values
+                    expected[w + key] = []
+            recount_of = lambda key: want.get(key, {})
+        else:
+            group, recount = RECOUNTS[kpi]
+            for inp in t["inputs"]:
+                for ts, r in raw.get(inp["table"], []):
+                    for s in windows_of(ts, size, slide):
+                        expected[(s, s + size) + tuple(r[c] for c in group)].append((inp["table"], r))
+            recount_of = lambda key: recount(expected.get(key, []))
         rows = load(name)
         got = collections.Counter()
         mism = 0
@@ -118,12 +175,16 @@ def main():
         for k in rows:
             key = (us(k["window_start"]), us(k["window_end"])) + tuple(k[c] for c in group)
             got[key] += 1
-            for col, w in recount(expected.get(key, [])).items():
+            for col, w in recount_of(key).items():
                 if not same(k[col], w):
                     mism += 1
                     if mism <= 3:
                         failures.append(f"{name}: window {key} {col} = {k[col]}, recount {w}")
         dups = [k for k, n in got.items() if n > 1]
+        if kpi in WINDOW_RECOUNTS:
+            extra = [k for k in got if k not in expected]
+            if extra:
+                failures.append(f"{name}: {len(extra)} rows the recount does not have, e.g. {extra[:2]}")
         missing = [k for k in expected if max_end is not None and k[1] <= max_end and k not in got]
         if dups:
             failures.append(f"{name}: {len(dups)} windows written more than once, e.g. {dups[:2]}")

@@ -8,11 +8,13 @@
 
 pub mod active_users;
 pub mod conversion;
+pub mod device_conversion;
 mod engine;
 pub mod errors;
 pub mod orders_revenue;
 #[cfg(test)]
 mod props;
+pub mod top_products;
 pub mod traffic;
 
 use serde::Serialize;
@@ -25,12 +27,14 @@ use crate::schema::TableSpec;
 use crate::windows::{Acc, EngineParams};
 
 /// Every KPI, in the order their tables are created and reported.
-pub static REGISTRY: [&dyn Kpi; 5] = [
+pub static REGISTRY: [&dyn Kpi; 7] = [
     &Def(orders_revenue::OrdersRevenue),
     &Def(active_users::ActiveUsers),
     &Def(errors::Errors),
     &Def(traffic::Traffic),
     &Def(conversion::Conversion),
+    &Def(top_products::TopProducts),
+    &Def(device_conversion::DeviceConversion),
 ];
 
 /// The KPI writing `table`, if any.
@@ -69,6 +73,9 @@ pub enum Dashboard {
     Trend,
     /// The newest `limit` windows ending in the last `minutes`.
     Newest { minutes: i64, limit: usize },
+    /// Every row of the newest whole-minute window ending in the last `minutes` (a KPI with
+    /// several rows per window, such as a top list).
+    LatestWindow { minutes: i64 },
 }
 
 /// Minutes of whole-minute windows a trend fetches: the 30-minute chart plus room for the
@@ -158,6 +165,16 @@ pub trait Kpi: Send + Sync + std::fmt::Debug {
                  WHERE \"window_end\" > {} ORDER BY \"window_end\" DESC LIMIT {limit}",
                 crate::sql::timestamp_literal(now - minutes * MIN),
             ),
+            Dashboard::LatestWindow { minutes } => {
+                let since = crate::sql::timestamp_literal(now - minutes * MIN);
+                format!(
+                    "SELECT {select} FROM {table} WHERE \"window_start\" = \
+                     (SELECT MAX(\"window_start\") FROM {table} WHERE \"window_end\" > {since} \
+                     AND EXTRACT(SECOND FROM \"window_start\") = 0) \
+                     ORDER BY {}",
+                    names.get(2).map_or("1", String::as_str)
+                )
+            }
         })
     }
 }

@@ -208,9 +208,9 @@ mod tests {
             "ecommerce_db",
             1_764_000_000_000_000,
         );
-        // One query per KPI with a dashboard query (4, conversion included) and the three
-        // newest-rows queries.
-        assert_eq!(q.len(), 7);
+        // One query per KPI with a dashboard query (6: conversion, top products and
+        // conversion by device included) and the three newest-rows queries.
+        assert_eq!(q.len(), 9);
         assert!(q[0]
             .sql
             .contains("\"nessie_minio_catalog\".\"ecommerce_db\".\"orders_revenue_per_minute\""));
