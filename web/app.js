@@ -117,6 +117,8 @@ function drawChart(svg, points, series, format, openFrom) {
   for (const s of series) for (const p of points) ymax = Math.max(ymax, Number(p[s.index]) || 0);
   ymax = ymax > 0 ? ymax * 1.1 : 1;
   const px = (x) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
+  // Where each point sits in the element's pixels, for drill-down clicks.
+  svg.shopwatchPoints = points.map((p) => ({ t: p[0], x: px(p[0]) * (svg.getBoundingClientRect().width || W) / W }));
   const py = (y) => T + (1 - y / ymax) * (H - T - B);
   for (const f of [0, 0.5, 1]) {
     const y = py(ymax * f);
@@ -145,6 +147,134 @@ function renderSeries(s) {
   drawChart($('chart-orders'), s.orders || [], [{ index: 1, cls: 0 }], compact, open);
   drawChart($('chart-revenue'), s.orders || [], [{ index: 2, cls: 1 }], (v) => fmtMoneyShort.format(v), open);
   drawChart($('chart-errors'), s.errors || [], [{ index: 1, cls: 2 }], compact, open);
+  renderConversion(s);
+}
+
+// ---- conversion: all and by device, per whole minute; the table sums the last 5 ----
+const DEVICE_CLS = [3, 4, 5, 6];
+function renderConversion(s) {
+  const all = s.conversion || [], byDevice = s.conversion_by_device || [];
+  const devices = [...new Set(byDevice.map((r) => r[1]))].sort();
+  const rate = new Map(byDevice.map((r) => [r[0] + '|' + r[1], r[4]]));
+  const points = all.map((p) => [p[0], p[3], ...devices.map((d) => rate.get(p[0] + '|' + d) ?? null)]);
+  const series = [{ index: 1, cls: 0 }, ...devices.map((d, i) => ({ index: 2 + i, cls: DEVICE_CLS[i % DEVICE_CLS.length] }))];
+  drawChart($('chart-conversion'), points, series, (v) => fmtPct.format(v));
+  const legend = $('conversion-legend');
+  legend.replaceChildren(...['all', ...devices].map((name, i) => el('span', '— ' + name, 'key s' + series[i].cls)));
+  // The last 5 whole minutes the lake has, summed: rates of sums, not sums of rates.
+  const starts = [...new Set(all.map((p) => p[0]))].sort((a, b) => a - b).slice(-5);
+  const inside = (t) => starts.includes(t);
+  const sum = (rows, i) => rows.reduce((a, r) => a + (Number(r[i]) || 0), 0);
+  const allRows = all.filter((p) => inside(p[0]));
+  const rows = [{ name: 'all', clicks: sum(allRows, 2), orders: sum(allRows, 1) },
+    ...devices.map((d) => { const r = byDevice.filter((x) => x[1] === d && inside(x[0])); return { name: d, clicks: sum(r, 2), orders: sum(r, 3) }; })];
+  fillTable('conversion', starts.length ? rows : [], (r) => [[r.name], [fmtInt.format(r.clicks), 'num'], [fmtInt.format(r.orders), 'num'],
+    [r.clicks ? fmtPct.format(r.orders / r.clicks) : '–', 'num']]);
+}
+
+// ---- top products of the newest closed minute ----
+let lastProducts = null;
+function renderProducts(d) {
+  lastProducts = d;
+  const rows = d.rows || [];
+  $('products-empty').hidden = rows.length > 0;
+  $('products-window').textContent = d.window_end ? `minute ending ${utcTime(d.window_end).slice(0, 5)} ${tzName()}, top 10 + other` : '';
+  const total = rows.reduce((a, r) => a + (r.revenue || 0), 0);
+  fillTable('products', rows, (r) => [
+    [r.product_rank <= 10 ? r.product_rank : '', 'num'],
+    [r.product_id === null ? `other (${fmtInt.format(r.products)} products)` : r.product_id, 'wrap'],
+    [fmtInt.format(r.orders_count), 'num'], [fmtInt.format(r.quantity), 'num'],
+    [fmtMoney.format(r.revenue), 'num'], [total ? fmtPct.format(r.revenue / total) : '–', 'num'],
+  ]);
+  // A named product's row opens its orders of that minute.
+  [...$('products').querySelectorAll('tbody tr')].forEach((tr, i) => {
+    const r = rows[i];
+    if (r.product_id === null || !d.window_start) return;
+    tr.classList.add('drillable');
+    tr.tabIndex = 0;
+    const open = () => drill(`Orders of ${r.product_id}, minute ${utcTime(d.window_start).slice(0, 5)}`,
+      { what: 'orders', from: d.window_start, to: d.window_end, product: r.product_id });
+    tr.addEventListener('click', open);
+    tr.addEventListener('keydown', (e) => { if (e.key === 'Enter') open(); });
+  });
+}
+
+// ---- drill-down: the raw rows behind a figure, through the same Flight SQL path ----
+async function drill(title, params) {
+  const box = $('drill');
+  box.hidden = false;
+  $('drill-title').textContent = title;
+  $('drill-status').textContent = 'loading…';
+  box.dataset.state = 'loading';
+  let d;
+  try {
+    const r = await fetch('/api/drill?' + new URLSearchParams(params));
+    d = await r.json();
+    if (!r.ok) throw new Error(d.error || String(r.status));
+  } catch (e) {
+    $('drill-status').textContent = 'not available: ' + e.message;
+    box.dataset.state = 'error';
+    return;
+  }
+  $('drill-status').textContent = `${fmtInt.format(d.count)} rows` + (d.more ? `, the newest ${d.rows.length} shown` : '') +
+    `, ${utcTime(d.from)}–${utcTime(d.to)} ${tzName()}`;
+  const head = document.createElement('tr');
+  for (const c of d.columns) head.appendChild(el('th', c.endsWith('_ts') ? `${c} (${tzName()})` : c));
+  $('drill-rows').querySelector('thead').replaceChildren(head);
+  fillTable('drill-rows', d.rows, (row) => d.columns.map((c) => {
+    const v = row[c];
+    if (c.endsWith('_ts')) return [utcTime(v)];
+    if (typeof v === 'number') return [c === 'order_total' ? fmtMoney.format(v) : String(v), 'num'];
+    return [v === null ? '–' : v, 'wrap'];
+  }));
+  box.dataset.state = 'done';
+  box.dataset.count = String(d.count);
+  box.scrollIntoView({ block: 'nearest' });
+}
+$('drill-close').addEventListener('click', () => { $('drill').hidden = true; });
+
+// Cards: the 5 minutes they cover. Orders and revenue → orders; errors and the rate → errors.
+const CARD_DRILL = { orders: 'orders', revenue: 'orders', errors: 'errors', error_rate: 'errors' };
+for (const [name, what] of Object.entries(CARD_DRILL)) {
+  const open = () => {
+    const k = lastKpis;
+    if (!k || !k.as_of_ms) return;
+    const to = k.as_of_ms, from = to - k.period_s * 1000;
+    drill(`${what === 'orders' ? 'Orders' : 'Errors (ERROR+FATAL)'} behind the ${name.replace('_', ' ')} card`,
+      what === 'orders' ? { what, from, to } : { what, from, to, serious: true });
+  };
+  $('kpi-' + name).addEventListener('click', open);
+  $('kpi-' + name).addEventListener('keydown', (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); open(); } });
+}
+
+// Chart points: the minute nearest the click.
+function drillableChart(id, what) {
+  const svg = $(id);
+  svg.classList.add('drillable');
+  svg.addEventListener('click', (ev) => {
+    const pts = svg.shopwatchPoints;
+    if (!pts || !pts.length) return;
+    const box = svg.getBoundingClientRect();
+    const x = ev.clientX - box.left;
+    let best = pts[0];
+    for (const p of pts) if (Math.abs(p.x - x) < Math.abs(best.x - x)) best = p;
+    const from = best.t, to = best.t + 60000;
+    drill(`${what === 'orders' ? 'Orders' : 'Errors (ERROR+FATAL)'} of the minute ${utcTime(from).slice(0, 5)}`,
+      what === 'orders' ? { what, from, to } : { what, from, to, serious: true });
+  });
+}
+drillableChart('chart-orders', 'orders');
+drillableChart('chart-revenue', 'orders');
+drillableChart('chart-errors', 'errors');
+
+// Alert groups: the events of the rule's key over the group's span.
+function alertDrill(g) {
+  const from = g.first_at - 60000, to = g.last_at + 1000;
+  if (g.alert_type === 'ORDERS_DROP' || g.alert_type === 'REVENUE_DROP') return { what: 'orders', from, to };
+  if (g.alert_type === 'NO_DATA') return null;
+  const p = { what: 'errors', from, to, serious: true };
+  if (g.alert_key && g.alert_key !== 'all' && (g.alert_type === 'FATAL_ERROR' || g.alert_type === 'ERROR_SPIKE')) p.service = g.alert_key;
+  return p;
 }
 
 // ---- tables ----
@@ -228,6 +358,14 @@ function renderAlertGroups(rows) {
       b.addEventListener('click', () => act(b, { action, alert_type: g.alert_type, alert_key: g.alert_key, ...extra }));
       acts.appendChild(b);
     };
+    const rows = alertDrill(g);
+    if (rows) {
+      const b = el('button', 'Rows');
+      b.type = 'button';
+      b.dataset.drill = 'alert';
+      b.addEventListener('click', () => drill(`Rows behind ${g.alert_type} ${g.alert_key}`, rows));
+      acts.appendChild(b);
+    }
     if (g.state === 'silenced') button('Unsilence', 'unsilence', {});
     else button('Silence 1 h', 'silence', { duration_s: SILENCE_S });
     if (g.state === 'acknowledged') button('Undo acknowledge', 'unacknowledge', {});
@@ -352,7 +490,7 @@ setInterval(() => {
 }, 500);
 
 const HANDLERS = {
-  kpis: renderKpis, series: renderSeries, alerts: renderAlerts, alert_groups: renderAlertGroups,
+  kpis: renderKpis, series: renderSeries, top_products: renderProducts, alerts: renderAlerts, alert_groups: renderAlertGroups,
   latest_orders: renderOrders, latest_errors: renderErrors, health: renderHealth,
   heartbeat: () => {},
   snapshot: (d) => { for (const [k, v] of Object.entries(d)) if (HANDLERS[k] && k !== 'snapshot') HANDLERS[k](v); },
@@ -395,6 +533,7 @@ function rerender() {
   if (lastSeries) renderSeries(lastSeries);
   if (lastAlertGroups) renderAlertGroups(lastAlertGroups);
   if (lastAlerts) renderAlerts(lastAlerts);
+  if (lastProducts) renderProducts(lastProducts);
   renderOrders(state.latestOrders);
   renderErrors(state.latestErrors);
 }

@@ -15,6 +15,7 @@ use shopwatch_actors::telemetry::Metrics;
 use crate::auth::http as auth_http;
 use crate::auth::Auth;
 use crate::live::alerts::{post_action, ActionsApi};
+use crate::live::drill::{get_drill, DrillApi};
 use crate::live::hub::{Hub, STATE_TYPES};
 use crate::live::metrics::LiveMetrics;
 use crate::live::ws::{ws_handler, WsParams, WsState};
@@ -32,6 +33,14 @@ pub struct AppState {
     pub actions: Option<Arc<ActionsApi>>,
     /// Logins, tokens and roles (`None`: no auth configured, loopback only).
     pub auth: Option<Arc<Auth>>,
+    /// Drill-down queries (`None`: no query server).
+    pub drill: Option<Arc<DrillApi>>,
+}
+
+impl axum::extract::FromRef<AppState> for Option<Arc<DrillApi>> {
+    fn from_ref(app: &AppState) -> Self {
+        app.drill.clone()
+    }
 }
 
 impl axum::extract::FromRef<AppState> for Option<Arc<Auth>> {
@@ -65,6 +74,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ws", get(ws_handler))
         .route("/api/dashboard", get(dashboard))
         .route("/api/alerts/actions", post(post_action))
+        .route("/api/drill", get(get_drill))
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

@@ -26,6 +26,7 @@ use tracing::{error, info};
 use crate::config::Config;
 use crate::http::{router, AppState};
 use crate::live::alerts::ActionsApi;
+use crate::live::drill::DrillApi;
 use crate::live::hub::{Hub, HubParams};
 use crate::live::metrics::LiveMetrics;
 use crate::live::provisional::Board;
@@ -265,6 +266,7 @@ pub async fn run_until(
             idle_timeout: Duration::from_secs(cfg.http.ws_idle_timeout_s),
             ..WsParams::default()
         }),
+        drill: Some(Arc::new(DrillApi::new(cfg.query_target()))),
         actions: Some(Arc::new(ActionsApi {
             lake: lake.clone(),
             hygiene: cfg.maintenance.hygiene(),

@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 
 use arrow_array::{
-    Array, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
-    TimestampMillisecondArray,
+    Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray, TimestampMillisecondArray,
 };
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -108,7 +108,15 @@ impl Cols<'_> {
         }
         self.each::<TimestampMillisecondArray, _>(name, |a, i| a.value(i))
     }
+    /// 64-bit integers, or 32-bit ones widened (partitions, quantities).
     fn i64(&self, name: &str) -> Vec<Option<i64>> {
+        let narrow = self.0.iter().any(|b| {
+            b.column_by_name(name)
+                .is_some_and(|c| c.as_any().is::<Int32Array>())
+        });
+        if narrow {
+            return self.each::<Int32Array, _>(name, |a, i| i64::from(a.value(i)));
+        }
         self.each::<Int64Array, _>(name, |a, i| a.value(i))
     }
     fn f64(&self, name: &str) -> Vec<Option<f64>> {
@@ -360,6 +368,44 @@ pub fn conversion(batches: &[RecordBatch]) -> Value {
     Value::Array(rows)
 }
 
+/// The conversion-by-device trend (whole-minute windows):
+/// `[start_ms, device, clicks, orders, rate|null]`.
+pub fn device_conversion(batches: &[RecordBatch]) -> Value {
+    let c = Cols(batches);
+    let (starts, devices, clicks, orders, rate) = (
+        c.ts("window_start"),
+        c.str("device_type"),
+        c.i64("clicks_count"),
+        c.i64("orders_count"),
+        c.f64("conversion_rate"),
+    );
+    let rows: Vec<Value> = (0..starts.len())
+        .filter_map(|i| {
+            let s = starts[i].filter(|s| s % 60_000 == 0)?;
+            Some(json!([
+                s,
+                devices[i].clone()?,
+                clicks[i].unwrap_or(0),
+                orders[i].unwrap_or(0),
+                rate[i]
+            ]))
+        })
+        .collect();
+    Value::Array(rows)
+}
+
+/// The top products of the newest whole-minute window: its bounds and rows by rank.
+pub fn top_products(batches: &[RecordBatch]) -> Value {
+    let c = Cols(batches);
+    let start = c.ts("window_start").into_iter().flatten().max();
+    let end = c.ts("window_end").into_iter().flatten().max();
+    json!({
+        "window_start": start,
+        "window_end": end,
+        "rows": rows(batches, &PRODUCT_COLUMNS),
+    })
+}
+
 /// Rows of a result as JSON objects, timestamps as ms; only the named columns, in order.
 pub fn rows(batches: &[RecordBatch], columns: &[(&str, Kind)]) -> Vec<Value> {
     let c = Cols(batches);
@@ -411,6 +457,14 @@ pub const ORDER_COLUMNS: [(&str, Kind); 5] = [
     ("order_total", Kind::Float),
     ("status", Kind::Text),
     ("order_ts", Kind::Ts),
+];
+pub const PRODUCT_COLUMNS: [(&str, Kind); 6] = [
+    ("product_rank", Kind::Int),
+    ("product_id", Kind::Text),
+    ("products", Kind::Int),
+    ("orders_count", Kind::Int),
+    ("quantity", Kind::Int),
+    ("revenue", Kind::Float),
 ];
 pub const ERROR_COLUMNS: [(&str, Kind); 4] = [
     ("service_name", Kind::Text),

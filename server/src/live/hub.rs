@@ -13,9 +13,10 @@ use tokio::sync::Notify;
 use super::metrics::LiveMetrics;
 
 /// Message types the hub keeps for snapshots, in the order a snapshot lists them.
-pub const STATE_TYPES: [&str; 8] = [
+pub const STATE_TYPES: [&str; 9] = [
     "kpis",
     "series",
+    "top_products",
     "alerts",
     "alert_groups",
     "latest_orders",

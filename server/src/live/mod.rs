@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub mod dashboard;
+pub mod drill;
 pub mod health;
 pub mod hub;
 pub mod metrics;

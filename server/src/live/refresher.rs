@@ -231,7 +231,13 @@ impl RefresherState {
             |name: &str| -> &[RecordBatch] { results.get(name).map(Vec::as_slice).unwrap_or(&[]) };
         self.p.board.exact(
             &results,
-            vec![("conversion", dashboard::conversion(get("conversion")))],
+            vec![
+                ("conversion", dashboard::conversion(get("conversion"))),
+                (
+                    "conversion_by_device",
+                    dashboard::device_conversion(get("device_conversion")),
+                ),
+            ],
         );
         let alerts = dashboard::rows(get("recent_alerts"), &ALERT_COLUMNS);
         let latest_orders = dashboard::rows(get("latest_orders"), &ORDER_COLUMNS);
@@ -239,6 +245,7 @@ impl RefresherState {
         debug!("KPIs refreshed");
         let hub = &self.p.hub;
         hub.publish_changed("alerts", json!(alerts));
+        hub.publish_changed("top_products", dashboard::top_products(get("top_products")));
         hub.publish_changed("latest_orders", json!(latest_orders));
         hub.publish_changed("latest_errors", json!(latest_errors));
         self.refresh_alert_groups(now).await;
@@ -393,6 +400,7 @@ mod tests {
                 // /readyz says why, and is not ready.
                 let app = router(AppState {
                     actions: None,
+                    drill: None,
                     auth: None,
                     metrics: metrics.clone(),
                     ownership: shopwatch_actors::handoff::Ownership::solo(),

@@ -1,0 +1,316 @@
+//! Drill-down: from a card, a trend point, an alert or a top product to the raw rows behind it
+//! (`GET /api/drill`), read through the same Flight SQL path as the cards (the embedded server
+//! or Dremio, per `query.backend`). The request names what and when; the SQL is built here
+//! from checked values only (literals quoted by `shopwatch_actors::sql`).
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+use shopwatch_actors::sql::{string_literal, table, timestamp_literal};
+use tokio::sync::Mutex;
+
+use super::dashboard::{self, Kind};
+use crate::config::QueryTarget;
+use crate::flight::client::FlightQueryClient;
+
+/// Rows returned at most; the count says how many there are.
+pub const MAX_ROWS: usize = 500;
+/// The widest time range one drill may ask for.
+const MAX_SPAN_MS: i64 = 24 * 3600 * 1000;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct DrillQuery {
+    pub what: Option<String>,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    pub service: Option<String>,
+    /// `errors`: only ERROR and FATAL (what the errors card counts).
+    pub serious: Option<bool>,
+    pub product: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum What {
+    Orders,
+    Errors,
+}
+
+impl What {
+    fn table(self) -> &'static str {
+        match self {
+            What::Orders => "orders_processed",
+            What::Errors => "errors_processed",
+        }
+    }
+    fn ts(self) -> &'static str {
+        match self {
+            What::Orders => "order_ts",
+            What::Errors => "error_ts",
+        }
+    }
+    fn columns(self) -> &'static [(&'static str, Kind)] {
+        match self {
+            What::Orders => &[
+                ("order_ts", Kind::Ts),
+                ("order_id", Kind::Text),
+                ("user_id", Kind::Text),
+                ("product_id", Kind::Text),
+                ("quantity", Kind::Int),
+                ("order_total", Kind::Float),
+                ("status", Kind::Text),
+                ("kafka_partition", Kind::Int),
+                ("kafka_offset", Kind::Int),
+            ],
+            What::Errors => &[
+                ("error_ts", Kind::Ts),
+                ("service_name", Kind::Text),
+                ("severity", Kind::Text),
+                ("error_message", Kind::Text),
+                ("error_id", Kind::Text),
+                ("kafka_partition", Kind::Int),
+                ("kafka_offset", Kind::Int),
+            ],
+        }
+    }
+}
+
+/// A checked drill request.
+#[derive(Debug, PartialEq)]
+pub struct Drill {
+    what: What,
+    from_ms: i64,
+    to_ms: i64,
+    service: Option<String>,
+    serious: bool,
+    product: Option<String>,
+}
+
+impl Drill {
+    pub fn parse(q: &DrillQuery) -> Result<Drill, String> {
+        let what = match q.what.as_deref() {
+            Some("orders") => What::Orders,
+            Some("errors") => What::Errors,
+            _ => return Err("what: must be orders or errors".into()),
+        };
+        let (Some(from_ms), Some(to_ms)) = (q.from, q.to) else {
+            return Err("from, to: both needed, in milliseconds since the epoch".into());
+        };
+        if to_ms <= from_ms || to_ms - from_ms > MAX_SPAN_MS {
+            return Err("to: must be after from, and at most 24 hours later".into());
+        }
+        if what == What::Orders && (q.service.is_some() || q.serious.is_some()) {
+            return Err("service, serious: only for what=errors".into());
+        }
+        if what == What::Errors && q.product.is_some() {
+            return Err("product: only for what=orders".into());
+        }
+        Ok(Drill {
+            what,
+            from_ms,
+            to_ms,
+            service: q.service.clone(),
+            serious: q.serious.unwrap_or(false),
+            product: q.product.clone(),
+        })
+    }
+
+    /// The rows query (newest first, one more than shown to tell "more") and the count.
+    pub fn sql(&self, source: &str, namespace: &str) -> [String; 2] {
+        let t = table(source, namespace, self.what.table());
+        let ts = self.what.ts();
+        let mut filter = format!(
+            "\"{ts}\" >= {} AND \"{ts}\" < {}",
+            timestamp_literal(self.from_ms * 1000),
+            timestamp_literal(self.to_ms * 1000)
+        );
+        if let Some(s) = &self.service {
+            filter += &format!(" AND \"service_name\" = {}", string_literal(s));
+        }
+        if self.serious {
+            filter += " AND \"severity\" IN ('ERROR', 'FATAL')";
+        }
+        if let Some(p) = &self.product {
+            filter += &format!(" AND \"product_id\" = {}", string_literal(p));
+        }
+        let cols: Vec<String> = self
+            .what
+            .columns()
+            .iter()
+            .map(|(c, _)| format!("\"{c}\""))
+            .collect();
+        [
+            format!(
+                "SELECT {} FROM {t} WHERE {filter} ORDER BY \"{ts}\" DESC, \"kafka_partition\", \"kafka_offset\" LIMIT {}",
+                cols.join(", "),
+                MAX_ROWS + 1
+            ),
+            format!("SELECT COUNT(*) AS \"n\" FROM {t} WHERE {filter}"),
+        ]
+    }
+}
+
+/// The Flight SQL connection drills share (opened on first use, rebuilt after a failure).
+pub struct DrillApi {
+    pub target: QueryTarget,
+    client: Mutex<Option<FlightQueryClient>>,
+}
+
+impl DrillApi {
+    pub fn new(target: QueryTarget) -> DrillApi {
+        DrillApi {
+            target,
+            client: Mutex::new(None),
+        }
+    }
+
+    async fn run(&self, sqls: &[String]) -> anyhow::Result<Vec<Vec<arrow_array::RecordBatch>>> {
+        let mut guard = self.client.lock().await;
+        if guard.is_none() {
+            let t = &self.target;
+            *guard = Some(
+                FlightQueryClient::connect_with(
+                    &t.addr,
+                    &t.username,
+                    t.password.expose(),
+                    t.timeout,
+                    t.tls.as_ref(),
+                )
+                .await?,
+            );
+        }
+        let client = guard
+            .as_mut()
+            .ok_or_else(|| anyhow::anyhow!("no Flight client"))?;
+        let out = client.query_all(sqls).await;
+        if out.is_err() {
+            *guard = None;
+        }
+        out
+    }
+}
+
+fn refuse(code: StatusCode, error: impl Into<String>) -> Response {
+    (code, Json(json!({ "error": error.into() }))).into_response()
+}
+
+pub async fn get_drill(
+    State(api): State<Option<Arc<DrillApi>>>,
+    Query(q): Query<DrillQuery>,
+) -> Response {
+    let Some(api) = api else {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no query server configured",
+        );
+    };
+    let drill = match Drill::parse(&q) {
+        Ok(d) => d,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
+    };
+    let sqls = drill.sql(&api.target.source, &api.target.namespace);
+    let found = match api.run(&sqls).await {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "drill-down query failed");
+            return refuse(StatusCode::BAD_GATEWAY, format!("query failed: {e:#}"));
+        }
+    };
+    let mut rows = dashboard::rows(&found[0], drill.what.columns());
+    let more = rows.len() > MAX_ROWS;
+    rows.truncate(MAX_ROWS);
+    let count = dashboard::rows(&found[1], &[("n", Kind::Int)])
+        .first()
+        .and_then(|r| r["n"].as_i64())
+        .unwrap_or(rows.len() as i64);
+    Json(json!({
+        "what": drill.what.table(),
+        "from": drill.from_ms,
+        "to": drill.to_ms,
+        "count": count,
+        "more": more,
+        "columns": drill.what.columns().iter().map(|(c, _)| *c).collect::<Vec<_>>(),
+        "rows": rows,
+    }))
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(what: &str, from: i64, to: i64) -> DrillQuery {
+        DrillQuery {
+            what: Some(what.into()),
+            from: Some(from),
+            to: Some(to),
+            ..DrillQuery::default()
+        }
+    }
+
+    #[test]
+    fn requests_are_checked_and_name_the_field() {
+        let cases: Vec<(DrillQuery, Option<&str>)> = vec![
+            (q("orders", 0, 60_000), None),
+            (q("clicks", 0, 60_000), Some("what")),
+            (q("orders", 60_000, 60_000), Some("to")),
+            (q("orders", 0, MAX_SPAN_MS + 1), Some("to")),
+            (
+                DrillQuery {
+                    from: None,
+                    ..q("errors", 0, 1)
+                },
+                Some("from"),
+            ),
+            (
+                DrillQuery {
+                    service: Some("x".into()),
+                    ..q("orders", 0, 1)
+                },
+                Some("service"),
+            ),
+            (
+                DrillQuery {
+                    product: Some("x".into()),
+                    ..q("errors", 0, 1)
+                },
+                Some("product"),
+            ),
+        ];
+        for (req, field) in cases {
+            match (Drill::parse(&req), field) {
+                (Ok(_), None) => {}
+                (Err(e), Some(f)) => assert!(e.starts_with(f), "{e}"),
+                (got, want) => panic!("{req:?}: {got:?}, wanted an error on {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn sql_filters_quote_what_the_caller_sent() {
+        let d = Drill::parse(&DrillQuery {
+            service: Some("pay'ment".into()),
+            serious: Some(true),
+            ..q("errors", 1_764_000_000_000, 1_764_000_060_000)
+        })
+        .unwrap();
+        let [rows, count] = d.sql("s", "ns");
+        assert!(
+            rows.contains("FROM \"s\".\"ns\".\"errors_processed\""),
+            "{rows}"
+        );
+        assert!(rows.contains("\"service_name\" = 'pay''ment'"), "{rows}");
+        assert!(
+            rows.contains("\"severity\" IN ('ERROR', 'FATAL')"),
+            "{rows}"
+        );
+        assert!(rows.contains("\"error_ts\" >= CAST('2025-11-24 16:00:00.000' AS TIMESTAMP)"));
+        assert!(rows.ends_with(&format!("LIMIT {}", MAX_ROWS + 1)));
+        assert!(count.starts_with("SELECT COUNT(*)"), "{count}");
+        assert!(count.contains("'pay''ment'"));
+    }
+}
