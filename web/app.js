@@ -20,11 +20,14 @@ function utcTime(ms) {
   const p = (n) => String(n).padStart(2, '0');
   return `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
 }
+function setParam(name, value) {
+  const q = new URLSearchParams(location.search);
+  if (value) q.set(name, value); else q.delete(name);
+  history.replaceState(null, '', location.pathname + (q.toString() ? '?' + q : ''));
+}
 function setUtc(utc) {
   state.utc = utc;
-  const q = new URLSearchParams(location.search);
-  if (utc) q.set('tz', 'utc'); else q.delete('tz');
-  history.replaceState(null, '', location.pathname + (q.toString() ? '?' + q : ''));
+  setParam('tz', utc ? 'utc' : null);
   for (const t of document.querySelectorAll('.tz')) t.textContent = tzName();
   $('tz-toggle').textContent = utc ? 'Show local time' : 'Show UTC';
   $('tz-toggle').setAttribute('aria-pressed', String(utc));
@@ -64,13 +67,13 @@ function renderCard(name, card) {
     delta.textContent = card.value === null ? '' : 'no previous period';
     delta.classList.add('flat');
   } else if (card.delta === 0) {
-    delta.textContent = '= previous 5 min';
+    delta.textContent = `= previous ${perText()}`;
     delta.classList.add('flat');
   } else {
     const up = card.delta > 0;
     const good = up !== Boolean(card.inverse);
     const mag = name === 'error_rate' ? fmtPct.format(Math.abs(card.delta)) : fmt(Math.abs(card.delta));
-    delta.textContent = (up ? '▲ +' : '▼ −') + mag + ' vs previous 5 min';
+    delta.textContent = (up ? '▲ +' : '▼ −') + mag + ` vs previous ${perText()}`;
     delta.classList.add((up ? 'up-' : 'down-') + (good ? 'good' : 'bad'));
   }
   delta.dataset.delta = card.delta === null || card.delta === undefined ? '' : String(card.delta);
@@ -79,13 +82,18 @@ function renderCard(name, card) {
 }
 
 let lastKpis = null;
+function perText() {
+  const s = lastKpis ? lastKpis.period_s : 300;
+  return s >= 3600 ? `${s / 3600} h` : `${s / 60} min`;
+}
 function renderKpis(k) {
   lastKpis = k;
   for (const name of Object.keys(CARDS)) renderCard(name, k[name]);
   state.kpisAsOf = k.as_of_ms;
   const open = k.as_of_ms && k.exact_as_of_ms !== k.as_of_ms;
+  for (const e of document.querySelectorAll('.per')) e.textContent = perText();
   $('period').textContent = !k.as_of_ms ? 'No windows yet.'
-    : `Each figure covers the 5 whole minutes ending ${utcTime(k.as_of_ms)} ${tzName()}; each event is counted once. ` +
+    : `Each figure covers the ${perText()} of whole minutes ending ${utcTime(k.as_of_ms)} ${tzName()}, against the ${perText()} before; each event is counted once. ` +
       (open ? `Minutes after ${utcTime(k.exact_as_of_ms)} are still open: their values are provisional (running, straight from the pipeline) and turn exact when the lake has them.`
         : 'All of them are closed windows read back from the lake.');
 }
@@ -258,8 +266,8 @@ function drillableChart(id, what) {
     const x = ev.clientX - box.left;
     let best = pts[0];
     for (const p of pts) if (Math.abs(p.x - x) < Math.abs(best.x - x)) best = p;
-    const from = best.t, to = best.t + 60000;
-    drill(`${what === 'orders' ? 'Orders' : 'Errors (ERROR+FATAL)'} of the minute ${utcTime(from).slice(0, 5)}`,
+    const from = best.t, to = best.t + state.bucketMs;
+    drill(`${what === 'orders' ? 'Orders' : 'Errors (ERROR+FATAL)'} of ${utcTime(from).slice(0, 5)}–${utcTime(to).slice(0, 5)}`,
       what === 'orders' ? { what, from, to } : { what, from, to, serious: true });
   });
 }
@@ -360,11 +368,12 @@ function renderAlertGroups(rows) {
     };
     const rows = alertDrill(g);
     if (rows) {
-      const b = el('button', 'Rows');
-      b.type = 'button';
-      b.dataset.drill = 'alert';
-      b.addEventListener('click', () => drill(`Rows behind ${g.alert_type} ${g.alert_key}`, rows));
-      acts.appendChild(b);
+      // A link, not a button: it only shows rows, and viewers get it too.
+      const a = el('a', 'Rows', 'drill-link');
+      a.href = '#drill';
+      a.dataset.drill = 'alert';
+      a.addEventListener('click', (e) => { e.preventDefault(); drill(`Rows behind ${g.alert_type} ${g.alert_key}`, rows); });
+      acts.appendChild(a);
     }
     if (g.state === 'silenced') button('Unsilence', 'unsilence', {});
     else button('Silence 1 h', 'silence', { duration_s: SILENCE_S });
@@ -489,8 +498,49 @@ setInterval(() => {
   }
 }, 500);
 
+// ---- time range: 30 min is live over the socket; 6 h and 24 h are read on request ----
+const RANGES = { '30m': 'per minute, last 30 min', '6h': 'per 5 min, last 6 h', '24h': 'per 15 min, last 24 h' };
+state.range = RANGES[params.get('range')] ? params.get('range') : '30m';
+state.bucketMs = 60000;
+let wsKpis = null, wsSeries = null, rangeTimer = null;
+async function loadRange() {
+  const asked = state.range;
+  $('range-status').textContent = 'loading…';
+  try {
+    const r = await fetch('/api/trends?range=' + asked);
+    const v = await r.json();
+    if (!r.ok) throw new Error(v.error || String(r.status));
+    if (state.range !== asked) return;
+    state.bucketMs = v.bucket_s * 1000;
+    renderKpis(v.kpis);
+    renderSeries(v.series);
+    $('range-status').textContent = `read ${utcTime(serverNow())} ${tzName()}`;
+  } catch (e) {
+    $('range-status').textContent = 'not available: ' + e.message;
+  }
+}
+function setRange(range) {
+  state.range = range;
+  setParam('range', range === '30m' ? null : range);
+  for (const b of document.querySelectorAll('.ranges button')) b.setAttribute('aria-pressed', String(b.dataset.range === range));
+  for (const e of document.querySelectorAll('.range-label')) e.textContent = RANGES[range];
+  document.body.dataset.range = range;
+  clearInterval(rangeTimer);
+  if (range === '30m') {
+    state.bucketMs = 60000;
+    $('range-status').textContent = '';
+    if (wsKpis) renderKpis(wsKpis);
+    if (wsSeries) renderSeries(wsSeries);
+  } else {
+    loadRange();
+    rangeTimer = setInterval(loadRange, 30000);
+  }
+}
+for (const b of document.querySelectorAll('.ranges button')) b.addEventListener('click', () => setRange(b.dataset.range));
+
 const HANDLERS = {
-  kpis: renderKpis, series: renderSeries, top_products: renderProducts, alerts: renderAlerts, alert_groups: renderAlertGroups,
+  kpis: (k) => { wsKpis = k; if (state.range === '30m') renderKpis(k); },
+  series: (v) => { wsSeries = v; if (state.range === '30m') renderSeries(v); }, top_products: renderProducts, alerts: renderAlerts, alert_groups: renderAlertGroups,
   latest_orders: renderOrders, latest_errors: renderErrors, health: renderHealth,
   heartbeat: () => {},
   snapshot: (d) => { for (const [k, v] of Object.entries(d)) if (HANDLERS[k] && k !== 'snapshot') HANDLERS[k](v); },
@@ -539,6 +589,7 @@ function rerender() {
 }
 $('tz-toggle').addEventListener('click', () => setUtc(!state.utc));
 setUtc(state.utc);
+setRange(state.range);
 $('logout').addEventListener('click', logout);
 loadSession();
 connect();

@@ -18,6 +18,7 @@ use crate::live::alerts::{post_action, ActionsApi};
 use crate::live::drill::{get_drill, DrillApi};
 use crate::live::hub::{Hub, STATE_TYPES};
 use crate::live::metrics::LiveMetrics;
+use crate::live::trends::{get_trends, TrendsCache};
 use crate::live::ws::{ws_handler, WsParams, WsState};
 
 #[derive(Clone)]
@@ -33,8 +34,15 @@ pub struct AppState {
     pub actions: Option<Arc<ActionsApi>>,
     /// Logins, tokens and roles (`None`: no auth configured, loopback only).
     pub auth: Option<Arc<Auth>>,
-    /// Drill-down queries (`None`: no query server).
+    /// Drill-down and time-range queries (`None`: no query server).
     pub drill: Option<Arc<DrillApi>>,
+    pub trends: Arc<TrendsCache>,
+}
+
+impl axum::extract::FromRef<AppState> for Arc<TrendsCache> {
+    fn from_ref(app: &AppState) -> Self {
+        app.trends.clone()
+    }
 }
 
 impl axum::extract::FromRef<AppState> for Option<Arc<DrillApi>> {
@@ -75,6 +83,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/dashboard", get(dashboard))
         .route("/api/alerts/actions", post(post_action))
         .route("/api/drill", get(get_drill))
+        .route("/api/trends", get(get_trends))
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

@@ -267,6 +267,7 @@ pub async fn run_until(
             ..WsParams::default()
         }),
         drill: Some(Arc::new(DrillApi::new(cfg.query_target()))),
+        trends: Default::default(),
         actions: Some(Arc::new(ActionsApi {
             lake: lake.clone(),
             hygiene: cfg.maintenance.hygiene(),

@@ -143,23 +143,34 @@ pub trait Kpi: Send + Sync + std::fmt::Debug {
         self.columns().iter().position(|c| c.name == name)
     }
 
-    /// The dashboard's portable query, as of `now`, over the three-part `table` name.
-    fn dashboard_sql(&self, table: &str, now: Micros) -> Option<String> {
-        let names: Vec<String> = self
-            .all_columns()
+    /// The columns a dashboard query selects (all but `emitted_at`), quoted.
+    fn select_list(&self) -> Vec<String> {
+        self.all_columns()
             .iter()
             .filter(|c| c.name != "emitted_at")
             .map(|c| crate::sql::ident(c.name))
-            .collect();
+            .collect()
+    }
+
+    /// Whole-minute windows starting at or after `from` and ending by `to` (sliding windows
+    /// overlap; only those starting on a whole minute tile time): a trend over any range.
+    fn minutes_sql(&self, table: &str, from: Micros, to: Micros) -> String {
+        format!(
+            "SELECT {} FROM {table} \
+             WHERE \"window_start\" >= {} AND \"window_end\" <= {} \
+             AND EXTRACT(SECOND FROM \"window_start\") = 0 ORDER BY \"window_start\"",
+            self.select_list().join(", "),
+            crate::sql::timestamp_literal(from),
+            crate::sql::timestamp_literal(to),
+        )
+    }
+
+    /// The dashboard's portable query, as of `now`, over the three-part `table` name.
+    fn dashboard_sql(&self, table: &str, now: Micros) -> Option<String> {
+        let names = self.select_list();
         let select = names.join(", ");
         Some(match self.dashboard()? {
-            Dashboard::Trend => format!(
-                "SELECT {select} FROM {table} \
-                 WHERE \"window_start\" >= {} AND \"window_end\" <= {} \
-                 AND EXTRACT(SECOND FROM \"window_start\") = 0 ORDER BY \"window_start\"",
-                crate::sql::timestamp_literal(now - TREND_MINUTES * MIN),
-                crate::sql::timestamp_literal(now),
-            ),
+            Dashboard::Trend => self.minutes_sql(table, now - TREND_MINUTES * MIN, now),
             Dashboard::Newest { minutes, limit } => format!(
                 "SELECT {select} FROM {table} \
                  WHERE \"window_end\" > {} ORDER BY \"window_end\" DESC LIMIT {limit}",

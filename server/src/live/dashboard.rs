@@ -231,6 +231,12 @@ pub fn kpis(orders: &[RecordBatch], traffic: &[RecordBatch], users: &[RecordBatc
 /// The cards: the 5 newest whole minutes and the 5 before them; active users from the newest
 /// 5-minute window and the one that ended 5 minutes earlier.
 pub fn cards(f: &Facts) -> Kpis {
+    cards_over(f, PERIOD_MS)
+}
+
+/// The cards over any period (a time range of the page): its newest whole minutes, the same
+/// span before them, and active users against the window one period earlier.
+pub fn cards_over(f: &Facts, period_ms: i64) -> Kpis {
     let mins: Vec<&Minute> = f.minutes.values().collect();
     let as_of = mins.iter().map(|m| m.end_ms).max();
     let exact_as_of = mins
@@ -263,8 +269,8 @@ pub fn cards(f: &Facts) -> Kpis {
     };
     let (now, before) = match as_of {
         Some(e) => (
-            period(e - PERIOD_MS, e),
-            period(e - 2 * PERIOD_MS, e - PERIOD_MS),
+            period(e - period_ms, e),
+            period(e - 2 * period_ms, e - period_ms),
         ),
         None => (None, None),
     };
@@ -273,25 +279,24 @@ pub fn cards(f: &Facts) -> Kpis {
             .and_then(|p| (p.seen > 0).then(|| p.errors as f64 / p.seen as f64))
     };
     let open = now.as_ref().is_some_and(|p| p.provisional);
-    // Active users: the newest 5-minute window that has ended by the newest minute counted
-    // (an open window further ahead has seen only its first minutes), and the one 5 minutes
-    // before it.
+    // Active users: the newest 5-minute window, and the one a period before it. An open window
+    // ending after the newest minute counted has seen only its first minutes: left out.
     let latest_users = f
         .users
         .iter()
-        .filter(|(e, _)| as_of.is_none_or(|a| **e <= a))
+        .filter(|(e, (_, open))| !open || as_of.is_none_or(|a| **e <= a))
         .next_back()
         .map(|(e, n)| (*e, *n));
     let users_now = latest_users.map(|(_, (n, _))| n as f64);
     let users_open = latest_users.is_some_and(|(_, (_, p))| p);
     let users_before = latest_users
-        .and_then(|(e, _)| f.users.get(&(e - PERIOD_MS)))
+        .and_then(|(e, _)| f.users.get(&(e - period_ms)))
         .map(|(n, _)| *n as f64);
     let field = |p: &Option<Period>, get: fn(&Period) -> f64| p.as_ref().map(get);
     Kpis {
         as_of_ms: as_of,
         exact_as_of_ms: exact_as_of,
-        period_s: PERIOD_MS / 1000,
+        period_s: period_ms / 1000,
         orders: Card::new(
             field(&now, |p| p.orders as f64),
             field(&before, |p| p.orders as f64),

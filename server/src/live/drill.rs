@@ -168,7 +168,10 @@ impl DrillApi {
         }
     }
 
-    async fn run(&self, sqls: &[String]) -> anyhow::Result<Vec<Vec<arrow_array::RecordBatch>>> {
+    pub(crate) async fn run(
+        &self,
+        sqls: &[String],
+    ) -> anyhow::Result<Vec<Vec<arrow_array::RecordBatch>>> {
         let mut guard = self.client.lock().await;
         if guard.is_none() {
             let t = &self.target;

@@ -401,6 +401,7 @@ mod tests {
                 let app = router(AppState {
                     actions: None,
                     drill: None,
+                    trends: Default::default(),
                     auth: None,
                     metrics: metrics.clone(),
                     ownership: shopwatch_actors::handoff::Ownership::solo(),

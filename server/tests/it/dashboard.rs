@@ -54,6 +54,35 @@ async fn the_page_in_chromium_shows_the_lake_live_and_safely() {
     assert!(run.wait_exit(Duration::from_secs(30)).unwrap().success());
 }
 
+/// Issue 22: provisional values, time ranges, top products, conversion, drill-down, local
+/// time, phone width (`live_check.py`: Chromium against pyiceberg recounts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_see_live_values_ranges_and_the_rows_behind_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_broker, brokers) = broker(dir.path());
+    let data = dir.path().join("lake");
+    let (mut run, http, _flight) = run_pipeline_env(&brokers, &data, &ENV);
+    let out = python(
+        "live_check.py",
+        &[
+            "--url",
+            &format!("http://{http}/"),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--brokers",
+            &brokers,
+            "--artifacts",
+            artifacts().to_str().unwrap(),
+        ],
+    );
+    eprintln!("{out}");
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(summary["console errors"], 0, "{out}");
+    assert!(artifacts().join("live-provisional.png").is_file());
+    run.signal(libc::SIGTERM);
+    assert!(run.wait_exit(Duration::from_secs(30)).unwrap().success());
+}
+
 async fn connect(
     http: &str,
     origin: Option<&str>,

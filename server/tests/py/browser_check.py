@@ -224,7 +224,9 @@ def main():
         assert after_ids != before_ids and any(i.startswith("p2-") for i in after_ids), (before_ids, after_ids)
         summary["phase2 cards (changed live, page == lake recount)"] = page2
 
-        # Freshness line, then the stale state when the socket drops, then the reconnect.
+        # Freshness line (in UTC after the toggle: the page shows local time first), then the
+        # stale state when the socket drops, then the reconnect.
+        b.eval("document.getElementById('tz-toggle').click()")
         fresh = b.eval("document.getElementById('freshness').textContent")
         assert re.match(r"data as of \d\d:\d\d:\d\d UTC, [\d.]+ s behind", fresh), fresh
         b.eval("ws.close()")
