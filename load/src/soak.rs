@@ -38,6 +38,8 @@ pub struct SoakReport {
     pub slow_closed_by_server: usize,
     pub rss_before: Option<f64>,
     pub rss_after: Option<f64>,
+    /// Server RSS shortly before the end, with every client connected.
+    pub rss_during: Option<f64>,
     pub server_skipped: Option<f64>,
     pub server_dropped_slow: Option<f64>,
     /// Clients the server closed because a send blocked for its write timeout.
@@ -166,6 +168,10 @@ pub async fn soak(p: SoakParams) -> anyhow::Result<SoakReport> {
         // Connect at ~200/s, as a crowd arriving, not one burst.
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    // Memory with everyone connected: 3 s before the end.
+    let sample_at = deadline.checked_sub(Duration::from_secs(3)).unwrap_or(deadline);
+    tokio::time::sleep_until(tokio::time::Instant::from_std(sample_at)).await;
+    report.rss_during = server_metric(&p.url, rss).await;
     for t in tasks {
         let _ = t.await;
     }
