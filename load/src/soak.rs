@@ -169,7 +169,9 @@ pub async fn soak(p: SoakParams) -> anyhow::Result<SoakReport> {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // Memory with everyone connected: 3 s before the end.
-    let sample_at = deadline.checked_sub(Duration::from_secs(3)).unwrap_or(deadline);
+    let sample_at = deadline
+        .checked_sub(Duration::from_secs(3))
+        .unwrap_or(deadline);
     tokio::time::sleep_until(tokio::time::Instant::from_std(sample_at)).await;
     report.rss_during = server_metric(&p.url, rss).await;
     for t in tasks {

@@ -9,6 +9,7 @@ pub mod hub;
 pub mod metrics;
 pub mod provisional;
 pub mod refresher;
+pub mod results;
 pub mod trends;
 pub mod ws;
 
