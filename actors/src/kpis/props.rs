@@ -88,6 +88,40 @@ fn user_name(u: u8) -> String {
     format!("user_{u}")
 }
 
+/// The order and the click an event stands for. Quantity 1 at price `total`: the order's
+/// total is what the recount sums.
+fn events(e: &Ev) -> (Order, Click) {
+    let name = user_name(e.user);
+    let order = Order {
+        order_id: format!("o{}", e.offset),
+        user_id: name.clone(),
+        product_id: "p".into(),
+        quantity: 1,
+        price: e.total as f64,
+        status: "CREATED",
+        order_ts: e.event_time,
+    };
+    let click = Click {
+        click_id: format!("c{}", e.offset),
+        user_id: name,
+        url: "/".into(),
+        device_type: "desktop",
+        click_ts: e.event_time,
+    };
+    (order, click)
+}
+
+fn input<'a>(e: &Ev, fact: Fact<'a>) -> Input<'a> {
+    Input {
+        topic: 0,
+        partition: e.partition,
+        offset: e.offset,
+        event_time: e.event_time,
+        ingested_at: e.now,
+        fact,
+    }
+}
+
 /// Both KPIs run side by side so counts, sums and distinct counts are all checked.
 struct Pair {
     orders: Engine<OrdersAcc>,
@@ -106,32 +140,8 @@ impl Pair {
     }
 
     fn fold(&mut self, e: &Ev, now: Micros) -> Fold {
-        let name = user_name(e.user);
-        let input = |fact| Input {
-            topic: 0,
-            partition: e.partition,
-            offset: e.offset,
-            event_time: e.event_time,
-            ingested_at: e.now,
-            fact,
-        };
-        // Quantity 1 at price `total`: the order's total is what the recount sums.
-        let order = Order {
-            order_id: format!("o{}", e.offset),
-            user_id: name.clone(),
-            product_id: "p".into(),
-            quantity: 1,
-            price: e.total as f64,
-            status: "CREATED",
-            order_ts: e.event_time,
-        };
-        let click = Click {
-            click_id: format!("c{}", e.offset),
-            user_id: name,
-            url: "/".into(),
-            device_type: "desktop",
-            click_ts: e.event_time,
-        };
+        let (order, click) = events(e);
+        let input = |fact| input(e, fact);
         let a = self.orders.fold(&input(Fact::Order(&order)), now);
         let b = self.users.fold(&input(Fact::Click(&click)), now);
         assert_eq!(a, b, "both engines share geometry, so decisions agree");
@@ -274,31 +284,8 @@ proptest! {
 impl Pair {
     /// Fold `e` into the preview panes only (read, not committed yet).
     fn fold_ahead(&mut self, e: &Ev) {
-        let name = user_name(e.user);
-        let order = Order {
-            order_id: format!("o{}", e.offset),
-            user_id: name.clone(),
-            product_id: "p".into(),
-            quantity: 1,
-            price: e.total as f64,
-            status: "CREATED",
-            order_ts: e.event_time,
-        };
-        let click = Click {
-            click_id: format!("c{}", e.offset),
-            user_id: name,
-            url: "/".into(),
-            device_type: "desktop",
-            click_ts: e.event_time,
-        };
-        let input = |fact| Input {
-            topic: 0,
-            partition: e.partition,
-            offset: e.offset,
-            event_time: e.event_time,
-            ingested_at: e.now,
-            fact,
-        };
+        let (order, click) = events(e);
+        let input = |fact| input(e, fact);
         self.orders.fold_ahead(&input(Fact::Order(&order)));
         self.users.fold_ahead(&input(Fact::Click(&click)));
     }

@@ -247,6 +247,20 @@ pub struct QueryTarget {
     pub tls: Option<crate::flight::client::ClientTls>,
 }
 
+impl QueryTarget {
+    /// A Flight SQL session with the query server (the refresher's, drill-down's and ranges').
+    pub async fn connect(&self) -> anyhow::Result<crate::flight::client::FlightQueryClient> {
+        crate::flight::client::FlightQueryClient::connect_with(
+            &self.addr,
+            &self.username,
+            self.password.expose(),
+            self.timeout,
+            self.tls.as_ref(),
+        )
+        .await
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DemoConfig {

@@ -174,17 +174,7 @@ impl DrillApi {
     ) -> anyhow::Result<Vec<Vec<arrow_array::RecordBatch>>> {
         let mut guard = self.client.lock().await;
         if guard.is_none() {
-            let t = &self.target;
-            *guard = Some(
-                FlightQueryClient::connect_with(
-                    &t.addr,
-                    &t.username,
-                    t.password.expose(),
-                    t.timeout,
-                    t.tls.as_ref(),
-                )
-                .await?,
-            );
+            *guard = Some(self.target.connect().await?);
         }
         let client = guard
             .as_mut()

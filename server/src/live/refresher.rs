@@ -198,17 +198,7 @@ impl RefresherState {
 
     async fn client(&mut self) -> anyhow::Result<&mut FlightQueryClient> {
         if self.client.is_none() {
-            let t = &self.p.target;
-            self.client = Some(
-                FlightQueryClient::connect_with(
-                    &t.addr,
-                    &t.username,
-                    t.password.expose(),
-                    t.timeout,
-                    t.tls.as_ref(),
-                )
-                .await?,
-            );
+            self.client = Some(self.p.target.connect().await?);
         }
         self.client
             .as_mut()

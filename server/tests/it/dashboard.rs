@@ -33,15 +33,29 @@ async fn the_page_in_chromium_shows_the_lake_live_and_safely() {
     let (mut run, http, _flight) = run_pipeline_env(&brokers, &data, &ENV);
     python("dashboard_stream.py", &[&brokers, "phase1"]);
     wait_caught_up(&brokers, &data, Duration::from_secs(120)).await;
+    chromium_check("browser_check.py", &http, &data, &brokers, "dashboard.png");
+    run.signal(libc::SIGTERM);
+    assert!(run.wait_exit(Duration::from_secs(30)).unwrap().success());
+}
+
+/// Run a Chromium check script against the page; it must report 0 console errors and leave
+/// the `screenshot` artifact.
+fn chromium_check(
+    script: &str,
+    http: &str,
+    data: &std::path::Path,
+    brokers: &str,
+    screenshot: &str,
+) -> serde_json::Value {
     let out = python(
-        "browser_check.py",
+        script,
         &[
             "--url",
             &format!("http://{http}/"),
             "--data-dir",
             data.to_str().unwrap(),
             "--brokers",
-            &brokers,
+            brokers,
             "--artifacts",
             artifacts().to_str().unwrap(),
         ],
@@ -49,9 +63,8 @@ async fn the_page_in_chromium_shows_the_lake_live_and_safely() {
     eprintln!("{out}");
     let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(summary["console errors"], 0, "{out}");
-    assert!(artifacts().join("dashboard.png").is_file());
-    run.signal(libc::SIGTERM);
-    assert!(run.wait_exit(Duration::from_secs(30)).unwrap().success());
+    assert!(artifacts().join(screenshot).is_file());
+    summary
 }
 
 /// Issue 22: provisional values, time ranges, top products, conversion, drill-down, local
@@ -62,23 +75,16 @@ async fn operators_see_live_values_ranges_and_the_rows_behind_them() {
     let (_broker, brokers) = broker(dir.path());
     let data = dir.path().join("lake");
     let (mut run, http, _flight) = run_pipeline_env(&brokers, &data, &ENV);
-    let out = python(
+    let summary = chromium_check(
         "live_check.py",
-        &[
-            "--url",
-            &format!("http://{http}/"),
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--brokers",
-            &brokers,
-            "--artifacts",
-            artifacts().to_str().unwrap(),
-        ],
+        &http,
+        &data,
+        &brokers,
+        "live-provisional.png",
     );
-    eprintln!("{out}");
-    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(summary["console errors"], 0, "{out}");
-    assert!(artifacts().join("live-provisional.png").is_file());
+    assert!(summary["provisional: broker ack → card, s"]
+        .as_f64()
+        .is_some());
     run.signal(libc::SIGTERM);
     assert!(run.wait_exit(Duration::from_secs(30)).unwrap().success());
 }
