@@ -225,7 +225,7 @@ pub async fn run_until(
     } else {
         None
     };
-    let publisher = provisional.map(|p| board.spawn_publisher(p.every / 2));
+    let publisher = provisional.map(|p| board.spawn_publisher(p.every));
     pipelines
         .supervise(
             REFRESHER,

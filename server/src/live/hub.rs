@@ -249,6 +249,14 @@ impl Hub {
         self.publish(kind, data);
     }
 
+    /// Keep `data` as the newest `kind` for snapshots and `/api/dashboard` without pushing it
+    /// (state that is big or fast and that the page does not draw).
+    pub fn keep(&self, kind: &'static str, data: Value) {
+        if STATE_TYPES.contains(&kind) {
+            self.lock().latest.insert(kind, data);
+        }
+    }
+
     pub fn clients(&self) -> usize {
         self.lock().clients.len()
     }
