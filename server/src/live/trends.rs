@@ -156,6 +156,18 @@ const VIEW_KPIS: [&str; 5] = [
     "device_conversion",
 ];
 
+/// The queries of one range view as of `now_us`, in [`view`]'s order: whole-minute windows
+/// of two ranges back (the cards compare the range with the one before it). Active users are
+/// 5-minute windows sliding by whole minutes, so they are all read.
+pub fn range_queries(source: &str, namespace: &str, range: Range, now_us: i64) -> Vec<String> {
+    let from = now_us - 2 * range.ms() * 1000;
+    VIEW_KPIS
+        .iter()
+        .filter_map(|name| by_name(name))
+        .map(|k| k.minutes_sql(&table(source, namespace, k.table()), from, now_us))
+        .collect()
+}
+
 #[derive(Debug, Default, Deserialize)]
 pub struct TrendsQuery {
     pub range: Option<String>,
@@ -186,14 +198,7 @@ pub async fn get_trends(
     }
     let now = chrono::Utc::now().timestamp_micros();
     let t = &api.target;
-    // Two ranges back: the cards compare the range with the one before it.
-    let from = now - 2 * range.ms() * 1000;
-    let sqls: Vec<String> = VIEW_KPIS
-        .iter()
-        .filter_map(|name| by_name(name))
-        .map(|k| k.minutes_sql(&table(&t.source, &t.namespace, k.table()), from, now))
-        .collect();
-    // Active users are 5-minute windows: read them whole (`minutes_sql` keeps whole minutes).
+    let sqls = range_queries(&t.source, &t.namespace, range, now);
     let started = Instant::now();
     let found = match api.run(&sqls).await {
         Ok(f) => f,
