@@ -93,7 +93,7 @@ function renderKpis(k) {
   const open = k.as_of_ms && k.exact_as_of_ms !== k.as_of_ms;
   for (const e of document.querySelectorAll('.per')) e.textContent = perText();
   $('period').textContent = !k.as_of_ms ? 'No windows yet.'
-    : `Each figure covers the ${perText()} of whole minutes ending ${utcTime(k.as_of_ms)} ${tzName()}, against the ${perText()} before; each event is counted once. ` +
+    : `Each figure covers the whole minutes of the ${perText()} ending ${utcTime(k.as_of_ms)} ${tzName()}, against the ${perText()} before; each event is counted once. ` +
       (open ? `Minutes after ${utcTime(k.exact_as_of_ms)} are still open: their values are provisional (running, straight from the pipeline) and turn exact when the lake has them.`
         : 'All of them are closed windows read back from the lake.');
 }
@@ -107,7 +107,9 @@ function svgEl(tag, attrs, text) {
   return e;
 }
 
-function drawChart(svg, points, series, format, openFrom) {
+// `domain` [from, to] fixes the time axis (a 6 h or 24 h view spans its range, however little
+// data there is); without it the axis spans the points.
+function drawChart(svg, points, series, format, openFrom, domain) {
   while (svg.firstChild) svg.removeChild(svg.firstChild);
   // Draw in the element's own pixels, so text is never stretched.
   const W = Math.max(280, Math.round(svg.getBoundingClientRect().width) || 600), H = 180, L = 52, R = 10, T = 10, B = 22;
@@ -120,7 +122,8 @@ function drawChart(svg, points, series, format, openFrom) {
   const firstOpen = openFrom === null || openFrom === undefined ? -1 : points.findIndex((p) => p[0] >= openFrom);
   const cut = firstOpen < 0 ? points.length : firstOpen;
   const xs = points.map((p) => p[0]);
-  const x0 = Math.min(...xs), x1 = Math.max(x0 + 60000, Math.max(...xs));
+  const x0 = domain ? Math.min(domain[0], ...xs) : Math.min(...xs);
+  const x1 = domain ? Math.max(domain[1], ...xs) : Math.max(x0 + 60000, Math.max(...xs));
   let ymax = 0;
   for (const s of series) for (const p of points) ymax = Math.max(ymax, Number(p[s.index]) || 0);
   ymax = ymax > 0 ? ymax * 1.1 : 1;
@@ -133,8 +136,11 @@ function drawChart(svg, points, series, format, openFrom) {
     svg.appendChild(svgEl('line', { x1: L, x2: W - R, y1: y, y2: y, class: 'grid' }));
     svg.appendChild(svgEl('text', { x: L - 4, y: y + 4, 'text-anchor': 'end', class: 'axis' }, format(ymax * f)));
   }
-  svg.appendChild(svgEl('text', { x: L, y: H - 6, class: 'axis' }, utcTime(x0).slice(0, 5)));
-  svg.appendChild(svgEl('text', { x: W - R, y: H - 6, 'text-anchor': 'end', class: 'axis' }, utcTime(x1).slice(0, 5) + (cut < points.length ? ' (dashed: open)' : '')));
+  // A day-long axis names the day too: "05:54" alone could be either end.
+  const day = (ms) => new Date(ms).toLocaleDateString('en-US', { weekday: 'short', timeZone: state.utc ? 'UTC' : undefined });
+  const tick = (ms) => (x1 - x0 > 12 * 3600e3 ? day(ms) + ' ' : '') + utcTime(ms).slice(0, 5);
+  svg.appendChild(svgEl('text', { x: L, y: H - 6, class: 'axis' }, tick(x0)));
+  svg.appendChild(svgEl('text', { x: W - R, y: H - 6, 'text-anchor': 'end', class: 'axis' }, tick(x1) + (cut < points.length ? ' (dashed: open)' : '')));
   series.forEach((s, i) => {
     const path = (pts) => pts.map((p, j) => `${j ? 'L' : 'M'}${px(p[0]).toFixed(1)},${py(Number(p[s.index]) || 0).toFixed(1)}`).join(' ');
     const solid = points.slice(0, cut), open = points.slice(Math.max(0, cut - 1));
@@ -152,9 +158,11 @@ function renderSeries(s) {
   lastSeries = s;
   const compact = (v) => new Intl.NumberFormat('en-US', { notation: 'compact', maximumFractionDigits: 1 }).format(v);
   const open = s.provisional_from;
-  drawChart($('chart-orders'), s.orders || [], [{ index: 1, cls: 0 }], compact, open);
-  drawChart($('chart-revenue'), s.orders || [], [{ index: 2, cls: 1 }], (v) => fmtMoneyShort.format(v), open);
-  drawChart($('chart-errors'), s.errors || [], [{ index: 1, cls: 2 }], compact, open);
+  const span = { '6h': 6 * 3600e3, '24h': 24 * 3600e3 }[state.range];
+  const domain = span ? [serverNow() - span, serverNow() - state.bucketMs] : null;
+  drawChart($('chart-orders'), s.orders || [], [{ index: 1, cls: 0 }], compact, open, domain);
+  drawChart($('chart-revenue'), s.orders || [], [{ index: 2, cls: 1 }], (v) => fmtMoneyShort.format(v), open, domain);
+  drawChart($('chart-errors'), s.errors || [], [{ index: 1, cls: 2 }], compact, open, domain);
   renderConversion(s);
 }
 
@@ -166,7 +174,9 @@ function renderConversion(s) {
   const rate = new Map(byDevice.map((r) => [r[0] + '|' + r[1], r[4]]));
   const points = all.map((p) => [p[0], p[3], ...devices.map((d) => rate.get(p[0] + '|' + d) ?? null)]);
   const series = [{ index: 1, cls: 0 }, ...devices.map((d, i) => ({ index: 2 + i, cls: DEVICE_CLS[i % DEVICE_CLS.length] }))];
-  drawChart($('chart-conversion'), points, series, (v) => fmtPct.format(v));
+  const span = { '6h': 6 * 3600e3, '24h': 24 * 3600e3 }[state.range];
+  drawChart($('chart-conversion'), points, series, (v) => fmtPct.format(v), null,
+    span ? [serverNow() - span, serverNow() - state.bucketMs] : null);
   const legend = $('conversion-legend');
   legend.replaceChildren(...['all', ...devices].map((name, i) => el('span', '— ' + name, 'key s' + series[i].cls)));
   // The last 5 whole minutes the lake has, summed: rates of sums, not sums of rates.

@@ -213,10 +213,16 @@ pub async fn get_drill(
             return refuse(StatusCode::BAD_GATEWAY, format!("query failed: {e:#}"));
         }
     };
-    let mut rows = dashboard::rows(&found[0], drill.what.columns());
+    let (Some(found_rows), Some(found_count)) = (found.first(), found.get(1)) else {
+        return refuse(
+            StatusCode::BAD_GATEWAY,
+            "the query server answered too little",
+        );
+    };
+    let mut rows = dashboard::rows(found_rows, drill.what.columns());
     let more = rows.len() > MAX_ROWS;
     rows.truncate(MAX_ROWS);
-    let count = dashboard::rows(&found[1], &[("n", Kind::Int)])
+    let count = dashboard::rows(found_count, &[("n", Kind::Int)])
         .first()
         .and_then(|r| r["n"].as_i64())
         .unwrap_or(rows.len() as i64);

@@ -254,11 +254,14 @@ impl LiveSink for Board {
             .entry(name)
             .or_insert_with(|| (update.kpi, Open::default()));
         let open = &mut entry.1;
-        // Windows still open are replaced by the update; closed ones keep their last value
-        // until the lake's exact row has been read.
+        // Windows still open are replaced by the update; closed ones of the cards' KPIs keep
+        // their last value until the lake's exact row has been read (the others go).
+        let bridges = CARD_KPIS.contains(&name);
         open.rows.retain(|_, rows| {
-            rows.first()
-                .is_some_and(|r| update.emitted_until.is_some_and(|b| r.end <= b))
+            bridges
+                && rows
+                    .first()
+                    .is_some_and(|r| update.emitted_until.is_some_and(|b| r.end <= b))
         });
         for r in update.rows {
             open.rows.entry(r.start).or_default().push(r);
