@@ -109,29 +109,7 @@ impl Acc for ConversionAcc {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::{Click, Order};
-
-    fn order(user: &str) -> Order {
-        Order {
-            order_id: "o".into(),
-            user_id: user.into(),
-            product_id: "p".into(),
-            quantity: 1,
-            price: 1.0,
-            status: "CREATED",
-            order_ts: 0,
-        }
-    }
-
-    fn click(user: &str) -> Click {
-        Click {
-            click_id: "c".into(),
-            user_id: user.into(),
-            url: "/".into(),
-            device_type: "mobile",
-            click_ts: 0,
-        }
-    }
+    use crate::kpis::fixtures::{click, order};
 
     #[test]
     fn conversion_table() {
@@ -165,7 +143,7 @@ mod tests {
                         acc.add(&Fact::Order(&order(u)));
                     }
                     for u in *c {
-                        acc.add(&Fact::Click(&click(u)));
+                        acc.add(&Fact::Click(&click(u, "mobile")));
                     }
                     acc
                 })

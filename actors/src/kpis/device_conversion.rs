@@ -128,29 +128,7 @@ impl Acc for DeviceAcc {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::{Click, Order};
-
-    fn order(user: &str) -> Order {
-        Order {
-            order_id: "o".into(),
-            user_id: user.into(),
-            product_id: "p".into(),
-            quantity: 1,
-            price: 1.0,
-            status: "CREATED",
-            order_ts: 0,
-        }
-    }
-
-    fn click(user: &str, device: &'static str) -> Click {
-        Click {
-            click_id: "c".into(),
-            user_id: user.into(),
-            url: "/".into(),
-            device_type: device,
-            click_ts: 0,
-        }
-    }
+    use crate::kpis::fixtures::{click, order};
 
     #[test]
     fn orders_count_for_the_devices_their_users_clicked_from() {

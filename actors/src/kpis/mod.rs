@@ -14,6 +14,38 @@ pub mod errors;
 pub mod orders_revenue;
 #[cfg(test)]
 mod props;
+
+/// Events for the KPI files' table tests.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use crate::events::{Click, Order};
+
+    pub fn sale(user: &str, product: &str, quantity: i32, price: f64) -> Order {
+        Order {
+            order_id: "o".into(),
+            user_id: user.into(),
+            product_id: product.into(),
+            quantity,
+            price,
+            status: "CREATED",
+            order_ts: 0,
+        }
+    }
+
+    pub fn order(user: &str) -> Order {
+        sale(user, "p", 1, 1.0)
+    }
+
+    pub fn click(user: &str, device: &'static str) -> Click {
+        Click {
+            click_id: "c".into(),
+            user_id: user.into(),
+            url: "/".into(),
+            device_type: device,
+            click_ts: 0,
+        }
+    }
+}
 pub mod top_products;
 pub mod traffic;
 

@@ -147,19 +147,7 @@ impl Acc for ProductsAcc {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::Order;
-
-    fn order(product: &str, quantity: i32, price: f64) -> Order {
-        Order {
-            order_id: "o".into(),
-            user_id: "u".into(),
-            product_id: product.into(),
-            quantity,
-            price,
-            status: "CREATED",
-            order_ts: 0,
-        }
-    }
+    use crate::kpis::fixtures::sale;
 
     fn rows(panes: &[&[(&str, i32, f64)]]) -> Vec<(i64, Option<String>, i64, i64, f64)> {
         let accs: Vec<ProductsAcc> = panes
@@ -167,7 +155,7 @@ mod tests {
             .map(|p| {
                 let mut acc = ProductsAcc::default();
                 for (id, q, price) in *p {
-                    acc.add(&Fact::Order(&order(id, *q, *price)));
+                    acc.add(&Fact::Order(&sale("u", id, *q, *price)));
                 }
                 acc
             })
