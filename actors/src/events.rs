@@ -3,6 +3,8 @@
 //! The decoder is the only place that looks at producer bytes; everything it rejects becomes a
 //! dead letter with one of the bounded [`DeadLetterReason`] codes, never a panic.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 
 /// Which seed topic (and so which raw table and payload shape) a pipeline serves.
@@ -187,34 +189,41 @@ fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, Rejection> {
 
 // Raw shapes: exactly the seed's field names; unknown fields are ignored (serde default) so
 // producers can add fields without breaking us. No `#[serde(default)]`: a missing field is a
-// schema violation, and serde_json never coerces "12.3" into a number.
+// schema violation, and serde_json never coerces "12.3" into a number. Fields that are only
+// checked (times, enums) borrow from the payload unless escaped: no allocation per event.
 #[derive(Deserialize)]
-struct RawOrder {
+struct RawOrder<'a> {
     order_id: String,
     user_id: String,
     product_id: String,
     quantity: i64,
     price: f64,
-    order_time: String,
-    status: String,
+    #[serde(borrow)]
+    order_time: Cow<'a, str>,
+    #[serde(borrow)]
+    status: Cow<'a, str>,
 }
 
 #[derive(Deserialize)]
-struct RawClick {
+struct RawClick<'a> {
     click_id: String,
     user_id: String,
     url: String,
-    device_type: String,
-    click_time: String,
+    #[serde(borrow)]
+    device_type: Cow<'a, str>,
+    #[serde(borrow)]
+    click_time: Cow<'a, str>,
 }
 
 #[derive(Deserialize)]
-struct RawError {
+struct RawError<'a> {
     error_id: String,
     service_name: String,
     error_message: String,
-    severity: String,
-    error_time: String,
+    #[serde(borrow)]
+    severity: Cow<'a, str>,
+    #[serde(borrow)]
+    error_time: Cow<'a, str>,
 }
 
 fn non_empty(field: &str, value: String) -> Result<String, Rejection> {
@@ -307,7 +316,7 @@ fn parse_naive_fast(b: &[u8]) -> Option<Micros> {
     Some(dt.and_utc().timestamp_micros())
 }
 
-impl RawOrder {
+impl RawOrder<'_> {
     fn validate(self) -> Result<Order, Rejection> {
         if self.quantity <= 0 || self.quantity > i64::from(i32::MAX) {
             return Err(Rejection::new(
@@ -340,7 +349,7 @@ impl RawOrder {
     }
 }
 
-impl RawClick {
+impl RawClick<'_> {
     fn validate(self) -> Result<Click, Rejection> {
         Ok(Click {
             click_id: non_empty("click_id", self.click_id)?,
@@ -352,7 +361,7 @@ impl RawClick {
     }
 }
 
-impl RawError {
+impl RawError<'_> {
     fn validate(self) -> Result<ErrorEvent, Rejection> {
         Ok(ErrorEvent {
             error_id: non_empty("error_id", self.error_id)?,

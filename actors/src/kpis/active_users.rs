@@ -2,7 +2,7 @@
 //! sliding 1 minute (a set per pane; the window's count is the size of the union, not an
 //! estimate, whatever the seed's column name says).
 
-use std::collections::HashSet;
+use foldhash::{HashSet, HashSetExt};
 
 use super::{Dashboard, KpiDef, KpiRow, WindowDefaults};
 use crate::events::{EventKind, Micros};

@@ -2,7 +2,7 @@
 //! conversion = orders ÷ clicks per 1-minute window sliding 30 s; NULL without clicks.
 //! Users are exact (a set per pane, like active users).
 
-use std::collections::HashSet;
+use foldhash::{HashSet, HashSetExt};
 
 use super::{Dashboard, KpiDef, KpiRow, MINUTE};
 use crate::events::{EventKind, Micros};

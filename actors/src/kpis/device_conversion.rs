@@ -5,7 +5,9 @@
 //! conversion = orders ÷ clicks. Orders of users without a click in the window count for no
 //! device (they are in `conversion_per_minute`, the overall figure). Exact: sets per pane.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashMapExt, HashSet};
 
 use super::{Dashboard, KpiDef, KpiRow, MINUTE};
 use crate::events::{EventKind, Micros};

@@ -4,7 +4,7 @@
 //! window are the top 10 of its events, not of per-pane tops. Ranked by revenue in whole cents,
 //! then by `product_id`, so a recount ranks ties the same way.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use super::{Dashboard, KpiDef, KpiRow, MINUTE};
 use crate::events::{EventKind, Micros};

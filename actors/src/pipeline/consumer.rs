@@ -200,7 +200,7 @@ impl ConsumerState {
         let params = &state.args.params;
         let now = chrono::Utc::now().timestamp_micros();
         let mut ranges = Ranges::new();
-        let mut raw = Rows::empty_for(params.kind);
+        let mut raw = Rows::with_capacity(params.kind, records.len());
         let mut dead = Vec::new();
         params
             .metrics
@@ -453,7 +453,7 @@ fn dead_letter(
 /// batch is decoded again, strictly, when it is committed). Only runs while someone watches.
 fn preview(topic: &str, kind: EventKind, records: &[RawRecord], max_bytes: usize) -> Delivery {
     let now = chrono::Utc::now().timestamp_micros();
-    let mut rows = Rows::empty_for(kind);
+    let mut rows = Rows::with_capacity(kind, records.len());
     let mut ranges = Ranges::new();
     for r in records {
         let range = ranges.entry(r.partition).or_insert((r.offset, r.offset));

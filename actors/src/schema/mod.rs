@@ -176,10 +176,15 @@ pub enum Rows {
 
 impl Rows {
     pub fn empty_for(kind: EventKind) -> Rows {
+        Rows::with_capacity(kind, 0)
+    }
+
+    /// Room for `n` rows: a batch of 50,000 is not grown by doubling.
+    pub fn with_capacity(kind: EventKind, n: usize) -> Rows {
         match kind {
-            EventKind::Orders => Rows::Orders(Vec::new()),
-            EventKind::Clicks => Rows::Clicks(Vec::new()),
-            EventKind::Errors => Rows::Errors(Vec::new()),
+            EventKind::Orders => Rows::Orders(Vec::with_capacity(n)),
+            EventKind::Clicks => Rows::Clicks(Vec::with_capacity(n)),
+            EventKind::Errors => Rows::Errors(Vec::with_capacity(n)),
         }
     }
 
