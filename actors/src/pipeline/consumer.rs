@@ -14,7 +14,7 @@ use tracing::info;
 
 use super::group::{GroupChange, GroupConsumer, GroupContext};
 use super::kafka::{
-    cached_high_watermark, kafka_consumer, poll_batch, session_timeout, topic_partitions, RawRecord,
+    cached_high_watermark, kafka_consumer, poll_batch, session_timeout, topic_partitions, Polled,
 };
 use super::messages::{CommitterMsg, ConsumerMsg, Reply};
 use super::params::PipelineParams;
@@ -194,7 +194,7 @@ impl ConsumerState {
     /// Decode records into raw rows and dead letters and compute the batch's offset ranges.
     async fn split(
         &mut self,
-        records: Vec<RawRecord>,
+        records: Polled,
     ) -> Result<(Ranges, Rows, Vec<DeadLetter>), Error> {
         let state = self;
         let params = &state.args.params;
@@ -207,7 +207,8 @@ impl ConsumerState {
             .consumed
             .with_label_values(&[&params.topic])
             .inc_by(records.len() as u64);
-        for record in records {
+        for record in &records.records {
+            let payload = records.payload(record);
             let p = record.partition;
             let dl_start = state.dl_position.get(&p).copied().unwrap_or(record.offset);
             let dl_range = state.dl_ranges.entry(p).or_insert((dl_start, dl_start));
@@ -249,15 +250,11 @@ impl ConsumerState {
                 if let Some(action) =
                     params
                         .faults
-                        .check(FaultPoint::ConsumerRecord, record.payload.as_deref(), None)
+                        .check(FaultPoint::ConsumerRecord, payload, None)
                 {
                     faults::apply(action, "consumer").await?;
                 }
-                decode(
-                    params.kind,
-                    record.payload.as_deref(),
-                    params.batch.max_event_bytes,
-                )
+                decode(params.kind, payload, params.batch.max_event_bytes)
             };
             state.args.progress.set_record(None);
             match outcome {
@@ -273,7 +270,7 @@ impl ConsumerState {
                         &params.topic,
                         source,
                         rejection,
-                        record.payload.as_deref(),
+                        payload,
                         params.batch.dead_letter_payload_max_bytes,
                     ));
                 }
@@ -451,14 +448,20 @@ fn dead_letter(
 
 /// The valid events among `records`, decoded for a preview (provisional values only; the
 /// batch is decoded again, strictly, when it is committed). Only runs while someone watches.
-fn preview(topic: &str, kind: EventKind, records: &[RawRecord], max_bytes: usize) -> Delivery {
+fn preview(
+    topic: &str,
+    kind: EventKind,
+    (polled, shown): (&Polled, std::ops::Range<usize>),
+    max_bytes: usize,
+) -> Delivery {
     let now = chrono::Utc::now().timestamp_micros();
+    let records = polled.records.get(shown).unwrap_or_default();
     let mut rows = Rows::with_capacity(kind, records.len());
     let mut ranges = Ranges::new();
     for r in records {
         let range = ranges.entry(r.partition).or_insert((r.offset, r.offset));
         range.1 = r.offset + 1;
-        if let Ok(event) = decode(kind, r.payload.as_deref(), max_bytes) {
+        if let Ok(event) = decode(kind, polled.payload(r), max_bytes) {
             let source = Source {
                 partition: r.partition,
                 offset: r.offset,
@@ -476,7 +479,7 @@ fn preview(topic: &str, kind: EventKind, records: &[RawRecord], max_bytes: usize
 }
 
 /// Poll one batch on a blocking thread.
-async fn poll(state: &ConsumerState) -> Result<(Vec<RawRecord>, Vec<GroupChange>), Error> {
+async fn poll(state: &ConsumerState) -> Result<(Polled, Vec<GroupChange>), Error> {
     let consumer = state.consumer.clone();
     let progress = state.args.progress.clone();
     let shutdown = state.args.params.shutdown.clone();
@@ -485,9 +488,14 @@ async fn poll(state: &ConsumerState) -> Result<(Vec<RawRecord>, Vec<GroupChange>
     let subscribers = state.args.params.subscribers.clone();
     let kind = state.args.params.kind;
     tokio::task::spawn_blocking(move || {
-        let mut peek = |records: &[RawRecord]| {
+        let mut peek = |records: &Polled, shown: std::ops::Range<usize>| {
             if subscribers.watched() {
-                subscribers.preview(preview(&topic, kind, records, batch.max_event_bytes));
+                subscribers.preview(preview(
+                    &topic,
+                    kind,
+                    (records, shown),
+                    batch.max_event_bytes,
+                ));
             }
         };
         poll_batch(

@@ -40,11 +40,58 @@ pub fn session_timeout_of(kafka: &KafkaParams) -> Duration {
     Duration::from_millis(ms)
 }
 
-/// One record as read from Kafka, owned so it can leave the blocking thread.
+/// One record as read from Kafka; its value lives in the batch's [`Polled::bytes`].
 pub struct RawRecord {
     pub partition: i32,
     pub offset: i64,
-    pub payload: Option<Vec<u8>>,
+    /// Where the value sits in `bytes` (`None`: a tombstone).
+    value: Option<(usize, usize)>,
+}
+
+/// A polled batch, owned so it can leave the blocking thread. The values are copied into one
+/// buffer rather than a `Vec` each: a malloc and a cross-thread free per record were 2 % of
+/// the pipeline's CPU in the ingest profile.
+#[derive(Default)]
+pub struct Polled {
+    pub records: Vec<RawRecord>,
+    bytes: Vec<u8>,
+}
+
+impl Polled {
+    fn with_capacity(records: usize, bytes: usize) -> Self {
+        Polled {
+            records: Vec::with_capacity(records),
+            bytes: Vec::with_capacity(bytes),
+        }
+    }
+
+    pub fn push(&mut self, partition: i32, offset: i64, payload: Option<&[u8]>) {
+        let value = payload.map(|p| {
+            let at = self.bytes.len();
+            self.bytes.extend_from_slice(p);
+            (at, p.len())
+        });
+        self.records.push(RawRecord {
+            partition,
+            offset,
+            value,
+        });
+    }
+
+    /// The value of `record`, one of this batch's.
+    pub fn payload(&self, record: &RawRecord) -> Option<&[u8]> {
+        record
+            .value
+            .and_then(|(at, len)| self.bytes.get(at..at + len))
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
 }
 
 /// A group member's settings: cooperative-sticky (a rebalance moves only what must move), our
@@ -206,10 +253,12 @@ pub fn poll_batch(
     shutdown: &AtomicBool,
     interval: Duration,
     max_rows: usize,
-    peek: &mut dyn FnMut(&[RawRecord]),
-) -> Result<(Vec<RawRecord>, Vec<GroupChange>), Error> {
+    peek: &mut dyn FnMut(&Polled, std::ops::Range<usize>),
+) -> Result<(Polled, Vec<GroupChange>), Error> {
     let deadline = Instant::now() + interval;
-    let mut records = Vec::new();
+    // Room for a full batch of seed-sized events up front (the buffers are not grown record
+    // by record); a trickle's batch stays small because the pages are never touched.
+    let mut records = Polled::with_capacity(max_rows.min(65_536), max_rows.min(65_536) * 256);
     // Records shown to `peek` so far, and when: the live page sees a batch as it fills.
     let (mut peeked, mut peeked_at) = (0usize, Instant::now());
     let mut changes = Vec::new();
@@ -228,24 +277,23 @@ pub fn poll_batch(
         }
         for change in taken {
             if let GroupChange::Revoked(gone) = &change {
-                records.retain(|r: &RawRecord| !gone.contains(&r.partition));
+                // Their values stay in the buffer until the batch is dropped.
+                records
+                    .records
+                    .retain(|r: &RawRecord| !gone.contains(&r.partition));
                 peeked = peeked.min(records.len());
             }
             changes.push(change);
         }
         if peeked_at.elapsed() >= PEEK_EVERY && records.len() > peeked {
-            peek(&records[peeked..]);
+            peek(&records, peeked..records.len());
             (peeked, peeked_at) = (records.len(), Instant::now());
         }
         match polled {
             None => {}
             Some(Ok(m)) => {
                 consecutive_errors = 0;
-                records.push(RawRecord {
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    payload: m.payload().map(<[u8]>::to_vec),
-                });
+                records.push(m.partition(), m.offset(), m.payload());
             }
             Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::OffsetOutOfRange))) => {
                 return Err(Error::Unrecoverable(format!(
@@ -264,7 +312,7 @@ pub fn poll_batch(
         }
     }
     if records.len() > peeked {
-        peek(&records[peeked..]);
+        peek(&records, peeked..records.len());
     }
     Ok((records, changes))
 }
