@@ -178,7 +178,15 @@ pub fn decode(
 }
 
 fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, Rejection> {
-    serde_json::from_slice(bytes).map_err(|e| {
+    // The whole value is checked as UTF-8 at once (invalid anywhere is a decode error, as the
+    // reason says); parsing a `str` then skips serde_json's check of every string.
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        Rejection::new(
+            DeadLetterReason::DecodeError,
+            format!("value is not UTF-8: {e}"),
+        )
+    })?;
+    serde_json::from_str(text).map_err(|e| {
         let reason = match e.classify() {
             serde_json::error::Category::Data => DeadLetterReason::SchemaViolation,
             _ => DeadLetterReason::DecodeError,
@@ -444,6 +452,10 @@ mod tests {
             (EventKind::Orders, b"not json".to_vec(), Some(DecodeError)),
             (EventKind::Orders, ORDER.as_bytes()[..40].to_vec(), Some(DecodeError)),
             (EventKind::Orders, b"{\"order_id\":\"\xff\xfe\"}".to_vec(), Some(DecodeError)),
+            // Not UTF-8 anywhere is a decode error, even after a field of the wrong type.
+            (EventKind::Orders, b"{\"order_id\":5,\"x\":\"\xff\"}".to_vec(), Some(DecodeError)),
+            // Escapes in the fields that are only checked (not borrowed then): still valid.
+            (EventKind::Orders, ORDER.replace("CREATED", "\\u0043REATED").replace("T01", "\\u005401").into_bytes(), None),
             (EventKind::Orders, deep.into_bytes(), Some(DecodeError)),
             (EventKind::Orders, ORDER.replace("\"quantity\":2", "\"quantity\":-1").into_bytes(), Some(InvalidValue)),
             (EventKind::Orders, ORDER.replace("\"quantity\":2", "\"quantity\":99999999999").into_bytes(), Some(InvalidValue)),

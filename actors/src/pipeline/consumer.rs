@@ -192,10 +192,7 @@ impl ConsumerState {
     }
 
     /// Decode records into raw rows and dead letters and compute the batch's offset ranges.
-    async fn split(
-        &mut self,
-        records: Polled,
-    ) -> Result<(Ranges, Rows, Vec<DeadLetter>), Error> {
+    async fn split(&mut self, records: Polled) -> Result<(Ranges, Rows, Vec<DeadLetter>), Error> {
         let state = self;
         let params = &state.args.params;
         let now = chrono::Utc::now().timestamp_micros();
@@ -247,10 +244,9 @@ impl ConsumerState {
                     detail: "record made the consumer fail twice".into(),
                 })
             } else {
-                if let Some(action) =
-                    params
-                        .faults
-                        .check(FaultPoint::ConsumerRecord, payload, None)
+                if let Some(action) = params
+                    .faults
+                    .check(FaultPoint::ConsumerRecord, payload, None)
                 {
                     faults::apply(action, "consumer").await?;
                 }
