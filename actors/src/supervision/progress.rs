@@ -30,8 +30,14 @@ impl Default for Progress {
 
 impl Progress {
     pub fn beat(&self) {
-        self.last_beat_ms
-            .store(self.origin.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.beat_at(Instant::now());
+    }
+    /// A beat at `now`, for a loop that has just read the clock anyway.
+    pub fn beat_at(&self, now: Instant) {
+        self.last_beat_ms.store(
+            now.saturating_duration_since(self.origin).as_millis() as u64,
+            Ordering::Relaxed,
+        );
     }
     pub fn set_busy(&self, busy: bool) {
         self.beat();
