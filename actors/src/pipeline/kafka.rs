@@ -40,7 +40,7 @@ pub fn session_timeout_of(kafka: &KafkaParams) -> Duration {
     Duration::from_millis(ms)
 }
 
-/// One record as read from Kafka; its value lives in the batch's [`Polled::bytes`].
+/// One record as read from Kafka; its value lives in its batch's buffer ([`Polled::payload`]).
 pub struct RawRecord {
     pub partition: i32,
     pub offset: i64,
