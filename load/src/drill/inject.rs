@@ -183,9 +183,26 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 fn heal_read_only(dir: &std::path::Path, how: &str) {
     if how == "chmod a-w" {
         let _ = set_writable(dir, true);
-    } else {
-        let _ = std::process::Command::new("umount").arg(dir).output();
+        return;
     }
+    let umount = |args: &[&str]| {
+        std::process::Command::new("umount")
+            .args(args)
+            .arg(dir)
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    // The unmount fails (EBUSY) while the pipeline has a file under it open, e.g. a query
+    // reading Parquet: one CI run left the warehouse read-only for good that way. Try again
+    // a little later, then detach it lazily (open files keep the old mount, new ones do not).
+    for _ in 0..40 {
+        if umount(&[]) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    let _ = umount(&["-l"]);
 }
 
 /// A write into the directory fails right now.
