@@ -40,11 +40,15 @@ impl EventKind {
 /// Microseconds since the Unix epoch, UTC wall time (Iceberg `timestamp`, no zone).
 pub type Micros = i64;
 
+/// A decoded event's text: borrowed from the payload (or from a batch's columns) unless the
+/// producer escaped it, so decoding allocates nothing per event in the common case.
+pub type Text<'a> = Cow<'a, str>;
+
 #[derive(Clone, Debug, PartialEq)]
-pub struct Order {
-    pub order_id: String,
-    pub user_id: String,
-    pub product_id: String,
+pub struct Order<'a> {
+    pub order_id: Text<'a>,
+    pub user_id: Text<'a>,
+    pub product_id: Text<'a>,
     pub quantity: i32,
     pub price: f64,
     pub status: &'static str,
@@ -52,28 +56,28 @@ pub struct Order {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct Click {
-    pub click_id: String,
-    pub user_id: String,
-    pub url: String,
+pub struct Click<'a> {
+    pub click_id: Text<'a>,
+    pub user_id: Text<'a>,
+    pub url: Text<'a>,
     pub device_type: &'static str,
     pub click_ts: Micros,
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct ErrorEvent {
-    pub error_id: String,
-    pub service_name: String,
-    pub error_message: String,
+pub struct ErrorEvent<'a> {
+    pub error_id: Text<'a>,
+    pub service_name: Text<'a>,
+    pub error_message: Text<'a>,
     pub severity: &'static str,
     pub error_ts: Micros,
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub enum Event {
-    Order(Order),
-    Click(Click),
-    Error(ErrorEvent),
+pub enum Event<'a> {
+    Order(Order<'a>),
+    Click(Click<'a>),
+    Error(ErrorEvent<'a>),
 }
 
 pub const ORDER_STATUSES: [&str; 5] =
@@ -148,7 +152,7 @@ pub fn decode(
     kind: EventKind,
     payload: Option<&[u8]>,
     max_event_bytes: usize,
-) -> Result<Event, Rejection> {
+) -> Result<Event<'_>, Rejection> {
     let bytes = match payload {
         None => {
             return Err(Rejection::new(
@@ -197,13 +201,16 @@ fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, Rejection> {
 
 // Raw shapes: exactly the seed's field names; unknown fields are ignored (serde default) so
 // producers can add fields without breaking us. No `#[serde(default)]`: a missing field is a
-// schema violation, and serde_json never coerces "12.3" into a number. Fields that are only
-// checked (times, enums) borrow from the payload unless escaped: no allocation per event.
+// schema violation, and serde_json never coerces "12.3" into a number. Every string borrows
+// from the payload unless escaped: no allocation per event.
 #[derive(Deserialize)]
 struct RawOrder<'a> {
-    order_id: String,
-    user_id: String,
-    product_id: String,
+    #[serde(borrow)]
+    order_id: Cow<'a, str>,
+    #[serde(borrow)]
+    user_id: Cow<'a, str>,
+    #[serde(borrow)]
+    product_id: Cow<'a, str>,
     quantity: i64,
     price: f64,
     #[serde(borrow)]
@@ -214,9 +221,12 @@ struct RawOrder<'a> {
 
 #[derive(Deserialize)]
 struct RawClick<'a> {
-    click_id: String,
-    user_id: String,
-    url: String,
+    #[serde(borrow)]
+    click_id: Cow<'a, str>,
+    #[serde(borrow)]
+    user_id: Cow<'a, str>,
+    #[serde(borrow)]
+    url: Cow<'a, str>,
     #[serde(borrow)]
     device_type: Cow<'a, str>,
     #[serde(borrow)]
@@ -225,16 +235,19 @@ struct RawClick<'a> {
 
 #[derive(Deserialize)]
 struct RawError<'a> {
-    error_id: String,
-    service_name: String,
-    error_message: String,
+    #[serde(borrow)]
+    error_id: Cow<'a, str>,
+    #[serde(borrow)]
+    service_name: Cow<'a, str>,
+    #[serde(borrow)]
+    error_message: Cow<'a, str>,
     #[serde(borrow)]
     severity: Cow<'a, str>,
     #[serde(borrow)]
     error_time: Cow<'a, str>,
 }
 
-fn non_empty(field: &str, value: String) -> Result<String, Rejection> {
+fn non_empty<'a>(field: &str, value: Cow<'a, str>) -> Result<Cow<'a, str>, Rejection> {
     if value.trim().is_empty() {
         return Err(Rejection::new(
             DeadLetterReason::InvalidValue,
@@ -324,8 +337,8 @@ fn parse_naive_fast(b: &[u8]) -> Option<Micros> {
     Some(dt.and_utc().timestamp_micros())
 }
 
-impl RawOrder<'_> {
-    fn validate(self) -> Result<Order, Rejection> {
+impl<'a> RawOrder<'a> {
+    fn validate(self) -> Result<Order<'a>, Rejection> {
         if self.quantity <= 0 || self.quantity > i64::from(i32::MAX) {
             return Err(Rejection::new(
                 DeadLetterReason::InvalidValue,
@@ -357,8 +370,8 @@ impl RawOrder<'_> {
     }
 }
 
-impl RawClick<'_> {
-    fn validate(self) -> Result<Click, Rejection> {
+impl<'a> RawClick<'a> {
+    fn validate(self) -> Result<Click<'a>, Rejection> {
         Ok(Click {
             click_id: non_empty("click_id", self.click_id)?,
             user_id: non_empty("user_id", self.user_id)?,
@@ -369,8 +382,8 @@ impl RawClick<'_> {
     }
 }
 
-impl RawError<'_> {
-    fn validate(self) -> Result<ErrorEvent, Rejection> {
+impl<'a> RawError<'a> {
+    fn validate(self) -> Result<ErrorEvent<'a>, Rejection> {
         Ok(ErrorEvent {
             error_id: non_empty("error_id", self.error_id)?,
             service_name: non_empty("service_name", self.service_name)?,

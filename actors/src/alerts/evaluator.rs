@@ -208,13 +208,13 @@ impl Evaluator {
             match rows {
                 Rows::Orders(v) => v
                     .iter()
-                    .for_each(|(s, o)| one(s.partition, s.offset, Fact::Order(o))),
+                    .for_each(|(s, o)| one(s.partition, s.offset, Fact::Order(&o))),
                 Rows::Clicks(v) => v
                     .iter()
-                    .for_each(|(s, c)| one(s.partition, s.offset, Fact::Click(c))),
+                    .for_each(|(s, c)| one(s.partition, s.offset, Fact::Click(&c))),
                 Rows::Errors(v) => v
                     .iter()
-                    .for_each(|(s, e)| one(s.partition, s.offset, Fact::Error(e))),
+                    .for_each(|(s, e)| one(s.partition, s.offset, Fact::Error(&e))),
                 Rows::DeadLetters(_) => {}
             }
         }

@@ -91,8 +91,8 @@ fn run(steps: &[Step], state: EvalState, rules: RuleSet) -> (Vec<Vec<String>>, E
                                     ingested_at: T0,
                                 },
                                 ErrorEvent {
-                                    error_id: format!("e{o}"),
-                                    service_name: service.to_string(),
+                                    error_id: format!("e{o}").into(),
+                                    service_name: service.to_string().into(),
                                     error_message: "boom".into(),
                                     severity,
                                     error_ts: T0,

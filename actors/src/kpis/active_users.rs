@@ -53,8 +53,8 @@ impl Acc for UsersAcc {
     type Row = UsersRow;
     fn add(&mut self, fact: &Fact<'_>) {
         if let Fact::Click(c) = fact {
-            if !self.users.contains(c.user_id.as_str()) {
-                self.users.insert(c.user_id.as_str().into());
+            if !self.users.contains(&*c.user_id) {
+                self.users.insert((&*c.user_id).into());
             }
         }
     }

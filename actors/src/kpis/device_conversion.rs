@@ -71,17 +71,17 @@ impl Acc for DeviceAcc {
     type Row = DeviceRow;
     fn add(&mut self, fact: &Fact<'_>) {
         match fact {
-            Fact::Order(o) => match self.orders.get_mut(o.user_id.as_str()) {
+            Fact::Order(o) => match self.orders.get_mut(&*o.user_id) {
                 Some(n) => *n += 1,
                 None => {
-                    self.orders.insert(o.user_id.as_str().into(), 1);
+                    self.orders.insert((&*o.user_id).into(), 1);
                 }
             },
             Fact::Click(c) => {
                 let (clicks, users) = self.devices.entry(c.device_type).or_default();
                 *clicks += 1;
-                if !users.contains(c.user_id.as_str()) {
-                    users.insert(c.user_id.as_str().into());
+                if !users.contains(&*c.user_id) {
+                    users.insert((&*c.user_id).into());
                 }
             }
             Fact::Error(_) => {}

@@ -105,13 +105,13 @@ fn each_input(
     match rows {
         Rows::Orders(v) => v
             .iter()
-            .for_each(|(s, o)| one(s, o.order_ts, Fact::Order(o))),
+            .for_each(|(s, o)| one(&s, o.order_ts, Fact::Order(&o))),
         Rows::Clicks(v) => v
             .iter()
-            .for_each(|(s, c)| one(s, c.click_ts, Fact::Click(c))),
+            .for_each(|(s, c)| one(&s, c.click_ts, Fact::Click(&c))),
         Rows::Errors(v) => v
             .iter()
-            .for_each(|(s, e)| one(s, e.error_ts, Fact::Error(e))),
+            .for_each(|(s, e)| one(&s, e.error_ts, Fact::Error(&e))),
         // Dead letters carry no event a KPI could count.
         Rows::DeadLetters(_) => {}
     }

@@ -52,7 +52,7 @@ impl Acc for ErrorsAcc {
     type Row = ErrorsRow;
     fn add(&mut self, fact: &Fact<'_>) {
         if let Fact::Error(e) = fact {
-            let (service, severity) = (e.service_name.as_str(), e.severity);
+            let (service, severity) = (&*e.service_name, e.severity);
             // Look up by borrowed key first: most events hit an existing (service, severity).
             if let Some(n) = self
                 .counts

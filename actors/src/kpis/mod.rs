@@ -20,7 +20,7 @@ mod props;
 pub(crate) mod fixtures {
     use crate::events::{Click, Order};
 
-    pub fn sale(user: &str, product: &str, quantity: i32, price: f64) -> Order {
+    pub fn sale<'a>(user: &'a str, product: &'a str, quantity: i32, price: f64) -> Order<'a> {
         Order {
             order_id: "o".into(),
             user_id: user.into(),
@@ -32,11 +32,11 @@ pub(crate) mod fixtures {
         }
     }
 
-    pub fn order(user: &str) -> Order {
+    pub fn order(user: &str) -> Order<'_> {
         sale(user, "p", 1, 1.0)
     }
 
-    pub fn click(user: &str, device: &'static str) -> Click {
+    pub fn click<'a>(user: &'a str, device: &'static str) -> Click<'a> {
         Click {
             click_id: "c".into(),
             user_id: user.into(),

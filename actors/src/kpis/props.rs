@@ -90,11 +90,11 @@ fn user_name(u: u8) -> String {
 
 /// The order and the click an event stands for. Quantity 1 at price `total`: the order's
 /// total is what the recount sums.
-fn events(e: &Ev) -> (Order, Click) {
+fn events(e: &Ev) -> (Order<'static>, Click<'static>) {
     let name = user_name(e.user);
     let order = Order {
-        order_id: format!("o{}", e.offset),
-        user_id: name.clone(),
+        order_id: format!("o{}", e.offset).into(),
+        user_id: name.clone().into(),
         product_id: "p".into(),
         quantity: 1,
         price: e.total as f64,
@@ -102,8 +102,8 @@ fn events(e: &Ev) -> (Order, Click) {
         order_ts: e.event_time,
     };
     let click = Click {
-        click_id: format!("c{}", e.offset),
-        user_id: name,
+        click_id: format!("c{}", e.offset).into(),
+        user_id: name.into(),
         url: "/".into(),
         device_type: "desktop",
         click_ts: e.event_time,

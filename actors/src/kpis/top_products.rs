@@ -95,10 +95,10 @@ impl Acc for ProductsAcc {
                 quantity: i64::from(o.quantity),
                 revenue: f64::from(o.quantity) * o.price,
             };
-            match self.by_product.get_mut(o.product_id.as_str()) {
+            match self.by_product.get_mut(&*o.product_id) {
                 Some(s) => s.add(&sold),
                 None => {
-                    self.by_product.insert(o.product_id.as_str().into(), sold);
+                    self.by_product.insert((&*o.product_id).into(), sold);
                 }
             }
         }

@@ -415,9 +415,9 @@ async fn commit_call(
 
 fn push_event(rows: &mut Rows, source: Source, event: Event) {
     match (rows, event) {
-        (Rows::Orders(v), Event::Order(e)) => v.push((source, e)),
-        (Rows::Clicks(v), Event::Click(e)) => v.push((source, e)),
-        (Rows::Errors(v), Event::Error(e)) => v.push((source, e)),
+        (Rows::Orders(v), Event::Order(e)) => v.push(source, &e),
+        (Rows::Clicks(v), Event::Click(e)) => v.push(source, &e),
+        (Rows::Errors(v), Event::Error(e)) => v.push(source, &e),
         // decode() only yields the kind it was asked for.
         _ => debug_assert!(false, "event kind does not match pipeline"),
     }

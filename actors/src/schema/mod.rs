@@ -5,15 +5,15 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::{
-    Float64Builder, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
-};
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::RecordBatch;
 use iceberg::spec::{NestedField, PrimitiveType, Schema, Transform, Type, UnboundPartitionSpec};
 
-use crate::events::{Click, ErrorEvent, EventKind, Micros, Order};
+use crate::events::{EventKind, Micros};
 
 pub mod columns;
+mod rows;
+
+pub use rows::{ClickRows, ErrorRows, OrderRows, Rows};
 
 pub const DEAD_LETTERS_TABLE: &str = "dead_letters";
 
@@ -165,222 +165,10 @@ impl Encode for Rows {
     }
 }
 
-/// Typed rows of one table, in Kafka order.
-#[derive(Clone, Debug)]
-pub enum Rows {
-    Orders(Vec<(Source, Order)>),
-    Clicks(Vec<(Source, Click)>),
-    Errors(Vec<(Source, ErrorEvent)>),
-    DeadLetters(Vec<DeadLetter>),
-}
-
-impl Rows {
-    pub fn empty_for(kind: EventKind) -> Rows {
-        Rows::with_capacity(kind, 0)
-    }
-
-    /// Room for `n` rows: a batch of 50,000 is not grown by doubling.
-    pub fn with_capacity(kind: EventKind, n: usize) -> Rows {
-        match kind {
-            EventKind::Orders => Rows::Orders(Vec::with_capacity(n)),
-            EventKind::Clicks => Rows::Clicks(Vec::with_capacity(n)),
-            EventKind::Errors => Rows::Errors(Vec::with_capacity(n)),
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        match self {
-            Rows::Orders(v) => v.len(),
-            Rows::Clicks(v) => v.len(),
-            Rows::Errors(v) => v.len(),
-            Rows::DeadLetters(v) => v.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Order rows by (partition, offset), the order Kafka delivered them in.
-    pub fn sort_by_source(&mut self) {
-        match self {
-            Rows::Orders(v) => v.sort_by_key(|(s, _)| (s.partition, s.offset)),
-            Rows::Clicks(v) => v.sort_by_key(|(s, _)| (s.partition, s.offset)),
-            Rows::Errors(v) => v.sort_by_key(|(s, _)| (s.partition, s.offset)),
-            Rows::DeadLetters(v) => v.sort_by_key(|d| (d.source.partition, d.source.offset)),
-        }
-    }
-
-    /// Keep only rows for which `keep(partition, offset)` holds (replay filtering).
-    pub fn retain(&mut self, keep: impl Fn(i32, i64) -> bool) {
-        match self {
-            Rows::Orders(v) => v.retain(|(s, _)| keep(s.partition, s.offset)),
-            Rows::Clicks(v) => v.retain(|(s, _)| keep(s.partition, s.offset)),
-            Rows::Errors(v) => v.retain(|(s, _)| keep(s.partition, s.offset)),
-            Rows::DeadLetters(v) => v.retain(|d| keep(d.source.partition, d.source.offset)),
-        }
-    }
-
-    /// Build an Arrow batch with exactly `arrow_schema` (the table's, with field ids).
-    pub fn to_record_batch(
-        &self,
-        arrow_schema: arrow_schema::SchemaRef,
-    ) -> Result<RecordBatch, arrow_schema::ArrowError> {
-        let columns = match self {
-            Rows::Orders(rows) => {
-                let mut c = Cols::new(rows.len());
-                let mut quantity = Int32Builder::with_capacity(rows.len());
-                let mut price = Float64Builder::with_capacity(rows.len());
-                let mut total = Float64Builder::with_capacity(rows.len());
-                let (mut id, mut user, mut product, mut status) =
-                    (c.string(), c.string(), c.string(), c.string());
-                let mut ts = TimestampMicrosecondBuilder::with_capacity(rows.len());
-                for (s, o) in rows {
-                    id.append_value(&o.order_id);
-                    user.append_value(&o.user_id);
-                    product.append_value(&o.product_id);
-                    quantity.append_value(o.quantity);
-                    price.append_value(o.price);
-                    total.append_value(f64::from(o.quantity) * o.price);
-                    status.append_value(o.status);
-                    ts.append_value(o.order_ts);
-                    c.source(s);
-                }
-                let mut out: Vec<ArrayRef> = vec![
-                    Arc::new(id.finish()),
-                    Arc::new(user.finish()),
-                    Arc::new(product.finish()),
-                    Arc::new(quantity.finish()),
-                    Arc::new(price.finish()),
-                    Arc::new(total.finish()),
-                    Arc::new(status.finish()),
-                    Arc::new(ts.finish()),
-                ];
-                out.extend(c.finish());
-                out
-            }
-            Rows::Clicks(rows) => {
-                let mut c = Cols::new(rows.len());
-                let (mut id, mut user, mut url, mut device) =
-                    (c.string(), c.string(), c.string(), c.string());
-                let mut ts = TimestampMicrosecondBuilder::with_capacity(rows.len());
-                for (s, e) in rows {
-                    id.append_value(&e.click_id);
-                    user.append_value(&e.user_id);
-                    url.append_value(&e.url);
-                    device.append_value(e.device_type);
-                    ts.append_value(e.click_ts);
-                    c.source(s);
-                }
-                let mut out: Vec<ArrayRef> = vec![
-                    Arc::new(id.finish()),
-                    Arc::new(user.finish()),
-                    Arc::new(url.finish()),
-                    Arc::new(device.finish()),
-                    Arc::new(ts.finish()),
-                ];
-                out.extend(c.finish());
-                out
-            }
-            Rows::Errors(rows) => {
-                let mut c = Cols::new(rows.len());
-                let (mut id, mut service, mut message, mut severity) =
-                    (c.string(), c.string(), c.string(), c.string());
-                let mut ts = TimestampMicrosecondBuilder::with_capacity(rows.len());
-                for (s, e) in rows {
-                    id.append_value(&e.error_id);
-                    service.append_value(&e.service_name);
-                    message.append_value(&e.error_message);
-                    severity.append_value(e.severity);
-                    ts.append_value(e.error_ts);
-                    c.source(s);
-                }
-                let mut out: Vec<ArrayRef> = vec![
-                    Arc::new(id.finish()),
-                    Arc::new(service.finish()),
-                    Arc::new(message.finish()),
-                    Arc::new(severity.finish()),
-                    Arc::new(ts.finish()),
-                ];
-                out.extend(c.finish());
-                out
-            }
-            Rows::DeadLetters(rows) => {
-                let n = rows.len();
-                let (mut topic, mut reason, mut detail, mut payload) = (
-                    StringBuilder::with_capacity(n, n * 16),
-                    StringBuilder::with_capacity(n, n * 16),
-                    StringBuilder::with_capacity(n, n * 64),
-                    StringBuilder::with_capacity(n, n * 256),
-                );
-                let mut partition = Int32Builder::with_capacity(n);
-                let mut offset = Int64Builder::with_capacity(n);
-                let mut bytes = Int64Builder::with_capacity(n);
-                let mut received = TimestampMicrosecondBuilder::with_capacity(n);
-                for d in rows {
-                    topic.append_value(&d.topic);
-                    partition.append_value(d.source.partition);
-                    offset.append_value(d.source.offset);
-                    reason.append_value(d.reason);
-                    detail.append_value(&d.detail);
-                    payload.append_value(&d.payload);
-                    bytes.append_value(d.payload_bytes);
-                    received.append_value(d.source.ingested_at);
-                }
-                let out: Vec<ArrayRef> = vec![
-                    Arc::new(topic.finish()),
-                    Arc::new(partition.finish()),
-                    Arc::new(offset.finish()),
-                    Arc::new(reason.finish()),
-                    Arc::new(detail.finish()),
-                    Arc::new(payload.finish()),
-                    Arc::new(bytes.finish()),
-                    Arc::new(received.finish()),
-                ];
-                out
-            }
-        };
-        RecordBatch::try_new(arrow_schema, columns)
-    }
-}
-
-/// Builders for the appended source columns shared by the raw tables.
-struct Cols {
-    n: usize,
-    partition: Int32Builder,
-    offset: Int64Builder,
-    ingested: TimestampMicrosecondBuilder,
-}
-
-impl Cols {
-    fn new(n: usize) -> Self {
-        Cols {
-            n,
-            partition: Int32Builder::with_capacity(n),
-            offset: Int64Builder::with_capacity(n),
-            ingested: TimestampMicrosecondBuilder::with_capacity(n),
-        }
-    }
-    fn string(&self) -> StringBuilder {
-        StringBuilder::with_capacity(self.n, self.n * 24)
-    }
-    fn source(&mut self, s: &Source) {
-        self.partition.append_value(s.partition);
-        self.offset.append_value(s.offset);
-        self.ingested.append_value(s.ingested_at);
-    }
-    fn finish(mut self) -> Vec<ArrayRef> {
-        vec![
-            Arc::new(self.partition.finish()),
-            Arc::new(self.offset.finish()),
-            Arc::new(self.ingested.finish()),
-        ]
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::Order;
 
     #[test]
     fn seed_columns_come_first_in_seed_order() {
@@ -438,14 +226,18 @@ mod tests {
             status: "CREATED",
             order_ts: 1,
         };
-        let rows = Rows::Orders(vec![(
-            Source {
-                partition: 1,
-                offset: 7,
-                ingested_at: 2,
-            },
-            order,
-        )]);
+        let rows = Rows::Orders(
+            [(
+                Source {
+                    partition: 1,
+                    offset: 7,
+                    ingested_at: 2,
+                },
+                order,
+            )]
+            .into_iter()
+            .collect(),
+        );
         let batch = rows.to_record_batch(arrow).unwrap();
         let total = batch
             .column(5)

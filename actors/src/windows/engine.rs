@@ -15,9 +15,9 @@ use crate::events::{Click, ErrorEvent, Micros, Order};
 /// The event a KPI folds, borrowed from the typed row: each accumulator takes what it needs.
 #[derive(Clone, Copy, Debug)]
 pub enum Fact<'a> {
-    Order(&'a Order),
-    Click(&'a Click),
-    Error(&'a ErrorEvent),
+    Order(&'a Order<'a>),
+    Click(&'a Click<'a>),
+    Error(&'a ErrorEvent<'a>),
 }
 
 /// One event as the engine sees it.

@@ -19,7 +19,7 @@ pub fn orders(partition: i32, range: std::ops::Range<i64>) -> TableBatch {
         .clone()
         .map(|o| {
             let order = Order {
-                order_id: format!("o{o}"),
+                order_id: format!("o{o}").into(),
                 user_id: "u".into(),
                 product_id: "p".into(),
                 quantity: 1,
@@ -144,7 +144,7 @@ async fn a_writer_that_moved_our_offsets_fences(lake: &Lake) {
     let extra = orders(1, 0..3);
     two.ranges.extend(extra.ranges.clone());
     if let (Rows::Orders(a), Rows::Orders(b)) = ((*two.rows).clone(), (*extra.rows).clone()) {
-        two.rows = Arc::new(Rows::Orders(a.into_iter().chain(b).collect()));
+        two.rows = Arc::new(Rows::Orders(a.iter().chain(b.iter()).collect()));
     }
     let report = ours.commit(orders(0, 4..6)).await.unwrap();
     assert_eq!(report.outcome, CommitOutcome::Committed);

@@ -59,15 +59,15 @@ fn raw_batch(kind: EventKind, second: i64, n: usize, topic: &str) -> TableBatch 
         offset: first + i as i64,
         ingested_at: ts,
     };
-    let id = |i: usize| format!("{}-{}", kind.raw_table(), first + i as i64);
+    let id = |i: usize| format!("{}-{}", kind.raw_table(), first + i as i64).into();
     let rows = match kind {
         EventKind::Orders => Rows::Orders(
             (0..n)
                 .map(|i| {
                     let o = Order {
                         order_id: id(i),
-                        user_id: format!("u{}", (first + i as i64) % 997),
-                        product_id: format!("p{}", (first + i as i64) % 101),
+                        user_id: format!("u{}", (first + i as i64) % 997).into(),
+                        product_id: format!("p{}", (first + i as i64) % 101).into(),
                         quantity: 1 + (i as i32 % 3),
                         price: 9.99 + i as f64,
                         status: "CREATED",
@@ -82,7 +82,7 @@ fn raw_batch(kind: EventKind, second: i64, n: usize, topic: &str) -> TableBatch 
                 .map(|i| {
                     let c = Click {
                         click_id: id(i),
-                        user_id: format!("u{}", (first + i as i64) % 997),
+                        user_id: format!("u{}", (first + i as i64) % 997).into(),
                         url: "/products".into(),
                         device_type: "mobile",
                         click_ts: ts,

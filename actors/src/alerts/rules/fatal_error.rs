@@ -21,7 +21,7 @@ fn fire(fact: &Fact<'_>) -> Option<EventAlert> {
         return None;
     };
     (e.severity == "FATAL").then(|| EventAlert {
-        key: e.service_name.clone(),
+        key: e.service_name.to_string(),
         // Exactly the seed's wording, so dashboards filtering on it keep working.
         description: format!(
             "Fatal error in service: {} - {}",
@@ -41,9 +41,9 @@ pub fn alert(
     error_ts: Micros,
 ) -> Alert {
     let e = crate::events::ErrorEvent {
-        error_id: String::new(),
-        service_name: service.to_string(),
-        error_message: message.to_string(),
+        error_id: "".into(),
+        service_name: service.into(),
+        error_message: message.into(),
         severity: "FATAL",
         error_ts,
     };

@@ -180,9 +180,9 @@ pub async fn read_raw(
                     (
                         s,
                         Order {
-                            order_id: opt_str(id, i).to_string(),
-                            user_id: opt_str(user, i).to_string(),
-                            product_id: opt_str(product, i).to_string(),
+                            order_id: opt_str(id, i).into(),
+                            user_id: opt_str(user, i).into(),
+                            product_id: opt_str(product, i).into(),
                             quantity: qty.value(i),
                             price: price.value(i),
                             status: intern(opt_str(status, i), &ORDER_STATUSES),
@@ -203,9 +203,9 @@ pub async fn read_raw(
                     (
                         s,
                         Click {
-                            click_id: opt_str(id, i).to_string(),
-                            user_id: opt_str(user, i).to_string(),
-                            url: opt_str(url, i).to_string(),
+                            click_id: opt_str(id, i).into(),
+                            user_id: opt_str(user, i).into(),
+                            url: opt_str(url, i).into(),
                             device_type: intern(opt_str(device, i), &DEVICE_TYPES),
                             click_ts: ts.value(i),
                         },
@@ -224,9 +224,9 @@ pub async fn read_raw(
                     (
                         s,
                         ErrorEvent {
-                            error_id: opt_str(id, i).to_string(),
-                            service_name: opt_str(service, i).to_string(),
-                            error_message: opt_str(message, i).to_string(),
+                            error_id: opt_str(id, i).into(),
+                            service_name: opt_str(service, i).into(),
+                            error_message: opt_str(message, i).into(),
                             severity: intern(opt_str(severity, i), &SEVERITIES),
                             error_ts: ts.value(i),
                         },
