@@ -92,6 +92,11 @@ impl Polled {
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
     }
+
+    /// Bytes of values held.
+    pub fn value_bytes(&self) -> usize {
+        self.bytes.len()
+    }
 }
 
 /// A group member's settings: cooperative-sticky (a rebalance moves only what must move), our
@@ -243,9 +248,10 @@ impl BrokerView for BrokerProbe {
     }
 }
 
-/// Poll until `interval` elapses, `max_rows` records are read, or `shutdown` is set. Returns
-/// the records and what the group changed meanwhile, in order; records of a partition revoked
-/// during the batch are dropped (its new owner reads them from the lake's offset).
+/// Poll until `interval` elapses, `max_rows` records (or 64 MiB of values) are read, or
+/// `shutdown` is set. Returns the records and what the group changed meanwhile, in order;
+/// records of a partition revoked during the batch are dropped (its new owner reads them from
+/// the lake's offset).
 pub fn poll_batch(
     consumer: &GroupConsumer,
     topic: &str,
@@ -270,7 +276,11 @@ pub fn poll_batch(
     // were 1.5 % of the pipeline's CPU in the ingest profile).
     loop {
         let now = Instant::now();
-        if now >= deadline || records.len() >= max_rows || shutdown.load(Ordering::Relaxed) {
+        if now >= deadline
+            || records.len() >= max_rows
+            || records.value_bytes() >= MAX_BATCH_VALUE_BYTES
+            || shutdown.load(Ordering::Relaxed)
+        {
             break;
         }
         progress.beat_at(now);
@@ -324,6 +334,11 @@ pub fn poll_batch(
 
 /// How often a filling batch is shown to `peek` (provisional values on the live page).
 const PEEK_EVERY: Duration = Duration::from_millis(100);
+
+/// A batch closes once its values hold this much, whatever `max_batch_rows` says: large
+/// events (stack traces in error messages) cannot make one batch's memory, or one string column
+/// of its Arrow batch (2 GiB at most), unbounded.
+const MAX_BATCH_VALUE_BYTES: usize = 64 << 20;
 
 /// The high watermark librdkafka cached from its last fetch response (no network round trip).
 pub fn cached_high_watermark<C: ConsumerContext>(

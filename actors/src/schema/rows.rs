@@ -108,14 +108,17 @@ impl StrCol {
     fn push(&mut self, s: &str) {
         self.values.push_str(s);
         // Past 2 GiB in one column the offset saturates; `array` then refuses the batch with an
-        // error rather than writing wrong strings.
+        // error rather than writing wrong strings (the poll loop closes a batch at 64 MiB of
+        // values, so this takes a `max_event_bytes` of gigabytes).
         self.offsets
             .push(i32::try_from(self.values.len()).unwrap_or(i32::MAX));
     }
 
     fn get(&self, i: usize) -> &str {
-        // Offsets are only ever pushed at the end of a whole `&str`: always char boundaries.
-        &self.values[self.offsets[i] as usize..self.offsets[i + 1] as usize]
+        // Offsets are only ever pushed at the end of a whole `&str`, so this finds the string;
+        // only a saturated offset (see `push`) could miss, and that batch is refused anyway.
+        let (start, end) = (self.offsets[i] as usize, self.offsets[i + 1] as usize);
+        self.values.get(start..end).unwrap_or_default()
     }
 
     fn array(&self) -> Result<ArrayRef, ArrowError> {
