@@ -59,6 +59,25 @@ pub struct AggregatorState {
     previews: Previews,
     /// Per (input, partition): the next offset previewed, so a record is previewed once.
     previewed: BTreeMap<(usize, i32), i64>,
+    /// When closed windows were last committed, and whether a tick is already set to emit the
+    /// ones held back since (see [`emit_on_delivery`]).
+    last_commit: Option<std::time::Instant>,
+    flush_set: bool,
+}
+
+/// Whether a delivery should emit (and commit) the windows it closed now, or leave them to a
+/// tick set `Err(wait)` from now. A catch-up closes windows with every batch, and each KPI
+/// commit is a catalog commit; at most one per `gap` keeps a backlog from paying one per batch,
+/// while steady traffic (a window closes once a minute) commits at once as before.
+fn emit_on_delivery(
+    last_commit: Option<std::time::Instant>,
+    now: std::time::Instant,
+    gap: std::time::Duration,
+) -> Result<(), std::time::Duration> {
+    match last_commit.map(|t| now.saturating_duration_since(t)) {
+        Some(since) if since < gap => Err(gap - since),
+        _ => Ok(()),
+    }
 }
 
 fn now_micros() -> Micros {
@@ -154,6 +173,8 @@ async fn start(
         myself,
         previews: Previews::default(),
         previewed: BTreeMap::new(),
+        last_commit: None,
+        flush_set: false,
     })
 }
 
@@ -185,7 +206,15 @@ impl AggregatorState {
                 self.slot.done();
                 self.catch_up_if_skipped().await?;
                 self.ingest(&delivery).await?;
-                self.emit(now_micros()).await?;
+                let gap = self.params.tick;
+                match emit_on_delivery(self.last_commit, std::time::Instant::now(), gap) {
+                    Ok(()) => self.emit(now_micros()).await?,
+                    Err(wait) if !self.flush_set => {
+                        self.flush_set = true;
+                        self.myself.send_after(wait, || DerivedMsg::Tick);
+                    }
+                    Err(_) => {}
+                }
                 self.forget_committed_previews();
                 self.push_provisional();
             }
@@ -199,6 +228,7 @@ impl AggregatorState {
                 self.push_provisional();
             }
             DerivedMsg::Tick => {
+                self.flush_set = false;
                 self.catch_up_if_skipped().await?;
                 self.emit(now_micros()).await?;
                 if let Some(live) = &self.params.live {
@@ -208,6 +238,12 @@ impl AggregatorState {
             }
             DerivedMsg::Closed(_) => {}
             DerivedMsg::Sync(reply) => {
+                // Stopping: windows a delivery held back for the tick are committed now, as
+                // they would have been without the pacing.
+                if self.flush_set {
+                    self.flush_set = false;
+                    self.emit(now_micros()).await?;
+                }
                 let _ = reply.send(());
             }
         }
@@ -370,6 +406,7 @@ impl AggregatorState {
             let checkpoint = serde_json::to_value(self.checkpoint())
                 .map_err(|e| Error::Corrupt(format!("{table}: encoding the checkpoint: {e}")))?;
             self.committer.commit(&rows, checkpoint).await?;
+            self.last_commit = Some(std::time::Instant::now());
             let windows = rows.windows();
             self.params
                 .metrics
@@ -428,5 +465,36 @@ impl AggregatorState {
             watermark: self.engine.watermark(),
             replay,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::emit_on_delivery;
+
+    #[test]
+    fn a_delivery_emits_unless_a_commit_was_less_than_a_gap_ago() {
+        // Ahead of the real clock, so the look-backs below exist however young the process.
+        let now = Instant::now() + Duration::from_secs(120);
+        let gap = Duration::from_secs(1);
+        let ago = |ms: u64| now.checked_sub(Duration::from_millis(ms));
+        let cases = [
+            // Never committed: at once.
+            (None, Ok(())),
+            // Steady traffic: the last commit a minute ago.
+            (ago(60_000), Ok(())),
+            (ago(1_000), Ok(())),
+            // A catch-up: held back for what is left of the gap.
+            (ago(999), Err(Duration::from_millis(1))),
+            (ago(250), Err(Duration::from_millis(750))),
+            (ago(0), Err(gap)),
+        ];
+        for (i, (last, expected)) in cases.into_iter().enumerate() {
+            assert_eq!(emit_on_delivery(last, now, gap), expected, "case {i}");
+        }
+        // A clock that went backwards (a commit "after" now) holds for the whole gap.
+        assert_eq!(emit_on_delivery(Some(now + gap), now, gap), Err(gap));
     }
 }
