@@ -14,6 +14,8 @@ pub struct Metrics {
     pub restarts: IntCounterVec,
     pub consumer_lag: IntGaugeVec,
     pub fenced_batches: IntCounterVec,
+    pub records_reread: IntCounterVec,
+    pub recovery_seconds: prometheus::GaugeVec,
     pub rebalances: IntCounterVec,
     pub group_rejoins: IntCounterVec,
     pub watermark_lies: IntCounterVec,
@@ -86,6 +88,22 @@ impl Metrics {
             "Parts of raw batches dropped because the lake was already past their start (another instance, or this one as a zombie, got there first), per topic.",
             &["topic"],
         );
+        let records_reread = counter(
+            "shopwatch_records_reread_total",
+            "Records read again below the raw table's position after taking a partition (start, crash, rebalance), only to rebuild dead letters that were buffered but not committed, per topic.",
+            &["topic"],
+        );
+        let recovery_seconds = prometheus::GaugeVec::new(
+            Opts::new(
+                "shopwatch_recovery_seconds",
+                "The latest recovery per topic: from taking partitions until the lake held everything the broker had for them at that moment.",
+            ),
+            &["topic"],
+        )
+        .expect("static metric definition");
+        registry
+            .register(Box::new(recovery_seconds.clone()))
+            .expect("metric registered once");
         let rebalances = counter(
             "shopwatch_group_rebalances_total",
             "Partitions assigned to or revoked from this instance by the consumer group, per topic.",
@@ -243,6 +261,8 @@ impl Metrics {
             restarts,
             consumer_lag,
             fenced_batches,
+            records_reread,
+            recovery_seconds,
             rebalances,
             group_rejoins,
             watermark_lies,
@@ -343,34 +363,66 @@ pub struct StepState {
     pub last_ok_ms: Option<i64>,
 }
 
-/// The partitions the consumer group has given this instance now, per topic (for `/readyz`).
+/// A recovery that finished: from taking partitions until the lake held everything the
+/// broker had for them at that moment.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Recovered {
+    pub partitions: Vec<i32>,
+    pub took_ms: u64,
+    /// Records read below the raw position (to rebuild dead letters not yet committed).
+    pub reread: u64,
+    /// Records read in all meanwhile.
+    pub read: u64,
+}
+
+/// One topic as the consumer group left it with this instance (for `/readyz`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TopicHold {
+    pub partitions: std::collections::BTreeSet<i32>,
+    /// Unix ms when the recovery in progress started (partitions taken, not caught up yet).
+    pub recovering_since_ms: Option<i64>,
+    pub last_recovery: Option<Recovered>,
+}
+
+/// The partitions the consumer group has given this instance now, per topic, and what taking
+/// them cost (for `/readyz`).
 #[derive(Clone, Debug, Default)]
 pub struct GroupLog(
-    std::sync::Arc<
-        std::sync::Mutex<std::collections::BTreeMap<String, std::collections::BTreeSet<i32>>>,
-    >,
+    std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, TopicHold>>>,
 );
 
 impl GroupLog {
+    fn with(&self, topic: &str, f: impl FnOnce(&mut TopicHold)) {
+        if let Ok(mut g) = self.0.lock() {
+            f(g.entry(topic.to_string()).or_default());
+        }
+    }
+
     /// A new consumer holds nothing until the group assigns.
     pub fn reset(&self, topic: &str) {
-        if let Ok(mut g) = self.0.lock() {
-            g.insert(topic.to_string(), Default::default());
-        }
+        self.with(topic, |h| *h = TopicHold::default());
     }
 
     pub fn assigned(&self, topic: &str, partitions: impl IntoIterator<Item = i32>) {
-        if let Ok(mut g) = self.0.lock() {
-            g.entry(topic.to_string()).or_default().extend(partitions);
-        }
+        self.with(topic, |h| h.partitions.extend(partitions));
     }
 
     pub fn revoked(&self, topic: &str, partitions: &[i32]) {
-        if let Ok(mut g) = self.0.lock() {
-            if let Some(held) = g.get_mut(topic) {
-                held.retain(|p| !partitions.contains(p));
-            }
-        }
+        self.with(topic, |h| h.partitions.retain(|p| !partitions.contains(p)));
+    }
+
+    pub fn recovering(&self, topic: &str) {
+        let now = chrono::Utc::now().timestamp_millis();
+        self.with(topic, |h| {
+            h.recovering_since_ms.get_or_insert(now);
+        });
+    }
+
+    pub fn recovered(&self, topic: &str, done: Recovered) {
+        self.with(topic, |h| {
+            h.recovering_since_ms = None;
+            h.last_recovery = Some(done);
+        });
     }
 
     /// Topic → partitions held.
@@ -379,10 +431,15 @@ impl GroupLog {
             .lock()
             .map(|g| {
                 g.iter()
-                    .map(|(t, ps)| (t.clone(), ps.iter().copied().collect()))
+                    .map(|(t, h)| (t.clone(), h.partitions.iter().copied().collect()))
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// Topic → what it holds and what taking it cost.
+    pub fn holds(&self) -> std::collections::BTreeMap<String, TopicHold> {
+        self.0.lock().map(|g| g.clone()).unwrap_or_default()
     }
 }
 

@@ -157,6 +157,21 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let maintenance = state.metrics.maintenance.failing();
     // Which partitions the consumer groups gave this instance (several instances share them).
     let assigned = state.metrics.group.snapshot();
+    // What taking them cost: the recovery in progress, and the last one (records read again,
+    // time until the lake held what the broker had when they were taken).
+    let recovery: serde_json::Map<String, serde_json::Value> = state
+        .metrics
+        .group
+        .holds()
+        .into_iter()
+        .map(|(topic, h)| {
+            let v = serde_json::json!({
+                "recovering_since_ms": h.recovering_since_ms,
+                "last": h.last_recovery,
+            });
+            (topic, v)
+        })
+        .collect();
     let ownership = state.ownership.view();
     (
         code,
@@ -165,6 +180,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             "pipelines": pipelines,
             "maintenance_failing": maintenance,
             "assigned_partitions": assigned,
+            "recovery": recovery,
             "derived_owner": ownership.derived_owner,
             "election": ownership,
         })),

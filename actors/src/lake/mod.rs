@@ -12,7 +12,7 @@ pub mod snapshot_commit;
 pub use catalog::{CatalogKind, Lake, LakeParams, PinnedCatalog};
 pub use commit::offsets::{Offsets, Ranges};
 pub use commit::{
-    append_once, CommitError, CommitOutcome, CommitReport, DerivedCommitter, OffsetRule,
+    append_once, CommitError, CommitOutcome, CommitReport, DerivedCommitter, OffsetRule, Recorded,
     TableBatch, TableCommitter,
 };
 pub use maintenance::rewrite::DataCompactionParams;

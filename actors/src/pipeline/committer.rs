@@ -95,8 +95,8 @@ fn answer<T>(
 impl CommitterState {
     async fn handle(&mut self, msg: CommitterMsg) -> Handled {
         match msg {
-            CommitterMsg::Offsets(topic, reply) => {
-                let result = self.committer.committed_offsets(&topic).await;
+            CommitterMsg::Recorded(topic, reply) => {
+                let result = self.committer.committed(&topic).await;
                 answer(self.role, reply, result.map_err(Error::from))
             }
             CommitterMsg::Commit(batch, reply) => {

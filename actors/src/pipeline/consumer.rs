@@ -12,16 +12,17 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use rdkafka::consumer::Consumer;
 use tracing::info;
 
-use super::group::{GroupChange, GroupConsumer, GroupContext};
+use super::group::{GroupChange, GroupConsumer, GroupContext, LakePositions};
 use super::kafka::{
     cached_high_watermark, kafka_consumer, poll_batch, session_timeout, topic_partitions, Polled,
 };
 use super::messages::{CommitterMsg, ConsumerMsg, Reply};
 use super::params::PipelineParams;
+use super::recovery::Recovery;
 use crate::error::{into_actor, Error, Handled};
 use crate::events::{decode, DeadLetterReason, Event, EventKind, Rejection};
 use crate::handoff::Delivery;
-use crate::lake::{CommitReport, Offsets, Ranges, TableBatch};
+use crate::lake::{CommitReport, Offsets, Ranges, Recorded, TableBatch};
 use crate::schema::{DeadLetter, Rows, Source};
 use crate::supervision::faults::{self, FaultPoint};
 use crate::supervision::Progress;
@@ -49,8 +50,8 @@ pub struct ConsumerState {
     pub(super) position: Offsets,
     /// Next offset per partition the dead-letter table expects. Dead letters are committed
     /// lazily (a commit per second per topic would bloat the shared table's metadata), so this
-    /// may trail `position`; after a restart the consumer re-reads from the lower of the two
-    /// and only dead letters are taken from the re-read part.
+    /// may trail `position`; every raw commit records where the buffered ones begin, and a
+    /// new owner re-reads from there, taking only dead letters from the re-read part.
     pub(super) dl_position: Offsets,
     pub(super) dl_buffer: Vec<DeadLetter>,
     pub(super) dl_ranges: Ranges,
@@ -64,6 +65,8 @@ pub struct ConsumerState {
     /// The highest watermark the broker ever answered per partition (an answer below it is
     /// not trusted).
     pub(super) highest_seen: Offsets,
+    /// What taking partitions costs until the lake has caught up with them.
+    pub(super) recovery: Recovery,
 }
 
 impl Actor for ConsumerActor {
@@ -89,14 +92,14 @@ impl Actor for ConsumerActor {
     }
 }
 
-/// Offsets a committer has recorded for `topic` (a typed failure keeps its kind).
+/// What a committer's table has recorded for `topic` (a typed failure keeps its kind).
 pub(super) async fn recorded(
     role: &'static str,
     committer: &ActorRef<CommitterMsg>,
     topic: &str,
-) -> Result<Offsets, Error> {
-    let answer: Reply<Offsets> =
-        ractor::call_t!(committer, CommitterMsg::Offsets, 30_000, topic.to_string())
+) -> Result<Recorded, Error> {
+    let answer: Reply<Recorded> =
+        ractor::call_t!(committer, CommitterMsg::Recorded, 30_000, topic.to_string())
             .map_err(Error::call("reading committed offsets"))?;
     answer.map_err(|source| Error::Downstream {
         actor: role,
@@ -110,13 +113,7 @@ async fn start(myself: ActorRef<ConsumerMsg>, args: ConsumerArgs) -> Result<Cons
     // on our blocking polling thread, which may wait on the committers.
     let runtime = tokio::runtime::Handle::current();
     let (raw, dead_letters, t) = (args.raw.clone(), args.dead_letters.clone(), topic.clone());
-    let lake = Box::new(move || {
-        runtime.block_on(async {
-            let r = recorded(super::RAW_COMMITTER, &raw, &t).await?;
-            let d = recorded(super::DEAD_LETTER_COMMITTER, &dead_letters, &t).await?;
-            Ok((r, d))
-        })
-    });
+    let lake = Box::new(move || runtime.block_on(lake_positions(&raw, &dead_letters, &t)));
     let consumer = Arc::new(
         kafka_consumer(&args.params, GroupContext::new(&topic, lake))
             .map_err(Error::kafka("creating the consumer"))?,
@@ -133,7 +130,11 @@ async fn start(myself: ActorRef<ConsumerMsg>, args: ConsumerArgs) -> Result<Cons
     info!(%topic, group = %args.params.kafka.group, "consumer joined its group; partitions start where the lake says");
     // The first look is now: a restart after a crash (whose old member still holds the
     // partitions for a session timeout) is checked one interval later, not two.
-    let initial = Some(recorded(super::RAW_COMMITTER, &args.raw, &topic).await?);
+    let initial = Some(
+        recorded(super::RAW_COMMITTER, &args.raw, &topic)
+            .await?
+            .offsets,
+    );
     args.params.metrics.group.reset(&topic);
     args.params.subscribers.know_partitions(&topic, &partitions);
     let guard_every = session_timeout(&args.params) + Duration::from_secs(1);
@@ -153,6 +154,22 @@ async fn start(myself: ActorRef<ConsumerMsg>, args: ConsumerArgs) -> Result<Cons
         guard: (Instant::now(), initial),
         guard_every,
         highest_seen: Offsets::new(),
+        recovery: Recovery::default(),
+    })
+}
+
+/// What both tables recorded for `topic`, for placing partitions.
+pub(super) async fn lake_positions(
+    raw: &ActorRef<CommitterMsg>,
+    dead_letters: &ActorRef<CommitterMsg>,
+    topic: &str,
+) -> Result<LakePositions, Error> {
+    let r = recorded(super::RAW_COMMITTER, raw, topic).await?;
+    let d = recorded(super::DEAD_LETTER_COMMITTER, dead_letters, topic).await?;
+    Ok(LakePositions {
+        raw: r.offsets,
+        dead_letters_from: r.dead_letters_from,
+        dead_letters: d.offsets,
     })
 }
 
@@ -169,6 +186,9 @@ impl ConsumerState {
                     if !records.is_empty() {
                         let (ranges, raw, dead) = self.split(records).await?;
                         self.hand_off(ranges, raw, dead).await?;
+                        // A replay below the raw position commits nothing; it may still end
+                        // a recovery.
+                        self.recovery_progress();
                     }
                 }
                 let stopping = self.args.params.shutdown.load(Ordering::Relaxed);
@@ -199,12 +219,16 @@ impl ConsumerState {
         let mut ranges = Ranges::new();
         let mut raw = Rows::with_capacity(params.kind, records.len());
         let mut dead = Vec::new();
+        let mut reread = 0u64;
         params
             .metrics
             .consumed
             .with_label_values(&[&params.topic])
             .inc_by(records.len() as u64);
         for record in &records.records {
+            if state.recovery.running() {
+                state.recovery.read(record.partition, record.offset);
+            }
             let payload = records.payload(record);
             let p = record.partition;
             let dl_start = state.dl_position.get(&p).copied().unwrap_or(record.offset);
@@ -221,6 +245,7 @@ impl ConsumerState {
             // Below the raw table's position: already stored; re-read only to rebuild dead
             // letters that were buffered but not committed before a restart.
             let replay_only = record.offset < start;
+            reread += replay_only as u64;
             if !replay_only {
                 let range = ranges.entry(p).or_insert((start, start));
                 range.1 = record.offset + 1;
@@ -272,6 +297,13 @@ impl ConsumerState {
                 }
             }
         }
+        if reread > 0 {
+            params
+                .metrics
+                .records_reread
+                .with_label_values(&[&params.topic])
+                .inc_by(reread);
+        }
         Ok((ranges, raw, dead))
     }
 
@@ -296,6 +328,7 @@ impl ConsumerState {
                 topic: topic.clone(),
                 ranges: ranges.clone(),
                 rows: rows.clone(),
+                dead_letters_from: state.buffered_dead_letters(),
             },
         )
         .await?;
@@ -330,6 +363,7 @@ impl ConsumerState {
             .inc_by(waited.elapsed().as_secs_f64());
         for (partition, (_, end)) in ranges {
             state.position.insert(partition, end);
+            state.caught_up(partition, end);
             if let Some(high) = cached_high_watermark(&state.consumer, &topic, partition) {
                 state
                     .args
@@ -359,8 +393,9 @@ impl ConsumerState {
             || state
                 .dl_since
                 .is_some_and(|t| t.elapsed() >= batch.dead_letter_flush_interval);
-        // With no dead letters pending, the covered offsets still move now and then so that
-        // a restart does not re-read far back.
+        // With no dead letters pending, the covered offsets still move now and then: raw
+        // commits record where buffered dead letters begin, but a table written before they
+        // did, with no new records since, relies on this to stop re-reading after a crash.
         let idle_due = state.dl_buffer.is_empty()
             && state.dl_since.is_none()
             && !state.dl_ranges.is_empty()
@@ -379,6 +414,7 @@ impl ConsumerState {
                 topic: state.args.params.topic.clone(),
                 ranges: ranges.clone(),
                 rows: Arc::new(Rows::DeadLetters(rows)),
+                dead_letters_from: Offsets::new(),
             },
         )
         .await?;

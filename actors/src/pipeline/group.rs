@@ -19,14 +19,31 @@ use crate::lake::Offsets;
 
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Where a partition starts: the raw table's next offset and the dead-letter table's (which
-/// may trail it: dead letters are committed lazily, and only they are rebuilt from the
-/// records between the two).
+/// What the lake recorded for a topic, read when partitions are assigned (or fenced).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LakePositions {
+    /// The raw table's next offset per partition.
+    pub raw: Offsets,
+    /// Recorded by the raw table in the same commit: per partition, the lowest offset whose
+    /// dead letter may not be in the dead-letter table yet (the raw position when none was
+    /// buffered). Absent for tables written before it existed.
+    pub dead_letters_from: Offsets,
+    /// The dead-letter table's next offset per partition (it moves only when dead letters
+    /// are committed, so it may trail far behind on a clean topic).
+    pub dead_letters: Offsets,
+}
+
+/// Where a partition starts: the raw table's next offset and the offset from which dead
+/// letters are rebuilt (it may trail the raw offset by what was buffered at the last raw
+/// commit: only those records are read again).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Start {
     pub partition: i32,
     pub raw: i64,
     pub dead_letters: i64,
+    /// The broker's high watermark when the partition was taken: caught up once the lake
+    /// holds everything below it.
+    pub high: i64,
 }
 
 impl Start {
@@ -34,17 +51,25 @@ impl Start {
     pub fn seek(&self) -> i64 {
         self.raw.min(self.dead_letters)
     }
+
+    /// Records that will be read again below the raw position.
+    pub fn rereads(&self) -> i64 {
+        (self.raw - self.seek()).max(0)
+    }
 }
 
-/// Where `partition` starts, from the broker's retained range `[low, high)` and what the two
-/// tables recorded (`None`: never seen). Refuses to skip or duplicate: a lake past the broker
-/// (a recreated broker) or before its retention (deleted records) is an error no restart fixes.
+/// Where `partition` starts, from the broker's retained range `[low, high)` and what the lake
+/// recorded (`None`: never seen). Refuses to skip or duplicate: a lake past the broker (a
+/// recreated broker) or before its retention (deleted records) is an error no restart fixes.
+///
+/// Dead letters are rebuilt from the higher of the dead-letter table's position and the raw
+/// table's `dead_letters_from`: below either, every dead letter is already committed.
 pub fn start_position(
     topic: &str,
     partition: i32,
     (low, high): (i64, i64),
     raw: Option<i64>,
-    dead_letters: Option<i64>,
+    (dead_letters_from, dead_letters): (Option<i64>, Option<i64>),
 ) -> Result<Start, Error> {
     let raw = match raw {
         Some(o) if o > high => {
@@ -63,7 +88,11 @@ pub fn start_position(
         Some(o) => o,
         None => low,
     };
-    let dead_letters = match dead_letters {
+    let done = match (dead_letters_from, dead_letters) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    let dead_letters = match done {
         Some(o) if o < low => {
             warn!(%topic, partition, next = o, low, "dead-letter position was deleted by the broker; resuming at the earliest retained offset");
             low
@@ -75,6 +104,7 @@ pub fn start_position(
         partition,
         raw,
         dead_letters,
+        high,
     })
 }
 
@@ -87,9 +117,9 @@ pub enum GroupChange {
     Revoked(Vec<i32>),
 }
 
-/// Reads the offsets both tables recorded for the topic: (raw, dead letters). Blocking: it
-/// runs inside librdkafka's rebalance callback, on our polling thread.
-pub type LakeOffsets = Box<dyn Fn() -> Result<(Offsets, Offsets), Error> + Send + Sync>;
+/// Reads what both tables recorded for the topic. Blocking: it runs inside librdkafka's
+/// rebalance callback, on our polling thread.
+pub type LakeOffsets = Box<dyn Fn() -> Result<LakePositions, Error> + Send + Sync>;
 
 pub type GroupConsumer = BaseConsumer<GroupContext>;
 
@@ -151,8 +181,8 @@ impl GroupContext {
         consumer: &BaseConsumer<C>,
         partitions: &[i32],
     ) -> Result<Vec<Start>, Error> {
-        let (raw, dead_letters) = (self.lake)()?;
-        starts_from(consumer, &self.topic, partitions, &raw, &dead_letters)
+        let lake = (self.lake)()?;
+        starts_from(consumer, &self.topic, partitions, &lake)
     }
 
     fn assign(&self, consumer: &GroupConsumer, partitions: &[i32]) -> Result<(), Error> {
@@ -178,8 +208,7 @@ pub fn starts_from<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     topic: &str,
     partitions: &[i32],
-    raw: &Offsets,
-    dead_letters: &Offsets,
+    lake: &LakePositions,
 ) -> Result<Vec<Start>, Error> {
     partitions
         .iter()
@@ -191,8 +220,11 @@ pub fn starts_from<C: ConsumerContext>(
                 topic,
                 p,
                 range,
-                raw.get(&p).copied(),
-                dead_letters.get(&p).copied(),
+                lake.raw.get(&p).copied(),
+                (
+                    lake.dead_letters_from.get(&p).copied(),
+                    lake.dead_letters.get(&p).copied(),
+                ),
             )
         })
         .collect()
@@ -289,16 +321,33 @@ mod tests {
 
     #[test]
     fn start_positions_table() {
-        // (retained range, raw, dead letters) → Ok(raw, dead letters) or an error
-        let cases: Vec<((i64, i64), Option<i64>, Option<i64>, Option<(i64, i64)>)> = vec![
-            ((0, 100), None, None, Some((0, 0))),
-            ((0, 100), Some(40), Some(30), Some((40, 30))),
-            ((0, 100), Some(40), None, Some((40, 0))),
-            ((10, 100), Some(40), Some(5), Some((40, 10))), // dead letters fall back to low
-            ((0, 100), Some(100), Some(120), Some((100, 100))), // dead letters capped at high
-            ((0, 100), Some(101), None, None),              // broker recreated
-            ((50, 100), Some(40), None, None),              // retention deleted records
-            ((50, 100), None, None, Some((50, 50))),        // a new table starts at low
+        // (retained range, raw, (dead letters from, dead-letter table)) → Ok(raw, dead letters)
+        // or an error
+        type Case = (
+            (i64, i64),
+            Option<i64>,
+            (Option<i64>, Option<i64>),
+            Option<(i64, i64)>,
+        );
+        let cases: Vec<Case> = vec![
+            ((0, 100), None, (None, None), Some((0, 0))),
+            // Tables written before `dead_letters_from`: the dead-letter table decides.
+            ((0, 100), Some(40), (None, Some(30)), Some((40, 30))),
+            ((0, 100), Some(40), (None, None), Some((40, 0))),
+            ((10, 100), Some(40), (None, Some(5)), Some((40, 10))), // falls back to low
+            ((0, 100), Some(100), (None, Some(120)), Some((100, 100))), // capped at high
+            // Nothing was buffered at the last raw commit: nothing to read again, however far
+            // behind the dead-letter table is (a clean topic never moves it).
+            ((0, 100), Some(40), (Some(40), None), Some((40, 40))),
+            ((0, 100), Some(40), (Some(40), Some(0)), Some((40, 40))),
+            // A dead letter at 33 was buffered: read again from there only.
+            ((0, 100), Some(40), (Some(33), Some(10)), Some((40, 33))),
+            // The dead-letter table got further than the raw commit knew (flushed after it).
+            ((0, 100), Some(40), (Some(33), Some(38)), Some((40, 38))),
+            ((50, 100), Some(60), (Some(45), None), Some((60, 50))), // below retention: low
+            ((0, 100), Some(101), (None, None), None),               // broker recreated
+            ((50, 100), Some(40), (None, None), None),               // retention deleted records
+            ((50, 100), None, (None, None), Some((50, 50))),         // a new table starts at low
         ];
         for (range, raw, dl, want) in cases {
             let got = start_position("t", 0, range, raw, dl);
@@ -307,6 +356,8 @@ mod tests {
                     let s = got.unwrap_or_else(|e| panic!("{range:?} {raw:?} {dl:?}: {e}"));
                     assert_eq!((s.raw, s.dead_letters), (r, d), "{range:?} {raw:?} {dl:?}");
                     assert_eq!(s.seek(), r.min(d));
+                    assert_eq!(s.rereads(), (r - r.min(d)));
+                    assert_eq!(s.high, range.1);
                 }
                 None => assert!(got.is_err(), "{range:?} {raw:?} {dl:?}: {got:?}"),
             }

@@ -7,9 +7,9 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use rdkafka::consumer::Consumer;
-use tracing::warn;
+use tracing::{info, warn};
 
-use super::consumer::{recorded, ConsumerState};
+use super::consumer::{lake_positions, recorded, ConsumerState};
 use super::group::{abandoned, starts_from, GroupChange, Start};
 use super::kafka::{high_watermarks, seek_to};
 use crate::error::{Error, Handled};
@@ -27,13 +27,7 @@ impl ConsumerState {
             .with_label_values(&[&topic])
             .inc_by(fenced.len() as u64);
         warn!(%topic, ?fenced, "another writer is past our batch on these partitions; dropped our part, reading again from the lake's offsets");
-        let raw = recorded(super::RAW_COMMITTER, &self.args.raw, &topic).await?;
-        let dl = recorded(
-            super::DEAD_LETTER_COMMITTER,
-            &self.args.dead_letters,
-            &topic,
-        )
-        .await?;
+        let lake = lake_positions(&self.args.raw, &self.args.dead_letters, &topic).await?;
         let consumer = self.consumer.clone();
         let partitions: Vec<i32> = fenced.keys().copied().collect();
         let (starts, gone) = tokio::task::spawn_blocking(move || {
@@ -48,7 +42,7 @@ impl ConsumerState {
                     .iter()
                     .any(|e| e.partition() == *p)
             });
-            let starts = starts_from(&consumer, &topic, &ours, &raw, &dl)?;
+            let starts = starts_from(&consumer, &topic, &ours, &lake)?;
             seek_to(&consumer, &topic, &starts)?;
             Ok::<_, Error>((starts, gone))
         })
@@ -68,6 +62,53 @@ impl ConsumerState {
             self.position.insert(s.partition, s.raw);
             self.dl_position.insert(s.partition, s.dead_letters);
         }
+        self.recovery.assigned(starts, Instant::now());
+        self.args
+            .params
+            .metrics
+            .group
+            .recovering(&self.args.params.topic);
+        let done = self.recovery.finished(Instant::now());
+        self.report_recovery(done);
+    }
+
+    /// The raw table now holds `partition` up to `position`: the recovery may be over.
+    pub(super) fn caught_up(&mut self, partition: i32, position: i64) {
+        if self.recovery.running() {
+            let done = self.recovery.committed(partition, position, Instant::now());
+            self.report_recovery(done);
+        }
+    }
+
+    /// Report the recovery if what it waited for has been read and committed.
+    pub(super) fn recovery_progress(&mut self) {
+        if self.recovery.running() {
+            let done = self.recovery.finished(Instant::now());
+            self.report_recovery(done);
+        }
+    }
+
+    fn report_recovery(&self, done: Option<super::recovery::Recovered>) {
+        let Some(done) = done else { return };
+        let topic = &self.args.params.topic;
+        let metrics = &self.args.params.metrics;
+        metrics
+            .recovery_seconds
+            .with_label_values(&[topic])
+            .set(done.took_ms as f64 / 1000.0);
+        info!(%topic, partitions = ?done.partitions, took_ms = done.took_ms, reread = done.reread, read = done.read, "caught up with the partitions taken");
+        metrics.group.recovered(topic, done);
+    }
+
+    /// Per partition, the lowest offset of a dead letter not yet committed (recorded with
+    /// every raw commit: where a new owner must start rebuilding them).
+    pub(super) fn buffered_dead_letters(&self) -> crate::lake::Offsets {
+        let mut from = crate::lake::Offsets::new();
+        for d in &self.dl_buffer {
+            let o = from.entry(d.source.partition).or_insert(d.source.offset);
+            *o = (*o).min(d.source.offset);
+        }
+        from
     }
 
     /// Drop everything held for `partition` (uncommitted dead letters included: whoever reads
@@ -102,6 +143,9 @@ impl ConsumerState {
                     .with_label_values(&[&topic, "revoked"])
                     .inc_by(partitions.len() as u64);
                 metrics.group.revoked(&topic, &partitions);
+                self.recovery.revoked(&partitions);
+                let done = self.recovery.finished(Instant::now());
+                self.report_recovery(done);
                 for p in partitions {
                     self.forget(p);
                     let _ = self
@@ -129,7 +173,9 @@ impl ConsumerState {
             return Ok(());
         }
         let topic = self.args.params.topic.clone();
-        let lake = recorded(super::RAW_COMMITTER, &self.args.raw, &topic).await?;
+        let lake = recorded(super::RAW_COMMITTER, &self.args.raw, &topic)
+            .await?
+            .offsets;
         let consumer = self.consumer.clone();
         let (t, partitions) = (topic.clone(), self.partitions.clone());
         let highs =

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use ractor::RpcReplyPort;
 
 use crate::error::Error;
-use crate::lake::{CommitReport, Offsets, TableBatch};
+use crate::lake::{CommitReport, Recorded, TableBatch};
 
 pub enum ConsumerMsg {
     /// Poll one batch, hand it to the committers, then poll again (self-sent loop).
@@ -19,6 +19,7 @@ pub type Reply<T> = Result<T, Arc<Error>>;
 pub enum CommitterMsg {
     /// Commit a batch; the reply is the bounded hand-off: the consumer polls again only after it.
     Commit(TableBatch, RpcReplyPort<Reply<CommitReport>>),
-    /// Offsets this table has recorded for a topic.
-    Offsets(String, RpcReplyPort<Reply<Offsets>>),
+    /// What this table has recorded for a topic (offsets, and where dead letters may be
+    /// missing from).
+    Recorded(String, RpcReplyPort<Reply<Recorded>>),
 }

@@ -10,6 +10,7 @@ pub mod kafka;
 mod membership;
 pub mod messages;
 pub mod params;
+pub mod recovery;
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};

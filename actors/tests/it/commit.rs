@@ -41,6 +41,7 @@ pub fn orders(partition: i32, range: std::ops::Range<i64>) -> TableBatch {
         topic: "orders_topic".into(),
         ranges: [(partition, (range.start, range.end))].into(),
         rows: std::sync::Arc::new(Rows::Orders(rows)),
+        dead_letters_from: Default::default(),
     }
 }
 

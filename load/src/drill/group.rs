@@ -1,7 +1,7 @@
 //! The multi-instance drill (`--instances N`): N `shopwatch run` processes in one group on one
 //! lake, and faults aimed at instances and at the derived tables' owner. Ownership is read
-//! from each instance's `/readyz`; counters that die with a process (fenced batches) are
-//! scraped before every fault and kept per process.
+//! from each instance's `/readyz`; counters that die with a process (fenced batches, records
+//! read) are scraped before every fault and kept per process.
 
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,7 @@ use super::inject::restart_proc;
 use super::plan::{FaultKind, Planned};
 use super::procs::{signal, PipelineProc};
 use super::report::FaultRecord;
-use super::{free_addr, watch, Ctx};
+use super::{free_addr, Ctx};
 
 async fn get_json(ctx: &Ctx, url: String) -> Option<serde_json::Value> {
     let r = ctx.http.get(url).send().await.ok()?;
@@ -54,36 +54,33 @@ impl Ctx {
         None
     }
 
-    /// Look at the group: who owns, and what every live process has fenced so far.
+    /// Look at the group: who owns, and what every live process has counted so far.
     pub async fn look_at_group(&mut self) {
         let owner = self.owner().await;
-        let procs: Vec<(Option<u32>, String)> = std::iter::once(&self.pipeline)
-            .chain(self.more.iter())
-            .map(|p| (p.pid(), p.http.clone()))
-            .collect();
-        let mut fenced = Vec::new();
-        for (pid, http) in &procs {
-            let Some(pid) = pid else { continue };
-            let body = match self.http.get(format!("http://{http}/metrics")).send().await {
-                Ok(r) => r.text().await.unwrap_or_default(),
-                Err(_) => continue,
-            };
-            fenced.push((
-                *pid,
-                watch::metric_sum(&body, "shopwatch_fenced_batches_total"),
-            ));
-        }
+        let pids = self.sample_processes().await;
         let log = &mut self.group;
         log.looks += 1;
-        for (pid, n) in fenced {
-            let e = log.fenced.entry(pid).or_default();
-            *e = e.max(n);
-        }
-        match owner.and_then(|i| procs.get(i)).and_then(|(pid, _)| *pid) {
+        match owner.and_then(|i| pids.get(i)).and_then(|pid| *pid) {
             Some(pid) if log.owners.last() != Some(&pid) => log.owners.push(pid),
             Some(_) => {}
             None => log.ownerless_looks += 1,
         }
+    }
+
+    /// Take every live process's counters (they die with it); returns each instance's pid.
+    pub async fn sample_processes(&mut self) -> Vec<Option<u32>> {
+        let procs: Vec<(Option<u32>, String)> = std::iter::once(&self.pipeline)
+            .chain(self.more.iter())
+            .map(|p| (p.pid(), p.http.clone()))
+            .collect();
+        for (pid, http) in &procs {
+            let Some(pid) = pid else { continue };
+            if let Ok(r) = self.http.get(format!("http://{http}/metrics")).send().await {
+                self.counters
+                    .observe(*pid, &r.text().await.unwrap_or_default());
+            }
+        }
+        procs.into_iter().map(|(pid, _)| pid).collect()
     }
 
     /// Start instance `i` of a fresh address pair (a new instance).

@@ -86,6 +86,8 @@ pub(crate) struct Ctx {
     /// The pipelines' group session timeout (a frozen instance must outlast it).
     pub session: Duration,
     pub group: report::GroupLog,
+    /// Counters of every process, restarts included.
+    pub counters: report::PerProcess,
     /// The lake's server on the SeaweedFS lane.
     pub seaweed: Option<Seaweed>,
     pub http: reqwest::Client,
@@ -338,6 +340,7 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
         more,
         session: Duration::from_secs(6),
         group: report::GroupLog::default(),
+        counters: report::PerProcess::default(),
         seaweed,
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
@@ -368,6 +371,7 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
             f.kind.name()
         );
         ctx.revive().await;
+        ctx.sample_processes().await;
         let mut rec = if ctx.production.finished() {
             // A fault after the traffic ended would leave the last process without the end
             // of traffic it needs to close windows; the schedule must fit production.
@@ -508,6 +512,7 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
         last_stop,
         pipeline_starts: ctx.pipeline.starts + ctx.more.iter().map(|p| p.starts).sum::<u32>(),
         group: (p.lane == Lane::Group).then(|| ctx.group.clone()),
+        processes: ctx.counters.clone(),
         unplanned_exits: ctx.unplanned_exits.clone(),
         lake: lake_verdict,
         kpis: kpi_verdict,

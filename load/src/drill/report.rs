@@ -68,6 +68,8 @@ pub struct Summary {
     pub canary: Option<Vec<String>>,
     /// What the group did, on the group lane.
     pub group: Option<GroupLog>,
+    /// Counters of every process the drill ran (restarts included).
+    pub processes: PerProcess,
 }
 
 /// Where any canary value shows up in `exposed` (name, text) pairs.
@@ -267,17 +269,27 @@ pub fn print(records: &[FaultRecord], s: &Summary) -> bool {
             "group looks without an owner / looks",
             format!("{} / {}", g.ownerless_looks, g.looks),
         );
-        row(
-            "fenced batches (all processes)",
-            format!("{:.0}", g.fenced_total()),
-        );
+        let fenced = s.processes.total(FENCED);
+        row("fenced batches (all processes)", format!("{fenced:.0}"));
         if g.ownership_moves() == 0 {
             failures.push("the derived tables never changed owner".into());
         }
-        if g.fenced_total() < 1.0 {
+        if fenced < 1.0 {
             failures.push("no batch was ever fenced: the zombie case went untested".into());
         }
     }
+    let read = s.processes.total(CONSUMED);
+    row(
+        "records read, all processes (÷ acked)",
+        format!(
+            "{read:.0} ({:.2}×)",
+            read / (s.produced_acked.max(1) as f64)
+        ),
+    );
+    row(
+        "re-read below the lake's position",
+        format!("{:.0}", s.processes.total(REREAD)),
+    );
     row("wall time, s", format!("{:.0}", s.elapsed.as_secs_f64()));
 
     if !s.caught {
@@ -316,11 +328,40 @@ pub fn print(records: &[FaultRecord], s: &Summary) -> bool {
     }
 }
 
+pub const FENCED: &str = "shopwatch_fenced_batches_total";
+pub const CONSUMED: &str = "shopwatch_events_consumed_total";
+pub const REREAD: &str = "shopwatch_records_reread_total";
+
+/// Counters that die with their process, kept per process (pid) at the highest value it
+/// reported. Sampled before every fault, so what a killed process did after its last sample
+/// is not counted (first reads, at most the time since that sample: re-reads come after a
+/// start and are sampled by the next look).
+#[derive(Clone, Debug, Default)]
+pub struct PerProcess(BTreeMap<(u32, &'static str), f64>);
+
+impl PerProcess {
+    /// Take `pid`'s `/metrics` body.
+    pub fn observe(&mut self, pid: u32, body: &str) {
+        for name in [FENCED, CONSUMED, REREAD] {
+            let v = super::watch::metric_sum(body, name);
+            let e = self.0.entry((pid, name)).or_default();
+            *e = e.max(v);
+        }
+    }
+
+    /// Summed over every process.
+    pub fn total(&self, name: &str) -> f64 {
+        self.0
+            .iter()
+            .filter(|((_, n), _)| *n == name)
+            .map(|(_, v)| v)
+            .sum()
+    }
+}
+
 /// What the group did over the drill.
 #[derive(Clone, Debug, Default)]
 pub struct GroupLog {
-    /// Per process (pid): the highest `shopwatch_fenced_batches_total` it reported.
-    pub fenced: BTreeMap<u32, f64>,
     /// The owner seen at each look (pid), in order, deduplicated.
     pub owners: Vec<u32>,
     /// Looks at which no instance owned the derived tables.
@@ -329,10 +370,6 @@ pub struct GroupLog {
 }
 
 impl GroupLog {
-    pub fn fenced_total(&self) -> f64 {
-        self.fenced.values().sum()
-    }
-
     /// Times the derived tables changed hands.
     pub fn ownership_moves(&self) -> usize {
         self.owners.len().saturating_sub(1)

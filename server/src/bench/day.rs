@@ -110,6 +110,7 @@ fn raw_batch(kind: EventKind, second: i64, n: usize, topic: &str) -> TableBatch 
         topic: topic.to_string(),
         ranges: [(0, (first, first + n as i64))].into(),
         rows: Arc::new(rows),
+        dead_letters_from: Default::default(),
     }
 }
 

@@ -210,6 +210,29 @@ pub fn produce(
     Proc(cmd.spawn().unwrap())
 }
 
+/// Every raw table's recorded position: (topic, partition) → next offset.
+pub async fn raw_positions(data_dir: &Path) -> std::collections::BTreeMap<(String, i32), i64> {
+    let lake = Lake::open(LakeParams::local(
+        "shopwatch",
+        "ecommerce_db",
+        data_dir.to_path_buf(),
+    ))
+    .await
+    .unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    for (topic, table) in TOPICS {
+        let t = lake
+            .catalog
+            .load_unpinned(&lake.ident(table))
+            .await
+            .unwrap();
+        for (p, o) in recorded_offsets(&t, topic).unwrap() {
+            out.insert((topic.to_string(), p), o);
+        }
+    }
+    out
+}
+
 /// True once every raw table's recorded offsets reach the broker's high watermarks.
 pub async fn caught_up(brokers: &str, data_dir: &Path) -> bool {
     caught_up_lake(

@@ -12,5 +12,6 @@ mod e2e;
 mod harness;
 mod kpis;
 mod maintenance;
+mod recovery;
 mod s3;
 mod seaweed;

@@ -36,18 +36,59 @@ pub struct TableBatch {
     pub ranges: Ranges,
     /// Shared: after the raw commit the same rows go to the derived actors.
     pub rows: Arc<Rows>,
+    /// Raw tables: per partition, the lowest offset of a dead letter still buffered (not yet
+    /// in the dead-letter table); a partition without one has none buffered. Recorded with
+    /// the offsets, so whoever takes the partition next re-reads only from there.
+    pub dead_letters_from: Offsets,
 }
 
 pub fn offsets_key(topic: &str) -> String {
     format!("shopwatch.offsets.{topic}")
 }
 
+pub fn dead_letters_from_key(topic: &str) -> String {
+    format!("shopwatch.dead-letters-from.{topic}")
+}
+
+/// What a table recorded for one topic.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recorded {
+    pub offsets: Offsets,
+    /// Raw tables: per partition, the offset below which every dead letter was committed when
+    /// the raw table last moved that partition (empty for tables written before it existed,
+    /// and for other tables).
+    pub dead_letters_from: Offsets,
+}
+
+/// Per partition committed now (`ranges`), where dead letters may still be missing: the
+/// lowest buffered one, or the range's end when none is buffered. Other partitions keep what
+/// the table recorded.
+pub fn next_dead_letters_from(recorded: &Offsets, ranges: &Ranges, buffered: &Offsets) -> Offsets {
+    let mut next = recorded.clone();
+    for (&p, &(_, end)) in ranges {
+        next.insert(p, buffered.get(&p).map_or(end, |&o| o.min(end)));
+    }
+    next
+}
+
 /// Offsets recorded for `topic` in the table property (the source of truth: unlike snapshot
 /// summaries it survives snapshot expiry and other engines' compactions).
 pub fn recorded_offsets(table: &Table, topic: &str) -> Result<Offsets, String> {
-    match table.metadata().properties().get(&offsets_key(topic)) {
+    offsets_property(table, &offsets_key(topic))
+}
+
+/// Everything a raw (or the dead-letter) table recorded for `topic`.
+pub fn recorded(table: &Table, topic: &str) -> Result<Recorded, String> {
+    Ok(Recorded {
+        offsets: recorded_offsets(table, topic)?,
+        dead_letters_from: offsets_property(table, &dead_letters_from_key(topic))?,
+    })
+}
+
+fn offsets_property(table: &Table, key: &str) -> Result<Offsets, String> {
+    match table.metadata().properties().get(key) {
         None => Ok(Offsets::new()),
-        Some(text) => offsets::from_json(text),
+        Some(text) => offsets::from_json(text).map_err(|e| format!("{key}: {e}")),
     }
 }
 
@@ -85,12 +126,14 @@ struct OffsetLedger<'a> {
 impl Ledger for OffsetLedger<'_> {
     fn plan(&mut self, table: &Table, attempt_id: Uuid, now: Micros) -> Result<Plan, CommitError> {
         let batch = self.batch;
-        let committed = recorded_offsets(table, &batch.topic).map_err(|detail| {
-            CommitError::CorruptOffsets {
-                table: self.table_name.to_string(),
-                detail,
-            }
-        })?;
+        let corrupt = |detail| CommitError::CorruptOffsets {
+            table: self.table_name.to_string(),
+            detail,
+        };
+        let Recorded {
+            offsets: committed,
+            dead_letters_from,
+        } = recorded(table, &batch.topic).map_err(corrupt)?;
         // Only a partial batch or the replay filter needs its own copy of the rows.
         let filtered;
         let (rows, ranges): (&Rows, &Ranges) = match self.rule {
@@ -131,14 +174,24 @@ impl Ledger for OffsetLedger<'_> {
         let new_offsets = merge_forward(&committed, ranges);
         let key = offsets_key(&batch.topic);
         let json = offsets::to_json(&new_offsets);
+        let mut summary = HashMap::from([
+            (key.clone(), json.clone()),
+            ("shopwatch.commit-id".to_string(), attempt_id.to_string()),
+        ]);
+        let mut properties = vec![(key, json)];
+        if self.rule == OffsetRule::Strict {
+            // Moves with the offsets, in the same commit: a new owner of a partition reads
+            // again only what was buffered for the dead-letter table, not its whole history.
+            let from = next_dead_letters_from(&dead_letters_from, ranges, &batch.dead_letters_from);
+            let (key, json) = (dead_letters_from_key(&batch.topic), offsets::to_json(&from));
+            summary.insert(key.clone(), json.clone());
+            properties.push((key, json));
+        }
         Ok(Plan::Append {
             batch: encode(self.table_name, table, rows, now)?,
             rows: rows.len(),
-            summary: HashMap::from([
-                (key.clone(), json.clone()),
-                ("shopwatch.commit-id".to_string(), attempt_id.to_string()),
-            ]),
-            properties: vec![(key, json)],
+            summary,
+            properties,
             offsets: new_offsets,
             file_prefix: format!("{}-{attempt_id}", batch.topic),
         })
@@ -176,9 +229,9 @@ impl TableCommitter {
         self.committer.table_name()
     }
 
-    pub async fn committed_offsets(&self, topic: &str) -> Result<Offsets, CommitError> {
+    pub async fn committed(&self, topic: &str) -> Result<Recorded, CommitError> {
         let table = self.committer.load().await?;
-        recorded_offsets(&table, topic).map_err(|detail| CommitError::CorruptOffsets {
+        recorded(&table, topic).map_err(|detail| CommitError::CorruptOffsets {
             table: self.table_name().to_string(),
             detail,
         })
@@ -381,4 +434,37 @@ pub async fn append_once(
         rows,
     };
     Ok(committer.commit(&mut ledger).await?.outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dead_letters_from_moves_with_the_committed_partitions_only() {
+        let offs = |v: &[(i32, i64)]| -> Offsets { v.iter().copied().collect() };
+        let ranges: Ranges = [(0, (10, 20)), (1, (5, 9))].into();
+        // (recorded, buffered) → next
+        let cases = [
+            // Nothing buffered: the dead-letter side is done up to the new raw position.
+            (offs(&[]), offs(&[]), offs(&[(0, 20), (1, 9)])),
+            // A dead letter at 12 is buffered for partition 0: from there.
+            (offs(&[(0, 3)]), offs(&[(0, 12)]), offs(&[(0, 12), (1, 9)])),
+            // One buffered from before this batch (a re-read after a restart).
+            (offs(&[(0, 8)]), offs(&[(0, 8)]), offs(&[(0, 8), (1, 9)])),
+            // Partition 2 is not in this commit (another instance's, or idle): kept as is.
+            (
+                offs(&[(2, 40)]),
+                offs(&[(2, 41)]),
+                offs(&[(0, 20), (1, 9), (2, 40)]),
+            ),
+        ];
+        for (recorded, buffered, want) in cases {
+            assert_eq!(
+                next_dead_letters_from(&recorded, &ranges, &buffered),
+                want,
+                "{recorded:?} {buffered:?}"
+            );
+        }
+    }
 }

@@ -20,8 +20,8 @@ use uuid::Uuid;
 
 pub use chain::ChainState;
 pub use ledgers::{
-    append_once, offsets_key, recorded_offsets, DerivedCommitter, OffsetRule, TableBatch,
-    TableCommitter,
+    append_once, dead_letters_from_key, offsets_key, recorded, recorded_offsets, DerivedCommitter,
+    OffsetRule, Recorded, TableBatch, TableCommitter,
 };
 pub use offsets::{Offsets, Ranges};
 
