@@ -80,6 +80,17 @@ pub enum Event<'a> {
     Error(ErrorEvent<'a>),
 }
 
+impl Event<'_> {
+    /// When it happened (the producer's stamp).
+    pub fn time(&self) -> Micros {
+        match self {
+            Event::Order(o) => o.order_ts,
+            Event::Click(c) => c.click_ts,
+            Event::Error(e) => e.error_ts,
+        }
+    }
+}
+
 pub const ORDER_STATUSES: [&str; 5] =
     ["CREATED", "PROCESSING", "SHIPPED", "DELIVERED", "CANCELLED"];
 pub const DEVICE_TYPES: [&str; 3] = ["desktop", "mobile", "tablet"];
@@ -98,6 +109,8 @@ pub enum DeadLetterReason {
     InvalidTimestamp,
     /// Larger than `max_event_bytes`.
     PayloadTooLarge,
+    /// An id or name longer than its limit (the detail names the field and the limit).
+    FieldTooLong,
     /// Tombstone or zero-length value.
     EmptyValue,
     /// The record made a handler fail twice (poison record).
@@ -105,12 +118,13 @@ pub enum DeadLetterReason {
 }
 
 impl DeadLetterReason {
-    pub const ALL: [DeadLetterReason; 7] = [
+    pub const ALL: [DeadLetterReason; 8] = [
         DeadLetterReason::DecodeError,
         DeadLetterReason::SchemaViolation,
         DeadLetterReason::InvalidValue,
         DeadLetterReason::InvalidTimestamp,
         DeadLetterReason::PayloadTooLarge,
+        DeadLetterReason::FieldTooLong,
         DeadLetterReason::EmptyValue,
         DeadLetterReason::HandlerFailure,
     ];
@@ -122,6 +136,7 @@ impl DeadLetterReason {
             DeadLetterReason::InvalidValue => "invalid_value",
             DeadLetterReason::InvalidTimestamp => "invalid_timestamp",
             DeadLetterReason::PayloadTooLarge => "payload_too_large",
+            DeadLetterReason::FieldTooLong => "field_too_long",
             DeadLetterReason::EmptyValue => "empty_value",
             DeadLetterReason::HandlerFailure => "handler_failure",
         }
@@ -147,12 +162,41 @@ impl Rejection {
 /// Timestamps before this are rejected: they are zero/epoch defaults, not real events.
 const MIN_VALID_MICROS: Micros = 946_684_800_000_000; // 2000-01-01T00:00:00Z
 
-/// Decode and validate one record value of the given kind.
-pub fn decode(
+/// What one event may hold. Every id and name ends up in a set or map of some open window
+/// (distinct users, products, services) and in the raw table, so each has a bound far above
+/// any real value; a timestamp far in the future would open a day partition of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub max_event_bytes: usize,
+    /// `order_id`, `user_id`, `product_id`, `click_id`, `error_id`.
+    pub max_id_bytes: usize,
+    /// `service_name`.
+    pub max_name_bytes: usize,
+    pub max_url_bytes: usize,
+    /// How far ahead of its ingestion time an event may be stamped.
+    pub max_future: Micros,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_event_bytes: 256 * 1024,
+            max_id_bytes: 1024,
+            max_name_bytes: 1024,
+            max_url_bytes: 8 * 1024,
+            max_future: 86_400 * 1_000_000,
+        }
+    }
+}
+
+/// Decode and validate one record value of the given kind, read at `now`.
+pub fn decode<'a>(
     kind: EventKind,
-    payload: Option<&[u8]>,
-    max_event_bytes: usize,
-) -> Result<Event<'_>, Rejection> {
+    payload: Option<&'a [u8]>,
+    limits: &Limits,
+    now: Micros,
+) -> Result<Event<'a>, Rejection> {
+    let max_event_bytes = limits.max_event_bytes;
     let bytes = match payload {
         None => {
             return Err(Rejection::new(
@@ -174,11 +218,64 @@ pub fn decode(
             format!("value is {} bytes, limit is {max_event_bytes}", bytes.len()),
         ));
     }
+    let check = Check {
+        limits,
+        not_after: now.saturating_add(limits.max_future),
+    };
     match kind {
-        EventKind::Orders => parse::<RawOrder>(bytes)?.validate().map(Event::Order),
-        EventKind::Clicks => parse::<RawClick>(bytes)?.validate().map(Event::Click),
-        EventKind::Errors => parse::<RawError>(bytes)?.validate().map(Event::Error),
+        EventKind::Orders => parse::<RawOrder>(bytes)?.validate(&check).map(Event::Order),
+        EventKind::Clicks => parse::<RawClick>(bytes)?.validate(&check).map(Event::Click),
+        EventKind::Errors => parse::<RawError>(bytes)?.validate(&check).map(Event::Error),
     }
+}
+
+/// The limits of one record, with its ingestion time applied.
+struct Check<'l> {
+    limits: &'l Limits,
+    not_after: Micros,
+}
+
+impl Check<'_> {
+    fn id<'a>(&self, field: &str, value: Cow<'a, str>) -> Result<Cow<'a, str>, Rejection> {
+        bounded(
+            field,
+            non_empty(field, value)?,
+            self.limits.max_id_bytes,
+            "pipeline.max_id_bytes",
+        )
+    }
+
+    fn timestamp(&self, field: &str, value: &str) -> Result<Micros, Rejection> {
+        let t = timestamp(field, value)?;
+        if t > self.not_after {
+            return Err(Rejection::new(
+                DeadLetterReason::InvalidTimestamp,
+                format!(
+                    "field `{field}` is more than {} s ahead of its ingestion time (pipeline.max_future_s): {value:?}",
+                    self.limits.max_future / 1_000_000
+                ),
+            ));
+        }
+        Ok(t)
+    }
+}
+
+fn bounded<'a>(
+    field: &str,
+    value: Cow<'a, str>,
+    limit: usize,
+    key: &str,
+) -> Result<Cow<'a, str>, Rejection> {
+    if value.len() > limit {
+        return Err(Rejection::new(
+            DeadLetterReason::FieldTooLong,
+            format!(
+                "field `{field}` is {} bytes, limit is {limit} ({key})",
+                value.len()
+            ),
+        ));
+    }
+    Ok(value)
 }
 
 fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, Rejection> {
@@ -338,7 +435,7 @@ fn parse_naive_fast(b: &[u8]) -> Option<Micros> {
 }
 
 impl<'a> RawOrder<'a> {
-    fn validate(self) -> Result<Order<'a>, Rejection> {
+    fn validate(self, check: &Check<'_>) -> Result<Order<'a>, Rejection> {
         if self.quantity <= 0 || self.quantity > i64::from(i32::MAX) {
             return Err(Rejection::new(
                 DeadLetterReason::InvalidValue,
@@ -359,37 +456,48 @@ impl<'a> RawOrder<'a> {
             ));
         }
         Ok(Order {
-            order_id: non_empty("order_id", self.order_id)?,
-            user_id: non_empty("user_id", self.user_id)?,
-            product_id: non_empty("product_id", self.product_id)?,
+            order_id: check.id("order_id", self.order_id)?,
+            user_id: check.id("user_id", self.user_id)?,
+            product_id: check.id("product_id", self.product_id)?,
             quantity: self.quantity as i32,
             price: self.price,
             status: one_of("status", &self.status, &ORDER_STATUSES)?,
-            order_ts: timestamp("order_time", &self.order_time)?,
+            order_ts: check.timestamp("order_time", &self.order_time)?,
         })
     }
 }
 
 impl<'a> RawClick<'a> {
-    fn validate(self) -> Result<Click<'a>, Rejection> {
+    fn validate(self, check: &Check<'_>) -> Result<Click<'a>, Rejection> {
         Ok(Click {
-            click_id: non_empty("click_id", self.click_id)?,
-            user_id: non_empty("user_id", self.user_id)?,
-            url: self.url,
+            click_id: check.id("click_id", self.click_id)?,
+            user_id: check.id("user_id", self.user_id)?,
+            url: bounded(
+                "url",
+                self.url,
+                check.limits.max_url_bytes,
+                "pipeline.max_url_bytes",
+            )?,
             device_type: one_of("device_type", &self.device_type, &DEVICE_TYPES)?,
-            click_ts: timestamp("click_time", &self.click_time)?,
+            click_ts: check.timestamp("click_time", &self.click_time)?,
         })
     }
 }
 
 impl<'a> RawError<'a> {
-    fn validate(self) -> Result<ErrorEvent<'a>, Rejection> {
+    fn validate(self, check: &Check<'_>) -> Result<ErrorEvent<'a>, Rejection> {
         Ok(ErrorEvent {
-            error_id: non_empty("error_id", self.error_id)?,
-            service_name: non_empty("service_name", self.service_name)?,
+            error_id: check.id("error_id", self.error_id)?,
+            service_name: bounded(
+                "service_name",
+                non_empty("service_name", self.service_name)?,
+                check.limits.max_name_bytes,
+                "pipeline.max_name_bytes",
+            )?,
+            // Free text, bounded by the event's size; alert descriptions truncate it.
             error_message: self.error_message,
             severity: one_of("severity", &self.severity, &SEVERITIES)?,
-            error_ts: timestamp("error_time", &self.error_time)?,
+            error_ts: check.timestamp("error_time", &self.error_time)?,
         })
     }
 }
@@ -441,14 +549,31 @@ mod tests {
         );
     }
 
+    /// Read on 2026-11-24 at noon, as the fixtures are stamped.
+    const NOW: Micros = 1_795_521_600_000_000;
+
+    fn limits(max_event_bytes: usize) -> Limits {
+        Limits {
+            max_event_bytes,
+            ..Limits::default()
+        }
+    }
+
     fn reason(kind: EventKind, payload: &[u8]) -> Option<DeadLetterReason> {
-        decode(kind, Some(payload), 65_536).err().map(|r| r.reason)
+        decode(kind, Some(payload), &limits(65_536), NOW)
+            .err()
+            .map(|r| r.reason)
     }
 
     #[test]
     fn valid_order_decodes_with_microseconds() {
-        let Event::Order(o) = decode(EventKind::Orders, Some(ORDER.as_bytes()), 1024).unwrap()
-        else {
+        let Event::Order(o) = decode(
+            EventKind::Orders,
+            Some(ORDER.as_bytes()),
+            &limits(1024),
+            NOW,
+        )
+        .unwrap() else {
             panic!()
         };
         assert_eq!(o.quantity, 2);
@@ -484,6 +609,14 @@ mod tests {
             (EventKind::Orders, Vec::new(), Some(EmptyValue)),
             (EventKind::Clicks, br#"{"click_id":"c","user_id":"u","url":"/x","device_type":"watch","click_time":"2026-11-24T01:02:03"}"#.to_vec(), Some(InvalidValue)),
             (EventKind::Errors, br#"{"error_id":"e","service_name":"s","error_message":"<img src=x>","severity":"FATAL","error_time":"2026-11-24T01:02:03Z"}"#.to_vec(), None),
+            // Ids and names past their limits; a stamp more than a day ahead of ingestion.
+            (EventKind::Orders, ORDER.replace("\"u1\"", &format!("{:?}", "u".repeat(1025))).into_bytes(), Some(FieldTooLong)),
+            (EventKind::Orders, ORDER.replace("\"u1\"", &format!("{:?}", "u".repeat(1024))).into_bytes(), None),
+            (EventKind::Clicks, format!(r#"{{"click_id":"c","user_id":"u","url":"/{}","device_type":"mobile","click_time":"2026-11-24T01:02:03"}}"#, "x".repeat(9000)).into_bytes(), Some(FieldTooLong)),
+            (EventKind::Errors, format!(r#"{{"error_id":"e","service_name":"{}","error_message":"m","severity":"WARN","error_time":"2026-11-24T01:02:03"}}"#, "s".repeat(2000)).into_bytes(), Some(FieldTooLong)),
+            (EventKind::Orders, ORDER.replace("2026-11-24T01:02:03.456789", "2026-11-25T13:00:00").into_bytes(), Some(InvalidTimestamp)),
+            (EventKind::Orders, ORDER.replace("2026-11-24T01:02:03.456789", "2026-11-25T11:00:00").into_bytes(), None),
+            (EventKind::Orders, ORDER.replace("2026-11-24T01:02:03.456789", "9999-12-31T23:59:59").into_bytes(), Some(InvalidTimestamp)),
         ];
         for (i, (kind, payload, expected)) in cases.into_iter().enumerate() {
             assert_eq!(
@@ -493,6 +626,23 @@ mod tests {
                 String::from_utf8_lossy(&payload[..payload.len().min(80)])
             );
         }
+    }
+
+    #[test]
+    fn a_field_past_its_limit_is_named_with_the_limit_and_its_key() {
+        let long = ORDER.replace("\"p1\"", &format!("{:?}", "p".repeat(2000)));
+        let r = decode(
+            EventKind::Orders,
+            Some(long.as_bytes()),
+            &limits(65_536),
+            NOW,
+        )
+        .unwrap_err();
+        assert_eq!(r.reason, FieldTooLong);
+        assert_eq!(
+            r.detail,
+            "field `product_id` is 2000 bytes, limit is 1024 (pipeline.max_id_bytes)"
+        );
     }
 
     #[test]
@@ -511,7 +661,9 @@ mod tests {
     #[test]
     fn tombstone_is_empty_value() {
         assert_eq!(
-            decode(EventKind::Clicks, None, 10).unwrap_err().reason,
+            decode(EventKind::Clicks, None, &limits(10), NOW)
+                .unwrap_err()
+                .reason,
             EmptyValue
         );
     }

@@ -24,6 +24,7 @@ pub struct Metrics {
     pub backpressure_seconds: prometheus::CounterVec,
     pub late_events: IntCounterVec,
     pub clock_skew_events: IntCounterVec,
+    pub clock_ahead_events: IntCounterVec,
     pub watermark_lag: prometheus::GaugeVec,
     pub windows_emitted: IntCounterVec,
     pub alerts: IntCounterVec,
@@ -174,6 +175,11 @@ impl Metrics {
             "Events too far ahead of their ingestion time: kept in the raw table, out of windows.",
             &["topic"],
         );
+        let clock_ahead_events = counter(
+            "shopwatch_clock_ahead_events_total",
+            "Events stamped ahead of their ingestion time by more than windows.clock_tolerance_ms: counted in their windows, but they move the watermark no further than ingestion time + tolerance.",
+            &["topic"],
+        );
         let windows_emitted = counter(
             "shopwatch_windows_emitted_total",
             "Closed windows written to KPI tables.",
@@ -271,6 +277,7 @@ impl Metrics {
             backpressure_seconds,
             late_events,
             clock_skew_events,
+            clock_ahead_events,
             watermark_lag,
             windows_emitted,
             alerts,

@@ -127,6 +127,8 @@ pub fn flight_params(cfg: &Config) -> anyhow::Result<crate::flight::FlightParams
         namespace: cfg.lake.namespace.clone(),
         users: None,
         tls: cfg.tls.enabled().then(|| cfg.tls.clone()),
+        limits: cfg.flight.limits(),
+        registry: prometheus::Registry::new(),
     })
 }
 
@@ -219,6 +221,7 @@ pub async fn run_until(
         let stop = flight_stop.clone();
         let params = crate::flight::FlightParams {
             users: auth.clone(),
+            registry: metrics.registry.clone(),
             ..flight_params(&cfg)?
         };
         Some(crate::flight::serve(params, reader, async move { stop.notified().await }).await?)

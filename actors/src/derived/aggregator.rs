@@ -308,6 +308,9 @@ impl AggregatorState {
             m.clock_skew_events
                 .with_label_values(&[&d.topic])
                 .inc_by(stats.skewed);
+            m.clock_ahead_events
+                .with_label_values(&[&d.topic])
+                .inc_by(stats.ahead);
         }
         Ok(())
     }

@@ -15,6 +15,8 @@ pub struct FoldStats {
     pub folded: u64,
     pub late: u64,
     pub dropped: u64,
+    /// Folded, but ahead of the ingestion clock by more than the tolerance.
+    pub ahead: u64,
     pub skewed: u64,
 }
 
@@ -23,6 +25,7 @@ impl FoldStats {
         self.folded += s.folded;
         self.late += s.late;
         self.dropped += s.dropped;
+        self.ahead += s.ahead;
         self.skewed += s.skewed;
     }
 }
@@ -145,6 +148,10 @@ impl<K: KpiDef> KpiEngine for Typed<K> {
         let engine = &mut self.engine;
         each_input(topic, rows, keep, |input| match engine.fold(&input, now) {
             Fold::OnTime => stats.folded += 1,
+            Fold::Ahead => {
+                stats.folded += 1;
+                stats.ahead += 1
+            }
             Fold::Late => {
                 stats.folded += 1;
                 stats.late += 1

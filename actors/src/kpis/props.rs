@@ -77,6 +77,7 @@ fn params(windowing: Windowing) -> EngineParams {
             idle_timeout: 30 * S,
         },
         max_skew: 300 * S,
+        clock_tolerance: 2 * S,
     }
 }
 
@@ -209,7 +210,7 @@ proptest! {
             let boundary = pair.orders.emitted_until();
             let fold = pair.fold(e, e.now);
             prop_assert_eq!(fold == Fold::Skewed, skewed(e));
-            if matches!(fold, Fold::OnTime | Fold::Late) {
+            if matches!(fold, Fold::OnTime | Fold::Late | Fold::Ahead) {
                 for s in w.starts_containing(e.event_time) {
                     if boundary.is_none_or(|b| s + w.size > b) {
                         owed.insert((s, s + w.size));

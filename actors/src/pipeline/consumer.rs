@@ -20,11 +20,10 @@ use super::messages::{CommitterMsg, ConsumerMsg, Reply};
 use super::params::PipelineParams;
 use super::recovery::Recovery;
 use crate::error::{into_actor, Error, Handled};
-use crate::events::{decode, DeadLetterReason, Event, EventKind, Rejection};
+use super::split::preview;
 use crate::handoff::Delivery;
 use crate::lake::{CommitReport, Offsets, Ranges, Recorded, TableBatch};
-use crate::schema::{DeadLetter, Rows, Source};
-use crate::supervision::faults::{self, FaultPoint};
+use crate::schema::{DeadLetter, Rows};
 use crate::supervision::Progress;
 
 const COMMIT_CALL_TIMEOUT: Duration = Duration::from_secs(300);
@@ -57,6 +56,9 @@ pub struct ConsumerState {
     pub(super) dl_ranges: Ranges,
     pub(super) dl_since: Option<Instant>,
     pub(super) dl_flushed: Instant,
+    /// Dead letters rebuilt by a replay are committed at once, not a flush interval later:
+    /// otherwise crashes in quick succession would each re-read the span again, and more.
+    pub(super) dl_rebuilt: bool,
     /// The raw table's offsets at the last abandoned-partition check, and when it was.
     pub(super) guard: (Instant, Option<Offsets>),
     /// How often that check runs: longer than a session timeout, so a dead member's
@@ -151,6 +153,7 @@ async fn start(myself: ActorRef<ConsumerMsg>, args: ConsumerArgs) -> Result<Cons
         dl_ranges: Ranges::new(),
         dl_since: None,
         dl_flushed: Instant::now(),
+        dl_rebuilt: false,
         guard: (Instant::now(), initial),
         guard_every,
         highest_seen: Offsets::new(),
@@ -183,13 +186,16 @@ impl ConsumerState {
                     for change in changes {
                         self.apply(change);
                     }
-                    if !records.is_empty() {
-                        let (ranges, raw, dead) = self.split(records).await?;
+                    // Usually one part; more when the batch spans too many day partitions.
+                    let mut from = 0;
+                    while from < records.len() {
+                        let (ranges, raw, dead, next) = self.split(&records, from).await?;
                         self.hand_off(ranges, raw, dead).await?;
-                        // A replay below the raw position commits nothing; it may still end
-                        // a recovery.
-                        self.recovery_progress();
+                        from = next;
                     }
+                    // A replay below the raw position commits nothing; it may still end a
+                    // recovery.
+                    self.recovery_progress();
                 }
                 let stopping = self.args.params.shutdown.load(Ordering::Relaxed);
                 if !shutting_down {
@@ -209,102 +215,6 @@ impl ConsumerState {
             }
         }
         Ok(())
-    }
-
-    /// Decode records into raw rows and dead letters and compute the batch's offset ranges.
-    async fn split(&mut self, records: Polled) -> Result<(Ranges, Rows, Vec<DeadLetter>), Error> {
-        let state = self;
-        let params = &state.args.params;
-        let now = chrono::Utc::now().timestamp_micros();
-        let mut ranges = Ranges::new();
-        let mut raw = Rows::with_capacity(params.kind, records.len());
-        let mut dead = Vec::new();
-        let mut reread = 0u64;
-        params
-            .metrics
-            .consumed
-            .with_label_values(&[&params.topic])
-            .inc_by(records.len() as u64);
-        for record in &records.records {
-            if state.recovery.running() {
-                state.recovery.read(record.partition, record.offset);
-            }
-            let payload = records.payload(record);
-            let p = record.partition;
-            let dl_start = state.dl_position.get(&p).copied().unwrap_or(record.offset);
-            let dl_range = state.dl_ranges.entry(p).or_insert((dl_start, dl_start));
-            dl_range.1 = dl_range.1.max(record.offset + 1);
-            // Every record follows its partition's assignment (applied above), which set the
-            // position from the lake; anything else would commit a range we never read.
-            let Some(start) = state.position.get(&p).copied() else {
-                return Err(Error::Transient(format!(
-                    "topic {}: record {p}/{} from a partition not assigned to this instance",
-                    params.topic, record.offset
-                )));
-            };
-            // Below the raw table's position: already stored; re-read only to rebuild dead
-            // letters that were buffered but not committed before a restart.
-            let replay_only = record.offset < start;
-            reread += replay_only as u64;
-            if !replay_only {
-                let range = ranges.entry(p).or_insert((start, start));
-                range.1 = record.offset + 1;
-            }
-            let source = Source {
-                partition: record.partition,
-                offset: record.offset,
-                ingested_at: now,
-            };
-            state
-                .args
-                .progress
-                .set_record(Some((record.partition, record.offset)));
-            let outcome = if state
-                .args
-                .poison
-                .contains(&(record.partition, record.offset))
-            {
-                Err(Rejection {
-                    reason: DeadLetterReason::HandlerFailure,
-                    detail: "record made the consumer fail twice".into(),
-                })
-            } else {
-                if let Some(action) = params
-                    .faults
-                    .check(FaultPoint::ConsumerRecord, payload, None)
-                {
-                    faults::apply(action, "consumer").await?;
-                }
-                decode(params.kind, payload, params.batch.max_event_bytes)
-            };
-            state.args.progress.set_record(None);
-            match outcome {
-                Ok(_) if replay_only => {}
-                Ok(event) => push_event(&mut raw, source, event),
-                Err(rejection) => {
-                    params
-                        .metrics
-                        .dead_letters
-                        .with_label_values(&[&params.topic, rejection.reason.as_str()])
-                        .inc();
-                    dead.push(dead_letter(
-                        &params.topic,
-                        source,
-                        rejection,
-                        payload,
-                        params.batch.dead_letter_payload_max_bytes,
-                    ));
-                }
-            }
-        }
-        if reread > 0 {
-            params
-                .metrics
-                .records_reread
-                .with_label_values(&[&params.topic])
-                .inc_by(reread);
-        }
-        Ok((ranges, raw, dead))
     }
 
     /// Buffer the dead letters, commit the raw rows, then hand them to the derived actors.
@@ -400,9 +310,10 @@ impl ConsumerState {
             && state.dl_since.is_none()
             && !state.dl_ranges.is_empty()
             && state.dl_flushed.elapsed() >= batch.dead_letter_flush_interval * 6;
-        if !(force || due || idle_due) {
+        if !(force || due || idle_due || state.dl_rebuilt) {
             return Ok(());
         }
+        state.dl_rebuilt = false;
         let ranges = std::mem::take(&mut state.dl_ranges);
         let rows = std::mem::take(&mut state.dl_buffer);
         state.dl_since = None;
@@ -449,66 +360,6 @@ async fn commit_call(
         })
 }
 
-fn push_event(rows: &mut Rows, source: Source, event: Event) {
-    match (rows, event) {
-        (Rows::Orders(v), Event::Order(e)) => v.push(source, &e),
-        (Rows::Clicks(v), Event::Click(e)) => v.push(source, &e),
-        (Rows::Errors(v), Event::Error(e)) => v.push(source, &e),
-        // decode() only yields the kind it was asked for.
-        _ => debug_assert!(false, "event kind does not match pipeline"),
-    }
-}
-
-fn dead_letter(
-    topic: &str,
-    source: Source,
-    rejection: Rejection,
-    payload: Option<&[u8]>,
-    max_bytes: usize,
-) -> DeadLetter {
-    let bytes = payload.unwrap_or_default();
-    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(max_bytes)]).into_owned();
-    DeadLetter {
-        topic: topic.to_string(),
-        source,
-        reason: rejection.reason.as_str(),
-        detail: rejection.detail,
-        payload: text,
-        payload_bytes: bytes.len() as i64,
-    }
-}
-
-/// The valid events among `records`, decoded for a preview (provisional values only; the
-/// batch is decoded again, strictly, when it is committed). Only runs while someone watches.
-fn preview(
-    topic: &str,
-    kind: EventKind,
-    (polled, shown): (&Polled, std::ops::Range<usize>),
-    max_bytes: usize,
-) -> Delivery {
-    let now = chrono::Utc::now().timestamp_micros();
-    let records = polled.records.get(shown).unwrap_or_default();
-    let mut rows = Rows::with_capacity(kind, records.len());
-    let mut ranges = Ranges::new();
-    for r in records {
-        let range = ranges.entry(r.partition).or_insert((r.offset, r.offset));
-        range.1 = r.offset + 1;
-        if let Ok(event) = decode(kind, polled.payload(r), max_bytes) {
-            let source = Source {
-                partition: r.partition,
-                offset: r.offset,
-                ingested_at: now,
-            };
-            push_event(&mut rows, source, event);
-        }
-    }
-    Delivery {
-        topic: topic.to_string(),
-        kind,
-        ranges,
-        rows: Arc::new(rows),
-    }
-}
 
 /// Poll one batch on a blocking thread.
 async fn poll(state: &ConsumerState) -> Result<(Polled, Vec<GroupChange>), Error> {
@@ -522,12 +373,7 @@ async fn poll(state: &ConsumerState) -> Result<(Polled, Vec<GroupChange>), Error
     tokio::task::spawn_blocking(move || {
         let mut peek = |records: &Polled, shown: std::ops::Range<usize>| {
             if subscribers.watched() {
-                subscribers.preview(preview(
-                    &topic,
-                    kind,
-                    (records, shown),
-                    batch.max_event_bytes,
-                ));
+                subscribers.preview(preview(&topic, kind, (records, shown), &batch.limits));
             }
         };
         poll_batch(

@@ -88,8 +88,9 @@ impl ConsumerState {
         }
     }
 
-    fn report_recovery(&self, done: Option<super::recovery::Recovered>) {
+    fn report_recovery(&mut self, done: Option<super::recovery::Recovered>) {
         let Some(done) = done else { return };
+        self.dl_rebuilt |= done.reread > 0;
         let topic = &self.args.params.topic;
         let metrics = &self.args.params.metrics;
         metrics

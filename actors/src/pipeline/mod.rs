@@ -11,6 +11,7 @@ mod membership;
 pub mod messages;
 pub mod params;
 pub mod recovery;
+mod split;
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};

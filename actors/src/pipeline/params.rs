@@ -5,7 +5,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::events::EventKind;
+use crate::events::{EventKind, Limits};
 use crate::handoff::Subscribers;
 use crate::lake::{HygieneParams, Lake};
 use crate::supervision::faults::Faults;
@@ -28,7 +28,11 @@ pub struct KafkaParams {
 pub struct BatchParams {
     pub commit_interval: Duration,
     pub max_batch_rows: usize,
-    pub max_event_bytes: usize,
+    /// What one event may hold (sizes of the record, its ids and names; how far ahead).
+    pub limits: Limits,
+    /// A batch whose events span more day partitions than this is committed in parts, so a
+    /// commit opens at most this many Parquet files.
+    pub max_days_per_batch: usize,
     pub dead_letter_payload_max_bytes: usize,
     /// Dead letters are committed when this many are buffered...
     pub dead_letter_flush_rows: usize,
@@ -41,7 +45,8 @@ impl Default for BatchParams {
         BatchParams {
             commit_interval: Duration::from_secs(1),
             max_batch_rows: 50_000,
-            max_event_bytes: 256 * 1024,
+            limits: Limits::default(),
+            max_days_per_batch: 32,
             dead_letter_payload_max_bytes: 64 * 1024,
             dead_letter_flush_rows: 5_000,
             dead_letter_flush_interval: Duration::from_secs(10),

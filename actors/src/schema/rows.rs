@@ -401,7 +401,12 @@ mod tests {
     fn the_arrow_batch_holds_the_decoded_event() {
         // Escaped in the payload: decoded (owned), then stored and read like any other string.
         let payload = br#"{"click_id":"c\u00e9","user_id":"u\"1","url":"/p?x=1","device_type":"tablet","click_time":"2026-11-24T01:02:03"}"#;
-        let Ok(Event::Click(c)) = decode(EventKind::Clicks, Some(payload), 1024) else {
+        let Ok(Event::Click(c)) = decode(
+            EventKind::Clicks,
+            Some(payload),
+            &crate::events::Limits::default(),
+            1_795_482_123_000_000,
+        ) else {
             panic!("valid click")
         };
         let mut rows = Rows::with_capacity(EventKind::Clicks, 1);

@@ -50,6 +50,9 @@ pub struct EngineParams {
     pub clock: ClockParams,
     /// Events further than this ahead of their ingestion time are kept out of windows.
     pub max_skew: Micros,
+    /// The watermark never runs ahead of an event's ingestion time plus this: a producer
+    /// with a fast clock cannot close anyone's window early.
+    pub clock_tolerance: Micros,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +63,9 @@ pub enum Fold {
     Late,
     /// Every window containing it was already emitted: kept in the raw table only.
     Dropped,
+    /// Ahead of its ingestion time by more than the clock tolerance: folded into its
+    /// windows, but it moved the watermark only as far as ingestion time + tolerance.
+    Ahead,
     /// Too far ahead of the clock: excluded from windows and from the watermark.
     Skewed,
 }
@@ -137,8 +143,16 @@ impl<A: Acc> Engine<A> {
         if input.event_time > input.ingested_at.saturating_add(self.params.max_skew) {
             return Fold::Skewed;
         }
+        // A stamp ahead of the ingestion clock counts where it says, but may push the
+        // watermark no further than the clock: otherwise one fast producer closes every
+        // window and the on-time events after it are dropped as late.
+        let trusted = input.event_time.min(
+            input
+                .ingested_at
+                .saturating_add(self.params.clock_tolerance),
+        );
         self.watermark
-            .observe(input.topic, input.partition, input.event_time, now);
+            .observe(input.topic, input.partition, trusted, now);
         self.saw(input.event_time);
         let w = &self.params.windowing;
         let pane_start = w.pane_of(input.event_time);
@@ -162,6 +176,8 @@ impl<A: Acc> Engine<A> {
             .or_insert(input.offset);
         if missed_one {
             Fold::Late
+        } else if trusted < input.event_time {
+            Fold::Ahead
         } else {
             Fold::OnTime
         }
@@ -283,5 +299,91 @@ impl<A: Acc> Engine<A> {
                 (!rows.is_empty()).then_some((s, s + size, rows))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::windows::clock::ClockParams;
+    use crate::windows::lattice::Windowing;
+
+    const S: Micros = 1_000_000;
+
+    #[derive(Default)]
+    struct Count(i64);
+
+    impl Acc for Count {
+        type Row = i64;
+        fn add(&mut self, _: &Fact<'_>) {
+            self.0 += 1;
+        }
+        fn window_rows(panes: &[&Self], _: Micros, _: Micros) -> Vec<i64> {
+            vec![panes.iter().map(|p| p.0).sum()]
+        }
+    }
+
+    fn fold_at(e: &mut Engine<Count>, partition: i32, event_time: Micros, now: Micros) -> Fold {
+        let order = crate::kpis::fixtures::order("u");
+        e.fold(
+            &Input {
+                topic: 0,
+                partition,
+                offset: 0,
+                event_time,
+                ingested_at: now,
+                fact: Fact::Order(&order),
+            },
+            now,
+        )
+    }
+
+    #[test]
+    fn a_fast_clock_cannot_close_windows_early() {
+        let params = EngineParams {
+            windowing: Windowing::new(60 * S, 30 * S).unwrap(),
+            clock: ClockParams {
+                lateness: 10 * S,
+                idle_timeout: 30 * S,
+            },
+            max_skew: 300 * S,
+            clock_tolerance: 2 * S,
+        };
+        let t0 = 1_800_000_000 * S; // on a window boundary
+        let mut e = Engine::<Count>::new(params, 1);
+        // Every partition sends one event stamped four minutes ahead, amid on-time traffic.
+        for p in 0..3 {
+            assert_eq!(fold_at(&mut e, p, t0 + 240 * S, t0), Fold::Ahead);
+        }
+        // The watermark follows the clock (+ tolerance − lateness), not the stamps.
+        let emitted = e.advance(t0 + S);
+        assert!(
+            e.watermark() <= Some(t0 + 2 * S - 10 * S),
+            "{:?}",
+            e.watermark()
+        );
+        assert!(emitted.is_none_or(|em| em.windows.is_empty()));
+        // The on-time events that follow are on time, and counted in their windows.
+        for (i, p) in (0..3).cycle().take(30).enumerate() {
+            let at = t0 + i as Micros * S;
+            assert_eq!(fold_at(&mut e, p, at, at), Fold::OnTime, "event {i}");
+        }
+        // Once real time passes a window's end (+ lateness), it closes with all of them.
+        let em = e.advance(t0 + 100 * S).expect("advanced");
+        let first = em
+            .windows
+            .iter()
+            .find(|(s, _, _)| *s == t0)
+            .expect("[t0, t0+60s) closed");
+        assert_eq!(first.2, vec![30]);
+        // The fast events still count, in their own (future) windows, once those close.
+        let later = e.advance(t0 + 400 * S).expect("advanced");
+        let ahead: i64 = later
+            .windows
+            .iter()
+            .filter(|(s, end, _)| *s <= t0 + 240 * S && t0 + 240 * S < *end)
+            .map(|(_, _, r)| r[0])
+            .sum();
+        assert_eq!(ahead, 2 * 3, "each of the 3 falls in 2 sliding windows");
     }
 }

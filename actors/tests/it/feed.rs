@@ -62,6 +62,7 @@ fn owner(lake: &Lake, metrics: &Metrics, broker: Arc<dyn BrokerView>) -> Derived
             idle_timeout: S,
         },
         max_skew: 3_600 * S,
+        clock_tolerance: 2 * S,
     };
     DerivedParams {
         lake: lake.clone(),

@@ -80,6 +80,7 @@ fn derived(
                         windowing,
                         clock,
                         max_skew: 300 * S,
+                        clock_tolerance: 2 * S,
                     },
                 )
             })

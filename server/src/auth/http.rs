@@ -212,11 +212,9 @@ pub async fn login(State(auth): State<Option<Arc<Auth>>>, req: Request) -> Respo
     let Some(c) = creds else {
         return json_error(StatusCode::BAD_REQUEST, "send username and password");
     };
-    let checker = auth.clone();
-    let user = c.username.clone();
-    let verdict = tokio::task::spawn_blocking(move || checker.verify(&user, &c.password, peer))
-        .await
-        .unwrap_or(Err(LoginError::Refused));
+    let verdict = auth.verify_async(&c.username, &c.password, peer).await;
+    // Names are logged cut short: a made-up one may be kilobytes.
+    let shown: String = c.username.chars().take(64).collect();
     match verdict {
         Ok(principal) => {
             info!(user = %principal.name, role = principal.role.as_str(), "login");
@@ -232,7 +230,7 @@ pub async fn login(State(auth): State<Option<Arc<Auth>>>, req: Request) -> Respo
             r
         }
         Err(LoginError::Limited(wait)) => {
-            info!(user = %c.username, "login rate-limited");
+            info!(user = %shown, "login rate-limited");
             let mut r = json_error(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too many failed logins; try again later",
@@ -242,8 +240,17 @@ pub async fn login(State(auth): State<Option<Arc<Auth>>>, req: Request) -> Respo
             }
             r
         }
+        Err(LoginError::Busy) => {
+            let mut r = json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many logins at once; try again in a second",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        }
         Err(LoginError::Refused) => {
-            info!(user = %c.username, "login refused");
+            info!(user = %shown, "login refused");
             if is_json {
                 json_error(StatusCode::UNAUTHORIZED, "wrong user name or password")
             } else {

@@ -31,6 +31,16 @@ struct Session {
     principal: Principal,
     csrf: String,
     expires: Instant,
+    /// The last request (or page ping) of the session: idle past `idle`, it ends.
+    seen: Instant,
+    /// Dropped when the session ends: its pages' websockets close.
+    ended: tokio::sync::watch::Sender<()>,
+}
+
+/// What a websocket of a session watches: it closes when the session ends or expires.
+pub struct SessionWatch {
+    pub ended: tokio::sync::watch::Receiver<()>,
+    pub expires: Instant,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -39,6 +49,8 @@ pub enum LoginError {
     Refused,
     /// Too many failures for this name or address; try again after this long.
     Limited(Duration),
+    /// Every password check slot is busy: try again in a moment (answered at once).
+    Busy,
 }
 
 pub struct Auth {
@@ -46,7 +58,10 @@ pub struct Auth {
     tokens: HashMap<[u8; 32], Principal>,
     sessions: Mutex<HashMap<[u8; 32], Session>>,
     ttl: Duration,
+    idle: Option<Duration>,
     limiter: Mutex<Limiter>,
+    /// Password checks running now: a flood is refused, not queued behind argon2.
+    hashing: std::sync::Arc<tokio::sync::Semaphore>,
     /// The hash of a password nobody has: unknown names cost as much as known ones.
     decoy: String,
     pub public_metrics: bool,
@@ -97,9 +112,13 @@ impl Auth {
             tokens,
             sessions: Mutex::new(HashMap::new()),
             ttl: Duration::from_secs(cfg.session_ttl_s),
+            idle: (cfg.session_idle_s > 0).then(|| Duration::from_secs(cfg.session_idle_s)),
             limiter: Mutex::new(Limiter::new(
                 cfg.login_attempts_per_minute,
                 Duration::from_secs(60),
+            )),
+            hashing: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                cfg.max_concurrent_logins.max(1),
             )),
             decoy: hash_password(&random_hex(16)).unwrap_or_default(),
             public_metrics: cfg.public_metrics,
@@ -107,8 +126,33 @@ impl Auth {
         })
     }
 
-    /// Check a name and password (slow on purpose: run it off the async threads). Failures
-    /// count against the name and, if known, the client's address.
+    /// [`Auth::verify`] for async callers: at most `auth.max_concurrent_logins` checks at
+    /// once, each on a blocking thread; past that `Busy` at once.
+    pub async fn verify_async(
+        self: &std::sync::Arc<Self>,
+        user: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> Result<Principal, LoginError> {
+        let permit = self
+            .hashing
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| LoginError::Busy)?;
+        let (auth, user, password) = (self.clone(), user.to_string(), password.to_string());
+        let verdict = tokio::task::spawn_blocking(move || {
+            let v = auth.verify(&user, &password, client);
+            drop(permit);
+            v
+        })
+        .await;
+        verdict.unwrap_or(Err(LoginError::Refused))
+    }
+
+    /// Check a name and password (slow on purpose: run it off the async threads, see
+    /// [`Auth::verify_async`]). The attempt counts against the name and, if known, the
+    /// client's address before the hash is computed (parallel guesses cannot outrun the
+    /// limit), and is taken back if it succeeds.
     pub fn verify(
         &self,
         user: &str,
@@ -124,6 +168,9 @@ impl Auth {
             for k in &keys {
                 l.check(k, now).map_err(LoginError::Limited)?;
             }
+            for k in &keys {
+                l.fail(k, now);
+            }
         }
         let (role, hash) = match self.users.get(user) {
             Some((r, h)) => (Some(*r), h.as_str()),
@@ -137,17 +184,17 @@ impl Auth {
             })
             .unwrap_or(false);
         match (ok, role) {
-            (true, Some(role)) => Ok(Principal {
-                name: user.to_string(),
-                role,
-            }),
-            _ => {
+            (true, Some(role)) => {
                 let mut l = self.limiter.lock().unwrap_or_else(|e| e.into_inner());
                 for k in &keys {
-                    l.fail(k, Instant::now());
+                    l.forgive(k);
                 }
-                Err(LoginError::Refused)
+                Ok(Principal {
+                    name: user.to_string(),
+                    role,
+                })
             }
+            _ => Err(LoginError::Refused),
         }
     }
 
@@ -157,24 +204,59 @@ impl Auth {
         let csrf = random_hex(16);
         let mut s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        s.retain(|_, v| v.expires > now);
+        s.retain(|_, v| self.alive(v, now));
         s.insert(
             sha256(&id),
             Session {
                 principal,
                 csrf: csrf.clone(),
                 expires: now + self.ttl,
+                seen: now,
+                ended: tokio::sync::watch::channel(()).0,
             },
         );
         (id, csrf)
     }
 
-    /// The session's principal and CSRF token, while it lasts.
+    fn alive(&self, s: &Session, now: Instant) -> bool {
+        s.expires > now && self.idle.is_none_or(|idle| now.duration_since(s.seen) < idle)
+    }
+
+    /// The session's principal and CSRF token, while it lasts; a use keeps it from idling
+    /// out. An ended session is forgotten (its websockets close).
     pub fn session(&self, id: &str) -> Option<(Principal, String)> {
+        let mut s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let key = sha256(id);
+        let now = Instant::now();
+        match s.get_mut(&key) {
+            Some(v) if self.alive(v, now) => {
+                v.seen = now;
+                Some((v.principal.clone(), v.csrf.clone()))
+            }
+            Some(_) => {
+                s.remove(&key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// What a page's websocket of session `id` watches to close with it.
+    pub fn watch_session(&self, id: &str) -> Option<SessionWatch> {
         let s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        s.get(&sha256(id))
-            .filter(|v| v.expires > Instant::now())
-            .map(|v| (v.principal.clone(), v.csrf.clone()))
+        s.get(&sha256(id)).map(|v| SessionWatch {
+            ended: v.ended.subscribe(),
+            expires: v.expires,
+        })
+    }
+
+    /// End sessions that expired or idled out (their websockets close). Run now and then.
+    pub fn sweep_sessions(&self) {
+        let now = Instant::now();
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, v| self.alive(v, now));
     }
 
     pub fn close_session(&self, id: &str) {
@@ -272,6 +354,64 @@ mod tests {
         assert_eq!(b.bearer(&token).map(|p| p.role), Some(Role::Viewer));
         assert!(b.bearer("sw_guess").is_none());
         assert!(Auth::from_config(&AuthConfig::default(), false).is_none());
+    }
+
+    #[test]
+    fn an_idle_or_closed_session_ends_and_its_watchers_see_it() {
+        let mut cfg = AuthConfig::default();
+        cfg.session_idle_s = 1;
+        cfg.tokens.insert(
+            "ci".into(),
+            TokenConfig {
+                role: Role::Viewer,
+                sha256: Secret::new(new_token().1),
+            },
+        );
+        let a = Auth::from_config(&cfg, false).unwrap();
+        let p = Principal {
+            name: "ops".into(),
+            role: Role::Operator,
+        };
+        let (id, _) = a.open_session(p.clone());
+        let w = a.watch_session(&id).unwrap();
+        assert!(a.session(&id).is_some());
+        a.close_session(&id);
+        assert!(w.ended.has_changed().is_err(), "logout ends the watch");
+        let (id, _) = a.open_session(p);
+        let w = a.watch_session(&id).unwrap();
+        std::thread::sleep(Duration::from_millis(1_100));
+        a.sweep_sessions();
+        assert!(a.session(&id).is_none(), "idle past auth.session_idle_s");
+        assert!(w.ended.has_changed().is_err());
+    }
+
+    #[tokio::test]
+    async fn logins_past_the_hashing_slots_are_busy_at_once() {
+        let mut cfg = AuthConfig::default();
+        cfg.max_concurrent_logins = 1;
+        cfg.login_attempts_per_minute = 1_000;
+        cfg.users.insert(
+            "ops".into(),
+            UserConfig {
+                role: Role::Operator,
+                password_hash: Secret::new(hash_password("right horse").unwrap()),
+            },
+        );
+        let a = std::sync::Arc::new(Auth::from_config(&cfg, false).unwrap());
+        let tries: Vec<_> = (0..8)
+            .map(|i| {
+                let a = a.clone();
+                tokio::spawn(async move { a.verify_async(&format!("u{i}"), "x", None).await })
+            })
+            .collect();
+        let mut busy = 0;
+        for t in tries {
+            if t.await.unwrap() == Err(LoginError::Busy) {
+                busy += 1;
+            }
+        }
+        assert!(busy >= 1, "8 at once with one slot: some were refused");
+        assert!(a.verify_async("ops", "right horse", None).await.is_ok());
     }
 
     #[test]

@@ -50,11 +50,13 @@ pub fn run(args: ParseArgs) -> anyhow::Result<i32> {
     let n = (args.events * args.rounds) as f64;
     let _ = cpu_seconds(std::process::id());
 
+    let limits = shopwatch_actors::events::Limits::default();
+    let now = chrono::Utc::now().timestamp_micros();
     let (cpu0, wall0) = (thread_cpu_s(), Instant::now());
     let mut ok = 0u64;
     for _ in 0..args.rounds {
         for (kind, p) in &payloads {
-            if decode(*kind, Some(p), 256 * 1024).is_ok() {
+            if decode(*kind, Some(p), &limits, now).is_ok() {
                 ok += 1;
             }
         }

@@ -53,8 +53,13 @@ pub struct AuthConfig {
     pub tokens: BTreeMap<String, TokenConfig>,
     /// A login lasts this long.
     pub session_ttl_s: u64,
+    /// A session with no request and no open page for this long ends (0: only the TTL).
+    pub session_idle_s: u64,
     /// Failed logins allowed per minute, per user name and per client address.
     pub login_attempts_per_minute: u32,
+    /// Password checks (argon2, ~60 ms and 19 MiB each) at once; more are answered 503 at
+    /// once rather than queued.
+    pub max_concurrent_logins: usize,
     /// Serve `/metrics` without auth (a scraper on a trusted network); off by default.
     pub public_metrics: bool,
 }
@@ -65,7 +70,9 @@ impl Default for AuthConfig {
             users: BTreeMap::new(),
             tokens: BTreeMap::new(),
             session_ttl_s: 8 * 3600,
+            session_idle_s: 30 * 60,
             login_attempts_per_minute: 5,
+            max_concurrent_logins: 2,
             public_metrics: false,
         }
     }
@@ -107,6 +114,12 @@ impl AuthConfig {
                     "must be the 64 hex digits of the token's SHA-256; `shopwatch auth new-token` prints a token and its hash",
                 ));
             }
+        }
+        if self.max_concurrent_logins == 0 {
+            return Err(ConfigError::check(
+                "auth.max_concurrent_logins",
+                "must be at least 1 (password checks at once)",
+            ));
         }
         if self.session_ttl_s == 0 || self.login_attempts_per_minute == 0 {
             return Err(ConfigError::check(

@@ -44,6 +44,10 @@ pub struct WindowsConfig {
     pub idle_timeout_s: u64,
     /// Events further ahead of their ingestion time are kept out of windows.
     pub max_skew_s: u64,
+    /// The watermark never runs ahead of an event's ingestion time by more than this: an
+    /// event stamped further ahead still counts in its window, but cannot close any window
+    /// early (a producer with a fast or mis-zoned clock).
+    pub clock_tolerance_ms: u64,
     /// The seed's watermarks (2 min; 6 min for active users) instead of each `lateness_s`.
     pub seed_watermarks: bool,
     pub tick_ms: u64,
@@ -57,6 +61,7 @@ impl Default for WindowsConfig {
         WindowsConfig {
             idle_timeout_s: 30,
             max_skew_s: 300,
+            clock_tolerance_ms: 2_000,
             seed_watermarks: false,
             tick_ms: 1000,
             kpis: REGISTRY
@@ -123,6 +128,7 @@ impl WindowsConfig {
                             idle_timeout: secs(self.idle_timeout_s),
                         },
                         max_skew: secs(self.max_skew_s),
+                        clock_tolerance: self.clock_tolerance_ms as i64 * 1_000,
                     },
                 ))
             })

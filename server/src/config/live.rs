@@ -87,6 +87,32 @@ pub struct FlightConfig {
     pub token_ttl_s: u64,
     /// First part of the three-part table names (the seed's Dremio source name).
     pub source: String,
+    /// Memory one query may hold (DataFusion's pool; sorts and joins spill to disk first);
+    /// past it the query fails, naming this key.
+    pub query_max_memory_mb: usize,
+    /// Time one query may run, planning and streaming included.
+    pub query_timeout_s: u64,
+    /// Queries at once; another waits a second for a slot, then is refused.
+    pub query_max_concurrent: usize,
+    /// Threads the queries run on, apart from the pipeline's (0: half the cores, at least 1).
+    pub query_threads: usize,
+}
+
+impl FlightConfig {
+    /// What one query may take.
+    pub fn limits(&self) -> crate::flight::limits::QueryLimits {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        crate::flight::limits::QueryLimits {
+            memory_bytes: self.query_max_memory_mb.saturating_mul(1 << 20),
+            timeout: std::time::Duration::from_secs(self.query_timeout_s),
+            max_concurrent: self.query_max_concurrent,
+            threads: if self.query_threads == 0 {
+                (cores / 2).max(1)
+            } else {
+                self.query_threads
+            },
+        }
+    }
 }
 
 impl Default for FlightConfig {
@@ -98,6 +124,10 @@ impl Default for FlightConfig {
             password: Secret::new(SEED_FLIGHT_PASSWORD),
             token_ttl_s: 7_200,
             source: "nessie_minio_catalog".into(),
+            query_max_memory_mb: 512,
+            query_timeout_s: 60,
+            query_max_concurrent: 4,
+            query_threads: 0,
         }
     }
 }
@@ -132,6 +162,15 @@ impl FlightConfig {
                 "flight.token_ttl_s",
                 "must be at least 1 (seconds)",
             ));
+        }
+        for (key, v, what) in [
+            ("flight.query_max_memory_mb", self.query_max_memory_mb as u64, "MiB"),
+            ("flight.query_timeout_s", self.query_timeout_s, "seconds"),
+            ("flight.query_max_concurrent", self.query_max_concurrent as u64, "queries"),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::check(key, format!("must be at least 1 ({what})")));
+            }
         }
         Ok(())
     }

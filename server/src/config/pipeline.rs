@@ -17,6 +17,18 @@ pub struct PipelineConfig {
     pub max_batch_rows: usize,
     /// Larger record values go to dead letters as `payload_too_large`.
     pub max_event_bytes: usize,
+    /// Longer ids (`order_id`, `user_id`, `product_id`, `click_id`, `error_id`) go to dead
+    /// letters as `field_too_long`: every id ends up in some window's exact set.
+    pub max_id_bytes: usize,
+    /// Longer `service_name`s go to dead letters as `field_too_long`.
+    pub max_name_bytes: usize,
+    /// Longer `url`s go to dead letters as `field_too_long`.
+    pub max_url_bytes: usize,
+    /// Events stamped further ahead of their ingestion time go to dead letters as
+    /// `invalid_timestamp` (each distinct day opens a partition of its own).
+    pub max_future_s: u64,
+    /// A batch spanning more day partitions is committed in parts of at most this many.
+    pub max_days_per_batch: usize,
     /// Dead-letter payloads are truncated to this many bytes (`payload_bytes` keeps the size).
     pub dead_letter_payload_max_bytes: usize,
     /// Dead letters are committed in batches: at this many, or after this interval.
@@ -30,6 +42,11 @@ impl Default for PipelineConfig {
             commit_interval_ms: 1000,
             max_batch_rows: 50_000,
             max_event_bytes: 256 * 1024,
+            max_id_bytes: 1024,
+            max_name_bytes: 1024,
+            max_url_bytes: 8 * 1024,
+            max_future_s: 86_400,
+            max_days_per_batch: 32,
             dead_letter_payload_max_bytes: 64 * 1024,
             dead_letter_flush_rows: 5_000,
             dead_letter_flush_interval_ms: 10_000,
@@ -51,6 +68,16 @@ impl PipelineConfig {
                 "must be at least 1",
             ));
         }
+        for (key, v) in [
+            ("pipeline.max_id_bytes", self.max_id_bytes),
+            ("pipeline.max_name_bytes", self.max_name_bytes),
+            ("pipeline.max_url_bytes", self.max_url_bytes),
+            ("pipeline.max_days_per_batch", self.max_days_per_batch),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::check(key, "must be at least 1"));
+            }
+        }
         Ok(())
     }
 
@@ -58,7 +85,14 @@ impl PipelineConfig {
         BatchParams {
             commit_interval: Duration::from_millis(self.commit_interval_ms),
             max_batch_rows: self.max_batch_rows,
-            max_event_bytes: self.max_event_bytes,
+            limits: shopwatch_actors::events::Limits {
+                max_event_bytes: self.max_event_bytes,
+                max_id_bytes: self.max_id_bytes,
+                max_name_bytes: self.max_name_bytes,
+                max_url_bytes: self.max_url_bytes,
+                max_future: (self.max_future_s as i64).saturating_mul(1_000_000),
+            },
+            max_days_per_batch: self.max_days_per_batch,
             dead_letter_payload_max_bytes: self.dead_letter_payload_max_bytes,
             dead_letter_flush_rows: self.dead_letter_flush_rows,
             dead_letter_flush_interval: Duration::from_millis(self.dead_letter_flush_interval_ms),

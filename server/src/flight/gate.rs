@@ -20,8 +20,12 @@ pub struct Gate {
 type Inner = FlightSql;
 
 impl Gate {
-    fn check<T>(&self, request: &Request<T>) -> Result<Option<String>, Status> {
-        self.inner.auth.check(request.metadata())
+    /// Authenticate `request` and note who it is (the query's metrics and limits read it);
+    /// a token to send back when Basic credentials were used.
+    async fn check<T>(&self, request: &mut Request<T>) -> Result<Option<String>, Status> {
+        let (who, token) = self.inner.auth.check(request.metadata()).await?;
+        request.extensions_mut().insert(who);
+        Ok(token)
     }
 }
 
@@ -54,9 +58,9 @@ impl FlightService for Gate {
 
     async fn list_flights(
         &self,
-        request: Request<Criteria>,
+        mut request: Request<Criteria>,
     ) -> Result<Response<Self::ListFlightsStream>, Status> {
-        let token = self.check(&request)?;
+        let token = self.check(&mut request).await?;
         Ok(with_token(
             FlightService::list_flights(&*self.inner, request).await?,
             token,
@@ -65,9 +69,9 @@ impl FlightService for Gate {
 
     async fn get_flight_info(
         &self,
-        request: Request<FlightDescriptor>,
+        mut request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let token = self.check(&request)?;
+        let token = self.check(&mut request).await?;
         let response = if is_flight_sql_command(&request.get_ref().cmd) {
             FlightService::get_flight_info(&*self.inner, request).await?
         } else {
@@ -82,9 +86,9 @@ impl FlightService for Gate {
 
     async fn poll_flight_info(
         &self,
-        request: Request<FlightDescriptor>,
+        mut request: Request<FlightDescriptor>,
     ) -> Result<Response<PollInfo>, Status> {
-        let token = self.check(&request)?;
+        let token = self.check(&mut request).await?;
         Ok(with_token(
             FlightService::poll_flight_info(&*self.inner, request).await?,
             token,
@@ -93,9 +97,9 @@ impl FlightService for Gate {
 
     async fn get_schema(
         &self,
-        request: Request<FlightDescriptor>,
+        mut request: Request<FlightDescriptor>,
     ) -> Result<Response<SchemaResult>, Status> {
-        let token = self.check(&request)?;
+        let token = self.check(&mut request).await?;
         Ok(with_token(
             FlightService::get_schema(&*self.inner, request).await?,
             token,
@@ -104,9 +108,9 @@ impl FlightService for Gate {
 
     async fn do_get(
         &self,
-        request: Request<Ticket>,
+        mut request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
-        let token = self.check(&request)?;
+        let token = self.check(&mut request).await?;
         Ok(with_token(
             FlightService::do_get(&*self.inner, request).await?,
             token,
@@ -115,9 +119,9 @@ impl FlightService for Gate {
 
     async fn do_put(
         &self,
-        request: Request<Streaming<FlightData>>,
+        mut request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoPutStream>, Status> {
-        self.check(&request)?;
+        self.check(&mut request).await?;
         Err(super::service::status(super::query::QueryError::ReadOnly(
             "DoPut is refused".into(),
         )))
@@ -125,17 +129,17 @@ impl FlightService for Gate {
 
     async fn do_exchange(
         &self,
-        request: Request<Streaming<FlightData>>,
+        mut request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoExchangeStream>, Status> {
-        self.check(&request)?;
+        self.check(&mut request).await?;
         Err(Status::unimplemented("DoExchange is not supported"))
     }
 
     async fn do_action(
         &self,
-        request: Request<Action>,
+        mut request: Request<Action>,
     ) -> Result<Response<Self::DoActionStream>, Status> {
-        let token = self.check(&request)?;
+        let token = self.check(&mut request).await?;
         Ok(with_token(
             FlightService::do_action(&*self.inner, request).await?,
             token,
@@ -144,9 +148,9 @@ impl FlightService for Gate {
 
     async fn list_actions(
         &self,
-        request: Request<Empty>,
+        mut request: Request<Empty>,
     ) -> Result<Response<Self::ListActionsStream>, Status> {
-        let token = self.check(&request)?;
+        let token = self.check(&mut request).await?;
         Ok(with_token(
             FlightService::list_actions(&*self.inner, request).await?,
             token,

@@ -6,6 +6,7 @@ mod auth;
 pub mod client;
 mod gate;
 pub mod kpis;
+pub mod limits;
 mod query;
 mod service;
 
@@ -32,6 +33,10 @@ pub struct FlightParams {
     pub users: Option<Arc<crate::auth::Auth>>,
     /// Serve over TLS from these PEM files.
     pub tls: Option<crate::config::TlsConfig>,
+    /// What one query may take.
+    pub limits: limits::QueryLimits,
+    /// Where the per-query metrics are registered (the process's one registry).
+    pub registry: prometheus::Registry,
 }
 
 /// Bind and serve until `stop` resolves.
@@ -40,7 +45,10 @@ pub async fn serve(
     catalog: Arc<dyn Catalog>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let engine = Arc::new(QueryEngine::new(catalog, &params.source, &params.namespace).await?);
+    let pool = limits::QueryPool::new(params.limits, limits::QueryMetrics::new(&params.registry))
+        .context("starting the Flight SQL query threads")?;
+    let engine =
+        Arc::new(QueryEngine::new(catalog, &params.source, &params.namespace, pool).await?);
     let auth = Arc::new(
         auth::Auth::new(params.username, params.password, params.token_ttl)
             .with_users(params.users.clone()),

@@ -3,14 +3,19 @@
 //! Dremio returns them (`Timestamp(Millisecond, None)`, UTC wall time).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::error::DataFusionError;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use futures::{Stream, StreamExt};
 use iceberg::Catalog;
 use iceberg_datafusion::IcebergCatalogProvider;
-use tokio::sync::RwLock;
+use tokio::sync::{mpsc, oneshot, RwLock};
+
+use super::limits::{Limit, Principal, QueryLimits, QueryPool};
 
 pub type BatchStream =
     std::pin::Pin<Box<dyn Stream<Item = Result<RecordBatch, QueryError>> + Send>>;
@@ -25,6 +30,20 @@ pub enum QueryError {
     Invalid(String),
     #[error("query failed: {0}")]
     Execution(String),
+    /// Past one of the query limits (the text names it and its key).
+    #[error("{1}")]
+    Limit(Limit, String),
+}
+
+impl QueryError {
+    fn from_datafusion(e: DataFusionError, limits: &QueryLimits) -> Self {
+        match e.find_root() {
+            DataFusionError::ResourcesExhausted(_) => {
+                QueryError::Limit(Limit::Memory, Limit::Memory.explain(limits))
+            }
+            _ => QueryError::Execution(e.to_string()),
+        }
+    }
 }
 
 pub struct QueryEngine {
@@ -33,6 +52,7 @@ pub struct QueryEngine {
     namespace: String,
     /// Rebuilt when a table is missing: tables are listed when the provider is built.
     provider: RwLock<Arc<IcebergCatalogProvider>>,
+    pool: QueryPool,
 }
 
 impl QueryEngine {
@@ -40,6 +60,7 @@ impl QueryEngine {
         catalog: Arc<dyn Catalog>,
         source: &str,
         namespace: &str,
+        pool: QueryPool,
     ) -> anyhow::Result<Self> {
         let provider = Arc::new(IcebergCatalogProvider::try_new(catalog.clone()).await?);
         Ok(QueryEngine {
@@ -47,6 +68,7 @@ impl QueryEngine {
             source: source.to_string(),
             namespace: namespace.to_string(),
             provider: RwLock::new(provider),
+            pool,
         })
     }
 
@@ -58,13 +80,18 @@ impl QueryEngine {
         &self.namespace
     }
 
-    fn context(&self, provider: Arc<IcebergCatalogProvider>) -> SessionContext {
+    /// A session of its own per query: its memory pool is the query's limit.
+    fn context(&self, provider: Arc<IcebergCatalogProvider>) -> Result<SessionContext, QueryError> {
         let config = SessionConfig::new()
             .with_default_catalog_and_schema(&self.source, &self.namespace)
             .with_information_schema(true);
-        let ctx = SessionContext::new_with_config(config);
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(self.pool.limits.memory_bytes, 1.0)
+            .build_arc()
+            .map_err(|e| QueryError::Execution(e.to_string()))?;
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
         ctx.register_catalog(&self.source, provider);
-        ctx
+        Ok(ctx)
     }
 
     async fn refresh(&self) -> anyhow::Result<()> {
@@ -73,9 +100,83 @@ impl QueryEngine {
         Ok(())
     }
 
-    /// Plan `sql` and run it. Tables are re-listed once if the query names one we have not
-    /// seen yet (created after the server started).
-    pub async fn run(&self, sql: &str) -> Result<(SchemaRef, BatchStream), QueryError> {
+    /// Plan `sql` and run it on the query pool, within the limits: a slot among
+    /// `flight.query_max_concurrent`, the memory pool, the time limit. The batches come back
+    /// through a small channel; a client that goes away cancels the query.
+    pub async fn run(
+        self: &Arc<Self>,
+        sql: &str,
+        who: Principal,
+    ) -> Result<(SchemaRef, BatchStream), QueryError> {
+        let started = Instant::now();
+        let metrics = self.pool.metrics.clone();
+        let permit = match self.pool.admit().await {
+            Ok(p) => p,
+            Err(limit) => {
+                metrics.finished(who, limit.outcome(), started.elapsed());
+                return Err(QueryError::Limit(limit, limit.explain(&self.pool.limits)));
+            }
+        };
+        let (schema_tx, schema_rx) = oneshot::channel();
+        let (tx, rx) = mpsc::channel::<Result<RecordBatch, QueryError>>(2);
+        let over_time = tx.clone();
+        let (engine, sql) = (self.clone(), sql.to_string());
+        let work = self.pool.spawn(async move {
+            let (schema, mut batches) = match engine.run_retrying(&sql).await {
+                Ok(v) => v,
+                Err(e) => {
+                    let outcome = outcome_of(&e);
+                    let _ = schema_tx.send(Err(e));
+                    return outcome;
+                }
+            };
+            let _ = schema_tx.send(Ok(schema));
+            while let Some(b) = batches.next().await {
+                let failed = b.as_ref().err().map(outcome_of);
+                if let Ok(b) = &b {
+                    metrics.sent(who, b.num_rows(), b.get_array_memory_size());
+                }
+                if tx.send(b).await.is_err() {
+                    return "cancelled";
+                }
+                if let Some(outcome) = failed {
+                    return outcome;
+                }
+            }
+            "ok"
+        });
+        let (metrics, limits) = (self.pool.metrics.clone(), self.pool.limits);
+        tokio::spawn(async move {
+            let outcome = match work.await {
+                Ok(Some(outcome)) => outcome,
+                Ok(None) => {
+                    // The query's task was dropped at the limit: say so to the client.
+                    let e = QueryError::Limit(Limit::Time, Limit::Time.explain(&limits));
+                    let _ = over_time.send(Err(e)).await;
+                    Limit::Time.outcome()
+                }
+                Err(_) => "error",
+            };
+            metrics.finished(who, outcome, started.elapsed());
+            drop(permit);
+        });
+        let schema = match schema_rx.await {
+            Ok(result) => result?,
+            // Planning itself ran out of time.
+            Err(_) => {
+                return Err(QueryError::Limit(
+                    Limit::Time,
+                    Limit::Time.explain(&self.pool.limits),
+                ))
+            }
+        };
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+        Ok((schema, Box::pin(stream)))
+    }
+
+    /// Tables are re-listed once if the query names one we have not seen yet (created after
+    /// the server started).
+    async fn run_retrying(&self, sql: &str) -> Result<(SchemaRef, BatchStream), QueryError> {
         match self.run_once(sql).await {
             Err(QueryError::Invalid(m)) if m.contains("not found") => {
                 self.refresh()
@@ -103,7 +204,7 @@ impl QueryEngine {
 
     async fn plan(&self, sql: &str) -> Result<datafusion::dataframe::DataFrame, QueryError> {
         let provider = self.provider.read().await.clone();
-        let ctx = self.context(provider);
+        let ctx = self.context(provider)?;
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
@@ -127,13 +228,22 @@ impl QueryEngine {
         let stream = df
             .execute_stream()
             .await
-            .map_err(|e| QueryError::Execution(e.to_string()))?;
+            .map_err(|e| QueryError::from_datafusion(e, &self.pool.limits))?;
         let out = schema.clone();
+        let limits = self.pool.limits;
         let batches = stream.map(move |b| {
-            b.map_err(|e| QueryError::Execution(e.to_string()))
+            b.map_err(|e| QueryError::from_datafusion(e, &limits))
                 .and_then(|b| to_dremio(&out, b).map_err(|e| QueryError::Execution(e.to_string())))
         });
         Ok((schema, Box::pin(batches)))
+    }
+}
+
+/// The metric outcome of a failed query.
+fn outcome_of(e: &QueryError) -> &'static str {
+    match e {
+        QueryError::Limit(l, _) => l.outcome(),
+        _ => "error",
     }
 }
 

@@ -25,6 +25,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::debug;
 
 use super::auth::{unauthenticated, Auth};
+use super::limits::{Limit, Principal};
 use super::query::{QueryEngine, QueryError};
 
 pub struct FlightSql {
@@ -42,6 +43,8 @@ pub fn status(e: QueryError) -> Status {
         )),
         QueryError::Invalid(m) => Status::invalid_argument(m),
         QueryError::Execution(m) => Status::internal(m),
+        QueryError::Limit(Limit::Time, m) => Status::deadline_exceeded(m),
+        QueryError::Limit(_, m) => Status::resource_exhausted(m),
     }
 }
 
@@ -136,7 +139,7 @@ impl FlightSqlService for FlightSql {
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .ok_or_else(unauthenticated)?;
-        let token = self.auth.basic(header)?;
+        let (token, _) = self.auth.basic(header).await?;
         let reply = HandshakeResponse {
             protocol_version: 0,
             payload: token.clone().into(),
@@ -165,11 +168,17 @@ impl FlightSqlService for FlightSql {
     async fn do_get_statement(
         &self,
         ticket: TicketStatementQuery,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let sql = String::from_utf8(ticket.statement_handle.to_vec())
             .map_err(|_| Status::invalid_argument("ticket is not a shopwatch statement"))?;
-        let (schema, batches) = self.engine.run(&sql).await.map_err(status)?;
+        // Who asked: put there by the gate.
+        let who = request
+            .extensions()
+            .get::<Principal>()
+            .copied()
+            .unwrap_or_default();
+        let (schema, batches) = self.engine.run(&sql, who).await.map_err(status)?;
         let input = batches.map_err(|e| FlightError::Tonic(Box::new(status(e))));
         Ok(Response::new(Box::pin(
             FlightDataEncoderBuilder::new()
