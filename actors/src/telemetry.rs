@@ -25,6 +25,7 @@ pub struct Metrics {
     pub late_events: IntCounterVec,
     pub clock_skew_events: IntCounterVec,
     pub clock_ahead_events: IntCounterVec,
+    pub kpi_keys_refused: IntCounterVec,
     pub watermark_lag: prometheus::GaugeVec,
     pub windows_emitted: IntCounterVec,
     pub alerts: IntCounterVec,
@@ -180,6 +181,11 @@ impl Metrics {
             "Events stamped ahead of their ingestion time by more than windows.clock_tolerance_ms: counted in their windows, but they move the watermark no further than ingestion time + tolerance.",
             &["topic"],
         );
+        let kpi_keys_refused = counter(
+            "shopwatch_kpi_keys_refused_total",
+            "Distinct keys (users, products, services) a KPI pane did not keep because it reached windows.max_pane_key_bytes: its windows undercount.",
+            &[],
+        );
         let windows_emitted = counter(
             "shopwatch_windows_emitted_total",
             "Closed windows written to KPI tables.",
@@ -278,6 +284,7 @@ impl Metrics {
             late_events,
             clock_skew_events,
             clock_ahead_events,
+            kpi_keys_refused,
             watermark_lag,
             windows_emitted,
             alerts,

@@ -69,6 +69,7 @@ impl axum::extract::FromRef<AppState> for WsState {
             hub: app.hub.clone(),
             live: app.live.clone(),
             params: app.ws.clone(),
+            auth: app.auth.clone(),
         }
     }
 }
@@ -140,7 +141,13 @@ async fn dashboard(State(state): State<AppState>) -> impl IntoResponse {
     Json(serde_json::Value::Object(out))
 }
 
-async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+/// Ready or not, for anyone (a load balancer's probe); the details (pipelines and their last
+/// errors, partitions, recovery, the election's members) for a logged-in caller, or for
+/// everyone when no logins are configured (loopback only).
+async fn readyz(
+    State(state): State<AppState>,
+    caller: Option<axum::Extension<auth_http::Caller>>,
+) -> axum::response::Response {
     let pipelines: Vec<_> = state
         .pipelines
         .iter()
@@ -152,6 +159,9 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    if state.auth.is_some() && caller.is_none() {
+        return (code, Json(serde_json::json!({ "ready": ready }))).into_response();
+    }
     // Maintenance that keeps failing does not stop ingestion, so it does not flip readiness;
     // it is listed so an operator sees it (a lake that is never maintained slows down).
     let maintenance = state.metrics.maintenance.failing();
@@ -185,6 +195,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             "election": ownership,
         })),
     )
+        .into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

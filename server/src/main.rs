@@ -6,11 +6,14 @@ mod bootstrap;
 mod cli;
 mod config;
 mod demo;
+#[cfg(feature = "failpoints")]
 mod drill_endpoint;
 mod flight;
+mod guard;
 mod http;
 mod live;
 mod run;
+mod serve;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -33,7 +33,6 @@ use crate::live::provisional::Board;
 use crate::live::refresher::{RefresherGroup, RefresherParams, GROUP as REFRESHER};
 use crate::live::spawn_heartbeat;
 use crate::live::ws::WsParams;
-use axum::serve::ListenerExt;
 
 /// How long a graceful stop may take before we give up on the final commit.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
@@ -77,6 +76,7 @@ pub fn derived_params(
     live: Option<Live>,
 ) -> anyhow::Result<DerivedParams> {
     let a = &cfg.alerts;
+    shopwatch_actors::kpis::set_pane_key_bytes(cfg.windows.max_pane_key_bytes);
     let webhook = if a.webhook_url.is_empty() {
         None
     } else {
@@ -271,10 +271,11 @@ pub async fn run_until(
         }),
         drill: Some(Arc::new(DrillApi::new(cfg.query_target()))),
         trends: Default::default(),
-        actions: Some(Arc::new(ActionsApi {
-            lake: lake.clone(),
-            hygiene: cfg.maintenance.hygiene(),
-        })),
+        actions: Some(Arc::new(ActionsApi::new(
+            lake.clone(),
+            cfg.maintenance.hygiene(),
+            cfg.http.actions_per_minute,
+        ))),
         auth: auth.clone(),
     };
     let listener = tokio::net::TcpListener::bind(&cfg.http.listen)
@@ -283,9 +284,8 @@ pub async fn run_until(
     info!(http = %cfg.http.listen, data_dir = %cfg.lake.data_dir.display(), brokers = %cfg.kafka.brokers, "shopwatch running");
     let http_stop = Arc::new(tokio::sync::Notify::new());
     let http_stop2 = http_stop.clone();
-    // No Nagle delay on pushes; a small send buffer so a client that stops reading backs up
-    // into its outbox (and is skipped or dropped) within seconds, not after megabytes.
     let mut app = router(state);
+    #[cfg(feature = "failpoints")]
     if cfg.drill.enabled {
         tracing::warn!("drill endpoint enabled: /drill/* injects faults (bearer token required)");
         app = app.merge(crate::drill_endpoint::routes(
@@ -295,26 +295,36 @@ pub async fn run_until(
             },
         ));
     }
-    let server = match tls {
-        Some(acceptor) => tokio::spawn(async move {
-            crate::auth::tls::serve(listener, acceptor, app, async move {
-                http_stop2.notified().await
-            })
-            .await
-        }),
-        None => tokio::spawn(async move {
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-                let _ = socket2::SockRef::from(&*tcp).set_send_buffer_size(64 * 1024);
-            });
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move { http_stop2.notified().await })
-            .await
-        }),
-    };
+    #[cfg(not(feature = "failpoints"))]
+    let _ = faults;
+    let listen: std::net::SocketAddr = cfg.http.listen.parse().context("http.listen")?;
+    let hosts = crate::guard::HostPolicy::new(listen, &cfg.http.allowed_hosts);
+    if hosts == crate::guard::HostPolicy::Any {
+        tracing::warn!(http = %listen, "http.allowed_hosts is empty on a non-loopback listener: any Host name is answered; list the names this server is reached by");
+    }
+    let app = app.layer(axum::middleware::from_fn_with_state(
+        Arc::new(hosts),
+        crate::guard::guard,
+    ));
+    crate::serve::raise_fd_limit();
+    let limits = cfg.http.serve_limits();
+    let server = tokio::spawn(async move {
+        crate::serve::serve(listener, tls, app, limits, async move {
+            http_stop2.notified().await
+        })
+        .await
+    });
+    if let Some(a) = &auth {
+        // Sessions that expired or idled out end now and then (their pages' websockets close).
+        let a = a.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(15));
+            loop {
+                every.tick().await;
+                a.sweep_sessions();
+            }
+        });
+    }
 
     let mut exit_code = 0;
     tokio::pin!(stop);

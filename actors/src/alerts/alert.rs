@@ -110,6 +110,22 @@ impl Encode for Alerts {
     }
 }
 
+/// Characters of an alert description kept (the rest of a producer's message stays in the
+/// raw table): descriptions ride in the alert groups and the detector's checkpoint.
+pub const DESCRIPTION_CHARS: usize = 1_000;
+
+/// `text` cut at [`DESCRIPTION_CHARS`] characters, marked with `…` when cut.
+pub fn bounded_description(text: String) -> String {
+    match text.char_indices().nth(DESCRIPTION_CHARS) {
+        None => text,
+        Some((at, _)) => {
+            let mut cut = text[..at].to_string();
+            cut.push('…');
+            cut
+        }
+    }
+}
+
 /// An alert about one source record (its position is the id's mark).
 pub fn event_alert(
     name: &'static str,
@@ -121,7 +137,7 @@ pub fn event_alert(
     Alert {
         alert_id: alert_id(name, &fired.key, &format!("{topic}/{partition}/{offset}")),
         alert_type: name,
-        description: fired.description,
+        description: bounded_description(fired.description),
         alert_timestamp: fired.at,
         metric_value: 1.0,
         alert_key: fired.key,

@@ -16,6 +16,11 @@ use crate::events::Micros;
 /// How many of a group's newest source records a notification carries.
 pub const MAX_SOURCES: usize = 20;
 
+/// Open groups at most: the detector records them with every commit, in table metadata. A
+/// flood of alerts with distinct keys (made-up service names) closes the groups touched
+/// longest ago early; they page on their way out as any closing group does.
+pub const MAX_OPEN_GROUPS: usize = 100;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GroupParams {
     /// Processing time from a group's first alert to its first page (collects the burst).
@@ -190,9 +195,25 @@ impl Grouper {
                     self.closed.push(old);
                 }
                 None => {
+                    if self.open.len() >= MAX_OPEN_GROUPS {
+                        self.close_quietest();
+                    }
                     self.open.insert(k, Group::open(a, now));
                 }
             }
+        }
+    }
+
+    /// Close the open group touched longest ago (room for a new one).
+    fn close_quietest(&mut self) {
+        let quietest = self
+            .open
+            .iter()
+            .min_by_key(|(_, g)| g.touched)
+            .map(|(k, _)| k.clone());
+        if let Some(g) = quietest.and_then(|k| self.open.remove(&k)) {
+            tracing::warn!(rule = %g.rule, open = MAX_OPEN_GROUPS, "too many open alert groups; closing the quietest early");
+            self.closed.push(g);
         }
     }
 
@@ -275,6 +296,35 @@ mod tests {
 
     fn none(_: &Group) -> Mute {
         Mute::None
+    }
+
+    #[test]
+    fn distinct_keys_past_the_cap_close_the_quietest_groups() {
+        let mut g = Grouper::new(GroupParams::default(), GroupState::default());
+        let alerts: Vec<Alert> = (0..(MAX_OPEN_GROUPS as i64 + 50))
+            .map(|i| {
+                crate::alerts::rules::fatal_error::alert(
+                    "errors",
+                    0,
+                    i,
+                    &format!("svc{i}"),
+                    "down",
+                    i,
+                )
+            })
+            .collect();
+        for (i, a) in alerts.iter().enumerate() {
+            g.add(std::slice::from_ref(a), i as Micros);
+        }
+        assert_eq!(g.open_groups().count(), MAX_OPEN_GROUPS);
+        assert!(
+            g.open_groups().all(|x| x.key != "svc0"),
+            "the quietest went first"
+        );
+        let (pages, changed) = g.due(1_000, &|_| Mute::None);
+        assert!(changed);
+        assert_eq!(pages.len(), 50, "closed early, they page on their way out");
+        assert!(g.state().open.len() <= MAX_OPEN_GROUPS);
     }
 
     #[test]

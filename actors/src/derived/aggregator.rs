@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde::{Deserialize, Serialize};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::input::{advance, catch_up_rows, gap_rows, is_new, positions, raw_table, Folded};
 use super::live::{Due, Previews, Provisional};
@@ -311,6 +311,15 @@ impl AggregatorState {
             m.clock_ahead_events
                 .with_label_values(&[&d.topic])
                 .inc_by(stats.ahead);
+        }
+        let refused = crate::kpis::take_refused_keys();
+        if refused > 0 {
+            self.params
+                .metrics
+                .kpi_keys_refused
+                .with_label_values(&[] as &[&str])
+                .inc_by(refused);
+            warn!(refused, "a KPI pane reached windows.max_pane_key_bytes: its windows undercount distinct keys");
         }
         Ok(())
     }

@@ -53,6 +53,28 @@ pub struct Body {
     pub alert_timestamp: String,
 }
 
+/// Characters of a description shown in `text` at most.
+const TEXT_CHARS: usize = 500;
+
+/// Producer text made safe for Slack's message format: `&`, `<` and `>` escaped (so an error
+/// message cannot `<!channel>` everyone or hide a link), cut at [`TEXT_CHARS`] characters.
+pub fn slack_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len().min(TEXT_CHARS) + 8);
+    for (i, c) in s.chars().enumerate() {
+        if i == TEXT_CHARS {
+            out.push('…');
+            break;
+        }
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn rfc3339(t: crate::events::Micros) -> String {
     chrono::DateTime::from_timestamp_micros(t)
         .map(|t| t.to_rfc3339())
@@ -62,15 +84,16 @@ fn rfc3339(t: crate::events::Micros) -> String {
 impl From<&Notification> for Body {
     fn from(n: &Notification) -> Self {
         let g = &n.group;
+        let description = slack_text(&g.description);
         let what = if g.count == 1 {
-            g.description.clone()
+            description
         } else {
             format!(
                 "{} alerts from {} to {} UTC; newest: {}",
                 g.count,
                 short_time(g.first_at),
                 short_time(g.last_at),
-                g.description
+                description
             )
         };
         Body {
@@ -243,6 +266,17 @@ mod tests {
             ":rotating_light: [FATAL_ERROR] 30 alerts from 00:00:00 to 00:00:29 UTC; newest: Fatal error in service: db - down"
         );
         assert_eq!(body.first_at, "1970-01-01T00:00:00+00:00");
+    }
+
+    #[test]
+    fn producer_text_cannot_ping_everyone_or_flood_the_channel() {
+        assert_eq!(
+            slack_text("db <!channel> & <http://evil|click>"),
+            "db &lt;!channel&gt; &amp; &lt;http://evil|click&gt;"
+        );
+        let long = slack_text(&"é".repeat(10_000));
+        assert_eq!(long.chars().count(), TEXT_CHARS + 1);
+        assert!(long.ends_with('…'));
     }
 
     fn params(url: String) -> WebhookParams {

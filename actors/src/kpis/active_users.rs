@@ -40,6 +40,7 @@ impl KpiDef for ActiveUsers {
 #[derive(Clone, Debug, Default)]
 pub struct UsersAcc {
     users: HashSet<Box<str>>,
+    budget: super::KeyBudget,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -53,7 +54,7 @@ impl Acc for UsersAcc {
     type Row = UsersRow;
     fn add(&mut self, fact: &Fact<'_>) {
         if let Fact::Click(c) = fact {
-            if !self.users.contains(&*c.user_id) {
+            if !self.users.contains(&*c.user_id) && self.budget.admit(c.user_id.len()) {
                 self.users.insert((&*c.user_id).into());
             }
         }

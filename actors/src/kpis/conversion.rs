@@ -46,6 +46,7 @@ pub struct ConversionAcc {
     clicks: i64,
     ordering: HashSet<Box<str>>,
     clicking: HashSet<Box<str>>,
+    budget: super::KeyBudget,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -59,8 +60,8 @@ pub struct ConversionRow {
     pub conversion: Option<f64>,
 }
 
-fn remember(set: &mut HashSet<Box<str>>, user: &str) {
-    if !set.contains(user) {
+fn remember(set: &mut HashSet<Box<str>>, budget: &mut super::KeyBudget, user: &str) {
+    if !set.contains(user) && budget.admit(user.len()) {
         set.insert(user.into());
     }
 }
@@ -79,11 +80,11 @@ impl Acc for ConversionAcc {
         match fact {
             Fact::Order(o) => {
                 self.orders += 1;
-                remember(&mut self.ordering, &o.user_id);
+                remember(&mut self.ordering, &mut self.budget, &o.user_id);
             }
             Fact::Click(c) => {
                 self.clicks += 1;
-                remember(&mut self.clicking, &c.user_id);
+                remember(&mut self.clicking, &mut self.budget, &c.user_id);
             }
             Fact::Error(_) => {}
         }

@@ -53,6 +53,7 @@ pub struct DeviceAcc {
     devices: HashMap<&'static str, (i64, HashSet<Box<str>>)>,
     /// Orders per user.
     orders: HashMap<Box<str>, i64>,
+    budget: super::KeyBudget,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -74,13 +75,15 @@ impl Acc for DeviceAcc {
             Fact::Order(o) => match self.orders.get_mut(&*o.user_id) {
                 Some(n) => *n += 1,
                 None => {
-                    self.orders.insert((&*o.user_id).into(), 1);
+                    if self.budget.admit(o.user_id.len()) {
+                        self.orders.insert((&*o.user_id).into(), 1);
+                    }
                 }
             },
             Fact::Click(c) => {
                 let (clicks, users) = self.devices.entry(c.device_type).or_default();
                 *clicks += 1;
-                if !users.contains(&*c.user_id) {
+                if !users.contains(&*c.user_id) && self.budget.admit(c.user_id.len()) {
                     users.insert((&*c.user_id).into());
                 }
             }

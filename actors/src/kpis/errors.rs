@@ -37,6 +37,7 @@ impl KpiDef for Errors {
 #[derive(Clone, Debug, Default)]
 pub struct ErrorsAcc {
     counts: BTreeMap<(Box<str>, Box<str>), i64>,
+    budget: super::KeyBudget,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -61,7 +62,7 @@ impl Acc for ErrorsAcc {
                 .map(|(_, n)| n)
             {
                 *n += 1;
-            } else {
+            } else if self.budget.admit(service.len()) {
                 self.counts.insert((service.into(), severity.into()), 1);
             }
         }

@@ -49,9 +49,53 @@ pub(crate) mod fixtures {
 pub mod top_products;
 pub mod traffic;
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
 use serde::Serialize;
 
 pub use engine::{Emitted, FoldStats, KpiEngine};
+
+/// Bytes of keys (users, products, services) one pane of one KPI may hold, set once at start
+/// from `windows.max_pane_key_bytes`. The exact sets grow with distinct keys; past this a
+/// pane keeps what it has, and the keys it refused are counted
+/// (`shopwatch_kpi_keys_refused_total`) and logged: its windows then undercount, never
+/// exhaust memory.
+static PANE_KEY_BYTES: AtomicUsize = AtomicUsize::new(16 << 20);
+static KEYS_REFUSED: AtomicU64 = AtomicU64::new(0);
+
+pub fn set_pane_key_bytes(bytes: usize) {
+    PANE_KEY_BYTES.store(bytes, Ordering::Relaxed);
+}
+
+/// Keys refused since the last call.
+pub fn take_refused_keys() -> u64 {
+    KEYS_REFUSED.swap(0, Ordering::Relaxed)
+}
+
+/// What a pane has spent on keys.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct KeyBudget(usize);
+
+impl KeyBudget {
+    /// Whether a new key of `len` bytes may be kept (refusals are counted).
+    pub(crate) fn admit(&mut self, len: usize) -> bool {
+        let ok = admit_within(&mut self.0, len, PANE_KEY_BYTES.load(Ordering::Relaxed));
+        if !ok {
+            KEYS_REFUSED.fetch_add(1, Ordering::Relaxed);
+        }
+        ok
+    }
+}
+
+/// A key costs its bytes and about 48 more (the box, the hash table's slot).
+fn admit_within(spent: &mut usize, len: usize, max: usize) -> bool {
+    let cost = len + 48;
+    if spent.saturating_add(cost) > max {
+        return false;
+    }
+    *spent += cost;
+    true
+}
 
 use crate::events::{EventKind, Micros};
 use crate::schema::columns::{self, col, Column, ColumnType, Value};
@@ -328,6 +372,20 @@ impl crate::schema::Encode for KpiRows {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn a_pane_keeps_keys_up_to_its_budget() {
+        let mut spent = 0;
+        let admitted = (0..100)
+            .filter(|_| admit_within(&mut spent, 52, 1_000))
+            .count();
+        assert_eq!(admitted, 10, "100 bytes a key, 1,000 bytes");
+        assert!(spent <= 1_000);
+        assert!(
+            !admit_within(&mut 0, 2_000, 1_000),
+            "one key larger than all"
+        );
+    }
 
     #[test]
     fn the_registry_is_consistent() {

@@ -65,6 +65,7 @@ impl Sold {
 #[derive(Clone, Debug, Default)]
 pub struct ProductsAcc {
     by_product: HashMap<Box<str>, Sold>,
+    budget: super::KeyBudget,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -98,7 +99,9 @@ impl Acc for ProductsAcc {
             match self.by_product.get_mut(&*o.product_id) {
                 Some(s) => s.add(&sold),
                 None => {
-                    self.by_product.insert((&*o.product_id).into(), sold);
+                    if self.budget.admit(o.product_id.len()) {
+                        self.by_product.insert((&*o.product_id).into(), sold);
+                    }
                 }
             }
         }

@@ -19,8 +19,8 @@ use super::kafka::{
 use super::messages::{CommitterMsg, ConsumerMsg, Reply};
 use super::params::PipelineParams;
 use super::recovery::Recovery;
-use crate::error::{into_actor, Error, Handled};
 use super::split::preview;
+use crate::error::{into_actor, Error, Handled};
 use crate::handoff::Delivery;
 use crate::lake::{CommitReport, Offsets, Ranges, Recorded, TableBatch};
 use crate::schema::{DeadLetter, Rows};
@@ -359,7 +359,6 @@ async fn commit_call(
             source,
         })
 }
-
 
 /// Poll one batch on a blocking thread.
 async fn poll(state: &ConsumerState) -> Result<(Polled, Vec<GroupChange>), Error> {

@@ -133,7 +133,6 @@ impl ConsumerState {
         }
         Ok((ranges, raw, dead, next))
     }
-
 }
 
 /// The ranges the records `(partition, offset)` cover above each partition's raw position
@@ -221,7 +220,14 @@ mod tests {
         let position: Offsets = [(0, 10), (1, 50)].into();
         // Partition 0: 8 and 9 are a replay below the raw position (dead letters only);
         // partition 2 is not ours (never in a part).
-        let records = [rec(0, 8), rec(0, 9), rec(0, 10), rec(1, 50), rec(0, 11), rec(2, 3)];
+        let records = [
+            rec(0, 8),
+            rec(0, 9),
+            rec(0, 10),
+            rec(1, 50),
+            rec(0, 11),
+            rec(2, 3),
+        ];
         let want: Ranges = [(0, (10, 12)), (1, (50, 51))].into();
         assert_eq!(ranges_before(&position, records.iter().copied()), want);
         // Cut before the record at index 4: partition 0 ends at 11.

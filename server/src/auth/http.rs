@@ -28,6 +28,8 @@ pub struct Caller {
     pub principal: Principal,
     /// Authenticated by a session cookie (a browser): state changes need the CSRF token.
     pub csrf: Option<String>,
+    /// The session's id (a browser), so its websockets can close when it ends.
+    pub session: Option<String>,
 }
 
 /// Without auth, everything runs as the local operator.
@@ -38,6 +40,7 @@ pub fn local() -> Caller {
             role: Role::Operator,
         },
         csrf: None,
+        session: None,
     }
 }
 
@@ -97,12 +100,14 @@ fn identify(auth: &Auth, headers: &HeaderMap) -> Option<Caller> {
         return auth.bearer(token.trim()).map(|principal| Caller {
             principal,
             csrf: None,
+            session: None,
         });
     }
     let id = cookie(headers, COOKIE)?;
     auth.session(id).map(|(principal, csrf)| Caller {
         principal,
         csrf: Some(csrf),
+        session: Some(id.to_string()),
     })
 }
 
@@ -115,6 +120,10 @@ pub async fn gate(State(auth): State<Option<Arc<Auth>>>, mut req: Request, next:
     };
     let path = req.uri().path().to_string();
     if OPEN.contains(&path.as_str()) || (path == "/metrics" && auth.public_metrics) {
+        // Open, but a known caller may see more (`/readyz` details).
+        if let Some(caller) = identify(&auth, req.headers()) {
+            req.extensions_mut().insert(caller);
+        }
         return next.run(req).await;
     }
     let Some(caller) = identify(&auth, req.headers()) else {

@@ -219,7 +219,10 @@ impl Auth {
     }
 
     fn alive(&self, s: &Session, now: Instant) -> bool {
-        s.expires > now && self.idle.is_none_or(|idle| now.duration_since(s.seen) < idle)
+        s.expires > now
+            && self
+                .idle
+                .is_none_or(|idle| now.duration_since(s.seen) < idle)
     }
 
     /// The session's principal and CSRF token, while it lasts; a use keeps it from idling

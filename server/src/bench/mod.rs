@@ -2,6 +2,7 @@
 //! fail on speed; the machines are shared and noisy.
 
 mod day;
+mod hostile;
 mod ingest;
 mod lakefill;
 mod parse;
@@ -40,6 +41,9 @@ enum BenchCommand {
     Day(day::DayArgs),
     /// Websocket soak: N dashboard clients (some slow) against a running shopwatch.
     Ws(ws::WsBenchArgs),
+    /// A login flood, a Flight handshake flood and query bombs against a running pipeline:
+    /// RSS before and at peak, `/livez` latency meanwhile, rows landing meanwhile.
+    Hostile(hostile::HostileArgs),
 }
 
 pub async fn run(cfg: Config, args: BenchArgs) -> anyhow::Result<i32> {
@@ -52,6 +56,7 @@ pub async fn run(cfg: Config, args: BenchArgs) -> anyhow::Result<i32> {
         BenchCommand::Freshness(a) => steady::run(cfg, a, false).await,
         BenchCommand::Memory(a) => steady::run(cfg, a, true).await,
         BenchCommand::Startup(a) => startup::run(a).await,
+        BenchCommand::Hostile(a) => hostile::run(cfg, a).await,
     }
 }
 

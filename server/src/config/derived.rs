@@ -48,6 +48,11 @@ pub struct WindowsConfig {
     /// event stamped further ahead still counts in its window, but cannot close any window
     /// early (a producer with a fast or mis-zoned clock).
     pub clock_tolerance_ms: u64,
+    /// Bytes of distinct keys (users, products, services) one pane of one KPI may hold;
+    /// past it the pane keeps what it has, its windows undercount, and the refusals are
+    /// counted (`shopwatch_kpi_keys_refused_total`) and logged. About 48 bytes a key plus
+    /// the key: 16 MiB holds ~190,000 UUID user ids per pane.
+    pub max_pane_key_bytes: usize,
     /// The seed's watermarks (2 min; 6 min for active users) instead of each `lateness_s`.
     pub seed_watermarks: bool,
     pub tick_ms: u64,
@@ -62,6 +67,7 @@ impl Default for WindowsConfig {
             idle_timeout_s: 30,
             max_skew_s: 300,
             clock_tolerance_ms: 2_000,
+            max_pane_key_bytes: 16 << 20,
             seed_watermarks: false,
             tick_ms: 1000,
             kpis: REGISTRY

@@ -24,6 +24,17 @@ pub struct HttpConfig {
     /// How often the open windows' running values (provisional, straight from the
     /// aggregators) reach the page; 0 turns them off and the cards show closed windows only.
     pub provisional_ms: u64,
+    /// Host names the page and API answer to (others get 421: a DNS-rebinding page names its
+    /// own). Empty: the loopback names on a loopback listener; any name otherwise (warned).
+    pub allowed_hosts: Vec<String>,
+    /// Connections at once; more wait in the listen queue.
+    pub max_connections: usize,
+    /// A request's headers must arrive within this (a half-sent request is closed).
+    pub header_timeout_s: u64,
+    /// A TLS handshake must finish within this.
+    pub tls_handshake_timeout_s: u64,
+    /// Alert actions (acknowledge, silence) one user may record per minute.
+    pub actions_per_minute: u32,
 }
 
 impl Default for HttpConfig {
@@ -36,6 +47,11 @@ impl Default for HttpConfig {
             ws_ping_interval_s: 20,
             ws_idle_timeout_s: 60,
             provisional_ms: 200,
+            allowed_hosts: Vec::new(),
+            max_connections: 4_096,
+            header_timeout_s: 10,
+            tls_handshake_timeout_s: 10,
+            actions_per_minute: 30,
         }
     }
 }
@@ -58,6 +74,29 @@ impl HttpConfig {
             return Err(ConfigError::check(
                 "http.ws_idle_timeout_s",
                 "needs http.ws_ping_interval_s >= 1 and http.ws_idle_timeout_s > http.ws_ping_interval_s",
+            ));
+        }
+        for (key, v) in [
+            ("http.max_connections", self.max_connections as u64),
+            ("http.header_timeout_s", self.header_timeout_s),
+            ("http.tls_handshake_timeout_s", self.tls_handshake_timeout_s),
+            (
+                "http.actions_per_minute",
+                u64::from(self.actions_per_minute),
+            ),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::check(key, "must be at least 1"));
+            }
+        }
+        if let Some(h) = self
+            .allowed_hosts
+            .iter()
+            .find(|h| h.is_empty() || h.contains('/') || h.contains(' '))
+        {
+            return Err(ConfigError::check(
+                "http.allowed_hosts",
+                format!("{h:?} is not a host name; list names such as \"shop.example\", without scheme or path"),
             ));
         }
         if self.provisional_ms != 0 && !(20..=60_000).contains(&self.provisional_ms) {
@@ -92,7 +131,7 @@ pub struct FlightConfig {
     pub query_max_memory_mb: usize,
     /// Time one query may run, planning and streaming included.
     pub query_timeout_s: u64,
-    /// Queries at once; another waits a second for a slot, then is refused.
+    /// Queries at once; another waits up to 5 s for a slot, then is refused.
     pub query_max_concurrent: usize,
     /// Threads the queries run on, apart from the pipeline's (0: half the cores, at least 1).
     pub query_threads: usize,
@@ -124,9 +163,9 @@ impl Default for FlightConfig {
             password: Secret::new(SEED_FLIGHT_PASSWORD),
             token_ttl_s: 7_200,
             source: "nessie_minio_catalog".into(),
-            query_max_memory_mb: 512,
+            query_max_memory_mb: 256,
             query_timeout_s: 60,
-            query_max_concurrent: 4,
+            query_max_concurrent: 8,
             query_threads: 0,
         }
     }
@@ -164,12 +203,23 @@ impl FlightConfig {
             ));
         }
         for (key, v, what) in [
-            ("flight.query_max_memory_mb", self.query_max_memory_mb as u64, "MiB"),
+            (
+                "flight.query_max_memory_mb",
+                self.query_max_memory_mb as u64,
+                "MiB",
+            ),
             ("flight.query_timeout_s", self.query_timeout_s, "seconds"),
-            ("flight.query_max_concurrent", self.query_max_concurrent as u64, "queries"),
+            (
+                "flight.query_max_concurrent",
+                self.query_max_concurrent as u64,
+                "queries",
+            ),
         ] {
             if v == 0 {
-                return Err(ConfigError::check(key, format!("must be at least 1 ({what})")));
+                return Err(ConfigError::check(
+                    key,
+                    format!("must be at least 1 ({what})"),
+                ));
             }
         }
         Ok(())
@@ -353,6 +403,13 @@ pub struct DrillConfig {
 
 impl DrillConfig {
     fn validate(&self) -> Result<(), ConfigError> {
+        if self.enabled && !shopwatch_actors::failpoint::ENABLED {
+            return Err(ConfigError::check(
+                "drill.enabled",
+                "the fault-injection endpoint exists only in builds with the failpoints feature \
+                 (`cargo build --features failpoints`); turn drill.enabled off",
+            ));
+        }
         if self.enabled && self.token.expose().chars().count() < 16 {
             return Err(ConfigError::check(
                 "drill.token",
@@ -430,6 +487,17 @@ impl super::Config {
                         }),
                 }
             }
+        }
+    }
+}
+
+impl HttpConfig {
+    /// The accept loop's limits.
+    pub fn serve_limits(&self) -> crate::serve::ServeLimits {
+        crate::serve::ServeLimits {
+            max_connections: self.max_connections,
+            header_timeout: std::time::Duration::from_secs(self.header_timeout_s),
+            tls_handshake_timeout: std::time::Duration::from_secs(self.tls_handshake_timeout_s),
         }
     }
 }

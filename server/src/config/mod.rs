@@ -154,7 +154,7 @@ pub fn load(
         }
         let path: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
         let source_name = format!("environment variable {var}");
-        let layer = nested_path(&path, parse_scalar(raw));
+        let layer = nested_path(&path, env_value(&defaults, &path, raw));
         check_keys(&defaults, &layer, "", &source_name)?;
         merge(&mut merged, layer);
     }
@@ -179,6 +179,34 @@ pub fn load(
         .map(|(_, v)| v.as_str());
     config.lake.resolve(home)?;
     Ok(config)
+}
+
+/// An environment value as the key wants it: a key whose default is a string (a password, a
+/// token, a name) keeps the text as given, even when it looks like a number or a boolean:
+/// `12345` stays the password "12345" and is never echoed back in a type error. Keys the
+/// defaults do not list (user and token maps) are strings when they hold secrets.
+fn env_value(defaults: &Value, path: &[String], raw: &str) -> Value {
+    let default = path
+        .iter()
+        .try_fold(defaults, |v, k| v.as_table().and_then(|t| t.get(k)));
+    let secretish = path.last().is_some_and(|k| {
+        [
+            "password",
+            "password_hash",
+            "token",
+            "sha256",
+            "secret",
+            "credential",
+            "key",
+        ]
+        .iter()
+        .any(|s| k.ends_with(s))
+    });
+    match default {
+        Some(Value::String(_)) => Value::String(raw.to_string()),
+        None if secretish => Value::String(raw.to_string()),
+        _ => parse_scalar(raw),
+    }
 }
 
 fn parse_scalar(raw: &str) -> Value {

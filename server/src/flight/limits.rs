@@ -26,9 +26,9 @@ pub struct QueryLimits {
 impl Default for QueryLimits {
     fn default() -> Self {
         QueryLimits {
-            memory_bytes: 512 << 20,
+            memory_bytes: 256 << 20,
             timeout: Duration::from_secs(60),
-            max_concurrent: 4,
+            max_concurrent: 8,
             threads: 1,
         }
     }
@@ -103,8 +103,8 @@ impl QueryMetrics {
     pub fn new(r: &Registry) -> Self {
         let seconds = HistogramVec::new(
             HistogramOpts::new(
-                "shopwatch_flight_query_duration_seconds",
-                "Flight SQL queries served, from start to last batch, by principal class (service, user, token) and outcome (ok, error, memory_limit, time_limit, busy, cancelled).",
+                "shopwatch_query_served_duration_seconds",
+                "Flight SQL queries this server answered, from start to last batch, by principal class (service, user, token) and outcome (ok, error, memory_limit, time_limit, busy, cancelled).",
             )
             .buckets(vec![0.005, 0.025, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0]),
             &["principal", "outcome"],
@@ -112,7 +112,7 @@ impl QueryMetrics {
         .expect("static metric definition");
         let rows = IntCounterVec::new(
             Opts::new(
-                "shopwatch_flight_query_rows_total",
+                "shopwatch_query_served_rows_total",
                 "Rows returned by Flight SQL queries, by principal class.",
             ),
             &["principal"],
@@ -120,7 +120,7 @@ impl QueryMetrics {
         .expect("static metric definition");
         let bytes = IntCounterVec::new(
             Opts::new(
-                "shopwatch_flight_query_bytes_total",
+                "shopwatch_query_served_bytes_total",
                 "Arrow bytes returned by Flight SQL queries, by principal class.",
             ),
             &["principal"],
@@ -176,9 +176,14 @@ impl QueryPool {
         })
     }
 
-    /// A slot for one query: waits a moment for one to free up, then refuses.
+    /// A slot for one query: waits a few seconds for one to free up (the dashboard's quick
+    /// queries behind a busy analyst), then refuses.
     pub async fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Limit> {
-        let wait = Duration::from_secs(1);
+        let wait = if cfg!(test) {
+            Duration::from_millis(100)
+        } else {
+            Duration::from_secs(5)
+        };
         match tokio::time::timeout(wait, self.permits.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
             _ => Err(Limit::Concurrency),
@@ -218,7 +223,7 @@ mod tests {
         let l = QueryLimits::default();
         assert!(Limit::Memory
             .explain(&l)
-            .contains("512 MiB (flight.query_max_memory_mb)"));
+            .contains("256 MiB (flight.query_max_memory_mb)"));
         assert!(Limit::Time
             .explain(&l)
             .contains("60 s (flight.query_timeout_s)"));

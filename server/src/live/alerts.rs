@@ -106,10 +106,33 @@ pub fn groups(groups: &[RecordBatch], actions: &[Action], now: Micros) -> Vec<Va
 }
 
 /// What the endpoint needs to record an action.
-#[derive(Clone)]
 pub struct ActionsApi {
     pub lake: Lake,
     pub hygiene: HygieneParams,
+    /// Actions per user per minute (`http.actions_per_minute`): each is a commit to the lake.
+    pub limiter: std::sync::Mutex<crate::auth::limiter::Limiter>,
+}
+
+impl ActionsApi {
+    pub fn new(lake: Lake, hygiene: HygieneParams, per_minute: u32) -> Self {
+        ActionsApi {
+            lake,
+            hygiene,
+            limiter: std::sync::Mutex::new(crate::auth::limiter::Limiter::new(
+                per_minute,
+                std::time::Duration::from_secs(60),
+            )),
+        }
+    }
+
+    /// Count one action of `actor`; `Err(wait)` past the limit.
+    fn take(&self, actor: &str) -> Result<(), std::time::Duration> {
+        let now = std::time::Instant::now();
+        let mut l = self.limiter.lock().unwrap_or_else(|e| e.into_inner());
+        l.check(actor, now)?;
+        l.fail(actor, now);
+        Ok(())
+    }
 }
 
 fn refuse(code: StatusCode, error: impl Into<String>) -> Response {
@@ -157,6 +180,16 @@ pub async fn post_action(
     let id = uuid::Uuid::now_v7().to_string();
     // Without auth (loopback only) everyone is the local operator.
     let actor = caller.map_or_else(|| local().principal.name, |c| c.0.principal.name);
+    if let Err(wait) = api.take(&actor) {
+        let mut r = refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many alert actions; at most http.actions_per_minute a minute",
+        );
+        if let Ok(v) = axum::http::HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return r;
+    }
     let action = match Action::from_request(&req, &rules, &actor, id.clone(), now) {
         Ok(a) => a,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, e),

@@ -22,6 +22,9 @@ use crate::flight::client::FlightQueryClient;
 pub const MAX_ROWS: usize = 500;
 /// The widest time range one drill may ask for.
 const MAX_SPAN_MS: i64 = 24 * 3600 * 1000;
+/// Times a drill may name: 2000-01-01 to 2200-01-01 (anything else is a mistake, and keeps
+/// every sum and product below far from overflowing).
+const TIMES_MS: std::ops::Range<i64> = 946_684_800_000..7_258_118_400_000;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct DrillQuery {
@@ -100,6 +103,13 @@ impl Drill {
         let (Some(from_ms), Some(to_ms)) = (q.from, q.to) else {
             return Err("from, to: both needed, in milliseconds since the epoch".into());
         };
+        for (field, v) in [("from", from_ms), ("to", to_ms)] {
+            if !TIMES_MS.contains(&v) {
+                return Err(format!(
+                    "{field}: must be milliseconds since the epoch between 2000 and 2200, got {v}"
+                ));
+            }
+        }
         if to_ms <= from_ms || to_ms - from_ms > MAX_SPAN_MS {
             return Err("to: must be after from, and at most 24 hours later".into());
         }
@@ -242,22 +252,34 @@ pub async fn get_drill(
 mod tests {
     use super::*;
 
+    /// A time in the test's day (2026-11-18), plus `ms`.
+    const T: i64 = 1_795_000_000_000;
+
     fn q(what: &str, from: i64, to: i64) -> DrillQuery {
         DrillQuery {
             what: Some(what.into()),
-            from: Some(from),
-            to: Some(to),
+            from: Some(T + from),
+            to: Some(T + to),
             ..DrillQuery::default()
         }
     }
 
     #[test]
     fn requests_are_checked_and_name_the_field() {
+        let raw = |from: i64, to: i64| DrillQuery {
+            from: Some(from),
+            to: Some(to),
+            ..q("orders", 0, 1)
+        };
         let cases: Vec<(DrillQuery, Option<&str>)> = vec![
             (q("orders", 0, 60_000), None),
             (q("clicks", 0, 60_000), Some("what")),
             (q("orders", 60_000, 60_000), Some("to")),
             (q("orders", 0, MAX_SPAN_MS + 1), Some("to")),
+            // Numbers that would overflow the arithmetic below: refused, named.
+            (raw(i64::MIN, T), Some("from")),
+            (raw(T, i64::MAX), Some("to")),
+            (raw(0, 60_000), Some("from")),
             (
                 DrillQuery {
                     from: None,
@@ -294,7 +316,9 @@ mod tests {
         let d = Drill::parse(&DrillQuery {
             service: Some("pay'ment".into()),
             serious: Some(true),
-            ..q("errors", 1_764_000_000_000, 1_764_000_060_000)
+            from: Some(1_764_000_000_000),
+            to: Some(1_764_000_060_000),
+            ..q("errors", 0, 1)
         })
         .unwrap();
         let [rows, count] = d.sql("s", "ns");

@@ -13,6 +13,8 @@ use futures::{SinkExt, StreamExt};
 
 use super::hub::{Hub, Outbox};
 use super::metrics::LiveMetrics;
+use crate::auth::http::Caller;
+use crate::auth::{Auth, SessionWatch};
 
 #[derive(Clone, Debug)]
 pub struct WsParams {
@@ -63,6 +65,15 @@ pub struct WsState {
     pub hub: Hub,
     pub live: LiveMetrics,
     pub params: Arc<WsParams>,
+    pub auth: Option<Arc<Auth>>,
+}
+
+/// The login session a page's websocket lives in: it closes when the session ends (logout,
+/// expiry, idle) and keeps it from idling out while open.
+struct InSession {
+    auth: Arc<Auth>,
+    id: String,
+    watch: SessionWatch,
 }
 
 /// Leaves the hub when the connection ends, or when the upgrade never happens.
@@ -79,6 +90,7 @@ impl Drop for Member {
 
 pub async fn ws_handler(
     State(app): State<WsState>,
+    caller: Option<axum::Extension<Caller>>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
@@ -98,21 +110,47 @@ pub async fn ws_handler(
         hub: app.hub.clone(),
         id,
     };
+    let session = match (&app.auth, caller.and_then(|c| c.0.session)) {
+        (Some(auth), Some(id)) => auth.watch_session(&id).map(|watch| InSession {
+            auth: auth.clone(),
+            id,
+            watch,
+        }),
+        _ => None,
+    };
     let params = app.params.clone();
     let live = app.live.clone();
     ws.max_message_size(params.max_message_bytes)
         .max_frame_size(params.max_message_bytes)
         .on_upgrade(move |socket| async move {
-            serve(socket, outbox, &params, &live).await;
+            serve(socket, outbox, &params, &live, session).await;
             drop(member);
         })
+}
+
+/// Resolves when the session ends or expires; never without one.
+async fn session_over(session: Option<&mut InSession>) {
+    let Some(s) = session else {
+        return std::future::pending().await;
+    };
+    let expires = tokio::time::Instant::from_std(s.watch.expires);
+    tokio::select! {
+        _ = async { while s.watch.ended.changed().await.is_ok() {} } => {}
+        _ = tokio::time::sleep_until(expires) => {}
+    }
 }
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-async fn serve(socket: WebSocket, outbox: Arc<Outbox>, p: &WsParams, live: &LiveMetrics) {
+async fn serve(
+    socket: WebSocket,
+    outbox: Arc<Outbox>,
+    p: &WsParams,
+    live: &LiveMetrics,
+    mut session: Option<InSession>,
+) {
     let (mut sink, mut stream) = socket.split();
     let last_seen = Arc::new(AtomicI64::new(now_ms()));
     let too_large = Arc::new(AtomicBool::new(false));
@@ -144,8 +182,16 @@ async fn serve(socket: WebSocket, outbox: Arc<Outbox>, p: &WsParams, live: &Live
             reason: reason.into(),
         }))
     };
+    let touch = session.as_ref().map(|s| (s.auth.clone(), s.id.clone()));
+    let over = session_over(session.as_mut());
+    tokio::pin!(over);
     loop {
         tokio::select! {
+            _ = &mut over => {
+                live.ws_dropped.with_label_values(&["session_ended"]).inc();
+                let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(close(4001, "session ended"))).await;
+                break;
+            }
             _ = outbox.ready.notified() => {
                 if outbox.is_closed() {
                     // Counted by the hub ("slow").
@@ -169,6 +215,14 @@ async fn serve(socket: WebSocket, outbox: Arc<Outbox>, p: &WsParams, live: &Live
                 }
             }
             _ = ping.tick() => {
+                // An open page keeps its session from idling out (and notices it ended).
+                if let Some((auth, id)) = &touch {
+                    if auth.session(id).is_none() {
+                        live.ws_dropped.with_label_values(&["session_ended"]).inc();
+                        let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(close(4001, "session ended"))).await;
+                        break;
+                    }
+                }
                 let idle = now_ms() - last_seen.load(Ordering::Relaxed);
                 if idle > p.idle_timeout.as_millis() as i64 {
                     live.ws_dropped.with_label_values(&["idle"]).inc();

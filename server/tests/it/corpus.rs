@@ -45,6 +45,12 @@ fn generate(spec: &str) -> Vec<u8> {
             let pad = "x".repeat(n - head.len() - tail.len());
             format!("{head}{pad}{tail}").into_bytes()
         }
+        // A valid click whose user id is n bytes.
+        "long_id" => format!(
+            r#"{{"click_id": "c-long", "user_id": "{}", "url": "/", "device_type": "mobile", "click_time": "2026-11-24T10:00:00"}}"#,
+            "u".repeat(n)
+        )
+        .into_bytes(),
         other => panic!("unknown generator {other}"),
     }
 }

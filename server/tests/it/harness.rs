@@ -147,11 +147,18 @@ pub async fn metric_sum(http: &str, name: &str) -> f64 {
 
 /// Run a Python script from tests/py; returns its stdout, panics when it fails.
 pub fn python(script: &str, args: &[&str]) -> String {
+    python_env(script, args, &[])
+}
+
+/// `python` with `SHOPWATCH_*` settings the pipeline ran with (the checkers read the tables'
+/// windows from `shopwatch tables --json`, which reads the same settings).
+pub fn python_env(script: &str, args: &[&str], env: &[(&str, &str)]) -> String {
     let out = Command::new("python3")
         .arg(script_path(script))
         .args(args)
         // The checkers take their table list from `shopwatch tables --json`.
         .env("SHOPWATCH_BIN", BIN)
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
@@ -212,6 +219,20 @@ pub fn produce(
 
 /// Every raw table's recorded position: (topic, partition) → next offset.
 pub async fn raw_positions(data_dir: &Path) -> std::collections::BTreeMap<(String, i32), i64> {
+    positions(data_dir, |table| table).await
+}
+
+/// The dead-letter table's recorded position per topic: (topic, partition) → next offset.
+pub async fn dead_letter_positions(
+    data_dir: &Path,
+) -> std::collections::BTreeMap<(String, i32), i64> {
+    positions(data_dir, |_| "dead_letters").await
+}
+
+async fn positions(
+    data_dir: &Path,
+    table_of: impl Fn(&'static str) -> &'static str,
+) -> std::collections::BTreeMap<(String, i32), i64> {
     let lake = Lake::open(LakeParams::local(
         "shopwatch",
         "ecommerce_db",
@@ -221,11 +242,13 @@ pub async fn raw_positions(data_dir: &Path) -> std::collections::BTreeMap<(Strin
     .unwrap();
     let mut out = std::collections::BTreeMap::new();
     for (topic, table) in TOPICS {
-        let t = lake
+        let Ok(t) = lake
             .catalog
-            .load_unpinned(&lake.ident(table))
+            .load_unpinned(&lake.ident(table_of(table)))
             .await
-            .unwrap();
+        else {
+            continue;
+        };
         for (p, o) in recorded_offsets(&t, topic).unwrap() {
             out.insert((topic.to_string(), p), o);
         }

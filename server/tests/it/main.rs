@@ -10,6 +10,7 @@ mod dashboard;
 mod drill;
 mod e2e;
 mod harness;
+mod hostile;
 mod kpis;
 mod maintenance;
 mod recovery;
