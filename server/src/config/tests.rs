@@ -460,3 +460,54 @@ fn rest_catalog_auth_is_checked_redacted_and_handed_to_the_catalog() {
     assert_eq!(props.get("header.x-api-key"), Some("hunter2-header"));
     assert_eq!(props.get("token"), None);
 }
+
+#[test]
+fn secrets_from_the_environment_stay_text_and_are_never_echoed() {
+    let c = load(
+        None,
+        &env(&[
+            ("SHOPWATCH_FLIGHT__PASSWORD", "12345"),
+            ("SHOPWATCH_FLIGHT__USERNAME", "true"),
+            (
+                "SHOPWATCH_AUTH__TOKENS__CI__SHA256",
+                "1234567890123456789012345678901234567890123456789012345678901234",
+            ),
+            ("SHOPWATCH_AUTH__TOKENS__CI__ROLE", "viewer"),
+        ]),
+        vec![],
+    )
+    .unwrap();
+    assert_eq!(c.flight.password.expose(), "12345");
+    assert_eq!(c.flight.username, "true");
+    // All digits: a number to TOML, still the hash's text here.
+    assert_eq!(c.auth.tokens["ci"].sha256.expose().len(), 64);
+    // A number where a number belongs still parses as one.
+    let c = load(
+        None,
+        &env(&[("SHOPWATCH_PIPELINE__MAX_ID_BYTES", "77")]),
+        vec![],
+    )
+    .unwrap();
+    assert_eq!(c.pipeline.max_id_bytes, 77);
+}
+
+#[test]
+fn the_drill_endpoint_needs_a_failpoints_build() {
+    let r = load(
+        None,
+        &env(&[
+            ("SHOPWATCH_DRILL__ENABLED", "true"),
+            ("SHOPWATCH_DRILL__TOKEN", "0123456789abcdef0123"),
+        ]),
+        vec![],
+    );
+    if shopwatch_actors::failpoint::ENABLED {
+        assert!(r.is_ok(), "{:?}", r.err());
+    } else {
+        let e = r.unwrap_err().to_string();
+        assert!(
+            e.contains("drill.enabled") && e.contains("failpoints"),
+            "{e}"
+        );
+    }
+}

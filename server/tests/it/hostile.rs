@@ -385,6 +385,35 @@ async fn hostile_input_cannot_take_shopwatch_down_or_skew_its_numbers() {
         .await
             >= 3.0
     );
+    // 8. With no other traffic, a burst of orders over 100 distinct past days: all stored,
+    //    committed in parts of at most pipeline.max_days_per_batch (32) day partitions each.
+    let stored = r#"shopwatch_rows_committed_total{table="orders_processed"}"#;
+    let commits = r#"shopwatch_commits_total{outcome="ok",table="orders_processed"}"#;
+    let (rows_before, commits_before) = (metric(&http, stored).await, metric(&http, commits).await);
+    let burst: Vec<String> = (0..100)
+        .map(|d| {
+            order(
+                &format!("day{d}"),
+                "u-days",
+                chrono::Utc::now() - chrono::Duration::days(d + 1),
+            )
+        })
+        .collect();
+    for o in &burst {
+        send(&producer, "orders_topic", 1, o).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metric(&http, stored).await < rows_before + 100.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the orders over 100 days did not land"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let parts = metric(&http, commits).await - commits_before;
+    eprintln!("100 orders over 100 days: {parts} commits");
+    assert!(parts >= 4.0, "{parts} commits for 100 day partitions");
+
     run.signal(libc::SIGTERM);
     assert!(run.wait_exit(Duration::from_secs(30)).unwrap().success());
 
