@@ -41,23 +41,93 @@ function el(tag, text, cls) {
   return e;
 }
 
-// ---- KPI cards ----
-const CARDS = {
-  orders: (v) => fmtInt.format(v),
-  revenue: (v) => (Math.abs(v) >= 1e6 ? fmtMoneyShort.format(v) : fmtMoney.format(v)),
-  active_users: (v) => fmtInt.format(v),
-  errors: (v) => fmtInt.format(v),
-  error_rate: (v) => fmtPct.format(v),
+// ---- what the page shows: every KPI's declared cards and charts (the `views` message) ----
+const FORMATS = {
+  count: (v) => fmtInt.format(v),
+  money: (v) => (Math.abs(v) >= 1e6 ? fmtMoneyShort.format(v) : fmtMoney.format(v)),
+  percent: (v) => fmtPct.format(v),
 };
+const COMPACT = {
+  count: (v) => new Intl.NumberFormat('en-US', { notation: 'compact', maximumFractionDigits: 1 }).format(v),
+  money: (v) => fmtMoneyShort.format(v),
+  percent: (v) => fmtPct.format(v),
+};
+const domId = (key) => key.replace('.', '-');
+let layout = null;
 
-function renderCard(name, card) {
-  const root = $('kpi-' + name);
+function renderViews(v) {
+  layout = v;
+  const cards = $('cards');
+  cards.replaceChildren(...v.cards.map((c) => {
+    const a = el('article', null, 'card' + (c.rows ? ' drillable' : ''));
+    a.id = 'kpi-' + c.id;
+    if (c.rows) { a.tabIndex = 0; a.setAttribute('role', 'button'); a.setAttribute('aria-label', 'show the rows behind this figure'); }
+    const h = el('h2', c.title + ' ');
+    const small = el('small');
+    small.append('/ ', el('span', '5 min', 'per'), c.note ? ', ' + c.note : '');
+    h.appendChild(small);
+    a.append(h, el('div', '–', 'value'), el('span', '', 'badge'), el('div', '', 'delta'), el('div', '', 'note'));
+    if (c.rows) {
+      const open = () => cardRows(c);
+      a.addEventListener('click', open);
+      a.addEventListener('keydown', (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); open(); } });
+    }
+    return a;
+  }));
+  const charts = $('charts'), panels = $('panels');
+  charts.replaceChildren();
+  panels.replaceChildren();
+  for (const c of v.charts) {
+    const caption = () => {
+      const f = el('figcaption', c.title + ' ');
+      f.append(el('small', c.note), ' ');
+      if (c.kind === 'line') f.append(el('small', RANGES[state.range], 'range-label'));
+      return f;
+    };
+    if (c.kind === 'line') {
+      const fig = el('figure', null, 'chart');
+      const svg = document.createElementNS(SVG, 'svg');
+      svg.id = 'chart-' + domId(c.key);
+      svg.setAttribute('viewBox', '0 0 600 180');
+      svg.setAttribute('role', 'img');
+      svg.setAttribute('aria-label', c.title);
+      fig.append(caption(), svg, el('p', '', 'legend'));
+      charts.appendChild(fig);
+      if (c.rows) drillableChart(svg, c);
+    } else {
+      const sec = el('section', null, 'panel');
+      sec.id = 'panel-' + domId(c.key);
+      const h = el('h2', c.title + ' ');
+      h.append(el('small', c.note, 'window'));
+      sec.append(h);
+      if (c.kind === 'table') {
+        const t = el('table');
+        t.id = 'table-' + domId(c.key);
+        const tr = document.createElement('tr');
+        for (const col of c.columns) tr.appendChild(el('th', col.replace(/_/g, ' ')));
+        t.append(document.createElement('thead'), document.createElement('tbody'));
+        t.tHead.appendChild(tr);
+        sec.append(t, el('p', 'No closed minute yet.', 'empty'));
+      } else {
+        const f = el('div', null, 'funnel');
+        f.id = 'funnel-' + domId(c.key);
+        sec.append(f, el('p', 'No closed minute yet.', 'empty'));
+      }
+      panels.appendChild(sec);
+    }
+  }
+  if (lastKpis) renderKpis(lastKpis);
+  if (lastSeries) renderSeries(lastSeries);
+}
+
+function renderCard(def, card) {
+  const root = $('kpi-' + def.id);
   if (!root || !card) return;
   // A running value of a window still open: marked by a word and a style, not colour alone.
   root.classList.toggle('provisional', Boolean(card.provisional));
   root.dataset.provisional = card.provisional ? 'true' : 'false';
   root.querySelector('.badge').textContent = card.provisional ? 'provisional' : '';
-  const fmt = CARDS[name];
+  const fmt = FORMATS[def.format];
   const value = root.querySelector('.value');
   value.textContent = card.value === null ? '–' : fmt(card.value);
   value.dataset.value = card.value === null ? '' : String(card.value);
@@ -72,8 +142,7 @@ function renderCard(name, card) {
   } else {
     const up = card.delta > 0;
     const good = up !== Boolean(card.inverse);
-    const mag = name === 'error_rate' ? fmtPct.format(Math.abs(card.delta)) : fmt(Math.abs(card.delta));
-    delta.textContent = (up ? '▲ +' : '▼ −') + mag + ` vs previous ${perText()}`;
+    delta.textContent = (up ? '▲ +' : '▼ −') + fmt(Math.abs(card.delta)) + ` vs previous ${perText()}`;
     delta.classList.add((up ? 'up-' : 'down-') + (good ? 'good' : 'bad'));
   }
   delta.dataset.delta = card.delta === null || card.delta === undefined ? '' : String(card.delta);
@@ -88,7 +157,7 @@ function perText() {
 }
 function renderKpis(k) {
   lastKpis = k;
-  for (const name of Object.keys(CARDS)) renderCard(name, k[name]);
+  if (layout) for (const c of layout.cards) renderCard(c, (k.cards || {})[c.id]);
   state.kpisAsOf = k.as_of_ms;
   const open = k.as_of_ms && k.exact_as_of_ms !== k.as_of_ms;
   for (const e of document.querySelectorAll('.per')) e.textContent = perText();
@@ -128,7 +197,7 @@ function drawChart(svg, points, series, format, openFrom, domain) {
   for (const s of series) for (const p of points) ymax = Math.max(ymax, Number(p[s.index]) || 0);
   ymax = ymax > 0 ? ymax * 1.1 : 1;
   const px = (x) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
-  // Where each point sits in the element's pixels, for drill-down clicks.
+  // Where each point sits in the element's pixels, for the rows behind a point.
   svg.shopwatchPoints = points.map((p) => ({ t: p[0], x: px(p[0]) * (svg.getBoundingClientRect().width || W) / W }));
   const py = (y) => T + (1 - y / ymax) * (H - T - B);
   for (const f of [0, 0.5, 1]) {
@@ -142,12 +211,13 @@ function drawChart(svg, points, series, format, openFrom, domain) {
   svg.appendChild(svgEl('text', { x: L, y: H - 6, class: 'axis' }, tick(x0)));
   svg.appendChild(svgEl('text', { x: W - R, y: H - 6, 'text-anchor': 'end', class: 'axis' }, tick(x1) + (cut < points.length ? ' (dashed: open)' : '')));
   series.forEach((s, i) => {
-    const path = (pts) => pts.map((p, j) => `${j ? 'L' : 'M'}${px(p[0]).toFixed(1)},${py(Number(p[s.index]) || 0).toFixed(1)}`).join(' ');
+    const y = (p) => (p[s.index] === null ? null : Number(p[s.index]) || 0);
+    const path = (pts) => pts.filter((p) => y(p) !== null).map((p, j) => `${j ? 'L' : 'M'}${px(p[0]).toFixed(1)},${py(y(p)).toFixed(1)}`).join(' ');
     const solid = points.slice(0, cut), open = points.slice(Math.max(0, cut - 1));
     if (solid.length) svg.appendChild(svgEl('path', { d: path(solid), class: `line s${s.cls ?? i}` }));
     if (cut < points.length) svg.appendChild(svgEl('path', { d: path(open), class: `line open s${s.cls ?? i}` }));
     if (points.length < 3) {
-      for (const p of points) svg.appendChild(svgEl('circle', { cx: px(p[0]), cy: py(Number(p[s.index]) || 0), r: 3, class: `dot s${s.cls ?? i}` }));
+      for (const p of points) if (y(p) !== null) svg.appendChild(svgEl('circle', { cx: px(p[0]), cy: py(y(p)), r: 3, class: `dot s${s.cls ?? i}` }));
     }
   });
 }
@@ -156,90 +226,112 @@ let lastSeries = null;
 window.addEventListener('resize', () => { if (lastSeries) renderSeries(lastSeries); });
 function renderSeries(s) {
   lastSeries = s;
-  const compact = (v) => new Intl.NumberFormat('en-US', { notation: 'compact', maximumFractionDigits: 1 }).format(v);
+  if (!layout) return;
   const open = s.provisional_from;
   const span = { '6h': 6 * 3600e3, '24h': 24 * 3600e3 }[state.range];
   const domain = span ? [serverNow() - span, serverNow() - state.bucketMs] : null;
-  drawChart($('chart-orders'), s.orders || [], [{ index: 1, cls: 0 }], compact, open, domain);
-  drawChart($('chart-revenue'), s.orders || [], [{ index: 2, cls: 1 }], (v) => fmtMoneyShort.format(v), open, domain);
-  drawChart($('chart-errors'), s.errors || [], [{ index: 1, cls: 2 }], compact, open, domain);
-  renderConversion(s);
+  for (const c of layout.charts) {
+    const data = (s.charts || {})[c.key];
+    if (c.kind === 'line') {
+      const svg = $('chart-' + domId(c.key));
+      if (!svg) continue;
+      // Split by a column (devices): one line each; otherwise one per declared series.
+      const points = c.split ? (data && data.points) || [] : data || [];
+      const labels = c.split ? (data && data.values) || [] : c.series;
+      const series = labels.map((_, i) => ({ index: i + 1, cls: i }));
+      drawChart(svg, points, series, COMPACT[c.format], c.split ? null : open, domain);
+      const legend = svg.parentElement.querySelector('.legend');
+      legend.replaceChildren(...(labels.length > 1 ? labels.map((name, i) => el('span', '— ' + name, 'key s' + i)) : []));
+    } else if (c.kind === 'funnel') {
+      renderFunnel(c, data || {});
+    } else {
+      renderTable(c, data || {});
+    }
+  }
 }
 
-// ---- conversion: all and by device, per whole minute; the table sums the last 5 ----
-const DEVICE_CLS = [3, 4, 5, 6];
-function renderConversion(s) {
-  const all = s.conversion || [], byDevice = s.conversion_by_device || [];
-  const devices = [...new Set(byDevice.map((r) => r[1]))].sort();
-  const rate = new Map(byDevice.map((r) => [r[0] + '|' + r[1], r[4]]));
-  const points = all.map((p) => [p[0], p[3], ...devices.map((d) => rate.get(p[0] + '|' + d) ?? null)]);
-  const series = [{ index: 1, cls: 0 }, ...devices.map((d, i) => ({ index: 2 + i, cls: DEVICE_CLS[i % DEVICE_CLS.length] }))];
-  const span = { '6h': 6 * 3600e3, '24h': 24 * 3600e3 }[state.range];
-  drawChart($('chart-conversion'), points, series, (v) => fmtPct.format(v), null,
-    span ? [serverNow() - span, serverNow() - state.bucketMs] : null);
-  const legend = $('conversion-legend');
-  legend.replaceChildren(...['all', ...devices].map((name, i) => el('span', '— ' + name, 'key s' + series[i].cls)));
-  // The last 5 whole minutes the lake has, summed: rates of sums, not sums of rates.
-  const starts = [...new Set(all.map((p) => p[0]))].sort((a, b) => a - b).slice(-5);
-  const inside = (t) => starts.includes(t);
-  const sum = (rows, i) => rows.reduce((a, r) => a + (Number(r[i]) || 0), 0);
-  const allRows = all.filter((p) => inside(p[0]));
-  const rows = [{ name: 'all', clicks: sum(allRows, 2), orders: sum(allRows, 1) },
-    ...devices.map((d) => { const r = byDevice.filter((x) => x[1] === d && inside(x[0])); return { name: d, clicks: sum(r, 2), orders: sum(r, 3) }; })];
-  fillTable('conversion', starts.length ? rows : [], (r) => [[r.name], [fmtInt.format(r.clicks), 'num'], [fmtInt.format(r.orders), 'num'],
-    [r.clicks ? fmtPct.format(r.orders / r.clicks) : '–', 'num']]);
+// A funnel: one bar per step, its users and its rate to the step before; a step opens its rows.
+function renderFunnel(c, d) {
+  const box = $('funnel-' + domId(c.key));
+  if (!box) return;
+  const steps = d.steps || [];
+  const has = steps.some((s) => s.value !== null);
+  box.parentElement.querySelector('.empty').hidden = has;
+  const top = Math.max(1, ...steps.map((s) => s.value || 0));
+  box.replaceChildren(...(has ? steps : []).map((s, i) => {
+    const row = el('div', null, 'step drillable');
+    row.tabIndex = 0;
+    row.dataset.step = s.label;
+    row.dataset.value = String(s.value);
+    const bar = el('span', null, 'bar');
+    bar.style.width = `${Math.round(((s.value || 0) / top) * 100)}%`;
+    const prev = i ? steps[i - 1].value : null;
+    const rate = i && prev ? ` · ${fmtPct.format(s.value / prev)} of ${steps[i - 1].label}` : '';
+    row.append(el('span', s.label, 'label'), bar, el('span', FORMATS[c.format](s.value || 0) + rate, 'num'));
+    const open = () => {
+      const p = i < steps.length - 1 ? { what: 'clicks', step: i } : { what: 'orders' };
+      showRows(`${s.label}: ${i < steps.length - 1 ? 'clicks' : 'orders'} of the minute ${utcTime(d.window_start).slice(0, 5)}`,
+        { ...p, from: d.window_start, to: d.window_end });
+    };
+    row.addEventListener('click', open);
+    row.addEventListener('keydown', (e) => { if (e.key === 'Enter') open(); });
+    return row;
+  }));
+  box.parentElement.querySelector('small.window').textContent = (d.window_end ? `minute ending ${utcTime(d.window_end).slice(0, 5)} ${tzName()}` + (d.provisional ? ' (provisional)' : '') + ' — ' : '') + c.note;
 }
 
-// ---- top products of the newest closed minute ----
-let lastProducts = null;
-function renderProducts(d) {
-  lastProducts = d;
+// A table of the newest window's rows; a row with a product opens that product's orders.
+function renderTable(c, d) {
+  const t = $('table-' + domId(c.key));
+  if (!t) return;
   const rows = d.rows || [];
-  $('products-empty').hidden = rows.length > 0;
-  $('products-window').textContent = d.window_end ? `minute ending ${utcTime(d.window_end).slice(0, 5)} ${tzName()}, top 10 + other` : '';
-  const total = rows.reduce((a, r) => a + (r.revenue || 0), 0);
-  fillTable('products', rows, (r) => [
-    [r.product_rank <= 10 ? r.product_rank : '', 'num'],
-    [r.product_id === null ? `other (${fmtInt.format(r.products)} products)` : r.product_id, 'wrap'],
-    [fmtInt.format(r.orders_count), 'num'], [fmtInt.format(r.quantity), 'num'],
-    [fmtMoney.format(r.revenue), 'num'], [total ? fmtPct.format(r.revenue / total) : '–', 'num'],
-  ]);
-  // A named product's row opens its orders of that minute.
-  [...$('products').querySelectorAll('tbody tr')].forEach((tr, i) => {
-    const r = rows[i];
-    if (r.product_id === null || !d.window_start) return;
+  t.parentElement.querySelector('.empty').hidden = rows.length > 0;
+  t.parentElement.querySelector('small.window').textContent = (d.window_end ? `minute ending ${utcTime(d.window_end).slice(0, 5)} ${tzName()} — ` : '') + c.note;
+  const num = (col) => /(count|quantity|products|rank)$/.test(col);
+  fillTable(t.id, rows, (r) => r.map((v, i) => {
+    const col = c.columns[i];
+    if (v === null) return [col === 'product_id' ? `other (${fmtInt.format(r[c.columns.indexOf('products')] || 0)} products)` : '–'];
+    if (typeof v === 'number') return [num(col) ? fmtInt.format(v) : FORMATS[c.format](v), 'num'];
+    return [v, 'wrap'];
+  }));
+  const pid = c.columns.indexOf('product_id');
+  [...t.querySelectorAll('tbody tr')].forEach((tr, i) => {
+    const product = pid >= 0 ? rows[i][pid] : null;
+    if (!c.rows || product === null || !d.window_start) return;
     tr.classList.add('drillable');
     tr.tabIndex = 0;
-    const open = () => drill(`Orders of ${r.product_id}, minute ${utcTime(d.window_start).slice(0, 5)}`,
-      { what: 'orders', from: d.window_start, to: d.window_end, product: r.product_id });
+    const open = () => showRows(`Orders of ${product}, minute ${utcTime(d.window_start).slice(0, 5)}`,
+      { what: 'orders', from: d.window_start, to: d.window_end, product });
     tr.addEventListener('click', open);
     tr.addEventListener('keydown', (e) => { if (e.key === 'Enter') open(); });
   });
 }
 
-// ---- drill-down: the raw rows behind a figure, through the same Flight SQL path ----
-async function drill(title, params) {
-  const box = $('drill');
+// ---- the rows behind a figure, through the same Flight SQL path ----
+const ROWS_PARAMS = { orders: { what: 'orders' }, serious_errors: { what: 'errors', serious: true }, clicks: { what: 'clicks' } };
+const ROWS_TITLE = { orders: 'Orders', serious_errors: 'Errors (ERROR+FATAL)', clicks: 'Clicks' };
+async function showRows(title, params) {
+  const box = $('rows');
   box.hidden = false;
-  $('drill-title').textContent = title;
-  $('drill-status').textContent = 'loading…';
+  $('rows-title').textContent = title;
+  $('rows-status').textContent = 'loading…';
   box.dataset.state = 'loading';
   let d;
   try {
-    const r = await fetch('/api/drill?' + new URLSearchParams(params));
+    const r = await fetch('/api/rows?' + new URLSearchParams(params));
     d = await r.json();
     if (!r.ok) throw new Error(d.error || String(r.status));
   } catch (e) {
-    $('drill-status').textContent = 'not available: ' + e.message;
+    $('rows-status').textContent = 'not available: ' + e.message;
     box.dataset.state = 'error';
     return;
   }
-  $('drill-status').textContent = `${fmtInt.format(d.count)} rows` + (d.more ? `, the newest ${d.rows.length} shown` : '') +
+  $('rows-status').textContent = `${fmtInt.format(d.count)} rows` + (d.more ? `, the newest ${d.rows.length} shown` : '') +
     `, ${utcTime(d.from)}–${utcTime(d.to)} ${tzName()}`;
   const head = document.createElement('tr');
   for (const c of d.columns) head.appendChild(el('th', c.endsWith('_ts') ? `${c} (${tzName()})` : c));
-  $('drill-rows').querySelector('thead').replaceChildren(head);
-  fillTable('drill-rows', d.rows, (row) => d.columns.map((c) => {
+  $('rows-table').querySelector('thead').replaceChildren(head);
+  fillTable('rows-table', d.rows, (row) => d.columns.map((c) => {
     const v = row[c];
     if (c.endsWith('_ts')) return [utcTime(v)];
     if (typeof v === 'number') return [c === 'order_total' ? fmtMoney.format(v) : String(v), 'num'];
@@ -249,25 +341,18 @@ async function drill(title, params) {
   box.dataset.count = String(d.count);
   box.scrollIntoView({ block: 'nearest' });
 }
-$('drill-close').addEventListener('click', () => { $('drill').hidden = true; });
+$('rows-close').addEventListener('click', () => { $('rows').hidden = true; });
 
-// Cards: the 5 minutes they cover. Orders and revenue → orders; errors and the rate → errors.
-const CARD_DRILL = { orders: 'orders', revenue: 'orders', errors: 'errors', error_rate: 'errors' };
-for (const [name, what] of Object.entries(CARD_DRILL)) {
-  const open = () => {
-    const k = lastKpis;
-    if (!k || !k.as_of_ms) return;
-    const to = k.as_of_ms, from = to - k.period_s * 1000;
-    drill(`${what === 'orders' ? 'Orders' : 'Errors (ERROR+FATAL)'} behind the ${name.replace('_', ' ')} card`,
-      what === 'orders' ? { what, from, to } : { what, from, to, serious: true });
-  };
-  $('kpi-' + name).addEventListener('click', open);
-  $('kpi-' + name).addEventListener('keydown', (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); open(); } });
+// A card: the period it covers.
+function cardRows(c) {
+  const k = lastKpis;
+  if (!k || !k.as_of_ms) return;
+  const to = k.as_of_ms, from = to - k.period_s * 1000;
+  showRows(`${ROWS_TITLE[c.rows]} behind the ${c.title.toLowerCase()} card`, { ...ROWS_PARAMS[c.rows], from, to });
 }
 
-// Chart points: the minute nearest the click.
-function drillableChart(id, what) {
-  const svg = $(id);
+// Chart points: the minute (or bucket) nearest the click.
+function drillableChart(svg, c) {
   svg.classList.add('drillable');
   svg.addEventListener('click', (ev) => {
     const pts = svg.shopwatchPoints;
@@ -277,16 +362,12 @@ function drillableChart(id, what) {
     let best = pts[0];
     for (const p of pts) if (Math.abs(p.x - x) < Math.abs(best.x - x)) best = p;
     const from = best.t, to = best.t + state.bucketMs;
-    drill(`${what === 'orders' ? 'Orders' : 'Errors (ERROR+FATAL)'} of ${utcTime(from).slice(0, 5)}–${utcTime(to).slice(0, 5)}`,
-      what === 'orders' ? { what, from, to } : { what, from, to, serious: true });
+    showRows(`${ROWS_TITLE[c.rows]} of ${utcTime(from).slice(0, 5)}–${utcTime(to).slice(0, 5)}`, { ...ROWS_PARAMS[c.rows], from, to });
   });
 }
-drillableChart('chart-orders', 'orders');
-drillableChart('chart-revenue', 'orders');
-drillableChart('chart-errors', 'errors');
 
 // Alert groups: the events of the rule's key over the group's span.
-function alertDrill(g) {
+function alertRows(g) {
   const from = g.first_at - 60000, to = g.last_at + 1000;
   if (g.alert_type === 'ORDERS_DROP' || g.alert_type === 'REVENUE_DROP') return { what: 'orders', from, to };
   if (g.alert_type === 'NO_DATA') return null;
@@ -376,13 +457,13 @@ function renderAlertGroups(rows) {
       b.addEventListener('click', () => act(b, { action, alert_type: g.alert_type, alert_key: g.alert_key, ...extra }));
       acts.appendChild(b);
     };
-    const rows = alertDrill(g);
+    const rows = alertRows(g);
     if (rows) {
       // A link, not a button: it only shows rows, and viewers get it too.
-      const a = el('a', 'Rows', 'drill-link');
-      a.href = '#drill';
-      a.dataset.drill = 'alert';
-      a.addEventListener('click', (e) => { e.preventDefault(); drill(`Rows behind ${g.alert_type} ${g.alert_key}`, rows); });
+      const a = el('a', 'Rows', 'rows-link');
+      a.href = '#rows';
+      a.dataset.rows = 'alert';
+      a.addEventListener('click', (e) => { e.preventDefault(); showRows(`Rows behind ${g.alert_type} ${g.alert_key}`, rows); });
       acts.appendChild(a);
     }
     if (g.state === 'silenced') button('Unsilence', 'unsilence', {});
@@ -549,11 +630,16 @@ function setRange(range) {
 for (const b of document.querySelectorAll('.ranges button')) b.addEventListener('click', () => setRange(b.dataset.range));
 
 const HANDLERS = {
+  views: renderViews,
   kpis: (k) => { wsKpis = k; if (state.range === '30m') renderKpis(k); },
-  series: (v) => { wsSeries = v; if (state.range === '30m') renderSeries(v); }, top_products: renderProducts, alerts: renderAlerts, alert_groups: renderAlertGroups,
+  series: (v) => { wsSeries = v; if (state.range === '30m') renderSeries(v); }, alerts: renderAlerts, alert_groups: renderAlertGroups,
   latest_orders: renderOrders, latest_errors: renderErrors, health: renderHealth,
   heartbeat: () => {},
-  snapshot: (d) => { for (const [k, v] of Object.entries(d)) if (HANDLERS[k] && k !== 'snapshot') HANDLERS[k](v); },
+  // The layout first: the cards and charts the other messages fill.
+  snapshot: (d) => {
+    if (d.views) renderViews(d.views);
+    for (const [k, v] of Object.entries(d)) if (HANDLERS[k] && k !== 'snapshot' && k !== 'views') HANDLERS[k](v);
+  },
 };
 
 // ---- the socket: reconnect with exponential backoff and jitter ----
@@ -593,7 +679,6 @@ function rerender() {
   if (lastSeries) renderSeries(lastSeries);
   if (lastAlertGroups) renderAlertGroups(lastAlertGroups);
   if (lastAlerts) renderAlerts(lastAlerts);
-  if (lastProducts) renderProducts(lastProducts);
   renderOrders(state.latestOrders);
   renderErrors(state.latestErrors);
 }

@@ -33,6 +33,22 @@ pub enum Action {
     Timeout(u64),
 }
 
+/// What a failpoint or its spec can say.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FailpointError {
+    /// An armed `error` fired.
+    #[error("injected failure at failpoint {0}")]
+    Injected(String),
+    /// An armed `timeout(MS)` fired after its wait.
+    #[error("injected timeout after {ms} ms at failpoint {point}")]
+    Timeout { point: String, ms: u64 },
+    /// A rule or spec that does not parse (the text says where).
+    #[error("{0}")]
+    Spec(String),
+    #[error("this build has no failpoints (build with `--features failpoints`)")]
+    NotBuilt,
+}
+
 /// (armed points with their rules, paused points, how often each fired).
 pub type Snapshot = (Vec<(String, Rule)>, Vec<String>, Vec<(String, u64)>);
 
@@ -44,15 +60,13 @@ pub struct Rule {
 }
 
 /// Parse `[N*]action`.
-pub fn parse_rule(text: &str) -> Result<Rule, String> {
+pub fn parse_rule(text: &str) -> Result<Rule, FailpointError> {
     let text = text.trim();
     let (times, action) = match text.split_once('*') {
         Some((n, a)) => (
-            Some(
-                n.trim()
-                    .parse::<u32>()
-                    .map_err(|_| format!("`{text}`: the count before `*` must be a number"))?,
-            ),
+            Some(n.trim().parse::<u32>().map_err(|_| {
+                FailpointError::Spec(format!("`{text}`: the count before `*` must be a number"))
+            })?),
             a.trim(),
         ),
         None => (None, text),
@@ -62,7 +76,9 @@ pub fn parse_rule(text: &str) -> Result<Rule, String> {
             .strip_suffix(')')
             .and_then(|ms| ms.trim().parse::<u64>().ok())
             .ok_or_else(|| {
-                format!("`{action}`: expected a number of milliseconds, e.g. delay(500)")
+                FailpointError::Spec(format!(
+                    "`{action}`: expected a number of milliseconds, e.g. delay(500)"
+                ))
             })
     };
     let action = match action {
@@ -72,29 +88,29 @@ pub fn parse_rule(text: &str) -> Result<Rule, String> {
         a if a.starts_with("delay(") => Action::Delay(millis(&a["delay(".len()..])?),
         a if a.starts_with("timeout(") => Action::Timeout(millis(&a["timeout(".len()..])?),
         other => {
-            return Err(format!(
+            return Err(FailpointError::Spec(format!(
                 "`{other}`: unknown failpoint action (pause, error, panic, delay(MS), timeout(MS))"
-            ))
+            )))
         }
     };
     Ok(Rule { action, times })
 }
 
 /// Parse `name=rule;name=rule`, checking every name against [`POINTS`].
-pub fn parse_spec(spec: &str) -> Result<Vec<(String, Rule)>, String> {
+pub fn parse_spec(spec: &str) -> Result<Vec<(String, Rule)>, FailpointError> {
     spec.split(';')
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(|item| {
             let (name, rule) = item
                 .split_once('=')
-                .ok_or_else(|| format!("`{item}`: expected name=action"))?;
+                .ok_or_else(|| FailpointError::Spec(format!("`{item}`: expected name=action")))?;
             let name = name.trim();
             if !POINTS.contains(&name) {
-                return Err(format!(
+                return Err(FailpointError::Spec(format!(
                     "`{name}`: no such failpoint (known: {})",
                     POINTS.join(", ")
-                ));
+                )));
             }
             Ok((name.to_string(), parse_rule(rule)?))
         })
@@ -164,10 +180,10 @@ mod imp {
         Some(action)
     }
 
-    pub async fn hit(name: &str) -> Result<(), String> {
+    pub async fn hit(name: &str) -> Result<(), super::FailpointError> {
         match take(name) {
             None => Ok(()),
-            Some(Action::Error) => Err(format!("injected failure at failpoint {name}")),
+            Some(Action::Error) => Err(super::FailpointError::Injected(name.to_string())),
             Some(Action::Panic) => panic!("injected panic at failpoint {name}"),
             Some(Action::Pause) => {
                 tracing::warn!(failpoint = name, "paused at failpoint");
@@ -180,9 +196,10 @@ mod imp {
             }
             Some(Action::Timeout(ms)) => {
                 tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-                Err(format!(
-                    "injected timeout after {ms} ms at failpoint {name}"
-                ))
+                Err(super::FailpointError::Timeout {
+                    point: name.to_string(),
+                    ms,
+                })
             }
         }
     }
@@ -203,7 +220,7 @@ mod imp {
     }
 
     #[inline(always)]
-    pub async fn hit(_: &str) -> Result<(), String> {
+    pub async fn hit(_: &str) -> Result<(), super::FailpointError> {
         Ok(())
     }
 }
@@ -211,10 +228,10 @@ mod imp {
 pub use imp::{disarm_all, hit, snapshot, ENABLED};
 
 /// Arm the points of `spec`; refused when the build has no failpoints.
-pub fn configure(spec: &str) -> Result<usize, String> {
+pub fn configure(spec: &str) -> Result<usize, FailpointError> {
     let rules = parse_spec(spec)?;
     if !ENABLED && !rules.is_empty() {
-        return Err("this build has no failpoints (build with `--features failpoints`)".into());
+        return Err(FailpointError::NotBuilt);
     }
     for (name, rule) in &rules {
         imp::arm(name, rule.clone());
@@ -243,7 +260,7 @@ mod tests {
         for (text, want) in cases {
             match (parse_rule(text), want) {
                 (Ok(r), Ok((a, t))) => assert_eq!((r.action, r.times), (a, t), "{text}"),
-                (Err(e), Err(w)) => assert!(e.contains(w), "{text}: {e}"),
+                (Err(e), Err(w)) => assert!(e.to_string().contains(w), "{text}: {e}"),
                 (got, want) => panic!("{text}: got {got:?}, want {want:?}"),
             }
         }
@@ -255,14 +272,17 @@ mod tests {
             .unwrap();
         assert_eq!(ok.len(), 2);
         assert_eq!(ok[1].0, "catalog.after_commit_write");
-        let e = parse_spec("committer.after_uplod=pause").unwrap_err();
+        let e = parse_spec("committer.after_uplod=pause")
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("no such failpoint") && e.contains("committer.after_upload"),
             "{e}"
         );
-        assert!(parse_spec("committer.after_upload")
-            .unwrap_err()
-            .contains("name=action"));
+        assert!(matches!(
+            parse_spec("committer.after_upload"),
+            Err(FailpointError::Spec(m)) if m.contains("name=action")
+        ));
         assert!(parse_spec("").unwrap().is_empty());
     }
 
@@ -287,7 +307,14 @@ mod tests {
         configure("s3.request=1*timeout(900)").unwrap();
         let began = tokio::time::Instant::now();
         let e = hit("s3.request").await.unwrap_err();
-        assert!(e.contains("timeout after 900 ms"), "{e}");
+        assert_eq!(
+            e,
+            FailpointError::Timeout {
+                point: "s3.request".into(),
+                ms: 900
+            }
+        );
+        assert!(e.to_string().contains("timeout after 900 ms"), "{e}");
         assert_eq!(began.elapsed().as_millis(), 900);
         assert!(hit("s3.request").await.is_ok());
     }

@@ -42,8 +42,6 @@ pub struct Metrics {
     pub maintenance: MaintenanceLog,
     /// What the consumer group gave this instance.
     pub group: GroupLog,
-    /// Bumped after every landed commit, so readers (the KPI refresher) can follow the lake.
-    commit_feed: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Metrics {
@@ -201,9 +199,6 @@ impl Metrics {
             "Alert webhook deliveries by outcome (ok, failed after retries, dropped: queue full).",
             &["outcome"],
         );
-        for rule in crate::alerts::RULES {
-            alerts.with_label_values(&[rule.name]);
-        }
         let watermark_lag = prometheus::GaugeVec::new(
             Opts::new(
                 "shopwatch_watermark_lag_seconds",
@@ -298,7 +293,13 @@ impl Metrics {
             data_files_written,
             maintenance: MaintenanceLog::default(),
             group: GroupLog::default(),
-            commit_feed: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
+        }
+    }
+
+    /// Show every alert type from the start (a count of 0 rather than no series).
+    pub fn know_alert_types<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        for name in names {
+            self.alerts.with_label_values(&[name]);
         }
     }
 
@@ -331,7 +332,6 @@ impl Metrics {
             .map(|d| d.as_secs_f64())
             .unwrap_or_default();
         self.last_commit.with_label_values(&[table]).set(now);
-        self.commit_feed.send_modify(|n| *n += 1);
     }
 
     /// A maintenance step's outcome; returns how many times in a row it has failed.
@@ -342,11 +342,6 @@ impl Metrics {
                 .inc();
         }
         self.maintenance.record(table, step, outcome)
-    }
-
-    /// A receiver that changes after every landed commit.
-    pub fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.commit_feed.subscribe()
     }
 
     /// Prometheus text exposition of every metric.

@@ -65,6 +65,45 @@ RECOUNTS = {
     }),
 }
 
+def funnel_step(url):
+    """The funnel step of a page (home 0, product 1, cart 2), as the KPI's own file says."""
+    path = url.split("?")[0].split("#")[0]
+    if path.startswith("/page"):
+        path = path[len("/page"):]
+    if len(path) > 1:
+        path = path.rstrip("/")
+    if path in ("/", "", "/home"):
+        return 0
+    if path.startswith("/product"):
+        return 1
+    if path == "/cart":
+        return 2
+    return None
+
+
+def funnel(ev):
+    """Users through each step: at it and at every step before it (the pages, then an order)."""
+    at = [set(), set(), set(), set()]
+    for t, r in ev:
+        if t == "clicks_processed":
+            s = funnel_step(r["url"])
+            if s is not None:
+                at[s].add(r["user_id"])
+        elif t == "orders_processed":
+            at[3].add(r["user_id"])
+    through, users = set(at[0]), []
+    for k, s in enumerate(at):
+        if k:
+            through &= s
+        users.append(len(through))
+    return {"home_users": users[0], "product_users": users[1], "cart_users": users[2],
+            "ordered_users": users[3], "product_rate": ratio(users[1], users[0]),
+            "cart_rate": ratio(users[2], users[1]), "order_rate": ratio(users[3], users[2])}
+
+
+RECOUNTS["funnel"] = ((), funnel)
+
+
 def top_products(ev):
     """Top 10 products by revenue (ranked in whole cents, then by id) and one row for the rest."""
     by = collections.defaultdict(lambda: [0, 0, 0.0])
@@ -85,7 +124,8 @@ def top_products(ev):
 
 
 def device_conversion(ev):
-    """Per device: clicks, its clicking users, those who ordered in the window, their orders."""
+    """Per device: clicks, its clicking users, those who ordered in the window, their orders;
+    the rate is converted ÷ clicking users (never above 100 %)."""
     orders = collections.Counter(r["user_id"] for t, r in ev if t == "orders_processed")
     clicks, users = collections.Counter(), collections.defaultdict(set)
     for t, r in ev:
@@ -96,7 +136,7 @@ def device_conversion(ev):
     for d, n in clicks.items():
         bought = [orders[u] for u in users[d] if orders[u] > 0]
         out[(d,)] = {"clicks_count": n, "clicking_users": len(users[d]), "converted_users": len(bought),
-                     "orders_count": sum(bought), "conversion_rate": ratio(sum(bought), n)}
+                     "orders_count": sum(bought), "conversion_rate": ratio(len(bought), len(users[d]))}
     return out
 
 

@@ -70,13 +70,16 @@ const MESSAGES: [&str; 5] = [
 const STATUSES: [&str; 5] = ["CREATED", "PROCESSING", "SHIPPED", "DELIVERED", "CANCELLED"];
 const DEVICES: [&str; 3] = ["desktop", "mobile", "tablet"];
 const SEVERITIES: [&str; 3] = ["WARN", "ERROR", "FATAL"];
-const URLS: [&str; 6] = [
-    "/",
-    "/products",
-    "/cart",
-    "/checkout",
-    "/search?q=shoes",
-    "/product/42",
+/// The seed's pages (its producers' `url`s), home most often, the cart least: a funnel.
+const URLS: [&str; 8] = [
+    "/page/home",
+    "/page/home",
+    "/page/home",
+    "/page/product",
+    "/page/product",
+    "/page/product",
+    "/page/cart",
+    "/page/profile",
 ];
 
 impl Generator {

@@ -122,7 +122,7 @@ async fn actor(
             state.faults.add(rule);
             (StatusCode::ACCEPTED, "armed\n").into_response()
         }
-        Err(e) => bad_request(e),
+        Err(e) => bad_request(e.to_string()),
     }
 }
 
@@ -152,7 +152,7 @@ async fn arm(
             warn!(spec = %req.spec, "drill: failpoints armed");
             (StatusCode::ACCEPTED, format!("armed {n}\n")).into_response()
         }
-        Err(e) => bad_request(e),
+        Err(e) => bad_request(e.to_string()),
     }
 }
 

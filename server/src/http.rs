@@ -15,9 +15,9 @@ use shopwatch_actors::telemetry::Metrics;
 use crate::auth::http as auth_http;
 use crate::auth::Auth;
 use crate::live::alerts::{post_action, ActionsApi};
-use crate::live::drill::{get_drill, DrillApi};
-use crate::live::hub::{Hub, STATE_TYPES};
+use crate::live::hub::{Hub, Message};
 use crate::live::metrics::LiveMetrics;
+use crate::live::rows::{get_rows, PageQueries};
 use crate::live::trends::{get_trends, TrendsCache};
 use crate::live::ws::{ws_handler, WsParams, WsState};
 
@@ -34,8 +34,8 @@ pub struct AppState {
     pub actions: Option<Arc<ActionsApi>>,
     /// Logins, tokens and roles (`None`: no auth configured, loopback only).
     pub auth: Option<Arc<Auth>>,
-    /// Drill-down and time-range queries (`None`: no query server).
-    pub drill: Option<Arc<DrillApi>>,
+    /// The rows behind figures and the time ranges (`None`: no query server).
+    pub queries: Option<Arc<PageQueries>>,
     pub trends: Arc<TrendsCache>,
 }
 
@@ -45,9 +45,9 @@ impl axum::extract::FromRef<AppState> for Arc<TrendsCache> {
     }
 }
 
-impl axum::extract::FromRef<AppState> for Option<Arc<DrillApi>> {
+impl axum::extract::FromRef<AppState> for Option<Arc<PageQueries>> {
     fn from_ref(app: &AppState) -> Self {
-        app.drill.clone()
+        app.queries.clone()
     }
 }
 
@@ -83,7 +83,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ws", get(ws_handler))
         .route("/api/dashboard", get(dashboard))
         .route("/api/alerts/actions", post(post_action))
-        .route("/api/drill", get(get_drill))
+        .route("/api/rows", get(get_rows))
         .route("/api/trends", get(get_trends))
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -133,9 +133,9 @@ async fn style() -> impl IntoResponse {
 /// The newest value of every dashboard message, for scripts and curl.
 async fn dashboard(State(state): State<AppState>) -> impl IntoResponse {
     let mut out = serde_json::Map::new();
-    for kind in STATE_TYPES {
+    for kind in Message::KEPT {
         if let Some(v) = state.hub.latest(kind) {
-            out.insert(kind.to_string(), v);
+            out.insert(kind.as_str().to_string(), v);
         }
     }
     Json(serde_json::Value::Object(out))

@@ -14,6 +14,7 @@ mod http;
 mod live;
 mod run;
 mod serve;
+mod services;
 
 use std::path::PathBuf;
 use std::time::Duration;

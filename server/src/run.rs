@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use shopwatch_actors::derived::live::Live;
-use shopwatch_actors::derived::webhook::{Webhook, WebhookParams};
+use shopwatch_actors::derived::webhook::{self, Webhook, WebhookParams};
 use shopwatch_actors::derived::{DerivedParams, DerivedSlots};
 use shopwatch_actors::events::EventKind;
-use shopwatch_actors::handoff::Ownership;
+use shopwatch_actors::handoff::{CommitFeed, Ownership};
 use shopwatch_actors::kpis::REGISTRY;
 use shopwatch_actors::lake::Lake;
 use shopwatch_actors::pipeline::election::ElectionParams;
@@ -26,13 +26,14 @@ use tracing::{error, info};
 use crate::config::Config;
 use crate::http::{router, AppState};
 use crate::live::alerts::ActionsApi;
-use crate::live::drill::DrillApi;
+use crate::live::hub::Message;
 use crate::live::hub::{Hub, HubParams};
 use crate::live::metrics::LiveMetrics;
 use crate::live::provisional::Board;
 use crate::live::refresher::{RefresherGroup, RefresherParams, GROUP as REFRESHER};
-use crate::live::spawn_heartbeat;
+use crate::live::rows::PageQueries;
 use crate::live::ws::WsParams;
+use crate::services::Services;
 
 /// How long a graceful stop may take before we give up on the final commit.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
@@ -65,7 +66,7 @@ pub fn pipeline_params(
 }
 
 /// Window aggregators (every registered KPI) and the alert detector (every registered rule),
-/// from the `[windows]` and `[alerts]` sections.
+/// from the `[windows]` and `[alerts]` sections; and the webhook's sender, if one is set.
 pub fn derived_params(
     cfg: &Config,
     lake: Lake,
@@ -74,27 +75,27 @@ pub fn derived_params(
     faults: Arc<Faults>,
     ownership: Ownership,
     live: Option<Live>,
-) -> anyhow::Result<DerivedParams> {
+) -> anyhow::Result<(DerivedParams, Option<webhook::Sender>)> {
     let a = &cfg.alerts;
     shopwatch_actors::kpis::set_pane_key_bytes(cfg.windows.max_pane_key_bytes);
-    let webhook = if a.webhook_url.is_empty() {
-        None
+    metrics.know_alert_types(shopwatch_actors::alerts::RULES.iter().map(|r| r.name));
+    let (webhook, sender) = if a.webhook_url.is_empty() {
+        (None, None)
     } else {
-        Some(
-            Webhook::start(
-                WebhookParams {
-                    url: a.webhook_url.expose().to_string(),
-                    timeout: Duration::from_millis(a.webhook_timeout_ms),
-                    retries: a.webhook_retries,
-                    backoff: Duration::from_millis(500),
-                    queue: 1_000,
-                },
-                metrics.clone(),
-            )
-            .context("starting the alert webhook client")?,
+        let (hook, sender) = Webhook::new(
+            WebhookParams {
+                url: a.webhook_url.expose().to_string(),
+                timeout: Duration::from_millis(a.webhook_timeout_ms),
+                retries: a.webhook_retries,
+                backoff: Duration::from_millis(500),
+                queue: 1_000,
+            },
+            metrics.clone(),
         )
+        .context("starting the alert webhook client")?;
+        (Some(hook), Some(sender))
     };
-    Ok(DerivedParams {
+    let params = DerivedParams {
         lake,
         topics: cfg.topics.names(),
         kpis: cfg.windows.engines()?,
@@ -113,7 +114,8 @@ pub fn derived_params(
             BrokerProbe::new(&cfg.kafka.params()).context("kafka.brokers")?,
         )),
         live,
-    })
+    };
+    Ok((params, sender))
 }
 
 /// The embedded Flight SQL server's settings, from `[flight]` and the lake's namespace.
@@ -152,19 +154,37 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Start everything, wait for `stop` (or all pipelines failing), drain. Returns the exit code.
-pub async fn run_until(
-    cfg: Config,
-    stop: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<i32> {
+/// What the pipelines and the page share once started.
+struct Core {
+    metrics: Metrics,
+    lake: Lake,
+    shutdown: Arc<AtomicBool>,
+    faults: Arc<Faults>,
+    ownership: Ownership,
+    live: LiveMetrics,
+    hub: Hub,
+    board: Board,
+    /// How often provisional values reach the page (`None`: off).
+    provisional: Option<Duration>,
+    /// Every landed commit, for the KPI refresher.
+    commits: CommitFeed,
+    /// The alert webhook's sender, when one is configured.
+    webhook: Option<webhook::Sender>,
+    pipelines: Pipelines,
+}
+
+/// The pipelines: the lake, one topic pipeline per topic, the KPI and alert actors, the
+/// election; and the hub and board the aggregators push their open windows to.
+async fn start_core(cfg: &Config) -> anyhow::Result<Core> {
     let metrics = Metrics::new();
-    let lake = open_lake(&cfg).await?;
+    let lake = open_lake(cfg).await?;
     let shutdown = Arc::new(AtomicBool::new(false));
     let slots = DerivedSlots::new(&REGISTRY);
+    let commits = slots.commits.clone();
     // One set of injected faults for every group: the drill endpoint arms the next one.
     let faults = Arc::new(Faults::default());
     let topics = pipeline_params(
-        &cfg,
+        cfg,
         lake.clone(),
         metrics.clone(),
         shutdown.clone(),
@@ -184,19 +204,22 @@ pub async fn run_until(
         },
         live.clone(),
     );
+    // What the page draws: every KPI's declared cards and charts.
+    hub.keep(Message::Views, crate::live::views::layout());
     let board = Board::new(hub.clone());
-    let provisional = (cfg.http.provisional_ms > 0).then(|| Live {
-        sink: Arc::new(board.clone()),
-        every: Duration::from_millis(cfg.http.provisional_ms),
-    });
-    let derived = derived_params(
-        &cfg,
+    let provisional =
+        (cfg.http.provisional_ms > 0).then(|| Duration::from_millis(cfg.http.provisional_ms));
+    let (derived, webhook) = derived_params(
+        cfg,
         lake.clone(),
         metrics.clone(),
         slots,
         faults.clone(),
         ownership.clone(),
-        provisional.clone(),
+        provisional.map(|every| Live {
+            sink: Arc::new(board.clone()),
+            every,
+        }),
     )?;
     let election = ElectionParams {
         kafka: cfg.kafka.params(),
@@ -207,83 +230,135 @@ pub async fn run_until(
     shopwatch_actors::derived::ensure_tables(&derived)
         .await
         .context("creating the tables")?;
-    let reader = lake.reader_catalog().await?;
     spawn_heap_trim();
-    let mut pipelines = Pipelines::start(
+    let pipelines = Pipelines::start(
         topics,
         Some(derived),
         Some((election, cfg.supervision.params())),
     )
     .await?;
-    let flight_stop = Arc::new(tokio::sync::Notify::new());
+    Ok(Core {
+        metrics,
+        lake,
+        shutdown,
+        faults,
+        ownership,
+        live,
+        hub,
+        board,
+        provisional,
+        commits,
+        webhook,
+        pipelines,
+    })
+}
+
+/// The page's side, each task a supervised service: Flight SQL, the KPI refresher, the HTTP
+/// server (with its guard and, in failpoint builds, the drill endpoint), the heartbeat, the
+/// provisional publisher, the session sweeper.
+async fn start_services(cfg: &Config, core: &mut Core) -> anyhow::Result<()> {
     let auth = crate::auth::Auth::from_config(&cfg.auth, cfg.tls.enabled()).map(Arc::new);
+    // Both listeners first: a taken port stops start-up naming its key.
     let flight = if cfg.flight.enabled {
-        let stop = flight_stop.clone();
         let params = crate::flight::FlightParams {
             users: auth.clone(),
-            registry: metrics.registry.clone(),
-            ..flight_params(&cfg)?
+            registry: core.metrics.registry.clone(),
+            ..flight_params(cfg)?
         };
-        Some(crate::flight::serve(params, reader, async move { stop.notified().await }).await?)
+        let listener = crate::flight::bind(&params).await?;
+        let server = crate::flight::Server::new(params, core.lake.reader_catalog().await?).await?;
+        Some((server, listener))
     } else {
         None
     };
-    let publisher = provisional.map(|p| board.spawn_publisher(p.every));
-    pipelines
-        .supervise(
-            REFRESHER,
-            "-",
-            Arc::new(RefresherGroup(RefresherParams {
-                target: cfg.query_target(),
-                refresh: Duration::from_millis(cfg.query.refresh_ms),
-                min_interval: Duration::from_millis(cfg.query.min_interval_ms),
-                hub: hub.clone(),
-                board,
-                metrics: metrics.clone(),
-                live: live.clone(),
-                pipelines: pipelines.status_handles(),
-                faults: faults.clone(),
-                ownership: ownership.clone(),
-            })),
-            cfg.supervision.params(),
-            metrics.clone(),
-            Stage::Readers,
-        )
+    let listener = tokio::net::TcpListener::bind(&cfg.http.listen)
         .await
-        .context("starting the KPI refresher")?;
-    let heartbeat = spawn_heartbeat(hub.clone(), Duration::from_secs(10));
+        .with_context(|| format!("binding http.listen {} (is another shopwatch running? use --http to pick another address)", cfg.http.listen))?;
+    let app = http_app(cfg, core, auth.clone())?;
     let tls = if cfg.tls.enabled() {
         Some(crate::auth::tls::acceptor(&cfg.tls)?)
     } else {
         None
     };
+    crate::serve::raise_fd_limit();
+    let refresher = RefresherGroup(RefresherParams {
+        target: cfg.query_target(),
+        refresh: Duration::from_millis(cfg.query.refresh_ms),
+        min_interval: Duration::from_millis(cfg.query.min_interval_ms),
+        hub: core.hub.clone(),
+        board: core.board.clone(),
+        metrics: core.metrics.clone(),
+        live: core.live.clone(),
+        pipelines: core.pipelines.status_handles(),
+        faults: core.faults.clone(),
+        ownership: core.ownership.clone(),
+        commits: core.commits.clone(),
+    });
+    let mut s = Services {
+        pipelines: &mut core.pipelines,
+        supervision: cfg.supervision.params(),
+        metrics: core.metrics.clone(),
+        faults: core.faults.clone(),
+    };
+    if let Some((server, listener)) = flight {
+        s.flight(server, listener).await?;
+    }
+    s.pipelines
+        .supervise(
+            REFRESHER,
+            "-",
+            Arc::new(refresher),
+            cfg.supervision.params(),
+            core.metrics.clone(),
+            Stage::Readers,
+        )
+        .await
+        .context("starting the KPI refresher")?;
+    s.http(app, listener, tls, cfg.http.serve_limits()).await?;
+    s.heartbeat(core.hub.clone(), Duration::from_secs(10))
+        .await?;
+    if let Some(every) = core.provisional {
+        s.publisher(core.board.clone(), every).await?;
+    }
+    if let Some(a) = auth {
+        s.sessions(a).await?;
+    }
+    if let Some(sender) = core.webhook.clone() {
+        s.webhook(sender).await?;
+    }
+    info!(http = %cfg.http.listen, data_dir = %cfg.lake.data_dir.display(), brokers = %cfg.kafka.brokers, "shopwatch running");
+    Ok(())
+}
+
+/// The router every HTTP request meets: the guard (request ids, the Host allowlist, generic
+/// errors), the auth gate, the page and its API, and the drill endpoint in failpoint builds.
+fn http_app(
+    cfg: &Config,
+    core: &Core,
+    auth: Option<Arc<crate::auth::Auth>>,
+) -> anyhow::Result<axum::Router> {
     let state = AppState {
-        metrics,
-        ownership,
-        pipelines: Arc::new(pipelines.status_handles()),
-        hub,
-        live,
+        metrics: core.metrics.clone(),
+        ownership: core.ownership.clone(),
+        pipelines: Arc::new(core.pipelines.status_handles()),
+        hub: core.hub.clone(),
+        live: core.live.clone(),
         ws: Arc::new(WsParams {
             allowed_origins: cfg.http.ws_allowed_origins.clone(),
             ping_interval: Duration::from_secs(cfg.http.ws_ping_interval_s),
             idle_timeout: Duration::from_secs(cfg.http.ws_idle_timeout_s),
             ..WsParams::default()
         }),
-        drill: Some(Arc::new(DrillApi::new(cfg.query_target()))),
+        queries: Some(Arc::new(PageQueries::new(cfg.query_target()))),
         trends: Default::default(),
         actions: Some(Arc::new(ActionsApi::new(
-            lake.clone(),
+            core.lake.clone(),
             cfg.maintenance.hygiene(),
             cfg.http.actions_per_minute,
         ))),
-        auth: auth.clone(),
+        auth,
     };
-    let listener = tokio::net::TcpListener::bind(&cfg.http.listen)
-        .await
-        .with_context(|| format!("binding http.listen {} (is another shopwatch running? use --http to pick another address)", cfg.http.listen))?;
-    info!(http = %cfg.http.listen, data_dir = %cfg.lake.data_dir.display(), brokers = %cfg.kafka.brokers, "shopwatch running");
-    let http_stop = Arc::new(tokio::sync::Notify::new());
-    let http_stop2 = http_stop.clone();
+    #[allow(unused_mut)]
     let mut app = router(state);
     #[cfg(feature = "failpoints")]
     if cfg.drill.enabled {
@@ -291,68 +366,50 @@ pub async fn run_until(
         app = app.merge(crate::drill_endpoint::routes(
             crate::drill_endpoint::DrillState {
                 token: Arc::new(cfg.drill.token.clone()),
-                faults,
+                faults: core.faults.clone(),
             },
         ));
     }
-    #[cfg(not(feature = "failpoints"))]
-    let _ = faults;
     let listen: std::net::SocketAddr = cfg.http.listen.parse().context("http.listen")?;
     let hosts = crate::guard::HostPolicy::new(listen, &cfg.http.allowed_hosts);
     if hosts == crate::guard::HostPolicy::Any {
         tracing::warn!(http = %listen, "http.allowed_hosts is empty on a non-loopback listener: any Host name is answered; list the names this server is reached by");
     }
-    let app = app.layer(axum::middleware::from_fn_with_state(
+    Ok(app.layer(axum::middleware::from_fn_with_state(
         Arc::new(hosts),
         crate::guard::guard,
-    ));
-    crate::serve::raise_fd_limit();
-    let limits = cfg.http.serve_limits();
-    let server = tokio::spawn(async move {
-        crate::serve::serve(listener, tls, app, limits, async move {
-            http_stop2.notified().await
-        })
-        .await
-    });
-    if let Some(a) = &auth {
-        // Sessions that expired or idled out end now and then (their pages' websockets close).
-        let a = a.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(15));
-            loop {
-                every.tick().await;
-                a.sweep_sessions();
-            }
-        });
-    }
+    )))
+}
 
-    let mut exit_code = 0;
+/// Until `stop`, or until every pipeline has failed for good (exit code 2).
+async fn wait(stop: impl std::future::Future<Output = ()>, pipelines: &Pipelines) -> i32 {
     tokio::pin!(stop);
     loop {
         tokio::select! {
-            _ = &mut stop => break,
+            _ = &mut stop => return 0,
             _ = tokio::time::sleep(Duration::from_millis(500)) => {
                 if pipelines.all_failed() {
                     error!("every pipeline has failed; exiting");
-                    exit_code = 2;
-                    break;
+                    return 2;
                 }
             }
         }
     }
+}
+
+/// Start everything, wait for `stop` (or all pipelines failing), drain. Returns the exit code.
+pub async fn run_until(
+    cfg: Config,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<i32> {
+    let mut core = start_core(&cfg).await?;
+    start_services(&cfg, &mut core).await?;
+    let exit_code = wait(stop, &core.pipelines).await;
     info!("stopping: committing what is in flight");
-    shutdown.store(true, Ordering::Relaxed);
-    pipelines.drain(DRAIN_TIMEOUT).await;
-    heartbeat.abort();
-    if let Some(p) = publisher {
-        p.abort();
-    }
-    http_stop.notify_one();
-    flight_stop.notify_one();
-    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
-    if let Some(f) = flight {
-        let _ = tokio::time::timeout(Duration::from_secs(2), f).await;
-    }
+    core.shutdown.store(true, Ordering::Relaxed);
+    // Topics, then the KPI and alert actors, then the readers and services (the HTTP server
+    // answers until the end).
+    core.pipelines.drain(DRAIN_TIMEOUT).await;
     info!("stopped");
     Ok(exit_code)
 }

@@ -418,6 +418,7 @@ impl AggregatorState {
             let checkpoint = serde_json::to_value(self.checkpoint())
                 .map_err(|e| Error::Corrupt(format!("{table}: encoding the checkpoint: {e}")))?;
             self.committer.commit(&rows, checkpoint).await?;
+            self.params.slots.commits.landed();
             self.last_commit = Some(std::time::Instant::now());
             let windows = rows.windows();
             self.params

@@ -298,7 +298,7 @@ impl DetectorState {
             .load_unpinned(&lake.ident(table_name))
             .await
             .map_err(Error::iceberg(format!("loading {table_name}")))?;
-        let chain = recorded_chain(&table).map_err(Error::Corrupt)?;
+        let chain = recorded_chain(&table).map_err(|e| Error::Corrupt(e.to_string()))?;
         if chain.state.is_null() {
             return Ok(None);
         }
@@ -388,6 +388,7 @@ impl DetectorState {
         let state = self.checkpoint()?;
         let alerts = Alerts(alerts);
         self.committer.commit(&alerts, state).await?;
+        self.params.slots.commits.landed();
         self.last_commit = Instant::now();
         self.dirty = false;
         for a in &alerts.0 {

@@ -17,10 +17,9 @@ use std::time::Duration;
 use crate::alerts::{GroupParams, RuleSet};
 use crate::error::Error;
 use crate::events::EventKind;
-use crate::handoff::{BrokerView, Ownership, Slot, SourceProgress, Subscribers};
+use crate::handoff::{BrokerView, CommitFeed, Ownership, Slot, SourceProgress, Subscribers};
 use crate::kpis::Kpi;
 use crate::lake::{HygieneParams, Lake};
-use crate::schema::raw_table_spec;
 use crate::supervision::faults::Faults;
 use crate::supervision::{ChildInfo, ChildSpecs, Spawner, SupervisionParams};
 use crate::telemetry::Metrics;
@@ -40,6 +39,8 @@ pub struct DerivedSlots {
     pub detector: Arc<Slot>,
     /// What the consumers confirmed they have delivered (idleness needs it).
     pub source: Arc<SourceProgress>,
+    /// Every landed commit, raw or derived (readers of the lake follow it).
+    pub commits: CommitFeed,
 }
 
 impl DerivedSlots {
@@ -51,6 +52,7 @@ impl DerivedSlots {
                 .collect(),
             detector: Arc::new(Slot::default()),
             source: Arc::default(),
+            commits: CommitFeed::default(),
         }
     }
 
@@ -66,6 +68,7 @@ impl DerivedSlots {
         Subscribers {
             slots,
             source: self.source.clone(),
+            commits: self.commits.clone(),
         }
     }
 
@@ -129,13 +132,10 @@ impl DerivedParams {
 /// it at start (readers query the KPI tables before any owner computed them), and the group
 /// again before it starts reading.
 pub async fn ensure_tables(p: &DerivedParams) -> Result<(), Error> {
-    let mut specs: Vec<_> = EventKind::ALL.iter().map(|k| raw_table_spec(*k)).collect();
-    specs.extend(p.kpis.iter().map(|(k, _)| k.spec()));
-    specs.push(crate::alerts::spec());
-    specs.push(crate::alerts::actions::spec());
-    for spec in &specs {
+    // Every table there is (dead letters included: a reader of them must not fail either).
+    for spec in crate::tables::all().iter().map(crate::tables::Table::spec) {
         p.lake
-            .ensure_table(spec)
+            .ensure_table(&spec)
             .await
             .map_err(|e| Error::Transient(format!("creating table {}: {e:#}", spec.name)))?;
     }

@@ -2,9 +2,11 @@
 //! Pages are handed over after their alerts are committed, through a bounded queue that never blocks the detector; delivery retries with
 //! backoff and every outcome is counted. The URL is a secret: it is never logged.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
+
 use tokio::sync::mpsc;
 use tracing::warn;
 
@@ -131,19 +133,63 @@ pub struct Webhook {
     metrics: Metrics,
 }
 
+/// The delivery side: pages from the queue to the webhook, one at a time, with retries. It runs
+/// as a supervised service (restarted, it picks the queue up where it was).
+#[derive(Clone)]
+pub struct Sender {
+    client: reqwest::Client,
+    params: WebhookParams,
+    queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Body>>>,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("webhook::Sender")
+    }
+}
+
+impl Sender {
+    /// Deliver until `stop` is notified.
+    pub async fn run(&self, stop: Arc<tokio::sync::Notify>) {
+        let mut queue = self.queue.lock().await;
+        loop {
+            let body = tokio::select! {
+                _ = stop.notified() => return,
+                b = queue.recv() => match b {
+                    Some(b) => b,
+                    None => return,
+                },
+            };
+            let outcome = deliver(&self.client, &self.params, &body).await;
+            self.metrics.webhook.with_label_values(&[outcome]).inc();
+        }
+    }
+}
+
 impl Webhook {
-    /// Start the delivery task (needs a tokio runtime).
-    pub fn start(params: WebhookParams, metrics: Metrics) -> Result<Webhook, reqwest::Error> {
+    /// The queue pages go into and the sender that delivers them.
+    pub fn new(
+        params: WebhookParams,
+        metrics: Metrics,
+    ) -> Result<(Webhook, Sender), reqwest::Error> {
         let client = reqwest::Client::builder().timeout(params.timeout).build()?;
-        let (tx, mut rx) = mpsc::channel::<Body>(params.queue.max(1));
-        let m = metrics.clone();
-        tokio::spawn(async move {
-            while let Some(body) = rx.recv().await {
-                let outcome = deliver(&client, &params, &body).await;
-                m.webhook.with_label_values(&[outcome]).inc();
-            }
-        });
-        Ok(Webhook { tx, metrics })
+        let (tx, rx) = mpsc::channel::<Body>(params.queue.max(1));
+        let sender = Sender {
+            client,
+            params,
+            queue: Arc::new(tokio::sync::Mutex::new(rx)),
+            metrics: metrics.clone(),
+        };
+        Ok((Webhook { tx, metrics }, sender))
+    }
+
+    /// The queue and its sender running in a task of its own (tests).
+    #[cfg(test)]
+    pub fn start(params: WebhookParams, metrics: Metrics) -> Result<Webhook, reqwest::Error> {
+        let (hook, sender) = Self::new(params, metrics)?;
+        tokio::spawn(async move { sender.run(Arc::new(tokio::sync::Notify::new())).await });
+        Ok(hook)
     }
 
     /// Queue group pages for delivery; when the queue is full they are dropped and counted.

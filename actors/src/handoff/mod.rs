@@ -5,12 +5,14 @@
 //! the next rebuild or a gap fill: skipping is safe, which keeps the hand-off bounded without
 //! ever blocking ingestion.
 
+pub mod commits;
 pub mod owner;
 pub mod slot;
 pub mod source;
 
 use std::sync::Arc;
 
+pub use commits::CommitFeed;
 pub use owner::Ownership;
 pub use slot::{Receiver, Slot};
 pub use source::{BrokerView, SourceProgress};
@@ -39,6 +41,8 @@ pub struct Preview(pub Arc<Delivery>);
 pub struct Subscribers {
     pub slots: Vec<Arc<Slot>>,
     pub source: Arc<SourceProgress>,
+    /// Where the topic's committers say a commit landed.
+    pub commits: CommitFeed,
 }
 
 impl Subscribers {

@@ -4,12 +4,16 @@
 
 use foldhash::{HashSet, HashSetExt};
 
-use super::{Dashboard, KpiDef, KpiRow, WindowDefaults};
+use super::view::{Card, Format, Measure, Read, View};
+use super::{KpiDef, KpiRow, WindowDefaults};
 use crate::events::{EventKind, Micros};
 use crate::schema::columns::{col, Column, ColumnType::*, Value};
 use crate::windows::{Acc, Fact};
 
 pub struct ActiveUsers;
+
+/// The seed's name; the count is exact.
+pub const ACTIVE_USERS: Column = col("active_users_approx", Long);
 
 impl KpiDef for ActiveUsers {
     const NAME: &'static str = "active_users";
@@ -22,10 +26,22 @@ impl KpiDef for ActiveUsers {
         lateness_s: 10,
         seed_lateness_s: 360,
     };
-    const COLUMNS: &'static [Column] = &[col("active_users_approx", Long)];
-    const DASHBOARD: Option<Dashboard> = Some(Dashboard::Newest {
-        minutes: 15,
-        limit: 16,
+    const COLUMNS: &'static [Column] = &[ACTIVE_USERS];
+    const VIEW: Option<View> = Some(View {
+        read: Read::Newest {
+            minutes: 15,
+            limit: 16,
+        },
+        cards: &[Card {
+            id: "active_users",
+            title: "Active users",
+            note: "distinct users who clicked, 5-min window",
+            measure: Measure::Newest(ACTIVE_USERS),
+            format: Format::Count,
+            inverse: false,
+            rows: None,
+        }],
+        charts: &[],
     });
     type Acc = UsersAcc;
     fn row(r: &UsersRow) -> KpiRow {

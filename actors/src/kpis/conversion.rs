@@ -4,12 +4,19 @@
 
 use foldhash::{HashSet, HashSetExt};
 
-use super::{Dashboard, KpiDef, KpiRow, MINUTE};
+use super::view::{Chart, Format, Measure, Read, Series, View};
+use super::{KpiDef, KpiRow, MINUTE};
 use crate::events::{EventKind, Micros};
 use crate::schema::columns::{col, Column, ColumnType::*, Value};
 use crate::windows::{Acc, Fact};
 
 pub struct Conversion;
+
+pub const ORDERS_COUNT: Column = col("orders_count", Long);
+pub const CLICKS_COUNT: Column = col("clicks_count", Long);
+pub const ORDERING_USERS: Column = col("ordering_users", Long);
+pub const CLICKING_USERS: Column = col("clicking_users", Long);
+pub const CONVERSION_RATE: Column = col("conversion_rate", Double);
 
 impl KpiDef for Conversion {
     const NAME: &'static str = "conversion";
@@ -17,13 +24,27 @@ impl KpiDef for Conversion {
     const INPUTS: &'static [EventKind] = &[EventKind::Orders, EventKind::Clicks];
     const WINDOW: super::WindowDefaults = MINUTE;
     const COLUMNS: &'static [Column] = &[
-        col("orders_count", Long),
-        col("clicks_count", Long),
-        col("ordering_users", Long),
-        col("clicking_users", Long),
-        col("conversion_rate", Double),
+        ORDERS_COUNT,
+        CLICKS_COUNT,
+        ORDERING_USERS,
+        CLICKING_USERS,
+        CONVERSION_RATE,
     ];
-    const DASHBOARD: Option<Dashboard> = Some(Dashboard::Trend);
+    const VIEW: Option<View> = Some(View {
+        read: Read::Trend,
+        cards: &[],
+        charts: &[Chart::line(
+            "conversion",
+            "Conversion",
+            "orders ÷ clicks, all devices",
+            &[Series {
+                label: "all",
+                measure: Measure::Ratio(&[ORDERS_COUNT], &[CLICKS_COUNT]),
+            }],
+            Format::Percent,
+            None,
+        )],
+    });
     type Acc = ConversionAcc;
     fn row(r: &ConversionRow) -> KpiRow {
         KpiRow {

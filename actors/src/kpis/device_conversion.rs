@@ -1,20 +1,29 @@
 //! `conversion_by_device_per_minute` (ours): conversion per device type per 1-minute window
-//! sliding 30 s. Orders carry no device, so an order counts for every device its user clicked
-//! from in the same window (a user on two devices counts for both): per device, the clicks on
-//! it, the users who clicked on it, how many of them ordered, their orders, and
-//! conversion = orders ÷ clicks. Orders of users without a click in the window count for no
-//! device (they are in `conversion_per_minute`, the overall figure). Exact: sets per pane.
+//! sliding 30 s, with the funnel's meaning: of the users who clicked on that device, the share
+//! who ordered in the same window (`conversion_rate = converted_users ÷ clicking_users`, so it
+//! never exceeds 100 %). Orders carry no device, so a user who clicked on two devices counts
+//! for both; per device also the clicks on it and the orders of its converted users. Orders of
+//! users without a click in the window count for no device (they are in
+//! `conversion_per_minute`, the overall figure). Exact: sets per pane.
 
 use std::collections::BTreeMap;
 
 use foldhash::{HashMap, HashMapExt, HashSet};
 
-use super::{Dashboard, KpiDef, KpiRow, MINUTE};
+use super::view::{Chart, ChartKind, Format, Measure, Read, Series, View};
+use super::{KpiDef, KpiRow, MINUTE};
 use crate::events::{EventKind, Micros};
 use crate::schema::columns::{col, Column, ColumnType::*, Value};
 use crate::windows::{Acc, Fact};
 
 pub struct DeviceConversion;
+
+pub const DEVICE_TYPE: Column = col("device_type", Str);
+pub const CLICKS_COUNT: Column = col("clicks_count", Long);
+pub const CLICKING_USERS: Column = col("clicking_users", Long);
+pub const CONVERTED_USERS: Column = col("converted_users", Long);
+pub const ORDERS_COUNT: Column = col("orders_count", Long);
+pub const CONVERSION_RATE: Column = col("conversion_rate", Double);
 
 impl KpiDef for DeviceConversion {
     const NAME: &'static str = "device_conversion";
@@ -22,14 +31,31 @@ impl KpiDef for DeviceConversion {
     const INPUTS: &'static [EventKind] = &[EventKind::Orders, EventKind::Clicks];
     const WINDOW: super::WindowDefaults = MINUTE;
     const COLUMNS: &'static [Column] = &[
-        col("device_type", Str),
-        col("clicks_count", Long),
-        col("clicking_users", Long),
-        col("converted_users", Long),
-        col("orders_count", Long),
-        col("conversion_rate", Double),
+        DEVICE_TYPE,
+        CLICKS_COUNT,
+        CLICKING_USERS,
+        CONVERTED_USERS,
+        ORDERS_COUNT,
+        CONVERSION_RATE,
     ];
-    const DASHBOARD: Option<Dashboard> = Some(Dashboard::Trend);
+    const VIEW: Option<View> = Some(View {
+        read: Read::Trend,
+        cards: &[],
+        charts: &[Chart {
+            id: "by_device",
+            title: "Conversion by device",
+            note: "users of the device who ordered ÷ users of the device who clicked",
+            kind: ChartKind::Line,
+            series: &[Series {
+                label: "conversion",
+                measure: Measure::Ratio(&[CONVERTED_USERS], &[CLICKING_USERS]),
+            }],
+            split_by: Some(DEVICE_TYPE),
+            columns: &[],
+            format: Format::Percent,
+            rows: None,
+        }],
+    });
     type Acc = DeviceAcc;
     fn row(r: &DeviceRow) -> KpiRow {
         KpiRow {
@@ -123,7 +149,8 @@ impl Acc for DeviceAcc {
                     clicking_users: users.len() as i64,
                     converted_users: bought.len() as i64,
                     orders: n,
-                    conversion: (clicks > 0).then(|| n as f64 / clicks as f64),
+                    conversion: (!users.is_empty())
+                        .then(|| bought.len() as f64 / users.len() as f64),
                 }
             })
             .collect()
@@ -149,6 +176,10 @@ mod tests {
         p2.add(&Fact::Order(&order("c")));
         p2.add(&Fact::Click(&click("b", "mobile")));
         p2.add(&Fact::Order(&order("b")));
+        // d clicks on tablet three times and never orders.
+        for _ in 0..3 {
+            p2.add(&Fact::Click(&click("d", "tablet")));
+        }
         let rows = DeviceAcc::window_rows(&[&p1, &p2], 0, 60);
         let got: Vec<_> = rows
             .iter()
@@ -168,7 +199,18 @@ mod tests {
             vec![
                 ("desktop", 1, 1, 1, 1, Some(1.0)),
                 ("mobile", 3, 2, 2, 3, Some(1.0)),
+                ("tablet", 3, 1, 0, 0, Some(0.0)),
             ]
+        );
+        // A user who orders three times after one click is one converted user: 100 %, not 300 %.
+        let mut p = DeviceAcc::default();
+        p.add(&Fact::Click(&click("e", "mobile")));
+        for _ in 0..3 {
+            p.add(&Fact::Order(&order("e")));
+        }
+        assert_eq!(
+            DeviceAcc::window_rows(&[&p], 0, 60)[0].conversion,
+            Some(1.0)
         );
         assert!(DeviceAcc::window_rows(&[&DeviceAcc::default()], 0, 60).is_empty());
     }

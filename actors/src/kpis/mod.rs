@@ -11,6 +11,7 @@ pub mod conversion;
 pub mod device_conversion;
 mod engine;
 pub mod errors;
+pub mod funnel;
 pub mod orders_revenue;
 #[cfg(test)]
 mod props;
@@ -48,12 +49,14 @@ pub(crate) mod fixtures {
 }
 pub mod top_products;
 pub mod traffic;
+pub mod view;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use serde::Serialize;
 
 pub use engine::{Emitted, FoldStats, KpiEngine};
+pub use view::{Read, View};
 
 /// Bytes of keys (users, products, services) one pane of one KPI may hold, set once at start
 /// from `windows.max_pane_key_bytes`. The exact sets grow with distinct keys; past this a
@@ -103,7 +106,7 @@ use crate::schema::TableSpec;
 use crate::windows::{Acc, EngineParams};
 
 /// Every KPI, in the order their tables are created and reported.
-pub static REGISTRY: [&dyn Kpi; 7] = [
+pub static REGISTRY: [&dyn Kpi; 8] = [
     &Def(orders_revenue::OrdersRevenue),
     &Def(active_users::ActiveUsers),
     &Def(errors::Errors),
@@ -111,6 +114,7 @@ pub static REGISTRY: [&dyn Kpi; 7] = [
     &Def(conversion::Conversion),
     &Def(top_products::TopProducts),
     &Def(device_conversion::DeviceConversion),
+    &Def(funnel::Funnel),
 ];
 
 /// The KPI writing `table`, if any.
@@ -141,19 +145,6 @@ pub const MINUTE: WindowDefaults = WindowDefaults {
     seed_lateness_s: 120,
 };
 
-/// How the dashboard reads a KPI.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Dashboard {
-    /// Whole-minute windows of the last [`TREND_MINUTES`] (sliding windows overlap; only those
-    /// starting on a whole minute tile time, so each event is counted once).
-    Trend,
-    /// The newest `limit` windows ending in the last `minutes`.
-    Newest { minutes: i64, limit: usize },
-    /// Every row of the newest whole-minute window ending in the last `minutes` (a KPI with
-    /// several rows per window, such as a top list).
-    LatestWindow { minutes: i64 },
-}
-
 /// Minutes of whole-minute windows a trend fetches: the 30-minute chart plus room for the
 /// previous 5-minute period when the newest window trails `now` (lateness, commit interval).
 pub const TREND_MINUTES: i64 = 40;
@@ -172,7 +163,8 @@ pub trait KpiDef: Send + Sync + 'static {
     const WINDOW: WindowDefaults;
     /// Columns after `window_start` and `window_end`; `emitted_at` follows them.
     const COLUMNS: &'static [Column];
-    const DASHBOARD: Option<Dashboard> = None;
+    /// What the page shows of it (none: the table is only in the lake and over Flight).
+    const VIEW: Option<View> = None;
     type Acc: Acc + Send + 'static;
     /// A row's window and its values in [`Self::COLUMNS`] order.
     fn row(row: &<Self::Acc as Acc>::Row) -> KpiRow;
@@ -195,7 +187,7 @@ pub trait Kpi: Send + Sync + std::fmt::Debug {
     fn window(&self) -> WindowDefaults;
     /// The KPI's own columns (after window_start, window_end).
     fn columns(&self) -> &'static [Column];
-    fn dashboard(&self) -> Option<Dashboard>;
+    fn view(&self) -> Option<View>;
     fn engine(&self, params: EngineParams) -> Box<dyn KpiEngine>;
 
     /// Every column of the table, in order.
@@ -245,14 +237,14 @@ pub trait Kpi: Send + Sync + std::fmt::Debug {
     fn dashboard_sql(&self, table: &str, now: Micros) -> Option<String> {
         let names = self.select_list();
         let select = names.join(", ");
-        Some(match self.dashboard()? {
-            Dashboard::Trend => self.minutes_sql(table, now - TREND_MINUTES * MIN, now),
-            Dashboard::Newest { minutes, limit } => format!(
+        Some(match self.view()?.read {
+            Read::Trend => self.minutes_sql(table, now - TREND_MINUTES * MIN, now),
+            Read::Newest { minutes, limit } => format!(
                 "SELECT {select} FROM {table} \
                  WHERE \"window_end\" > {} ORDER BY \"window_end\" DESC LIMIT {limit}",
                 crate::sql::timestamp_literal(now - minutes * MIN),
             ),
-            Dashboard::LatestWindow { minutes } => {
+            Read::LatestWindow { minutes } => {
                 let since = crate::sql::timestamp_literal(now - minutes * MIN);
                 format!(
                     "SELECT {select} FROM {table} WHERE \"window_start\" = \
@@ -294,8 +286,8 @@ impl<K: KpiDef> Kpi for Def<K> {
     fn columns(&self) -> &'static [Column] {
         K::COLUMNS
     }
-    fn dashboard(&self) -> Option<Dashboard> {
-        K::DASHBOARD
+    fn view(&self) -> Option<View> {
+        K::VIEW
     }
     fn engine(&self, params: EngineParams) -> Box<dyn KpiEngine> {
         Box::new(engine::Typed::<K>::new(params))
@@ -372,6 +364,24 @@ impl crate::schema::Encode for KpiRows {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn every_view_names_its_own_columns_and_every_card_has_its_own_name() {
+        let mut cards = std::collections::HashSet::new();
+        for k in REGISTRY.iter() {
+            let Some(v) = k.view() else { continue };
+            v.check(k.name(), k.columns())
+                .unwrap_or_else(|e| panic!("{e}"));
+            for c in v.cards {
+                assert!(cards.insert(c.id), "card {} declared twice", c.id);
+            }
+            let mut charts = std::collections::HashSet::new();
+            for c in v.charts {
+                assert!(charts.insert(c.id), "{}: chart {} twice", k.name(), c.id);
+            }
+        }
+        assert!(cards.len() >= 5);
+    }
 
     #[test]
     fn a_pane_keeps_keys_up_to_its_budget() {

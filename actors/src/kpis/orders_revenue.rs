@@ -1,12 +1,16 @@
 //! `orders_revenue_per_minute` (seed): orders and revenue (Σ quantity × price) per 1-minute
 //! window sliding 30 s.
 
-use super::{Dashboard, KpiDef, KpiRow, MINUTE};
+use super::view::{Card, Chart, Format, Measure, Read, Rows, Series, View};
+use super::{KpiDef, KpiRow, MINUTE};
 use crate::events::{EventKind, Micros};
 use crate::schema::columns::{col, Column, ColumnType::*, Value};
 use crate::windows::{Acc, Fact};
 
 pub struct OrdersRevenue;
+
+pub const ORDERS_COUNT: Column = col("orders_count", Long);
+pub const TOTAL_REVENUE: Column = col("total_revenue", Double);
 
 impl KpiDef for OrdersRevenue {
     const NAME: &'static str = "orders_revenue";
@@ -14,8 +18,54 @@ impl KpiDef for OrdersRevenue {
     const INPUTS: &'static [EventKind] = &[EventKind::Orders];
     const COUNTS_LATE: &'static [EventKind] = &[EventKind::Orders];
     const WINDOW: super::WindowDefaults = MINUTE;
-    const COLUMNS: &'static [Column] = &[col("orders_count", Long), col("total_revenue", Double)];
-    const DASHBOARD: Option<Dashboard> = Some(Dashboard::Trend);
+    const COLUMNS: &'static [Column] = &[ORDERS_COUNT, TOTAL_REVENUE];
+    const VIEW: Option<View> = Some(View {
+        read: Read::Trend,
+        cards: &[
+            Card {
+                id: "orders",
+                title: "Orders",
+                note: "orders placed",
+                measure: Measure::Sum(&[ORDERS_COUNT]),
+                format: Format::Count,
+                inverse: false,
+                rows: Some(Rows::Orders),
+            },
+            Card {
+                id: "revenue",
+                title: "Revenue",
+                note: "Σ quantity × price",
+                measure: Measure::Sum(&[TOTAL_REVENUE]),
+                format: Format::Money,
+                inverse: false,
+                rows: Some(Rows::Orders),
+            },
+        ],
+        charts: &[
+            Chart::line(
+                "orders",
+                "Orders",
+                "orders placed",
+                &[Series {
+                    label: "orders",
+                    measure: Measure::Sum(&[ORDERS_COUNT]),
+                }],
+                Format::Count,
+                Some(Rows::Orders),
+            ),
+            Chart::line(
+                "revenue",
+                "Revenue",
+                "Σ quantity × price",
+                &[Series {
+                    label: "revenue",
+                    measure: Measure::Sum(&[TOTAL_REVENUE]),
+                }],
+                Format::Money,
+                Some(Rows::Orders),
+            ),
+        ],
+    });
     type Acc = OrdersAcc;
     fn row(r: &OrdersRow) -> KpiRow {
         KpiRow {

@@ -6,7 +6,8 @@
 
 use foldhash::{HashMap, HashMapExt};
 
-use super::{Dashboard, KpiDef, KpiRow, MINUTE};
+use super::view::{Chart, ChartKind, Format, Read, Rows, View};
+use super::{KpiDef, KpiRow, MINUTE};
 use crate::events::{EventKind, Micros};
 use crate::schema::columns::{col, Column, ColumnType::*, Value};
 use crate::windows::{Acc, Fact};
@@ -16,20 +17,48 @@ pub const TOP: usize = 10;
 
 pub struct TopProducts;
 
+pub const PRODUCT_RANK: Column = col("product_rank", Long);
+pub const PRODUCT_ID: Column = col("product_id", Str);
+pub const PRODUCTS: Column = col("products", Long);
+pub const ORDERS_COUNT: Column = col("orders_count", Long);
+pub const QUANTITY: Column = col("quantity", Long);
+pub const REVENUE: Column = col("revenue", Double);
+
 impl KpiDef for TopProducts {
     const NAME: &'static str = "top_products";
     const TABLE: &'static str = "top_products_per_minute";
     const INPUTS: &'static [EventKind] = &[EventKind::Orders];
     const WINDOW: super::WindowDefaults = MINUTE;
     const COLUMNS: &'static [Column] = &[
-        col("product_rank", Long),
-        col("product_id", Str),
-        col("products", Long),
-        col("orders_count", Long),
-        col("quantity", Long),
-        col("revenue", Double),
+        PRODUCT_RANK,
+        PRODUCT_ID,
+        PRODUCTS,
+        ORDERS_COUNT,
+        QUANTITY,
+        REVENUE,
     ];
-    const DASHBOARD: Option<Dashboard> = Some(Dashboard::LatestWindow { minutes: 15 });
+    const VIEW: Option<View> = Some(View {
+        read: Read::LatestWindow { minutes: 15 },
+        cards: &[],
+        charts: &[Chart {
+            id: "top",
+            title: "Top products by revenue",
+            note: "the newest closed minute: top 10 by revenue, then the other products together",
+            kind: ChartKind::Table,
+            series: &[],
+            split_by: None,
+            columns: &[
+                PRODUCT_RANK,
+                PRODUCT_ID,
+                PRODUCTS,
+                ORDERS_COUNT,
+                QUANTITY,
+                REVENUE,
+            ],
+            format: Format::Money,
+            rows: Some(Rows::Orders),
+        }],
+    });
     type Acc = ProductsAcc;
     fn row(r: &ProductRow) -> KpiRow {
         KpiRow {

@@ -1,12 +1,23 @@
 //! `traffic_per_minute` (ours): traffic and error rate per 1-minute window sliding 30 s across
 //! the three topics. error_rate = (ERROR + FATAL) / (orders + clicks); NULL without traffic.
 
-use super::{Dashboard, KpiDef, KpiRow, MINUTE};
+use super::view::{Card, Chart, Format, Measure, Read, Rows, Series, View};
+use super::{KpiDef, KpiRow, MINUTE};
 use crate::events::{EventKind, Micros};
 use crate::schema::columns::{col, Column, ColumnType::*, Value};
 use crate::windows::{Acc, Fact};
 
 pub struct Traffic;
+
+pub const ORDERS_COUNT: Column = col("orders_count", Long);
+pub const CLICKS_COUNT: Column = col("clicks_count", Long);
+pub const WARN_COUNT: Column = col("warn_count", Long);
+pub const ERROR_COUNT: Column = col("error_count", Long);
+pub const FATAL_COUNT: Column = col("fatal_count", Long);
+pub const ERROR_RATE: Column = col("error_rate", Double);
+/// What the error figures count, and what they are a rate of.
+const SERIOUS: &[Column] = &[ERROR_COUNT, FATAL_COUNT];
+const SEEN: &[Column] = &[ORDERS_COUNT, CLICKS_COUNT];
 
 impl KpiDef for Traffic {
     const NAME: &'static str = "traffic";
@@ -14,14 +25,47 @@ impl KpiDef for Traffic {
     const INPUTS: &'static [EventKind] = &[EventKind::Orders, EventKind::Clicks, EventKind::Errors];
     const WINDOW: super::WindowDefaults = MINUTE;
     const COLUMNS: &'static [Column] = &[
-        col("orders_count", Long),
-        col("clicks_count", Long),
-        col("warn_count", Long),
-        col("error_count", Long),
-        col("fatal_count", Long),
-        col("error_rate", Double),
+        ORDERS_COUNT,
+        CLICKS_COUNT,
+        WARN_COUNT,
+        ERROR_COUNT,
+        FATAL_COUNT,
+        ERROR_RATE,
     ];
-    const DASHBOARD: Option<Dashboard> = Some(Dashboard::Trend);
+    const VIEW: Option<View> = Some(View {
+        read: Read::Trend,
+        cards: &[
+            Card {
+                id: "errors",
+                title: "Errors",
+                note: "ERROR + FATAL",
+                measure: Measure::Sum(SERIOUS),
+                format: Format::Count,
+                inverse: true,
+                rows: Some(Rows::SeriousErrors),
+            },
+            Card {
+                id: "error_rate",
+                title: "Error rate",
+                note: "(ERROR + FATAL) ÷ (orders + clicks)",
+                measure: Measure::Ratio(SERIOUS, SEEN),
+                format: Format::Percent,
+                inverse: true,
+                rows: Some(Rows::SeriousErrors),
+            },
+        ],
+        charts: &[Chart::line(
+            "errors",
+            "Errors",
+            "ERROR + FATAL",
+            &[Series {
+                label: "errors",
+                measure: Measure::Sum(SERIOUS),
+            }],
+            Format::Count,
+            Some(Rows::SeriousErrors),
+        )],
+    });
     type Acc = TrafficAcc;
     fn row(r: &TrafficRow) -> KpiRow {
         KpiRow {

@@ -255,6 +255,7 @@ impl ConsumerState {
                 .collect();
             (ranges, Arc::new(kept))
         };
+        state.args.params.subscribers.commits.landed();
         // Only now, with the batch durable in the raw table, may the derived actors see it.
         if !ranges.is_empty() {
             state.args.params.subscribers.deliver(Delivery {

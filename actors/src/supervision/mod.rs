@@ -11,6 +11,7 @@
 pub mod budget;
 pub mod faults;
 pub mod progress;
+pub mod service;
 pub mod spawner;
 pub mod status;
 
@@ -23,6 +24,7 @@ use tracing::{error, info, warn};
 
 pub use budget::{RestartBudget, Verdict};
 pub use progress::Progress;
+pub use service::{Service, StartTask};
 pub use spawner::{ChildInfo, ChildSpecs, Spawner};
 pub use status::{PipelineState, PipelineStatus, StatusHandle};
 

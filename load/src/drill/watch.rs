@@ -36,7 +36,7 @@ pub async fn positions(lake: &Lake, followed: &[(String, String)]) -> anyhow::Re
                 _ => return Err(anyhow::Error::new(e).context(format!("loading {table}"))),
             },
         };
-        let offsets = recorded_offsets(&t, topic).map_err(anyhow::Error::msg)?;
+        let offsets = recorded_offsets(&t, topic)?;
         for (p, o) in offsets {
             out.insert((table.clone(), topic.clone(), p), o);
         }

@@ -223,15 +223,10 @@ pub async fn run(cfg: Config, args: HostileArgs) -> anyhow::Result<i32> {
             )
             .await
             .err()
-            .map(|e| {
-                let e = format!("{e:#}");
-                if e.contains("Unavailable") {
-                    "unavailable"
-                } else if e.contains("Unauthenticated") {
-                    "unauthenticated"
-                } else {
-                    "other"
-                }
+            .map(|e| match crate::flight::client::status_code(&e) {
+                Some(tonic::Code::Unavailable) => "unavailable",
+                Some(tonic::Code::Unauthenticated) => "unauthenticated",
+                _ => "other",
             })
             .unwrap_or("accepted")
         }

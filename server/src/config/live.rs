@@ -418,7 +418,7 @@ impl DrillConfig {
             ));
         }
         if let Err(e) = shopwatch_actors::failpoint::parse_spec(&self.failpoints) {
-            return Err(ConfigError::check("drill.failpoints", e));
+            return Err(ConfigError::check("drill.failpoints", e.to_string()));
         }
         if !self.failpoints.trim().is_empty() && !shopwatch_actors::failpoint::ENABLED {
             return Err(ConfigError::check(

@@ -88,7 +88,7 @@ impl FlightQueryClient {
     /// Run `sql`; logs in again once if the session expired.
     pub async fn query(&mut self, sql: &str) -> anyhow::Result<Vec<RecordBatch>> {
         match self.query_once(sql).await {
-            Err(e) if format!("{e:#}").contains("Unauthenticated") => {
+            Err(e) if status_code(&e) == Some(tonic::Code::Unauthenticated) => {
                 self.login().await?;
                 self.query_once(sql).await
             }
@@ -104,7 +104,7 @@ impl FlightQueryClient {
     /// the order given. Logs in again once if the session expired.
     pub async fn query_all(&mut self, sqls: &[String]) -> anyhow::Result<Vec<Vec<RecordBatch>>> {
         match self.query_all_once(sqls).await {
-            Err(e) if format!("{e:#}").contains("Unauthenticated") => {
+            Err(e) if status_code(&e) == Some(tonic::Code::Unauthenticated) => {
                 self.login().await?;
                 self.query_all_once(sqls).await
             }
@@ -122,6 +122,19 @@ impl FlightQueryClient {
         });
         futures::future::try_join_all(runs).await
     }
+}
+
+/// The gRPC code a Flight call failed with, if it failed on the server's word (the typed
+/// status, never its text).
+pub fn status_code(e: &anyhow::Error) -> Option<tonic::Code> {
+    e.chain().find_map(
+        |cause| match cause.downcast_ref::<arrow_flight::error::FlightError>() {
+            Some(arrow_flight::error::FlightError::Tonic(status)) => Some(status.code()),
+            _ => cause
+                .downcast_ref::<tonic::Status>()
+                .map(tonic::Status::code),
+        },
+    )
 }
 
 async fn run_query(

@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::service::{is_flight_sql_command, FlightSql};
 
+#[derive(Clone)]
 pub struct Gate {
     pub inner: Arc<FlightSql>,
 }

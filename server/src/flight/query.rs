@@ -174,51 +174,81 @@ impl QueryEngine {
         Ok((schema, Box::pin(stream)))
     }
 
-    /// Tables are re-listed once if the query names one we have not seen yet (created after
-    /// the server started).
     async fn run_retrying(&self, sql: &str) -> Result<(SchemaRef, BatchStream), QueryError> {
-        match self.run_once(sql).await {
-            Err(QueryError::Invalid(m)) if m.contains("not found") => {
-                self.refresh()
-                    .await
-                    .map_err(|e| QueryError::Execution(format!("{e:#}")))?;
-                self.run_once(sql).await
-            }
-            other => other,
-        }
+        self.run_once(sql).await
     }
 
     /// The result schema without running the query (for FlightInfo).
     pub async fn schema(&self, sql: &str) -> Result<SchemaRef, QueryError> {
-        let df = match self.plan(sql).await {
-            Err(QueryError::Invalid(m)) if m.contains("not found") => {
-                self.refresh()
-                    .await
-                    .map_err(|e| QueryError::Execution(format!("{e:#}")))?;
-                self.plan(sql).await?
-            }
-            other => other?,
-        };
+        let df = self.plan(sql).await?;
         Ok(dremio_schema(df.schema().inner()))
     }
 
+    /// Parse and plan `sql`: a query only (told by the statement's kind), over the tables as
+    /// they are now (listed again once if it names one created after the provider was built).
     async fn plan(&self, sql: &str) -> Result<datafusion::dataframe::DataFrame, QueryError> {
-        let provider = self.provider.read().await.clone();
-        let ctx = self.context(provider)?;
-        let options = SQLOptions::new()
+        use datafusion::sql::parser::Statement;
+        use datafusion::sql::sqlparser::ast::Statement as Sql;
+        let invalid = |e: DataFusionError| QueryError::Invalid(e.to_string());
+        let mut provider = self.provider.read().await.clone();
+        let mut ctx = self.context(provider.clone())?;
+        let state = ctx.state();
+        let dialect = state.config().options().sql_parser.dialect;
+        let statement = state.sql_to_statement(sql, &dialect).map_err(invalid)?;
+        let kind = match &statement {
+            Statement::Statement(s) if matches!(**s, Sql::Query(_)) => None,
+            Statement::Statement(s) => Some(
+                s.to_string()
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_uppercase(),
+            ),
+            Statement::CopyTo(_) => Some("COPY".into()),
+            Statement::CreateExternalTable(_) => Some("CREATE EXTERNAL TABLE".into()),
+            Statement::Explain(_) => Some("EXPLAIN".into()),
+            Statement::Reset(_) => Some("RESET".into()),
+        };
+        if let Some(kind) = kind {
+            return Err(QueryError::ReadOnly(format!("{kind} statement")));
+        }
+        let tables = state
+            .resolve_table_references(&statement)
+            .map_err(invalid)?;
+        if !tables.iter().all(|t| self.knows(&provider, t)) {
+            self.refresh()
+                .await
+                .map_err(|e| QueryError::Execution(format!("{e:#}")))?;
+            provider = self.provider.read().await.clone();
+            ctx = self.context(provider)?;
+        }
+        let plan = ctx
+            .state()
+            .statement_to_plan(statement)
+            .await
+            .map_err(invalid)?;
+        // Belt and braces: the plan itself may hold nothing that writes.
+        SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
-            .with_allow_statements(false);
-        ctx.sql_with_options(sql, options).await.map_err(|e| {
-            let text = e.to_string();
-            if text.contains("not supported")
-                && (text.contains("DDL") || text.contains("DML") || text.contains("Statement"))
-            {
-                QueryError::ReadOnly(text)
-            } else {
-                QueryError::Invalid(text)
-            }
-        })
+            .with_allow_statements(false)
+            .verify_plan(&plan)
+            .map_err(|e| QueryError::ReadOnly(e.to_string()))?;
+        ctx.execute_logical_plan(plan).await.map_err(invalid)
+    }
+
+    /// Whether the provider lists `table` (information_schema always).
+    fn knows(
+        &self,
+        provider: &IcebergCatalogProvider,
+        table: &datafusion::sql::TableReference,
+    ) -> bool {
+        use datafusion::catalog::CatalogProvider;
+        let schema = table.schema().unwrap_or(&self.namespace);
+        schema == "information_schema"
+            || provider
+                .schema(schema)
+                .is_some_and(|s| s.table_exist(table.table()))
     }
 
     /// Streams the result batch by batch, so a large result never sits whole in memory.

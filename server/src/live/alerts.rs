@@ -18,7 +18,7 @@ use shopwatch_actors::lake::{append_once, HygieneParams, Lake};
 use shopwatch_actors::schema::columns::ColumnType;
 use tracing::{info, warn};
 
-use super::dashboard::{rows, Kind as Col};
+use super::results::{rows, Kind as Col};
 use crate::auth::http::{local, Caller};
 
 pub const GROUP_COLUMNS: [(&str, Col); 6] = [

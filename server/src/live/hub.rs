@@ -12,18 +12,58 @@ use tokio::sync::Notify;
 
 use super::metrics::LiveMetrics;
 
-/// Message types the hub keeps for snapshots, in the order a snapshot lists them.
-pub const STATE_TYPES: [&str; 9] = [
-    "kpis",
-    "series",
-    "top_products",
-    "alerts",
-    "alert_groups",
-    "latest_orders",
-    "latest_errors",
-    "health",
-    "provisional",
-];
+/// Every message the page gets, one name each (its `type`). The state messages are kept for
+/// snapshots, in this order; the others are pushed and forgotten.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Message {
+    /// What the page draws: every KPI's declared cards and charts (`views::layout`).
+    Views,
+    /// The cards (`views::cards`).
+    Kpis,
+    /// The charts, funnels and tables (`views::charts`).
+    Series,
+    Alerts,
+    AlertGroups,
+    LatestOrders,
+    LatestErrors,
+    Health,
+    /// Every KPI's open windows (snapshots and `/api/dashboard` only; not pushed).
+    Provisional,
+    Heartbeat,
+}
+
+impl Message {
+    pub const KEPT: [Message; 9] = [
+        Message::Views,
+        Message::Kpis,
+        Message::Series,
+        Message::Alerts,
+        Message::AlertGroups,
+        Message::LatestOrders,
+        Message::LatestErrors,
+        Message::Health,
+        Message::Provisional,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Message::Views => "views",
+            Message::Kpis => "kpis",
+            Message::Series => "series",
+            Message::Alerts => "alerts",
+            Message::AlertGroups => "alert_groups",
+            Message::LatestOrders => "latest_orders",
+            Message::LatestErrors => "latest_errors",
+            Message::Health => "health",
+            Message::Provisional => "provisional",
+            Message::Heartbeat => "heartbeat",
+        }
+    }
+
+    fn kept(self) -> bool {
+        Self::KEPT.contains(&self)
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct HubParams {
@@ -115,7 +155,7 @@ impl Outbox {
 
 struct State {
     seq: u64,
-    latest: BTreeMap<&'static str, Value>,
+    latest: BTreeMap<Message, Value>,
     clients: HashMap<u64, Arc<Outbox>>,
     next_id: u64,
 }
@@ -170,9 +210,9 @@ impl Hub {
 
     fn snapshot_frame(state: &State) -> Utf8Bytes {
         let mut data = serde_json::Map::new();
-        for kind in STATE_TYPES {
-            if let Some(v) = state.latest.get(kind) {
-                data.insert(kind.to_string(), v.clone());
+        for kind in Message::KEPT {
+            if let Some(v) = state.latest.get(&kind) {
+                data.insert(kind.as_str().to_string(), v.clone());
             }
         }
         frame("snapshot", state.seq, now_ms(), &Value::Object(data))
@@ -208,11 +248,11 @@ impl Hub {
     }
 
     /// Send `data` as a `kind` message to every client; state types are kept for snapshots.
-    pub fn publish(&self, kind: &'static str, data: Value) {
+    pub fn publish(&self, kind: Message, data: Value) {
         let mut s = self.lock();
         s.seq += 1;
-        let f = frame(kind, s.seq, now_ms(), &data);
-        if STATE_TYPES.contains(&kind) {
+        let f = frame(kind.as_str(), s.seq, now_ms(), &data);
+        if kind.kept() {
             s.latest.insert(kind, data);
         }
         let mut snapshot: Option<Utf8Bytes> = None;
@@ -228,7 +268,11 @@ impl Hub {
                 &self.params,
             );
             match result {
-                Push::Queued => self.metrics.ws_sent.with_label_values(&[kind]).inc(),
+                Push::Queued => self
+                    .metrics
+                    .ws_sent
+                    .with_label_values(&[kind.as_str()])
+                    .inc(),
                 Push::Skipped => self.metrics.ws_skipped.inc(),
                 Push::Dropped => dropped.push(*id),
             }
@@ -242,8 +286,8 @@ impl Hub {
 
     /// Publish only when `data` differs from the last value of `kind` (tables that rarely
     /// change are not resent every refresh).
-    pub fn publish_changed(&self, kind: &'static str, data: Value) {
-        if self.lock().latest.get(kind) == Some(&data) {
+    pub fn publish_changed(&self, kind: Message, data: Value) {
+        if self.lock().latest.get(&kind) == Some(&data) {
             return;
         }
         self.publish(kind, data);
@@ -251,8 +295,8 @@ impl Hub {
 
     /// Keep `data` as the newest `kind` for snapshots and `/api/dashboard` without pushing it
     /// (state that is big or fast and that the page does not draw).
-    pub fn keep(&self, kind: &'static str, data: Value) {
-        if STATE_TYPES.contains(&kind) {
+    pub fn keep(&self, kind: Message, data: Value) {
+        if kind.kept() {
             self.lock().latest.insert(kind, data);
         }
     }
@@ -262,8 +306,8 @@ impl Hub {
     }
 
     /// The newest value of a state type (tests, the HTTP JSON view).
-    pub fn latest(&self, kind: &str) -> Option<Value> {
-        self.lock().latest.get(kind).cloned()
+    pub fn latest(&self, kind: Message) -> Option<Value> {
+        self.lock().latest.get(&kind).cloned()
     }
 }
 
@@ -296,9 +340,9 @@ mod tests {
     #[test]
     fn a_new_client_gets_a_snapshot_of_the_newest_state_then_every_message() {
         let h = hub(10, 8);
-        h.publish("kpis", json!({"orders": 1}));
-        h.publish("kpis", json!({"orders": 2}));
-        h.publish("heartbeat", json!({}));
+        h.publish(Message::Kpis, json!({"orders": 1}));
+        h.publish(Message::Kpis, json!({"orders": 2}));
+        h.publish(Message::Heartbeat, json!({}));
         let (_, out) = h.join().unwrap();
         let first = out.take();
         assert_eq!(first.len(), 1);
@@ -307,7 +351,7 @@ mod tests {
         assert_eq!(snap["data"]["kpis"]["orders"], 2);
         assert!(snap["data"].get("heartbeat").is_none());
         assert_eq!(snap["seq"], 3);
-        h.publish("alerts", json!([{"alert_type": "FATAL_ERROR"}]));
+        h.publish(Message::Alerts, json!([{"alert_type": "FATAL_ERROR"}]));
         let next = out.take();
         let m = parse(&next[0]);
         assert_eq!(
@@ -326,7 +370,7 @@ mod tests {
         // Slow holds its snapshot + message 0; message 1 overflows: the queue becomes one
         // snapshot holding message 1; message 2 queues behind it.
         for i in 0..3 {
-            h.publish("kpis", json!({"i": i}));
+            h.publish(Message::Kpis, json!({"i": i}));
             assert_eq!(fast.take().len(), 1, "the fast client gets every message");
         }
         let waiting: Vec<Value> = slow.take().iter().map(parse).collect();
@@ -342,7 +386,7 @@ mod tests {
         // Caught up (empty take resets the streak); now fall behind 3 times in a row: dropped.
         assert!(slow.take().is_empty());
         for i in 0..12 {
-            h.publish("kpis", json!({"i": i}));
+            h.publish(Message::Kpis, json!({"i": i}));
             fast.take();
         }
         assert!(slow.is_closed());

@@ -10,17 +10,15 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use arrow_array::RecordBatch;
 use serde_json::{json, Value};
 use shopwatch_actors::derived::live::{LiveSink, Provisional};
 use shopwatch_actors::events::Micros;
-use shopwatch_actors::kpis::{Kpi, KpiRow, KpiRows};
+use shopwatch_actors::kpis::{Kpi, KpiRow};
 use shopwatch_actors::schema::columns::Value as Cell;
-use shopwatch_actors::schema::Encode;
 use tracing::debug;
 
-use super::dashboard::{self, Facts};
-use super::hub::Hub;
+use super::hub::{Hub, Message};
+use super::views::{self, Facts};
 
 /// A provisional row older than this is dropped even if the lake never showed its window.
 const KEEP_MS: i64 = 10 * 60_000;
@@ -37,11 +35,9 @@ struct Open {
 
 #[derive(Default)]
 struct Inner {
-    /// The lake's newest results of the card KPIs, and the newest window end read per KPI.
+    /// The lake's newest rows of every viewed KPI, and the newest window end read per KPI.
     exact: Facts,
     exact_until_ms: BTreeMap<&'static str, i64>,
-    /// Extra trend series the refresher read (conversion and the like), passed through.
-    extra_series: serde_json::Map<String, Value>,
     open: BTreeMap<&'static str, (&'static dyn Kpi, Open)>,
     dirty: bool,
     /// The lake's windows changed since the trends were last sent.
@@ -61,9 +57,6 @@ impl std::fmt::Debug for Board {
     }
 }
 
-/// The KPIs the cards and trends read.
-const CARD_KPIS: [&str; 3] = ["orders_revenue", "traffic", "active_users"];
-
 impl Board {
     pub fn new(hub: Hub) -> Board {
         Board {
@@ -76,27 +69,16 @@ impl Board {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The refresher read the lake: `results` by KPI name (only the card KPIs and the named
-    /// extra series are used). Publishes at once.
-    pub fn exact(&self, results: &crate::flight::kpis::KpiResults, extra: Vec<(&str, Value)>) {
-        let get = |n: &str| results.get(n).map(Vec::as_slice).unwrap_or(&[]);
-        let facts = Facts::read(
-            get("orders_revenue"),
-            get("traffic"),
-            get("active_users"),
-            false,
-        );
+    /// The refresher read the lake: every viewed KPI's rows. Publishes at once.
+    pub fn exact(&self, facts: Facts) {
         {
             let mut inner = self.lock();
-            inner.exact = facts;
-            for name in CARD_KPIS {
-                if let Some(end) = dashboard::newest_end(get(name)) {
+            for (name, rows) in &facts.0 {
+                if let Some(end) = rows.iter().map(|r| r.end_ms).max() {
                     inner.exact_until_ms.insert(name, end);
                 }
             }
-            for (k, v) in extra {
-                inner.extra_series.insert(k.to_string(), v);
-            }
+            inner.exact = facts;
             inner.dirty = true;
             inner.exact_changed = true;
         }
@@ -120,43 +102,28 @@ impl Board {
             let series = series_due.then(|| {
                 inner.exact_changed = false;
                 inner.series_sent = Some(Instant::now());
-                let mut series = dashboard::series_of(&merged);
-                for (k, v) in &inner.extra_series {
-                    series[k] = v.clone();
-                }
-                series
+                views::charts(&merged, views::TREND_MS, 60_000)
             });
             if !series_due {
                 // The trends wait for their next turn; come back for them.
                 inner.dirty = true;
             }
-            let mut kpis = serde_json::to_value(dashboard::cards(&merged)).unwrap_or_default();
-            // How current the live values are: the newest event the orders figures include.
+            let mut kpis = views::cards(&merged, views::PERIOD_MS);
+            // How current the live values are: the newest event the cards' figures include.
             kpis["newest_event_ms"] = inner
                 .open
-                .get("orders_revenue")
-                .and_then(|(_, o)| o.newest_event)
+                .values()
+                .filter(|(k, _)| k.view().is_some_and(|v| !v.cards.is_empty()))
+                .filter_map(|(_, o)| o.newest_event)
+                .max()
                 .map_or(Value::Null, |t| json!(t / 1000));
             (kpis, series, inner.open_json())
         };
-        self.hub.publish_changed("kpis", kpis);
+        self.hub.publish_changed(Message::Kpis, kpis);
         if let Some(series) = series {
-            self.hub.publish_changed("series", series);
+            self.hub.publish_changed(Message::Series, series);
         }
-        self.hub.keep("provisional", open);
-    }
-
-    /// Coalesce provisional pushes into at most one publish per `every`.
-    pub fn spawn_publisher(&self, every: Duration) -> tokio::task::JoinHandle<()> {
-        let board = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                board.publish();
-            }
-        })
+        self.hub.keep(Message::Provisional, open);
     }
 }
 
@@ -175,29 +142,16 @@ impl Inner {
         }
     }
 
-    fn batch(kpi: &'static dyn Kpi, open: &Open) -> Option<RecordBatch> {
-        let schema = iceberg::arrow::schema_to_arrow_schema(&kpi.spec().schema).ok()?;
-        let rows = KpiRows {
-            kpi,
-            rows: open.rows.values().flatten().cloned().collect(),
-        };
-        rows.encode(Arc::new(schema), open.at).ok()
-    }
-
-    /// The card KPIs' open windows as facts.
+    /// The open windows of every viewed KPI as facts.
     fn open_facts(&self) -> Facts {
-        let get = |name: &str| -> Vec<RecordBatch> {
+        Facts(
             self.open
-                .get(name)
-                .and_then(|(kpi, open)| Self::batch(*kpi, open))
-                .into_iter()
-                .collect()
-        };
-        Facts::read(
-            &get("orders_revenue"),
-            &get("traffic"),
-            &get("active_users"),
-            true,
+                .iter()
+                .map(|(name, (_, open))| {
+                    let rows: Vec<KpiRow> = open.rows.values().flatten().cloned().collect();
+                    (*name, views::open_rows(&rows))
+                })
+                .collect(),
         )
     }
 
@@ -254,9 +208,9 @@ impl LiveSink for Board {
             .entry(name)
             .or_insert_with(|| (update.kpi, Open::default()));
         let open = &mut entry.1;
-        // Windows still open are replaced by the update; closed ones of the cards' KPIs keep
+        // Windows still open are replaced by the update; closed ones of the page's KPIs keep
         // their last value until the lake's exact row has been read (the others go).
-        let bridges = CARD_KPIS.contains(&name);
+        let bridges = update.kpi.view().is_some();
         open.rows.retain(|_, rows| {
             bridges
                 && rows
@@ -297,26 +251,18 @@ mod tests {
     }
 
     fn exact_orders(b: &Board, rows: Vec<KpiRow>) {
-        let kpi = by_name("orders_revenue").unwrap();
-        let batch = Inner::batch(
-            kpi,
-            &Open {
-                rows: rows.into_iter().map(|r| (r.start, vec![r])).collect(),
-                at: T0,
-                newest_event: None,
-            },
-        )
-        .unwrap();
-        let mut results = BTreeMap::new();
-        results.insert("orders_revenue", vec![batch]);
-        b.exact(&results, vec![]);
+        let mut rows = views::open_rows(&rows);
+        for r in &mut rows {
+            r.provisional = false;
+        }
+        b.exact(Facts([("orders_revenue", rows)].into_iter().collect()));
     }
 
     fn card(b: &Board) -> (Option<f64>, bool) {
-        let k = b.hub.latest("kpis").unwrap();
+        let k = b.hub.latest(Message::Kpis).unwrap();
         (
-            k["orders"]["value"].as_f64(),
-            k["orders"]["provisional"].as_bool().unwrap(),
+            k["cards"]["orders"]["value"].as_f64(),
+            k["cards"]["orders"]["provisional"].as_bool().unwrap(),
         )
     }
 
@@ -336,7 +282,7 @@ mod tests {
         });
         b.publish();
         assert_eq!(card(&b), (Some(15.0), true));
-        let p = b.hub.latest("provisional").unwrap();
+        let p = b.hub.latest(Message::Provisional).unwrap();
         assert_eq!(p["kpis"]["orders_revenue"][0]["orders_count"], 3);
         assert_eq!(
             p["newest_event_ms"]["orders_revenue"],
@@ -366,7 +312,7 @@ mod tests {
             ],
         );
         assert_eq!(card(&b), (Some(16.0), false));
-        let p = b.hub.latest("provisional").unwrap();
+        let p = b.hub.latest(Message::Provisional).unwrap();
         assert_eq!(p["kpis"]["orders_revenue"], json!([]));
     }
 }

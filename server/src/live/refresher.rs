@@ -15,11 +15,12 @@ use shopwatch_actors::telemetry::Metrics;
 use tracing::{debug, warn};
 
 use super::alerts;
-use super::dashboard::{self, ALERT_COLUMNS, ERROR_COLUMNS, ORDER_COLUMNS};
 use super::health::{health, QueryHealth};
-use super::hub::Hub;
+use super::hub::{Hub, Message};
 use super::metrics::LiveMetrics;
 use super::provisional::Board;
+use super::results::{rows, ALERT_COLUMNS, ERROR_COLUMNS, ORDER_COLUMNS};
+use super::views;
 use crate::config::QueryTarget;
 use crate::flight::client::FlightQueryClient;
 use crate::flight::kpis;
@@ -41,6 +42,8 @@ pub struct RefresherParams {
     pub faults: Arc<Faults>,
     /// Whether this instance owns the derived tables, and the election's members.
     pub ownership: shopwatch_actors::handoff::Ownership,
+    /// Every landed commit (a refresh follows, paced).
+    pub commits: shopwatch_actors::handoff::CommitFeed,
 }
 
 /// The refresher runs under the one supervisor like every long-lived actor.
@@ -107,7 +110,7 @@ impl Actor for Refresher {
     ) -> Result<Self::State, ActorProcessingErr> {
         let p = args.params;
         me.send_interval(p.min_interval, || RefreshMsg::Tick);
-        let mut commits = p.metrics.commits();
+        let mut commits = p.commits.subscribe();
         let to = me.clone();
         // Ends by itself once this actor is gone (the cast fails), so a kill leaks nothing.
         tokio::spawn(async move {
@@ -167,7 +170,7 @@ impl RefresherState {
                 {
                     s.last_health = Some(Instant::now());
                     s.p.hub.publish(
-                        "health",
+                        Message::Health,
                         health(&s.p.pipelines, &s.p.metrics, &s.p.ownership, &s.query),
                     );
                 }
@@ -219,25 +222,22 @@ impl RefresherState {
         let results = fetched?;
         let get =
             |name: &str| -> &[RecordBatch] { results.get(name).map(Vec::as_slice).unwrap_or(&[]) };
-        self.p.board.exact(
-            &results,
-            vec![
-                ("conversion", dashboard::conversion(get("conversion"))),
-                (
-                    "conversion_by_device",
-                    dashboard::device_conversion(get("device_conversion")),
-                ),
-            ],
-        );
-        let alerts = dashboard::rows(get("recent_alerts"), &ALERT_COLUMNS);
-        let latest_orders = dashboard::rows(get("latest_orders"), &ORDER_COLUMNS);
-        let latest_errors = dashboard::rows(get("latest_errors"), &ERROR_COLUMNS);
+        // Every viewed KPI's rows, read by its own columns: a column missing from a result
+        // fails the refresh (and says which), never blanks a card.
+        let mut facts = views::Facts::default();
+        for kpi in views::viewed() {
+            let rows = views::read_rows(kpi, get(kpi.name())).map_err(anyhow::Error::msg)?;
+            facts.0.insert(kpi.name(), rows);
+        }
+        self.p.board.exact(facts);
+        let alerts = rows(get("recent_alerts"), &ALERT_COLUMNS);
+        let latest_orders = rows(get("latest_orders"), &ORDER_COLUMNS);
+        let latest_errors = rows(get("latest_errors"), &ERROR_COLUMNS);
         debug!("KPIs refreshed");
         let hub = &self.p.hub;
-        hub.publish_changed("alerts", json!(alerts));
-        hub.publish_changed("top_products", dashboard::top_products(get("top_products")));
-        hub.publish_changed("latest_orders", json!(latest_orders));
-        hub.publish_changed("latest_errors", json!(latest_errors));
+        hub.publish_changed(Message::Alerts, json!(alerts));
+        hub.publish_changed(Message::LatestOrders, json!(latest_orders));
+        hub.publish_changed(Message::LatestErrors, json!(latest_errors));
         self.refresh_alert_groups(now).await;
         Ok(())
     }
@@ -259,7 +259,9 @@ impl RefresherState {
         };
         let (groups, actions) = (&found[0], &found[1]);
         let rows = alerts::groups(groups, &alerts::actions_from(actions), now);
-        self.p.hub.publish_changed("alert_groups", json!(rows));
+        self.p
+            .hub
+            .publish_changed(Message::AlertGroups, json!(rows));
     }
 }
 
@@ -302,6 +304,7 @@ mod tests {
             metrics: metrics.clone(),
             live: live.clone(),
             ownership: shopwatch_actors::handoff::Ownership::solo(),
+            commits: Default::default(),
             pipelines: Vec::new(),
             faults,
         }
@@ -390,7 +393,7 @@ mod tests {
                 // /readyz says why, and is not ready.
                 let app = router(AppState {
                     actions: None,
-                    drill: None,
+                    queries: None,
                     trends: Default::default(),
                     auth: None,
                     metrics: metrics.clone(),

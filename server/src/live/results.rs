@@ -1,5 +1,5 @@
-//! Query results as the page reads them: column accessors by name, rows as JSON objects, and
-//! the conversion and top-products views. The cards and trends are in `dashboard`.
+//! Query results as the page reads them: column accessors by name, and rows as JSON objects
+//! (alerts, the latest rows, the rows panel). The KPIs' cards and charts are in `views`.
 
 use arrow_array::{
     Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
@@ -8,10 +8,10 @@ use arrow_array::{
 use serde_json::{json, Value};
 
 /// Column accessors by name over several batches; a missing or mistyped column reads as empty.
-pub(super) struct Cols<'a>(pub(super) &'a [RecordBatch]);
+pub(crate) struct Cols<'a>(pub(super) &'a [RecordBatch]);
 
 impl Cols<'_> {
-    pub(super) fn rows(&self) -> usize {
+    pub(crate) fn rows(&self) -> usize {
         self.0.iter().map(RecordBatch::num_rows).sum()
     }
     fn each<A: Array + 'static, T>(
@@ -32,7 +32,7 @@ impl Cols<'_> {
         out
     }
     /// Milliseconds, from Flight's millisecond or the lake's microsecond timestamps.
-    pub(super) fn ts(&self, name: &str) -> Vec<Option<i64>> {
+    pub(crate) fn ts(&self, name: &str) -> Vec<Option<i64>> {
         let micros = self.0.iter().any(|b| {
             b.column_by_name(name)
                 .is_some_and(|c| c.as_any().is::<TimestampMicrosecondArray>())
@@ -43,7 +43,7 @@ impl Cols<'_> {
         self.each::<TimestampMillisecondArray, _>(name, |a, i| a.value(i))
     }
     /// 64-bit integers, or 32-bit ones widened (partitions, quantities).
-    pub(super) fn i64(&self, name: &str) -> Vec<Option<i64>> {
+    pub(crate) fn i64(&self, name: &str) -> Vec<Option<i64>> {
         let narrow = self.0.iter().any(|b| {
             b.column_by_name(name)
                 .is_some_and(|c| c.as_any().is::<Int32Array>())
@@ -53,73 +53,12 @@ impl Cols<'_> {
         }
         self.each::<Int64Array, _>(name, |a, i| a.value(i))
     }
-    pub(super) fn f64(&self, name: &str) -> Vec<Option<f64>> {
+    pub(crate) fn f64(&self, name: &str) -> Vec<Option<f64>> {
         self.each::<Float64Array, _>(name, |a, i| a.value(i))
     }
-    pub(super) fn str(&self, name: &str) -> Vec<Option<String>> {
+    pub(crate) fn str(&self, name: &str) -> Vec<Option<String>> {
         self.each::<StringArray, _>(name, |a, i| a.value(i).to_string())
     }
-}
-
-/// The conversion trend (whole-minute windows): `[start_ms, orders, clicks, rate|null]`.
-pub fn conversion(batches: &[RecordBatch]) -> Value {
-    let c = Cols(batches);
-    let (starts, orders, clicks, rate) = (
-        c.ts("window_start"),
-        c.i64("orders_count"),
-        c.i64("clicks_count"),
-        c.f64("conversion_rate"),
-    );
-    let rows: Vec<Value> = (0..starts.len())
-        .filter_map(|i| {
-            let s = starts[i].filter(|s| s % 60_000 == 0)?;
-            Some(json!([
-                s,
-                orders[i].unwrap_or(0),
-                clicks[i].unwrap_or(0),
-                rate[i]
-            ]))
-        })
-        .collect();
-    Value::Array(rows)
-}
-
-/// The conversion-by-device trend (whole-minute windows):
-/// `[start_ms, device, clicks, orders, rate|null]`.
-pub fn device_conversion(batches: &[RecordBatch]) -> Value {
-    let c = Cols(batches);
-    let (starts, devices, clicks, orders, rate) = (
-        c.ts("window_start"),
-        c.str("device_type"),
-        c.i64("clicks_count"),
-        c.i64("orders_count"),
-        c.f64("conversion_rate"),
-    );
-    let rows: Vec<Value> = (0..starts.len())
-        .filter_map(|i| {
-            let s = starts[i].filter(|s| s % 60_000 == 0)?;
-            Some(json!([
-                s,
-                devices[i].clone()?,
-                clicks[i].unwrap_or(0),
-                orders[i].unwrap_or(0),
-                rate[i]
-            ]))
-        })
-        .collect();
-    Value::Array(rows)
-}
-
-/// The top products of the newest whole-minute window: its bounds and rows by rank.
-pub fn top_products(batches: &[RecordBatch]) -> Value {
-    let c = Cols(batches);
-    let start = c.ts("window_start").into_iter().flatten().max();
-    let end = c.ts("window_end").into_iter().flatten().max();
-    json!({
-        "window_start": start,
-        "window_end": end,
-        "rows": rows(batches, &PRODUCT_COLUMNS),
-    })
 }
 
 /// Rows of a result as JSON objects, timestamps as ms; only the named columns, in order.
@@ -173,14 +112,6 @@ pub const ORDER_COLUMNS: [(&str, Kind); 5] = [
     ("order_total", Kind::Float),
     ("status", Kind::Text),
     ("order_ts", Kind::Ts),
-];
-pub const PRODUCT_COLUMNS: [(&str, Kind); 6] = [
-    ("product_rank", Kind::Int),
-    ("product_id", Kind::Text),
-    ("products", Kind::Int),
-    ("orders_count", Kind::Int),
-    ("quantity", Kind::Int),
-    ("revenue", Kind::Float),
 ];
 pub const ERROR_COLUMNS: [(&str, Kind); 4] = [
     ("service_name", Kind::Text),

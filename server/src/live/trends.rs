@@ -5,7 +5,7 @@
 //! buckets so a chart keeps about 100 points, and cached for a few seconds so many viewers
 //! cost one read.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,11 +16,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use shopwatch_actors::kpis::by_name;
+use shopwatch_actors::kpis::{Kpi, Read};
 use shopwatch_actors::sql::table;
 
-use super::dashboard::{self, Facts, Minute};
-use super::drill::DrillApi;
+use super::rows::PageQueries;
+use super::views::{self, Facts};
 
 /// A view stays this long before it is read again.
 const FRESH_FOR: Duration = Duration::from_secs(10);
@@ -65,105 +65,36 @@ impl Range {
     }
 }
 
-/// The minutes of the range ending at the newest one, summed into buckets aligned to the
-/// bucket size: `[start_ms, orders, revenue]` and `[start_ms, errors, warnings, rate]`.
-pub fn bucket(f: &Facts, range: Range) -> Value {
-    let b = range.bucket_ms();
-    let last = f.minutes.values().map(|m| m.end_ms).max().unwrap_or(0);
-    let mut buckets: BTreeMap<i64, Minute> = BTreeMap::new();
-    for m in f.minutes.values().filter(|m| m.end_ms > last - range.ms()) {
-        let start = m.start_ms.div_euclid(b) * b;
-        let s = buckets.entry(start).or_insert(Minute {
-            start_ms: start,
-            end_ms: start + b,
-            ..Minute::default()
-        });
-        s.orders += m.orders;
-        s.revenue += m.revenue;
-        s.clicks += m.clicks;
-        s.warn += m.warn;
-        s.errors += m.errors;
-        s.fatal += m.fatal;
-        s.seen_orders += m.seen_orders;
+/// The view of one range: every declared card over the range against the range before, and
+/// every chart in buckets (rates of sums). `results` follow [`range_queries`]'s order.
+pub fn view(results: &[Vec<RecordBatch>], range: Range) -> Result<Value, String> {
+    let mut f = Facts::default();
+    for (kpi, batches) in ranged().zip(results) {
+        f.0.insert(kpi.name(), views::read_rows(kpi, batches)?);
     }
-    let round2 = |v: f64| (v * 100.0).round() / 100.0;
-    json!({
-        "orders": buckets.values().map(|m| json!([m.start_ms, m.orders, round2(m.revenue)])).collect::<Vec<_>>(),
-        "errors": buckets.values().map(|m| {
-            let seen = m.seen_orders + m.clicks;
-            json!([m.start_ms, m.errors, m.warn, (seen > 0).then(|| m.errors as f64 / seen as f64)])
-        }).collect::<Vec<_>>(),
-        "provisional_from": Value::Null,
-    })
-}
-
-/// Conversion rows (`[start, orders, clicks, rate]` or, by device,
-/// `[start, device, clicks, orders, rate]`) summed into buckets: rates of sums.
-pub fn bucket_conversion(rows: &Value, by_device: bool, range: Range) -> Value {
-    let b = range.bucket_ms();
-    let rows = rows.as_array().cloned().unwrap_or_default();
-    let last = rows.iter().filter_map(|r| r[0].as_i64()).max().unwrap_or(0);
-    let mut sums: BTreeMap<(i64, String), (i64, i64)> = BTreeMap::new();
-    for r in rows
-        .iter()
-        .filter(|r| r[0].as_i64().is_some_and(|s| s > last - range.ms()))
-    {
-        let start = r[0].as_i64().unwrap_or(0).div_euclid(b) * b;
-        let (key, orders, clicks) = if by_device {
-            (r[1].as_str().unwrap_or("").to_string(), &r[3], &r[2])
-        } else {
-            (String::new(), &r[1], &r[2])
-        };
-        let e = sums.entry((start, key)).or_default();
-        e.0 += orders.as_i64().unwrap_or(0);
-        e.1 += clicks.as_i64().unwrap_or(0);
-    }
-    let rate = |o: i64, c: i64| (c > 0).then(|| o as f64 / c as f64);
-    Value::Array(
-        sums.into_iter()
-            .map(|((s, key), (o, c))| {
-                if by_device {
-                    json!([s, key, c, o, rate(o, c)])
-                } else {
-                    json!([s, o, c, rate(o, c)])
-                }
-            })
-            .collect(),
-    )
-}
-
-/// The view of one range: cards over the range against the range before, and bucketed trends.
-pub fn view(results: &[Vec<RecordBatch>; 5], range: Range) -> Value {
-    let f = Facts::read(&results[0], &results[1], &results[2], false);
-    let mut series = bucket(&f, range);
-    series["conversion"] = bucket_conversion(&dashboard::conversion(&results[3]), false, range);
-    series["conversion_by_device"] =
-        bucket_conversion(&dashboard::device_conversion(&results[4]), true, range);
-    json!({
+    Ok(json!({
         "range": range.name(),
         "bucket_s": range.bucket_ms() / 1000,
-        "kpis": dashboard::cards_over(&f, range.ms()),
-        "series": series,
-    })
+        "kpis": views::cards(&f, range.ms()),
+        "series": views::charts(&f, range.ms(), range.bucket_ms()),
+    }))
 }
 
-/// The KPIs a range view reads, in [`view`]'s order.
-const VIEW_KPIS: [&str; 5] = [
-    "orders_revenue",
-    "traffic",
-    "active_users",
-    "conversion",
-    "device_conversion",
-];
+/// The KPIs a range view reads: every viewed KPI read as whole-minute windows, and those
+/// with a card on a longer window (active users).
+fn ranged() -> impl Iterator<Item = &'static dyn Kpi> {
+    views::viewed().filter(|k| {
+        k.view()
+            .is_some_and(|v| v.read == Read::Trend || !v.cards.is_empty())
+    })
+}
 
 /// The queries of one range view as of `now_us`, in [`view`]'s order: whole-minute windows
 /// of two ranges back (the cards compare the range with the one before it). Active users are
 /// 5-minute windows sliding by whole minutes, so they are all read.
 pub fn range_queries(source: &str, namespace: &str, range: Range, now_us: i64) -> Vec<String> {
     let from = now_us - 2 * range.ms() * 1000;
-    VIEW_KPIS
-        .iter()
-        .filter_map(|name| by_name(name))
+    ranged()
         .map(|k| k.minutes_sql(&table(source, namespace, k.table()), from, now_us))
         .collect()
 }
@@ -178,7 +109,7 @@ pub struct TrendsQuery {
 pub struct TrendsCache(tokio::sync::Mutex<HashMap<Range, (Instant, Value)>>);
 
 pub async fn get_trends(
-    State(api): State<Option<Arc<DrillApi>>>,
+    State(api): State<Option<Arc<PageQueries>>>,
     State(cache): State<Arc<TrendsCache>>,
     Query(q): Query<TrendsQuery>,
 ) -> Response {
@@ -204,10 +135,13 @@ pub async fn get_trends(
         Ok(f) => f,
         Err(e) => return refuse(StatusCode::BAD_GATEWAY, format!("query failed: {e:#}")),
     };
-    let Ok(results) = <[Vec<RecordBatch>; 5]>::try_from(found) else {
+    if found.len() != sqls.len() {
         return refuse(StatusCode::BAD_GATEWAY, "query answers missing".into());
+    }
+    let mut v = match view(&found, range) {
+        Ok(v) => v,
+        Err(e) => return refuse(StatusCode::BAD_GATEWAY, e),
     };
-    let mut v = view(&results, range);
     v["query_ms"] = json!(started.elapsed().as_secs_f64() * 1e3);
     cached.insert(range, (Instant::now(), v.clone()));
     Json(v).into_response()
@@ -215,29 +149,64 @@ pub async fn get_trends(
 
 #[cfg(test)]
 mod tests {
+    use shopwatch_actors::schema::columns::Value as Cell;
+
+    use super::views::Row;
     use super::*;
 
     const M: i64 = 60_000;
     const T0: i64 = 1_764_000_000_000 - 1_764_000_000_000 % (15 * M);
 
+    /// `minutes` whole minutes of 2 orders (1.5 revenue) and 10 clicks with 1 error.
     fn facts(minutes: i64) -> Facts {
-        let mut f = Facts::default();
-        for i in 0..minutes {
-            let s = T0 + i * M;
-            f.minutes.insert(
-                s,
-                Minute {
-                    start_ms: s,
-                    end_ms: s + M,
-                    orders: 2,
-                    revenue: 1.5,
-                    clicks: 10,
-                    errors: 1,
-                    ..Minute::default()
-                },
-            );
-        }
-        f
+        let row = |i: i64, values: Vec<Cell>| Row {
+            start_ms: T0 + i * M,
+            end_ms: T0 + (i + 1) * M,
+            values,
+            provisional: false,
+        };
+        let orders = (0..minutes)
+            .map(|i| row(i, vec![Cell::Long(2), Cell::Double(1.5)]))
+            .collect();
+        let traffic = (0..minutes)
+            .map(|i| {
+                row(
+                    i,
+                    vec![
+                        Cell::Long(2),
+                        Cell::Long(10),
+                        Cell::Long(0),
+                        Cell::Long(1),
+                        Cell::Long(0),
+                        Cell::Null,
+                    ],
+                )
+            })
+            .collect();
+        let conversion = (0..minutes)
+            .map(|i| {
+                let (o, c) = if i % 2 == 0 { (1, 10) } else { (9, 30) };
+                row(
+                    i,
+                    vec![
+                        Cell::Long(o),
+                        Cell::Long(c),
+                        Cell::Long(1),
+                        Cell::Long(1),
+                        Cell::Null,
+                    ],
+                )
+            })
+            .collect();
+        Facts(
+            [
+                ("orders_revenue", orders),
+                ("traffic", traffic),
+                ("conversion", conversion),
+            ]
+            .into_iter()
+            .collect(),
+        )
     }
 
     #[test]
@@ -246,34 +215,36 @@ mod tests {
         assert!(Range::parse("7d").unwrap_err().starts_with("range"));
         // 48 hours of minutes: a 24-hour view keeps the newest 24 hours in 96 buckets of 15.
         let f = facts(48 * 60);
-        let v = bucket(&f, Range::Hours24);
-        let pts = v["orders"].as_array().unwrap();
+        let v = views::charts(&f, Range::Hours24.ms(), Range::Hours24.bucket_ms());
+        let pts = v["charts"]["orders_revenue.orders"].as_array().unwrap();
         assert_eq!(pts.len(), 96);
-        assert_eq!(pts[0][1], 30, "15 minutes × 2 orders");
-        assert_eq!(pts[0][2], 22.5);
-        assert_eq!(v["errors"][0][3], json!(15.0 / 150.0));
-        let six = bucket(&f, Range::Hours6);
-        assert_eq!(six["orders"].as_array().unwrap().len(), 72);
-        // The cards of a range compare it with the range before it.
-        let k = dashboard::cards_over(&f, Range::Hours6.ms());
+        assert_eq!(pts[0][1], 30.0, "15 minutes × 2 orders");
+        assert_eq!(v["charts"]["orders_revenue.revenue"][0][1], 22.5);
+        let six = views::charts(&f, Range::Hours6.ms(), Range::Hours6.bucket_ms());
         assert_eq!(
-            (k.orders.value, k.orders.previous),
-            (Some(720.0), Some(720.0))
+            six["charts"]["orders_revenue.orders"]
+                .as_array()
+                .unwrap()
+                .len(),
+            72
         );
-        assert_eq!(k.period_s, 6 * 3600);
+        // The cards of a range compare it with the range before it.
+        let k = views::cards(&f, Range::Hours6.ms());
+        assert_eq!(k["cards"]["orders"]["value"], 720.0);
+        assert_eq!(k["cards"]["orders"]["previous"], 720.0);
+        assert_eq!(k["period_s"], 6 * 3600);
+        // The error rate of a bucket is its errors over its orders and clicks.
+        let k = views::cards(&f, 15 * M);
+        assert_eq!(k["cards"]["error_rate"]["value"], 15.0 / 180.0);
     }
 
     #[test]
     fn conversion_buckets_are_rates_of_sums() {
-        let rows = json!([
-            [T0, "mobile", 10, 1, 0.1],
-            [T0 + M, "mobile", 30, 9, 0.3],
-            [T0, "desktop", 0, 0, null]
-        ]);
-        let v = bucket_conversion(&rows, true, Range::Hours6);
-        assert_eq!(
-            v,
-            json!([[T0, "desktop", 0, 0, null], [T0, "mobile", 40, 10, 0.25]])
-        );
+        // Alternating minutes of 1/10 and 9/30: a 5-minute bucket starting even is
+        // (1+9+1+9+1) ÷ (10+30+10+30+10), not a mean of rates.
+        let f = facts(10);
+        let v = views::charts(&f, Range::Hours6.ms(), Range::Hours6.bucket_ms());
+        let first = v["charts"]["conversion.conversion"][0][1].as_f64().unwrap();
+        assert!((first - 21.0 / 90.0).abs() < 1e-6, "{first}");
     }
 }

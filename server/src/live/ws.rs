@@ -162,11 +162,12 @@ async fn serve(
                 // Text from the page is not interpreted; any frame shows the client is alive.
                 Ok(_) => seen.store(now_ms(), Ordering::Relaxed),
                 Err(e) => {
-                    let text = e.to_string();
-                    if text.contains("too long")
-                        || text.contains("Space limit")
-                        || text.contains("too big")
-                    {
+                    // A frame or message past the limit, by the error's kind.
+                    let cause = e.into_inner();
+                    if matches!(
+                        cause.downcast_ref::<tokio_tungstenite::tungstenite::Error>(),
+                        Some(tokio_tungstenite::tungstenite::Error::Capacity(_))
+                    ) {
                         big.store(true, Ordering::Relaxed);
                     }
                     break;

@@ -154,7 +154,7 @@ async fn websocket_protocol_and_prometheus_scrape() {
     // A snapshot on a new connection carries everything the page needs.
     let mut ws2 = connect(&http, None).await.unwrap();
     let snap = next_json(&mut ws2).await;
-    for key in ["kpis", "series", "latest_orders", "health"] {
+    for key in ["views", "kpis", "series", "latest_orders", "health"] {
         assert!(
             snap["data"].get(key).is_some(),
             "snapshot lacks {key}: {snap}"

@@ -5,6 +5,8 @@
 use iceberg::table::Table;
 use serde::{Deserialize, Serialize};
 
+use super::offsets::LedgerError;
+
 /// Outcome of comparing a derived table's recorded chain with the link we computed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
@@ -27,10 +29,13 @@ pub struct ChainState {
     pub state: serde_json::Value,
 }
 
-pub fn recorded_chain(table: &Table) -> Result<ChainState, String> {
+pub fn recorded_chain(table: &Table) -> Result<ChainState, LedgerError> {
     match table.metadata().properties().get(CHAIN_KEY) {
         None => Ok(ChainState::default()),
-        Some(text) => serde_json::from_str(text).map_err(|e| format!("{CHAIN_KEY}: {e}")),
+        Some(text) => serde_json::from_str(text).map_err(|e| LedgerError::Unreadable {
+            key: CHAIN_KEY.to_string(),
+            detail: e.to_string(),
+        }),
     }
 }
 

@@ -9,7 +9,7 @@ use iceberg::table::Table;
 use uuid::Uuid;
 
 use super::chain::{decide_chain, recorded_chain, ChainState, Decision, CHAIN_KEY};
-use super::offsets::{self, is_committed, merge_forward, split_by_partition};
+use super::offsets::{self, is_committed, merge_forward, split_by_partition, LedgerError};
 use super::{CommitError, CommitHook, CommitOutcome, CommitReport, Committer, Ledger, Plan};
 use super::{Offsets, Ranges};
 use crate::events::Micros;
@@ -73,22 +73,22 @@ pub fn next_dead_letters_from(recorded: &Offsets, ranges: &Ranges, buffered: &Of
 
 /// Offsets recorded for `topic` in the table property (the source of truth: unlike snapshot
 /// summaries it survives snapshot expiry and other engines' compactions).
-pub fn recorded_offsets(table: &Table, topic: &str) -> Result<Offsets, String> {
+pub fn recorded_offsets(table: &Table, topic: &str) -> Result<Offsets, LedgerError> {
     offsets_property(table, &offsets_key(topic))
 }
 
 /// Everything a raw (or the dead-letter) table recorded for `topic`.
-pub fn recorded(table: &Table, topic: &str) -> Result<Recorded, String> {
+pub fn recorded(table: &Table, topic: &str) -> Result<Recorded, LedgerError> {
     Ok(Recorded {
         offsets: recorded_offsets(table, topic)?,
         dead_letters_from: offsets_property(table, &dead_letters_from_key(topic))?,
     })
 }
 
-fn offsets_property(table: &Table, key: &str) -> Result<Offsets, String> {
+fn offsets_property(table: &Table, key: &str) -> Result<Offsets, LedgerError> {
     match table.metadata().properties().get(key) {
         None => Ok(Offsets::new()),
-        Some(text) => offsets::from_json(text).map_err(|e| format!("{key}: {e}")),
+        Some(text) => offsets::from_json(key, text),
     }
 }
 
@@ -126,9 +126,9 @@ struct OffsetLedger<'a> {
 impl Ledger for OffsetLedger<'_> {
     fn plan(&mut self, table: &Table, attempt_id: Uuid, now: Micros) -> Result<Plan, CommitError> {
         let batch = self.batch;
-        let corrupt = |detail| CommitError::CorruptOffsets {
+        let corrupt = |source| CommitError::CorruptOffsets {
             table: self.table_name.to_string(),
-            detail,
+            source,
         };
         let Recorded {
             offsets: committed,
@@ -138,10 +138,10 @@ impl Ledger for OffsetLedger<'_> {
         let filtered;
         let (rows, ranges): (&Rows, &Ranges) = match self.rule {
             OffsetRule::Strict => {
-                let split = split_by_partition(&committed, &batch.ranges).map_err(|detail| {
+                let split = split_by_partition(&committed, &batch.ranges).map_err(|source| {
                     CommitError::Fenced {
                         table: self.table_name.to_string(),
-                        detail,
+                        source,
                     }
                 })?;
                 self.fenced = split.fenced;
@@ -231,9 +231,9 @@ impl TableCommitter {
 
     pub async fn committed(&self, topic: &str) -> Result<Recorded, CommitError> {
         let table = self.committer.load().await?;
-        recorded(&table, topic).map_err(|detail| CommitError::CorruptOffsets {
+        recorded(&table, topic).map_err(|source| CommitError::CorruptOffsets {
             table: self.table_name().to_string(),
-            detail,
+            source,
         })
     }
 
@@ -276,9 +276,9 @@ struct ChainLedger<'a> {
 
 impl Ledger for ChainLedger<'_> {
     fn plan(&mut self, table: &Table, attempt_id: Uuid, now: Micros) -> Result<Plan, CommitError> {
-        let recorded = recorded_chain(table).map_err(|detail| CommitError::CorruptOffsets {
+        let recorded = recorded_chain(table).map_err(|source| CommitError::CorruptOffsets {
             table: self.table_name.to_string(),
-            detail,
+            source,
         })?;
         match decide_chain(&recorded, *self.seq, self.commit_id) {
             Decision::Commit => {}
@@ -301,7 +301,10 @@ impl Ledger for ChainLedger<'_> {
         };
         let json = serde_json::to_string(&next).map_err(|e| CommitError::CorruptOffsets {
             table: self.table_name.to_string(),
-            detail: format!("encoding the state: {e}"),
+            source: LedgerError::Unreadable {
+                key: CHAIN_KEY.to_string(),
+                detail: format!("encoding the state: {e}"),
+            },
         })?;
         Ok(Plan::Append {
             batch: encode(self.table_name, table, self.rows, now)?,
@@ -342,9 +345,9 @@ impl DerivedCommitter {
         if let Some(m) = metrics {
             committer.set_metrics(m);
         }
-        let recorded = recorded_chain(&table).map_err(|detail| CommitError::CorruptOffsets {
+        let recorded = recorded_chain(&table).map_err(|source| CommitError::CorruptOffsets {
             table: spec.name.to_string(),
-            detail,
+            source,
         })?;
         Ok((
             DerivedCommitter {

@@ -23,7 +23,7 @@ pub use ledgers::{
     append_once, dead_letters_from_key, offsets_key, recorded, recorded_offsets, DerivedCommitter,
     OffsetRule, Recorded, TableBatch, TableCommitter,
 };
-pub use offsets::{Offsets, Ranges};
+pub use offsets::{LedgerError, Offsets, Ranges};
 
 use super::catalog::{is_conflict, Lake};
 use super::io::append::{append_pinned, Append, AppendError, Backoff};
@@ -60,15 +60,15 @@ pub struct CommitReport {
 pub enum CommitError {
     /// The lake's offsets (or a derived table's chain) are where no writer could have put them
     /// (behind the batch), or another owner moved the chain. Retrying cannot help.
-    #[error("table {table}: offsets fenced: {detail}")]
-    Fenced { table: String, detail: String },
+    #[error("table {table}: offsets fenced: {source}")]
+    Fenced { table: String, source: LedgerError },
     /// A derived table's chain moved under us: another instance owns the derived tables now
     /// (or owned them while this one was frozen). Our state is stale; a restart rebuilds it
     /// from the lake, or stands by if this instance no longer owns.
     #[error("table {table}: another owner moved the derived state: {detail}")]
     Deposed { table: String, detail: String },
-    #[error("table {table}: recorded offsets are unreadable: {detail}")]
-    CorruptOffsets { table: String, detail: String },
+    #[error("table {table}: recorded offsets are unreadable: {source}")]
+    CorruptOffsets { table: String, source: LedgerError },
     #[error("table {table}: opening: {detail}")]
     Open { table: String, detail: String },
     #[error("table {table}: commit failed after {attempts} attempts: {source}")]
@@ -275,7 +275,7 @@ impl Committer {
                         .map_err(|e| {
                             self.iceberg(
                                 "after the catalog commit",
-                                iceberg::Error::new(iceberg::ErrorKind::Unexpected, e),
+                                iceberg::Error::new(iceberg::ErrorKind::Unexpected, e.to_string()),
                             )
                         })?;
                     self.count("ok");

@@ -9,6 +9,22 @@ use std::collections::BTreeMap;
 /// Next offset per Kafka partition.
 pub type Offsets = BTreeMap<i32, i64>;
 
+/// What a table's bookkeeping can say that no commit may go on from.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerError {
+    /// The lake is behind a batch: records would be skipped (offsets only move forward).
+    #[error("partition {partition}: lake is at offset {lake}, behind the batch [{start}, {end}): records {lake}..{start} would be skipped")]
+    Behind {
+        partition: i32,
+        lake: i64,
+        start: i64,
+        end: i64,
+    },
+    /// A recorded property that does not read back.
+    #[error("{key}: {detail}")]
+    Unreadable { key: String, detail: String },
+}
+
 /// What a batch covers per partition: `(start, end)`, start inclusive, end exclusive.
 pub type Ranges = BTreeMap<i32, (i64, i64)>;
 
@@ -31,7 +47,10 @@ pub struct PartitionSplit {
 /// Strict rule for tables that own their topic's offsets (the raw tables), per partition:
 /// at the start, commit; at the end, landed; past the start, fenced. A lake *behind* the
 /// start is a gap no writer can explain (offsets only move forward): an error, never retried.
-pub fn split_by_partition(committed: &Offsets, batch: &Ranges) -> Result<PartitionSplit, String> {
+pub fn split_by_partition(
+    committed: &Offsets,
+    batch: &Ranges,
+) -> Result<PartitionSplit, LedgerError> {
     let mut split = PartitionSplit::default();
     for (&partition, &(start, end)) in batch {
         debug_assert!(start < end, "empty ranges are not part of a batch");
@@ -51,10 +70,12 @@ pub fn split_by_partition(committed: &Offsets, batch: &Ranges) -> Result<Partiti
                 split.fenced.insert(partition, c);
             }
             Some(c) => {
-                return Err(format!(
-                "partition {partition}: lake is at offset {c}, behind the batch [{start}, {end}): \
-                     records {c}..{start} would be skipped"
-            ))
+                return Err(LedgerError::Behind {
+                    partition,
+                    lake: c,
+                    start,
+                    end,
+                })
             }
         }
     }
@@ -83,15 +104,20 @@ pub fn to_json(offsets: &Offsets) -> String {
     serde_json::to_string(&as_strings).unwrap_or_else(|_| "{}".into())
 }
 
-pub fn from_json(text: &str) -> Result<Offsets, String> {
-    let parsed: BTreeMap<String, i64> =
-        serde_json::from_str(text).map_err(|e| format!("offsets are not a JSON map: {e}"))?;
+/// The offsets recorded under `key`.
+pub fn from_json(key: &str, text: &str) -> Result<Offsets, LedgerError> {
+    let unreadable = |detail: String| LedgerError::Unreadable {
+        key: key.to_string(),
+        detail,
+    };
+    let parsed: BTreeMap<String, i64> = serde_json::from_str(text)
+        .map_err(|e| unreadable(format!("offsets are not a JSON map: {e}")))?;
     parsed
         .into_iter()
         .map(|(p, o)| {
             p.parse::<i32>()
                 .map(|p| (p, o))
-                .map_err(|_| format!("partition key {p:?} is not an integer"))
+                .map_err(|_| unreadable(format!("partition key {p:?} is not an integer")))
         })
         .collect()
 }
@@ -237,7 +263,8 @@ mod tests {
             (offs(&[(0, 10), (1, 0)]), ranges(&[(0, 10, 20), (1, 3, 4)])),
         ] {
             let err = split_by_partition(&lake, &batch).unwrap_err();
-            assert!(err.contains("behind the batch"), "{err}");
+            assert!(matches!(err, LedgerError::Behind { .. }), "{err}");
+            assert!(err.to_string().contains("behind the batch"), "{err}");
         }
     }
 
@@ -261,8 +288,11 @@ mod tests {
     #[test]
     fn json_round_trip_and_errors() {
         let o = offs(&[(0, 1), (12, 99)]);
-        assert_eq!(from_json(&to_json(&o)).unwrap(), o);
-        assert!(from_json("{\"x\":1}").is_err());
-        assert!(from_json("[]").is_err());
+        assert_eq!(from_json("k", &to_json(&o)).unwrap(), o);
+        assert!(matches!(
+            from_json("k", "{\"x\":1}"),
+            Err(LedgerError::Unreadable { .. })
+        ));
+        assert!(from_json("k", "[]").is_err());
     }
 }

@@ -73,7 +73,7 @@ pub async fn append_pinned(
             .map_err(|e| {
                 AppendError::Prepare(
                     "failpoint",
-                    iceberg::Error::new(iceberg::ErrorKind::Unexpected, e),
+                    iceberg::Error::new(iceberg::ErrorKind::Unexpected, e.to_string()),
                 )
             })?;
     }

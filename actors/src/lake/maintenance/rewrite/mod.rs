@@ -204,7 +204,7 @@ impl CompactionPlan {
             let base = lake.catalog.load_unpinned(&self.ident).await?;
             crate::failpoint::hit("compaction.before_commit")
                 .await
-                .map_err(|e| Error::new(ErrorKind::Unexpected, e))?;
+                .map_err(|e| Error::new(ErrorKind::Unexpected, e.to_string()))?;
             match self.attempt(lake, &base).await {
                 Ok(landed) => return Ok((landed, attempt)),
                 Err(e) if retry_after(&e) && attempt < attempts => {

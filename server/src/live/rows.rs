@@ -1,7 +1,8 @@
-//! Drill-down: from a card, a trend point, an alert or a top product to the raw rows behind it
-//! (`GET /api/drill`), read through the same Flight SQL path as the cards (the embedded server
-//! or Dremio, per `query.backend`). The request names what and when; the SQL is built here
-//! from checked values only (literals quoted by `shopwatch_actors::sql`).
+//! The rows behind a figure: from a card, a chart point, a funnel step, an alert group or a top
+//! product to the raw rows (`GET /api/rows`), read through the same Flight SQL path as the
+//! cards (the embedded server or Dremio, per `query.backend`). The request names what and
+//! when; the SQL is built here from checked values only (literals quoted by
+//! `shopwatch_actors::sql`).
 
 use std::sync::Arc;
 
@@ -14,20 +15,21 @@ use serde_json::json;
 use shopwatch_actors::sql::{string_literal, table, timestamp_literal};
 use tokio::sync::Mutex;
 
-use super::dashboard::{self, Kind};
+use super::results::{self, Kind};
 use crate::config::QueryTarget;
 use crate::flight::client::FlightQueryClient;
+use shopwatch_actors::kpis::funnel::STEP_PATTERNS;
 
 /// Rows returned at most; the count says how many there are.
 pub const MAX_ROWS: usize = 500;
-/// The widest time range one drill may ask for.
+/// The widest time range one request may ask for.
 const MAX_SPAN_MS: i64 = 24 * 3600 * 1000;
-/// Times a drill may name: 2000-01-01 to 2200-01-01 (anything else is a mistake, and keeps
+/// Times a request may name: 2000-01-01 to 2200-01-01 (anything else is a mistake, and keeps
 /// every sum and product below far from overflowing).
 const TIMES_MS: std::ops::Range<i64> = 946_684_800_000..7_258_118_400_000;
 
 #[derive(Debug, Default, Deserialize)]
-pub struct DrillQuery {
+pub struct RowsQuery {
     pub what: Option<String>,
     pub from: Option<i64>,
     pub to: Option<i64>,
@@ -35,12 +37,15 @@ pub struct DrillQuery {
     /// `errors`: only ERROR and FATAL (what the errors card counts).
     pub serious: Option<bool>,
     pub product: Option<String>,
+    /// `clicks`: only the pages of this funnel step (0 home, 1 product, 2 cart).
+    pub step: Option<usize>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum What {
     Orders,
     Errors,
+    Clicks,
 }
 
 impl What {
@@ -48,12 +53,14 @@ impl What {
         match self {
             What::Orders => "orders_processed",
             What::Errors => "errors_processed",
+            What::Clicks => "clicks_processed",
         }
     }
     fn ts(self) -> &'static str {
         match self {
             What::Orders => "order_ts",
             What::Errors => "error_ts",
+            What::Clicks => "click_ts",
         }
     }
     fn columns(self) -> &'static [(&'static str, Kind)] {
@@ -78,27 +85,38 @@ impl What {
                 ("kafka_partition", Kind::Int),
                 ("kafka_offset", Kind::Int),
             ],
+            What::Clicks => &[
+                ("click_ts", Kind::Ts),
+                ("click_id", Kind::Text),
+                ("user_id", Kind::Text),
+                ("url", Kind::Text),
+                ("device_type", Kind::Text),
+                ("kafka_partition", Kind::Int),
+                ("kafka_offset", Kind::Int),
+            ],
         }
     }
 }
 
-/// A checked drill request.
+/// A checked request.
 #[derive(Debug, PartialEq)]
-pub struct Drill {
+pub struct RowsRequest {
     what: What,
     from_ms: i64,
     to_ms: i64,
     service: Option<String>,
     serious: bool,
     product: Option<String>,
+    step: Option<usize>,
 }
 
-impl Drill {
-    pub fn parse(q: &DrillQuery) -> Result<Drill, String> {
+impl RowsRequest {
+    pub fn parse(q: &RowsQuery) -> Result<RowsRequest, String> {
         let what = match q.what.as_deref() {
             Some("orders") => What::Orders,
             Some("errors") => What::Errors,
-            _ => return Err("what: must be orders or errors".into()),
+            Some("clicks") => What::Clicks,
+            _ => return Err("what: must be orders, errors or clicks".into()),
         };
         let (Some(from_ms), Some(to_ms)) = (q.from, q.to) else {
             return Err("from, to: both needed, in milliseconds since the epoch".into());
@@ -113,19 +131,29 @@ impl Drill {
         if to_ms <= from_ms || to_ms - from_ms > MAX_SPAN_MS {
             return Err("to: must be after from, and at most 24 hours later".into());
         }
-        if what == What::Orders && (q.service.is_some() || q.serious.is_some()) {
+        if what != What::Errors && (q.service.is_some() || q.serious.is_some()) {
             return Err("service, serious: only for what=errors".into());
         }
-        if what == What::Errors && q.product.is_some() {
+        if what != What::Orders && q.product.is_some() {
             return Err("product: only for what=orders".into());
         }
-        Ok(Drill {
+        if what != What::Clicks && q.step.is_some() {
+            return Err("step: only for what=clicks".into());
+        }
+        if q.step.is_some_and(|s| s >= STEP_PATTERNS.len()) {
+            return Err(format!(
+                "step: 0 to {} (the funnel's pages)",
+                STEP_PATTERNS.len() - 1
+            ));
+        }
+        Ok(RowsRequest {
             what,
             from_ms,
             to_ms,
             service: q.service.clone(),
             serious: q.serious.unwrap_or(false),
             product: q.product.clone(),
+            step: q.step,
         })
     }
 
@@ -147,6 +175,9 @@ impl Drill {
         if let Some(p) = &self.product {
             filter += &format!(" AND \"product_id\" = {}", string_literal(p));
         }
+        if let Some(step) = self.step.and_then(|s| STEP_PATTERNS.get(s)) {
+            filter += &format!(" AND regexp_like(\"url\", {})", string_literal(step));
+        }
         let cols: Vec<String> = self
             .what
             .columns()
@@ -164,15 +195,16 @@ impl Drill {
     }
 }
 
-/// The Flight SQL connection drills share (opened on first use, rebuilt after a failure).
-pub struct DrillApi {
+/// The Flight SQL connection the page's requests share (rows, time ranges; opened on first use,
+/// rebuilt after a failure).
+pub struct PageQueries {
     pub target: QueryTarget,
     client: Mutex<Option<FlightQueryClient>>,
 }
 
-impl DrillApi {
-    pub fn new(target: QueryTarget) -> DrillApi {
-        DrillApi {
+impl PageQueries {
+    pub fn new(target: QueryTarget) -> PageQueries {
+        PageQueries {
             target,
             client: Mutex::new(None),
         }
@@ -201,9 +233,9 @@ fn refuse(code: StatusCode, error: impl Into<String>) -> Response {
     (code, Json(json!({ "error": error.into() }))).into_response()
 }
 
-pub async fn get_drill(
-    State(api): State<Option<Arc<DrillApi>>>,
-    Query(q): Query<DrillQuery>,
+pub async fn get_rows(
+    State(api): State<Option<Arc<PageQueries>>>,
+    Query(q): Query<RowsQuery>,
 ) -> Response {
     let Some(api) = api else {
         return refuse(
@@ -211,15 +243,15 @@ pub async fn get_drill(
             "no query server configured",
         );
     };
-    let drill = match Drill::parse(&q) {
+    let request = match RowsRequest::parse(&q) {
         Ok(d) => d,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
     };
-    let sqls = drill.sql(&api.target.source, &api.target.namespace);
+    let sqls = request.sql(&api.target.source, &api.target.namespace);
     let found = match api.run(&sqls).await {
         Ok(f) => f,
         Err(e) => {
-            tracing::warn!(error = %format!("{e:#}"), "drill-down query failed");
+            tracing::warn!(error = %format!("{e:#}"), "rows query failed");
             return refuse(StatusCode::BAD_GATEWAY, format!("query failed: {e:#}"));
         }
     };
@@ -229,20 +261,20 @@ pub async fn get_drill(
             "the query server answered too little",
         );
     };
-    let mut rows = dashboard::rows(found_rows, drill.what.columns());
+    let mut rows = results::rows(found_rows, request.what.columns());
     let more = rows.len() > MAX_ROWS;
     rows.truncate(MAX_ROWS);
-    let count = dashboard::rows(found_count, &[("n", Kind::Int)])
+    let count = results::rows(found_count, &[("n", Kind::Int)])
         .first()
         .and_then(|r| r["n"].as_i64())
         .unwrap_or(rows.len() as i64);
     Json(json!({
-        "what": drill.what.table(),
-        "from": drill.from_ms,
-        "to": drill.to_ms,
+        "what": request.what.table(),
+        "from": request.from_ms,
+        "to": request.to_ms,
         "count": count,
         "more": more,
-        "columns": drill.what.columns().iter().map(|(c, _)| *c).collect::<Vec<_>>(),
+        "columns": request.what.columns().iter().map(|(c, _)| *c).collect::<Vec<_>>(),
         "rows": rows,
     }))
     .into_response()
@@ -255,25 +287,46 @@ mod tests {
     /// A time in the test's day (2026-11-18), plus `ms`.
     const T: i64 = 1_795_000_000_000;
 
-    fn q(what: &str, from: i64, to: i64) -> DrillQuery {
-        DrillQuery {
+    fn q(what: &str, from: i64, to: i64) -> RowsQuery {
+        RowsQuery {
             what: Some(what.into()),
             from: Some(T + from),
             to: Some(T + to),
-            ..DrillQuery::default()
+            ..RowsQuery::default()
         }
     }
 
     #[test]
     fn requests_are_checked_and_name_the_field() {
-        let raw = |from: i64, to: i64| DrillQuery {
+        let raw = |from: i64, to: i64| RowsQuery {
             from: Some(from),
             to: Some(to),
             ..q("orders", 0, 1)
         };
-        let cases: Vec<(DrillQuery, Option<&str>)> = vec![
+        let cases: Vec<(RowsQuery, Option<&str>)> = vec![
             (q("orders", 0, 60_000), None),
-            (q("clicks", 0, 60_000), Some("what")),
+            (q("visits", 0, 60_000), Some("what")),
+            (
+                RowsQuery {
+                    step: Some(1),
+                    ..q("clicks", 0, 60_000)
+                },
+                None,
+            ),
+            (
+                RowsQuery {
+                    step: Some(3),
+                    ..q("clicks", 0, 60_000)
+                },
+                Some("step"),
+            ),
+            (
+                RowsQuery {
+                    step: Some(0),
+                    ..q("orders", 0, 60_000)
+                },
+                Some("step"),
+            ),
             (q("orders", 60_000, 60_000), Some("to")),
             (q("orders", 0, MAX_SPAN_MS + 1), Some("to")),
             // Numbers that would overflow the arithmetic below: refused, named.
@@ -281,21 +334,21 @@ mod tests {
             (raw(T, i64::MAX), Some("to")),
             (raw(0, 60_000), Some("from")),
             (
-                DrillQuery {
+                RowsQuery {
                     from: None,
                     ..q("errors", 0, 1)
                 },
                 Some("from"),
             ),
             (
-                DrillQuery {
+                RowsQuery {
                     service: Some("x".into()),
                     ..q("orders", 0, 1)
                 },
                 Some("service"),
             ),
             (
-                DrillQuery {
+                RowsQuery {
                     product: Some("x".into()),
                     ..q("errors", 0, 1)
                 },
@@ -303,7 +356,7 @@ mod tests {
             ),
         ];
         for (req, field) in cases {
-            match (Drill::parse(&req), field) {
+            match (RowsRequest::parse(&req), field) {
                 (Ok(_), None) => {}
                 (Err(e), Some(f)) => assert!(e.starts_with(f), "{e}"),
                 (got, want) => panic!("{req:?}: {got:?}, wanted an error on {want:?}"),
@@ -313,7 +366,7 @@ mod tests {
 
     #[test]
     fn sql_filters_quote_what_the_caller_sent() {
-        let d = Drill::parse(&DrillQuery {
+        let d = RowsRequest::parse(&RowsQuery {
             service: Some("pay'ment".into()),
             serious: Some(true),
             from: Some(1_764_000_000_000),
@@ -335,5 +388,15 @@ mod tests {
         assert!(rows.ends_with(&format!("LIMIT {}", MAX_ROWS + 1)));
         assert!(count.starts_with("SELECT COUNT(*)"), "{count}");
         assert!(count.contains("'pay''ment'"));
+        let clicks = RowsRequest::parse(&RowsQuery {
+            step: Some(2),
+            ..q("clicks", 0, 60_000)
+        })
+        .unwrap();
+        let [rows, _] = clicks.sql("s", "ns");
+        assert!(
+            rows.contains("regexp_like(\"url\", '^(/page)?/cart/?([?#].*)?$')"),
+            "{rows}"
+        );
     }
 }
