@@ -14,6 +14,7 @@ pub mod failpoint;
 pub mod handoff;
 pub mod kpis;
 pub mod lake;
+pub mod migrate;
 pub mod pipeline;
 pub mod runtime;
 pub mod schema;

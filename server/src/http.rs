@@ -24,6 +24,8 @@ use crate::live::ws::{ws_handler, WsParams, WsState};
 #[derive(Clone)]
 pub struct AppState {
     pub metrics: Metrics,
+    /// Per topic, where partitions without an offset in the lake start (`kafka.start`).
+    pub start: Arc<std::collections::BTreeMap<String, String>>,
     /// Whether this instance computes the derived tables, and the election's members.
     pub ownership: Ownership,
     pub pipelines: Arc<Vec<StatusHandle>>,
@@ -191,6 +193,7 @@ async fn readyz(
             "maintenance_failing": maintenance,
             "assigned_partitions": assigned,
             "recovery": recovery,
+            "start": *state.start,
             "derived_owner": ownership.derived_owner,
             "election": ownership,
         })),

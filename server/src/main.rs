@@ -71,6 +71,11 @@ enum Command {
         #[command(subcommand)]
         command: cli::auth::AuthCommand,
     },
+    /// Hand a lake over from the old stack's Spark job: plan, then apply (docs/migration.md).
+    Migrate {
+        #[command(subcommand)]
+        command: cli::migrate::MigrateCommand,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -133,6 +138,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Drill(args) => cli::drill::run(args, &ctx).await,
         Command::Probe(args) => cli::probe::run(args).await,
         Command::Config { command } => cli::config::run(command, &ctx).await,
+        Command::Migrate { command } => cli::migrate::run(command, &ctx).await,
         Command::Auth { command } => cli::auth::run(command),
     }
 }

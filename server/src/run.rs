@@ -171,6 +171,9 @@ struct Core {
     /// The alert webhook's sender, when one is configured.
     webhook: Option<webhook::Sender>,
     pipelines: Pipelines,
+    /// Where each topic's partitions without an offset in the lake start (`kafka.start`,
+    /// `spark` resolved), for `/readyz`.
+    start: std::collections::BTreeMap<String, String>,
 }
 
 /// The pipelines: the lake, one topic pipeline per topic, the KPI and alert actors, the
@@ -183,7 +186,7 @@ async fn start_core(cfg: &Config) -> anyhow::Result<Core> {
     let commits = slots.commits.clone();
     // One set of injected faults for every group: the drill endpoint arms the next one.
     let faults = Arc::new(Faults::default());
-    let topics = pipeline_params(
+    let mut topics = pipeline_params(
         cfg,
         lake.clone(),
         metrics.clone(),
@@ -230,6 +233,15 @@ async fn start_core(cfg: &Config) -> anyhow::Result<Core> {
     shopwatch_actors::derived::ensure_tables(&derived)
         .await
         .context("creating the tables")?;
+    // After the tables are checked (adopted ones included): where new partitions start.
+    let start = crate::cli::migrate::resolve_start(cfg, &lake).await?;
+    for t in topics.iter_mut() {
+        t.kafka.start = start.clone();
+    }
+    let start_shown = topics
+        .iter()
+        .map(|t| (t.topic.clone(), t.kafka.start.for_topic(&t.topic).to_string()))
+        .collect();
     spawn_heap_trim();
     let pipelines = Pipelines::start(
         topics,
@@ -250,6 +262,7 @@ async fn start_core(cfg: &Config) -> anyhow::Result<Core> {
         commits,
         webhook,
         pipelines,
+        start: start_shown,
     })
 }
 
@@ -357,6 +370,7 @@ fn http_app(
             cfg.http.actions_per_minute,
         ))),
         auth,
+        start: Arc::new(core.start.clone()),
     };
     #[allow(unused_mut)]
     let mut app = router(state);

@@ -27,7 +27,7 @@ pub const COLUMNS: [Column; 9] = [
 ];
 
 pub fn spec() -> TableSpec {
-    columns::spec(TABLE, &COLUMNS, "at")
+    columns::spec(TABLE, &COLUMNS, "at", COLUMNS.len())
 }
 
 /// The longest silence; a longer one is a rule to switch off in the configuration.
@@ -191,6 +191,9 @@ impl Action {
 pub struct Actions(pub Vec<Action>);
 
 impl Encode for Actions {
+    fn spec(&self) -> TableSpec {
+        spec()
+    }
     fn len(&self) -> usize {
         self.0.len()
     }

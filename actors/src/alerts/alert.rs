@@ -28,7 +28,9 @@ pub const COLUMNS: [Column; 13] = [
 ];
 
 pub fn spec() -> TableSpec {
-    columns::spec(TABLE, &COLUMNS, "alert_timestamp")
+    // The seed's five columns are the contract; the grouping and source columns are ours.
+    let seed = COLUMNS.iter().position(|c| c.name == "metric_value").map_or(COLUMNS.len(), |i| i + 1);
+    columns::spec(TABLE, &COLUMNS, "alert_timestamp", seed)
 }
 
 /// One row of the `alerts` table.
@@ -76,6 +78,9 @@ pub struct EventAlert {
 pub struct Alerts(pub Vec<Alert>);
 
 impl Encode for Alerts {
+    fn spec(&self) -> TableSpec {
+        spec()
+    }
     fn len(&self) -> usize {
         self.0.len()
     }

@@ -18,8 +18,10 @@ use crate::error::{into_actor, Error, Handled};
 use crate::events::{EventKind, Micros};
 use crate::handoff::{Delivery, Preview, Slot};
 use crate::kpis::{FoldStats, Kpi, KpiEngine, KpiRows};
-use crate::lake::io::scan::{read_raw, resume_points};
+use crate::lake::io::scan::{read_batches, read_raw, resume_points, Columns};
 use crate::lake::{DerivedCommitter, Offsets};
+use crate::schema::NO_SOURCE;
+use iceberg::table::Table;
 use crate::supervision::Progress;
 use crate::windows::EngineParams;
 
@@ -128,7 +130,9 @@ async fn start(
     )
     .await?;
     let checkpoint: AggCheckpoint = if recorded.state.is_null() {
-        AggCheckpoint::default()
+        let table = committer.load().await?;
+        let topics: Vec<String> = args.kpi.inputs().iter().map(|k| p.topic(*k).to_string()).collect();
+        first_checkpoint(&table, &topics).await?
     } else {
         serde_json::from_value(recorded.state.clone())
             .map_err(|e| Error::Corrupt(format!("{table}: unreadable checkpoint: {e}")))?
@@ -175,6 +179,35 @@ async fn start(
         previewed: BTreeMap::new(),
         last_commit: None,
         flush_set: false,
+    })
+}
+
+/// The state of a KPI table shopwatch has not written yet: an empty table starts from
+/// nothing; a table another engine filled (the old stack's Spark job) is adopted at its newest
+/// window, so no window it wrote is written again (`emitted_until` = the largest
+/// `window_end` there). Either way the raw tables are read in full, rows without a Kafka
+/// source included ([`NO_SOURCE`]): a window still open at the handover gets both engines'
+/// events.
+async fn first_checkpoint(table: &Table, topics: &[String]) -> Result<AggCheckpoint, Error> {
+    let name = table.identifier().name().to_string();
+    let batches = read_batches(table, Some(&["window_end"]), None).await?;
+    let mut newest: Option<Micros> = None;
+    for b in &batches {
+        let ends = Columns::new(&name, b).ts("window_end")?;
+        if let Some(m) = ends.iter().flatten().max() {
+            newest = Some(newest.map_or(m, |n: Micros| n.max(m)));
+        }
+    }
+    if let Some(until) = newest {
+        info!(table = %name, until, "adopting a KPI table written by another engine: windows ending at or before `until` are not written again");
+    }
+    Ok(AggCheckpoint {
+        emitted_until: newest,
+        watermark: newest,
+        replay: topics
+            .iter()
+            .map(|t| (t.clone(), [(NO_SOURCE, -1)].into()))
+            .collect(),
     })
 }
 

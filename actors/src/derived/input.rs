@@ -89,6 +89,13 @@ pub struct Folded<'a> {
 }
 
 impl crate::windows::clock::Drained for Folded<'_> {
+    fn partitions(&self, topic: usize) -> Vec<i32> {
+        self.topics
+            .get(topic)
+            .map(|name| self.source.partitions(name))
+            .unwrap_or_default()
+    }
+
     fn drained(&self, topic: usize, partition: Option<i32>) -> bool {
         let (Some(name), Some(folded)) = (self.topics.get(topic), self.positions.get(topic)) else {
             return true;

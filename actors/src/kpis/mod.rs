@@ -203,7 +203,9 @@ pub trait Kpi: Send + Sync + std::fmt::Debug {
     }
 
     fn spec(&self) -> TableSpec {
-        columns::spec(self.table(), &self.all_columns(), "window_start")
+        // `emitted_at` came later than the seed's columns and the KPI's own.
+        let all = self.all_columns();
+        columns::spec(self.table(), &all, "window_start", all.len() - 1)
     }
 
     /// Index of one of the KPI's own columns in [`KpiRow::values`].
@@ -336,6 +338,9 @@ impl KpiRows {
 }
 
 impl crate::schema::Encode for KpiRows {
+    fn spec(&self) -> TableSpec {
+        self.kpi.spec()
+    }
     fn len(&self) -> usize {
         self.rows.len()
     }

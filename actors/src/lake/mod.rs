@@ -2,6 +2,7 @@
 //! commit loop and its pure deciders (`commit/`), reading and writing files (`io/`), and
 //! keeping tables small and fast (`maintenance/`).
 
+pub mod adopt;
 pub mod catalog;
 pub mod commit;
 pub mod io;

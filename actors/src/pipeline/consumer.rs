@@ -117,7 +117,10 @@ async fn start(myself: ActorRef<ConsumerMsg>, args: ConsumerArgs) -> Result<Cons
     let (raw, dead_letters, t) = (args.raw.clone(), args.dead_letters.clone(), topic.clone());
     let lake = Box::new(move || runtime.block_on(lake_positions(&raw, &dead_letters, &t)));
     let consumer = Arc::new(
-        kafka_consumer(&args.params, GroupContext::new(&topic, lake))
+        kafka_consumer(
+            &args.params,
+            GroupContext::new(&topic, lake, args.params.kafka.start.for_topic(&topic).clone()),
+        )
             .map_err(Error::kafka("creating the consumer"))?,
     );
     let c = consumer.clone();

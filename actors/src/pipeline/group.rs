@@ -16,6 +16,7 @@ use tracing::{info, warn};
 
 use crate::error::Error;
 use crate::lake::Offsets;
+use crate::pipeline::start_at::StartAt;
 
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -70,7 +71,10 @@ pub fn start_position(
     (low, high): (i64, i64),
     raw: Option<i64>,
     (dead_letters_from, dead_letters): (Option<i64>, Option<i64>),
+    fresh: i64,
 ) -> Result<Start, Error> {
+    // A partition the lake never saw starts where `kafka.start` says, dead letters included.
+    let unknown = if raw.is_none() { fresh } else { low };
     let raw = match raw {
         Some(o) if o > high => {
             return Err(Error::Unrecoverable(format!(
@@ -86,7 +90,7 @@ pub fn start_position(
             )));
         }
         Some(o) => o,
-        None => low,
+        None => fresh,
     };
     let done = match (dead_letters_from, dead_letters) {
         (Some(a), Some(b)) => Some(a.max(b)),
@@ -98,7 +102,7 @@ pub fn start_position(
             low
         }
         Some(o) => o.min(high),
-        None => low,
+        None => unknown,
     };
     Ok(Start {
         partition,
@@ -126,6 +130,8 @@ pub type GroupConsumer = BaseConsumer<GroupContext>;
 pub struct GroupContext {
     topic: String,
     lake: LakeOffsets,
+    /// Where a partition without an offset in the lake starts.
+    start: StartAt,
     changes: Mutex<Vec<GroupChange>>,
     failure: Mutex<Option<Error>>,
     /// Something waits in `changes` or `failure`: polls check this instead of two locks.
@@ -133,10 +139,11 @@ pub struct GroupContext {
 }
 
 impl GroupContext {
-    pub fn new(topic: &str, lake: LakeOffsets) -> Self {
+    pub fn new(topic: &str, lake: LakeOffsets, start: StartAt) -> Self {
         GroupContext {
             topic: topic.to_string(),
             lake,
+            start,
             changes: Mutex::new(Vec::new()),
             failure: Mutex::new(None),
             pending: AtomicBool::new(false),
@@ -182,7 +189,7 @@ impl GroupContext {
         partitions: &[i32],
     ) -> Result<Vec<Start>, Error> {
         let lake = (self.lake)()?;
-        starts_from(consumer, &self.topic, partitions, &lake)
+        starts_from(consumer, &self.topic, partitions, &lake, &self.start)
     }
 
     fn assign(&self, consumer: &GroupConsumer, partitions: &[i32]) -> Result<(), Error> {
@@ -209,6 +216,7 @@ pub fn starts_from<C: ConsumerContext>(
     topic: &str,
     partitions: &[i32],
     lake: &LakePositions,
+    start: &StartAt,
 ) -> Result<Vec<Start>, Error> {
     partitions
         .iter()
@@ -216,6 +224,13 @@ pub fn starts_from<C: ConsumerContext>(
             let range = consumer
                 .fetch_watermarks(topic, p, KAFKA_TIMEOUT)
                 .map_err(Error::kafka(format!("watermarks of {topic}/{p}")))?;
+            let fresh = match (lake.raw.get(&p), start) {
+                (None, StartAt::Time(t)) => {
+                    start.resolve(p, range, offset_for_time(consumer, topic, p, *t)?)
+                }
+                (None, _) => start.resolve(p, range, None),
+                (Some(_), _) => range.0,
+            };
             start_position(
                 topic,
                 p,
@@ -225,9 +240,32 @@ pub fn starts_from<C: ConsumerContext>(
                     lake.dead_letters_from.get(&p).copied(),
                     lake.dead_letters.get(&p).copied(),
                 ),
+                fresh,
             )
         })
         .collect()
+}
+
+/// The first offset of `topic/partition` whose timestamp is at or after `micros` (`None`:
+/// none that late).
+fn offset_for_time<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+    micros: i64,
+) -> Result<Option<i64>, Error> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(micros / 1000))
+        .map_err(Error::kafka("asking for offsets by time"))?;
+    let found = consumer
+        .offsets_for_times(tpl, KAFKA_TIMEOUT)
+        .map_err(Error::kafka(format!("offsets by time of {topic}/{partition}")))?;
+    Ok(found
+        .find_partition(topic, partition)
+        .and_then(|e| match e.offset() {
+            Offset::Offset(o) => Some(o),
+            _ => None,
+        }))
 }
 
 impl ClientContext for GroupContext {}
@@ -350,7 +388,7 @@ mod tests {
             ((50, 100), None, (None, None), Some((50, 50))),         // a new table starts at low
         ];
         for (range, raw, dl, want) in cases {
-            let got = start_position("t", 0, range, raw, dl);
+            let got = start_position("t", 0, range, raw, dl, range.0);
             match want {
                 Some((r, d)) => {
                     let s = got.unwrap_or_else(|e| panic!("{range:?} {raw:?} {dl:?}: {e}"));
@@ -361,6 +399,20 @@ mod tests {
                 }
                 None => assert!(got.is_err(), "{range:?} {raw:?} {dl:?}: {got:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn kafka_start_decides_only_what_the_lake_does_not() {
+        // (raw, dead letters from, fresh) → (raw, dead letters)
+        let cases = [
+            (None, None, 70, (70, 70)),         // latest / a time / Spark's end: both there
+            (Some(40), None, 70, (40, 0)),      // the lake wins, whatever the policy says
+            (Some(40), Some(40), 70, (40, 40)), // and its dead-letter bookkeeping too
+        ];
+        for (raw, dl_from, fresh, want) in cases {
+            let s = start_position("t", 0, (0, 100), raw, (dl_from, None), fresh).unwrap();
+            assert_eq!((s.raw, s.dead_letters), want, "{raw:?} {dl_from:?} {fresh}");
         }
     }
 

@@ -241,6 +241,21 @@ impl BrokerProbe {
     }
 }
 
+impl BrokerProbe {
+    /// The retained range `[low, high)` of every partition of `topic`, asked now (blocking).
+    pub fn ranges(&self, topic: &str) -> Result<BTreeMap<i32, (i64, i64)>, Error> {
+        topic_partitions(&self.consumer, topic)?
+            .into_iter()
+            .map(|p| {
+                self.consumer
+                    .fetch_watermarks(topic, p, KAFKA_TIMEOUT)
+                    .map(|range| (p, range))
+                    .map_err(Error::kafka(format!("watermarks of {topic}/{p}")))
+            })
+            .collect()
+    }
+}
+
 impl BrokerView for BrokerProbe {
     fn high_watermarks(&self, topic: &str) -> Result<BTreeMap<i32, i64>, String> {
         let partitions = topic_partitions(&self.consumer, topic).map_err(|e| e.to_string())?;

@@ -30,6 +30,7 @@ impl ConsumerState {
         let lake = lake_positions(&self.args.raw, &self.args.dead_letters, &topic).await?;
         let consumer = self.consumer.clone();
         let partitions: Vec<i32> = fenced.keys().copied().collect();
+        let start = self.args.params.kafka.start.for_topic(&topic).clone();
         let (starts, gone) = tokio::task::spawn_blocking(move || {
             // Partitions already taken from us wait for their revocation; the others are read
             // again from the lake. A seek that fails is an error (the consumer restarts and
@@ -42,7 +43,7 @@ impl ConsumerState {
                     .iter()
                     .any(|e| e.partition() == *p)
             });
-            let starts = starts_from(&consumer, &topic, &ours, &lake)?;
+            let starts = starts_from(&consumer, &topic, &ours, &lake, &start)?;
             seek_to(&consumer, &topic, &starts)?;
             Ok::<_, Error>((starts, gone))
         })

@@ -12,6 +12,7 @@ pub mod messages;
 pub mod params;
 pub mod recovery;
 mod split;
+pub mod start_at;
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant};
 use ractor::ActorStatus;
 
 pub use params::{BatchParams, KafkaParams, PipelineParams};
+pub use start_at::{StartAt, StartPolicy};
 
 use crate::error::Error;
 use crate::lake::OffsetRule;

@@ -22,6 +22,8 @@ pub struct KafkaParams {
     pub instance: String,
     /// Extra librdkafka properties (e.g. security settings).
     pub extra: BTreeMap<String, String>,
+    /// Where partitions without an offset in the lake start.
+    pub start: super::StartPolicy,
 }
 
 #[derive(Clone, Debug)]

@@ -92,7 +92,14 @@ impl Value {
 }
 
 /// A table whose columns are all listed; field ids follow the list from 1.
-pub fn spec(name: &'static str, columns: &[Column], partition_by: &str) -> TableSpec {
+/// The spec of a table of `columns`, the first `contract` of which an existing table must
+/// have (see [`TableSpec::contract`]).
+pub fn spec(
+    name: &'static str,
+    columns: &[Column],
+    partition_by: &str,
+    contract: usize,
+) -> TableSpec {
     let fields = columns
         .iter()
         .enumerate()
@@ -106,6 +113,7 @@ pub fn spec(name: &'static str, columns: &[Column], partition_by: &str) -> Table
         name,
         schema: build_schema(fields),
         partition: day_partition(source, &format!("{partition_by}_day")),
+        contract: contract.min(columns.len()),
     }
 }
 
@@ -235,7 +243,7 @@ mod tests {
 
     #[test]
     fn encode_then_decode_is_identity_and_types_are_checked() {
-        let spec = spec("t", &COLUMNS, "window_start");
+        let spec = spec("t", &COLUMNS, "window_start", COLUMNS.len());
         let arrow = Arc::new(iceberg::arrow::schema_to_arrow_schema(&spec.schema).unwrap());
         let rows = vec![
             vec![

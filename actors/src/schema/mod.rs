@@ -37,6 +37,10 @@ pub struct TableSpec {
     pub name: &'static str,
     pub schema: Schema,
     pub partition: UnboundPartitionSpec,
+    /// How many leading columns are the contract (the old stack's, or for our own tables
+    /// every column but those shopwatch appended later): an existing table must have them.
+    /// The rest are added to an existing table that lacks them (`lake::adopt`).
+    pub contract: usize,
 }
 
 pub fn raw_table_spec(kind: EventKind) -> TableSpec {
@@ -79,11 +83,13 @@ pub fn raw_table_spec(kind: EventKind) -> TableSpec {
         ),
     };
     let next_id = fields.len() as i32 + 1;
+    let contract = fields.len();
     fields.extend(source_fields(next_id));
     TableSpec {
         name: kind.raw_table(),
         schema: build_schema(fields),
         partition: day_partition(ts_id, &format!("{ts_name}_day")),
+        contract,
     }
 }
 
@@ -102,6 +108,7 @@ pub fn dead_letters_spec() -> TableSpec {
         name: DEAD_LETTERS_TABLE,
         schema: build_schema(fields),
         partition: day_partition(8, "received_at_day"),
+        contract: 8,
     }
 }
 
@@ -119,6 +126,11 @@ pub(crate) fn day_partition(source_id: i32, name: &str) -> UnboundPartitionSpec 
         .expect("static partition field is valid")
         .build()
 }
+
+/// The partition of rows another engine wrote into a raw table (the old stack's Spark job):
+/// they carry no Kafka partition or offset. Asking for it in a raw read's `from` (any offset)
+/// reads them; they fold into the windows they fall in but never move a watermark.
+pub const NO_SOURCE: i32 = -1;
 
 /// Where a row came from in Kafka.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,6 +153,9 @@ pub struct DeadLetter {
 /// Rows the commit loop can turn into a batch of a table's Arrow schema. `now` fills the
 /// columns that say when shopwatch wrote a row (`emitted_at`, `created_at`).
 pub trait Encode: Send + Sync {
+    /// The table these rows are for, as shopwatch defines it (an adopted table may differ:
+    /// the batch is fitted to it, `lake::adopt::fit`).
+    fn spec(&self) -> TableSpec;
     fn len(&self) -> usize;
     fn is_empty(&self) -> bool {
         self.len() == 0
@@ -153,6 +168,14 @@ pub trait Encode: Send + Sync {
 }
 
 impl Encode for Rows {
+    fn spec(&self) -> TableSpec {
+        match self {
+            Rows::Orders(_) => raw_table_spec(EventKind::Orders),
+            Rows::Clicks(_) => raw_table_spec(EventKind::Clicks),
+            Rows::Errors(_) => raw_table_spec(EventKind::Errors),
+            Rows::DeadLetters(_) => dead_letters_spec(),
+        }
+    }
     fn len(&self) -> usize {
         Rows::len(self)
     }

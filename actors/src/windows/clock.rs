@@ -19,6 +19,10 @@ pub struct ClockParams {
 /// partition of a topic) that exists so far.
 pub trait Drained {
     fn drained(&self, topic: usize, partition: Option<i32>) -> bool;
+    /// Every partition of `topic` the source knows (the broker's list); empty when unknown.
+    fn partitions(&self, _topic: usize) -> Vec<i32> {
+        Vec::new()
+    }
 }
 
 /// For callers without a source to ask (tests, replays): silence alone means idle.
@@ -126,8 +130,14 @@ impl Watermark {
     pub fn advance_with(&mut self, now: Micros, source: &dyn Drained) -> Option<Micros> {
         let started = *self.started.get_or_insert(now);
         let waiting = self.topics.iter().enumerate().any(|(i, t)| {
-            t.partitions.is_empty()
-                && (now - started < self.params.idle_timeout || !source.drained(i, None))
+            (t.partitions.is_empty()
+                && (now - started < self.params.idle_timeout || !source.drained(i, None)))
+                // A partition that has delivered nothing yet while others race ahead (one
+                // partition's first batch may span an hour of a backlog) holds the topic back
+                // until it delivers or its source says it has nothing.
+                || source.partitions(i).iter().any(|p| {
+                    !t.partitions.contains_key(p) && !source.drained(i, Some(*p))
+                })
         });
         if waiting {
             return self.current;
@@ -219,6 +229,29 @@ mod tests {
         assert_eq!(w.advance_with(1_000 * S, &empty), Some(990 * S));
         // And it never goes back when the source stops vouching.
         assert_eq!(w.advance_with(2_000 * S, &stalled), Some(990 * S));
+    }
+
+    /// A source listing partitions 0..3 of topic 0, vouching for `drained` only.
+    struct Listed(Vec<i32>);
+    impl Drained for Listed {
+        fn drained(&self, _: usize, partition: Option<i32>) -> bool {
+            partition.is_some_and(|p| self.0.contains(&p))
+        }
+        fn partitions(&self, _: usize) -> Vec<i32> {
+            vec![0, 1, 2]
+        }
+    }
+
+    #[test]
+    fn a_partition_that_delivered_nothing_yet_holds_back_until_it_does_or_is_drained() {
+        let mut w = Watermark::new(1, P);
+        // Partition 0's first batch spans an hour of backlog; 1 and 2 have not delivered.
+        w.observe(0, 0, 3_600 * S, 0);
+        assert_eq!(w.advance_with(S, &Listed(vec![])), None);
+        w.observe(0, 1, 100 * S, S);
+        assert_eq!(w.advance_with(2 * S, &Listed(vec![])), None);
+        // Partition 2 is empty (its source vouches): the minimum of the two that delivered.
+        assert_eq!(w.advance_with(3 * S, &Listed(vec![2])), Some(90 * S));
     }
 
     #[test]

@@ -140,19 +140,28 @@ impl<A: Acc> Engine<A> {
     }
 
     pub fn fold(&mut self, input: &Input<'_>, now: Micros) -> Fold {
-        if input.event_time > input.ingested_at.saturating_add(self.params.max_skew) {
+        // Rows another engine wrote before the handover (no Kafka source, no ingestion time)
+        // count where they fall; the clock is the adopted table's and moves with Kafka's.
+        let history = input.partition == crate::schema::NO_SOURCE;
+        if !history && input.event_time > input.ingested_at.saturating_add(self.params.max_skew) {
             return Fold::Skewed;
         }
         // A stamp ahead of the ingestion clock counts where it says, but may push the
         // watermark no further than the clock: otherwise one fast producer closes every
         // window and the on-time events after it are dropped as late.
-        let trusted = input.event_time.min(
-            input
-                .ingested_at
-                .saturating_add(self.params.clock_tolerance),
-        );
-        self.watermark
-            .observe(input.topic, input.partition, trusted, now);
+        let trusted = if history {
+            input.event_time
+        } else {
+            input.event_time.min(
+                input
+                    .ingested_at
+                    .saturating_add(self.params.clock_tolerance),
+            )
+        };
+        if !history {
+            self.watermark
+                .observe(input.topic, input.partition, trusted, now);
+        }
         self.saw(input.event_time);
         let w = &self.params.windowing;
         let pane_start = w.pane_of(input.event_time);

@@ -43,6 +43,7 @@ pub(crate) fn params(
             brokers: brokers.to_string(),
             group: "scale".into(),
             instance: "test".into(),
+            start: Default::default(),
             // Short sessions (the mock assigns a session less 1 s after a member leaves); a
             // member that does not poll for 3 s is out of the group: that is the zombie.
             extra: [

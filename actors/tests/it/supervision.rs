@@ -145,6 +145,7 @@ async fn start_with(
             brokers,
             group: "test".into(),
             instance: "test".into(),
+            start: Default::default(),
             // The mock cluster waits a session timeout less 1 s before it assigns a restarted
             // consumer (a real broker hands over as soon as the old member leaves).
             extra: [

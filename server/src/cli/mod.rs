@@ -7,6 +7,7 @@ pub mod broker;
 pub mod config;
 pub mod demo;
 pub mod drill;
+pub mod migrate;
 pub mod probe;
 pub mod produce;
 pub mod query;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use shopwatch_actors::events::EventKind;
-use shopwatch_actors::pipeline::KafkaParams;
+use shopwatch_actors::pipeline::{KafkaParams, StartAt, StartPolicy};
 
 use super::ConfigError;
 
@@ -22,6 +22,16 @@ pub struct KafkaConfig {
     /// Extra librdkafka properties (e.g. `"security.protocol" = "SASL_SSL"`). Free-form, so
     /// `config check` redacts the values of keys that name a password, secret, token or key.
     pub extra: BTreeMap<String, String>,
+    /// Where a partition starts when the lake has no offset for it (a new table, a table
+    /// adopted from the old stack, a partition the broker added): `earliest`, `latest`, an
+    /// RFC 3339 time, or `spark` (where the old stack's Spark query stopped, found from
+    /// `spark_checkpoints`). Partitions with offsets in the lake always continue from there.
+    pub start: String,
+    /// Per-topic exceptions to `start`, e.g. `{ clicks_topic = "latest" }`.
+    pub start_by_topic: BTreeMap<String, String>,
+    /// The old stack's Spark checkpoint directory (`/tmp/spark_checkpoints_nessie`), read by
+    /// `start = "spark"` and `shopwatch migrate`.
+    pub spark_checkpoints: String,
 }
 
 impl Default for KafkaConfig {
@@ -31,6 +41,9 @@ impl Default for KafkaConfig {
             group: "shopwatch".into(),
             partitions: 3,
             extra: BTreeMap::new(),
+            start: "earliest".into(),
+            start_by_topic: BTreeMap::new(),
+            spark_checkpoints: String::new(),
         }
     }
 }
@@ -55,7 +68,30 @@ impl KafkaConfig {
                 "must be between 1 and 10000",
             ));
         }
+        self.start_policy()?;
         Ok(())
+    }
+
+    /// `start` and `start_by_topic`, parsed.
+    pub fn start_policy(&self) -> Result<StartPolicy, ConfigError> {
+        let parse = |key: String, text: &str| {
+            let at = StartAt::parse(text).map_err(|e| ConfigError::check(&key, &e))?;
+            if at == StartAt::Spark && self.spark_checkpoints.trim().is_empty() {
+                return Err(ConfigError::check(
+                    &key,
+                    "is \"spark\" but kafka.spark_checkpoints is not set; set it to the Spark job's checkpoint directory (e.g. /tmp/spark_checkpoints_nessie)",
+                ));
+            }
+            Ok(at)
+        };
+        let mut topics = BTreeMap::new();
+        for (topic, text) in &self.start_by_topic {
+            topics.insert(topic.clone(), parse(format!("kafka.start_by_topic.{topic}"), text)?);
+        }
+        Ok(StartPolicy {
+            default: parse("kafka.start".into(), &self.start)?,
+            topics,
+        })
     }
 
     pub fn params(&self) -> KafkaParams {
@@ -64,6 +100,8 @@ impl KafkaConfig {
             group: self.group.clone(),
             instance: instance_name(),
             extra: self.extra.clone(),
+            // Checked by `validate` at load; a config that got here parses.
+            start: self.start_policy().unwrap_or_default(),
         }
     }
 

@@ -80,8 +80,9 @@ pub const PROFILES: [(&str, &str); 1] = [("compose", include_str!("../../profile
 
 /// Free-form maps whose keys are not checked.
 /// (Users and tokens are checked by their own types when the merged result is read.)
-const OPEN_MAPS: [&str; 4] = [
+const OPEN_MAPS: [&str; 5] = [
     "kafka.extra",
+    "kafka.start_by_topic",
     "lake.rest_props",
     "auth.users",
     "auth.tokens",

@@ -402,6 +402,7 @@ mod tests {
                     hub,
                     live: live.clone(),
                     ws: Arc::new(WsParams::default()),
+                    start: Default::default(),
                 });
                 let body = readyz(app).await;
                 assert_eq!(body["ready"], false, "{body}");

@@ -339,7 +339,7 @@ async fn hostile_input_cannot_take_shopwatch_down_or_skew_its_numbers() {
 
     // 7. Drill-down numbers that would overflow: 400 naming the field.
     let r = reqwest::get(format!(
-        "http://{http}/api/drill?what=orders&from=-9223372036854775808&to=0"
+        "http://{http}/api/rows?what=orders&from=-9223372036854775808&to=0"
     ))
     .await
     .unwrap();

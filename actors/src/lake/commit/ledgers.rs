@@ -13,6 +13,7 @@ use super::offsets::{self, is_committed, merge_forward, split_by_partition, Ledg
 use super::{CommitError, CommitHook, CommitOutcome, CommitReport, Committer, Ledger, Plan};
 use super::{Offsets, Ranges};
 use crate::events::Micros;
+use crate::lake::adopt;
 use crate::lake::catalog::Lake;
 use crate::lake::io::writer::arrow_schema;
 use crate::lake::maintenance::HygieneParams;
@@ -101,17 +102,25 @@ fn encode(
     if rows.is_empty() {
         return Ok(None);
     }
-    let schema = arrow_schema(table).map_err(|source| CommitError::Iceberg {
+    let schema_err = |source| CommitError::Iceberg {
         table: table_name.to_string(),
         context: "building arrow schema",
         source,
-    })?;
-    rows.encode(schema, now)
-        .map(Some)
-        .map_err(|source| CommitError::Arrow {
-            table: table_name.to_string(),
-            source,
-        })
+    };
+    let arrow = |source| CommitError::Arrow {
+        table: table_name.to_string(),
+        source,
+    };
+    let schema = arrow_schema(table).map_err(schema_err)?;
+    let ours = Arc::new(
+        iceberg::arrow::schema_to_arrow_schema(&rows.spec().schema).map_err(schema_err)?,
+    );
+    if adopt::same_layout(&ours, &schema) {
+        return rows.encode(schema, now).map(Some).map_err(arrow);
+    }
+    // An adopted table (columns in another order, timestamptz, extra columns).
+    let batch = rows.encode(ours, now).map_err(arrow)?;
+    adopt::fit(&batch, schema).map(Some).map_err(arrow)
 }
 
 /// A raw or dead-letter batch against the offsets the table records.

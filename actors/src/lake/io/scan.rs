@@ -14,7 +14,7 @@ use crate::events::{
     Click, ErrorEvent, EventKind, Order, DEVICE_TYPES, ORDER_STATUSES, SEVERITIES,
 };
 use crate::lake::commit::offsets::Offsets;
-use crate::schema::{Rows, Source};
+use crate::schema::{Rows, Source, NO_SOURCE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {
@@ -140,12 +140,20 @@ pub async fn read_raw(
     from: &Offsets,
     everything_for_unknown_partitions: bool,
 ) -> Result<Rows, ScanError> {
+    let history = from.contains_key(&NO_SOURCE);
     let floor = if everything_for_unknown_partitions && from.is_empty() {
         0
     } else {
-        from.values().copied().min().unwrap_or(0)
+        from.iter()
+            .filter(|(p, _)| **p != NO_SOURCE)
+            .map(|(_, o)| *o)
+            .min()
+            .unwrap_or(0)
     };
-    let filter = Reference::new("kafka_offset").greater_than_or_equal_to(Datum::long(floor));
+    let mut filter = Reference::new("kafka_offset").greater_than_or_equal_to(Datum::long(floor));
+    if history {
+        filter = filter.or(Reference::new("kafka_offset").is_null());
+    }
     let batches = read_batches(table, None, Some(filter)).await?;
     let name = kind.raw_table();
     let mut rows = Rows::empty_for(kind);
@@ -157,10 +165,21 @@ pub async fn read_raw(
             c.ts("ingested_at")?,
         );
         let sources = (0..batch.num_rows())
-            .map(|i| Source {
-                partition: part.value(i),
-                offset: off.value(i),
-                ingested_at: ing.value(i),
+            .map(|i| {
+                if part.is_null(i) || off.is_null(i) {
+                    // Written by another engine (the old stack's Spark job): no Kafka source.
+                    Source {
+                        partition: NO_SOURCE,
+                        offset: -1,
+                        ingested_at: 0,
+                    }
+                } else {
+                    Source {
+                        partition: part.value(i),
+                        offset: off.value(i),
+                        ingested_at: ing.value(i),
+                    }
+                }
             })
             .enumerate()
             .filter(|(_, s)| match from.get(&s.partition) {

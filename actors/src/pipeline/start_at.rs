@@ -1,0 +1,134 @@
+//! Where reading starts on a partition the lake has no offset for (`kafka.start`). A partition
+//! with an offset in the lake always continues from the lake, whatever this says: the policy
+//! only decides the first read of a new table, of a table adopted from another writer, or of a
+//! partition the broker added.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::events::Micros;
+use crate::lake::Offsets;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StartAt {
+    /// The earliest message the broker still keeps.
+    Earliest,
+    /// The next message produced after the partition is taken.
+    Latest,
+    /// The first message whose timestamp is at or after this time.
+    Time(Micros),
+    /// Where the old stack's Spark query stopped (its checkpoint and the table's snapshots,
+    /// `shopwatch migrate plan`); resolved to [`StartAt::Offsets`] before the pipeline starts.
+    Spark,
+    /// Given offsets per partition; partitions not listed start at the earliest.
+    Offsets(Offsets),
+}
+
+impl StartAt {
+    /// `earliest`, `latest`, `spark` or an RFC 3339 time.
+    pub fn parse(text: &str) -> Result<StartAt, String> {
+        match text.trim() {
+            "earliest" => Ok(StartAt::Earliest),
+            "latest" => Ok(StartAt::Latest),
+            "spark" => Ok(StartAt::Spark),
+            t => chrono::DateTime::parse_from_rfc3339(t)
+                .map(|d| StartAt::Time(d.timestamp_micros()))
+                .map_err(|e| {
+                    format!(
+                        "{t:?} is not earliest, latest, spark or an RFC 3339 time such as 2026-12-01T00:00:00Z ({e})"
+                    )
+                }),
+        }
+    }
+
+    /// The offset to start `partition` at, given the broker's retained `[low, high)` and, for
+    /// a time, the broker's answer to "first offset at or after" (`None`: nothing that late,
+    /// so the end).
+    pub fn resolve(&self, partition: i32, (low, high): (i64, i64), by_time: Option<i64>) -> i64 {
+        let at = match self {
+            StartAt::Earliest | StartAt::Spark => low,
+            StartAt::Latest => high,
+            StartAt::Time(_) => by_time.unwrap_or(high),
+            StartAt::Offsets(o) => o.get(&partition).copied().unwrap_or(low),
+        };
+        at.clamp(low, high)
+    }
+}
+
+impl fmt::Display for StartAt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartAt::Earliest => f.write_str("earliest"),
+            StartAt::Latest => f.write_str("latest"),
+            StartAt::Spark => f.write_str("spark"),
+            StartAt::Time(t) => match chrono::DateTime::from_timestamp_micros(*t) {
+                Some(d) => write!(f, "{}", d.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+                None => write!(f, "{t}µs"),
+            },
+            StartAt::Offsets(o) => {
+                let parts: Vec<String> = o.iter().map(|(p, o)| format!("{p}:{o}")).collect();
+                write!(f, "offsets {}", parts.join(","))
+            }
+        }
+    }
+}
+
+/// The policy of every topic: one default and per-topic exceptions.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StartPolicy {
+    pub default: StartAt,
+    pub topics: BTreeMap<String, StartAt>,
+}
+
+impl Default for StartAt {
+    fn default() -> Self {
+        StartAt::Earliest
+    }
+}
+
+impl StartPolicy {
+    pub fn for_topic(&self, topic: &str) -> &StartAt {
+        self.topics.get(topic).unwrap_or(&self.default)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parsing_and_resolving() {
+        assert_eq!(StartAt::parse("latest"), Ok(StartAt::Latest));
+        assert_eq!(StartAt::parse(" earliest "), Ok(StartAt::Earliest));
+        assert_eq!(StartAt::parse("spark"), Ok(StartAt::Spark));
+        let t = StartAt::parse("2026-12-01T00:00:00Z").unwrap();
+        assert_eq!(t, StartAt::Time(1_796_083_200_000_000));
+        assert_eq!(t.to_string(), "2026-12-01T00:00:00Z");
+        let e = StartAt::parse("yesterday").unwrap_err();
+        assert!(e.contains("RFC 3339"), "{e}");
+        // (policy, partition, retained, by time) → offset
+        let offsets = StartAt::Offsets([(0, 40), (1, 500)].into());
+        let cases = [
+            (StartAt::Earliest, 0, (10, 100), None, 10),
+            (StartAt::Latest, 0, (10, 100), None, 100),
+            (t.clone(), 0, (10, 100), Some(55), 55),
+            (t.clone(), 0, (10, 100), None, 100), // nothing that late: the end
+            (offsets.clone(), 0, (10, 100), None, 40),
+            (offsets.clone(), 1, (10, 100), None, 100), // clamped to the broker
+            (offsets, 2, (10, 100), None, 10),          // a partition Spark never had
+        ];
+        for (at, p, range, by_time, want) in cases {
+            assert_eq!(at.resolve(p, range, by_time), want, "{at} {p} {range:?}");
+        }
+    }
+
+    #[test]
+    fn per_topic_exceptions() {
+        let policy = StartPolicy {
+            default: StartAt::Latest,
+            topics: [("clicks_topic".to_string(), StartAt::Earliest)].into(),
+        };
+        assert_eq!(policy.for_topic("clicks_topic"), &StartAt::Earliest);
+        assert_eq!(policy.for_topic("orders_topic"), &StartAt::Latest);
+    }
+}
