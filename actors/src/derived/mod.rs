@@ -132,8 +132,15 @@ impl DerivedParams {
 /// it at start (readers query the KPI tables before any owner computed them), and the group
 /// again before it starts reading.
 pub async fn ensure_tables(p: &DerivedParams) -> Result<(), Error> {
+    let specs: Vec<_> = crate::tables::all().iter().map(crate::tables::Table::spec).collect();
+    // Every existing table is checked before any is changed: a table that cannot be adopted
+    // stops start-up with the lake as it was.
+    p.lake
+        .check_existing(&specs)
+        .await
+        .map_err(|e| Error::Unrecoverable(format!("{e:#}")))?;
     // Every table there is (dead letters included: a reader of them must not fail either).
-    for spec in crate::tables::all().iter().map(crate::tables::Table::spec) {
+    for spec in specs {
         p.lake
             .ensure_table(&spec)
             .await

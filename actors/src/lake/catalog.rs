@@ -223,6 +223,18 @@ impl Lake {
 }
 
 impl Lake {
+    /// Check every existing table among `specs` (nothing is changed).
+    pub async fn check_existing(&self, specs: &[TableSpec]) -> anyhow::Result<()> {
+        for spec in specs {
+            let ident = self.ident(spec.name);
+            if self.catalog.table_exists(&ident).await? {
+                let table = self.catalog.load_table(&ident).await?;
+                super::adopt::check(spec, table.metadata().current_schema())?;
+            }
+        }
+        Ok(())
+    }
+
     /// An existing table, checked against `spec` before anything is written to it; the
     /// columns shopwatch appended since are added (one schema change, no data touched).
     async fn adopt(&self, spec: &TableSpec, table: Table) -> anyhow::Result<Table> {

@@ -13,6 +13,7 @@ mod harness;
 mod hostile;
 mod kpis;
 mod maintenance;
+mod migrate;
 mod recovery;
 mod s3;
 mod seaweed;

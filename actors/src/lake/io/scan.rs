@@ -150,34 +150,52 @@ pub async fn read_raw(
             .min()
             .unwrap_or(0)
     };
-    let mut filter = Reference::new("kafka_offset").greater_than_or_equal_to(Datum::long(floor));
-    if history {
-        filter = filter.or(Reference::new("kafka_offset").is_null());
+    // A table adopted from another engine keeps that engine's schema on its snapshots until
+    // shopwatch commits: a scan binds to it, so our columns cannot be filtered on yet.
+    let ours_yet = table
+        .metadata()
+        .current_snapshot()
+        .and_then(|s| s.schema(table.metadata()).ok())
+        .is_none_or(|schema| schema.field_by_name("kafka_offset").is_some());
+    if !ours_yet && !history {
+        return Ok(Rows::empty_for(kind));
     }
-    let batches = read_batches(table, None, Some(filter)).await?;
+    let filter = ours_yet.then(|| {
+        let f = Reference::new("kafka_offset").greater_than_or_equal_to(Datum::long(floor));
+        if history {
+            f.or(Reference::new("kafka_offset").is_null())
+        } else {
+            f
+        }
+    });
+    let batches = read_batches(table, None, filter).await?;
     let name = kind.raw_table();
     let mut rows = Rows::empty_for(kind);
     for batch in &batches {
         let c = Columns::new(name, batch);
-        let (part, off, ing) = (
-            c.i32("kafka_partition")?,
-            c.i64("kafka_offset")?,
-            c.ts("ingested_at")?,
-        );
+        // Absent from a batch read at another engine's schema: every row is that engine's.
+        let (part, off, ing) = if batch.column_by_name("kafka_offset").is_some() {
+            (
+                Some(c.i32("kafka_partition")?),
+                Some(c.i64("kafka_offset")?),
+                Some(c.ts("ingested_at")?),
+            )
+        } else {
+            (None, None, None)
+        };
         let sources = (0..batch.num_rows())
-            .map(|i| {
-                if part.is_null(i) || off.is_null(i) {
+            .map(|i| match (part, off, ing) {
+                (Some(part), Some(off), Some(ing)) if !part.is_null(i) && !off.is_null(i) => Source {
+                    partition: part.value(i),
+                    offset: off.value(i),
+                    ingested_at: ing.value(i),
+                },
+                _ => {
                     // Written by another engine (the old stack's Spark job): no Kafka source.
                     Source {
                         partition: NO_SOURCE,
                         offset: -1,
                         ingested_at: 0,
-                    }
-                } else {
-                    Source {
-                        partition: part.value(i),
-                        offset: off.value(i),
-                        ingested_at: ing.value(i),
                     }
                 }
             })

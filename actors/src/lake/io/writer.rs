@@ -14,6 +14,7 @@ use iceberg::writer::file_writer::location_generator::{
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::file_writer::ParquetWriterBuilder;
 use iceberg::writer::partitioning::fanout_writer::FanoutWriter;
+use iceberg::writer::partitioning::unpartitioned_writer::UnpartitionedWriter;
 use iceberg::writer::partitioning::PartitioningWriter;
 use iceberg::Result;
 use parquet::basic::{Compression, ZstdLevel};
@@ -42,33 +43,47 @@ pub struct DataWriter {
     table: Table,
     file_prefix: String,
     target_bytes: Option<usize>,
-    splitter: RecordBatchPartitionSplitter,
+    /// `None` for an unpartitioned table (one adopted from the old stack's Spark job).
+    splitter: Option<RecordBatchPartitionSplitter>,
     /// The partition values of a whole batch at once, to see whether it splits at all.
     calculator: Option<PartitionValueCalculator>,
-    writer: Option<Fanout>,
+    writer: Option<Inner>,
 }
 
-type Fanout = FanoutWriter<
-    DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>,
->;
+type Builder =
+    DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
+type Fanout = FanoutWriter<Builder>;
+
+enum Inner {
+    Fanout(Fanout),
+    Plain(UnpartitionedWriter<Builder>),
+}
 
 impl DataWriter {
     pub fn open(table: &Table, file_prefix: String, target_bytes: Option<usize>) -> Result<Self> {
         let metadata = table.metadata();
         let schema = metadata.current_schema().clone();
         let spec = metadata.default_partition_spec().clone();
+        let splitter = if spec.is_unpartitioned() {
+            None
+        } else {
+            Some(RecordBatchPartitionSplitter::try_new_with_computed_values(
+                schema.clone(),
+                spec.clone(),
+            )?)
+        };
         Ok(DataWriter {
             table: table.clone(),
             file_prefix,
             target_bytes,
             calculator: PartitionValueCalculator::try_new(&spec, &schema).ok(),
-            splitter: RecordBatchPartitionSplitter::try_new_with_computed_values(schema, spec)?,
+            splitter,
             writer: None,
         })
     }
 
     /// The Parquet writer, its properties chosen from `sample`.
-    fn writer_for(&self, sample: &RecordBatch) -> Result<Fanout> {
+    fn writer_for(&self, sample: &RecordBatch) -> Result<Inner> {
         let metadata = self.table.metadata();
         let mut props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()));
@@ -91,7 +106,12 @@ impl DataWriter {
                 parquet, file_io, location, names,
             ),
         };
-        Ok(FanoutWriter::new(DataFileWriterBuilder::new(rolling)))
+        let builder = DataFileWriterBuilder::new(rolling);
+        Ok(if self.splitter.is_some() {
+            Inner::Fanout(FanoutWriter::new(builder))
+        } else {
+            Inner::Plain(UnpartitionedWriter::new(builder))
+        })
     }
 
     pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
@@ -102,19 +122,29 @@ impl DataWriter {
             Some(w) => w,
             None => self.writer.insert(self.writer_for(batch)?),
         };
+        let (writer, splitter) = match (writer, &self.splitter) {
+            (Inner::Plain(w), _) => return w.write(batch.clone()).await,
+            (Inner::Fanout(w), Some(s)) => (w, s),
+            (Inner::Fanout(_), None) => {
+                return Err(iceberg::Error::new(
+                    iceberg::ErrorKind::Unexpected,
+                    "a partitioned writer without a splitter",
+                ))
+            }
+        };
         // Nearly every batch falls in one partition (one day). The splitter turns each row's
         // partition value into a literal and hashes it (4 % of the pipeline's CPU in the
         // ingest profile); one vectorised check and a one-row split give the same key.
         if batch.num_rows() > 1 {
             if let Some(calculator) = &self.calculator {
                 if one_partition(&calculator.calculate(batch)?) {
-                    if let Some((key, _)) = self.splitter.split(&batch.slice(0, 1))?.pop() {
+                    if let Some((key, _)) = splitter.split(&batch.slice(0, 1))?.pop() {
                         return writer.write(key, batch.clone()).await;
                     }
                 }
             }
         }
-        for (key, part) in self.splitter.split(batch)? {
+        for (key, part) in splitter.split(batch)? {
             writer.write(key, part).await?;
         }
         Ok(())
@@ -122,7 +152,8 @@ impl DataWriter {
 
     pub async fn close(self) -> Result<Vec<DataFile>> {
         match self.writer {
-            Some(w) => w.close().await,
+            Some(Inner::Fanout(w)) => w.close().await,
+            Some(Inner::Plain(w)) => w.close().await,
             None => Ok(Vec::new()),
         }
     }
