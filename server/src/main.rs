@@ -10,6 +10,7 @@ mod demo;
 mod drill_endpoint;
 mod flight;
 mod guard;
+mod handover;
 mod http;
 mod live;
 mod run;

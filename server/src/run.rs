@@ -234,7 +234,7 @@ async fn start_core(cfg: &Config) -> anyhow::Result<Core> {
         .await
         .context("creating the tables")?;
     // After the tables are checked (adopted ones included): where new partitions start.
-    let start = crate::cli::migrate::resolve_start(cfg, &lake).await?;
+    let start = crate::handover::resolve_start(cfg, &lake).await?;
     for t in topics.iter_mut() {
         t.kafka.start = start.clone();
     }

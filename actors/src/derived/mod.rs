@@ -135,10 +135,15 @@ pub async fn ensure_tables(p: &DerivedParams) -> Result<(), Error> {
     let specs: Vec<_> = crate::tables::all().iter().map(crate::tables::Table::spec).collect();
     // Every existing table is checked before any is changed: a table that cannot be adopted
     // stops start-up with the lake as it was.
-    p.lake
-        .check_existing(&specs)
-        .await
-        .map_err(|e| Error::Unrecoverable(format!("{e:#}")))?;
+    // A table that cannot be adopted stays so (stop); a catalog that cannot be reached now
+    // may be back on the next try (restart).
+    p.lake.check_existing(&specs).await.map_err(|e| {
+        if e.downcast_ref::<crate::lake::adopt::AdoptError>().is_some() {
+            Error::Unrecoverable(format!("{e:#}"))
+        } else {
+            Error::Transient(format!("checking the tables: {e:#}"))
+        }
+    })?;
     // Every table there is (dead letters included: a reader of them must not fail either).
     for spec in specs {
         p.lake

@@ -13,9 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use anyhow::Context as _;
 use iceberg::table::Table;
-use iceberg::transaction::{AddColumn, ApplyTransactionAction, Transaction};
 use iceberg::{
     Catalog, CatalogBuilder, Error, ErrorKind, Namespace, NamespaceIdent, Result as IcebergResult,
     TableCommit, TableCreation, TableIdent,
@@ -219,52 +217,6 @@ impl Lake {
             }
             Err(e) => Err(anyhow::Error::new(e).context(format!("creating table {ident}"))),
         }
-    }
-}
-
-impl Lake {
-    /// Check every existing table among `specs` (nothing is changed).
-    pub async fn check_existing(&self, specs: &[TableSpec]) -> anyhow::Result<()> {
-        for spec in specs {
-            let ident = self.ident(spec.name);
-            if self.catalog.table_exists(&ident).await? {
-                let table = self.catalog.load_table(&ident).await?;
-                super::adopt::check(spec, table.metadata().current_schema())?;
-            }
-        }
-        Ok(())
-    }
-
-    /// An existing table, checked against `spec` before anything is written to it; the
-    /// columns shopwatch appended since are added (one schema change, no data touched).
-    async fn adopt(&self, spec: &TableSpec, table: Table) -> anyhow::Result<Table> {
-        let add = super::adopt::check(spec, table.metadata().current_schema())?;
-        if add.is_empty() {
-            return Ok(table);
-        }
-        let names: Vec<String> = add.iter().map(|f| f.name.clone()).collect();
-        let tx = Transaction::new(&table);
-        let mut update = tx.update_schema();
-        for f in &add {
-            update = update.add_column(AddColumn::optional(&f.name, (*f.field_type).clone()));
-        }
-        let tx = update
-            .apply(tx)
-            .with_context(|| format!("adding columns {names:?} to {}", spec.name))?;
-        let table = match tx.commit(self.catalog.as_ref()).await {
-            Ok(t) => t,
-            // Another instance adopted it first: what it added is what we need.
-            Err(e) if is_conflict(&e) => self.catalog.load_table(table.identifier()).await?,
-            Err(e) => {
-                return Err(anyhow::Error::new(e)
-                    .context(format!("adding columns {names:?} to {}", spec.name)))
-            }
-        };
-        tracing::info!(table = spec.name, added = ?names, "adopted an existing table: added shopwatch's own columns (older rows read null)");
-        // Checked again: the table as it is now must pass with nothing left to add.
-        let left = super::adopt::check(spec, table.metadata().current_schema())?;
-        anyhow::ensure!(left.is_empty(), "{}: columns {left:?} still missing after adding them", spec.name);
-        Ok(table)
     }
 }
 

@@ -19,7 +19,7 @@ use super::kafka::{
 use super::messages::{CommitterMsg, ConsumerMsg, Reply};
 use super::params::PipelineParams;
 use super::recovery::Recovery;
-use super::split::preview;
+use super::preview::preview;
 use crate::error::{into_actor, Error, Handled};
 use crate::handoff::Delivery;
 use crate::lake::{CommitReport, Offsets, Ranges, Recorded, TableBatch};

@@ -11,6 +11,7 @@ mod membership;
 pub mod messages;
 pub mod params;
 pub mod recovery;
+mod preview;
 mod split;
 pub mod start_at;
 

@@ -1,14 +1,11 @@
 //! Decoding a polled batch: records into raw rows and dead letters with the offset ranges
-//! they cover, cut into parts when the events span too many day partitions; and the lenient
-//! decode of a batch being read, for the provisional values.
-
-use std::sync::Arc;
+//! they cover, cut into parts when the events span too many day partitions.
 
 use super::consumer::ConsumerState;
 use super::kafka::Polled;
+use super::preview::push_event;
 use crate::error::Error;
-use crate::events::{decode, DeadLetterReason, Event, EventKind, Limits, Rejection};
-use crate::handoff::Delivery;
+use crate::events::{decode, DeadLetterReason, Rejection};
 use crate::lake::{Offsets, Ranges};
 use crate::schema::{DeadLetter, Rows, Source};
 use crate::supervision::faults::{self, FaultPoint};
@@ -150,16 +147,6 @@ fn ranges_before(position: &Offsets, records: impl Iterator<Item = (i32, i64)>) 
     ranges
 }
 
-fn push_event(rows: &mut Rows, source: Source, event: Event) {
-    match (rows, event) {
-        (Rows::Orders(v), Event::Order(e)) => v.push(source, &e),
-        (Rows::Clicks(v), Event::Click(e)) => v.push(source, &e),
-        (Rows::Errors(v), Event::Error(e)) => v.push(source, &e),
-        // decode() only yields the kind it was asked for.
-        _ => debug_assert!(false, "event kind does not match pipeline"),
-    }
-}
-
 fn dead_letter(
     topic: &str,
     source: Source,
@@ -179,37 +166,6 @@ fn dead_letter(
     }
 }
 
-/// The valid events among `records`, decoded for a preview (provisional values only; the
-/// batch is decoded again, strictly, when it is committed). Only runs while someone watches.
-pub(super) fn preview(
-    topic: &str,
-    kind: EventKind,
-    (polled, shown): (&Polled, std::ops::Range<usize>),
-    limits: &Limits,
-) -> Delivery {
-    let now = chrono::Utc::now().timestamp_micros();
-    let records = polled.records.get(shown).unwrap_or_default();
-    let mut rows = Rows::with_capacity(kind, records.len());
-    let mut ranges = Ranges::new();
-    for r in records {
-        let range = ranges.entry(r.partition).or_insert((r.offset, r.offset));
-        range.1 = r.offset + 1;
-        if let Ok(event) = decode(kind, polled.payload(r), limits, now) {
-            let source = Source {
-                partition: r.partition,
-                offset: r.offset,
-                ingested_at: now,
-            };
-            push_event(&mut rows, source, event);
-        }
-    }
-    Delivery {
-        topic: topic.to_string(),
-        kind,
-        ranges,
-        rows: Arc::new(rows),
-    }
-}
 #[cfg(test)]
 mod tests {
     use super::*;
