@@ -12,6 +12,9 @@ COPY actors actors
 COPY server server
 COPY load load
 COPY web web
+# No .git in the build context: the commit `--version` names comes from here
+# (docker compose build --build-arg SHOPWATCH_COMMIT=$(git rev-parse --short=12 HEAD)).
+ARG SHOPWATCH_COMMIT=unknown
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p shopwatch --bin shopwatch \
@@ -27,7 +30,7 @@ COPY --from=build /usr/local/bin/shopwatch /usr/local/bin/shopwatch
 USER shopwatch
 WORKDIR /var/lib/shopwatch
 VOLUME ["/var/lib/shopwatch"]
-EXPOSE 8080
+EXPOSE 8080 9464
 # SIGTERM: final commit, then exit (compose gives it stop_grace_period).
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["shopwatch"]

@@ -4,10 +4,19 @@
 
 const state = { clockOffset: 0, lastMessage: 0, dataAsOf: null, kpisAsOf: null, latestOrders: [], latestErrors: [] };
 const $ = (id) => document.getElementById(id);
-const fmtInt = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
-const fmtMoney = new Intl.NumberFormat('en-US', { style: 'currency', currency: 'USD' });
-const fmtMoneyShort = new Intl.NumberFormat('en-US', { style: 'currency', currency: 'USD', notation: 'compact', maximumFractionDigits: 2 });
-const fmtPct = new Intl.NumberFormat('en-US', { style: 'percent', maximumFractionDigits: 2 });
+// Numbers in the page's locale (`http.locale`; empty: the browser's) and amounts in the
+// shop's currency (`http.currency`), both from the `views` message.
+let fmtInt, fmtMoney, fmtMoneyShort, fmtPct, fmtCompact;
+function setNumbers(n) {
+  const locale = (n && n.locale) || undefined;
+  const currency = (n && n.currency) || 'USD';
+  fmtInt = new Intl.NumberFormat(locale, { maximumFractionDigits: 0 });
+  fmtMoney = new Intl.NumberFormat(locale, { style: 'currency', currency });
+  fmtMoneyShort = new Intl.NumberFormat(locale, { style: 'currency', currency, notation: 'compact', maximumFractionDigits: 2 });
+  fmtPct = new Intl.NumberFormat(locale, { style: 'percent', maximumFractionDigits: 2 });
+  fmtCompact = new Intl.NumberFormat(locale, { notation: 'compact', maximumFractionDigits: 1 });
+}
+setNumbers(null);
 
 // Times show in the browser's local time; `?tz=utc` (the toggle) shows UTC.
 const params = new URLSearchParams(location.search);
@@ -48,7 +57,7 @@ const FORMATS = {
   percent: (v) => fmtPct.format(v),
 };
 const COMPACT = {
-  count: (v) => new Intl.NumberFormat('en-US', { notation: 'compact', maximumFractionDigits: 1 }).format(v),
+  count: (v) => fmtCompact.format(v),
   money: (v) => fmtMoneyShort.format(v),
   percent: (v) => fmtPct.format(v),
 };
@@ -57,6 +66,7 @@ let layout = null;
 
 function renderViews(v) {
   layout = v;
+  setNumbers(v.numbers);
   const cards = $('cards');
   cards.replaceChildren(...v.cards.map((c) => {
     const a = el('article', null, 'card' + (c.rows ? ' drillable' : ''));
@@ -206,7 +216,7 @@ function drawChart(svg, points, series, format, openFrom, domain) {
     svg.appendChild(svgEl('text', { x: L - 4, y: y + 4, 'text-anchor': 'end', class: 'axis' }, format(ymax * f)));
   }
   // A day-long axis names the day too: "05:54" alone could be either end.
-  const day = (ms) => new Date(ms).toLocaleDateString('en-US', { weekday: 'short', timeZone: state.utc ? 'UTC' : undefined });
+  const day = (ms) => new Date(ms).toLocaleDateString((layout && layout.numbers && layout.numbers.locale) || undefined, { weekday: 'short', timeZone: state.utc ? 'UTC' : undefined });
   const tick = (ms) => (x1 - x0 > 12 * 3600e3 ? day(ms) + ' ' : '') + utcTime(ms).slice(0, 5);
   svg.appendChild(svgEl('text', { x: L, y: H - 6, class: 'axis' }, tick(x0)));
   svg.appendChild(svgEl('text', { x: W - R, y: H - 6, 'text-anchor': 'end', class: 'axis' }, tick(x1) + (cut < points.length ? ' (dashed: open)' : '')));

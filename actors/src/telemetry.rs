@@ -3,6 +3,53 @@
 
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
+/// One metric as the reference (docs/reference/metrics.md) describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricDoc {
+    pub name: String,
+    pub help: String,
+    /// counter, gauge, histogram, summary
+    pub kind: &'static str,
+    pub labels: Vec<String>,
+}
+
+/// Every metric ever registered through [`register`], by name: the registry cannot list its
+/// collectors, and a labelled metric with no values yet is absent from `gather()`.
+static CATALOG: std::sync::Mutex<std::collections::BTreeMap<String, MetricDoc>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// Register `c` in `registry` and in the catalog. A second registration of the same metric
+/// (tests building two servers on one registry) keeps the first.
+pub fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: &C) {
+    use prometheus::proto::MetricType;
+    if let Ok(mut catalog) = CATALOG.lock() {
+        for (desc, family) in c.desc().iter().zip(c.collect()) {
+            let kind = match family.get_field_type() {
+                MetricType::COUNTER => "counter",
+                MetricType::GAUGE => "gauge",
+                MetricType::HISTOGRAM => "histogram",
+                MetricType::SUMMARY => "summary",
+                MetricType::UNTYPED => "untyped",
+            };
+            catalog.insert(
+                desc.fq_name.clone(),
+                MetricDoc {
+                    name: desc.fq_name.clone(),
+                    help: desc.help.clone(),
+                    kind,
+                    labels: desc.variable_labels.clone(),
+                },
+            );
+        }
+    }
+    let _ = registry.register(Box::new(c.clone()));
+}
+
+/// The metrics registered so far in this process, by name.
+pub fn catalog() -> Vec<MetricDoc> {
+    CATALOG.lock().map(|c| c.values().cloned().collect()).unwrap_or_default()
+}
+
 #[derive(Clone, Debug)]
 pub struct Metrics {
     pub registry: Registry,
@@ -50,17 +97,13 @@ impl Metrics {
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(Opts::new(name, help), labels)
                 .expect("static metric definition");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("metric registered once");
+            register(&registry, &c);
             c
         };
         let gauge = |name: &str, help: &str, labels: &[&str]| {
             let g =
                 IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition");
-            registry
-                .register(Box::new(g.clone()))
-                .expect("metric registered once");
+            register(&registry, &g);
             g
         };
         let consumed = counter(
@@ -101,9 +144,7 @@ impl Metrics {
             &["topic"],
         )
         .expect("static metric definition");
-        registry
-            .register(Box::new(recovery_seconds.clone()))
-            .expect("metric registered once");
+        register(&registry, &recovery_seconds);
         let rebalances = counter(
             "shopwatch_group_rebalances_total",
             "Partitions assigned to or revoked from this instance by the consumer group, per topic.",
@@ -150,9 +191,7 @@ impl Metrics {
             &["table"],
         )
         .expect("static metric definition");
-        registry
-            .register(Box::new(commit_seconds.clone()))
-            .expect("metric registered once");
+        register(&registry, &commit_seconds);
         let backpressure_seconds = prometheus::CounterVec::new(
             Opts::new(
                 "shopwatch_backpressure_seconds_total",
@@ -161,9 +200,7 @@ impl Metrics {
             &["topic"],
         )
         .expect("static metric definition");
-        registry
-            .register(Box::new(backpressure_seconds.clone()))
-            .expect("metric registered once");
+        register(&registry, &backpressure_seconds);
         let late_events = counter(
             "shopwatch_late_events_total",
             "Events behind the watermark: kept in the raw table, not folded into emitted windows.",
@@ -207,9 +244,7 @@ impl Metrics {
             &["topic"],
         )
         .expect("static metric definition");
-        registry
-            .register(Box::new(watermark_lag.clone()))
-            .expect("metric registered once");
+        register(&registry, &watermark_lag);
         let last_commit = prometheus::GaugeVec::new(
             Opts::new(
                 "shopwatch_last_commit_timestamp_seconds",
@@ -218,9 +253,7 @@ impl Metrics {
             &["table"],
         )
         .expect("static metric definition");
-        registry
-            .register(Box::new(last_commit.clone()))
-            .expect("metric registered once");
+        register(&registry, &last_commit);
         // process_resident_memory_bytes, process_cpu_seconds_total, open fds.
         #[cfg(target_os = "linux")]
         let _ = registry.register(Box::new(
@@ -256,8 +289,6 @@ impl Metrics {
             "Merged data files written by data-file compaction, per table.",
             &["table"],
         );
-        let build = gauge("shopwatch_build_info", "Build information.", &["version"]);
-        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         Metrics {
             registry,
             consumed,

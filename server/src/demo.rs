@@ -21,6 +21,7 @@ pub async fn demo(mut cfg: Config, seed: u64) -> anyhow::Result<i32> {
     // If the demo is SIGKILLed, `shopwatch broker` still stops its broker process.
     shopwatch_load::broker::die_with_parent(&mut cmd);
     let mut broker = cmd
+        .args(["--log-format", crate::logging::format().as_str()])
         .arg("broker")
         .args([
             "--listen",
@@ -55,41 +56,44 @@ pub async fn demo(mut cfg: Config, seed: u64) -> anyhow::Result<i32> {
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
 
     let data = data_dir_display(&cfg.lake.data_dir);
-    println!("shopwatch demo");
-    println!(
+    let mut banner = vec!["shopwatch demo".to_string()];
+    banner.push(format!(
         "  broker     {} (Tansu, data in {})",
         cfg.demo.broker_listen,
         broker_dir.display()
-    );
-    println!(
+    ));
+    banner.push(format!(
         "  lake       {}/catalog.db (SQLite catalog `{}`), {}/warehouse",
         data.display(),
         cfg.lake.catalog_name,
         data.display()
-    );
-    println!(
+    ));
+    banner.push(format!(
         "  tables     {}.{} (`shopwatch tables` lists their columns)",
         cfg.lake.namespace,
         shopwatch_actors::tables::names().join(", ")
-    );
+    ));
     if cfg.flight.enabled {
-        println!(
+        banner.push(format!(
             "  flight sql grpc+tcp://{} (user {}; tables as {}.{}.<table>; try `shopwatch query --kpis`)",
             cfg.flight.listen, cfg.flight.username, cfg.flight.source, cfg.lake.namespace
-        );
+        ));
     }
-    println!(
+    banner.push(format!(
         "  http       http://{}/  /metrics  /readyz  /livez",
         cfg.http.listen
-    );
-    println!(
+    ));
+    banner.push(format!(
         "  generator  {} events/s, {:.1}% malformed",
         cfg.demo.rate,
         cfg.demo.malformed_fraction * 100.0
-    );
-    println!(
+    ));
+    banner.push(
         "  stop       Ctrl-C (commits what is in flight; run again to continue without duplicates)"
+            .to_string(),
     );
+
+    say(&banner);
 
     let stop_gen = Arc::new(AtomicBool::new(false));
     let params = ProduceParams {
@@ -116,10 +120,10 @@ pub async fn demo(mut cfg: Config, seed: u64) -> anyhow::Result<i32> {
     stop_gen.store(true, Ordering::Relaxed);
     if let Ok(Ok(report)) = tokio::time::timeout(Duration::from_secs(10), generator).await {
         if let Ok(r) = report {
-            println!(
+            say(&[format!(
                 "generator: sent {} acked {} errors {}",
                 r.sent, r.acked, r.errors
-            );
+            )]);
         }
     }
     if let Some(pid) = broker.id() {
@@ -130,4 +134,18 @@ pub async fn demo(mut cfg: Config, seed: u64) -> anyhow::Result<i32> {
     }
     let _ = tokio::time::timeout(Duration::from_secs(15), broker.wait()).await;
     code
+}
+
+/// The demo's own lines: on stdout for a person, or as log events when logs are JSON (so every
+/// line the process writes parses).
+fn say(lines: &[String]) {
+    if crate::logging::format() == crate::logging::LogFormat::Json {
+        for l in lines {
+            tracing::info!("{}", l.trim());
+        }
+    } else {
+        for l in lines {
+            println!("{l}");
+        }
+    }
 }

@@ -76,23 +76,60 @@ impl axum::extract::FromRef<AppState> for WsState {
     }
 }
 
+/// Who may call a route when logins are on (on loopback without logins: anyone).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// No login needed.
+    Open,
+    /// A session or a bearer token, any role.
+    Login,
+    /// A session or a bearer token with the `operator` role.
+    Operator,
+    /// A login, unless `auth.public_metrics`.
+    Metrics,
+}
+
+/// One route: documented here, mounted from here (docs/reference/http.md is generated from
+/// this table, so what is served and what is documented are one list).
+pub struct Route {
+    pub path: &'static str,
+    pub methods: &'static str,
+    pub access: Access,
+    pub doc: &'static str,
+    mount: fn(Router<AppState>) -> Router<AppState>,
+}
+
+pub const ROUTES: &[Route] = &[
+    Route { path: "/", methods: "GET", access: Access::Login, doc: "The dashboard page (a browser without a session is sent to /login).", mount: |r| r.route("/", get(index)) },
+    Route { path: "/app.js", methods: "GET", access: Access::Login, doc: "The page's script.", mount: |r| r.route("/app.js", get(script)) },
+    Route { path: "/style.css", methods: "GET", access: Access::Open, doc: "The page's stylesheet (the login page uses it too).", mount: |r| r.route("/style.css", get(style)) },
+    Route { path: "/ws", methods: "GET (websocket)", access: Access::Login, doc: "The page's websocket: a snapshot, then the messages below as they change. Origin must be the page's own or in http.ws_allowed_origins.", mount: |r| r.route("/ws", get(ws_handler)) },
+    Route { path: "/api/dashboard", methods: "GET", access: Access::Login, doc: "Everything the page shows, as one JSON document (the websocket snapshot's data).", mount: |r| r.route("/api/dashboard", get(dashboard)) },
+    Route { path: "/api/alerts/actions", methods: "POST", access: Access::Operator, doc: "Acknowledge, silence or undo an alert group: JSON {action, alert_type, alert_key, through?, duration_s?, note?}; 201 with the recorded action, 400 naming the field. Sessions also need X-CSRF-Token.", mount: |r| r.route("/api/alerts/actions", post(post_action)) },
+    Route { path: "/api/rows", methods: "GET", access: Access::Login, doc: "The raw rows behind a figure: ?what=orders|errors|clicks&from=ms&to=ms (at most 24 h), optional service, serious=true (ERROR and FATAL only), product, step (funnel step 0–2); 400 naming a bad parameter.", mount: |r| r.route("/api/rows", get(get_rows)) },
+    Route { path: "/api/trends", methods: "GET", access: Access::Login, doc: "Every declared chart over a longer range: ?range=30m|6h|24h.", mount: |r| r.route("/api/trends", get(get_trends)) },
+    Route { path: "/livez", methods: "GET", access: Access::Open, doc: "200 `ok` while the process serves HTTP.", mount: |r| r.route("/livez", get(|| async { "ok" })) },
+    Route { path: "/readyz", methods: "GET", access: Access::Open, doc: "200 when every supervised group runs, else 503. Without a login only {\"ready\": …}; with one, each group's state and why it stopped, recovery, start positions, assignment, election and failing maintenance steps.", mount: |r| r.route("/readyz", get(readyz)) },
+    Route { path: "/metrics", methods: "GET", access: Access::Metrics, doc: "Prometheus text format (see metrics.md). Also on http.metrics_listen, without a login, when set.", mount: |r| r.route("/metrics", get(metrics)) },
+    Route { path: "/login", methods: "GET, POST", access: Access::Open, doc: "The login form; POST (form or JSON {user, password}) sets the session cookie. Limited per name and address (429) and in concurrent checks (503).", mount: |r| r.route("/login", get(auth_http::login_page).post(auth_http::login)) },
+    Route { path: "/logout", methods: "POST", access: Access::Login, doc: "Ends the session; its websockets close with code 4001.", mount: |r| r.route("/logout", post(auth_http::logout)) },
+    Route { path: "/api/session", methods: "GET", access: Access::Login, doc: "Who is logged in, their role, and the CSRF token for state changes.", mount: |r| r.route("/api/session", get(auth_http::session)) },
+];
+
+/// `/metrics` alone, no login: for `http.metrics_listen`.
+pub fn metrics_router(state: AppState) -> Router {
+    ROUTES
+        .iter()
+        .filter(|r| r.access == Access::Metrics)
+        .fold(Router::new(), |r, route| (route.mount)(r))
+        .with_state(state)
+}
+
 pub fn router(state: AppState) -> Router {
     let gate = axum::middleware::from_fn_with_state(state.auth.clone(), auth_http::gate);
-    Router::new()
-        .route("/", get(index))
-        .route("/app.js", get(script))
-        .route("/style.css", get(style))
-        .route("/ws", get(ws_handler))
-        .route("/api/dashboard", get(dashboard))
-        .route("/api/alerts/actions", post(post_action))
-        .route("/api/rows", get(get_rows))
-        .route("/api/trends", get(get_trends))
-        .route("/livez", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/login", get(auth_http::login_page).post(auth_http::login))
-        .route("/logout", post(auth_http::logout))
-        .route("/api/session", get(auth_http::session))
+    ROUTES
+        .iter()
+        .fold(Router::new(), |r, route| (route.mount)(r))
         .layer(gate)
         .with_state(state)
 }
@@ -210,4 +247,26 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         )],
         state.metrics.render(),
     )
+}
+
+#[cfg(test)]
+mod route_tests {
+    use super::*;
+
+    /// The routes documented as open are exactly the ones the login gate lets through.
+    #[test]
+    fn documented_access_is_the_gates() {
+        for r in ROUTES {
+            assert_eq!(
+                r.access == Access::Open,
+                auth_http::OPEN.contains(&r.path),
+                "{}: documented {:?}",
+                r.path,
+                r.access
+            );
+        }
+        for p in auth_http::OPEN {
+            assert!(ROUTES.iter().any(|r| r.path == p), "{p} is open but not a route");
+        }
+    }
 }

@@ -180,6 +180,7 @@ struct Core {
 /// election; and the hub and board the aggregators push their open windows to.
 async fn start_core(cfg: &Config) -> anyhow::Result<Core> {
     let metrics = Metrics::new();
+    crate::version::register_build_info(&metrics.registry);
     let lake = open_lake(cfg).await?;
     let shutdown = Arc::new(AtomicBool::new(false));
     let slots = DerivedSlots::new(&REGISTRY);
@@ -208,7 +209,7 @@ async fn start_core(cfg: &Config) -> anyhow::Result<Core> {
         live.clone(),
     );
     // What the page draws: every KPI's declared cards and charts.
-    hub.keep(Message::Views, crate::live::views::layout());
+    hub.keep(Message::Views, crate::live::views::layout(&cfg.http.currency, &cfg.http.locale));
     let board = Board::new(hub.clone());
     let provisional =
         (cfg.http.provisional_ms > 0).then(|| Duration::from_millis(cfg.http.provisional_ms));
@@ -287,7 +288,16 @@ async fn start_services(cfg: &Config, core: &mut Core) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&cfg.http.listen)
         .await
         .with_context(|| format!("binding http.listen {} (is another shopwatch running? use --http to pick another address)", cfg.http.listen))?;
-    let app = http_app(cfg, core, auth.clone())?;
+    // `/metrics` alone, without a login, on a listener of its own (a private network's Prometheus).
+    let metrics_http = if cfg.http.metrics_listen.is_empty() {
+        None
+    } else {
+        let l = tokio::net::TcpListener::bind(&cfg.http.metrics_listen)
+            .await
+            .with_context(|| format!("binding http.metrics_listen {}", cfg.http.metrics_listen))?;
+        Some(l)
+    };
+    let (app, metrics_app) = http_app(cfg, core, auth.clone())?;
     let tls = if cfg.tls.enabled() {
         Some(crate::auth::tls::acceptor(&cfg.tls)?)
     } else {
@@ -327,7 +337,11 @@ async fn start_services(cfg: &Config, core: &mut Core) -> anyhow::Result<()> {
         )
         .await
         .context("starting the KPI refresher")?;
-    s.http(app, listener, tls, cfg.http.serve_limits()).await?;
+    s.http(crate::services::HTTP, app, listener, tls.clone(), cfg.http.serve_limits()).await?;
+    if let Some(l) = metrics_http {
+        info!(metrics = %cfg.http.metrics_listen, "/metrics also served without a login on http.metrics_listen");
+        s.http(crate::services::METRICS_HTTP, metrics_app, l, tls, cfg.http.serve_limits()).await?;
+    }
     s.heartbeat(core.hub.clone(), Duration::from_secs(10))
         .await?;
     if let Some(every) = core.provisional {
@@ -349,7 +363,7 @@ fn http_app(
     cfg: &Config,
     core: &Core,
     auth: Option<Arc<crate::auth::Auth>>,
-) -> anyhow::Result<axum::Router> {
+) -> anyhow::Result<(axum::Router, axum::Router)> {
     let state = AppState {
         metrics: core.metrics.clone(),
         ownership: core.ownership.clone(),
@@ -372,6 +386,7 @@ fn http_app(
         auth,
         start: Arc::new(core.start.clone()),
     };
+    let metrics_app = crate::http::metrics_router(state.clone());
     #[allow(unused_mut)]
     let mut app = router(state);
     #[cfg(feature = "failpoints")]
@@ -389,22 +404,28 @@ fn http_app(
     if hosts == crate::guard::HostPolicy::Any {
         tracing::warn!(http = %listen, "http.allowed_hosts is empty on a non-loopback listener: any Host name is answered; list the names this server is reached by");
     }
-    Ok(app.layer(axum::middleware::from_fn_with_state(
+    let app = app.layer(axum::middleware::from_fn_with_state(
         Arc::new(hosts),
         crate::guard::guard,
-    )))
+    ));
+    // Any Host: Prometheus names the container; this listener serves nothing a page could use.
+    let metrics_app = metrics_app.layer(axum::middleware::from_fn_with_state(
+        Arc::new(crate::guard::HostPolicy::Any),
+        crate::guard::guard,
+    ));
+    Ok((app, metrics_app))
 }
 
-/// Until `stop`, or until every pipeline has failed for good (exit code 2).
+/// Until `stop`, or until every pipeline has failed for good (the supervisor gave up).
 async fn wait(stop: impl std::future::Future<Output = ()>, pipelines: &Pipelines) -> i32 {
     tokio::pin!(stop);
     loop {
         tokio::select! {
-            _ = &mut stop => return 0,
+            _ = &mut stop => return crate::exit::OK,
             _ = tokio::time::sleep(Duration::from_millis(500)) => {
                 if pipelines.all_failed() {
-                    error!("every pipeline has failed; exiting");
-                    return 2;
+                    error!(code = crate::exit::GAVE_UP, "every pipeline has failed past its restart budget; exiting");
+                    return crate::exit::GAVE_UP;
                 }
             }
         }

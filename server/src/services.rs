@@ -23,6 +23,7 @@ use crate::live::provisional::Board;
 use crate::serve::ServeLimits;
 
 pub const HTTP: &str = "http";
+pub const METRICS_HTTP: &str = "metrics-http";
 pub const FLIGHT: &str = "flight";
 pub const HEARTBEAT: &str = "heartbeat";
 pub const PUBLISHER: &str = "publisher";
@@ -96,9 +97,11 @@ impl Services<'_> {
         .await
     }
 
-    /// The HTTP server (the page, its API, `/metrics`) on `listener`.
+    /// The HTTP server (the page, its API, `/metrics`) on `listener`; `name` tells the main
+    /// one from the metrics-only one.
     pub async fn http(
         &mut self,
+        name: &'static str,
         app: Router,
         listener: TcpListener,
         tls: Option<tokio_rustls::TlsAcceptor>,
@@ -109,7 +112,7 @@ impl Services<'_> {
             first: Mutex::new(Some(listener)),
         });
         self.add(
-            HTTP,
+            name,
             Arc::new(move |stop| {
                 let (app, listener, tls) = (app.clone(), listener.clone(), tls.clone());
                 async move {
@@ -333,7 +336,7 @@ mod tests {
             metrics: metrics.clone(),
             faults: faults.clone(),
         };
-        s.http(app, listener, None, ServeLimits::default())
+        s.http(HTTP, app, listener, None, ServeLimits::default())
             .await
             .unwrap();
         let get = || async move {

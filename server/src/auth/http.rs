@@ -45,7 +45,7 @@ pub fn local() -> Caller {
 }
 
 /// Paths served without a login: the login itself, liveness and readiness probes, the style.
-const OPEN: [&str; 4] = ["/login", "/livez", "/readyz", "/style.css"];
+pub const OPEN: [&str; 4] = ["/login", "/livez", "/readyz", "/style.css"];
 
 fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers

@@ -11,6 +11,7 @@ pub mod migrate;
 pub mod probe;
 pub mod produce;
 pub mod query;
+pub mod reference;
 pub mod run;
 pub mod tables;
 

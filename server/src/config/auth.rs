@@ -32,6 +32,7 @@ impl Role {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserConfig {
+    /// `viewer` (reads everything) or `operator` (also acknowledges and silences alerts).
     pub role: Role,
     /// An argon2 PHC string (`shopwatch auth hash-password` prints one); never the password.
     pub password_hash: Secret,
@@ -41,6 +42,7 @@ pub struct UserConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
+    /// `viewer` or `operator`, as for a user.
     pub role: Role,
     /// Hex SHA-256 of the token (`shopwatch auth new-token` prints both).
     pub sha256: Secret,
@@ -135,7 +137,9 @@ impl AuthConfig {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
+    /// PEM certificate chain for HTTPS and Flight over TLS (with `key_file`; both or neither).
     pub cert_file: PathBuf,
+    /// PEM private key of `cert_file` (never logged).
     pub key_file: PathBuf,
     /// The name the certificate is for, as this process's own Flight client checks it when
     /// it reads its own Flight server (the dashboard's queries); default `localhost`.

@@ -17,7 +17,9 @@ use super::ConfigError;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WindowConfig {
+    /// Window length (windows are aligned to the Unix epoch, like Spark's `window()`); default per KPI, above.
     pub size_s: u64,
+    /// A new window starts every this many seconds; default per KPI, above.
     pub slide_s: u64,
     /// Allowed lateness: watermark = max event time − this.
     pub lateness_s: u64,
@@ -55,6 +57,7 @@ pub struct WindowsConfig {
     pub max_pane_key_bytes: usize,
     /// The seed's watermarks (2 min; 6 min for active users) instead of each `lateness_s`.
     pub seed_watermarks: bool,
+    /// The watermark tick: how often open windows are checked for closing; also the least time between two commits of one KPI table.
     pub tick_ms: u64,
     /// `[windows.<kpi>]` for every KPI of the registry.
     #[serde(flatten)]
@@ -196,7 +199,9 @@ pub struct AlertsConfig {
     pub checkpoint_every_s: u64,
     /// Slack-compatible webhook for alerts; empty = off.
     pub webhook_url: Secret,
+    /// One webhook delivery attempt may take this long.
     pub webhook_timeout_ms: u64,
+    /// Attempts after the first before a page counts as failed.
     pub webhook_retries: u32,
     /// Alerts of one rule about one key group while they come within this many seconds of
     /// each other; a group nothing joined for this long closes.

@@ -132,8 +132,11 @@ fn instance_name() -> String {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TopicsConfig {
+    /// The orders topic (the old stack's name).
     pub orders: String,
+    /// The clicks topic (the old stack's name).
     pub clicks: String,
+    /// The errors topic (the old stack's name).
     pub errors: String,
 }
 

@@ -44,6 +44,7 @@ pub struct LakeConfig {
     pub warehouse: String,
     /// Iceberg catalog name; readers (pyiceberg) must use the same one.
     pub catalog_name: String,
+    /// Iceberg namespace of every table (the old stack's `ecommerce_db`).
     pub namespace: String,
     pub s3: S3Config,
 }
@@ -55,8 +56,11 @@ pub struct LakeConfig {
 pub struct S3Config {
     /// `http://minio:9000`; empty = AWS for `region`.
     pub endpoint: String,
+    /// The S3 region (MinIO and most S3-compatible servers accept any).
     pub region: String,
+    /// The warehouse's access key id.
     pub access_key_id: String,
+    /// The warehouse's secret key (redacted wherever the configuration prints).
     pub secret_access_key: Secret,
     /// Path-style requests (`endpoint/bucket/key`), what MinIO and most S3-compatible servers
     /// expect.

@@ -11,13 +11,24 @@ use super::ConfigError;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
+    /// The page, its API, the websocket and `/metrics`: `IP:PORT` (flag `--http`). Off loopback,
+    /// logins (`auth.users` or `auth.tokens`) are required.
     pub listen: String,
+    /// A second listener serving only `/metrics`, without a login, for a Prometheus inside a
+    /// private network (the compose stack: `0.0.0.0:9464`, never published on the host).
+    /// Empty: `/metrics` only on `listen`.
+    pub metrics_listen: String,
+    /// The currency the page shows amounts in (ISO 4217: `USD`, `EUR`, `GBP`, …).
+    pub currency: String,
+    /// The page's number and date locale (BCP 47: `de-DE`, `en-GB`); empty = each browser's own.
+    pub locale: String,
     /// Websocket clients at once; more get 503.
     pub ws_max_clients: usize,
     /// Origins allowed on /ws besides the page's own (`scheme://host[:port]`, or `*`).
     pub ws_allowed_origins: Vec<String>,
     /// Messages a websocket client may have waiting before it is skipped to a snapshot.
     pub ws_queue_frames: usize,
+    /// The server pings each websocket client this often.
     pub ws_ping_interval_s: u64,
     /// A client silent (no pong, no frame) this long is closed.
     pub ws_idle_timeout_s: u64,
@@ -41,6 +52,9 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: "127.0.0.1:8080".into(),
+            metrics_listen: String::new(),
+            currency: "USD".into(),
+            locale: String::new(),
             ws_max_clients: 1_000,
             ws_allowed_origins: Vec::new(),
             ws_queue_frames: 32,
@@ -62,6 +76,26 @@ impl HttpConfig {
             return Err(ConfigError::check(
                 "http.listen",
                 "must be an IP:PORT address such as 127.0.0.1:8080 (flag --http)",
+            ));
+        }
+        if !self.metrics_listen.is_empty() && self.metrics_listen.parse::<SocketAddr>().is_err() {
+            return Err(ConfigError::check(
+                "http.metrics_listen",
+                "must be empty or an IP:PORT address such as 0.0.0.0:9464",
+            ));
+        }
+        if self.currency.len() != 3 || !self.currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(ConfigError::check(
+                "http.currency",
+                format!("{:?} is not an ISO 4217 currency code; use three capital letters such as USD or EUR", self.currency),
+            ));
+        }
+        if self.locale.len() > 35
+            || !self.locale.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(ConfigError::check(
+                "http.locale",
+                format!("{:?} is not a BCP 47 locale; use a tag such as de-DE or en-GB, or leave it empty for the browser's", self.locale),
             ));
         }
         if self.ws_max_clients == 0 || self.ws_queue_frames < 2 {
@@ -118,7 +152,9 @@ pub const SEED_FLIGHT_PASSWORD: &str = "dremio123";
 pub struct FlightConfig {
     /// Serve the lake over Arrow Flight SQL (as Dremio's port does).
     pub enabled: bool,
+    /// The embedded Flight SQL server's address (flag `--flight`); off loopback, logins are required.
     pub listen: String,
+    /// The Flight SQL user the old stack's dashboard logs in with (`dremio` / `dremio123` by default, accepted on loopback only); the page's own KPI reads use it too.
     pub username: String,
     /// The seed's default is accepted on loopback only.
     pub password: Secret,
@@ -248,11 +284,13 @@ impl QueryBackend {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueryConfig {
+    /// Where the page's KPI reads and `shopwatch query` go: `embedded` (this process's Flight SQL) or `dremio`.
     pub backend: QueryBackend,
     /// Dremio's Flight endpoint, HOST:PORT (backend = dremio).
     pub endpoint: String,
     /// Dremio user (backend = dremio; the embedded backend uses the [flight] credentials).
     pub username: String,
+    /// backend = dremio: the Dremio user's password (redacted).
     pub password: Secret,
     /// Source name in three-part table names; empty = `flight.source`.
     pub source: String,
@@ -355,6 +393,7 @@ impl QueryTarget {
 pub struct DemoConfig {
     /// Generator rate in events per second.
     pub rate: f64,
+    /// The share of malformed records the demo's generator sends (they go to `dead_letters`).
     pub malformed_fraction: f64,
     /// Where `shopwatch demo` runs its broker.
     pub broker_listen: String,
@@ -393,6 +432,7 @@ impl DemoConfig {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DrillConfig {
+    /// Serve the fault-injection endpoint `/drill/*` (builds with `--features failpoints` only; needs `token`).
     pub enabled: bool,
     /// At least 16 characters when enabled.
     pub token: Secret,

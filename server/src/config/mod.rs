@@ -153,8 +153,32 @@ pub fn load(
         if !rest.contains("__") {
             continue;
         }
+        // `…_FILE` names a file holding the value (Docker and Kubernetes secrets), so a
+        // password need not sit in the environment. The file's last newline is not part of it.
+        // Keys that themselves end in `_file` (`tls.cert_file`) are keys, not file variables.
+        let known = |r: &str| {
+            r.split("__")
+                .map(str::to_lowercase)
+                .try_fold(&defaults, |v, k| v.as_table().and_then(|t| t.get(&k)))
+                .is_some()
+        };
+        let (rest, from_file) = match rest.strip_suffix("_FILE") {
+            Some(r) if !known(rest) => (r, true),
+            _ => (rest, false),
+        };
         let path: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
         let source_name = format!("environment variable {var}");
+        let read;
+        let raw = if from_file {
+            read = std::fs::read_to_string(raw).map_err(|e| ConfigError::Invalid {
+                key: path.join("."),
+                source_name: source_name.clone(),
+                message: format!("cannot read the file {raw:?} it names: {e}; {var} must name a readable file holding the value"),
+            })?;
+            read.strip_suffix('\n').map(|s| s.strip_suffix('\r').unwrap_or(s)).unwrap_or(&read)
+        } else {
+            raw.as_str()
+        };
         let layer = nested_path(&path, env_value(&defaults, &path, raw));
         check_keys(&defaults, &layer, "", &source_name)?;
         merge(&mut merged, layer);

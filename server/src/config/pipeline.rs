@@ -13,7 +13,9 @@ use super::ConfigError;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
+    /// A raw table commits at least this often while records arrive (the freshness of the lake).
     pub commit_interval_ms: u64,
+    /// …or as soon as a batch holds this many records.
     pub max_batch_rows: usize,
     /// Larger record values go to dead letters as `payload_too_large`.
     pub max_event_bytes: usize,
@@ -33,6 +35,7 @@ pub struct PipelineConfig {
     pub dead_letter_payload_max_bytes: usize,
     /// Dead letters are committed in batches: at this many, or after this interval.
     pub dead_letter_flush_rows: usize,
+    /// Buffered dead letters are committed at least this often.
     pub dead_letter_flush_interval_ms: u64,
 }
 
@@ -103,11 +106,17 @@ impl PipelineConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SupervisionConfig {
+    /// Restarts a group may use within `restart_window_s`; one more and it stops (the process exits 3 when every pipeline has).
     pub max_restarts: usize,
+    /// The window the restart budget counts in.
     pub restart_window_s: u64,
+    /// The first restart's delay; doubles per restart up to `backoff_max_ms`.
     pub backoff_min_ms: u64,
+    /// The longest delay between restarts.
     pub backoff_max_ms: u64,
+    /// How often each actor reports progress to its supervisor.
     pub heartbeat_ms: u64,
+    /// An actor silent this long is treated as stuck and restarted.
     pub stuck_timeout_s: u64,
 }
 
@@ -150,9 +159,13 @@ impl SupervisionConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MaintenanceConfig {
+    /// Metadata hygiene (snapshot expiry, old metadata files) runs every this many commits per table.
     pub every_commits: u32,
+    /// Snapshots older than this are expired (at least `keep_snapshots` stay); readers need a snapshot for as long as their query runs.
     pub snapshot_max_age_s: u64,
+    /// Snapshots always kept, however old.
     pub keep_snapshots: usize,
+    /// Previous `metadata.json` files kept.
     pub keep_metadata_files: usize,
     /// Merge a table's manifests into one every this many commits (0: never).
     pub compact_every_commits: u32,

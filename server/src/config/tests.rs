@@ -511,3 +511,54 @@ fn the_drill_endpoint_needs_a_failpoints_build() {
         );
     }
 }
+
+#[test]
+fn secrets_come_from_files_named_by_file_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("flight_password");
+    // A secret file as Docker writes it: the value and a newline.
+    std::fs::write(&file, "from-a-file 12345\n").unwrap();
+    let path = file.display().to_string();
+    let c = load(None, &env(&[("SHOPWATCH_FLIGHT__PASSWORD_FILE", &path)]), vec![]).unwrap();
+    assert_eq!(c.flight.password.expose(), "from-a-file 12345");
+    // A later plain variable still wins (last layer wins, as for every key).
+    let c = load(
+        None,
+        &env(&[("SHOPWATCH_FLIGHT__PASSWORD_FILE", &path), ("SHOPWATCH_FLIGHT__PASSWORD", "p2")]),
+        vec![],
+    )
+    .unwrap();
+    assert_eq!(c.flight.password.expose(), "p2");
+    // A file that is not there names the key and the variable, never a value.
+    let e = load(
+        None,
+        &env(&[("SHOPWATCH_FLIGHT__PASSWORD_FILE", "/nonexistent/secret")]),
+        vec![],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("flight.password") && e.contains("SHOPWATCH_FLIGHT__PASSWORD_FILE"), "{e}");
+    // An unknown key is still unknown when it comes from a file.
+    let e = load(None, &env(&[("SHOPWATCH_FLIGHT__NOPE_FILE", &path)]), vec![])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("flight.nope"), "{e}");
+    assert!(!e.contains("from-a-file"), "{e}");
+}
+
+#[test]
+fn keys_ending_in_file_are_keys_not_file_variables() {
+    // `tls.cert_file` is a key: its value is a path, checked as one (not read as a secret).
+    let e = load(
+        None,
+        &env(&[
+            ("SHOPWATCH_TLS__CERT_FILE", "/nonexistent/cert.pem"),
+            ("SHOPWATCH_TLS__KEY_FILE", "/nonexistent/key.pem"),
+        ]),
+        vec![],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("tls.cert_file") && e.contains("/nonexistent/cert.pem"), "{e}");
+    assert!(!e.contains("cannot read the file"), "{e}");
+}

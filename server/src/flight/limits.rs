@@ -126,10 +126,9 @@ impl QueryMetrics {
             &["principal"],
         )
         .expect("static metric definition");
-        // A second registration (two servers on one registry in tests) keeps the first.
-        let _ = r.register(Box::new(seconds.clone()));
-        let _ = r.register(Box::new(rows.clone()));
-        let _ = r.register(Box::new(bytes.clone()));
+        shopwatch_actors::telemetry::register(r, &seconds);
+        shopwatch_actors::telemetry::register(r, &rows);
+        shopwatch_actors::telemetry::register(r, &bytes);
         QueryMetrics {
             seconds,
             rows,

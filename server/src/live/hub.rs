@@ -63,6 +63,36 @@ impl Message {
     fn kept(self) -> bool {
         Self::KEPT.contains(&self)
     }
+
+    /// Every message type, for the reference.
+    pub const ALL: [Message; 10] = [
+        Message::Views,
+        Message::Kpis,
+        Message::Series,
+        Message::Alerts,
+        Message::AlertGroups,
+        Message::LatestOrders,
+        Message::LatestErrors,
+        Message::Health,
+        Message::Provisional,
+        Message::Heartbeat,
+    ];
+
+    /// What the message carries (docs/reference/http.md).
+    pub fn doc(self) -> &'static str {
+        match self {
+            Message::Views => "What the page draws: every KPI's declared cards and charts, in registry order.",
+            Message::Kpis => "The cards' values over the page's period, against the period before.",
+            Message::Series => "The charts, funnels and tables: each declared chart's points per window.",
+            Message::Alerts => "The newest alerts.",
+            Message::AlertGroups => "Open and recent alert groups with their acknowledge/silence state.",
+            Message::LatestOrders => "The newest orders.",
+            Message::LatestErrors => "The newest ERROR and FATAL errors.",
+            Message::Health => "Pipelines, consumer lag, last commits, the KPI reads' state.",
+            Message::Provisional => "Every KPI's open windows (running values); in snapshots and /api/dashboard only, pushed as it changes every http.provisional_ms.",
+            Message::Heartbeat => "Sent when nothing else was; carries no data.",
+        }
+    }
 }
 
 #[derive(Clone, Debug)]

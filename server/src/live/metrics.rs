@@ -17,8 +17,7 @@ pub struct LiveMetrics {
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
-    // A second registration (tests building two hubs on one registry) keeps the first.
-    let _ = r.register(Box::new(c.clone()));
+    shopwatch_actors::telemetry::register(r, &c);
     c
 }
 

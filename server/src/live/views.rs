@@ -401,7 +401,8 @@ fn cell(v: &Cell) -> Value {
 }
 
 /// What the page draws, from the declarations: the `views` message.
-pub fn layout() -> Value {
+/// `numbers`: how the page writes amounts (`http.currency`, `http.locale`).
+pub fn layout(currency: &str, locale: &str) -> Value {
     let mut cards = Vec::new();
     let mut charts = Vec::new();
     for kpi in viewed() {
@@ -422,7 +423,10 @@ pub fn layout() -> Value {
             }));
         }
     }
-    json!({ "cards": cards, "charts": charts })
+    json!({
+        "cards": cards, "charts": charts,
+        "numbers": { "currency": currency, "locale": locale },
+    })
 }
 
 #[cfg(test)]

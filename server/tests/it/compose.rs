@@ -1,6 +1,6 @@
 //! Static checks of the production-like stack (no Docker engine here, so it cannot be started):
-//! docker-compose.yml, .env, the Dockerfile, Prometheus' and Grafana's provisioning, and the
-//! `compose` profile run through shopwatch's own configuration loader.
+//! docker-compose.yml, .env.example, the Dockerfile, Prometheus' rules and provisioning,
+//! Grafana's, and the `compose` profile run through shopwatch's own configuration loader.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -14,6 +14,34 @@ fn root() -> PathBuf {
         .parent()
         .unwrap()
         .to_path_buf()
+}
+
+/// The secrets `.env.example` leaves empty, as a user sets them (the admin hash is of
+/// `shopwatch123`).
+const USER_SECRETS: [(&str, &str); 5] = [
+    ("MINIO_ROOT_PASSWORD", "test-minio-root-7"),
+    ("LAKE_S3_SECRET_KEY", "test-lake-secret-7"),
+    ("DREMIO_PASSWORD", "testdremio77"),
+    (
+        "SHOPWATCH_ADMIN_PASSWORD_HASH",
+        "$argon2id$v=19$m=19456,t=2,p=1$eDUUKY5eYjVFfnv9huE4dw$ue4/3g5lDg7GsW7/zPoRhp/Ux63CP/gXp02CA/UafUE",
+    ),
+    ("GRAFANA_ADMIN_PASSWORD", "test-grafana-7"),
+];
+
+/// `.env` as a user makes it: `.env.example` with the secrets set.
+fn user_env(repo: &Path) -> HashMap<String, String> {
+    let mut env = dotenv(&std::fs::read_to_string(repo.join(".env.example")).unwrap());
+    for (k, v) in USER_SECRETS {
+        env.insert(k.to_string(), v.to_string());
+    }
+    env
+}
+
+/// Write `env` as a `.env` file (single quotes keep `$` literal).
+fn write_dotenv(dir: &Path, env: &HashMap<String, String>) {
+    let text: String = env.iter().map(|(k, v)| format!("{k}='{v}'\n")).collect();
+    std::fs::write(dir.join(".env"), text).unwrap();
 }
 
 /// `.env` as docker compose reads it.
@@ -36,7 +64,7 @@ fn unquote(v: &str) -> &str {
     v
 }
 
-/// Resolve `${VAR}` / `${VAR:-default}` as compose does (`$$` is a literal `$`).
+/// Resolve `${VAR}` / `${VAR:-default}` / `${VAR:?error}` as compose does (`$$` is a literal `$`).
 fn interpolate(s: &str, env: &HashMap<String, String>) -> Result<String, String> {
     let mut out = String::new();
     let mut rest = s;
@@ -49,6 +77,14 @@ fn interpolate(s: &str, env: &HashMap<String, String>) -> Result<String, String>
         } else if let Some(body) = after.strip_prefix('{') {
             let end = body.find('}').ok_or(format!("unclosed ${{ in {s:?}"))?;
             let expr = &body[..end];
+            if let Some((name, error)) = expr.split_once(":?") {
+                match env.get(name).filter(|v| !v.is_empty()) {
+                    Some(v) => out.push_str(v),
+                    None => return Err(format!("${{{name}}} must be set: {error}")),
+                }
+                rest = &body[end + 1..];
+                continue;
+            }
             let (name, default) = match expr.split_once(":-") {
                 Some((n, d)) => (n, Some(d)),
                 None => (expr, None),
@@ -176,6 +212,9 @@ fn compose_problems(yaml: &str, env: &HashMap<String, String>, repo: &Path) -> V
                 p.push(format!("{name}: port {spec} publishes a random host port"));
                 continue;
             }
+            if parts.len() < 3 {
+                p.push(format!("{name}: port {spec} publishes on every interface; bind it to ${{BIND_ADDRESS:-127.0.0.1}}"));
+            }
             // A single port, or a range a scaled service's replicas take one each.
             let host = parts[parts.len() - 2];
             let range = match host.split_once('-') {
@@ -243,7 +282,7 @@ fn compose_env(svc: &Value, env: &HashMap<String, String>) -> Vec<(String, Strin
 fn compose_stack_is_pinned_healthy_ordered_and_clash_free() {
     let repo = root();
     let yaml = std::fs::read_to_string(repo.join("docker-compose.yml")).unwrap();
-    let env = dotenv(&std::fs::read_to_string(repo.join(".env")).unwrap());
+    let env = user_env(&repo);
     let problems = compose_problems(&yaml, &env, &repo);
     assert!(problems.is_empty(), "{problems:#?}");
 
@@ -310,13 +349,13 @@ fn compose_stack_is_pinned_healthy_ordered_and_clash_free() {
 #[test]
 fn compose_checks_catch_what_they_claim_to() {
     let repo = root();
-    let env = dotenv(&std::fs::read_to_string(repo.join(".env")).unwrap());
+    let env = user_env(&repo);
     let base = r#"
 services:
   db:
     image: postgres:18
     restart: unless-stopped
-    ports: ["5432:5432"]
+    ports: ["127.0.0.1:5432:5432"]
     healthcheck: { test: ["CMD", "true"] }
   init:
     image: postgres:18
@@ -325,7 +364,7 @@ services:
   app:
     image: app:1.0
     restart: unless-stopped
-    ports: ["${APP_PORT:-8080}:8080"]
+    ports: ["127.0.0.1:${APP_PORT:-8080}:8080"]
     healthcheck: { test: ["CMD", "true"] }
     depends_on: { init: { condition: service_completed_successfully } }
     volumes: ["appdata:/data"]
@@ -352,6 +391,8 @@ volumes:
             "map form",
         ),
         ("${APP_PORT:-8080}:8080", "5432:8080", "host port 5432"),
+        ("127.0.0.1:${APP_PORT:-8080}", "${APP_PORT:-8080}", "every interface"),
+        ("${APP_PORT:-8080}", "${APP_SECRET:?set it}", "must be set"),
         (
             "appdata:/data",
             "undeclared:/data",
@@ -378,7 +419,7 @@ volumes:
 fn compose_profile_and_env_pass_shopwatchs_own_config_check() {
     let repo = root();
     let yaml = std::fs::read_to_string(repo.join("docker-compose.yml")).unwrap();
-    let env = dotenv(&std::fs::read_to_string(repo.join(".env")).unwrap());
+    let env = user_env(&repo);
     let doc: Value = serde_yaml::from_str(&yaml).unwrap();
     let svc_env = compose_env(&doc["services"]["shopwatch"], &env);
     let out = std::process::Command::new(BIN)
@@ -452,17 +493,18 @@ fn prometheus_grafana_and_dockerfile_fit_the_stack() {
             }
         }
     }
-    assert!(targets.contains(&"shopwatch:8080".to_string()));
+    // shopwatch on http.metrics_listen (9464), which it sets and does not publish.
+    assert!(targets.contains(&"shopwatch:9464".to_string()), "{targets:?}");
     // shopwatch scales (`--scale shopwatch=3`): no fixed container name or hostname, and a
     // host port range with a port per replica.
     let sw = &doc["services"]["shopwatch"];
     assert!(sw.get("hostname").is_none() && sw.get("container_name").is_none());
     let published = str_of(&sw["ports"][0]).unwrap();
-    let env = dotenv(&std::fs::read_to_string(repo.join(".env")).unwrap_or_default());
+    let env = user_env(&repo);
     let published = interpolate(&published, &env).unwrap();
     let (first, last) = published
         .split(':')
-        .next()
+        .nth(1)
         .and_then(|r| r.split_once('-'))
         .map(|(a, b)| (a.parse::<u16>().unwrap(), b.parse::<u16>().unwrap()))
         .unwrap_or_else(|| panic!("shopwatch publishes {published}, not a port range"));
@@ -489,11 +531,8 @@ fn prometheus_grafana_and_dockerfile_fit_the_stack() {
         &std::fs::read_to_string(repo.join("deploy/grafana/dashboards/shopwatch.json")).unwrap(),
     )
     .unwrap();
-    let sources = [
-        std::fs::read_to_string(repo.join("actors/src/telemetry.rs")).unwrap(),
-        std::fs::read_to_string(repo.join("server/src/live/metrics.rs")).unwrap(),
-    ]
-    .concat();
+    // Every metric the process registers (the generated reference; a unit test keeps it current).
+    let sources = std::fs::read_to_string(repo.join("docs/reference/metrics.md")).unwrap();
     let panels = dash["panels"].as_array().unwrap();
     let titles: Vec<String> = panels
         .iter()
@@ -506,14 +545,26 @@ fn prometheus_grafana_and_dockerfile_fit_the_stack() {
         "restarts",
         "dead letters",
         "alerts",
+        "maintenance failures",
+        "fenced",
+        "owner",
+        "re-read",
     ] {
         assert!(
             titles.iter().any(|t| t.contains(topic)),
             "no panel about {topic}: {titles:?}"
         );
     }
+    // One instance or all: every shopwatch series a panel reads is filtered by `$instance`.
+    assert_eq!(dash["templating"]["list"][0]["name"], "instance");
     for panel in panels {
         assert_eq!(panel["datasource"]["uid"], uid);
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            let reads = expr.matches("shopwatch_").count();
+            let filtered = expr.matches("instance=~\"$instance\"").count();
+            assert_eq!(reads, filtered, "panel {}: {expr}", panel["title"]);
+        }
         for target in panel["targets"].as_array().unwrap() {
             let expr = target["expr"].as_str().unwrap();
             for word in expr.split(|c: char| !(c.is_alphanumeric() || c == '_')) {
@@ -523,7 +574,7 @@ fn prometheus_grafana_and_dockerfile_fit_the_stack() {
                         .trim_end_matches("_sum")
                         .trim_end_matches("_count");
                     assert!(
-                        sources.contains(&format!("\"shopwatch_{base}\"")),
+                        sources.contains(&format!("`shopwatch_{base}`")),
                         "panel {} uses unknown metric shopwatch_{name}",
                         panel["title"]
                     );
@@ -581,7 +632,16 @@ fn compose_config(dir: &Path) -> (bool, String) {
 #[test]
 fn docker_compose_itself_validates_the_stack() {
     let repo = root();
-    let (ok, out) = compose_config(&repo);
+    let yaml = std::fs::read_to_string(repo.join("docker-compose.yml")).unwrap();
+    // As a user runs it: the compose file beside a `.env` made from `.env.example`.
+    let stack = |yaml: &str, env: &HashMap<String, String>| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("docker-compose.yml"), yaml).unwrap();
+        write_dotenv(dir.path(), env);
+        compose_config(dir.path())
+    };
+    let env = user_env(&repo);
+    let (ok, out) = stack(&yaml, &env);
     assert!(ok, "docker-compose config rejects the stack:\n{out}");
     // It resolved every service with .env's values (none left as ${…}).
     for service in [
@@ -596,15 +656,38 @@ fn docker_compose_itself_validates_the_stack() {
     }
     assert!(!out.contains("${"), "unresolved variable:\n{out}");
     // The project name lives in .env, which every compose version reads.
-    let env = dotenv(&std::fs::read_to_string(repo.join(".env")).unwrap());
     assert_eq!(
         env.get("COMPOSE_PROJECT_NAME").map(String::as_str),
         Some("shopwatch")
     );
+    // Nothing is published on every interface by default: compose's own resolution says
+    // 127.0.0.1 for every published port, and the metrics port is not among them.
+    let resolved: Value = serde_yaml::from_str(&out).unwrap();
+    let mut published = 0;
+    for (name, svc) in resolved["services"].as_mapping().unwrap() {
+        for port in svc["ports"].as_sequence().into_iter().flatten() {
+            let spec = str_of(port).unwrap_or_else(|| format!("{port:?}"));
+            assert!(spec.starts_with("127.0.0.1:"), "{name:?} publishes {spec}");
+            assert!(!spec.contains("9464"), "{name:?} publishes the metrics port");
+            published += 1;
+        }
+    }
+    assert!(published >= 10, "{published} ports");
+    // Opting in is one setting.
+    let mut open = env.clone();
+    open.insert("BIND_ADDRESS".into(), "0.0.0.0".into());
+    let (ok, out) = stack(&yaml, &open);
+    assert!(ok && out.contains("0.0.0.0:8080-8082:8080"), "{out}");
+    // Without the secrets the stack refuses to start, naming each.
+    for (secret, _) in USER_SECRETS {
+        let mut missing = env.clone();
+        missing.insert(secret.to_string(), String::new());
+        let (ok, out) = stack(&yaml, &missing);
+        assert!(!ok && out.contains(secret), "{secret} unset: {out}");
+    }
 
     // The tool really checks: a copy with a misspelt key and one with the top-level `name:`
     // key (which 1.x does not know) are both refused.
-    let yaml = std::fs::read_to_string(repo.join("docker-compose.yml")).unwrap();
     for (label, broken) in [
         (
             "misspelt key",
@@ -612,10 +695,57 @@ fn docker_compose_itself_validates_the_stack() {
         ),
         ("top-level name", format!("name: shopwatch\n{yaml}")),
     ] {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("docker-compose.yml"), broken).unwrap();
-        std::fs::copy(repo.join(".env"), dir.path().join(".env")).unwrap();
-        let (ok, out) = compose_config(dir.path());
+        let (ok, out) = stack(&broken, &env);
         assert!(!ok, "{label}: docker-compose accepted it:\n{out}");
+    }
+}
+
+#[test]
+fn the_stack_is_safe_by_default() {
+    let repo = root();
+    // No working password is tracked: .env.example leaves every secret empty, and .env is
+    // ignored.
+    let example = dotenv(&std::fs::read_to_string(repo.join(".env.example")).unwrap());
+    for (secret, _) in USER_SECRETS {
+        assert_eq!(example.get(secret).map(String::as_str), Some(""), "{secret} in .env.example");
+    }
+    let ignore = std::fs::read_to_string(repo.join(".gitignore")).unwrap();
+    assert!(ignore.lines().any(|l| l.trim() == ".env"), ".env not in .gitignore");
+    let yaml = std::fs::read_to_string(repo.join("docker-compose.yml")).unwrap();
+    let doc: Value = serde_yaml::from_str(&yaml).unwrap();
+    let env = user_env(&repo);
+    // MinIO's root keys stay with MinIO and its one-shot; the others use the lake account.
+    for (name, svc) in doc["services"].as_mapping().unwrap() {
+        let name = str_of(name).unwrap();
+        let vars = compose_env(svc, &env);
+        let uses_root = vars.iter().any(|(_, v)| v == "test-minio-root-7");
+        assert_eq!(uses_root, name == "minio" || name == "minio-init", "{name} and MinIO's root password");
+    }
+    // shopwatch: /metrics on its own unpublished listener, no public metrics on the page's port.
+    let sw = compose_env(&doc["services"]["shopwatch"], &env);
+    assert!(sw.contains(&("SHOPWATCH_HTTP__METRICS_LISTEN".into(), "0.0.0.0:9464".into())), "{sw:?}");
+    assert!(!sw.iter().any(|(k, v)| k == "SHOPWATCH_AUTH__PUBLIC_METRICS" && v == "true"));
+    // Monitoring starts whatever shopwatch's health.
+    assert!(doc["services"]["prometheus"].get("depends_on").is_none());
+    // The alerting rules are mounted, valid, and their unit tests pass (each rule fires on a
+    // bad instance and stays quiet on a healthy one).
+    assert!(yaml.contains("./deploy/prometheus/rules.yml:/etc/prometheus/rules.yml"));
+    let prom = repo.join("deploy/prometheus");
+    for args in [vec!["check", "rules", "rules.yml"], vec!["test", "rules", "rules.test.yml"]] {
+        let out = std::process::Command::new("promtool")
+            .args(&args)
+            .current_dir(&prom)
+            .output()
+            .expect("promtool not found: run .ci/run (it apt-installs prometheus)");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        eprintln!("promtool {}: {text}", args.join(" "));
+        assert!(out.status.success(), "promtool {args:?}: {text}");
+    }
+    // Every rule has a test that fires it.
+    let rules: Value = serde_yaml::from_str(&std::fs::read_to_string(prom.join("rules.yml")).unwrap()).unwrap();
+    let tests = std::fs::read_to_string(prom.join("rules.test.yml")).unwrap();
+    for rule in rules["groups"][0]["rules"].as_sequence().unwrap() {
+        let name = rule["alert"].as_str().unwrap();
+        assert!(tests.contains(&format!("alertname: {name}")), "no test for {name}");
     }
 }

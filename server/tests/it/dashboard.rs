@@ -30,10 +30,23 @@ async fn the_page_in_chromium_shows_the_lake_live_and_safely() {
     let dir = tempfile::tempdir().unwrap();
     let (_broker, brokers) = broker(dir.path());
     let data = dir.path().join("lake");
-    let (mut run, http, _flight) = run_pipeline_env(&brokers, &data, &ENV);
+    // A shop that sells in euros, seen from a German browser.
+    let mut env = ENV.to_vec();
+    env.push(("SHOPWATCH_HTTP__CURRENCY", "EUR"));
+    let (mut run, http, _flight) = run_pipeline_env(&brokers, &data, &env);
     python("dashboard_stream.py", &[&brokers, "phase1"]);
     wait_caught_up(&brokers, &data, Duration::from_secs(120)).await;
-    chromium_check("browser_check.py", &http, &data, &brokers, "dashboard.png");
+    let summary = chromium_check_with(
+        "browser_check.py",
+        &http,
+        &data,
+        &brokers,
+        "dashboard.png",
+        &["--locale", "de-DE", "--currency-symbol", "€"],
+    );
+    // German grouping and the euro sign after the amount: "1.234,56 €".
+    let shown = summary["amounts shown as"][0].as_str().unwrap_or_default().to_string();
+    assert!(shown.ends_with('€') && shown.contains(','), "{summary}");
     run.signal(libc::SIGTERM);
     assert!(run.wait_exit(Duration::from_secs(30)).unwrap().success());
 }
@@ -47,19 +60,31 @@ fn chromium_check(
     brokers: &str,
     screenshot: &str,
 ) -> serde_json::Value {
-    let out = python(
-        script,
-        &[
-            "--url",
-            &format!("http://{http}/"),
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--brokers",
-            brokers,
-            "--artifacts",
-            artifacts().to_str().unwrap(),
-        ],
-    );
+    chromium_check_with(script, http, data, brokers, screenshot, &[])
+}
+
+fn chromium_check_with(
+    script: &str,
+    http: &str,
+    data: &std::path::Path,
+    brokers: &str,
+    screenshot: &str,
+    extra: &[&str],
+) -> serde_json::Value {
+    let url = format!("http://{http}/");
+    let dir = artifacts();
+    let mut args = vec![
+        "--url",
+        &url,
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--brokers",
+        brokers,
+        "--artifacts",
+        dir.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = python(script, &args);
     eprintln!("{out}");
     let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(summary["console errors"], 0, "{out}");

@@ -83,6 +83,30 @@ fn history_bounded(data: &Path) -> serde_json::Value {
     summary
 }
 
+/// Every line on stderr is one JSON object with the fields log shippers expect, and stdout
+/// is empty (the demo's banner is logged too); the run's milestones are there.
+fn every_line_is_a_json_log(log: &Path, out: &Path) {
+    let text = std::fs::read_to_string(log).unwrap();
+    let mut bad = Vec::new();
+    let mut messages = Vec::new();
+    for line in text.lines() {
+        match serde_json::from_str::<serde_json::Value>(line) {
+            Ok(v) if v["timestamp"].is_string() && v["level"].is_string() && v["target"].is_string() => {
+                messages.push(v["message"].as_str().unwrap_or_default().to_string());
+            }
+            _ => bad.push(line.to_string()),
+        }
+    }
+    eprintln!("demo log: {} JSON lines, {} unparsable", messages.len(), bad.len());
+    assert!(bad.is_empty(), "{} lines are not JSON logs: {:#?}", bad.len(), &bad[..bad.len().min(5)]);
+    assert!(messages.len() > 10, "only {} log lines", messages.len());
+    for needed in ["shopwatch demo", "shopwatch running", "stopped"] {
+        assert!(messages.iter().any(|m| m == needed || m.starts_with(needed)), "no `{needed}` line");
+    }
+    let stdout = std::fs::read_to_string(out).unwrap();
+    assert!(stdout.trim().is_empty(), "stdout is not empty: {stdout}");
+}
+
 fn no_maintenance_warning(log: &Path) {
     let text = std::fs::read_to_string(log).unwrap();
     for needle in [
@@ -114,14 +138,17 @@ async fn the_readmes_demo_and_a_relative_data_dir_keep_their_lakes_maintained() 
     std::fs::create_dir_all(&fresh).unwrap();
     let demo_log = dir.path().join("demo.log");
     let demo_http = free_addr();
+    // Logs as JSON (`--log-format json`): every line the demo writes, on either stream, must
+    // parse (checked at the end).
+    let demo_out = dir.path().join("demo.out");
     let mut demo = Proc(
         Command::new(BIN)
-            .arg("demo")
+            .args(["--log-format", "json", "demo"])
             .current_dir(&fresh)
             .env("SHOPWATCH_DEMO__BROKER_LISTEN", free_addr())
             .env("SHOPWATCH_HTTP__LISTEN", &demo_http)
             .env("SHOPWATCH_FLIGHT__LISTEN", free_addr())
-            .stdout(Stdio::null())
+            .stdout(std::fs::File::create(&demo_out).unwrap())
             .stderr(std::fs::File::create(&demo_log).unwrap())
             .spawn()
             .unwrap(),
@@ -180,6 +207,7 @@ async fn the_readmes_demo_and_a_relative_data_dir_keep_their_lakes_maintained() 
     );
     let demo_history = history_bounded(&demo_data);
     no_maintenance_warning(&demo_log);
+    every_line_is_a_json_log(&demo_log, &demo_out);
 
     // The relative --data-dir went to ./lake, nowhere else, and holds exactly what was acked.
     assert!(!work.join("sub/lake").exists());

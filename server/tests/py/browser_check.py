@@ -180,6 +180,9 @@ def main():
     ap.add_argument("--data-dir", required=True)
     ap.add_argument("--brokers", required=True)
     ap.add_argument("--artifacts", required=True)
+    # A shop in another locale and currency: the browser's locale, and what an amount must show.
+    ap.add_argument("--locale")
+    ap.add_argument("--currency-symbol")
     args = ap.parse_args()
     os.makedirs(args.artifacts, exist_ok=True)
     b = Browser(args.artifacts)
@@ -194,12 +197,20 @@ def main():
                 if time.time() > deadline:
                     raise
                 time.sleep(0.5)
+        if args.locale:
+            b.call("Emulation.setLocaleOverride", locale=args.locale)
         b.call("Page.navigate", url=args.url)
         b.wait_for("the websocket to go live", "document.getElementById('conn').classList.contains('live')", 30)
         b.wait_for("the cards to fill", "document.querySelector('#kpi-orders .value').dataset.value > ''", 60)
         # Phase 1 settled: its last 5 minutes hold 4 × 18 orders + 19 (the XSS order included).
         page1 = converge(b, args.data_dir, 90, also=lambda p: p["orders"] == PHASE1_ORDERS)
         summary["phase1 cards (page == lake recount)"] = page1
+        if args.currency_symbol:
+            revenue = b.eval("document.querySelector('#kpi-revenue .value').textContent")
+            order_total = b.eval("document.querySelector('#orders tbody tr td.num').textContent")
+            for shown in (revenue, order_total):
+                assert args.currency_symbol in shown and "$" not in shown, (args.currency_symbol, revenue, order_total)
+            summary["amounts shown as"] = [revenue, order_total]
         assert page1["orders"] and page1["orders"] > 0, page1
 
         # The health panel says what this instance does among several (alone: it owns).

@@ -14,6 +14,7 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def free_port():
@@ -93,6 +94,17 @@ scrape_configs:
         summary["scrape sample errors"] = float(failed[0]["value"][1]) if failed else 0.0
         if summary["scrape sample errors"]:
             sys.exit(f"scrape errors: {summary}")
+        # Every expression the Grafana dashboard plots runs on this Prometheus (the instance
+        # variable set to all), and the ones about the pipeline's core return series.
+        dash = json.load(open(os.path.join(HERE, "..", "..", "..", "deploy", "grafana", "dashboards", "shopwatch.json")))
+        exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+        with_data = 0
+        for e in exprs:
+            if query(e.replace("$instance", ".*")):
+                with_data += 1
+        summary["dashboard expressions run / with data"] = [len(exprs), with_data]
+        if with_data < 10:
+            sys.exit(f"only {with_data} of {len(exprs)} dashboard expressions have data")
         body = urllib.request.urlopen(f"http://{args.target}/metrics", timeout=5).read()
         lint = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True)
         if lint.returncode != 0:
