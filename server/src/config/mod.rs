@@ -4,6 +4,7 @@
 
 mod auth;
 mod derived;
+mod http;
 mod kafka;
 mod lake;
 mod live;
@@ -23,8 +24,9 @@ pub use auth::{TokenConfig, UserConfig};
 pub use derived::{AlertsConfig, WindowsConfig};
 pub use kafka::{KafkaConfig, TopicsConfig};
 pub use lake::LakeConfig;
+pub use http::HttpConfig;
 pub use live::{
-    DemoConfig, DrillConfig, FlightConfig, HttpConfig, QueryConfig, QueryTarget,
+    DemoConfig, DrillConfig, FlightConfig, QueryConfig, QueryTarget,
     SEED_FLIGHT_PASSWORD, SEED_FLIGHT_USER,
 };
 pub use pipeline::{MaintenanceConfig, PipelineConfig, SupervisionConfig};

@@ -8,10 +8,11 @@ use toml::Value;
 use crate::config::Config;
 
 /// The config types' sources: their doc comments are the keys' descriptions.
-const SOURCES: [&str; 7] = [
+const SOURCES: [&str; 8] = [
     include_str!("../config/mod.rs"),
     include_str!("../config/auth.rs"),
     include_str!("../config/derived.rs"),
+    include_str!("../config/http.rs"),
     include_str!("../config/kafka.rs"),
     include_str!("../config/lake.rs"),
     include_str!("../config/live.rs"),

@@ -267,6 +267,7 @@ async fn websocket_protocol_and_prometheus_scrape() {
     let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(summary["target"]["health"], "up", "{out}");
     assert_eq!(summary["promtool"], "clean", "{out}");
+    eprintln!("prometheus: {out}");
     run.signal(libc::SIGTERM);
     assert!(run.wait_exit(Duration::from_secs(30)).unwrap().success());
 }

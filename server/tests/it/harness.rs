@@ -118,17 +118,28 @@ pub fn run_pipeline_env(
 }
 
 pub async fn metrics_body(http: &str) -> String {
-    let Ok(mut stream) = tokio::net::TcpStream::connect(http).await else {
-        return String::new();
+    // A server that accepted but never answers (stuck in start-up) fails the caller's check
+    // after 30 s with what it lacks, instead of hanging the test until nextest kills it.
+    let read = async {
+        let Ok(mut stream) = tokio::net::TcpStream::connect(http).await else {
+            return String::new();
+        };
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let req = format!("GET /metrics HTTP/1.0\r\nHost: {http}\r\n\r\n");
+        if stream.write_all(req.as_bytes()).await.is_err() {
+            return String::new();
+        }
+        let mut body = String::new();
+        let _ = stream.read_to_string(&mut body).await;
+        body
     };
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let req = format!("GET /metrics HTTP/1.0\r\nHost: {http}\r\n\r\n");
-    if stream.write_all(req.as_bytes()).await.is_err() {
-        return String::new();
+    match tokio::time::timeout(Duration::from_secs(30), read).await {
+        Ok(body) => body,
+        Err(_) => {
+            eprintln!("GET http://{http}/metrics: no answer within 30 s");
+            String::new()
+        }
     }
-    let mut body = String::new();
-    let _ = stream.read_to_string(&mut body).await;
-    body
 }
 
 /// Value of one Prometheus sample (`name{labels}` exactly as exposed), 0 when absent.
@@ -328,7 +339,9 @@ pub async fn pipeline_killed_once(
 pub async fn wait_caught_up(brokers: &str, data_dir: &Path, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        if caught_up(brokers, data_dir).await {
+        // One look may not hang past the deadline (a locked catalog, a silent broker).
+        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
+        if tokio::time::timeout(left, caught_up(brokers, data_dir)).await == Ok(true) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;

@@ -49,13 +49,7 @@ async fn maintenance_ran_cleanly(http: &str, log: &Path) {
 }
 
 async fn metrics_text(http: &str) -> String {
-    let url = format!("http://{http}/metrics");
-    reqwest::get(&url)
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap_or_default()
+    metrics_body(http).await
 }
 
 /// pyiceberg: metadata bounded and history sound on every table; returns the summary.
