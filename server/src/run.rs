@@ -417,7 +417,7 @@ fn http_app(
 }
 
 /// Until `stop`, or until every pipeline has failed for good (the supervisor gave up).
-async fn wait(stop: impl std::future::Future<Output = ()>, pipelines: &Pipelines) -> i32 {
+pub(crate) async fn wait(stop: impl std::future::Future<Output = ()>, pipelines: &Pipelines) -> i32 {
     tokio::pin!(stop);
     loop {
         tokio::select! {

@@ -371,3 +371,49 @@ mod tests {
         pipelines.drain(Duration::from_secs(5)).await;
     }
 }
+
+#[cfg(test)]
+mod exit_tests {
+    use shopwatch_actors::supervision::faults::{FaultAction, FaultPoint, FaultRule};
+
+    use super::*;
+
+    /// When every data group has failed for good the process exits with the give-up code,
+    /// which a service manager can tell from a usage error (2) and a start-up failure (1).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_data_group_failing_exits_with_the_give_up_code() {
+        assert!(![crate::exit::OK, crate::exit::ERROR, crate::exit::USAGE].contains(&crate::exit::GAVE_UP));
+        let faults = Arc::new(Faults::default());
+        faults.add(FaultRule {
+            point: FaultPoint::Handler,
+            action: FaultAction::Fatal,
+            times: None,
+            marker: None,
+            target: Some("orders".into()),
+        });
+        let mut pipelines = Pipelines::start(Vec::new(), None, None).await.unwrap();
+        let start: StartTask = Arc::new(|_| std::future::pending().boxed());
+        pipelines
+            .supervise(
+                "orders",
+                "-",
+                Arc::new(Service::new("orders", faults.clone(), start)),
+                SupervisionParams::default(),
+                Metrics::new(),
+                Stage::Topics,
+            )
+            .await
+            .unwrap();
+        let code = tokio::time::timeout(
+            Duration::from_secs(20),
+            crate::run::wait(std::future::pending(), &pipelines),
+        )
+        .await
+        .expect("the failed group was never noticed");
+        assert_eq!(code, crate::exit::GAVE_UP);
+        // A stop request before that is a clean exit.
+        let code = crate::run::wait(async {}, &pipelines).await;
+        assert_eq!(code, crate::exit::OK);
+        pipelines.drain(Duration::from_secs(5)).await;
+    }
+}

@@ -4,6 +4,7 @@
 mod access;
 mod alerts;
 mod bootstrap;
+mod cli;
 mod compose;
 mod corpus;
 mod dashboard;
