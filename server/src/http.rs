@@ -101,7 +101,9 @@ pub struct Route {
 
 pub const ROUTES: &[Route] = &[
     Route { path: "/", methods: "GET", access: Access::Login, doc: "The dashboard page (a browser without a session is sent to /login).", mount: |r| r.route("/", get(index)) },
-    Route { path: "/app.js", methods: "GET", access: Access::Login, doc: "The page's script.", mount: |r| r.route("/app.js", get(script)) },
+    Route { path: "/views.js", methods: "GET", access: Access::Login, doc: "The page's script, part 1: the cards each KPI declares.", mount: |r| r.route("/views.js", get(|| async { script(include_str!("../../web/views.js")) })) },
+    Route { path: "/charts.js", methods: "GET", access: Access::Login, doc: "The page's script, part 2: charts, funnels and tables.", mount: |r| r.route("/charts.js", get(|| async { script(include_str!("../../web/charts.js")) })) },
+    Route { path: "/app.js", methods: "GET", access: Access::Login, doc: "The page's script, part 3: state, tables, alerts, health, the socket.", mount: |r| r.route("/app.js", get(|| async { script(include_str!("../../web/app.js")) })) },
     Route { path: "/style.css", methods: "GET", access: Access::Open, doc: "The page's stylesheet (the login page uses it too).", mount: |r| r.route("/style.css", get(style)) },
     Route { path: "/ws", methods: "GET (websocket)", access: Access::Login, doc: "The page's websocket: a snapshot, then the messages below as they change. Origin must be the page's own or in http.ws_allowed_origins.", mount: |r| r.route("/ws", get(ws_handler)) },
     Route { path: "/api/dashboard", methods: "GET", access: Access::Login, doc: "Everything the page shows, as one JSON document (the websocket snapshot's data).", mount: |r| r.route("/api/dashboard", get(dashboard)) },
@@ -149,13 +151,13 @@ async fn index() -> impl IntoResponse {
     )
 }
 
-async fn script() -> impl IntoResponse {
+fn script(body: &'static str) -> impl IntoResponse {
     (
         [
             (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
             (header::CACHE_CONTROL, "no-cache"),
         ],
-        include_str!("../../web/app.js"),
+        body,
     )
 }
 

@@ -15,6 +15,7 @@ pub mod grouping;
 pub mod params;
 pub mod rules;
 pub mod series;
+mod state;
 
 pub use alert::{alert_id, spec, Alert, Alerts, COLUMNS, TABLE};
 pub use evaluator::{Activity, ClosedWindows, EvalState, Evaluator};

@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
+use super::checkpoint::first_checkpoint;
+pub use super::checkpoint::AggCheckpoint;
 use super::input::{advance, catch_up_rows, gap_rows, is_new, positions, raw_table, Folded};
 use super::live::{Due, Previews, Provisional};
 use super::messages::DerivedMsg;
@@ -18,21 +19,10 @@ use crate::error::{into_actor, Error, Handled};
 use crate::events::{EventKind, Micros};
 use crate::handoff::{Delivery, Preview, Slot};
 use crate::kpis::{FoldStats, Kpi, KpiEngine, KpiRows};
-use crate::lake::io::scan::{read_batches, read_raw, resume_points, Columns};
+use crate::lake::io::scan::{read_raw, resume_points};
 use crate::lake::{DerivedCommitter, Offsets};
-use crate::schema::NO_SOURCE;
-use iceberg::table::Table;
 use crate::supervision::Progress;
 use crate::windows::EngineParams;
-
-/// What a KPI table records with each commit.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct AggCheckpoint {
-    pub emitted_until: Option<Micros>,
-    pub watermark: Option<Micros>,
-    /// Per topic: the offsets from which the open windows can be rebuilt.
-    pub replay: BTreeMap<String, Offsets>,
-}
 
 pub struct AggregatorActor;
 
@@ -179,35 +169,6 @@ async fn start(
         previewed: BTreeMap::new(),
         last_commit: None,
         flush_set: false,
-    })
-}
-
-/// The state of a KPI table shopwatch has not written yet: an empty table starts from
-/// nothing; a table another engine filled (the old stack's Spark job) is adopted at its newest
-/// window, so no window it wrote is written again (`emitted_until` = the largest
-/// `window_end` there). Either way the raw tables are read in full, rows without a Kafka
-/// source included ([`NO_SOURCE`]): a window still open at the handover gets both engines'
-/// events.
-async fn first_checkpoint(table: &Table, topics: &[String]) -> Result<AggCheckpoint, Error> {
-    let name = table.identifier().name().to_string();
-    let batches = read_batches(table, Some(&["window_end"]), None).await?;
-    let mut newest: Option<Micros> = None;
-    for b in &batches {
-        let ends = Columns::new(&name, b).ts("window_end")?;
-        if let Some(m) = ends.iter().flatten().max() {
-            newest = Some(newest.map_or(m, |n: Micros| n.max(m)));
-        }
-    }
-    if let Some(until) = newest {
-        info!(table = %name, until, "adopting a KPI table written by another engine: windows ending at or before `until` are not written again");
-    }
-    Ok(AggCheckpoint {
-        emitted_until: newest,
-        watermark: newest,
-        replay: topics
-            .iter()
-            .map(|t| (t.clone(), [(NO_SOURCE, -1)].into()))
-            .collect(),
     })
 }
 
@@ -515,32 +476,4 @@ impl AggregatorState {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::time::{Duration, Instant};
-
-    use super::emit_on_delivery;
-
-    #[test]
-    fn a_delivery_emits_unless_a_commit_was_less_than_a_gap_ago() {
-        // Ahead of the real clock, so the look-backs below exist however young the process.
-        let now = Instant::now() + Duration::from_secs(120);
-        let gap = Duration::from_secs(1);
-        let ago = |ms: u64| now.checked_sub(Duration::from_millis(ms));
-        let cases = [
-            // Never committed: at once.
-            (None, Ok(())),
-            // Steady traffic: the last commit a minute ago.
-            (ago(60_000), Ok(())),
-            (ago(1_000), Ok(())),
-            // A catch-up: held back for what is left of the gap.
-            (ago(999), Err(Duration::from_millis(1))),
-            (ago(250), Err(Duration::from_millis(750))),
-            (ago(0), Err(gap)),
-        ];
-        for (i, (last, expected)) in cases.into_iter().enumerate() {
-            assert_eq!(emit_on_delivery(last, now, gap), expected, "case {i}");
-        }
-        // A clock that went backwards (a commit "after" now) holds for the whole gap.
-        assert_eq!(emit_on_delivery(Some(now + gap), now, gap), Err(gap));
-    }
-}
+mod tests;

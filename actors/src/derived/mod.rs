@@ -4,6 +4,7 @@
 //! tables and checkpoints).
 
 pub mod aggregator;
+mod checkpoint;
 pub mod detector;
 pub mod feed;
 pub mod input;

@@ -4,6 +4,7 @@
 
 pub mod adopt;
 pub mod catalog;
+mod pinned;
 pub mod commit;
 pub mod io;
 pub mod maintenance;

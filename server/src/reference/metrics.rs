@@ -12,7 +12,7 @@ pub fn render() -> String {
         "# Metrics\n\n\
          `GET /metrics` (Prometheus text format). Label values are bounded: topics, tables,\n\
          partitions, reason and outcome codes, actor roles, principal classes.\n\n\
-         | metric | type | labels | meaning |\n|---|---|---|---|\n",
+         | metric | type | unit | labels | meaning |\n|---|---|---|---|---|\n",
     );
     for m in telemetry::catalog() {
         let labels = if m.labels.is_empty() {
@@ -21,9 +21,10 @@ pub fn render() -> String {
             m.labels.iter().map(|l| format!("`{l}`")).collect::<Vec<_>>().join(", ")
         };
         out.push_str(&format!(
-            "| `{}` | {} | {} | {} |\n",
+            "| `{}` | {} | {} | {} | {} |\n",
             m.name,
             m.kind,
+            unit(&m.name),
             labels,
             super::cell(&m.help)
         ));
@@ -34,6 +35,23 @@ pub fn render() -> String {
          `process_max_fds`, `process_start_time_seconds`, `process_threads`.\n",
     );
     out
+}
+
+/// The unit, from the name (Prometheus' convention: the base unit is the name's last word
+/// before `_total`).
+fn unit(name: &str) -> &'static str {
+    let base = name.trim_end_matches("_total");
+    [
+        ("_seconds", "seconds"),
+        ("_bytes", "bytes"),
+        ("_records", "records"),
+        ("_timestamp_seconds", "Unix seconds"),
+    ]
+    .iter()
+    .rev()
+    .find(|(suffix, _)| base.ends_with(suffix))
+    .map(|(_, u)| *u)
+    .unwrap_or(if name.ends_with("_total") { "count" } else { "—" })
 }
 
 #[cfg(test)]

@@ -204,7 +204,7 @@ def main():
         n = rows_done(b, "the orders card")
         want = len(events_between(args.data_dir, "orders_processed", "order_ts", kp["as_of_ms"] - kp["period_s"] * 1000, kp["as_of_ms"]))
         assert n == want == ORDERS, (n, want)
-        start_rows(b, "document.querySelector('#table-top_products-top tbody tr.drillable').click()")
+        start_rows(b, "document.querySelector('#table-top_products-top tbody tr.has-rows').click()")
         n = rows_done(b, "a product")
         pid = prod_rows[0]["product_id"]
         want = len(events_between(args.data_dir, "orders_processed", "order_ts", prod["window_start"], prod["window_end"], lambda r: r["product_id"] == pid))
@@ -215,10 +215,10 @@ def main():
                 if check_kpis.funnel_step(r["url"]) == 2]
         assert n == len(want) == 8, (n, len(want))
         start_rows(b, """(() => { const svg = document.getElementById('chart-orders_revenue-orders'); const p = svg.shopwatchPoints[svg.shopwatchPoints.length - 1];
-            const box = svg.getBoundingClientRect(); window.__drillT = p.t;
+            const box = svg.getBoundingClientRect(); window.__rowsT = p.t;
             svg.dispatchEvent(new MouseEvent('click', { clientX: box.left + p.x, clientY: box.top + 50, bubbles: true })); })()""")
         n = rows_done(b, "a chart point")
-        t = b.eval("window.__drillT")
+        t = b.eval("window.__rowsT")
         want = len(events_between(args.data_dir, "orders_processed", "order_ts", t, t + 60000))
         assert n == want, (n, want)
         b.wait_for("the payment alert group", "(lastAlertGroups || []).some(g => g.alert_key === 'payment')", 60)
