@@ -102,7 +102,7 @@ fn actor_rule(req: &ActorFault) -> Result<FaultRule, String> {
 fn handler_roles() -> Vec<&'static str> {
     let mut roles = vec![
         shopwatch_actors::derived::DETECTOR,
-        crate::live::refresher::GROUP,
+        crate::live::tasks::refresher::GROUP,
     ];
     roles.extend(shopwatch_actors::kpis::REGISTRY.iter().map(|k| k.name()));
     roles

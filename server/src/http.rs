@@ -14,12 +14,12 @@ use shopwatch_actors::telemetry::Metrics;
 
 use crate::auth::http as auth_http;
 use crate::auth::Auth;
-use crate::live::alerts::{post_action, ActionsApi};
-use crate::live::hub::{Hub, Message};
-use crate::live::metrics::LiveMetrics;
-use crate::live::rows::{get_rows, PageQueries};
-use crate::live::trends::{get_trends, TrendsCache};
-use crate::live::ws::{ws_handler, WsParams, WsState};
+use crate::live::api::actions::{post_action, ActionsApi};
+use crate::live::tasks::hub::{Hub, Message};
+use crate::live::tasks::metrics::LiveMetrics;
+use crate::live::api::rows::{get_rows, PageQueries};
+use crate::live::api::trends::{get_trends, TrendsCache};
+use crate::live::api::ws::{ws_handler, WsParams, WsState};
 
 #[derive(Clone)]
 pub struct AppState {

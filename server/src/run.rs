@@ -25,14 +25,14 @@ use tracing::{error, info};
 
 use crate::config::Config;
 use crate::http::{router, AppState};
-use crate::live::alerts::ActionsApi;
-use crate::live::hub::Message;
-use crate::live::hub::{Hub, HubParams};
-use crate::live::metrics::LiveMetrics;
-use crate::live::provisional::Board;
-use crate::live::refresher::{RefresherGroup, RefresherParams, GROUP as REFRESHER};
-use crate::live::rows::PageQueries;
-use crate::live::ws::WsParams;
+use crate::live::api::actions::ActionsApi;
+use crate::live::tasks::hub::Message;
+use crate::live::tasks::hub::{Hub, HubParams};
+use crate::live::tasks::metrics::LiveMetrics;
+use crate::live::tasks::provisional::Board;
+use crate::live::tasks::refresher::{RefresherGroup, RefresherParams, GROUP as REFRESHER};
+use crate::live::api::rows::PageQueries;
+use crate::live::api::ws::WsParams;
 use crate::services::Services;
 
 /// How long a graceful stop may take before we give up on the final commit.
@@ -209,7 +209,7 @@ async fn start_core(cfg: &Config) -> anyhow::Result<Core> {
         live.clone(),
     );
     // What the page draws: every KPI's declared cards and charts.
-    hub.keep(Message::Views, crate::live::views::layout(&cfg.http.currency, &cfg.http.locale));
+    hub.keep(Message::Views, crate::live::model::views::layout(&cfg.http.currency, &cfg.http.locale));
     let board = Board::new(hub.clone());
     let provisional =
         (cfg.http.provisional_ms > 0).then(|| Duration::from_millis(cfg.http.provisional_ms));

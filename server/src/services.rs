@@ -18,8 +18,8 @@ use shopwatch_actors::telemetry::Metrics;
 use tokio::net::TcpListener;
 
 use crate::auth::Auth;
-use crate::live::hub::{Hub, Message};
-use crate::live::provisional::Board;
+use crate::live::tasks::hub::{Hub, Message};
+use crate::live::tasks::provisional::Board;
 use crate::serve::ServeLimits;
 
 pub const HTTP: &str = "http";
@@ -225,8 +225,8 @@ mod tests {
     use shopwatch_actors::supervision::PipelineState;
 
     use super::*;
-    use crate::live::hub::HubParams;
-    use crate::live::metrics::LiveMetrics;
+    use crate::live::tasks::hub::HubParams;
+    use crate::live::tasks::metrics::LiveMetrics;
 
     fn supervision() -> SupervisionParams {
         SupervisionParams {

@@ -24,7 +24,7 @@ use shopwatch_load::stats::{millis, summarize};
 use crate::config::Config;
 use crate::flight::client::FlightQueryClient;
 use crate::flight::kpis::kpi_queries;
-use crate::live::trends::{range_queries, Range};
+use crate::live::api::trends::{range_queries, Range};
 
 #[derive(Args)]
 pub struct DayArgs {

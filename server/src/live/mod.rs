@@ -1,14 +1,10 @@
-//! The live side of the dashboard: the KPI refresher reads the lake through Flight SQL and a
-//! hub pushes what it found to every websocket client.
+//! The live side of the dashboard, in three rooms (imports run model ← tasks ← api):
+//! - `model/`: what the page shows, pure: each KPI's declared views and their maths, result
+//!   rows, health, alert groups.
+//! - `tasks/`: the long-lived parts, each a supervised service: the KPI refresher (reads the
+//!   lake through Flight SQL), the websocket hub, the provisional board, their metrics.
+//! - `api/`: the HTTP handlers: `/ws`, `/api/rows`, `/api/trends`, `/api/alerts/actions`.
 
-pub mod alerts;
-pub mod health;
-pub mod hub;
-pub mod metrics;
-pub mod provisional;
-pub mod refresher;
-pub mod results;
-pub mod rows;
-pub mod trends;
-pub mod views;
-pub mod ws;
+pub mod api;
+pub mod model;
+pub mod tasks;

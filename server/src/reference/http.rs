@@ -2,7 +2,7 @@
 //! message type (the hub's), with the KPIs' declared cards and charts.
 
 use crate::http::{Access, ROUTES};
-use crate::live::hub::Message;
+use crate::live::tasks::hub::Message;
 
 pub fn render() -> String {
     let mut out = String::from(

@@ -6,7 +6,7 @@ pub fn render() -> String {
     // Register everything one `shopwatch run` registers, on a registry of our own.
     let metrics = Metrics::new();
     crate::version::register_build_info(&metrics.registry);
-    let _ = crate::live::metrics::LiveMetrics::new(&metrics.registry);
+    let _ = crate::live::tasks::metrics::LiveMetrics::new(&metrics.registry);
     let _ = crate::flight::limits::QueryMetrics::new(&metrics.registry);
     let mut out = String::from(
         "# Metrics\n\n\

@@ -17,8 +17,8 @@ use shopwatch_actors::kpis::{Kpi, KpiRow};
 use shopwatch_actors::schema::columns::Value as Cell;
 use tracing::debug;
 
-use super::hub::{Hub, Message};
-use super::views::{self, Facts};
+use crate::live::tasks::hub::{Hub, Message};
+use crate::live::model::views::{self, Facts};
 
 /// A provisional row older than this is dropped even if the lake never showed its window.
 const KEEP_MS: i64 = 10 * 60_000;
@@ -230,8 +230,8 @@ impl LiveSink for Board {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::live::hub::HubParams;
-    use crate::live::metrics::LiveMetrics;
+    use crate::live::tasks::hub::HubParams;
+    use crate::live::tasks::metrics::LiveMetrics;
     use shopwatch_actors::kpis::by_name;
 
     const M: Micros = 60_000_000;

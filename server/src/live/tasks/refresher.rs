@@ -14,13 +14,13 @@ use shopwatch_actors::supervision::{ChildSpecs, Progress, Spawner, StatusHandle}
 use shopwatch_actors::telemetry::Metrics;
 use tracing::{debug, warn};
 
-use super::alerts;
-use super::health::{health, QueryHealth};
-use super::hub::{Hub, Message};
-use super::metrics::LiveMetrics;
-use super::provisional::Board;
-use super::results::{rows, ALERT_COLUMNS, ERROR_COLUMNS, ORDER_COLUMNS};
-use super::views;
+use crate::live::model::alert_groups;
+use crate::live::model::health::{health, QueryHealth};
+use crate::live::tasks::hub::{Hub, Message};
+use crate::live::tasks::metrics::LiveMetrics;
+use crate::live::tasks::provisional::Board;
+use crate::live::model::results::{rows, ALERT_COLUMNS, ERROR_COLUMNS, ORDER_COLUMNS};
+use crate::live::model::views;
 use crate::config::QueryTarget;
 use crate::flight::client::FlightQueryClient;
 use crate::flight::kpis;
@@ -258,7 +258,7 @@ impl RefresherState {
             }
         };
         let (groups, actions) = (&found[0], &found[1]);
-        let rows = alerts::groups(groups, &alerts::actions_from(actions), now);
+        let rows = alert_groups::groups(groups, &alert_groups::actions_from(actions), now);
         self.p
             .hub
             .publish_changed(Message::AlertGroups, json!(rows));
@@ -280,8 +280,8 @@ mod tests {
     use super::*;
     use crate::config::Secret;
     use crate::http::{router, AppState};
-    use crate::live::hub::HubParams;
-    use crate::live::ws::WsParams;
+    use crate::live::tasks::hub::HubParams;
+    use crate::live::api::ws::WsParams;
 
     fn params(faults: Arc<Faults>, metrics: &Metrics, live: &LiveMetrics) -> RefresherParams {
         let hub = Hub::new(HubParams::default(), live.clone());

@@ -19,8 +19,8 @@ use serde_json::{json, Value};
 use shopwatch_actors::kpis::{Kpi, Read};
 use shopwatch_actors::sql::table;
 
-use super::rows::PageQueries;
-use super::views::{self, Facts};
+use crate::live::api::rows::PageQueries;
+use crate::live::model::views::{self, Facts};
 
 /// A view stays this long before it is read again.
 const FRESH_FOR: Duration = Duration::from_secs(10);
@@ -151,7 +151,7 @@ pub async fn get_trends(
 mod tests {
     use shopwatch_actors::schema::columns::Value as Cell;
 
-    use super::views::Row;
+    use crate::live::model::views::Row;
     use super::*;
 
     const M: i64 = 60_000;

@@ -11,8 +11,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
 
-use super::hub::{Hub, Outbox};
-use super::metrics::LiveMetrics;
+use crate::live::tasks::hub::{Hub, Outbox};
+use crate::live::tasks::metrics::LiveMetrics;
 use crate::auth::http::Caller;
 use crate::auth::{Auth, SessionWatch};
 

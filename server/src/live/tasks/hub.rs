@@ -10,7 +10,7 @@ use axum::extract::ws::Utf8Bytes;
 use serde_json::Value;
 use tokio::sync::Notify;
 
-use super::metrics::LiveMetrics;
+use crate::live::tasks::metrics::LiveMetrics;
 
 /// Every message the page gets, one name each (its `type`). The state messages are kept for
 /// snapshots, in this order; the others are pushed and forgotten.

@@ -15,7 +15,7 @@ use shopwatch_actors::kpis::view::{ChartKind, Measure};
 use shopwatch_actors::kpis::{Kpi, KpiRow, Read, REGISTRY};
 use shopwatch_actors::schema::columns::{Column, ColumnType, Value as Cell};
 
-use super::results::Cols;
+use crate::live::model::results::Cols;
 
 pub const PERIOD_MS: i64 = 5 * 60_000;
 pub const TREND_MS: i64 = 30 * 60_000;

@@ -15,7 +15,7 @@ use serde_json::json;
 use shopwatch_actors::sql::{string_literal, table, timestamp_literal};
 use tokio::sync::Mutex;
 
-use super::results::{self, Kind};
+use crate::live::model::results::{self, Kind};
 use crate::config::QueryTarget;
 use crate::flight::client::FlightQueryClient;
 use shopwatch_actors::kpis::funnel::STEP_PATTERNS;
