@@ -1,6 +1,7 @@
 //! The `shopwatch` binary: real-time e-commerce monitoring from Kafka into Iceberg.
 
 mod auth;
+#[cfg(feature = "bench")]
 mod bench;
 mod bootstrap;
 mod cli;
@@ -89,7 +90,8 @@ enum Command {
     Broker(cli::broker::BrokerArgs),
     /// [dev] Generate the seed's payloads into Kafka.
     Produce(cli::produce::ProduceArgs),
-    /// [dev] Benchmarks that print figures (see BENCHMARKS.md).
+    /// [dev] Benchmarks that print figures (see BENCHMARKS.md; builds with `--features bench`).
+    #[cfg(feature = "bench")]
     Bench(bench::BenchArgs),
     /// [dev] Fault-injection drill: faults against a live broker and pipeline, then independent
     /// checks for loss, duplicates and KPI drift (needs a build with `--features failpoints`).
@@ -153,6 +155,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Produce(args) => cli::produce::run(args, &ctx).await,
         Command::Query(args) => cli::query::run(args, &ctx).await,
         Command::Tables(args) => cli::tables::run(args, &ctx).await,
+        #[cfg(feature = "bench")]
         Command::Bench(args) => cli::bench::run(args, &ctx).await,
         Command::Bootstrap { target } => cli::bootstrap::run(target).await,
         Command::Drill(args) => cli::drill::run(args, &ctx).await,

@@ -1,6 +1,7 @@
 //! The command line: one file per command, each with its arguments and its `run`.
 
 pub mod auth;
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod bootstrap;
 pub mod broker;

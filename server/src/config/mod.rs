@@ -25,11 +25,11 @@ pub use derived::{AlertsConfig, WindowsConfig};
 pub use kafka::{KafkaConfig, TopicsConfig};
 pub use lake::LakeConfig;
 pub use http::HttpConfig;
-pub use live::{
-    DemoConfig, DrillConfig, FlightConfig, QueryConfig, QueryTarget,
-    SEED_FLIGHT_PASSWORD, SEED_FLIGHT_USER,
-};
+pub use live::{DemoConfig, DrillConfig, FlightConfig, QueryConfig, QueryTarget};
+#[cfg(any(test, feature = "bench"))]
+pub use live::{SEED_FLIGHT_PASSWORD, SEED_FLIGHT_USER};
 pub use pipeline::{MaintenanceConfig, PipelineConfig, SupervisionConfig};
+#[cfg(any(test, feature = "bench"))]
 pub use secret::Secret;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

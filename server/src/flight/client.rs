@@ -154,4 +154,5 @@ async fn run_query(
 }
 
 // The portable SQL pieces are shared with the KPI definitions (actors/src/sql.rs).
+#[cfg(any(test, feature = "bench"))]
 pub use shopwatch_actors::sql::timestamp_literal;

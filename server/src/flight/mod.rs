@@ -40,6 +40,7 @@ pub struct FlightParams {
 }
 
 /// Bind and serve until `stop` resolves (a task of its own; the benches use this).
+#[cfg(any(test, feature = "bench"))]
 pub async fn serve(
     params: FlightParams,
     catalog: Arc<dyn Catalog>,

@@ -59,15 +59,16 @@ fn cell(s: &str) -> String {
 mod tests {
     use super::*;
 
-    /// The committed references are what the code generates now. On failure:
-    /// `cargo run -p shopwatch -- reference --write` and commit docs/reference/.
+    /// The committed references are what the code generates now (the CLI as the test build
+    /// has it: with `bench`). On failure: `cargo run -p shopwatch --features bench --
+    /// reference --write` and commit docs/reference/.
     #[test]
     fn generated_references_are_current() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/reference");
         let stale = stale(&dir);
         assert!(
             stale.is_empty(),
-            "docs/reference/ is out of date: {stale:?}; run `cargo run -p shopwatch -- reference --write` and commit it"
+            "docs/reference/ is out of date: {stale:?}; run `cargo run -p shopwatch --features bench -- reference --write` and commit it"
         );
     }
 
