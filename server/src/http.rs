@@ -174,7 +174,7 @@ async fn style() -> impl IntoResponse {
 /// The newest value of every dashboard message, for scripts and curl.
 async fn dashboard(State(state): State<AppState>) -> impl IntoResponse {
     let mut out = serde_json::Map::new();
-    for kind in Message::KEPT {
+    for &kind in Message::KEPT {
         if let Some(v) = state.hub.latest(kind) {
             out.insert(kind.as_str().to_string(), v);
         }

@@ -33,7 +33,8 @@ pub enum Message {
 }
 
 impl Message {
-    pub const KEPT: [Message; 9] = [
+    /// Every message type; all but the heartbeat are kept for snapshots.
+    pub const ALL: [Message; 10] = [
         Message::Views,
         Message::Kpis,
         Message::Series,
@@ -43,7 +44,10 @@ impl Message {
         Message::LatestErrors,
         Message::Health,
         Message::Provisional,
+        Message::Heartbeat,
     ];
+    /// The types a snapshot carries (the newest of each).
+    pub const KEPT: &'static [Message] = Self::ALL.split_at(9).0;
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -63,20 +67,6 @@ impl Message {
     fn kept(self) -> bool {
         Self::KEPT.contains(&self)
     }
-
-    /// Every message type, for the reference.
-    pub const ALL: [Message; 10] = [
-        Message::Views,
-        Message::Kpis,
-        Message::Series,
-        Message::Alerts,
-        Message::AlertGroups,
-        Message::LatestOrders,
-        Message::LatestErrors,
-        Message::Health,
-        Message::Provisional,
-        Message::Heartbeat,
-    ];
 
     /// What the message carries (docs/reference/http.md).
     pub fn doc(self) -> &'static str {
@@ -240,7 +230,7 @@ impl Hub {
 
     fn snapshot_frame(state: &State) -> Utf8Bytes {
         let mut data = serde_json::Map::new();
-        for kind in Message::KEPT {
+        for &kind in Message::KEPT {
             if let Some(v) = state.latest.get(&kind) {
                 data.insert(kind.as_str().to_string(), v.clone());
             }
