@@ -119,7 +119,12 @@ async fn start(myself: ActorRef<ConsumerMsg>, args: ConsumerArgs) -> Result<Cons
     let consumer = Arc::new(
         kafka_consumer(
             &args.params,
-            GroupContext::new(&topic, lake, args.params.kafka.start.for_topic(&topic).clone()),
+            GroupContext::new(
+                &topic,
+                lake,
+                args.params.kafka.start.for_topic(&topic).clone(),
+                args.params.kafka.start.pins.clone(),
+            ),
         )
             .map_err(Error::kafka("creating the consumer"))?,
     );

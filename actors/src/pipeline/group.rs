@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use crate::error::Error;
 use crate::lake::Offsets;
-use crate::pipeline::start_at::StartAt;
+use crate::pipeline::start_at::{Pins, StartAt};
 
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -132,6 +132,7 @@ pub struct GroupContext {
     lake: LakeOffsets,
     /// Where a partition without an offset in the lake starts.
     start: StartAt,
+    pins: Pins,
     changes: Mutex<Vec<GroupChange>>,
     failure: Mutex<Option<Error>>,
     /// Something waits in `changes` or `failure`: polls check this instead of two locks.
@@ -139,11 +140,12 @@ pub struct GroupContext {
 }
 
 impl GroupContext {
-    pub fn new(topic: &str, lake: LakeOffsets, start: StartAt) -> Self {
+    pub fn new(topic: &str, lake: LakeOffsets, start: StartAt, pins: Pins) -> Self {
         GroupContext {
             topic: topic.to_string(),
             lake,
             start,
+            pins,
             changes: Mutex::new(Vec::new()),
             failure: Mutex::new(None),
             pending: AtomicBool::new(false),
@@ -189,7 +191,7 @@ impl GroupContext {
         partitions: &[i32],
     ) -> Result<Vec<Start>, Error> {
         let lake = (self.lake)()?;
-        starts_from(consumer, &self.topic, partitions, &lake, &self.start)
+        starts_from(consumer, &self.topic, partitions, &lake, &self.start, &self.pins)
     }
 
     fn assign(&self, consumer: &GroupConsumer, partitions: &[i32]) -> Result<(), Error> {
@@ -217,6 +219,7 @@ pub fn starts_from<C: ConsumerContext>(
     partitions: &[i32],
     lake: &LakePositions,
     start: &StartAt,
+    pins: &Pins,
 ) -> Result<Vec<Start>, Error> {
     partitions
         .iter()
@@ -225,9 +228,12 @@ pub fn starts_from<C: ConsumerContext>(
                 .fetch_watermarks(topic, p, KAFKA_TIMEOUT)
                 .map_err(Error::kafka(format!("watermarks of {topic}/{p}")))?;
             let fresh = match (lake.raw.get(&p), start) {
-                (None, StartAt::Time(t)) => {
-                    start.resolve(p, range, offset_for_time(consumer, topic, p, *t)?)
-                }
+                (None, StartAt::Time(t)) => pins.pin(
+                    topic,
+                    p,
+                    start.resolve(p, range, offset_for_time(consumer, topic, p, *t)?),
+                ),
+                (None, StartAt::Latest) => pins.pin(topic, p, start.resolve(p, range, None)),
                 (None, _) => start.resolve(p, range, None),
                 (Some(_), _) => range.0,
             };

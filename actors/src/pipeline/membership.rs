@@ -31,6 +31,7 @@ impl ConsumerState {
         let consumer = self.consumer.clone();
         let partitions: Vec<i32> = fenced.keys().copied().collect();
         let start = self.args.params.kafka.start.for_topic(&topic).clone();
+        let pins = self.args.params.kafka.start.pins.clone();
         let (starts, gone) = tokio::task::spawn_blocking(move || {
             // Partitions already taken from us wait for their revocation; the others are read
             // again from the lake. A seek that fails is an error (the consumer restarts and
@@ -43,7 +44,7 @@ impl ConsumerState {
                     .iter()
                     .any(|e| e.partition() == *p)
             });
-            let starts = starts_from(&consumer, &topic, &ours, &lake, &start)?;
+            let starts = starts_from(&consumer, &topic, &ours, &lake, &start, &pins)?;
             seek_to(&consumer, &topic, &starts)?;
             Ok::<_, Error>((starts, gone))
         })

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use ractor::ActorStatus;
 
 pub use params::{BatchParams, KafkaParams, PipelineParams};
-pub use start_at::{StartAt, StartPolicy};
+pub use start_at::{Pins, StartAt, StartPolicy};
 
 use crate::error::Error;
 use crate::lake::OffsetRule;

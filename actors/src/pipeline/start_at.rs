@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::{Arc, Mutex};
 
 use crate::events::Micros;
 use crate::lake::Offsets;
@@ -78,7 +79,33 @@ impl fmt::Display for StartAt {
 pub struct StartPolicy {
     pub default: StartAt,
     pub topics: BTreeMap<String, StartAt>,
+    pub pins: Pins,
 }
+
+/// Fresh starts this process already resolved, per (topic, partition). `latest` and a time
+/// are resolved once: a partition taken again before its first commit (a rebalance, a consumer
+/// restart) starts where it did the first time, instead of at a newer end that would skip what
+/// came in between. Once the lake has an offset for the partition, the lake decides.
+#[derive(Clone, Debug, Default)]
+pub struct Pins(Arc<Mutex<BTreeMap<(String, i32), i64>>>);
+
+impl Pins {
+    /// The first resolution of `topic/partition`, or `resolved` if this is it.
+    pub fn pin(&self, topic: &str, partition: i32, resolved: i64) -> i64 {
+        match self.0.lock() {
+            Ok(mut m) => *m.entry((topic.to_string(), partition)).or_insert(resolved),
+            Err(_) => resolved,
+        }
+    }
+}
+
+// Pins are state, not policy: two policies that say the same are equal.
+impl PartialEq for Pins {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for Pins {}
 
 impl Default for StartAt {
     fn default() -> Self {
@@ -127,8 +154,22 @@ mod tests {
         let policy = StartPolicy {
             default: StartAt::Latest,
             topics: [("clicks_topic".to_string(), StartAt::Earliest)].into(),
+            pins: Pins::default(),
         };
         assert_eq!(policy.for_topic("clicks_topic"), &StartAt::Earliest);
         assert_eq!(policy.for_topic("orders_topic"), &StartAt::Latest);
+    }
+
+    #[test]
+    fn a_fresh_start_is_resolved_once_per_partition() {
+        let pins = Pins::default();
+        // `latest` at 100 the first time the partition is taken…
+        assert_eq!(pins.pin("orders_topic", 0, 100), 100);
+        // …taken again after 40 more messages, before any commit: still 100, nothing skipped.
+        assert_eq!(pins.pin("orders_topic", 0, 140), 100);
+        // Other partitions and topics resolve on their own; clones share the pins (restarts).
+        assert_eq!(pins.pin("orders_topic", 1, 7), 7);
+        assert_eq!(pins.clone().pin("clicks_topic", 0, 9), 9);
+        assert_eq!(pins.clone().pin("orders_topic", 1, 70), 7);
     }
 }

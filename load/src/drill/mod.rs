@@ -33,7 +33,7 @@ use crate::produce::ProduceParams;
 use crate::seaweed::{Seaweed, SeaweedParams};
 use check::Checkers;
 use config::write_config;
-use plan::{plan, Planned};
+use plan::{plan, FaultKind, Planned};
 use procs::{BrokerProc, PipelineProc};
 use production::Production;
 use watch::{Monotonic, Positions};
@@ -94,10 +94,10 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
     if p.faults > 0 && p.events == 0 {
         bail!("--events must be > 0");
     }
-    if (p.instances > 1) != (p.lane == Lane::Group) {
-        bail!("the group lane runs 2 or more instances on a local lake; --instances {} does not fit it", p.instances);
+    if (p.instances > 1) != p.lane.is_group() {
+        bail!("the group lanes run 2 or more instances; --instances {} does not fit {:?}", p.instances, p.lane);
     }
-    if p.canary && p.lane == Lane::Seaweed {
+    if p.canary && p.lane.on_seaweed() {
         bail!("--canary runs on the local lane (its canary S3 secret would be overridden by SeaweedFS's keys); drop --lake seaweedfs or --canary");
     }
     let dir = match &p.dir {
@@ -118,6 +118,7 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
         Lane::Local => String::new(),
         Lane::Seaweed => " --lake seaweedfs".into(),
         Lane::Group => format!(" --instances {}", p.instances),
+        Lane::GroupSeaweed => format!(" --instances {} --lake seaweedfs", p.instances),
     };
     println!(
         "drill: replay with `shopwatch drill --seed {} --events {} --rate {} --faults {}{lane_flag}`",
@@ -146,9 +147,9 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
 
     let data_dir = dir.join("lake");
     // The SeaweedFS lane: a real server for the catalog and S3, with fresh keys per drill.
-    let seaweed = match p.lane {
-        Lane::Local | Lane::Group => None,
-        Lane::Seaweed => Some(
+    let seaweed = match p.lane.on_seaweed() {
+        false => None,
+        true => Some(
             Seaweed::start(SeaweedParams::new(
                 &dir.join("seaweed"),
                 &format!("drill-{}", random_hex(8)),
@@ -299,9 +300,11 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
             r.note = "production had already ended: lower --rate or --faults".into();
             r
         } else {
-            match p.lane {
-                Lane::Group => group::inject(&mut ctx, f).await,
-                Lane::Local | Lane::Seaweed => inject::inject(&mut ctx, f).await,
+            // The group's faults go to the group; storage and S3 faults act as on one instance.
+            if p.lane.is_group() && FaultKind::GROUP.contains(&f.kind) {
+                group::inject(&mut ctx, f).await
+            } else {
+                inject::inject(&mut ctx, f).await
             }
         };
         rec.at = at;
@@ -431,7 +434,7 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
         quiet,
         last_stop,
         pipeline_starts: ctx.pipeline.starts + ctx.more.iter().map(|p| p.starts).sum::<u32>(),
-        group: (p.lane == Lane::Group).then(|| ctx.group.clone()),
+        group: p.lane.is_group().then(|| ctx.group.clone()),
         processes: ctx.counters.clone(),
         unplanned_exits: ctx.unplanned_exits.clone(),
         lake: lake_verdict,

@@ -57,9 +57,40 @@ pub enum Lane {
     Group,
     /// SeaweedFS: its Iceberg REST catalog and S3, a real server process.
     Seaweed,
+    /// The production topology: several instances in one group on SeaweedFS (REST catalog +
+    /// S3), with the group's faults and S3's.
+    GroupSeaweed,
+}
+
+impl Lane {
+    /// Several instances share the work.
+    pub fn is_group(self) -> bool {
+        matches!(self, Lane::Group | Lane::GroupSeaweed)
+    }
+
+    /// The lake is a SeaweedFS server.
+    pub fn on_seaweed(self) -> bool {
+        matches!(self, Lane::Seaweed | Lane::GroupSeaweed)
+    }
 }
 
 impl FaultKind {
+    /// Faults to the group: its instances and who owns the KPI tables.
+    pub const GROUP: [FaultKind; 5] = [
+        FaultKind::KillOwner,
+        FaultKind::FreezeInstance,
+        FaultKind::AddInstance,
+        FaultKind::KillRandom,
+        FaultKind::Sigterm,
+    ];
+    /// Faults to the SeaweedFS server and its S3.
+    pub const S3: [FaultKind; 4] = [
+        FaultKind::S3Down,
+        FaultKind::S3Errors,
+        FaultKind::S3Timeouts,
+        FaultKind::S3Slow,
+    ];
+
     pub const ALL: [FaultKind; 11] = [
         FaultKind::KillAfterUpload,
         FaultKind::KillAfterCommitWrite,
@@ -79,23 +110,17 @@ impl FaultKind {
     pub fn of(lane: Lane) -> Vec<FaultKind> {
         match lane {
             Lane::Local => FaultKind::ALL.to_vec(),
-            Lane::Group => vec![
-                FaultKind::KillOwner,
-                FaultKind::FreezeInstance,
-                FaultKind::AddInstance,
-                FaultKind::KillRandom,
-                FaultKind::Sigterm,
-            ],
+            Lane::Group => FaultKind::GROUP.to_vec(),
+            Lane::GroupSeaweed => FaultKind::GROUP
+                .iter()
+                .copied()
+                .chain(FaultKind::S3)
+                .collect(),
             Lane::Seaweed => FaultKind::ALL
                 .iter()
                 .copied()
                 .filter(|k| *k != FaultKind::StorageReadOnly)
-                .chain([
-                    FaultKind::S3Down,
-                    FaultKind::S3Errors,
-                    FaultKind::S3Timeouts,
-                    FaultKind::S3Slow,
-                ])
+                .chain(FaultKind::S3)
                 .collect(),
         }
     }
@@ -202,7 +227,7 @@ mod tests {
 
     #[test]
     fn every_kind_appears_once_the_total_allows() {
-        for lane in [Lane::Local, Lane::Seaweed, Lane::Group] {
+        for lane in [Lane::Local, Lane::Seaweed, Lane::Group, Lane::GroupSeaweed] {
             let all = FaultKind::of(lane);
             for (total, seed) in [(all.len(), 1), (23, 2), (100, 3)] {
                 let p = plan(seed, total, Duration::from_secs(600), lane);
@@ -229,6 +254,10 @@ mod tests {
         assert_eq!(FaultKind::of(Lane::Seaweed).len(), 14);
         assert!(FaultKind::of(Lane::Group).contains(&FaultKind::KillOwner));
         assert!(!FaultKind::of(Lane::Local).contains(&FaultKind::FreezeInstance));
+        // The production topology gets the group's faults and S3's, and no read-only directory.
+        let prod = FaultKind::of(Lane::GroupSeaweed);
+        assert!(prod.contains(&FaultKind::KillOwner) && prod.contains(&FaultKind::S3Down));
+        assert!(!prod.contains(&FaultKind::StorageReadOnly) && prod.len() == 9);
         // Fewer faults than kinds: the first kinds, no repeats.
         let p = plan(1, 3, Duration::from_secs(60), Lane::Local);
         let kinds: std::collections::BTreeSet<_> = p.iter().map(|f| f.kind).collect();

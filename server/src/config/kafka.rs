@@ -91,6 +91,7 @@ impl KafkaConfig {
         Ok(StartPolicy {
             default: parse("kafka.start".into(), &self.start)?,
             topics,
+            pins: Default::default(),
         })
     }
 

@@ -159,6 +159,44 @@ fn group_lane_3_instances_owner_killed_zombie_woken_lose_duplicate_and_miscount_
 }
 
 #[test]
+fn production_topology_lane_3_instances_on_seaweedfs_lose_duplicate_and_miscount_nothing() {
+    // What users run past one machine: three instances in one group on the Iceberg REST
+    // catalog and S3 of a real SeaweedFS server, with the group's faults (owner killed, an
+    // instance frozen past its session, one added and another stopped, any killed or stopped)
+    // and S3's (server down, 5xx, timeouts, slow).
+    let seed = seed();
+    let out = drill(&[
+        "--instances", "3", "--lake", "seaweedfs",
+        "--events", "60000", "--rate", "400", "--faults", "9", "--seed", &seed,
+    ]);
+    assert_eq!(row(&out, "faults injected / planned"), "9 / 9");
+    assert_eq!(row(&out, "fault kinds covered"), "9 / 9");
+    assert_eq!(row(&out, "events acked by the broker"), "60000");
+    for label in [
+        "acked ids lost (raw tables + dead letters)",
+        "duplicated (by offset or id)",
+        "unexpected rows",
+        "KPI / alert rows differing from a recount",
+        "referenced data files missing",
+        "orphans after sweep",
+    ] {
+        assert_eq!(row(&out, label), "0", "{label}");
+    }
+    let moves: u32 = row(&out, "derived ownership moves (owners seen)")
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(moves >= 1, "ownership never moved:\n{out}");
+    for kind in ["s3_down", "s3_5xx", "kill9@derived_owner", "sigstop@instance"] {
+        assert!(
+            out.lines().any(|l| l.contains(kind) && l.contains(" yes ")),
+            "{kind} not injected:\n{out}"
+        );
+    }
+}
+
+#[test]
 fn canary_secrets_never_show_in_trace_logs_bodies_metrics_or_dead_letters() {
     let seed = seed();
     let out = drill(&[
