@@ -8,8 +8,10 @@ const $ = (id) => document.getElementById(id);
 // shop's currency (`http.currency`), both from the `views` message.
 let fmtInt, fmtMoney, fmtMoneyShort, fmtPct, fmtCompact;
 function setNumbers(n) {
-  const locale = (n && n.locale) || undefined;
-  const currency = (n && n.currency) || 'USD';
+  let locale = (n && n.locale) || undefined;
+  let currency = (n && n.currency) || 'USD';
+  // The server checks both; a browser that still refuses one falls back to its own defaults.
+  try { new Intl.NumberFormat(locale, { style: 'currency', currency }); } catch (e) { locale = undefined; currency = 'USD'; }
   fmtInt = new Intl.NumberFormat(locale, { maximumFractionDigits: 0 });
   fmtMoney = new Intl.NumberFormat(locale, { style: 'currency', currency });
   fmtMoneyShort = new Intl.NumberFormat(locale, { style: 'currency', currency, notation: 'compact', maximumFractionDigits: 2 });

@@ -129,55 +129,47 @@ pub fn plan(
     };
     let mut partitions = Vec::new();
     if let Some(ends) = ends {
-        let Some(mine) = ends.get(topic) else {
-            problems.push(format!(
+        match ends.get(topic) {
+            None => problems.push(format!(
                 "the checkpoint reads {}, not {topic}",
                 ends.keys().cloned().collect::<Vec<_>>().join(", ")
-            ));
-            return TopicPlan {
-                topic: topic.into(),
-                table: table.into(),
-                query_id: checkpoint.query_id.clone(),
-                landed_epoch,
-                how,
-                partitions,
-                problems,
-                applied: false,
-            };
-        };
-        for &p in mine.keys() {
-            if !broker.contains_key(&p) {
-                problems.push(format!("{topic}/{p}: Spark read it, the broker does not have it"));
+            )),
+            Some(mine) => {
+                for &p in mine.keys() {
+                    if !broker.contains_key(&p) {
+                        problems.push(format!("{topic}/{p}: Spark read it, the broker does not have it"));
+                    }
+                }
+                for (&p, &(low, high)) in broker {
+                    let spark_end = mine.get(&p).copied();
+                    let (start, skipped, note) = match spark_end {
+                        None => (low, 0, "Spark never read it: from the earliest retained".to_string()),
+                        Some(e) if e > high => {
+                            problems.push(format!(
+                                "{topic}/{p}: Spark ended at {e}, past the broker's newest offset {high} (another broker?)"
+                            ));
+                            (e, 0, "past the broker".into())
+                        }
+                        Some(e) if e < low => {
+                            problems.push(format!(
+                                "{topic}/{p}: records {e}..{low} were deleted by the broker before anyone stored them (Spark's failOnDataLoss=false hid it)"
+                            ));
+                            (e, low - e, "deleted by retention".into())
+                        }
+                        Some(e) => (e, 0, String::new()),
+                    };
+                    partitions.push(PartitionPlan {
+                        partition: p,
+                        spark_end,
+                        start,
+                        low,
+                        high,
+                        skipped,
+                        reread: 0,
+                        note,
+                    });
+                }
             }
-        }
-        for (&p, &(low, high)) in broker {
-            let spark_end = mine.get(&p).copied();
-            let (start, skipped, note) = match spark_end {
-                None => (low, 0, "Spark never read it: from the earliest retained".to_string()),
-                Some(e) if e > high => {
-                    problems.push(format!(
-                        "{topic}/{p}: Spark ended at {e}, past the broker's newest offset {high} (another broker?)"
-                    ));
-                    (e, 0, "past the broker".into())
-                }
-                Some(e) if e < low => {
-                    problems.push(format!(
-                        "{topic}/{p}: records {e}..{low} were deleted by the broker before anyone stored them (Spark's failOnDataLoss=false hid it)"
-                    ));
-                    (e, low - e, "deleted by retention".into())
-                }
-                Some(e) => (e, 0, String::new()),
-            };
-            partitions.push(PartitionPlan {
-                partition: p,
-                spark_end,
-                start,
-                low,
-                high,
-                skipped,
-                reread: 0,
-                note,
-            });
         }
     }
     TopicPlan {

@@ -88,9 +88,7 @@ impl HttpConfig {
                 format!("{:?} is not an ISO 4217 currency code; use three capital letters such as USD or EUR", self.currency),
             ));
         }
-        if self.locale.len() > 35
-            || !self.locale.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
+        if !self.locale.is_empty() && !is_language_tag(&self.locale) {
             return Err(ConfigError::check(
                 "http.locale",
                 format!("{:?} is not a BCP 47 locale; use a tag such as de-DE or en-GB, or leave it empty for the browser's", self.locale),
@@ -148,6 +146,32 @@ impl HttpConfig {
             max_connections: self.max_connections,
             header_timeout: std::time::Duration::from_secs(self.header_timeout_s),
             tls_handshake_timeout: std::time::Duration::from_secs(self.tls_handshake_timeout_s),
+        }
+    }
+}
+
+/// A well-formed BCP 47 tag as browsers accept it: a 2–8 letter language, then subtags of
+/// 1–8 letters or digits, at most 35 characters (`de-DE`, `en-GB`, `zh-Hant-TW`). A malformed
+/// one would make the page's number formatting throw.
+fn is_language_tag(tag: &str) -> bool {
+    let mut parts = tag.split('-');
+    let lang_ok = parts
+        .next()
+        .is_some_and(|l| (2..=8).contains(&l.len()) && l.bytes().all(|b| b.is_ascii_alphabetic()));
+    tag.len() <= 35
+        && lang_ok
+        && parts.all(|s| (1..=8).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn locales_are_well_formed_tags() {
+        for ok in ["de-DE", "en", "en-GB", "zh-Hant-TW", "es-419"] {
+            assert!(super::is_language_tag(ok), "{ok}");
+        }
+        for bad in ["-", "de-", "-DE", "d", "de--DE", "de_DE", "de-DE-toolongsubtag", "1a-DE", "de DE"] {
+            assert!(!super::is_language_tag(bad), "{bad}");
         }
     }
 }

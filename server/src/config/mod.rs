@@ -172,7 +172,7 @@ pub fn load(
         let source_name = format!("environment variable {var}");
         let read;
         let raw = if from_file {
-            read = std::fs::read_to_string(raw).map_err(|e| ConfigError::Invalid {
+            read = read_secret_file(raw).map_err(|e| ConfigError::Invalid {
                 key: path.join("."),
                 source_name: source_name.clone(),
                 message: format!("cannot read the file {raw:?} it names: {e}; {var} must name a readable file holding the value"),
@@ -206,6 +206,18 @@ pub fn load(
         .map(|(_, v)| v.as_str());
     config.lake.resolve(home)?;
     Ok(config)
+}
+
+/// A value from a `…_FILE` variable: UTF-8 text of at most 64 KiB (a secret, not `/dev/zero`).
+fn read_secret_file(path: &str) -> std::io::Result<String> {
+    use std::io::Read;
+    const MAX: u64 = 64 << 10;
+    let mut text = String::new();
+    std::fs::File::open(path)?.take(MAX + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX {
+        return Err(std::io::Error::other("it is larger than 64 KiB"));
+    }
+    Ok(text)
 }
 
 /// An environment value as the key wants it: a key whose default is a string (a password, a

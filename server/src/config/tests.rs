@@ -544,6 +544,11 @@ fn secrets_come_from_files_named_by_file_variables() {
         .to_string();
     assert!(e.contains("flight.nope"), "{e}");
     assert!(!e.contains("from-a-file"), "{e}");
+    // An endless or huge file is refused, not read into memory.
+    let e = load(None, &env(&[("SHOPWATCH_FLIGHT__PASSWORD_FILE", "/dev/zero")]), vec![])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("flight.password") && e.contains("64 KiB"), "{e}");
 }
 
 #[test]

@@ -45,6 +45,33 @@ fn row<'a>(table: &'a str, label: &str) -> &'a str {
         .trim()
 }
 
+/// Every one of `labels` reads 0 in the drill's table.
+fn all_zero(out: &str, labels: &[&str]) {
+    for label in labels {
+        assert_eq!(row(out, label), "0", "{label}");
+    }
+}
+
+/// How often the derived tables' owner changed; at least once, or the owner faults missed.
+fn ownership_moved(out: &str) {
+    let moves: u32 = row(out, "derived ownership moves (owners seen)")
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(moves >= 1, "ownership never moved:\n{out}");
+}
+
+/// Each of `kinds` has a row that says it was injected.
+fn injected(out: &str, kinds: &[&str]) {
+    for kind in kinds {
+        assert!(
+            out.lines().any(|l| l.contains(kind) && l.contains(" yes ")),
+            "{kind} not injected:\n{out}"
+        );
+    }
+}
+
 fn seed() -> String {
     std::env::var("SHOPWATCH_DRILL_SEED").unwrap_or_else(|_| "20261124".into())
 }
@@ -108,12 +135,7 @@ fn seaweedfs_lane_server_restarts_and_injected_s3_faults_lose_and_duplicate_noth
         assert_eq!(row(&out, label), want, "{label}");
     }
     compaction_ran(&out);
-    for kind in ["s3_down", "s3_5xx", "s3_timeout", "s3_slow"] {
-        assert!(
-            out.lines().any(|l| l.contains(kind) && l.contains(" yes ")),
-            "{kind} not injected:\n{out}"
-        );
-    }
+    injected(&out, &["s3_down", "s3_5xx", "s3_timeout", "s3_slow"]);
 }
 
 #[test]
@@ -137,21 +159,17 @@ fn group_lane_3_instances_owner_killed_zombie_woken_lose_duplicate_and_miscount_
     assert_eq!(row(&out, "faults injected / planned"), "10 / 10");
     assert_eq!(row(&out, "fault kinds covered"), "5 / 5");
     assert_eq!(row(&out, "events acked by the broker"), "200000");
-    for label in [
-        "acked ids lost (raw tables + dead letters)",
-        "duplicated (by offset or id)",
-        "unexpected rows",
-        "KPI / alert rows differing from a recount",
-        "referenced data files missing",
-    ] {
-        assert_eq!(row(&out, label), "0", "{label}");
-    }
-    let moves: u32 = row(&out, "derived ownership moves (owners seen)")
-        .split(' ')
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    assert!(moves >= 1, "ownership never moved:\n{out}");
+    all_zero(
+        &out,
+        &[
+            "acked ids lost (raw tables + dead letters)",
+            "duplicated (by offset or id)",
+            "unexpected rows",
+            "KPI / alert rows differing from a recount",
+            "referenced data files missing",
+        ],
+    );
+    ownership_moved(&out);
     let fenced: u32 = row(&out, "fenced batches (all processes)")
         .parse()
         .unwrap_or(0);
@@ -172,28 +190,19 @@ fn production_topology_lane_3_instances_on_seaweedfs_lose_duplicate_and_miscount
     assert_eq!(row(&out, "faults injected / planned"), "9 / 9");
     assert_eq!(row(&out, "fault kinds covered"), "9 / 9");
     assert_eq!(row(&out, "events acked by the broker"), "60000");
-    for label in [
-        "acked ids lost (raw tables + dead letters)",
-        "duplicated (by offset or id)",
-        "unexpected rows",
-        "KPI / alert rows differing from a recount",
-        "referenced data files missing",
-        "orphans after sweep",
-    ] {
-        assert_eq!(row(&out, label), "0", "{label}");
-    }
-    let moves: u32 = row(&out, "derived ownership moves (owners seen)")
-        .split(' ')
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    assert!(moves >= 1, "ownership never moved:\n{out}");
-    for kind in ["s3_down", "s3_5xx", "kill9@derived_owner", "sigstop@instance"] {
-        assert!(
-            out.lines().any(|l| l.contains(kind) && l.contains(" yes ")),
-            "{kind} not injected:\n{out}"
-        );
-    }
+    all_zero(
+        &out,
+        &[
+            "acked ids lost (raw tables + dead letters)",
+            "duplicated (by offset or id)",
+            "unexpected rows",
+            "KPI / alert rows differing from a recount",
+            "referenced data files missing",
+            "orphans after sweep",
+        ],
+    );
+    ownership_moved(&out);
+    injected(&out, &["s3_down", "s3_5xx", "kill9@derived_owner", "sigstop@instance"]);
 }
 
 #[test]
