@@ -20,6 +20,10 @@ pub async fn demo(mut cfg: Config, seed: u64) -> anyhow::Result<i32> {
     let mut cmd = Command::new(exe);
     // If the demo is SIGKILLed, `shopwatch broker` still stops its broker process.
     shopwatch_load::broker::die_with_parent(&mut cmd);
+    // Its own process group: a Ctrl-C in the terminal reaches the demo only, which drains the
+    // pipeline against a live broker and then stops the broker itself (below). Sharing the
+    // group, the broker went down with the pipeline's final commits still talking to it.
+    cmd.process_group(0);
     let mut broker = cmd
         .args(["--log-format", crate::logging::format().as_str()])
         .arg("broker")
