@@ -14,7 +14,10 @@ fn main() {
             .success()
             .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
     });
-    println!("cargo:rustc-env=SHOPWATCH_COMMIT={}", commit.as_deref().unwrap_or("unknown"));
+    println!(
+        "cargo:rustc-env=SHOPWATCH_COMMIT={}",
+        commit.as_deref().unwrap_or("unknown")
+    );
     let profile = std::env::var("PROFILE").unwrap_or_else(|_| "unknown".into());
     println!("cargo:rustc-env=SHOPWATCH_BUILD_PROFILE={profile}");
     println!("cargo:rerun-if-env-changed=SHOPWATCH_COMMIT");

@@ -275,10 +275,10 @@ function maintenanceText(failing) {
     (broken.length > 1 ? ` and ${broken.length - 1} more` : '');
 }
 
-// This instance among several: derived-tables ownership, its partitions, the group's members.
+// This instance among several: rollup ownership, its partitions, the group's members.
 function instanceText(inst) {
   const e = inst.election || {};
-  const role = e.derived_owner ? 'computes the KPI and alert tables'
+  const role = e.rollup_owner ? 'computes the KPI and alert tables'
     : e.elected ? 'standby for the KPI and alert tables (another instance computes them)' : '';
   const parts = Object.entries(inst.assigned_partitions || {})
     .map(([t, ps]) => `${t} ${ps.length ? ps.join(',') : 'none'}`).join(' · ');

@@ -63,8 +63,8 @@ pub enum Error {
         rejection: Rejection,
     },
     /// A fault injected by a test or drill, of the kind it asked for.
-    #[error("injected {} at {at}", kind.as_str())]
-    Injected { kind: Kind, at: String },
+    #[error(transparent)]
+    Injected(#[from] crate::faults::Injected),
     /// The failure of an actor we called (by its role), shared with its supervisor: its kind
     /// is the cause's, and the supervisor blames that actor, not the caller.
     #[error("{actor}: {source}")]
@@ -80,7 +80,8 @@ impl Error {
             Error::Commit(e) if e.is_fatal() => Kind::Fatal,
             Error::Unrecoverable(_) | Error::Corrupt(_) => Kind::Fatal,
             Error::BadRecord { .. } => Kind::BadRecord,
-            Error::Injected { kind, .. } => *kind,
+            Error::Injected(i) if i.fatal => Kind::Fatal,
+            Error::Injected(_) => Kind::Transient,
             Error::Downstream { source, .. } => source.kind(),
             Error::Commit(_)
             | Error::Scan(_)
@@ -225,12 +226,22 @@ mod tests {
                 "fatal",
             ),
             (
-                Error::Injected {
-                    kind: Kind::Transient,
-                    at: "consumer".into(),
-                },
+                Error::Injected(crate::faults::Injected {
+                    at: "consumer.record".into(),
+                    fatal: false,
+                    timeout_ms: None,
+                }),
                 Kind::Transient,
                 "error",
+            ),
+            (
+                Error::Injected(crate::faults::Injected {
+                    at: "detector (actor.handler)".into(),
+                    fatal: true,
+                    timeout_ms: None,
+                }),
+                Kind::Fatal,
+                "fatal",
             ),
         ];
         for (e, kind, reason) in cases {

@@ -3,19 +3,19 @@
 //! into it.
 //!
 //! Layers, top to bottom (a module imports only from below it):
-//! `runtime` → `pipeline`, `derived` → `handoff`, `supervision`, `error` → `alerts`, `kpis`,
-//! `lake` → `windows`, `schema`, `events`, `sql`, `telemetry`, `failpoint`.
+//! `runtime` → `pipeline`, `rollup` → `handoff`, `supervision`, `error` → `alerts`, `kpis`,
+//! `lake` → `windows`, `schema`, `events`, `sql`, `telemetry`, `faults`.
 
 pub mod alerts;
-pub mod derived;
 pub mod error;
 pub mod events;
-pub mod failpoint;
+pub mod faults;
 pub mod handoff;
 pub mod kpis;
 pub mod lake;
 pub mod migrate;
 pub mod pipeline;
+pub mod rollup;
 pub mod runtime;
 pub mod schema;
 pub mod sql;

@@ -1,5 +1,5 @@
 //! The running groups of a process, each under the one supervisor: one topic pipeline per
-//! topic, the derived actors, and whatever else the binary adds (the KPI refresher). Started
+//! topic, the rollup actors, and whatever else the binary adds (the KPI refresher). Started
 //! and drained in the order that keeps every batch accounted for.
 
 use std::sync::Arc;
@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorRef};
 use tracing::{info, warn};
 
-use crate::derived::{DerivedGroup, DerivedParams, GROUP as DERIVED};
 use crate::pipeline::election::{ElectionGroup, ElectionParams, GROUP as ELECTION};
 use crate::pipeline::kafka::session_timeout_of;
 use crate::pipeline::{PipelineParams, TopicPipeline};
+use crate::rollup::{RollupGroup, RollupParams, GROUP as ROLLUP};
 use crate::supervision::{
     ChildSpecs, PipelineState, PipelineStatus, StatusHandle, SupervisionParams, Supervisor,
     SupervisorArgs, SupervisorMsg,
@@ -22,13 +22,13 @@ use crate::telemetry::Metrics;
 /// holds the partition until its session ends).
 const VERDICT_GRACE: Duration = Duration::from_secs(2);
 
-/// When a group drains: topics first (their final batches reach the derived actors), then the
-/// derived actors once they have handled what was delivered, then readers of the lake and the
-/// election (its leaving hands the derived tables to another instance).
+/// When a group drains: topics first (their final batches reach the rollup actors), then the
+/// rollup actors once they have handled what was delivered, then readers of the lake and the
+/// election (its leaving hands the rollup tables to another instance).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Stage {
     Topics,
-    Derived,
+    Rollup,
     Readers,
 }
 
@@ -45,11 +45,11 @@ pub struct Pipelines {
 }
 
 impl Pipelines {
-    /// Start the election (if any) and the derived actors (if any) first, so their slots are
+    /// Start the election (if any) and the rollup actors (if any) first, so their slots are
     /// taken before the first batch is committed, then one pipeline per topic.
     pub async fn start(
         all: Vec<PipelineParams>,
-        derived: Option<DerivedParams>,
+        rollup: Option<RollupParams>,
         election: Option<(ElectionParams, SupervisionParams)>,
     ) -> anyhow::Result<Pipelines> {
         let mut p = Pipelines { groups: Vec::new() };
@@ -68,7 +68,7 @@ impl Pipelines {
                 Stage::Readers,
             )
             .await?;
-            // The derived group starts only if elected; the consumers hand it their batches
+            // The rollup group starts only if elected; the consumers hand it their batches
             // only once it runs. Starting them before the verdict would leave a backlog's
             // batches undelivered, and the owner would rebuild them from the lake (measured:
             // 2M backlog events, 261,780 instead of 371,747 ev/CPU-s, BENCHMARKS.md).
@@ -83,15 +83,15 @@ impl Pipelines {
                 "election verdict before the first poll"
             );
         }
-        if let Some(params) = derived {
+        if let Some(params) = rollup {
             let (supervision, metrics) = (params.supervision.clone(), params.metrics.clone());
             p.supervise(
-                DERIVED,
+                ROLLUP,
                 "*",
-                Arc::new(DerivedGroup(params)),
+                Arc::new(RollupGroup(params)),
                 supervision,
                 metrics,
-                Stage::Derived,
+                Stage::Rollup,
             )
             .await?;
         }
@@ -155,7 +155,7 @@ impl Pipelines {
         self.groups.iter().map(|g| g.status.clone()).collect()
     }
 
-    /// True once every group that moves data (topics, derived) has failed for good: nothing
+    /// True once every group that moves data (topics, rollup) has failed for good: nothing
     /// can run any more.
     pub fn all_failed(&self) -> bool {
         let data: Vec<_> = self
@@ -173,7 +173,7 @@ impl Pipelines {
     /// Stop consuming, commit what is in flight, stop every actor; bounded by `timeout`.
     pub async fn drain(self, timeout: Duration) {
         let deadline = std::time::Instant::now() + timeout;
-        for stage in [Stage::Topics, Stage::Derived, Stage::Readers] {
+        for stage in [Stage::Topics, Stage::Rollup, Stage::Readers] {
             let left = deadline
                 .saturating_duration_since(std::time::Instant::now())
                 .max(Duration::from_secs(1));

@@ -1,4 +1,4 @@
-"""Independent check of the derived tables with pyiceberg (not our code): every KPI row equals
+"""Independent check of the rollup tables with pyiceberg (not our code): every KPI row equals
 a recount from the raw tables, no window or alert appears twice, every window that has events
 is there, and FATAL alerts match FATAL rows one to one. The KPI tables, their inputs and their
 windows come from `shopwatch tables --json`; the recount of each KPI is written here, so a KPI

@@ -5,11 +5,13 @@
 //!   the next record (consumer) or batch (committer) of any pipeline panics or stalls; any
 //!   other supervised actor by its role (`detector`, `refresher`, or a KPI's name) at its next
 //!   message.
-//! - `POST /drill/failpoints` `{"spec":"name=[N*]pause|error|panic;…"}`, `DELETE` disarms all,
-//!   `GET` lists armed, paused and fired points (a drill waits for `paused`, then SIGKILLs).
+//! - `POST /drill/failpoints` `{"spec":"point[@target]=[N*]pause|error|fatal|panic|delay(MS)|timeout(MS);…"}`
+//!   arms any point (the actor points too: `actor.handler@detector=1*panic`), `DELETE` disarms
+//!   all, `GET` lists armed, paused and fired points (a drill waits for `paused`, then SIGKILLs).
+//!
+//! Both arm the one registry the process's actors and crash points check (`faults`).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -17,8 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use shopwatch_actors::failpoint;
-use shopwatch_actors::supervision::faults::{FaultAction, FaultPoint, FaultRule, Faults};
+use shopwatch_actors::faults::{self, Action, Faults, Point, Rule};
 use subtle::ConstantTimeEq;
 
 use crate::config::Secret;
@@ -71,11 +72,11 @@ fn bad_request(message: String) -> Response {
 }
 
 /// Parse an actor fault request into the rule it arms.
-fn actor_rule(req: &ActorFault) -> Result<FaultRule, String> {
+fn actor_rule(req: &ActorFault) -> Result<Rule, String> {
     let (point, target) = match req.target.as_str() {
-        "consumer" => (FaultPoint::ConsumerRecord, None),
-        "committer" => (FaultPoint::CommitterBatch, None),
-        role if handler_roles().contains(&role) => (FaultPoint::Handler, Some(role.to_string())),
+        "consumer" => (Point::ConsumerRecord, None),
+        "committer" => (Point::CommitterBatch, None),
+        role if handler_roles().contains(&role) => (Point::Handler, Some(role.to_string())),
         other => {
             return Err(format!(
             "target {other:?}: expected consumer or committer (or a supervised actor's role: {})",
@@ -84,12 +85,12 @@ fn actor_rule(req: &ActorFault) -> Result<FaultRule, String> {
         }
     };
     let action = match req.action.as_str() {
-        "panic" => FaultAction::Panic,
-        "freeze" if req.freeze_ms > 0 => FaultAction::Freeze(Duration::from_millis(req.freeze_ms)),
+        "panic" => Action::Panic,
+        "freeze" if req.freeze_ms > 0 => Action::Delay(req.freeze_ms),
         "freeze" => return Err("freeze needs freeze_ms > 0".into()),
         other => return Err(format!("action {other:?}: expected panic or freeze")),
     };
-    Ok(FaultRule {
+    Ok(Rule {
         point,
         action,
         times: Some(1),
@@ -101,7 +102,7 @@ fn actor_rule(req: &ActorFault) -> Result<FaultRule, String> {
 /// Supervised actors with a `Handler` fault point, by role.
 fn handler_roles() -> Vec<&'static str> {
     let mut roles = vec![
-        shopwatch_actors::derived::DETECTOR,
+        shopwatch_actors::rollup::DETECTOR,
         crate::live::tasks::refresher::GROUP,
     ];
     roles.extend(shopwatch_actors::kpis::REGISTRY.iter().map(|k| k.name()));
@@ -140,14 +141,14 @@ async fn arm(
     if !authorized(&state, &headers) {
         return refused();
     }
-    if !failpoint::ENABLED {
+    if !faults::ENABLED {
         return (
             StatusCode::NOT_IMPLEMENTED,
             "this build has no failpoints (build with --features failpoints)\n",
         )
             .into_response();
     }
-    match failpoint::configure(&req.spec) {
+    match state.faults.arm(&req.spec) {
         Ok(n) => {
             warn!(spec = %req.spec, "drill: failpoints armed");
             (StatusCode::ACCEPTED, format!("armed {n}\n")).into_response()
@@ -160,7 +161,6 @@ async fn disarm(State(state): State<DrillState>, headers: HeaderMap) -> Response
     if !authorized(&state, &headers) {
         return refused();
     }
-    failpoint::disarm_all();
     state.faults.clear();
     (StatusCode::OK, "disarmed\n").into_response()
 }
@@ -169,14 +169,15 @@ async fn list(State(state): State<DrillState>, headers: HeaderMap) -> Response {
     if !authorized(&state, &headers) {
         return refused();
     }
-    let (armed, paused, fired) = failpoint::snapshot();
+    let now = state.faults.snapshot();
     Json(serde_json::json!({
-        "compiled": failpoint::ENABLED,
-        "armed": armed.iter().map(|(n, r)| serde_json::json!({
-            "name": n, "action": format!("{:?}", r.action).to_lowercase(), "times_left": r.times,
+        "compiled": faults::ENABLED,
+        "armed": now.armed.iter().map(|r| serde_json::json!({
+            "name": r.point.name(), "target": r.target, "action": r.action.to_string(),
+            "times_left": r.times,
         })).collect::<Vec<_>>(),
-        "paused": paused,
-        "fired": fired.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+        "paused": now.paused,
+        "fired": now.fired,
     }))
     .into_response()
 }
@@ -198,10 +199,10 @@ mod tests {
         let r = actor_rule(&req("consumer", "panic", 0)).unwrap();
         assert_eq!(
             (r.point, r.action, r.times),
-            (FaultPoint::ConsumerRecord, FaultAction::Panic, Some(1))
+            (Point::ConsumerRecord, Action::Panic, Some(1))
         );
         let r = actor_rule(&req("committer", "freeze", 5000)).unwrap();
-        assert_eq!(r.action, FaultAction::Freeze(Duration::from_secs(5)));
+        assert_eq!(r.action, Action::Delay(5_000));
         assert!(actor_rule(&req("committer", "freeze", 0))
             .unwrap_err()
             .contains("freeze_ms"));

@@ -15,18 +15,18 @@ use shopwatch_actors::telemetry::Metrics;
 use crate::auth::http as auth_http;
 use crate::auth::Auth;
 use crate::live::api::actions::{post_action, ActionsApi};
-use crate::live::tasks::hub::{Hub, Message};
-use crate::live::tasks::metrics::LiveMetrics;
 use crate::live::api::rows::{get_rows, PageQueries};
 use crate::live::api::trends::{get_trends, TrendsCache};
 use crate::live::api::ws::{ws_handler, WsParams, WsState};
+use crate::live::tasks::hub::{Hub, Message};
+use crate::live::tasks::metrics::LiveMetrics;
 
 #[derive(Clone)]
 pub struct AppState {
     pub metrics: Metrics,
     /// Per topic, where partitions without an offset in the lake start (`kafka.start`).
     pub start: Arc<std::collections::BTreeMap<String, String>>,
-    /// Whether this instance computes the derived tables, and the election's members.
+    /// Whether this instance computes the rollup tables, and the election's members.
     pub ownership: Ownership,
     pub pipelines: Arc<Vec<StatusHandle>>,
     pub hub: Hub,
@@ -233,7 +233,7 @@ async fn readyz(
             "assigned_partitions": assigned,
             "recovery": recovery,
             "start": *state.start,
-            "derived_owner": ownership.derived_owner,
+            "rollup_owner": ownership.rollup_owner,
             "election": ownership,
         })),
     )
@@ -268,7 +268,10 @@ mod route_tests {
             );
         }
         for p in auth_http::OPEN {
-            assert!(ROUTES.iter().any(|r| r.path == p), "{p} is open but not a route");
+            assert!(
+                ROUTES.iter().any(|r| r.path == p),
+                "{p} is open but not a route"
+            );
         }
     }
 }

@@ -7,16 +7,16 @@ mod bootstrap;
 mod cli;
 mod config;
 mod demo;
-mod exit;
 #[cfg(feature = "failpoints")]
 mod drill_endpoint;
+mod exit;
 mod flight;
 mod guard;
 mod handover;
 mod http;
-mod reference;
 mod live;
 mod logging;
+mod reference;
 mod run;
 mod serve;
 mod services;

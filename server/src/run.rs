@@ -8,31 +8,31 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use shopwatch_actors::derived::live::Live;
-use shopwatch_actors::derived::webhook::{self, Webhook, WebhookParams};
-use shopwatch_actors::derived::{DerivedParams, DerivedSlots};
 use shopwatch_actors::events::EventKind;
+use shopwatch_actors::faults::Faults;
 use shopwatch_actors::handoff::{CommitFeed, Ownership};
 use shopwatch_actors::kpis::REGISTRY;
-use shopwatch_actors::lake::Lake;
+use shopwatch_actors::lake::{HygieneParams, Lake};
 use shopwatch_actors::pipeline::election::ElectionParams;
 use shopwatch_actors::pipeline::kafka::BrokerProbe;
 use shopwatch_actors::pipeline::PipelineParams;
+use shopwatch_actors::rollup::live::Live;
+use shopwatch_actors::rollup::webhook::{self, Webhook, WebhookParams};
+use shopwatch_actors::rollup::{RollupParams, RollupSlots};
 use shopwatch_actors::runtime::{Pipelines, Stage};
-use shopwatch_actors::supervision::faults::Faults;
 use shopwatch_actors::telemetry::Metrics;
 use tracing::{error, info};
 
 use crate::config::Config;
 use crate::http::{router, AppState};
 use crate::live::api::actions::ActionsApi;
+use crate::live::api::rows::PageQueries;
+use crate::live::api::ws::WsParams;
 use crate::live::tasks::hub::Message;
 use crate::live::tasks::hub::{Hub, HubParams};
 use crate::live::tasks::metrics::LiveMetrics;
 use crate::live::tasks::provisional::Board;
 use crate::live::tasks::refresher::{RefresherGroup, RefresherParams, GROUP as REFRESHER};
-use crate::live::api::rows::PageQueries;
-use crate::live::api::ws::WsParams;
 use crate::services::Services;
 
 /// How long a graceful stop may take before we give up on the final commit.
@@ -44,8 +44,9 @@ pub fn pipeline_params(
     lake: Lake,
     metrics: Metrics,
     shutdown: Arc<AtomicBool>,
-    slots: &DerivedSlots,
+    slots: &RollupSlots,
     faults: Arc<Faults>,
+    ownership: &Ownership,
 ) -> Vec<PipelineParams> {
     EventKind::ALL
         .iter()
@@ -56,7 +57,7 @@ pub fn pipeline_params(
             lake: lake.clone(),
             batch: cfg.pipeline.batch(),
             supervision: cfg.supervision.params(),
-            hygiene: cfg.maintenance.hygiene(),
+            hygiene: hygiene(cfg, ownership),
             metrics: metrics.clone(),
             faults: faults.clone(),
             shutdown: shutdown.clone(),
@@ -65,17 +66,25 @@ pub fn pipeline_params(
         .collect()
 }
 
+/// `[maintenance]`, run by whichever instance owns the rollup (all of it, when alone).
+fn hygiene(cfg: &Config, ownership: &Ownership) -> HygieneParams {
+    HygieneParams {
+        maintainer: ownership.maintainer(),
+        ..cfg.maintenance.hygiene()
+    }
+}
+
 /// Window aggregators (every registered KPI) and the alert detector (every registered rule),
 /// from the `[windows]` and `[alerts]` sections; and the webhook's sender, if one is set.
-pub fn derived_params(
+pub fn rollup_params(
     cfg: &Config,
     lake: Lake,
     metrics: Metrics,
-    slots: DerivedSlots,
+    slots: RollupSlots,
     faults: Arc<Faults>,
     ownership: Ownership,
     live: Option<Live>,
-) -> anyhow::Result<(DerivedParams, Option<webhook::Sender>)> {
+) -> anyhow::Result<(RollupParams, Option<webhook::Sender>)> {
     let a = &cfg.alerts;
     shopwatch_actors::kpis::set_pane_key_bytes(cfg.windows.max_pane_key_bytes);
     metrics.know_alert_types(shopwatch_actors::alerts::RULES.iter().map(|r| r.name));
@@ -95,12 +104,12 @@ pub fn derived_params(
         .context("starting the alert webhook client")?;
         (Some(hook), Some(sender))
     };
-    let params = DerivedParams {
+    let params = RollupParams {
         lake,
         topics: cfg.topics.names(),
         kpis: cfg.windows.engines()?,
         rules: cfg.alerts.rule_set()?,
-        hygiene: cfg.maintenance.hygiene(),
+        hygiene: hygiene(cfg, &ownership),
         metrics,
         supervision: cfg.supervision.params(),
         faults,
@@ -183,10 +192,13 @@ async fn start_core(cfg: &Config) -> anyhow::Result<Core> {
     crate::version::register_build_info(&metrics.registry);
     let lake = open_lake(cfg).await?;
     let shutdown = Arc::new(AtomicBool::new(false));
-    let slots = DerivedSlots::new(&REGISTRY);
+    let slots = RollupSlots::new(&REGISTRY);
     let commits = slots.commits.clone();
-    // One set of injected faults for every group: the drill endpoint arms the next one.
-    let faults = Arc::new(Faults::default());
+    // The process's one fault registry: every group's points, the lake's crash points and the
+    // drill endpoint share it.
+    let faults = Faults::process();
+    // Kafka elects the one instance that computes the rollup tables and maintains the lake.
+    let ownership = Ownership::elected();
     let mut topics = pipeline_params(
         cfg,
         lake.clone(),
@@ -194,11 +206,11 @@ async fn start_core(cfg: &Config) -> anyhow::Result<Core> {
         shutdown.clone(),
         &slots,
         faults.clone(),
+        &ownership,
     );
-    shopwatch_actors::failpoint::configure(&cfg.drill.failpoints)
+    faults
+        .arm(&cfg.drill.failpoints)
         .map_err(|e| anyhow::anyhow!("config drill.failpoints: {e}"))?;
-    // Kafka elects the one instance that computes the derived tables.
-    let ownership = Ownership::elected();
     let live = LiveMetrics::new(&metrics.registry);
     let hub = Hub::new(
         HubParams {
@@ -209,11 +221,14 @@ async fn start_core(cfg: &Config) -> anyhow::Result<Core> {
         live.clone(),
     );
     // What the page draws: every KPI's declared cards and charts.
-    hub.keep(Message::Views, crate::live::model::views::layout(&cfg.http.currency, &cfg.http.locale));
+    hub.keep(
+        Message::Views,
+        crate::live::model::views::layout(&cfg.http.currency, &cfg.http.locale),
+    );
     let board = Board::new(hub.clone());
     let provisional =
         (cfg.http.provisional_ms > 0).then(|| Duration::from_millis(cfg.http.provisional_ms));
-    let (derived, webhook) = derived_params(
+    let (rollup, webhook) = rollup_params(
         cfg,
         lake.clone(),
         metrics.clone(),
@@ -231,7 +246,7 @@ async fn start_core(cfg: &Config) -> anyhow::Result<Core> {
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
     };
-    shopwatch_actors::derived::ensure_tables(&derived)
+    shopwatch_actors::rollup::ensure_tables(&rollup)
         .await
         .context("creating the tables")?;
     // After the tables are checked (adopted ones included): where new partitions start.
@@ -241,12 +256,17 @@ async fn start_core(cfg: &Config) -> anyhow::Result<Core> {
     }
     let start_shown = topics
         .iter()
-        .map(|t| (t.topic.clone(), t.kafka.start.for_topic(&t.topic).to_string()))
+        .map(|t| {
+            (
+                t.topic.clone(),
+                t.kafka.start.for_topic(&t.topic).to_string(),
+            )
+        })
         .collect();
     spawn_heap_trim();
     let pipelines = Pipelines::start(
         topics,
-        Some(derived),
+        Some(rollup),
         Some((election, cfg.supervision.params())),
     )
     .await?;
@@ -337,10 +357,24 @@ async fn start_services(cfg: &Config, core: &mut Core) -> anyhow::Result<()> {
         )
         .await
         .context("starting the KPI refresher")?;
-    s.http(crate::services::HTTP, app, listener, tls.clone(), cfg.http.serve_limits()).await?;
+    s.http(
+        crate::services::HTTP,
+        app,
+        listener,
+        tls.clone(),
+        cfg.http.serve_limits(),
+    )
+    .await?;
     if let Some(l) = metrics_http {
         info!(metrics = %cfg.http.metrics_listen, "/metrics also served without a login on http.metrics_listen");
-        s.http(crate::services::METRICS_HTTP, metrics_app, l, tls, cfg.http.serve_limits()).await?;
+        s.http(
+            crate::services::METRICS_HTTP,
+            metrics_app,
+            l,
+            tls,
+            cfg.http.serve_limits(),
+        )
+        .await?;
     }
     s.heartbeat(core.hub.clone(), Duration::from_secs(10))
         .await?;
@@ -380,7 +414,7 @@ fn http_app(
         trends: Default::default(),
         actions: Some(Arc::new(ActionsApi::new(
             core.lake.clone(),
-            cfg.maintenance.hygiene(),
+            hygiene(cfg, &core.ownership),
             cfg.http.actions_per_minute,
         ))),
         auth,
@@ -417,7 +451,10 @@ fn http_app(
 }
 
 /// Until `stop`, or until every pipeline has failed for good (the supervisor gave up).
-pub(crate) async fn wait(stop: impl std::future::Future<Output = ()>, pipelines: &Pipelines) -> i32 {
+pub(crate) async fn wait(
+    stop: impl std::future::Future<Output = ()>,
+    pipelines: &Pipelines,
+) -> i32 {
     tokio::pin!(stop);
     loop {
         tokio::select! {

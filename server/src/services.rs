@@ -11,8 +11,8 @@ use std::time::Duration;
 use axum::Router;
 use futures::FutureExt;
 use shopwatch_actors::error::Error;
+use shopwatch_actors::faults::Faults;
 use shopwatch_actors::runtime::{Pipelines, Stage};
-use shopwatch_actors::supervision::faults::Faults;
 use shopwatch_actors::supervision::{Service, StartTask, SupervisionParams};
 use shopwatch_actors::telemetry::Metrics;
 use tokio::net::TcpListener;
@@ -178,7 +178,7 @@ impl Services<'_> {
     /// The alert webhook's deliveries (the queue outlives a restart).
     pub async fn webhook(
         &mut self,
-        sender: shopwatch_actors::derived::webhook::Sender,
+        sender: shopwatch_actors::rollup::webhook::Sender,
     ) -> anyhow::Result<()> {
         self.add(
             WEBHOOK,
@@ -221,7 +221,7 @@ mod tests {
     //! The services' rows of the failure matrix: each task made to fail is restarted or
     //! stopped by the failure's kind, and a restarted server answers again.
 
-    use shopwatch_actors::supervision::faults::{FaultAction, FaultPoint, FaultRule};
+    use shopwatch_actors::faults::{Action, Point, Rule};
     use shopwatch_actors::supervision::PipelineState;
 
     use super::*;
@@ -249,13 +249,10 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_service_restarts_on_panic_error_freeze_and_its_own_end_and_stops_on_fatal() {
         let cases = [
-            (Some(FaultAction::Panic), Some("panic")),
-            (Some(FaultAction::Error), Some("error")),
-            (
-                Some(FaultAction::Freeze(Duration::from_secs(30))),
-                Some("stuck"),
-            ),
-            (Some(FaultAction::Fatal), None),
+            (Some(Action::Panic), Some("panic")),
+            (Some(Action::Error), Some("error")),
+            (Some(Action::Delay(30_000)), Some("stuck")),
+            (Some(Action::Fatal), None),
             // No fault: the task ends by itself after a moment, which is a failure too.
             (None, Some("error")),
         ];
@@ -264,8 +261,8 @@ mod tests {
             let metrics = Metrics::new();
             let faults = Arc::new(Faults::default());
             if let Some(action) = action.clone() {
-                faults.add(FaultRule {
-                    point: FaultPoint::Handler,
+                faults.add(Rule {
+                    point: Point::Handler,
                     action,
                     times: Some(1),
                     marker: None,
@@ -345,9 +342,9 @@ mod tests {
                 .is_ok_and(|r| r.status().is_success())
         };
         assert!(get().await);
-        faults.add(FaultRule {
-            point: FaultPoint::Handler,
-            action: FaultAction::Error,
+        faults.add(Rule {
+            point: Point::Handler,
+            action: Action::Error,
             times: Some(1),
             marker: None,
             target: Some(HTTP.into()),
@@ -374,7 +371,7 @@ mod tests {
 
 #[cfg(test)]
 mod exit_tests {
-    use shopwatch_actors::supervision::faults::{FaultAction, FaultPoint, FaultRule};
+    use shopwatch_actors::faults::{Action, Point, Rule};
 
     use super::*;
 
@@ -382,11 +379,12 @@ mod exit_tests {
     /// which a service manager can tell from a usage error (2) and a start-up failure (1).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_data_group_failing_exits_with_the_give_up_code() {
-        assert!(![crate::exit::OK, crate::exit::ERROR, crate::exit::USAGE].contains(&crate::exit::GAVE_UP));
+        assert!(![crate::exit::OK, crate::exit::ERROR, crate::exit::USAGE]
+            .contains(&crate::exit::GAVE_UP));
         let faults = Arc::new(Faults::default());
-        faults.add(FaultRule {
-            point: FaultPoint::Handler,
-            action: FaultAction::Fatal,
+        faults.add(Rule {
+            point: Point::Handler,
+            action: Action::Fatal,
             times: None,
             marker: None,
             target: Some("orders".into()),

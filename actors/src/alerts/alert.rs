@@ -29,7 +29,10 @@ pub const COLUMNS: [Column; 13] = [
 
 pub fn spec() -> TableSpec {
     // The seed's five columns are the contract; the grouping and source columns are ours.
-    let seed = COLUMNS.iter().position(|c| c.name == "metric_value").map_or(COLUMNS.len(), |i| i + 1);
+    let seed = COLUMNS
+        .iter()
+        .position(|c| c.name == "metric_value")
+        .map_or(COLUMNS.len(), |i| i + 1);
     columns::spec(TABLE, &COLUMNS, "alert_timestamp", seed)
 }
 

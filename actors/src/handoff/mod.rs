@@ -1,6 +1,6 @@
-//! The hand-off between the topic pipelines and the derived actors, which import this module
+//! The hand-off between the topic pipelines and the rollup actors, which import this module
 //! and not each other. A consumer delivers a batch only after the raw table committed it, and
-//! a derived actor puts itself in its slot before it reads the raw tables to rebuild, so a
+//! a rollup actor puts itself in its slot before it reads the raw tables to rebuild, so a
 //! delivery that misses an actor (dead, restarting, too far behind) is always found again by
 //! the next rebuild or a gap fill: skipping is safe, which keeps the hand-off bounded without
 //! ever blocking ingestion.
@@ -35,7 +35,7 @@ pub struct Delivery {
 #[derive(Debug, Clone)]
 pub struct Preview(pub Arc<Delivery>);
 
-/// The slots of every derived actor reading one topic, and where the topic's consumer
+/// The slots of every rollup actor reading one topic, and where the topic's consumer
 /// confirms what it has delivered.
 #[derive(Clone, Debug, Default)]
 pub struct Subscribers {

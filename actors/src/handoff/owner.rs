@@ -1,6 +1,6 @@
-//! Whether this instance computes the derived tables. With several instances exactly one does:
+//! Whether this instance computes the rollup tables. With several instances exactly one does:
 //! Kafka elects it (`pipeline::election`, a one-partition topic consumed in its own group:
-//! whoever holds partition 0 owns). The election writes this handle; the derived group reads
+//! whoever holds partition 0 owns). The election writes this handle; the rollup group reads
 //! it (a group that does not own stands by) and `/readyz` shows it with the group's members.
 
 use std::sync::{Arc, Mutex};
@@ -13,7 +13,7 @@ use serde::Serialize;
 pub struct Member {
     pub client_id: String,
     pub host: String,
-    /// Holds the election's partition 0: computes the derived tables.
+    /// Holds the election's partition 0: computes the rollup tables.
     pub owner: bool,
 }
 
@@ -42,7 +42,7 @@ pub struct Ownership {
 /// What `/readyz` shows.
 #[derive(Clone, Debug, Serialize)]
 pub struct OwnershipView {
-    pub derived_owner: bool,
+    pub rollup_owner: bool,
     pub elected: bool,
     pub times_gained: u64,
     pub members: Vec<Member>,
@@ -62,6 +62,12 @@ impl Ownership {
     /// Elected: not the owner until the election says so.
     pub fn elected() -> Self {
         Ownership::default()
+    }
+
+    /// The lake's maintenance follows ownership: the owner maintains, the others do not.
+    pub fn maintainer(&self) -> crate::lake::maintenance::Maintainer {
+        let me = self.clone();
+        crate::lake::maintenance::Maintainer::when(move || me.is_owner())
     }
 
     pub fn is_owner(&self) -> bool {
@@ -129,7 +135,7 @@ impl Ownership {
             .map(|s| (s.gained, s.members.clone(), s.members_error.clone()));
         let (gained, members, members_error) = s.unwrap_or_default();
         OwnershipView {
-            derived_owner: owner,
+            rollup_owner: owner,
             elected: !self.solo,
             times_gained: gained,
             members,

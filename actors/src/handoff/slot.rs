@@ -1,4 +1,4 @@
-//! A derived actor's slot: where a consumer offers it committed batches, bounded (skipping
+//! A rollup actor's slot: where a consumer offers it committed batches, bounded (skipping
 //! is safe, see the module above).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -13,7 +13,7 @@ const MAX_PENDING: usize = 4;
 /// Previews an actor may have queued; more are dropped (they are only a foretaste).
 const MAX_PREVIEWS: usize = 2;
 
-/// Whoever takes deliveries from a slot (a derived actor, any message type built from one).
+/// Whoever takes deliveries from a slot (a rollup actor, any message type built from one).
 pub trait Receiver: Send + Sync + std::fmt::Debug {
     /// Queue the delivery; false when the receiver is gone.
     fn receive(&self, delivery: Arc<Delivery>) -> bool;

@@ -1,6 +1,6 @@
 //! What each consumer last confirmed about its partitions: every record up to `high` (the
 //! broker's high watermark, asked over the network, not cached) had been committed and handed
-//! to the derived actors; the confirmation holds until `valid_until` (a few consumer cycles).
+//! to the rollup actors; the confirmation holds until `valid_until` (a few consumer cycles).
 //! An aggregator lets a silent partition count as idle only when it has folded up to that
 //! `high` and the confirmation still holds; otherwise the silence is our own pipeline stalling
 //! (storage refusing writes, the broker unreachable, a restart), and closing windows would
@@ -16,7 +16,7 @@ pub struct SourceProgress {
     confirmed: Mutex<HashMap<(String, i32), (i64, Micros)>>,
     /// Every partition of each topic, as the broker listed them: a topic is drained only when
     /// each of them is (confirmations may come for some partitions only, from this instance's
-    /// consumer and from the derived owner's view of the others).
+    /// consumer and from the rollup owner's view of the others).
     known: Mutex<HashMap<String, BTreeSet<i32>>>,
 }
 
@@ -53,7 +53,7 @@ impl SourceProgress {
 }
 
 /// What the broker says about the partitions of a topic, for those this instance does not read
-/// (the derived owner's view of what other instances consume). Blocking: call it off the
+/// (the rollup owner's view of what other instances consume). Blocking: call it off the
 /// async runtime.
 pub trait BrokerView: Send + Sync + std::fmt::Debug {
     /// Partition → high watermark, asked now (not a cached answer).

@@ -137,7 +137,10 @@ fn cast(c: &ArrayRef, to: &DataType, name: &str) -> Result<ArrayRef, ArrowError>
     use arrow_array::{Int64Array, TimestampMicrosecondArray};
     use arrow_schema::TimeUnit;
     match (c.data_type(), to) {
-        (DataType::Timestamp(TimeUnit::Microsecond, _), DataType::Timestamp(TimeUnit::Microsecond, tz)) => {
+        (
+            DataType::Timestamp(TimeUnit::Microsecond, _),
+            DataType::Timestamp(TimeUnit::Microsecond, tz),
+        ) => {
             let a: TimestampMicrosecondArray = c.as_primitive::<TimestampMicrosecondType>().clone();
             Ok(Arc::new(a.with_timezone_opt(tz.clone())))
         }
@@ -187,7 +190,9 @@ impl Lake {
         let table = match tx.commit(self.catalog.as_ref()).await {
             Ok(t) => t,
             // Another instance adopted it first: what it added is what we need.
-            Err(e) if super::catalog::is_conflict(&e) => self.catalog.load_table(table.identifier()).await?,
+            Err(e) if super::catalog::is_conflict(&e) => {
+                self.catalog.load_table(table.identifier()).await?
+            }
             Err(e) => {
                 return Err(anyhow::Error::new(e)
                     .context(format!("adding columns {names:?} to {}", spec.name)))
@@ -196,11 +201,14 @@ impl Lake {
         tracing::info!(table = spec.name, added = ?names, "adopted an existing table: added shopwatch's own columns (older rows read null)");
         // Checked again: the table as it is now must pass with nothing left to add.
         let left = check(spec, table.metadata().current_schema())?;
-        anyhow::ensure!(left.is_empty(), "{}: columns {left:?} still missing after adding them", spec.name);
+        anyhow::ensure!(
+            left.is_empty(),
+            "{}: columns {left:?} still missing after adding them",
+            spec.name
+        );
         Ok(table)
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -253,19 +261,31 @@ mod tests {
             ),
             (
                 Box::new(|f| {
-                    f[3] = Arc::new(NestedField::optional(4, "quantity", Type::Primitive(PrimitiveType::String)))
+                    f[3] = Arc::new(NestedField::optional(
+                        4,
+                        "quantity",
+                        Type::Primitive(PrimitiveType::String),
+                    ))
                 }),
                 "column quantity: found string, needed int",
             ),
             (
                 Box::new(|f| {
-                    f[0] = Arc::new(NestedField::required(1, "order_id", Type::Primitive(PrimitiveType::String)))
+                    f[0] = Arc::new(NestedField::required(
+                        1,
+                        "order_id",
+                        Type::Primitive(PrimitiveType::String),
+                    ))
                 }),
                 "column order_id: required in the table",
             ),
             (
                 Box::new(|f| {
-                    f.push(Arc::new(NestedField::required(20, "tenant", Type::Primitive(PrimitiveType::String))))
+                    f.push(Arc::new(NestedField::required(
+                        20,
+                        "tenant",
+                        Type::Primitive(PrimitiveType::String),
+                    )))
                 }),
                 "column tenant: required in the table, but shopwatch does not write it",
             ),
@@ -279,8 +299,16 @@ mod tests {
         let ok = check(
             &spec,
             &spark_orders(|f| {
-                f[3] = Arc::new(NestedField::optional(4, "quantity", Type::Primitive(PrimitiveType::Long)));
-                f.push(Arc::new(NestedField::optional(20, "tenant", Type::Primitive(PrimitiveType::String))));
+                f[3] = Arc::new(NestedField::optional(
+                    4,
+                    "quantity",
+                    Type::Primitive(PrimitiveType::Long),
+                ));
+                f.push(Arc::new(NestedField::optional(
+                    20,
+                    "tenant",
+                    Type::Primitive(PrimitiveType::String),
+                )));
             }),
         );
         assert!(ok.is_ok(), "{ok:?}");
@@ -318,7 +346,12 @@ mod tests {
         assert_eq!(fitted.column(1).null_count(), 2);
         assert_eq!(fitted.column(3).data_type(), &DataType::Int64);
         assert_eq!(
-            fitted.column(3).as_any().downcast_ref::<arrow_array::Int64Array>().unwrap().values(),
+            fitted
+                .column(3)
+                .as_any()
+                .downcast_ref::<arrow_array::Int64Array>()
+                .unwrap()
+                .values(),
             &[1, 2]
         );
     }

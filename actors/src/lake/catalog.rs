@@ -6,15 +6,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use iceberg::table::Table;
-use iceberg::{
-    Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent,
-};
+use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent};
 use iceberg_catalog_rest::RestCatalogBuilder;
 use iceberg_catalog_sql::SqlCatalogBuilder;
 
 use super::io::store::ObjectStorageFactory;
-use super::props::Props;
 pub use super::pinned::{is_conflict, PinGuard, PinnedCatalog};
+use super::props::Props;
 
 use crate::schema::TableSpec;
 

@@ -4,17 +4,17 @@
 
 pub mod adopt;
 pub mod catalog;
-mod pinned;
 pub mod commit;
 pub mod io;
 pub mod maintenance;
+mod pinned;
 pub mod props;
 pub mod snapshot_commit;
 
 pub use catalog::{CatalogKind, Lake, LakeParams, PinnedCatalog};
 pub use commit::offsets::{Offsets, Ranges};
 pub use commit::{
-    append_once, CommitError, CommitOutcome, CommitReport, DerivedCommitter, OffsetRule, Recorded,
+    append_once, CommitError, CommitOutcome, CommitReport, OffsetRule, Recorded, RollupCommitter,
     TableBatch, TableCommitter,
 };
 pub use maintenance::rewrite::DataCompactionParams;

@@ -253,7 +253,7 @@ impl Catalog for PinnedCatalog {
         let table = self.inner.update_table(commit).await?;
         // The commit is in the catalog; an error here is the ambiguous outcome a lost answer
         // gives, and a pause lets a drill kill the process before it learns of the commit.
-        crate::failpoint::hit("catalog.after_commit_write")
+        crate::faults::hit(crate::faults::Point::CatalogAfterCommitWrite)
             .await
             .map_err(|e| {
                 Error::new(

@@ -69,9 +69,9 @@ pub fn parse_topic_offsets(path: &Path, line: &str) -> Result<TopicOffsets, Chec
             .ok_or_else(|| unreadable(path, format!("{topic}: partitions are not an object")))?;
         let mut offsets = Offsets::new();
         for (p, o) in parts {
-            let p: i32 = p
-                .parse()
-                .map_err(|_| unreadable(path, format!("{topic}: partition {p:?} is not a number")))?;
+            let p: i32 = p.parse().map_err(|_| {
+                unreadable(path, format!("{topic}: partition {p:?} is not a number"))
+            })?;
             let o = o
                 .as_i64()
                 .ok_or_else(|| unreadable(path, format!("{topic}/{p}: offset is not a number")))?;
@@ -184,9 +184,21 @@ mod tests {
     fn a_checkpoint_reads_as_spark_writes_it() {
         let d = tempfile::tempdir().unwrap();
         write(d.path(), "metadata", r#"{"id":"q-1"}"#);
-        write(d.path(), "sources/0/0", "v1\n{\"orders_topic\":{\"0\":0,\"1\":0}}");
-        write(d.path(), "offsets/0", &format!("v1\n{META}\n{{\"orders_topic\":{{\"0\":10,\"1\":7}}}}\n"));
-        write(d.path(), "offsets/1", &format!("v1\n{META}\n{{\"orders_topic\":{{\"0\":25,\"1\":9}}}}"));
+        write(
+            d.path(),
+            "sources/0/0",
+            "v1\n{\"orders_topic\":{\"0\":0,\"1\":0}}",
+        );
+        write(
+            d.path(),
+            "offsets/0",
+            &format!("v1\n{META}\n{{\"orders_topic\":{{\"0\":10,\"1\":7}}}}\n"),
+        );
+        write(
+            d.path(),
+            "offsets/1",
+            &format!("v1\n{META}\n{{\"orders_topic\":{{\"0\":25,\"1\":9}}}}"),
+        );
         write(d.path(), "offsets/.1.crc", "junk");
         write(d.path(), "commits/0", "v1\n{\"nextBatchWatermarkMs\":0}");
         let c = Checkpoint::read(d.path()).unwrap();
@@ -209,7 +221,11 @@ mod tests {
         write(d.path(), "offsets/3", "v1\n");
         let e = Checkpoint::read(d.path()).unwrap_err().to_string();
         assert!(e.contains("offsets/3") && e.contains("truncated"), "{e}");
-        write(d.path(), "offsets/3", &format!("v1\n{META}\n{{\"orders_topic\":{{\"x\":1}}}}"));
+        write(
+            d.path(),
+            "offsets/3",
+            &format!("v1\n{META}\n{{\"orders_topic\":{{\"x\":1}}}}"),
+        );
         let e = Checkpoint::read(d.path()).unwrap_err().to_string();
         assert!(e.contains("partition \"x\""), "{e}");
         write(d.path(), "offsets/3", &format!("v1\n{META}\n-"));

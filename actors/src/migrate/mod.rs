@@ -2,7 +2,7 @@
 //! raw query's checkpoint and the epochs its Iceberg sink stamped on the table's snapshots,
 //! decide where shopwatch starts ([`plan`]), and record that in the lake ([`apply`]) so that
 //! `shopwatch run` continues exactly there. The KPI tables need nothing recorded: a KPI table
-//! shopwatch has no state for is adopted at its newest window (`derived::aggregator`).
+//! shopwatch has no state for is adopted at its newest window (`rollup::aggregator`).
 
 pub mod checkpoint;
 pub mod plan;
@@ -114,7 +114,12 @@ pub async fn plan_topic(
     let foreign: std::collections::BTreeSet<&str> = table
         .metadata()
         .snapshots()
-        .filter_map(|s| s.summary().additional_properties.get(QUERY_ID).map(String::as_str))
+        .filter_map(|s| {
+            s.summary()
+                .additional_properties
+                .get(QUERY_ID)
+                .map(String::as_str)
+        })
         .filter(|q| *q != checkpoint.query_id)
         .collect();
     if landed.is_empty() && !foreign.is_empty() {
@@ -131,7 +136,10 @@ pub async fn plan_topic(
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     #[error("{topic}: the plan is not clean ({}); nothing was recorded", .problems.join("; "))]
-    NotClean { topic: String, problems: Vec<String> },
+    NotClean {
+        topic: String,
+        problems: Vec<String>,
+    },
     #[error("recording the start of {topic} in {table}: {source}")]
     Iceberg {
         topic: String,
@@ -173,7 +181,11 @@ pub async fn apply(lake: &Lake, plans: &[TopicPlan]) -> Result<(), ApplyError> {
             table: p.table.clone(),
             source,
         };
-        let table = lake.catalog.load_unpinned(&lake.ident(&p.table)).await.map_err(err)?;
+        let table = lake
+            .catalog
+            .load_unpinned(&lake.ident(&p.table))
+            .await
+            .map_err(err)?;
         let json = offsets::to_json(&p.starts());
         let tx = Transaction::new(&table);
         let tx = tx

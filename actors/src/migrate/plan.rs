@@ -137,13 +137,19 @@ pub fn plan(
             Some(mine) => {
                 for &p in mine.keys() {
                     if !broker.contains_key(&p) {
-                        problems.push(format!("{topic}/{p}: Spark read it, the broker does not have it"));
+                        problems.push(format!(
+                            "{topic}/{p}: Spark read it, the broker does not have it"
+                        ));
                     }
                 }
                 for (&p, &(low, high)) in broker {
                     let spark_end = mine.get(&p).copied();
                     let (start, skipped, note) = match spark_end {
-                        None => (low, 0, "Spark never read it: from the earliest retained".to_string()),
+                        None => (
+                            low,
+                            0,
+                            "Spark never read it: from the earliest retained".to_string(),
+                        ),
                         Some(e) if e > high => {
                             problems.push(format!(
                                 "{topic}/{p}: Spark ended at {e}, past the broker's newest offset {high} (another broker?)"
@@ -211,21 +217,51 @@ mod tests {
     fn the_table_not_the_checkpoint_says_where_spark_stopped() {
         let b = broker(&[(0, 0, 100), (1, 0, 100)]);
         // (checkpoint batches, committed, epochs in the table) → starts, clean
-        type Case<'a> = (&'a [(u64, &'a [(i32, i64)])], &'a [u64], &'a [u64], Option<Vec<i64>>, bool);
+        type Case<'a> = (
+            &'a [(u64, &'a [(i32, i64)])],
+            &'a [u64],
+            &'a [u64],
+            Option<Vec<i64>>,
+            bool,
+        );
         let cases: Vec<Case> = vec![
             // Batch 3 planned, not landed: start at epoch 2's end.
-            (&[(2, &[(0, 40), (1, 30)]), (3, &[(0, 60), (1, 50)])], &[2], &[0, 1, 2], Some(vec![40, 30]), true),
+            (
+                &[(2, &[(0, 40), (1, 30)]), (3, &[(0, 60), (1, 50)])],
+                &[2],
+                &[0, 1, 2],
+                Some(vec![40, 30]),
+                true,
+            ),
             // The table has epoch 3, the commit log only 2: epoch 3 landed.
-            (&[(2, &[(0, 40), (1, 30)]), (3, &[(0, 60), (1, 50)])], &[2], &[3], Some(vec![60, 50]), true),
+            (
+                &[(2, &[(0, 40), (1, 30)]), (3, &[(0, 60), (1, 50)])],
+                &[2],
+                &[3],
+                Some(vec![60, 50]),
+                true,
+            ),
             // Nothing of the query left in the table: the newest finished batch.
-            (&[(2, &[(0, 40), (1, 30)]), (3, &[(0, 60), (1, 50)])], &[2], &[], Some(vec![40, 30]), true),
+            (
+                &[(2, &[(0, 40), (1, 30)]), (3, &[(0, 60), (1, 50)])],
+                &[2],
+                &[],
+                Some(vec![40, 30]),
+                true,
+            ),
             // Spark never finished a batch: where the first one started.
             (&[(0, &[(0, 5), (1, 5)])], &[], &[], Some(vec![0, 0]), true),
             // The table's epoch has no offsets file any more: refused.
             (&[(7, &[(0, 40), (1, 30)])], &[7], &[5], None, false),
         ];
         for (batches, committed, landed, want, clean) in cases {
-            let p = plan("orders_topic", "orders_processed", &checkpoint(batches, committed), landed, &b);
+            let p = plan(
+                "orders_topic",
+                "orders_processed",
+                &checkpoint(batches, committed),
+                landed,
+                &b,
+            );
             let starts: Vec<i64> = p.partitions.iter().map(|x| x.start).collect();
             match &want {
                 Some(w) => assert_eq!(&starts, w, "{landed:?}: {p:?}"),
@@ -238,21 +274,47 @@ mod tests {
 
     #[test]
     fn retention_gaps_foreign_topics_and_other_brokers_are_reported() {
-        let c = checkpoint(&[(1, &[(0, 40), (1, 30)])], &[1], );
+        let c = checkpoint(&[(1, &[(0, 40), (1, 30)])], &[1]);
         // Partition 1's records 30..35 were deleted before anyone stored them.
-        let p = plan("orders_topic", "t", &c, &[1], &broker(&[(0, 0, 100), (1, 35, 100)]));
+        let p = plan(
+            "orders_topic",
+            "t",
+            &c,
+            &[1],
+            &broker(&[(0, 0, 100), (1, 35, 100)]),
+        );
         assert!(!p.clean());
         assert_eq!(p.partitions[1].skipped, 5);
         assert!(p.problems[0].contains("30..35"), "{:?}", p.problems);
         // Offsets past the broker's end: another broker.
-        let p = plan("orders_topic", "t", &c, &[1], &broker(&[(0, 0, 10), (1, 0, 100)]));
-        assert!(p.problems[0].contains("past the broker"), "{:?}", p.problems);
+        let p = plan(
+            "orders_topic",
+            "t",
+            &c,
+            &[1],
+            &broker(&[(0, 0, 10), (1, 0, 100)]),
+        );
+        assert!(
+            p.problems[0].contains("past the broker"),
+            "{:?}",
+            p.problems
+        );
         // The checkpoint of another topic.
         let p = plan("clicks_topic", "t", &c, &[1], &broker(&[(0, 0, 100)]));
-        assert!(p.problems[0].contains("reads orders_topic, not clicks_topic"), "{:?}", p.problems);
+        assert!(
+            p.problems[0].contains("reads orders_topic, not clicks_topic"),
+            "{:?}",
+            p.problems
+        );
         assert!(p.partitions.is_empty());
         // A partition the broker added after Spark stopped: from its start, and clean.
-        let p = plan("orders_topic", "t", &c, &[1], &broker(&[(0, 0, 100), (1, 0, 100), (2, 0, 9)]));
+        let p = plan(
+            "orders_topic",
+            "t",
+            &c,
+            &[1],
+            &broker(&[(0, 0, 100), (1, 0, 100), (2, 0, 9)]),
+        );
         assert!(p.clean(), "{p:?}");
         assert_eq!(p.partitions[2].start, 0);
         assert!(p.partitions[2].note.contains("never read"));

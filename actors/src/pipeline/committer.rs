@@ -7,10 +7,11 @@ use tracing::error;
 
 use super::messages::{CommitterMsg, Reply};
 use crate::error::{into_actor, Error, Handled};
+use crate::faults::{Faults, Point};
+use crate::lake::maintenance::IDLE_ROUND;
 use crate::lake::{HygieneParams, Lake};
 use crate::lake::{OffsetRule, TableCommitter};
 use crate::schema::TableSpec;
-use crate::supervision::faults::{self, FaultPoint, Faults};
 use crate::supervision::Progress;
 use crate::telemetry::Metrics;
 
@@ -42,9 +43,12 @@ impl Actor for CommitterActor {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         args: CommitterArgs,
     ) -> Result<CommitterState, ActorProcessingErr> {
+        // The maintainer may hold none of this topic's partitions: then only this timer
+        // maintains its tables.
+        myself.send_interval(IDLE_ROUND, || CommitterMsg::Maintain);
         let committer = into_actor(
             TableCommitter::open(args.lake, &args.spec, args.rule, args.hygiene)
                 .await
@@ -99,19 +103,18 @@ impl CommitterState {
                 let result = self.committer.committed(&topic).await;
                 answer(self.role, reply, result.map_err(Error::from))
             }
+            CommitterMsg::Maintain => {
+                self.progress.set_busy(true);
+                self.committer.idle_maintenance().await;
+                self.progress.set_busy(false);
+                Ok(())
+            }
             CommitterMsg::Commit(batch, reply) => {
                 self.progress.set_busy(true);
-                let result = match self.faults.check(
-                    FaultPoint::CommitterBatch,
-                    None,
-                    Some(self.committer.table_name()),
-                ) {
-                    Some(action) => faults::apply(action, "committer").await,
-                    None => Ok(()),
-                };
-                let result = match result {
+                let table = Some(self.committer.table_name());
+                let result = match self.faults.hit(Point::CommitterBatch, None, table).await {
                     Ok(()) => self.committer.commit(batch).await.map_err(Error::from),
-                    Err(e) => Err(e),
+                    Err(e) => Err(Error::from(e)),
                 };
                 self.progress.set_busy(false);
                 if let Err(e) = &result {

@@ -18,8 +18,8 @@ use super::kafka::{
 };
 use super::messages::{CommitterMsg, ConsumerMsg, Reply};
 use super::params::PipelineParams;
-use super::recovery::Recovery;
 use super::preview::preview;
+use super::recovery::Recovery;
 use crate::error::{into_actor, Error, Handled};
 use crate::handoff::Delivery;
 use crate::lake::{CommitReport, Offsets, Ranges, Recorded, TableBatch};
@@ -126,7 +126,7 @@ async fn start(myself: ActorRef<ConsumerMsg>, args: ConsumerArgs) -> Result<Cons
                 args.params.kafka.start.pins.clone(),
             ),
         )
-            .map_err(Error::kafka("creating the consumer"))?,
+        .map_err(Error::kafka("creating the consumer"))?,
     );
     let c = consumer.clone();
     let t = topic.clone();
@@ -225,7 +225,7 @@ impl ConsumerState {
         Ok(())
     }
 
-    /// Buffer the dead letters, commit the raw rows, then hand them to the derived actors.
+    /// Buffer the dead letters, commit the raw rows, then hand them to the rollup actors.
     /// Each `call` waits for the commit: that is the back-pressure.
     async fn hand_off(&mut self, ranges: Ranges, raw: Rows, dead: Vec<DeadLetter>) -> Handled {
         let state = self;
@@ -264,7 +264,7 @@ impl ConsumerState {
             (ranges, Arc::new(kept))
         };
         state.args.params.subscribers.commits.landed();
-        // Only now, with the batch durable in the raw table, may the derived actors see it.
+        // Only now, with the batch durable in the raw table, may the rollup actors see it.
         if !ranges.is_empty() {
             state.args.params.subscribers.deliver(Delivery {
                 topic: topic.clone(),

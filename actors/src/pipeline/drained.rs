@@ -1,4 +1,4 @@
-//! The consumer tells the derived actors which of its partitions have nothing left to deliver.
+//! The consumer tells the rollup actors which of its partitions have nothing left to deliver.
 //! Without it a silent partition never counts as idle; with a broker answer trusted blindly an
 //! under-reporting broker would close windows while records are still coming.
 

@@ -1,4 +1,4 @@
-//! Electing the one instance that computes the derived tables, with Kafka itself: every
+//! Electing the one instance that computes the rollup tables, with Kafka itself: every
 //! instance joins group `{kafka.group}-owner` on the one-partition topic of the same name
 //! (created if missing) and whoever the group gives partition 0 owns. Nothing is ever read
 //! from the topic; the group protocol is the election, its session timeout the lease.
@@ -85,7 +85,7 @@ impl ChildSpecs for ElectionGroup {
     }
 
     /// Leave the group before the elector is stopped, so the next owner need not wait for our
-    /// session to end. Runs after the derived group has drained (stage order).
+    /// session to end. Runs after the rollup group has drained (stage order).
     async fn drain(&self, children: &[ChildInfo]) {
         for child in children {
             let elector: ActorRef<ElectorMsg> = child.cell.clone().into();
@@ -181,7 +181,7 @@ async fn start(
         .await
         .map_err(Error::call("joining the election"))?
         .map_err(Error::kafka("joining the election"))?;
-    info!(%topic, "joined the election for the derived tables");
+    info!(%topic, "joined the election for the rollup tables");
     let session = session_timeout_of(&params.kafka);
     params.ownership.set(false, Instant::now());
     myself
@@ -238,7 +238,7 @@ impl ElectorState {
     async fn leave(&mut self) {
         self.left = true;
         self.params.ownership.set(false, Instant::now());
-        self.params.metrics.set_derived_owner(false);
+        self.params.metrics.set_rollup_owner(false);
         let c = self.consumer.clone();
         let _ = tokio::task::spawn_blocking(move || {
             c.unsubscribe();
@@ -284,9 +284,9 @@ impl ElectorState {
         let was = self.params.ownership.is_owner();
         self.params.ownership.set(held, lease);
         if held != was {
-            info!(topic = %self.topic, owner = held, "derived tables ownership changed");
+            info!(topic = %self.topic, owner = held, "rollup tables ownership changed");
         }
-        self.params.metrics.set_derived_owner(held);
+        self.params.metrics.set_rollup_owner(held);
         if let Some(described) = described {
             self.describe_wait = if described.is_ok() {
                 DESCRIBE_EVERY
@@ -320,7 +320,7 @@ impl ElectorState {
         }
         let still = self.heartbeat.1.elapsed();
         if still > self.session + HEARTBEAT_GRACE {
-            warn!(topic = %self.topic, still = ?still, "the derived tables' owner has not been heard of for longer than a session; rejoining the election");
+            warn!(topic = %self.topic, still = ?still, "the rollup tables' owner has not been heard of for longer than a session; rejoining the election");
             self.rejoin().await?;
         }
         Ok(())

@@ -191,7 +191,14 @@ impl GroupContext {
         partitions: &[i32],
     ) -> Result<Vec<Start>, Error> {
         let lake = (self.lake)()?;
-        starts_from(consumer, &self.topic, partitions, &lake, &self.start, &self.pins)
+        starts_from(
+            consumer,
+            &self.topic,
+            partitions,
+            &lake,
+            &self.start,
+            &self.pins,
+        )
     }
 
     fn assign(&self, consumer: &GroupConsumer, partitions: &[i32]) -> Result<(), Error> {
@@ -265,7 +272,9 @@ fn offset_for_time<C: ConsumerContext>(
         .map_err(Error::kafka("asking for offsets by time"))?;
     let found = consumer
         .offsets_for_times(tpl, KAFKA_TIMEOUT)
-        .map_err(Error::kafka(format!("offsets by time of {topic}/{partition}")))?;
+        .map_err(Error::kafka(format!(
+            "offsets by time of {topic}/{partition}"
+        )))?;
     Ok(found
         .find_partition(topic, partition)
         .and_then(|e| match e.offset() {
@@ -412,8 +421,8 @@ mod tests {
     fn kafka_start_decides_only_what_the_lake_does_not() {
         // (raw, dead letters from, fresh) → (raw, dead letters)
         let cases = [
-            (None, None, 70, (70, 70)),         // latest / a time / Spark's end: both there
-            (Some(40), None, 70, (40, 0)),      // the lake wins, whatever the policy says
+            (None, None, 70, (70, 70)),    // latest / a time / Spark's end: both there
+            (Some(40), None, 70, (40, 0)), // the lake wins, whatever the policy says
             (Some(40), Some(40), 70, (40, 40)), // and its dead-letter bookkeeping too
         ];
         for (raw, dl_from, fresh, want) in cases {

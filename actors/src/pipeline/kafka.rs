@@ -214,7 +214,7 @@ pub fn drained_candidates<C: ConsumerContext>(
         .collect()
 }
 
-/// The broker as the derived owner asks it about partitions other instances read.
+/// The broker as the rollup owner asks it about partitions other instances read.
 pub struct BrokerProbe {
     consumer: BaseConsumer,
 }

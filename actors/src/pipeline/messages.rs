@@ -22,4 +22,6 @@ pub enum CommitterMsg {
     /// What this table has recorded for a topic (offsets, and where dead letters may be
     /// missing from).
     Recorded(String, RpcReplyPort<Reply<Recorded>>),
+    /// Timer: a maintenance round if this table landed nothing here for a while.
+    Maintain,
 }

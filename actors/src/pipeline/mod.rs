@@ -10,8 +10,8 @@ pub mod kafka;
 mod membership;
 pub mod messages;
 pub mod params;
-pub mod recovery;
 mod preview;
+pub mod recovery;
 mod split;
 pub mod start_at;
 

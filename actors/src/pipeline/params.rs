@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::events::{EventKind, Limits};
+use crate::faults::Faults;
 use crate::handoff::Subscribers;
 use crate::lake::{HygieneParams, Lake};
-use crate::supervision::faults::Faults;
 use crate::supervision::SupervisionParams;
 use crate::telemetry::Metrics;
 
@@ -69,6 +69,6 @@ pub struct PipelineParams {
     pub faults: Arc<Faults>,
     /// Set on shutdown: consumers stop polling and commit what they hold.
     pub shutdown: Arc<AtomicBool>,
-    /// Derived actors that receive each batch once the raw table has committed it.
+    /// Rollup actors that receive each batch once the raw table has committed it.
     pub subscribers: Subscribers,
 }

@@ -50,4 +50,3 @@ pub(super) fn push_event(rows: &mut Rows, source: Source, event: Event) {
         _ => debug_assert!(false, "event kind does not match pipeline"),
     }
 }
-

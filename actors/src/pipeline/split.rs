@@ -6,9 +6,9 @@ use super::kafka::Polled;
 use super::preview::push_event;
 use crate::error::Error;
 use crate::events::{decode, DeadLetterReason, Rejection};
+use crate::faults::Point;
 use crate::lake::{Offsets, Ranges};
 use crate::schema::{DeadLetter, Rows, Source};
-use crate::supervision::faults::{self, FaultPoint};
 
 impl ConsumerState {
     /// Decode records from `from` on into raw rows and dead letters, with their offset
@@ -73,12 +73,10 @@ impl ConsumerState {
                     detail: "record made the consumer fail twice".into(),
                 })
             } else {
-                if let Some(action) = params
+                params
                     .faults
-                    .check(FaultPoint::ConsumerRecord, payload, None)
-                {
-                    faults::apply(action, "consumer").await?;
-                }
+                    .hit(Point::ConsumerRecord, payload, None)
+                    .await?;
                 decode(params.kind, payload, &params.batch.limits, now)
             };
             state.args.progress.set_record(None);

@@ -63,7 +63,11 @@ impl fmt::Display for StartAt {
             StartAt::Latest => f.write_str("latest"),
             StartAt::Spark => f.write_str("spark"),
             StartAt::Time(t) => match chrono::DateTime::from_timestamp_micros(*t) {
-                Some(d) => write!(f, "{}", d.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+                Some(d) => write!(
+                    f,
+                    "{}",
+                    d.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+                ),
                 None => write!(f, "{t}µs"),
             },
             StartAt::Offsets(o) => {

@@ -9,7 +9,6 @@
 //! stopped until this instance is elected again.
 
 pub mod budget;
-pub mod faults;
 pub mod progress;
 pub mod service;
 pub mod spawner;
@@ -66,7 +65,7 @@ pub enum SupervisorMsg {
 }
 
 pub struct SupervisorArgs {
-    /// The group's name in metrics and `/readyz` (`orders`, `derived`, `refresher` …).
+    /// The group's name in metrics and `/readyz` (`orders`, `rollup`, `refresher` …).
     pub name: String,
     pub specs: Arc<dyn ChildSpecs>,
     pub params: SupervisionParams,

@@ -12,9 +12,9 @@ use futures::future::BoxFuture;
 use ractor::{Actor, ActorProcessingErr, ActorRef, ActorStatus};
 use tokio::sync::Notify;
 
-use super::faults::Faults;
 use super::{ChildInfo, ChildSpecs, Progress, Spawner};
 use crate::error::{into_actor, Error, Handled};
+use crate::faults::Faults;
 
 /// How often a service's child looks at its task (and can be handed an injected fault).
 const CHECK_EVERY: Duration = Duration::from_millis(250);

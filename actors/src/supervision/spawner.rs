@@ -25,7 +25,7 @@ pub trait ChildSpecs: Send + Sync + 'static {
         false
     }
 
-    /// True while another instance runs this group (the derived tables have one owner): the
+    /// True while another instance runs this group (the rollup tables have one owner): the
     /// supervisor keeps no children and checks again at every heartbeat.
     fn standby(&self) -> bool {
         false

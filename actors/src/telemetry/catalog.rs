@@ -47,5 +47,8 @@ pub fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Reg
 
 /// The metrics registered so far in this process, by name.
 pub fn catalog() -> Vec<MetricDoc> {
-    CATALOG.lock().map(|c| c.values().cloned().collect()).unwrap_or_default()
+    CATALOG
+        .lock()
+        .map(|c| c.values().cloned().collect())
+        .unwrap_or_default()
 }

@@ -22,7 +22,9 @@ pub struct Metrics {
     pub rebalances: IntCounterVec,
     pub group_rejoins: IntCounterVec,
     pub watermark_lies: IntCounterVec,
-    pub derived_owner: IntGaugeVec,
+    pub rollup_owner: IntGaugeVec,
+    pub maintainer: IntGaugeVec,
+    pub maintenance_runs: IntCounterVec,
     pub pipeline_up: IntGaugeVec,
     pub backpressure_seconds: prometheus::CounterVec,
     pub late_events: IntCounterVec,
@@ -116,10 +118,20 @@ impl Metrics {
             "Broker high-watermark answers not trusted because they were below what was already read or below an earlier answer (an under-reporting broker), per topic.",
             &["topic"],
         );
-        let derived_owner = gauge(
-            "shopwatch_derived_owner",
+        let rollup_owner = gauge(
+            "shopwatch_rollup_owner",
             "1 while this instance computes the KPI and alert tables (elected through Kafka when several instances run), else 0.",
             &[],
+        );
+        let maintainer = gauge(
+            "shopwatch_maintainer",
+            "1 while this instance runs the lake's maintenance (data compaction, snapshot expiry, orphan sweep), else 0; with several instances only the rollup owner does.",
+            &[],
+        );
+        let maintenance_runs = counter(
+            "shopwatch_maintenance_runs_total",
+            "Maintenance steps (manifest_compaction, data_compaction, hygiene, orphan_sweep) this instance ran, per table; manifest merging rides in every writer's own commits.",
+            &["table", "step"],
         );
         let restarts = counter(
             "shopwatch_actor_restarts_total",
@@ -260,7 +272,9 @@ impl Metrics {
             rebalances,
             group_rejoins,
             watermark_lies,
-            derived_owner,
+            rollup_owner,
+            maintainer,
+            maintenance_runs,
             pipeline_up,
             backpressure_seconds,
             late_events,
@@ -290,8 +304,14 @@ impl Metrics {
         }
     }
 
-    pub fn set_derived_owner(&self, owner: bool) {
-        self.derived_owner
+    pub fn set_maintainer(&self, maintains: bool) {
+        self.maintainer
+            .with_label_values(&[] as &[&str])
+            .set(i64::from(maintains));
+    }
+
+    pub fn set_rollup_owner(&self, owner: bool) {
+        self.rollup_owner
             .with_label_values(&[] as &[&str])
             .set(owner as i64);
     }
@@ -323,6 +343,9 @@ impl Metrics {
 
     /// A maintenance step's outcome; returns how many times in a row it has failed.
     pub fn maintenance_outcome(&self, table: &str, step: &str, outcome: Result<(), String>) -> u64 {
+        self.maintenance_runs
+            .with_label_values(&[table, step])
+            .inc();
         if outcome.is_err() {
             self.maintenance_failures
                 .with_label_values(&[table, step])
@@ -344,19 +367,6 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// How one maintenance step of one table is doing.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
-pub struct StepState {
-    pub table: String,
-    pub step: String,
-    pub failures: u64,
-    /// Failures since the last success: a step failing every round is broken, not flaky.
-    pub consecutive: u64,
-    pub last_error: Option<String>,
-    /// Unix ms of the last success.
-    pub last_ok_ms: Option<i64>,
 }
 
 /// A recovery that finished: from taking partitions until the lake held everything the
@@ -439,49 +449,8 @@ impl GroupLog {
     }
 }
 
-#[derive(Clone, Debug, Default)]
-pub struct MaintenanceLog(
-    std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<(String, String), StepState>>>,
-);
-
-impl MaintenanceLog {
-    fn record(&self, table: &str, step: &str, outcome: Result<(), String>) -> u64 {
-        let Ok(mut steps) = self.0.lock() else {
-            return 0;
-        };
-        let s = steps
-            .entry((table.to_string(), step.to_string()))
-            .or_insert_with(|| StepState {
-                table: table.to_string(),
-                step: step.to_string(),
-                ..StepState::default()
-            });
-        match outcome {
-            Ok(()) => {
-                s.consecutive = 0;
-                s.last_ok_ms = Some(chrono::Utc::now().timestamp_millis());
-            }
-            Err(e) => {
-                s.failures += 1;
-                s.consecutive += 1;
-                // Errors name paths and statuses, never credentials (object_store, iceberg).
-                s.last_error = Some(e.chars().take(300).collect());
-            }
-        }
-        s.consecutive
-    }
-
-    /// Steps that failed at least once, worst first.
-    pub fn failing(&self) -> Vec<StepState> {
-        let mut out: Vec<StepState> = self
-            .0
-            .lock()
-            .map(|s| s.values().filter(|s| s.failures > 0).cloned().collect())
-            .unwrap_or_default();
-        out.sort_by(|a, b| b.consecutive.cmp(&a.consecutive));
-        out
-    }
-}
+mod maintenance;
+pub use maintenance::{MaintenanceLog, StepState};
 
 #[cfg(test)]
 mod tests;

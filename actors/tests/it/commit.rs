@@ -412,16 +412,16 @@ async fn race(c: &mut TableCommitter) {
     }
 }
 
-/// Two owners of one derived table: the one that computed from a state the other has moved on
+/// Two owners of one rollup table: the one that computed from a state the other has moved on
 /// (deposed, or frozen while another was elected) is refused without being fatal, and after
 /// a restart it continues on top of what the other wrote.
 #[tokio::test]
-async fn a_deposed_owners_late_derived_commit_is_refused_and_a_restart_continues() {
-    use shopwatch_actors::lake::DerivedCommitter;
+async fn a_deposed_owners_late_rollup_commit_is_refused_and_a_restart_continues() {
+    use shopwatch_actors::lake::RollupCommitter;
     let dir = tempfile::tempdir().unwrap();
     let lake = lake(dir.path()).await;
     let spec = raw_table_spec(EventKind::Orders);
-    let open = || DerivedCommitter::open(lake.clone(), &spec, HygieneParams::default(), None);
+    let open = || RollupCommitter::open(lake.clone(), &spec, HygieneParams::default(), None);
     let (mut deposed, at) = open().await.unwrap();
     let (mut owner, _) = open().await.unwrap();
     assert_eq!(at.seq, 0);

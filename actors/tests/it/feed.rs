@@ -1,4 +1,4 @@
-//! The derived owner over partitions another instance consumes, with a broker that lies: the
+//! The rollup owner over partitions another instance consumes, with a broker that lies: the
 //! owner reads the other instance's rows from the raw table and counts them exactly, and while
 //! the broker under-reports its high watermarks (as Tansu with `memory://` storage has,
 //! ../shared/reference/realparts.md) no window closes on the partitions' silence; once it
@@ -10,14 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shopwatch_actors::alerts::rules;
-use shopwatch_actors::derived::{DerivedParams, DerivedSlots};
+use shopwatch_actors::faults::Faults;
 use shopwatch_actors::handoff::{BrokerView, Ownership};
 use shopwatch_actors::kpis::REGISTRY;
 use shopwatch_actors::lake::commit::chain::recorded_chain;
 use shopwatch_actors::lake::{HygieneParams, Lake};
 use shopwatch_actors::pipeline::kafka::BrokerProbe;
+use shopwatch_actors::rollup::{RollupParams, RollupSlots};
 use shopwatch_actors::runtime::Pipelines;
-use shopwatch_actors::supervision::faults::Faults;
 use shopwatch_actors::supervision::SupervisionParams;
 use shopwatch_actors::telemetry::Metrics;
 use shopwatch_actors::windows::{ClockParams, EngineParams, Windowing};
@@ -49,7 +49,7 @@ impl BrokerView for Lying {
 
 /// The owner alone: the orders KPI and the detector, no consumer of its own (every partition
 /// is consumed by the other instance), ticking every 100 ms.
-fn owner(lake: &Lake, metrics: &Metrics, broker: Arc<dyn BrokerView>) -> DerivedParams {
+fn owner(lake: &Lake, metrics: &Metrics, broker: Arc<dyn BrokerView>) -> RollupParams {
     let kpi = *REGISTRY
         .iter()
         .find(|k| k.table() == "orders_revenue_per_minute")
@@ -64,7 +64,7 @@ fn owner(lake: &Lake, metrics: &Metrics, broker: Arc<dyn BrokerView>) -> Derived
         max_skew: 3_600 * S,
         clock_tolerance: 2 * S,
     };
-    DerivedParams {
+    RollupParams {
         lake: lake.clone(),
         topics: [TOPIC.into(), "clicks_topic".into(), "errors_topic".into()],
         kpis: vec![(kpi, engine)],
@@ -78,7 +78,7 @@ fn owner(lake: &Lake, metrics: &Metrics, broker: Arc<dyn BrokerView>) -> Derived
         faults: Arc::new(Faults::default()),
         tick: Duration::from_millis(100),
         checkpoint_every: Duration::from_secs(5),
-        slots: DerivedSlots::new(&[kpi]),
+        slots: RollupSlots::new(&[kpi]),
         webhook: None,
         grouping: Default::default(),
         ownership: Ownership::solo(),
@@ -141,8 +141,8 @@ async fn an_under_reporting_broker_never_closes_a_window_early() {
         inner: BrokerProbe::new(&kafka).unwrap(),
         under: AtomicI64::new(5),
     });
-    let derived = owner(&lake, &metrics, lying.clone());
-    let owner_groups = Pipelines::start(Vec::new(), Some(derived), None)
+    let rollup = owner(&lake, &metrics, lying.clone());
+    let owner_groups = Pipelines::start(Vec::new(), Some(rollup), None)
         .await
         .unwrap();
     let lies = |m: &Metrics| m.watermark_lies.with_label_values(&[TOPIC]).get();

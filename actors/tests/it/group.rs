@@ -11,12 +11,12 @@ use std::time::Duration;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use shopwatch_actors::events::EventKind;
+use shopwatch_actors::faults::{Action, Faults, Point, Rule};
 use shopwatch_actors::handoff::Subscribers;
 use shopwatch_actors::lake::commit::offsets_key;
 use shopwatch_actors::lake::{HygieneParams, Lake, Offsets};
 use shopwatch_actors::pipeline::{BatchParams, KafkaParams, PipelineParams};
 use shopwatch_actors::runtime::Pipelines;
-use shopwatch_actors::supervision::faults::{FaultAction, FaultPoint, FaultRule, Faults};
 use shopwatch_actors::supervision::SupervisionParams;
 use shopwatch_actors::telemetry::Metrics;
 
@@ -78,7 +78,7 @@ pub(crate) fn params(
     }
 }
 
-async fn start(brokers: &str, lake: &Lake, rules: Vec<FaultRule>) -> Instance {
+async fn start(brokers: &str, lake: &Lake, rules: Vec<Rule>) -> Instance {
     let metrics = Metrics::new();
     let faults = Arc::new(Faults::default());
     for r in rules {
@@ -158,9 +158,9 @@ async fn two_instances_share_hand_over_and_fence_a_zombie() {
 
     // A's first raw commit freezes for 6 s: long past max.poll.interval, so the group drops
     // A and gives B everything while A still holds a batch it read.
-    let freeze = FaultRule {
-        point: FaultPoint::CommitterBatch,
-        action: FaultAction::Freeze(Duration::from_secs(6)),
+    let freeze = Rule {
+        point: Point::CommitterBatch,
+        action: Action::Delay(6_000),
         times: Some(1),
         marker: None,
         target: Some("orders_processed".into()),

@@ -8,14 +8,14 @@ use std::time::Duration;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use shopwatch_actors::alerts::rules;
-use shopwatch_actors::derived::{DerivedParams, DerivedSlots};
 use shopwatch_actors::events::EventKind;
+use shopwatch_actors::faults::{Action, Faults, Point, Rule};
 use shopwatch_actors::handoff::Ownership;
 use shopwatch_actors::kpis::REGISTRY;
 use shopwatch_actors::lake::{HygieneParams, Lake};
 use shopwatch_actors::pipeline::{BatchParams, KafkaParams, PipelineParams};
+use shopwatch_actors::rollup::{RollupParams, RollupSlots};
 use shopwatch_actors::runtime::Pipelines;
-use shopwatch_actors::supervision::faults::{FaultAction, FaultPoint, FaultRule, Faults};
 use shopwatch_actors::supervision::{PipelineState, SupervisionParams};
 use shopwatch_actors::telemetry::Metrics;
 use shopwatch_actors::windows::clock::ClockParams;
@@ -35,7 +35,7 @@ struct Fixture {
     pipelines: Pipelines,
 }
 
-async fn start(rules: Vec<FaultRule>, poison_at: Option<usize>) -> Fixture {
+async fn start(rules: Vec<Rule>, poison_at: Option<usize>) -> Fixture {
     start_with(rules, poison_at, false).await
 }
 
@@ -50,15 +50,10 @@ fn supervision() -> SupervisionParams {
     }
 }
 
-/// The derived group over the lake, every registered KPI and rule, ticking every 100 ms.
-fn derived(
-    lake: &Lake,
-    metrics: &Metrics,
-    faults: Arc<Faults>,
-    slots: DerivedSlots,
-) -> DerivedParams {
+/// The rollup group over the lake, every registered KPI and rule, ticking every 100 ms.
+fn rollup(lake: &Lake, metrics: &Metrics, faults: Arc<Faults>, slots: RollupSlots) -> RollupParams {
     const S: i64 = 1_000_000;
-    DerivedParams {
+    RollupParams {
         lake: lake.clone(),
         topics: [
             "orders_topic".into(),
@@ -101,11 +96,7 @@ fn derived(
     }
 }
 
-async fn start_with(
-    rules: Vec<FaultRule>,
-    poison_at: Option<usize>,
-    with_derived: bool,
-) -> Fixture {
+async fn start_with(rules: Vec<Rule>, poison_at: Option<usize>, with_rollup: bool) -> Fixture {
     let (mock, brokers) = mock_broker("orders_topic", 2);
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
@@ -137,7 +128,7 @@ async fn start_with(
     for r in rules {
         faults.add(r);
     }
-    let slots = DerivedSlots::new(&REGISTRY);
+    let slots = RollupSlots::new(&REGISTRY);
     let params = PipelineParams {
         kind: EventKind::Orders,
         topic: "orders_topic".into(),
@@ -171,8 +162,8 @@ async fn start_with(
         shutdown: Arc::new(AtomicBool::new(false)),
         subscribers: slots.subscribers(EventKind::Orders),
     };
-    let derived = with_derived.then(|| derived(&lake, &metrics, faults, slots));
-    let pipelines = Pipelines::start(vec![params], derived, None).await.unwrap();
+    let rollup = with_rollup.then(|| rollup(&lake, &metrics, faults, slots));
+    let pipelines = Pipelines::start(vec![params], rollup, None).await.unwrap();
     Fixture {
         _mock: mock,
         _dir: dir,
@@ -212,8 +203,8 @@ impl Fixture {
     }
 }
 
-fn rule(point: FaultPoint, action: FaultAction, times: Option<u32>) -> FaultRule {
-    FaultRule {
+fn rule(point: Point, action: Action, times: Option<u32>) -> Rule {
+    Rule {
         point,
         action,
         times,
@@ -225,34 +216,24 @@ fn rule(point: FaultPoint, action: FaultAction, times: Option<u32>) -> FaultRule
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failure_matrix_restarts_and_loses_nothing() {
     let cases = [
+        (Point::ConsumerRecord, Action::Panic, "consumer", "panic"),
+        (Point::ConsumerRecord, Action::Error, "consumer", "error"),
         (
-            FaultPoint::ConsumerRecord,
-            FaultAction::Panic,
-            "consumer",
-            "panic",
-        ),
-        (
-            FaultPoint::ConsumerRecord,
-            FaultAction::Error,
-            "consumer",
-            "error",
-        ),
-        (
-            FaultPoint::CommitterBatch,
-            FaultAction::Panic,
+            Point::CommitterBatch,
+            Action::Panic,
             "raw_committer",
             "panic",
         ),
         (
-            FaultPoint::CommitterBatch,
-            FaultAction::Error,
+            Point::CommitterBatch,
+            Action::Error,
             "raw_committer",
             "error",
         ),
     ];
     for (point, action, actor, reason) in cases {
         let mut r = rule(point, action.clone(), Some(1));
-        if point == FaultPoint::CommitterBatch {
+        if point == Point::CommitterBatch {
             r.target = Some("orders_processed".into());
         }
         let f = start(vec![r], None).await;
@@ -273,9 +254,9 @@ async fn failure_matrix_restarts_and_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_that_always_panics_is_dead_lettered() {
-    let poison = FaultRule {
-        point: FaultPoint::ConsumerRecord,
-        action: FaultAction::Panic,
+    let poison = Rule {
+        point: Point::ConsumerRecord,
+        action: Action::Panic,
         times: None,
         marker: Some(POISON.into()),
         target: None,
@@ -306,11 +287,7 @@ async fn a_record_that_always_panics_is_dead_lettered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_actor_is_detected_and_restarted() {
-    let freeze = rule(
-        FaultPoint::CommitterBatch,
-        FaultAction::Freeze(Duration::from_secs(30)),
-        Some(1),
-    );
+    let freeze = rule(Point::CommitterBatch, Action::Delay(30_000), Some(1));
     let f = start(vec![freeze], None).await;
     f.wait_all_rows(N).await;
     let stuck =
@@ -329,7 +306,7 @@ async fn a_frozen_actor_is_detected_and_restarted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exhausting_the_restart_budget_fails_the_pipeline() {
-    let always = rule(FaultPoint::CommitterBatch, FaultAction::Panic, None);
+    let always = rule(Point::CommitterBatch, Action::Panic, None);
     let f = start(vec![always], None).await;
     let pipelines = &f.pipelines;
     eventually(
@@ -356,13 +333,13 @@ enum Expect {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failure_matrix_for_every_actor_kind() {
+    use Action::*;
     use Expect::*;
-    use FaultAction::*;
-    let freeze = || Freeze(Duration::from_secs(30));
+    let freeze = || Delay(30_000);
     // (fault point, target, action, group, actor, expected)
-    let mut cases: Vec<(FaultPoint, Option<&str>, FaultAction, &str, &str, Expect)> = vec![
+    let mut cases: Vec<(Point, Option<&str>, Action, &str, &str, Expect)> = vec![
         (
-            FaultPoint::ConsumerRecord,
+            Point::ConsumerRecord,
             None,
             freeze(),
             "orders",
@@ -370,7 +347,7 @@ async fn failure_matrix_for_every_actor_kind() {
             Restart("stuck"),
         ),
         (
-            FaultPoint::ConsumerRecord,
+            Point::ConsumerRecord,
             None,
             Fatal,
             "orders",
@@ -378,7 +355,7 @@ async fn failure_matrix_for_every_actor_kind() {
             Stop,
         ),
         (
-            FaultPoint::CommitterBatch,
+            Point::CommitterBatch,
             Some("orders_processed"),
             Fatal,
             "orders",
@@ -393,7 +370,7 @@ async fn failure_matrix_for_every_actor_kind() {
         (Fatal, Stop),
     ] {
         cases.push((
-            FaultPoint::CommitterBatch,
+            Point::CommitterBatch,
             Some("dead_letters"),
             action.clone(),
             "orders",
@@ -402,10 +379,10 @@ async fn failure_matrix_for_every_actor_kind() {
         ));
         for role in ["orders_revenue", "detector"] {
             cases.push((
-                FaultPoint::Handler,
+                Point::Handler,
                 Some(role),
                 action.clone(),
-                "derived",
+                "rollup",
                 role,
                 expect,
             ));
@@ -414,7 +391,7 @@ async fn failure_matrix_for_every_actor_kind() {
     for (point, target, action, group, actor, expect) in cases {
         let case = format!("{actor} × {action:?}");
         let f = start_with(
-            vec![FaultRule {
+            vec![Rule {
                 point,
                 action,
                 times: Some(1),
@@ -450,9 +427,9 @@ async fn failure_matrix_for_every_actor_kind() {
                     .map(|r| f.restarts_in(group, actor, r))
                     .sum();
                 assert_eq!(restarts, 0, "{case}: a fatal failure is not restarted");
-                // The other groups keep running (or come up: derived rebuilds at start).
+                // The other groups keep running (or come up: the rollup rebuilds at start).
                 let other = if group == "orders" {
-                    "derived"
+                    "rollup"
                 } else {
                     "orders"
                 };

@@ -40,7 +40,7 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
-    /// The metrics of the instance that owns the derived tables (the first one alone).
+    /// The metrics of the instance that owns the rollup tables (the first one alone).
     pub async fn metrics_body(&self) -> String {
         let http = match self.owner().await {
             Some(i) if i > 0 => self.more[i - 1].http.clone(),

@@ -1,5 +1,5 @@
 //! The multi-instance drill (`--instances N`): N `shopwatch run` processes in one group on one
-//! lake, and faults aimed at instances and at the derived tables' owner. Ownership is read
+//! lake, and faults aimed at instances and at the rollup tables' owner. Ownership is read
 //! from each instance's `/readyz`; counters that die with a process (fenced batches, records
 //! read) are scraped before every fault and kept per process.
 
@@ -39,7 +39,7 @@ impl Ctx {
         1 + self.more.len()
     }
 
-    /// The index of the instance that owns the derived tables now, if any.
+    /// The index of the instance that owns the rollup tables now, if any.
     pub async fn owner(&self) -> Option<usize> {
         let addrs: Vec<String> = std::iter::once(&self.pipeline)
             .chain(self.more.iter())
@@ -47,7 +47,7 @@ impl Ctx {
             .collect();
         for (i, http) in addrs.into_iter().enumerate() {
             let v = get_json(self, format!("http://{http}/readyz")).await;
-            if v.is_some_and(|v| v["derived_owner"] == serde_json::Value::Bool(true)) {
+            if v.is_some_and(|v| v["rollup_owner"] == serde_json::Value::Bool(true)) {
                 return Some(i);
             }
         }
@@ -118,7 +118,7 @@ async fn inject_into(ctx: &mut Ctx, f: &Planned, rec: &mut FaultRecord) {
                 owner = ctx.owner().await;
             }
             let Some(i) = owner else {
-                rec.note = "no instance owned the derived tables for 30 s".into();
+                rec.note = "no instance owned the rollup tables for 30 s".into();
                 return;
             };
             rec.detail = format!("instance {i} owned");
@@ -136,7 +136,7 @@ async fn inject_into(ctx: &mut Ctx, f: &Planned, rec: &mut FaultRecord) {
             restart_proc(ctx.instance(i), rec).await;
         }
         FaultKind::FreezeInstance => {
-            // Half the time the owner: its late derived commits must be refused.
+            // Half the time the owner: its late rollup commits must be refused.
             let owner = ctx.owner().await;
             let i = match owner {
                 Some(o) if rng.random_bool(0.5) => o,

@@ -95,7 +95,11 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
         bail!("--events must be > 0");
     }
     if (p.instances > 1) != p.lane.is_group() {
-        bail!("the group lanes run 2 or more instances; --instances {} does not fit {:?}", p.instances, p.lane);
+        bail!(
+            "the group lanes run 2 or more instances; --instances {} does not fit {:?}",
+            p.instances,
+            p.lane
+        );
     }
     if p.canary && p.lane.on_seaweed() {
         bail!("--canary runs on the local lane (its canary S3 secret would be overridden by SeaweedFS's keys); drop --lake seaweedfs or --canary");

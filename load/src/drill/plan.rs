@@ -39,10 +39,10 @@ pub enum FaultKind {
     S3Timeouts,
     /// Every S3 request is slow for a while.
     S3Slow,
-    /// SIGKILL the instance that owns the derived tables, then restart it.
+    /// SIGKILL the instance that owns the rollup tables, then restart it.
     KillOwner,
     /// SIGSTOP an instance past its group session, then SIGCONT: a zombie that wakes up
-    /// believing it still holds its partitions (and perhaps the derived tables).
+    /// believing it still holds its partitions (and perhaps the rollup tables).
     FreezeInstance,
     /// Start one more instance; after the hold, SIGTERM one of the others for good.
     AddInstance,
@@ -142,7 +142,7 @@ impl FaultKind {
             FaultKind::S3Errors => "s3_5xx",
             FaultKind::S3Timeouts => "s3_timeout",
             FaultKind::S3Slow => "s3_slow",
-            FaultKind::KillOwner => "kill9@derived_owner",
+            FaultKind::KillOwner => "kill9@rollup_owner",
             FaultKind::FreezeInstance => "sigstop@instance",
             FaultKind::AddInstance => "add_instance+sigterm_other",
         }

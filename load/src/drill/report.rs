@@ -262,7 +262,7 @@ pub fn print(records: &[FaultRecord], s: &Summary) -> bool {
     }
     if let Some(g) = &s.group {
         row(
-            "derived ownership moves (owners seen)",
+            "rollup ownership moves (owners seen)",
             format!("{} ({})", g.ownership_moves(), g.owners.len()),
         );
         row(
@@ -272,7 +272,7 @@ pub fn print(records: &[FaultRecord], s: &Summary) -> bool {
         let fenced = s.processes.total(FENCED);
         row("fenced batches (all processes)", format!("{fenced:.0}"));
         if g.ownership_moves() == 0 {
-            failures.push("the derived tables never changed owner".into());
+            failures.push("the rollup tables never changed owner".into());
         }
         if fenced < 1.0 {
             failures.push("no batch was ever fenced: the zombie case went untested".into());
@@ -364,13 +364,13 @@ impl PerProcess {
 pub struct GroupLog {
     /// The owner seen at each look (pid), in order, deduplicated.
     pub owners: Vec<u32>,
-    /// Looks at which no instance owned the derived tables.
+    /// Looks at which no instance owned the rollup tables.
     pub ownerless_looks: u32,
     pub looks: u32,
 }
 
 impl GroupLog {
-    /// Times the derived tables changed hands.
+    /// Times the rollup tables changed hands.
     pub fn ownership_moves(&self) -> usize {
         self.owners.len().saturating_sub(1)
     }

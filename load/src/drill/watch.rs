@@ -185,7 +185,7 @@ mod tests {
 }
 
 /// Topics the lake's `alerts` table holds a NO_DATA alert for, raised at or after `since`
-/// (microseconds): the silence after production, whichever instance owned the derived tables.
+/// (microseconds): the silence after production, whichever instance owned the rollup tables.
 pub async fn silent_topics(lake: &Lake, since: i64) -> anyhow::Result<usize> {
     use shopwatch_actors::lake::io::scan::{read_batches, Columns};
     let table = lake

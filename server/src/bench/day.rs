@@ -16,7 +16,7 @@ use clap::Args;
 use shopwatch_actors::events::{Click, ErrorEvent, EventKind, Order};
 use shopwatch_actors::kpis::{KpiRow, KpiRows, REGISTRY};
 use shopwatch_actors::lake::maintenance::rewrite::files_per_partition;
-use shopwatch_actors::lake::{DerivedCommitter, Lake, OffsetRule, TableBatch, TableCommitter};
+use shopwatch_actors::lake::{Lake, OffsetRule, RollupCommitter, TableBatch, TableCommitter};
 use shopwatch_actors::schema::columns::{ColumnType, Value};
 use shopwatch_actors::schema::{raw_table_spec, Rows, Source};
 use shopwatch_load::stats::{millis, summarize};
@@ -196,11 +196,11 @@ pub async fn run(mut cfg: Config, args: DayArgs) -> anyhow::Result<i32> {
         .await?;
         raw.push((kind, c));
     }
-    let mut derived = Vec::new();
+    let mut folded = Vec::new();
     for kpi in REGISTRY.iter() {
         let (c, _) =
-            DerivedCommitter::open(lake.clone(), &kpi.spec(), hygiene.clone(), None).await?;
-        derived.push((*kpi, c));
+            RollupCommitter::open(lake.clone(), &kpi.spec(), hygiene.clone(), None).await?;
+        folded.push((*kpi, c));
     }
     // Every other table the dashboard reads (alerts, dead letters) exists, empty.
     for t in shopwatch_actors::tables::all() {
@@ -301,7 +301,7 @@ pub async fn run(mut cfg: Config, args: DayArgs) -> anyhow::Result<i32> {
             for hour in 0..hours {
                 for m in 0..60 {
                     let minute = hour * 60 + m;
-                    for (kpi, c) in derived.iter_mut() {
+                    for (kpi, c) in folded.iter_mut() {
                         c.commit(
                             &kpi_row(*kpi, minute),
                             serde_json::json!({ "minute": minute }),

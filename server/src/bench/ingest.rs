@@ -40,7 +40,7 @@ pub struct IngestArgs {
     #[arg(long, default_value_t = 1)]
     pub instances: usize,
     /// The broker on SQLite storage instead of memory. Several instances need it: memory's
-    /// high watermarks under-report, and the derived owner never counts another instance's
+    /// high watermarks under-report, and the rollup owner never counts another instance's
     /// partitions as drained on such a broker (its windows would wait forever).
     #[arg(long)]
     pub sqlite_broker: bool,

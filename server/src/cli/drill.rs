@@ -42,7 +42,7 @@ pub struct DrillArgs {
     #[arg(long, value_enum, default_value_t = LakeLane::Local)]
     lake: LakeLane,
     /// `shopwatch run` processes sharing the work in one group (2 or more: the group faults —
-    /// kill -9 of the derived tables' owner and of any instance, SIGSTOP past the group
+    /// kill -9 of the rollup tables' owner and of any instance, SIGSTOP past the group
     /// session, an added instance and one removed, SIGTERM —, with S3's too on `--lake
     /// seaweedfs`: the production topology).
     #[arg(long, default_value_t = 1)]
@@ -56,7 +56,7 @@ enum LakeLane {
 }
 
 pub async fn run(args: DrillArgs, ctx: &Ctx) -> anyhow::Result<i32> {
-    if !shopwatch_actors::failpoint::ENABLED {
+    if !shopwatch_actors::faults::ENABLED {
         anyhow::bail!(
             "shopwatch drill needs a build with failpoints: \
              cargo build --release -p shopwatch --features failpoints \

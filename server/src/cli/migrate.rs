@@ -37,7 +37,11 @@ fn print(plans: &[TopicPlan]) {
             "{} → {}  (Spark query {}, landed epoch {})",
             p.topic,
             p.table,
-            if p.query_id.is_empty() { "?" } else { &p.query_id },
+            if p.query_id.is_empty() {
+                "?"
+            } else {
+                &p.query_id
+            },
             p.landed_epoch.map_or("none".to_string(), |e| e.to_string())
         );
         if !p.how.is_empty() {
@@ -46,7 +50,13 @@ fn print(plans: &[TopicPlan]) {
         if !p.partitions.is_empty() {
             println!(
                 "  {:>9}  {:>10}  {:>10}  {:>21}  {:>8}  {:>8}  {:>9}  note",
-                "partition", "spark end", "start", "broker [low, high)", "skipped", "re-read", "to read"
+                "partition",
+                "spark end",
+                "start",
+                "broker [low, high)",
+                "skipped",
+                "re-read",
+                "to read"
             );
         }
         for x in &p.partitions {
@@ -85,7 +95,10 @@ pub async fn run(command: MigrateCommand, ctx: &Ctx) -> anyhow::Result<i32> {
         overrides.push(("kafka.brokers", toml::Value::String(b.clone())));
     }
     if let Some(d) = &args.data_dir {
-        overrides.push(("lake.data_dir", toml::Value::String(d.display().to_string())));
+        overrides.push((
+            "lake.data_dir",
+            toml::Value::String(d.display().to_string()),
+        ));
     }
     let cfg = ctx.config(overrides)?;
     let dir = match &args.spark_checkpoints {
@@ -112,4 +125,3 @@ pub async fn run(command: MigrateCommand, ctx: &Ctx) -> anyhow::Result<i32> {
     }
     Ok(0)
 }
-

@@ -25,7 +25,11 @@ pub fn run(args: ReferenceArgs) -> anyhow::Result<i32> {
         println!("{}: current", args.dir.display());
         Ok(crate::exit::OK)
     } else {
-        eprintln!("{}: out of date: {}; run `shopwatch reference --write`", args.dir.display(), stale.join(", "));
+        eprintln!(
+            "{}: out of date: {}; run `shopwatch reference --write`",
+            args.dir.display(),
+            stale.join(", ")
+        );
         Ok(crate::exit::ERROR)
     }
 }

@@ -14,7 +14,7 @@ pub struct KafkaConfig {
     /// Bootstrap servers, `HOST:PORT[,HOST:PORT]`.
     pub brokers: String,
     /// Consumer group prefix: every `shopwatch run` with the same one shares each topic's
-    /// partitions (group `{group}-{topic}`) and takes part in electing the derived tables'
+    /// partitions (group `{group}-{topic}`) and takes part in electing the rollup tables'
     /// owner (topic and group `{group}-owner`). Positions still come from the lake.
     pub group: String,
     /// Partitions per topic when `shopwatch broker` creates the topics.
@@ -86,7 +86,10 @@ impl KafkaConfig {
         };
         let mut topics = BTreeMap::new();
         for (topic, text) in &self.start_by_topic {
-            topics.insert(topic.clone(), parse(format!("kafka.start_by_topic.{topic}"), text)?);
+            topics.insert(
+                topic.clone(),
+                parse(format!("kafka.start_by_topic.{topic}"), text)?,
+            );
         }
         Ok(StartPolicy {
             default: parse("kafka.start".into(), &self.start)?,

@@ -301,14 +301,14 @@ pub struct DrillConfig {
     pub enabled: bool,
     /// At least 16 characters when enabled.
     pub token: Secret,
-    /// Failpoints armed at start-up, `name=[N*]pause|error|panic;…` (builds with the
-    /// `failpoints` feature only).
+    /// Faults armed at start-up, `point[@target]=[N*]pause|error|fatal|panic|delay(MS)|timeout(MS);…`
+    /// (builds with the `failpoints` feature only).
     pub failpoints: String,
 }
 
 impl DrillConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.enabled && !shopwatch_actors::failpoint::ENABLED {
+        if self.enabled && !shopwatch_actors::faults::ENABLED {
             return Err(ConfigError::check(
                 "drill.enabled",
                 "the fault-injection endpoint exists only in builds with the failpoints feature \
@@ -322,10 +322,10 @@ impl DrillConfig {
                  (SHOPWATCH_DRILL__TOKEN); every /drill request must send it as a bearer token",
             ));
         }
-        if let Err(e) = shopwatch_actors::failpoint::parse_spec(&self.failpoints) {
+        if let Err(e) = shopwatch_actors::faults::parse_spec(&self.failpoints) {
             return Err(ConfigError::check("drill.failpoints", e.to_string()));
         }
-        if !self.failpoints.trim().is_empty() && !shopwatch_actors::failpoint::ENABLED {
+        if !self.failpoints.trim().is_empty() && !shopwatch_actors::faults::ENABLED {
             return Err(ConfigError::check(
                 "drill.failpoints",
                 "this build has no failpoints; build with `cargo build --features failpoints`",

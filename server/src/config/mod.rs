@@ -3,12 +3,12 @@
 //! value error names its key. One file per group of sections; secrets are [`Secret`]s.
 
 mod auth;
-mod derived;
 mod http;
 mod kafka;
 mod lake;
 mod live;
 mod pipeline;
+mod rollup;
 pub mod secret;
 #[cfg(test)]
 mod tests;
@@ -21,14 +21,14 @@ use toml::{Table, Value};
 pub use auth::{AuthConfig, Role, TlsConfig};
 #[cfg(test)]
 pub use auth::{TokenConfig, UserConfig};
-pub use derived::{AlertsConfig, WindowsConfig};
+pub use http::HttpConfig;
 pub use kafka::{KafkaConfig, TopicsConfig};
 pub use lake::LakeConfig;
-pub use http::HttpConfig;
 pub use live::{DemoConfig, DrillConfig, FlightConfig, QueryConfig, QueryTarget};
 #[cfg(any(test, feature = "bench"))]
 pub use live::{SEED_FLIGHT_PASSWORD, SEED_FLIGHT_USER};
 pub use pipeline::{MaintenanceConfig, PipelineConfig, SupervisionConfig};
+pub use rollup::{AlertsConfig, WindowsConfig};
 #[cfg(any(test, feature = "bench"))]
 pub use secret::Secret;
 
@@ -177,7 +177,9 @@ pub fn load(
                 source_name: source_name.clone(),
                 message: format!("cannot read the file {raw:?} it names: {e}; {var} must name a readable file holding the value"),
             })?;
-            read.strip_suffix('\n').map(|s| s.strip_suffix('\r').unwrap_or(s)).unwrap_or(&read)
+            read.strip_suffix('\n')
+                .map(|s| s.strip_suffix('\r').unwrap_or(s))
+                .unwrap_or(&read)
         } else {
             raw.as_str()
         };
@@ -213,7 +215,9 @@ fn read_secret_file(path: &str) -> std::io::Result<String> {
     use std::io::Read;
     const MAX: u64 = 64 << 10;
     let mut text = String::new();
-    std::fs::File::open(path)?.take(MAX + 1).read_to_string(&mut text)?;
+    std::fs::File::open(path)?
+        .take(MAX + 1)
+        .read_to_string(&mut text)?;
     if text.len() as u64 > MAX {
         return Err(std::io::Error::other("it is larger than 64 KiB"));
     }
@@ -284,10 +288,10 @@ fn check_keys(
         match schema.get(key) {
             // The KPI and rule sections come from the registries: name what is known.
             None if prefix == "windows" && value.is_table() => {
-                return Err(derived::unknown_kpi(key))
+                return Err(rollup::unknown_kpi(key))
             }
             None if prefix == "alerts" && value.is_table() => {
-                return Err(derived::unknown_rule(key))
+                return Err(rollup::unknown_rule(key))
             }
             None if RENAMED.iter().any(|(old, _)| *old == path) => {
                 let new = RENAMED

@@ -501,7 +501,7 @@ fn the_drill_endpoint_needs_a_failpoints_build() {
         ]),
         vec![],
     );
-    if shopwatch_actors::failpoint::ENABLED {
+    if shopwatch_actors::faults::ENABLED {
         assert!(r.is_ok(), "{:?}", r.err());
     } else {
         let e = r.unwrap_err().to_string();
@@ -519,12 +519,20 @@ fn secrets_come_from_files_named_by_file_variables() {
     // A secret file as Docker writes it: the value and a newline.
     std::fs::write(&file, "from-a-file 12345\n").unwrap();
     let path = file.display().to_string();
-    let c = load(None, &env(&[("SHOPWATCH_FLIGHT__PASSWORD_FILE", &path)]), vec![]).unwrap();
+    let c = load(
+        None,
+        &env(&[("SHOPWATCH_FLIGHT__PASSWORD_FILE", &path)]),
+        vec![],
+    )
+    .unwrap();
     assert_eq!(c.flight.password.expose(), "from-a-file 12345");
     // A later plain variable still wins (last layer wins, as for every key).
     let c = load(
         None,
-        &env(&[("SHOPWATCH_FLIGHT__PASSWORD_FILE", &path), ("SHOPWATCH_FLIGHT__PASSWORD", "p2")]),
+        &env(&[
+            ("SHOPWATCH_FLIGHT__PASSWORD_FILE", &path),
+            ("SHOPWATCH_FLIGHT__PASSWORD", "p2"),
+        ]),
         vec![],
     )
     .unwrap();
@@ -537,17 +545,28 @@ fn secrets_come_from_files_named_by_file_variables() {
     )
     .unwrap_err()
     .to_string();
-    assert!(e.contains("flight.password") && e.contains("SHOPWATCH_FLIGHT__PASSWORD_FILE"), "{e}");
+    assert!(
+        e.contains("flight.password") && e.contains("SHOPWATCH_FLIGHT__PASSWORD_FILE"),
+        "{e}"
+    );
     // An unknown key is still unknown when it comes from a file.
-    let e = load(None, &env(&[("SHOPWATCH_FLIGHT__NOPE_FILE", &path)]), vec![])
-        .unwrap_err()
-        .to_string();
+    let e = load(
+        None,
+        &env(&[("SHOPWATCH_FLIGHT__NOPE_FILE", &path)]),
+        vec![],
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("flight.nope"), "{e}");
     assert!(!e.contains("from-a-file"), "{e}");
     // An endless or huge file is refused, not read into memory.
-    let e = load(None, &env(&[("SHOPWATCH_FLIGHT__PASSWORD_FILE", "/dev/zero")]), vec![])
-        .unwrap_err()
-        .to_string();
+    let e = load(
+        None,
+        &env(&[("SHOPWATCH_FLIGHT__PASSWORD_FILE", "/dev/zero")]),
+        vec![],
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("flight.password") && e.contains("64 KiB"), "{e}");
 }
 
@@ -564,6 +583,9 @@ fn keys_ending_in_file_are_keys_not_file_variables() {
     )
     .unwrap_err()
     .to_string();
-    assert!(e.contains("tls.cert_file") && e.contains("/nonexistent/cert.pem"), "{e}");
+    assert!(
+        e.contains("tls.cert_file") && e.contains("/nonexistent/cert.pem"),
+        "{e}"
+    );
     assert!(!e.contains("cannot read the file"), "{e}");
 }

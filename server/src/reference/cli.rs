@@ -7,7 +7,10 @@ pub fn render() -> String {
     // The help as a terminal 100 columns wide shows it, whatever terminal generates the file.
     root = root.term_width(100);
     let mut out = String::from("# Command line\n\n");
-    out.push_str(&format!("```text\n{}\n```\n", root.render_long_help().to_string().trim_end()));
+    out.push_str(&format!(
+        "```text\n{}\n```\n",
+        root.render_long_help().to_string().trim_end()
+    ));
     root.build();
     for sub in root.get_subcommands() {
         section(&mut out, sub, &["shopwatch"]);

@@ -11,7 +11,7 @@ use crate::config::Config;
 const SOURCES: [&str; 8] = [
     include_str!("../config/mod.rs"),
     include_str!("../config/auth.rs"),
-    include_str!("../config/derived.rs"),
+    include_str!("../config/rollup.rs"),
     include_str!("../config/http.rs"),
     include_str!("../config/kafka.rs"),
     include_str!("../config/lake.rs"),
@@ -41,7 +41,9 @@ fn structs() -> BTreeMap<String, Vec<Field>> {
                 }
                 continue;
             }
-            let Some((_, fields)) = current.as_mut() else { continue };
+            let Some((_, fields)) = current.as_mut() else {
+                continue;
+            };
             if line == "}" {
                 if let Some((name, fields)) = current.take() {
                     out.insert(name, fields);
@@ -86,11 +88,10 @@ fn walk(
         // (`windows.<kpi>`), or a key.
         if types.contains_key(&f.ty) {
             walk(types, &f.ty, &format!("{key}."), default, rows);
-        } else if let Some(inner) = f
-            .ty
-            .strip_prefix("BTreeMap<String, ")
-            .and_then(|t| t.strip_suffix('>'))
-            .filter(|t| types.contains_key(*t))
+        } else if let Some(inner) =
+            f.ty.strip_prefix("BTreeMap<String, ")
+                .and_then(|t| t.strip_suffix('>'))
+                .filter(|t| types.contains_key(*t))
         {
             // `kpis` is flattened into `[windows]`: its entries are the section's tables.
             let (sub_prefix, map) = if f.name == "kpis" {
@@ -111,7 +112,9 @@ fn walk(
                         rows.push(Row {
                             key: format!("{prefix}{rule}.{p}"),
                             default: show(Some(v), ""),
-                            doc: format!("A parameter of the alert rule `{rule}` (see docs/alerts.md)."),
+                            doc: format!(
+                                "A parameter of the alert rule `{rule}` (see docs/alerts.md)."
+                            ),
                         });
                     }
                 }
@@ -168,7 +171,13 @@ pub fn render() -> String {
         .iter()
         .map(|k| {
             let w = k.window();
-            format!("`{}` ({}/{}/{} s)", k.name(), w.size_s, w.slide_s, w.lateness_s)
+            format!(
+                "`{}` ({}/{}/{} s)",
+                k.name(),
+                w.size_s,
+                w.slide_s,
+                w.lateness_s
+            )
         })
         .collect();
     out.push_str(&kpis.join(", "));
@@ -197,7 +206,14 @@ mod tests {
         let mut rows = Vec::new();
         walk(&types, "Config", "", Some(&defaults), &mut rows);
         let keys: Vec<&str> = rows.iter().map(|r| r.key.as_str()).collect();
-        for k in ["kafka.brokers", "lake.s3.endpoint", "windows.<kpi>.size_s", "auth.users.<name>.role", "http.listen", "flight.query_timeout_s"] {
+        for k in [
+            "kafka.brokers",
+            "lake.s3.endpoint",
+            "windows.<kpi>.size_s",
+            "auth.users.<name>.role",
+            "http.listen",
+            "flight.query_timeout_s",
+        ] {
             assert!(keys.contains(&k), "{k} missing from {keys:?}");
         }
         let undocumented: Vec<&str> = rows
@@ -205,6 +221,9 @@ mod tests {
             .filter(|r| r.doc.is_empty())
             .map(|r| r.key.as_str())
             .collect();
-        assert!(undocumented.is_empty(), "keys without a doc comment: {undocumented:?}");
+        assert!(
+            undocumented.is_empty(),
+            "keys without a doc comment: {undocumented:?}"
+        );
     }
 }

@@ -19,7 +19,13 @@ pub fn render() -> String {
             Access::Operator => "operator role",
             Access::Metrics => "login or token, unless `auth.public_metrics`",
         };
-        out.push_str(&format!("| `{}` | {} | {} | {} |\n", r.path, r.methods, access, super::cell(r.doc)));
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            r.path,
+            r.methods,
+            access,
+            super::cell(r.doc)
+        ));
     }
     out.push_str(
         "\nBuilds with `--features failpoints` also serve `/drill/actor` and `/drill/failpoints` behind\n\
@@ -31,18 +37,36 @@ pub fn render() -> String {
          | type | what |\n|---|---|\n",
     );
     for m in Message::ALL {
-        out.push_str(&format!("| `{}` | {} |\n", m.as_str(), super::cell(m.doc())));
+        out.push_str(&format!(
+            "| `{}` | {} |\n",
+            m.as_str(),
+            super::cell(m.doc())
+        ));
     }
     out.push_str("\n## What each KPI shows\n\nDeclared in the KPI's own file (`actors/src/kpis/`); the page renders them generically.\n\n| KPI | table | cards | charts |\n|---|---|---|---|\n");
     for k in shopwatch_actors::kpis::REGISTRY.iter() {
         let (cards, charts) = match k.view() {
             Some(v) => (
-                v.cards.iter().map(|c| format!("`{}`", c.id)).collect::<Vec<_>>().join(", "),
-                v.charts.iter().map(|c| format!("`{}`", c.id)).collect::<Vec<_>>().join(", "),
+                v.cards
+                    .iter()
+                    .map(|c| format!("`{}`", c.id))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                v.charts
+                    .iter()
+                    .map(|c| format!("`{}`", c.id))
+                    .collect::<Vec<_>>()
+                    .join(", "),
             ),
             None => ("—".into(), "—".into()),
         };
-        out.push_str(&format!("| `{}` | `{}` | {} | {} |\n", k.name(), k.table(), cards, charts));
+        out.push_str(&format!(
+            "| `{}` | `{}` | {} | {} |\n",
+            k.name(),
+            k.table(),
+            cards,
+            charts
+        ));
     }
     out
 }

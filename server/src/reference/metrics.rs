@@ -18,7 +18,11 @@ pub fn render() -> String {
         let labels = if m.labels.is_empty() {
             "—".to_string()
         } else {
-            m.labels.iter().map(|l| format!("`{l}`")).collect::<Vec<_>>().join(", ")
+            m.labels
+                .iter()
+                .map(|l| format!("`{l}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
         };
         out.push_str(&format!(
             "| `{}` | {} | {} | {} | {} |\n",
@@ -51,7 +55,11 @@ fn unit(name: &str) -> &'static str {
     .rev()
     .find(|(suffix, _)| base.ends_with(suffix))
     .map(|(_, u)| *u)
-    .unwrap_or(if name.ends_with("_total") { "count" } else { "—" })
+    .unwrap_or(if name.ends_with("_total") {
+        "count"
+    } else {
+        "—"
+    })
 }
 
 #[cfg(test)]
@@ -70,6 +78,9 @@ mod tests {
                 "{name} is exposed but not in the reference"
             );
         }
-        assert!(text.contains("`shopwatch_ws_clients`") && text.contains("`shopwatch_query_served_rows_total`"));
+        assert!(
+            text.contains("`shopwatch_ws_clients`")
+                && text.contains("`shopwatch_query_served_rows_total`")
+        );
     }
 }

@@ -15,10 +15,16 @@ pub fn render() -> String {
         let spec = t.spec();
         out.push_str(&format!("\n## `{}` ({})\n\n", t.name(), t.kind()));
         match t {
-            tables::Table::Raw(kind) => out.push_str(&format!("From topic `{}`. ", cfg.topics.of(kind))),
+            tables::Table::Raw(kind) => {
+                out.push_str(&format!("From topic `{}`. ", cfg.topics.of(kind)))
+            }
             tables::Table::Kpi(kpi) => {
                 let w = kpi.window();
-                let inputs: Vec<String> = kpi.inputs().iter().map(|k| format!("`{}`", cfg.topics.of(*k))).collect();
+                let inputs: Vec<String> = kpi
+                    .inputs()
+                    .iter()
+                    .map(|k| format!("`{}`", cfg.topics.of(*k)))
+                    .collect();
                 out.push_str(&format!(
                     "KPI `{}` from {}; windows of {} s sliding {} s, {} s lateness by default. ",
                     kpi.name(),
@@ -29,7 +35,10 @@ pub fn render() -> String {
                 ));
             }
             tables::Table::Alerts => {
-                let rules: Vec<String> = shopwatch_actors::alerts::RULES.iter().map(|r| format!("`{}`", r.name)).collect();
+                let rules: Vec<String> = shopwatch_actors::alerts::RULES
+                    .iter()
+                    .map(|r| format!("`{}`", r.name))
+                    .collect();
                 out.push_str(&format!("Alert rules: {}. ", rules.join(", ")));
             }
             _ => {}
@@ -38,11 +47,24 @@ pub fn render() -> String {
             .partition
             .fields()
             .iter()
-            .map(|f| format!("{}({})", f.transform, spec.schema.field_by_id(f.source_id).map(|c| c.name.as_str()).unwrap_or("?")))
+            .map(|f| {
+                format!(
+                    "{}({})",
+                    f.transform,
+                    spec.schema
+                        .field_by_id(f.source_id)
+                        .map(|c| c.name.as_str())
+                        .unwrap_or("?")
+                )
+            })
             .collect();
         out.push_str(&format!(
             "Partitioned by {}.\n\n| column | type | required |\n|---|---|---|\n",
-            if parts.is_empty() { "nothing".to_string() } else { parts.join(", ") }
+            if parts.is_empty() {
+                "nothing".to_string()
+            } else {
+                parts.join(", ")
+            }
         ));
         for f in spec.schema.as_struct().fields() {
             out.push_str(&format!(

@@ -16,7 +16,10 @@ fn version_names_the_commit_and_help_puts_operators_first() {
         .nth(1)
         .and_then(|r| r.split(',').next())
         .unwrap_or_else(|| panic!("no commit in {version:?}"));
-    assert!(commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit()), "{version:?}");
+    assert!(
+        commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit()),
+        "{version:?}"
+    );
     assert!(version.contains(" build)"), "{version:?}");
     // The commit of this checkout (the test builds from it).
     if let Ok(head) = Command::new("git")
@@ -25,7 +28,11 @@ fn version_names_the_commit_and_help_puts_operators_first() {
         .output()
     {
         if head.status.success() {
-            assert_eq!(commit, String::from_utf8_lossy(&head.stdout).trim(), "{version:?}");
+            assert_eq!(
+                commit,
+                String::from_utf8_lossy(&head.stdout).trim(),
+                "{version:?}"
+            );
         }
     }
 
@@ -35,10 +42,19 @@ fn version_names_the_commit_and_help_puts_operators_first() {
         help.find(&format!("\n  {cmd} "))
             .unwrap_or_else(|| panic!("{cmd} not in --help:\n{help}"))
     };
-    for operator in ["demo", "run", "query", "tables", "config", "migrate", "auth"] {
+    for operator in [
+        "demo", "run", "query", "tables", "config", "migrate", "auth",
+    ] {
         for dev in ["broker", "produce", "bench", "drill", "reference"] {
             assert!(at(operator) < at(dev), "{operator} after {dev}:\n{help}");
-            assert!(help[at(dev) + 1..].lines().next().unwrap().contains("[dev]"), "{dev} not marked");
+            assert!(
+                help[at(dev) + 1..]
+                    .lines()
+                    .next()
+                    .unwrap()
+                    .contains("[dev]"),
+                "{dev} not marked"
+            );
         }
     }
 

@@ -391,7 +391,11 @@ volumes:
             "map form",
         ),
         ("${APP_PORT:-8080}:8080", "5432:8080", "host port 5432"),
-        ("127.0.0.1:${APP_PORT:-8080}", "${APP_PORT:-8080}", "every interface"),
+        (
+            "127.0.0.1:${APP_PORT:-8080}",
+            "${APP_PORT:-8080}",
+            "every interface",
+        ),
         ("${APP_PORT:-8080}", "${APP_SECRET:?set it}", "must be set"),
         (
             "appdata:/data",
@@ -494,7 +498,10 @@ fn prometheus_grafana_and_dockerfile_fit_the_stack() {
         }
     }
     // shopwatch on http.metrics_listen (9464), which it sets and does not publish.
-    assert!(targets.contains(&"shopwatch:9464".to_string()), "{targets:?}");
+    assert!(
+        targets.contains(&"shopwatch:9464".to_string()),
+        "{targets:?}"
+    );
     // shopwatch scales (`--scale shopwatch=3`): no fixed container name or hostname, and a
     // host port range with a port per replica.
     let sw = &doc["services"]["shopwatch"];
@@ -668,7 +675,10 @@ fn docker_compose_itself_validates_the_stack() {
         for port in svc["ports"].as_sequence().into_iter().flatten() {
             let spec = str_of(port).unwrap_or_else(|| format!("{port:?}"));
             assert!(spec.starts_with("127.0.0.1:"), "{name:?} publishes {spec}");
-            assert!(!spec.contains("9464"), "{name:?} publishes the metrics port");
+            assert!(
+                !spec.contains("9464"),
+                "{name:?} publishes the metrics port"
+            );
             published += 1;
         }
     }
@@ -707,10 +717,17 @@ fn the_stack_is_safe_by_default() {
     // ignored.
     let example = dotenv(&std::fs::read_to_string(repo.join(".env.example")).unwrap());
     for (secret, _) in USER_SECRETS {
-        assert_eq!(example.get(secret).map(String::as_str), Some(""), "{secret} in .env.example");
+        assert_eq!(
+            example.get(secret).map(String::as_str),
+            Some(""),
+            "{secret} in .env.example"
+        );
     }
     let ignore = std::fs::read_to_string(repo.join(".gitignore")).unwrap();
-    assert!(ignore.lines().any(|l| l.trim() == ".env"), ".env not in .gitignore");
+    assert!(
+        ignore.lines().any(|l| l.trim() == ".env"),
+        ".env not in .gitignore"
+    );
     let yaml = std::fs::read_to_string(repo.join("docker-compose.yml")).unwrap();
     let doc: Value = serde_yaml::from_str(&yaml).unwrap();
     let env = user_env(&repo);
@@ -719,33 +736,56 @@ fn the_stack_is_safe_by_default() {
         let name = str_of(name).unwrap();
         let vars = compose_env(svc, &env);
         let uses_root = vars.iter().any(|(_, v)| v == "test-minio-root-7");
-        assert_eq!(uses_root, name == "minio" || name == "minio-init", "{name} and MinIO's root password");
+        assert_eq!(
+            uses_root,
+            name == "minio" || name == "minio-init",
+            "{name} and MinIO's root password"
+        );
     }
     // shopwatch: /metrics on its own unpublished listener, no public metrics on the page's port.
     let sw = compose_env(&doc["services"]["shopwatch"], &env);
-    assert!(sw.contains(&("SHOPWATCH_HTTP__METRICS_LISTEN".into(), "0.0.0.0:9464".into())), "{sw:?}");
-    assert!(!sw.iter().any(|(k, v)| k == "SHOPWATCH_AUTH__PUBLIC_METRICS" && v == "true"));
+    assert!(
+        sw.contains(&(
+            "SHOPWATCH_HTTP__METRICS_LISTEN".into(),
+            "0.0.0.0:9464".into()
+        )),
+        "{sw:?}"
+    );
+    assert!(!sw
+        .iter()
+        .any(|(k, v)| k == "SHOPWATCH_AUTH__PUBLIC_METRICS" && v == "true"));
     // Monitoring starts whatever shopwatch's health.
     assert!(doc["services"]["prometheus"].get("depends_on").is_none());
     // The alerting rules are mounted, valid, and their unit tests pass (each rule fires on a
     // bad instance and stays quiet on a healthy one).
     assert!(yaml.contains("./deploy/prometheus/rules.yml:/etc/prometheus/rules.yml"));
     let prom = repo.join("deploy/prometheus");
-    for args in [vec!["check", "rules", "rules.yml"], vec!["test", "rules", "rules.test.yml"]] {
+    for args in [
+        vec!["check", "rules", "rules.yml"],
+        vec!["test", "rules", "rules.test.yml"],
+    ] {
         let out = std::process::Command::new("promtool")
             .args(&args)
             .current_dir(&prom)
             .output()
             .expect("promtool not found: run .ci/run (it apt-installs prometheus)");
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         eprintln!("promtool {}: {text}", args.join(" "));
         assert!(out.status.success(), "promtool {args:?}: {text}");
     }
     // Every rule has a test that fires it.
-    let rules: Value = serde_yaml::from_str(&std::fs::read_to_string(prom.join("rules.yml")).unwrap()).unwrap();
+    let rules: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(prom.join("rules.yml")).unwrap()).unwrap();
     let tests = std::fs::read_to_string(prom.join("rules.test.yml")).unwrap();
     for rule in rules["groups"][0]["rules"].as_sequence().unwrap() {
         let name = rule["alert"].as_str().unwrap();
-        assert!(tests.contains(&format!("alertname: {name}")), "no test for {name}");
+        assert!(
+            tests.contains(&format!("alertname: {name}")),
+            "no test for {name}"
+        );
     }
 }

@@ -45,7 +45,10 @@ async fn the_page_in_chromium_shows_the_lake_live_and_safely() {
         &["--locale", "de-DE", "--currency-symbol", "€"],
     );
     // German grouping and the euro sign after the amount: "1.234,56 €".
-    let shown = summary["amounts shown as"][0].as_str().unwrap_or_default().to_string();
+    let shown = summary["amounts shown as"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert!(shown.ends_with('€') && shown.contains(','), "{summary}");
     run.signal(libc::SIGTERM);
     assert!(run.wait_exit(Duration::from_secs(30)).unwrap().success());
@@ -251,17 +254,14 @@ async fn websocket_protocol_and_prometheus_scrape() {
             .sum();
         assert!(assigned >= 3.0, "{topic}: {assigned}");
     }
-    // Alone, it won the election for the derived tables: /readyz, the gauge and the health
+    // Alone, it won the election for the rollup tables: /readyz, the gauge and the health
     // message the page shows say so.
-    assert_eq!(ready["derived_owner"], true, "{ready}");
+    assert_eq!(ready["rollup_owner"], true, "{ready}");
     assert_eq!(ready["election"]["elected"], true, "{ready}");
-    assert_eq!(metric(&http, "shopwatch_derived_owner").await, 1.0);
+    assert_eq!(metric(&http, "shopwatch_rollup_owner").await, 1.0);
     let health = &snap["data"]["health"]["instance"];
     assert!(health["assigned_partitions"].is_object(), "{health}");
-    assert!(
-        health["election"].get("derived_owner").is_some(),
-        "{health}"
-    );
+    assert!(health["election"].get("rollup_owner").is_some(), "{health}");
 
     let out = python("prometheus_check.py", &["--target", &http]);
     let summary: serde_json::Value = serde_json::from_str(&out).unwrap();

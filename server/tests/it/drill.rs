@@ -52,9 +52,9 @@ fn all_zero(out: &str, labels: &[&str]) {
     }
 }
 
-/// How often the derived tables' owner changed; at least once, or the owner faults missed.
+/// How often the rollup tables' owner changed; at least once, or the owner faults missed.
 fn ownership_moved(out: &str) {
-    let moves: u32 = row(out, "derived ownership moves (owners seen)")
+    let moves: u32 = row(out, "rollup ownership moves (owners seen)")
         .split(' ')
         .next()
         .and_then(|n| n.parse().ok())
@@ -140,7 +140,7 @@ fn seaweedfs_lane_server_restarts_and_injected_s3_faults_lose_and_duplicate_noth
 
 #[test]
 fn group_lane_3_instances_owner_killed_zombie_woken_lose_duplicate_and_miscount_nothing() {
-    // Three `shopwatch run` processes in one group on one lake: the derived tables' owner
+    // Three `shopwatch run` processes in one group on one lake: the rollup tables' owner
     // killed, an instance frozen past its session and woken, one added and another stopped,
     // any instance killed or stopped; the KPIs must equal a recount of the raw tables.
     let seed = seed();
@@ -184,8 +184,18 @@ fn production_topology_lane_3_instances_on_seaweedfs_lose_duplicate_and_miscount
     // and S3's (server down, 5xx, timeouts, slow).
     let seed = seed();
     let out = drill(&[
-        "--instances", "3", "--lake", "seaweedfs",
-        "--events", "60000", "--rate", "400", "--faults", "9", "--seed", &seed,
+        "--instances",
+        "3",
+        "--lake",
+        "seaweedfs",
+        "--events",
+        "60000",
+        "--rate",
+        "400",
+        "--faults",
+        "9",
+        "--seed",
+        &seed,
     ]);
     assert_eq!(row(&out, "faults injected / planned"), "9 / 9");
     assert_eq!(row(&out, "fault kinds covered"), "9 / 9");
@@ -202,7 +212,15 @@ fn production_topology_lane_3_instances_on_seaweedfs_lose_duplicate_and_miscount
         ],
     );
     ownership_moved(&out);
-    injected(&out, &["s3_down", "s3_5xx", "kill9@derived_owner", "sigstop@instance"]);
+    injected(
+        &out,
+        &[
+            "s3_down",
+            "s3_5xx",
+            "kill9@rollup_owner",
+            "sigstop@instance",
+        ],
+    );
 }
 
 #[test]

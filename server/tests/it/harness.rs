@@ -340,7 +340,9 @@ pub async fn wait_caught_up(brokers: &str, data_dir: &Path, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         // One look may not hang past the deadline (a locked catalog, a silent broker).
-        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(1));
         if tokio::time::timeout(left, caught_up(brokers, data_dir)).await == Ok(true) {
             return;
         }

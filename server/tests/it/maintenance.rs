@@ -85,17 +85,35 @@ fn every_line_is_a_json_log(log: &Path, out: &Path) {
     let mut messages = Vec::new();
     for line in text.lines() {
         match serde_json::from_str::<serde_json::Value>(line) {
-            Ok(v) if v["timestamp"].is_string() && v["level"].is_string() && v["target"].is_string() => {
+            Ok(v)
+                if v["timestamp"].is_string()
+                    && v["level"].is_string()
+                    && v["target"].is_string() =>
+            {
                 messages.push(v["message"].as_str().unwrap_or_default().to_string());
             }
             _ => bad.push(line.to_string()),
         }
     }
-    eprintln!("demo log: {} JSON lines, {} unparsable", messages.len(), bad.len());
-    assert!(bad.is_empty(), "{} lines are not JSON logs: {:#?}", bad.len(), &bad[..bad.len().min(5)]);
+    eprintln!(
+        "demo log: {} JSON lines, {} unparsable",
+        messages.len(),
+        bad.len()
+    );
+    assert!(
+        bad.is_empty(),
+        "{} lines are not JSON logs: {:#?}",
+        bad.len(),
+        &bad[..bad.len().min(5)]
+    );
     assert!(messages.len() > 10, "only {} log lines", messages.len());
     for needed in ["shopwatch demo", "shopwatch running", "stopped"] {
-        assert!(messages.iter().any(|m| m == needed || m.starts_with(needed)), "no `{needed}` line");
+        assert!(
+            messages
+                .iter()
+                .any(|m| m == needed || m.starts_with(needed)),
+            "no `{needed}` line"
+        );
     }
     let stdout = std::fs::read_to_string(out).unwrap();
     assert!(stdout.trim().is_empty(), "stdout is not empty: {stdout}");

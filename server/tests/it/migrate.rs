@@ -15,23 +15,58 @@ const ENV: [(&str, &str); 1] = [("SHOPWATCH_WINDOWS__IDLE_TIMEOUT_S", "3")];
 
 fn stand_in(args: &[&str]) -> Value {
     let out = python("spark_stand_in.py", args);
-    serde_json::from_str(out.lines().last().unwrap_or("{}")).unwrap_or_else(|e| panic!("{e}: {out}"))
+    serde_json::from_str(out.lines().last().unwrap_or("{}"))
+        .unwrap_or_else(|e| panic!("{e}: {out}"))
 }
 
 /// The phase before the switch: ~6 minutes of events ending 4 minutes ago.
 fn before_switch(brokers: &str) {
-    stand_in(&["produce", "--brokers", brokers, "--count", "3000", "--from-s", "-600", "--to-s", "-240", "--seed", "1"]);
+    stand_in(&[
+        "produce",
+        "--brokers",
+        brokers,
+        "--count",
+        "3000",
+        "--from-s",
+        "-600",
+        "--to-s",
+        "-240",
+        "--seed",
+        "1",
+    ]);
 }
 
 /// After the switch: events of now (windows before now may already be closed: an idle
 /// topic's watermark follows the clock).
 fn after_switch(brokers: &str, seed: &str) {
-    stand_in(&["produce", "--brokers", brokers, "--count", "2000", "--from-s", "-1", "--to-s", "0", "--seed", seed]);
+    stand_in(&[
+        "produce",
+        "--brokers",
+        brokers,
+        "--count",
+        "2000",
+        "--from-s",
+        "-1",
+        "--to-s",
+        "0",
+        "--seed",
+        seed,
+    ]);
 }
 
 fn make_lake(brokers: &str, data: &Path, checkpoints: &Path, broken: &[&str]) -> Value {
     let (d, c) = (data.to_str().unwrap(), checkpoints.to_str().unwrap());
-    let mut args = vec!["make", "--data-dir", d, "--brokers", brokers, "--checkpoints", c, "--epochs", "3"];
+    let mut args = vec![
+        "make",
+        "--data-dir",
+        d,
+        "--brokers",
+        brokers,
+        "--checkpoints",
+        c,
+        "--epochs",
+        "3",
+    ];
     for b in broken {
         args.extend(["--broken", b]);
     }
@@ -41,7 +76,14 @@ fn make_lake(brokers: &str, data: &Path, checkpoints: &Path, broken: &[&str]) ->
 /// `shopwatch migrate <what> --json`: exit code, the plans, and stderr.
 fn migrate(what: &str, brokers: &str, data: &Path, checkpoints: &Path) -> (i32, Value, String) {
     let out = Command::new(BIN)
-        .args(["migrate", what, "--json", "--brokers", brokers, "--spark-checkpoints"])
+        .args([
+            "migrate",
+            what,
+            "--json",
+            "--brokers",
+            brokers,
+            "--spark-checkpoints",
+        ])
         .arg(checkpoints)
         .arg("--data-dir")
         .arg(data)
@@ -49,7 +91,11 @@ fn migrate(what: &str, brokers: &str, data: &Path, checkpoints: &Path) -> (i32, 
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let plans = serde_json::from_str(&stdout).unwrap_or(Value::Null);
-    (out.status.code().unwrap_or(-1), plans, String::from_utf8_lossy(&out.stderr).to_string())
+    (
+        out.status.code().unwrap_or(-1),
+        plans,
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
 }
 
 fn locations(data: &Path) -> Value {
@@ -57,11 +103,22 @@ fn locations(data: &Path) -> Value {
 }
 
 fn verify(brokers: &str, data: &Path) -> Value {
-    stand_in(&["verify", "--data-dir", data.to_str().unwrap(), "--brokers", brokers])
+    stand_in(&[
+        "verify",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--brokers",
+        brokers,
+    ])
 }
 
 fn copy_dir(from: &Path, to: &Path) {
-    let ok = Command::new("cp").arg("-r").arg(from).arg(to).status().unwrap();
+    let ok = Command::new("cp")
+        .arg("-r")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
     assert!(ok.success());
 }
 
@@ -71,10 +128,16 @@ async fn verified(brokers: &str, data: &Path) -> Value {
     loop {
         let v = verify(brokers, data);
         let written = v["kpi"]["shopwatch_windows"].as_u64().unwrap_or(0);
-        if v["kpi"]["straddling"].as_u64().unwrap_or(0) > 0 && written > 4 && v["failures"] == serde_json::json!([]) {
+        if v["kpi"]["straddling"].as_u64().unwrap_or(0) > 0
+            && written > 4
+            && v["failures"] == serde_json::json!([])
+        {
             return v;
         }
-        assert!(Instant::now() < deadline, "no shopwatch windows after Spark's: {v}");
+        assert!(
+            Instant::now() < deadline,
+            "no shopwatch windows after Spark's: {v}"
+        );
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
@@ -110,13 +173,22 @@ async fn a_spark_lake_hands_over_with_nothing_lost_or_doubled() {
     let truncated = bad("truncated");
     std::fs::write(truncated.join("errors/offsets/3"), "v1\n").unwrap();
     for (ck, topic, want) in [
-        (&foreign, "orders_topic", "reads clicks_topic, not orders_topic"),
+        (
+            &foreign,
+            "orders_topic",
+            "reads clicks_topic, not orders_topic",
+        ),
         (&beyond, "orders_topic", "past the broker's newest offset"),
         (&truncated, "errors_topic", "truncated"),
     ] {
         let (code, plans, err) = migrate("plan", &brokers, &data, ck);
         assert_eq!(code, 1, "{plans} {err}");
-        let p = plans.as_array().unwrap().iter().find(|p| p["topic"] == topic).unwrap();
+        let p = plans
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["topic"] == topic)
+            .unwrap();
         assert!(p["problems"].to_string().contains(want), "{topic}: {p}");
         let (code, _, err) = migrate("apply", &brokers, &data, ck);
         assert_ne!(code, 0, "apply of {} must be refused", ck.display());
@@ -132,7 +204,10 @@ async fn a_spark_lake_hands_over_with_nothing_lost_or_doubled() {
     for p in plans.as_array().unwrap() {
         let topic = p["topic"].as_str().unwrap();
         assert_eq!(p["landed_epoch"], 3, "{p}");
-        assert!(p["how"].as_str().unwrap().contains("batch 4 was planned"), "{p}");
+        assert!(
+            p["how"].as_str().unwrap().contains("batch 4 was planned"),
+            "{p}"
+        );
         for part in p["partitions"].as_array().unwrap() {
             let want = &made["ends"][topic][part["partition"].to_string()];
             assert_eq!(&part["start"], want, "{topic}: {part}");
@@ -161,10 +236,20 @@ async fn a_spark_lake_hands_over_with_nothing_lost_or_doubled() {
     assert_eq!(report["failures"], serde_json::json!([]), "{report}");
     for t in ["orders_topic", "clicks_topic", "errors_topic"] {
         let r = &report["topics"][t];
-        assert!(r["spark_rows"].as_u64().unwrap() > 0 && r["shopwatch_rows"].as_u64().unwrap() > 0, "{r}");
-        assert_eq!(r["spark_rows"].as_u64().unwrap() + r["shopwatch_rows"].as_u64().unwrap(), r["messages"].as_u64().unwrap(), "{r}");
+        assert!(
+            r["spark_rows"].as_u64().unwrap() > 0 && r["shopwatch_rows"].as_u64().unwrap() > 0,
+            "{r}"
+        );
+        assert_eq!(
+            r["spark_rows"].as_u64().unwrap() + r["shopwatch_rows"].as_u64().unwrap(),
+            r["messages"].as_u64().unwrap(),
+            "{r}"
+        );
     }
-    assert!(report["kpi"]["spark_windows"].as_u64().unwrap() > 0, "{report}");
+    assert!(
+        report["kpi"]["spark_windows"].as_u64().unwrap() > 0,
+        "{report}"
+    );
     run.signal(libc::SIGTERM);
     assert!(run.wait_exit(Duration::from_secs(30)).unwrap().success());
 }
@@ -185,9 +270,11 @@ async fn start_latest_adds_exactly_what_is_produced_after_start_and_bad_columns_
             Ok(r) => r.json().await.unwrap_or(Value::Null),
             Err(_) => Value::Null,
         };
-        let assigned = body["assigned_partitions"]
-            .as_object()
-            .map_or(0, |m| m.values().filter(|v| v.as_array().is_some_and(|a| !a.is_empty())).count());
+        let assigned = body["assigned_partitions"].as_object().map_or(0, |m| {
+            m.values()
+                .filter(|v| v.as_array().is_some_and(|a| !a.is_empty()))
+                .count()
+        });
         if assigned == 3 {
             break body;
         }
@@ -195,11 +282,17 @@ async fn start_latest_adds_exactly_what_is_produced_after_start_and_bad_columns_
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
     assert_eq!(ready["start"]["orders_topic"], "latest", "{ready}");
-    assert_eq!(metric_sum(&http, "shopwatch_events_consumed_total").await, 0.0);
+    assert_eq!(
+        metric_sum(&http, "shopwatch_events_consumed_total").await,
+        0.0
+    );
     after_switch(&brokers, "3");
     wait_caught_up(&brokers, &data, Duration::from_secs(120)).await;
     let consumed = metric_sum(&http, "shopwatch_events_consumed_total").await;
-    assert_eq!(consumed, 2000.0, "exactly the messages produced after start");
+    assert_eq!(
+        consumed, 2000.0,
+        "exactly the messages produced after start"
+    );
     let report = verify(&brokers, &data);
     let mut ours = 0;
     let mut missing = 0;
@@ -219,17 +312,35 @@ async fn start_latest_adds_exactly_what_is_produced_after_start_and_bad_columns_
     // A seed table without a column, or with a wrong type: start-up refused, the column named,
     // the table untouched.
     for (broken, table, column) in [
-        ("orders_processed:drop:price", "orders_processed", "column price: missing"),
-        ("orders_revenue_per_minute:string:orders_count", "orders_revenue_per_minute", "column orders_count: found string, needed long"),
+        (
+            "orders_processed:drop:price",
+            "orders_processed",
+            "column price: missing",
+        ),
+        (
+            "orders_revenue_per_minute:string:orders_count",
+            "orders_revenue_per_minute",
+            "column orders_count: found string, needed long",
+        ),
     ] {
         let data = dir.path().join(format!("lake-{table}"));
-        make_lake(&brokers, &data, &dir.path().join(format!("ck-{table}")), &[broken]);
+        make_lake(
+            &brokers,
+            &data,
+            &dir.path().join(format!("ck-{table}")),
+            &[broken],
+        );
         let before = locations(&data);
         let (mut run, _, _) = run_pipeline_env(&brokers, &data, &ENV);
-        let status = run.wait_exit(Duration::from_secs(60)).expect("start-up must stop");
+        let status = run
+            .wait_exit(Duration::from_secs(60))
+            .expect("start-up must stop");
         assert!(!status.success());
         let log = std::fs::read_to_string(data.with_extension("log")).unwrap();
-        assert!(log.contains(&format!("table {table} cannot be adopted")) && log.contains(column), "{log}");
+        assert!(
+            log.contains(&format!("table {table} cannot be adopted")) && log.contains(column),
+            "{log}"
+        );
         assert_eq!(locations(&data), before, "{table} was touched");
     }
 }

@@ -207,6 +207,25 @@ async fn a_crash_or_a_new_member_reads_only_what_was_in_flight() {
         })
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
+    // (d) While both commit, the lake is maintained once: the rollup owner runs data compaction, snapshot
+    // expiry and the orphan sweep; an instance that never owned ran none of them.
+    let (mut maintainers, mut owner_runs) = (0, 0.0);
+    for http in [&http_a2, &http_b] {
+        let (maintains, runs, gained) = maintenance(http).await;
+        let commits = shopwatch_load::drill::watch::metric_sum(
+            &metrics_body(http).await,
+            "shopwatch_commits_total",
+        );
+        eprintln!("{http}: maintainer {maintains}, {commits} commit attempts, separate maintenance steps run {runs}, owned {gained} times");
+        if maintains {
+            maintainers += 1;
+            owner_runs = runs;
+        } else if gained == 0 {
+            assert_eq!(runs, 0.0, "{http} never owned, yet maintained");
+        }
+    }
+    assert_eq!(maintainers, 1, "exactly one instance maintains");
+    assert!(owner_runs > 0.0, "the maintainer ran no maintenance step");
     kill(&mut b).await;
     // What b committed before it died.
     let at_kill = raw_positions(&data).await;
@@ -245,6 +264,23 @@ async fn a_crash_or_a_new_member_reads_only_what_was_in_flight() {
     stop(a2).await;
     let summary = check_lake(&data, &acks);
     assert_eq!(summary["acked"], 66_000);
+}
+
+/// (maintains now, maintenance steps with commits of their own run here, times it became the
+/// rollup owner).
+async fn maintenance(http: &str) -> (bool, f64, u64) {
+    let body = metrics_body(http).await;
+    let maintains = shopwatch_load::drill::watch::metric_sum(&body, "shopwatch_maintainer") == 1.0;
+    let runs: f64 = body
+        .lines()
+        .filter(|l| l.starts_with("shopwatch_maintenance_runs_total{"))
+        .filter(|l| !l.contains("step=\"manifest_compaction\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    let gained = readyz(http).await["election"]["times_gained"]
+        .as_u64()
+        .unwrap_or(0);
+    (maintains, runs, gained)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,4 +1,4 @@
-//! Exactly-once for derived tables (KPIs, alerts). A derived table records, in the same commit
+//! Exactly-once for rollup tables (KPIs, alerts). A rollup table records, in the same commit
 //! as its rows, a numbered state: what it has emitted and from which source offsets its open
 //! state can be rebuilt. A commit lands only on top of the state it was computed from.
 
@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::offsets::LedgerError;
 
-/// Outcome of comparing a derived table's recorded chain with the link we computed.
+/// Outcome of comparing a rollup table's recorded chain with the link we computed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
     /// The table is at the state we computed from: append.
@@ -19,9 +19,10 @@ pub enum Decision {
     Fenced(String),
 }
 
+// The key predates the name "rollup"; tables already carry it, so it stays.
 pub const CHAIN_KEY: &str = "shopwatch.derived-state";
 
-/// What a derived table has recorded. `state` is the owner's (aggregator or detector) JSON.
+/// What a rollup table has recorded. `state` is the owner's (aggregator or detector) JSON.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChainState {
     pub seq: u64,
@@ -48,7 +49,7 @@ pub fn decide_chain(recorded: &ChainState, expected_seq: u64, commit_id: &str) -
         Decision::AlreadyCommitted
     } else {
         Decision::Fenced(format!(
-            "derived state is at seq {} (commit {}), expected {expected_seq}",
+            "rollup state is at seq {} (commit {}), expected {expected_seq}",
             recorded.seq, recorded.commit_id
         ))
     }

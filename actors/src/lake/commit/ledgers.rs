@@ -1,6 +1,6 @@
 //! The two kinds of bookkeeping a table has, as ledgers of the one commit loop, and the thin
 //! committers the actors hold: raw tables record Kafka offsets per partition (`offsets`),
-//! derived tables a numbered chain of their owner's state (`chain`).
+//! rollup tables a numbered chain of their owner's state (`chain`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,7 +35,7 @@ pub enum OffsetRule {
 pub struct TableBatch {
     pub topic: String,
     pub ranges: Ranges,
-    /// Shared: after the raw commit the same rows go to the derived actors.
+    /// Shared: after the raw commit the same rows go to the rollup actors.
     pub rows: Arc<Rows>,
     /// Raw tables: per partition, the lowest offset of a dead letter still buffered (not yet
     /// in the dead-letter table); a partition without one has none buffered. Recorded with
@@ -112,9 +112,8 @@ fn encode(
         source,
     };
     let schema = arrow_schema(table).map_err(schema_err)?;
-    let ours = Arc::new(
-        iceberg::arrow::schema_to_arrow_schema(&rows.spec().schema).map_err(schema_err)?,
-    );
+    let ours =
+        Arc::new(iceberg::arrow::schema_to_arrow_schema(&rows.spec().schema).map_err(schema_err)?);
     if adopt::same_layout(&ours, &schema) {
         return rows.encode(schema, now).map(Some).map_err(arrow);
     }
@@ -238,6 +237,11 @@ impl TableCommitter {
         self.committer.table_name()
     }
 
+    /// A maintenance round without a commit (the committer's timer).
+    pub async fn idle_maintenance(&mut self) {
+        self.committer.idle_maintenance().await;
+    }
+
     pub async fn committed(&self, topic: &str) -> Result<Recorded, CommitError> {
         let table = self.committer.load().await?;
         recorded(&table, topic).map_err(|source| CommitError::CorruptOffsets {
@@ -273,7 +277,7 @@ impl TableCommitter {
     }
 }
 
-/// Rows of a derived table and the owner's state, as the next link of the table's chain.
+/// Rows of a rollup table and the owner's state, as the next link of the table's chain.
 struct ChainLedger<'a> {
     table_name: &'a str,
     seq: &'a mut u64,
@@ -327,7 +331,7 @@ impl Ledger for ChainLedger<'_> {
             ]),
             properties: vec![(CHAIN_KEY.to_string(), json)],
             offsets: Offsets::new(),
-            file_prefix: format!("derived-{attempt_id}"),
+            file_prefix: format!("rollup-{attempt_id}"),
         })
     }
 
@@ -336,13 +340,13 @@ impl Ledger for ChainLedger<'_> {
     }
 }
 
-/// A derived table's committer (KPI tables, alerts).
-pub struct DerivedCommitter {
+/// A rollup table's committer (KPI tables, alerts).
+pub struct RollupCommitter {
     committer: Committer,
     seq: u64,
 }
 
-impl DerivedCommitter {
+impl RollupCommitter {
     /// Open (creating the table if needed) and return the recorded state to resume from.
     pub async fn open(
         lake: Lake,
@@ -359,7 +363,7 @@ impl DerivedCommitter {
             source,
         })?;
         Ok((
-            DerivedCommitter {
+            RollupCommitter {
                 committer,
                 seq: recorded.seq,
             },

@@ -1,6 +1,6 @@
 //! The one exactly-once commit loop: reload the table, let the writer's [`Ledger`] decide on
-//! exactly that snapshot (a pure decider: `offsets` for the raw tables, `chain` for the derived
-//! ones), append once pinned to it, and on a conflict or an unknown outcome go back to the
+//! exactly that snapshot (a pure decider: `offsets` for the raw tables, `chain` for the rollup
+//! tables), append once pinned to it, and on a conflict or an unknown outcome go back to the
 //! reload. Storage errors are retried with backoff; nothing we wrote is ever deleted after an
 //! unknown outcome (the commit may have landed).
 
@@ -20,8 +20,8 @@ use uuid::Uuid;
 
 pub use chain::ChainState;
 pub use ledgers::{
-    append_once, dead_letters_from_key, offsets_key, recorded, recorded_offsets, DerivedCommitter,
-    OffsetRule, Recorded, TableBatch, TableCommitter,
+    append_once, dead_letters_from_key, offsets_key, recorded, recorded_offsets, OffsetRule,
+    Recorded, RollupCommitter, TableBatch, TableCommitter,
 };
 pub use offsets::{LedgerError, Offsets, Ranges};
 
@@ -58,14 +58,14 @@ pub struct CommitReport {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommitError {
-    /// The lake's offsets (or a derived table's chain) are where no writer could have put them
+    /// The lake's offsets (or a rollup table's chain) are where no writer could have put them
     /// (behind the batch), or another owner moved the chain. Retrying cannot help.
     #[error("table {table}: offsets fenced: {source}")]
     Fenced { table: String, source: LedgerError },
-    /// A derived table's chain moved under us: another instance owns the derived tables now
+    /// A rollup table's chain moved under us: another instance owns the rollup tables now
     /// (or owned them while this one was frozen). Our state is stale; a restart rebuilds it
     /// from the lake, or stands by if this instance no longer owns.
-    #[error("table {table}: another owner moved the derived state: {detail}")]
+    #[error("table {table}: another owner moved the rollup state: {detail}")]
     Deposed { table: String, detail: String },
     #[error("table {table}: recorded offsets are unreadable: {source}")]
     CorruptOffsets { table: String, source: LedgerError },
@@ -116,7 +116,7 @@ pub enum Plan {
         /// Snapshot summary entries and table properties written in the same commit.
         summary: HashMap<String, String>,
         properties: Vec<(String, String)>,
-        /// Offsets the table records once this lands (empty for derived tables).
+        /// Offsets the table records once this lands (empty for rollup tables).
         offsets: Offsets,
         file_prefix: String,
     },
@@ -179,6 +179,13 @@ impl Committer {
 
     pub fn set_metrics(&mut self, metrics: Metrics) {
         self.metrics = Some(metrics);
+    }
+
+    /// A maintenance round without a commit (see `maintenance::IDLE_ROUND`).
+    pub async fn idle_maintenance(&mut self) {
+        self.maintenance
+            .idle(&self.lake, &self.ident, self.metrics.as_ref())
+            .await;
     }
 
     pub fn set_hook(&mut self, hook: Arc<dyn CommitHook>) {
@@ -270,7 +277,7 @@ impl Committer {
             }
             match append_pinned(&self.lake, &table, append).await {
                 Ok(files) => {
-                    crate::failpoint::hit("committer.after_catalog_commit")
+                    crate::faults::hit(crate::faults::Point::AfterCatalogCommit)
                         .await
                         .map_err(|e| {
                             self.iceberg(

@@ -68,7 +68,7 @@ pub async fn append_pinned(
     };
     let files = data_files.len();
     if files > 0 {
-        crate::failpoint::hit("committer.after_upload")
+        crate::faults::hit(crate::faults::Point::AfterUpload)
             .await
             .map_err(|e| {
                 AppendError::Prepare(

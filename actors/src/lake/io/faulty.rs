@@ -1,6 +1,6 @@
 //! Object storage with the drills' `s3.request` failpoint in front of every request: injected
 //! 5xx errors, timeouts and slow responses on S3, where the pipeline meets them for real. Only
-//! in builds with the `failpoints` feature; the point costs one map lookup when nothing is armed.
+//! in builds with the `failpoints` feature; the point costs one atomic load when nothing is armed.
 
 use std::fmt;
 use std::sync::Arc;
@@ -14,9 +14,9 @@ use object_store::{
     PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
 };
 
-use crate::failpoint;
+use crate::faults::{self, Point};
 
-pub const POINT: &str = "s3.request";
+pub const POINT: Point = Point::S3Request;
 
 /// Wraps a store; every request first passes the `s3.request` failpoint.
 #[derive(Debug)]
@@ -38,7 +38,7 @@ impl fmt::Display for FaultyStore {
 
 /// The failpoint, as the error an S3 client would return.
 async fn gate(op: &str, location: &str) -> Result<()> {
-    failpoint::hit(POINT)
+    faults::hit(POINT)
         .await
         .map_err(|e| object_store::Error::Generic {
             store: "S3",

@@ -1,5 +1,5 @@
-//! Reading our tables back: the derived actors rebuild their open state from the raw tables
-//! (the durable log of every accepted event) and their history from the derived tables.
+//! Reading our tables back: the rollup actors rebuild their open state from the raw tables
+//! (the durable log of every accepted event) and their history from the rollup tables.
 
 use arrow_array::{
     Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
@@ -185,11 +185,13 @@ pub async fn read_raw(
         };
         let sources = (0..batch.num_rows())
             .map(|i| match (part, off, ing) {
-                (Some(part), Some(off), Some(ing)) if !part.is_null(i) && !off.is_null(i) => Source {
-                    partition: part.value(i),
-                    offset: off.value(i),
-                    ingested_at: ing.value(i),
-                },
+                (Some(part), Some(off), Some(ing)) if !part.is_null(i) && !off.is_null(i) => {
+                    Source {
+                        partition: part.value(i),
+                        offset: off.value(i),
+                        ingested_at: ing.value(i),
+                    }
+                }
                 _ => {
                     // Written by another engine (the old stack's Spark job): no Kafka source.
                     Source {

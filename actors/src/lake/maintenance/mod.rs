@@ -2,13 +2,23 @@
 //! inside chosen commits (`compact`), snapshot expiry and metadata-file deletion (`hygiene`),
 //! and the orphan sweeper for data files a crash left behind (`orphans`). One schedule per
 //! committer decides when each runs; none of them may ever fail ingestion.
+//!
+//! With several instances only one maintains (the [`Maintainer`], the rollup owner): data
+//! compaction, hygiene and the sweep are separate catalog commits and deletes, and N instances
+//! doing them would do the same work N times and conflict with each other. Manifest merging
+//! stays with every writer: it rides inside that writer's own commit (no commit of its own),
+//! and a table the maintainer never writes would otherwise keep every manifest. The maintainer
+//! also maintains tables it does not write (a topic whose partitions are all elsewhere): its
+//! committers run a round on their own when they have landed nothing for [`IDLE_ROUND`].
 
 pub mod compact;
 pub mod hygiene;
 pub mod orphans;
 pub mod rewrite;
 
-use std::time::Duration;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use iceberg::TableIdent;
 
@@ -35,6 +45,65 @@ pub struct HygieneParams {
     pub orphan_min_age: Duration,
     /// Data-file compaction: merging small files, and how long replaced ones stay readable.
     pub data: rewrite::DataCompactionParams,
+    /// Whether this instance maintains (always, unless several instances share the lake).
+    pub maintainer: Maintainer,
+}
+
+/// Whether this instance may run the lake's maintenance now. With several instances the
+/// election decides (the rollup owner maintains), asked at every round so it follows a move.
+#[derive(Clone, Default)]
+pub struct Maintainer(Option<Arc<dyn Fn() -> bool + Send + Sync>>);
+
+impl Maintainer {
+    /// This instance alone maintains its lake.
+    pub fn always() -> Self {
+        Maintainer(None)
+    }
+
+    /// Maintains while `holds` says so.
+    pub fn when(holds: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        Maintainer(Some(Arc::new(holds)))
+    }
+
+    pub fn holds(&self) -> bool {
+        self.0.as_ref().is_none_or(|holds| holds())
+    }
+}
+
+impl fmt::Debug for Maintainer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            None => f.write_str("Maintainer::always"),
+            Some(_) => f.write_str("Maintainer::when(..)"),
+        }
+    }
+}
+
+/// A committer that has landed nothing for this long runs a maintenance round on its own (if
+/// this instance maintains): the maintainer may hold none of a topic's partitions.
+pub const IDLE_ROUND: Duration = Duration::from_secs(30);
+
+/// What a round does, from whether this instance maintains and how it came (pure, tabled).
+#[derive(Debug, PartialEq, Eq)]
+enum Round {
+    /// Another instance maintains: drop any compaction being written (its inputs may be
+    /// compacted by the maintainer meanwhile; its files are swept as orphans later).
+    Abstain,
+    /// The schedule after a landed commit.
+    AfterCommit,
+    /// A round of its own: nothing landed here for `IDLE_ROUND`.
+    Idle,
+    /// Nothing to do yet.
+    Wait,
+}
+
+fn round(maintains: bool, committed: bool, since_last: Option<Duration>) -> Round {
+    match (maintains, committed) {
+        (false, _) => Round::Abstain,
+        (true, true) => Round::AfterCommit,
+        (true, false) if since_last.is_none_or(|d| d >= IDLE_ROUND) => Round::Idle,
+        (true, false) => Round::Wait,
+    }
 }
 
 impl Default for HygieneParams {
@@ -51,6 +120,7 @@ impl Default for HygieneParams {
             orphan_every_commits: 100,
             orphan_min_age: Duration::from_secs(24 * 3600),
             data: rewrite::DataCompactionParams::default(),
+            maintainer: Maintainer::always(),
         }
     }
 }
@@ -105,6 +175,8 @@ pub struct Maintenance {
     /// and the catalog commit) runs between two of this table's commits, so it never races
     /// them (other writers it still races, and decides again).
     data_task: Option<tokio::task::JoinHandle<iceberg::Result<Option<rewrite::Prepared>>>>,
+    /// When this committer last landed a commit or ran an idle round.
+    last_round: Option<Instant>,
 }
 
 impl Maintenance {
@@ -120,6 +192,7 @@ impl Maintenance {
             commits_since_sweep: params.orphan_every_commits,
             last_data: None,
             data_task: None,
+            last_round: None,
             params,
         }
     }
@@ -139,11 +212,6 @@ impl Maintenance {
         compacted: bool,
         metrics: Option<&Metrics>,
     ) {
-        self.data_compaction(lake, ident, metrics).await;
-        // Never while a compaction is writing its merged files: they are not referenced yet.
-        if self.data_task.is_none() {
-            self.sweep_if_due(lake, ident, metrics).await;
-        }
         if compacted {
             self.commits_since_compaction = 0;
         } else {
@@ -153,6 +221,48 @@ impl Maintenance {
         // retry goes without); it says how the last try went.
         if let Some(outcome) = lake.catalog.take_compaction(ident) {
             report(metrics, ident, "manifest_compaction", outcome);
+        }
+        self.run(lake, ident, metrics, true).await;
+    }
+
+    /// A round without a commit (the committer's timer): runs only on the maintainer, and only
+    /// when this table has landed nothing here for [`IDLE_ROUND`].
+    pub async fn idle(&mut self, lake: &Lake, ident: &TableIdent, metrics: Option<&Metrics>) {
+        self.run(lake, ident, metrics, false).await;
+    }
+
+    async fn run(
+        &mut self,
+        lake: &Lake,
+        ident: &TableIdent,
+        metrics: Option<&Metrics>,
+        committed: bool,
+    ) {
+        let maintains = self.params.maintainer.holds();
+        if let Some(m) = metrics {
+            m.set_maintainer(maintains);
+        }
+        match round(maintains, committed, self.last_round.map(|t| t.elapsed())) {
+            Round::Abstain => {
+                if let Some(task) = self.data_task.take() {
+                    task.abort();
+                }
+                return;
+            }
+            Round::Wait => return,
+            Round::AfterCommit => {}
+            // The commits that would count toward the steps land elsewhere: hygiene is due at
+            // every idle round, and one counts as ten commits toward the sweep.
+            Round::Idle => {
+                self.commits_since_hygiene = self.params.every_commits;
+                self.commits_since_sweep = self.commits_since_sweep.saturating_add(9);
+            }
+        }
+        self.last_round = Some(Instant::now());
+        self.data_compaction(lake, ident, metrics).await;
+        // Never while a compaction is writing its merged files: they are not referenced yet.
+        if self.data_task.is_none() {
+            self.sweep_if_due(lake, ident, metrics).await;
         }
         self.commits_since_hygiene += 1;
         if self.commits_since_hygiene < self.params.every_commits {
@@ -276,7 +386,32 @@ impl Maintenance {
 
 #[cfg(test)]
 mod tests {
-    use super::{first_commit_only, history_kept};
+    use super::{first_commit_only, history_kept, round, Round, IDLE_ROUND};
+    use std::time::Duration;
+
+    #[test]
+    fn only_the_maintainer_maintains_and_an_idle_table_gets_rounds_of_its_own() {
+        let soon = Some(Duration::from_secs(3));
+        let later = Some(IDLE_ROUND);
+        // (maintains, a commit landed, since the last round) -> round
+        let cases = [
+            ((false, true, soon), Round::Abstain),
+            ((false, false, None), Round::Abstain),
+            ((false, false, later), Round::Abstain),
+            ((true, true, soon), Round::AfterCommit),
+            ((true, true, None), Round::AfterCommit),
+            ((true, false, soon), Round::Wait),
+            ((true, false, later), Round::Idle),
+            ((true, false, None), Round::Idle),
+        ];
+        for ((maintains, committed, since), want) in cases {
+            assert_eq!(
+                round(maintains, committed, since),
+                want,
+                "{maintains} {committed} {since:?}"
+            );
+        }
+    }
 
     #[test]
     fn a_first_commit_is_all_the_history_there_is() {

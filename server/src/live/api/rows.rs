@@ -15,9 +15,9 @@ use serde_json::json;
 use shopwatch_actors::sql::{string_literal, table, timestamp_literal};
 use tokio::sync::Mutex;
 
-use crate::live::model::results::{self, Kind};
 use crate::config::QueryTarget;
 use crate::flight::client::FlightQueryClient;
+use crate::live::model::results::{self, Kind};
 use shopwatch_actors::kpis::funnel::STEP_PATTERNS;
 
 /// Rows returned at most; the count says how many there are.

@@ -151,8 +151,8 @@ pub async fn get_trends(
 mod tests {
     use shopwatch_actors::schema::columns::Value as Cell;
 
-    use crate::live::model::views::Row;
     use super::*;
+    use crate::live::model::views::Row;
 
     const M: i64 = 60_000;
     const T0: i64 = 1_764_000_000_000 - 1_764_000_000_000 % (15 * M);

@@ -11,10 +11,10 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
 
-use crate::live::tasks::hub::{Hub, Outbox};
-use crate::live::tasks::metrics::LiveMetrics;
 use crate::auth::http::Caller;
 use crate::auth::{Auth, SessionWatch};
+use crate::live::tasks::hub::{Hub, Outbox};
+use crate::live::tasks::metrics::LiveMetrics;
 
 #[derive(Clone, Debug)]
 pub struct WsParams {

@@ -11,14 +11,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use shopwatch_actors::derived::live::{LiveSink, Provisional};
 use shopwatch_actors::events::Micros;
 use shopwatch_actors::kpis::{Kpi, KpiRow};
+use shopwatch_actors::rollup::live::{LiveSink, Provisional};
 use shopwatch_actors::schema::columns::Value as Cell;
 use tracing::debug;
 
-use crate::live::tasks::hub::{Hub, Message};
 use crate::live::model::views::{self, Facts};
+use crate::live::tasks::hub::{Hub, Message};
 
 /// A provisional row older than this is dropped even if the lake never showed its window.
 const KEEP_MS: i64 = 10 * 60_000;

@@ -9,21 +9,21 @@ use arrow_array::RecordBatch;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde_json::json;
 use shopwatch_actors::error::{into_actor, Error, Handled};
-use shopwatch_actors::supervision::faults::Faults;
+use shopwatch_actors::faults::Faults;
 use shopwatch_actors::supervision::{ChildSpecs, Progress, Spawner, StatusHandle};
 use shopwatch_actors::telemetry::Metrics;
 use tracing::{debug, warn};
 
-use crate::live::model::alert_groups;
-use crate::live::model::health::{health, QueryHealth};
-use crate::live::tasks::hub::{Hub, Message};
-use crate::live::tasks::metrics::LiveMetrics;
-use crate::live::tasks::provisional::Board;
-use crate::live::model::results::{rows, ALERT_COLUMNS, ERROR_COLUMNS, ORDER_COLUMNS};
-use crate::live::model::views;
 use crate::config::QueryTarget;
 use crate::flight::client::FlightQueryClient;
 use crate::flight::kpis;
+use crate::live::model::alert_groups;
+use crate::live::model::health::{health, QueryHealth};
+use crate::live::model::results::{rows, ALERT_COLUMNS, ERROR_COLUMNS, ORDER_COLUMNS};
+use crate::live::model::views;
+use crate::live::tasks::hub::{Hub, Message};
+use crate::live::tasks::metrics::LiveMetrics;
+use crate::live::tasks::provisional::Board;
 
 /// The refresher's group (and role) name in metrics and `/readyz`.
 pub const GROUP: &str = "refresher";
@@ -40,7 +40,7 @@ pub struct RefresherParams {
     pub live: LiveMetrics,
     pub pipelines: Vec<StatusHandle>,
     pub faults: Arc<Faults>,
-    /// Whether this instance owns the derived tables, and the election's members.
+    /// Whether this instance owns the rollup tables, and the election's members.
     pub ownership: shopwatch_actors::handoff::Ownership,
     /// Every landed commit (a refresh follows, paced).
     pub commits: shopwatch_actors::handoff::CommitFeed,
@@ -272,16 +272,16 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
+    use shopwatch_actors::faults::{Action, Faults, Point, Rule};
     use shopwatch_actors::runtime::{Pipelines, Stage};
-    use shopwatch_actors::supervision::faults::{FaultAction, FaultPoint, FaultRule, Faults};
     use shopwatch_actors::supervision::{PipelineState, SupervisionParams};
     use shopwatch_actors::telemetry::Metrics;
 
     use super::*;
     use crate::config::Secret;
     use crate::http::{router, AppState};
-    use crate::live::tasks::hub::HubParams;
     use crate::live::api::ws::WsParams;
+    use crate::live::tasks::hub::HubParams;
 
     fn params(faults: Arc<Faults>, metrics: &Metrics, live: &LiveMetrics) -> RefresherParams {
         let hub = Hub::new(HubParams::default(), live.clone());
@@ -327,18 +327,18 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_refresher_restarts_on_panic_error_and_freeze_and_stops_on_fatal() {
         let cases = [
-            (FaultAction::Panic, Some("panic")),
-            (FaultAction::Error, Some("error")),
-            (FaultAction::Freeze(Duration::from_secs(30)), Some("stuck")),
-            (FaultAction::Fatal, None),
+            (Action::Panic, Some("panic")),
+            (Action::Error, Some("error")),
+            (Action::Delay(30_000), Some("stuck")),
+            (Action::Fatal, None),
         ];
         for (action, restart) in cases {
             let case = format!("{action:?}");
             let metrics = Metrics::new();
             let live = LiveMetrics::new(&metrics.registry);
             let faults = Arc::new(Faults::default());
-            faults.add(FaultRule {
-                point: FaultPoint::Handler,
+            faults.add(Rule {
+                point: Point::Handler,
                 action,
                 times: Some(1),
                 marker: None,

@@ -202,7 +202,7 @@ impl CompactionPlan {
         loop {
             attempt += 1;
             let base = lake.catalog.load_unpinned(&self.ident).await?;
-            crate::failpoint::hit("compaction.before_commit")
+            crate::faults::hit(crate::faults::Point::CompactionBeforeCommit)
                 .await
                 .map_err(|e| Error::new(ErrorKind::Unexpected, e.to_string()))?;
             match self.attempt(lake, &base).await {

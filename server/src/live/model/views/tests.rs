@@ -267,7 +267,10 @@ fn a_result_missing_a_kpi_column_is_an_error_naming_it() {
 #[test]
 fn the_layout_lists_every_declared_card_and_chart_once() {
     let l = layout("EUR", "de-DE");
-    assert_eq!(l["numbers"], serde_json::json!({"currency": "EUR", "locale": "de-DE"}));
+    assert_eq!(
+        l["numbers"],
+        serde_json::json!({"currency": "EUR", "locale": "de-DE"})
+    );
     let ids: Vec<&str> = l["cards"]
         .as_array()
         .unwrap()

@@ -17,8 +17,8 @@ use tracing::{info, warn};
 
 use super::aggregator::AggCheckpoint;
 use super::input::{advance, gap_rows, is_new, positions, raw_table};
-use super::messages::DerivedMsg;
-use super::DerivedParams;
+use super::messages::RollupMsg;
+use super::RollupParams;
 use crate::alerts::actions::{self, Action, Mutes};
 use crate::alerts::{
     Activity, Alert, Alerts, ClosedWindows, EvalState, Evaluator, GroupState, Grouper,
@@ -29,7 +29,7 @@ use crate::handoff::{Delivery, Slot};
 use crate::kpis::{self, KpiRows};
 use crate::lake::commit::chain::recorded_chain;
 use crate::lake::io::scan::{read_batches, read_raw, resume_points};
-use crate::lake::{DerivedCommitter, Offsets};
+use crate::lake::{Offsets, RollupCommitter};
 use crate::supervision::Progress;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -50,16 +50,16 @@ pub struct DetectorCheckpoint {
 pub struct DetectorActor;
 
 pub struct DetectorArgs {
-    pub params: DerivedParams,
+    pub params: RollupParams,
     pub slot: Arc<Slot>,
     pub progress: Arc<Progress>,
 }
 
 pub struct DetectorState {
-    params: DerivedParams,
+    params: RollupParams,
     slot: Arc<Slot>,
     progress: Arc<Progress>,
-    committer: DerivedCommitter,
+    committer: RollupCommitter,
     evaluator: Evaluator,
     /// Per watched topic: positions read so far (ahead of the checkpoint between commits).
     event_positions: BTreeMap<String, Offsets>,
@@ -83,13 +83,13 @@ fn total(o: &Offsets) -> i64 {
 }
 
 impl Actor for DetectorActor {
-    type Msg = DerivedMsg;
+    type Msg = RollupMsg;
     type State = DetectorState;
     type Arguments = DetectorArgs;
 
     async fn pre_start(
         &self,
-        myself: ActorRef<DerivedMsg>,
+        myself: ActorRef<RollupMsg>,
         args: DetectorArgs,
     ) -> Result<DetectorState, ActorProcessingErr> {
         into_actor(start(myself, args).await)
@@ -97,18 +97,18 @@ impl Actor for DetectorActor {
 
     async fn handle(
         &self,
-        _myself: ActorRef<DerivedMsg>,
-        msg: DerivedMsg,
+        _myself: ActorRef<RollupMsg>,
+        msg: RollupMsg,
         state: &mut DetectorState,
     ) -> Result<(), ActorProcessingErr> {
         into_actor(state.handle(msg).await)
     }
 }
 
-async fn start(myself: ActorRef<DerivedMsg>, args: DetectorArgs) -> Result<DetectorState, Error> {
+async fn start(myself: ActorRef<RollupMsg>, args: DetectorArgs) -> Result<DetectorState, Error> {
     args.slot.set(myself.clone());
     let p = args.params.clone();
-    let (committer, recorded) = DerivedCommitter::open(
+    let (committer, recorded) = RollupCommitter::open(
         p.lake.clone(),
         &crate::alerts::spec(),
         p.hygiene.clone(),
@@ -169,7 +169,7 @@ async fn start(myself: ActorRef<DerivedMsg>, args: DetectorArgs) -> Result<Detec
     let caught_up = alerts.len();
     state.commit(alerts).await?;
     info!(caught_up, "detector resumed from its checkpoint");
-    myself.send_interval(state.params.tick, || DerivedMsg::Tick);
+    myself.send_interval(state.params.tick, || RollupMsg::Tick);
     Ok(state)
 }
 
@@ -186,16 +186,16 @@ async fn read_actions(table: &iceberg::table::Table) -> Result<Vec<Action>, Stri
 }
 
 impl DetectorState {
-    async fn handle(&mut self, msg: DerivedMsg) -> Handled {
+    async fn handle(&mut self, msg: RollupMsg) -> Handled {
         let progress = self.progress.clone();
         let _busy = progress.busy();
         self.params.faults.at_handler(super::DETECTOR).await?;
         match msg {
-            DerivedMsg::Ingest(d) => {
+            RollupMsg::Ingest(d) => {
                 self.slot.done();
                 self.ingest(&d).await?;
             }
-            DerivedMsg::Closed(closed) => {
+            RollupMsg::Closed(closed) => {
                 let watched = self
                     .evaluator
                     .watched_tables()
@@ -204,12 +204,12 @@ impl DetectorState {
                 self.dirty |= watched;
                 self.commit(alerts).await?;
             }
-            DerivedMsg::Sync(reply) => {
+            RollupMsg::Sync(reply) => {
                 let _ = reply.send(());
             }
             // Alerts are decided on committed windows only.
-            DerivedMsg::Preview(_) | DerivedMsg::PushProvisional => {}
-            DerivedMsg::Tick => {
+            RollupMsg::Preview(_) | RollupMsg::PushProvisional => {}
+            RollupMsg::Tick => {
                 if self.slot.take_skipped() {
                     // Deliveries were skipped: the topics were not silent. Events they carried
                     // are read from the raw table at the next delivery (gap fill).
@@ -245,7 +245,7 @@ impl DetectorState {
 
     async fn ingest(&mut self, d: &Delivery) -> Handled {
         let now = now_micros();
-        // Only records move a topic: deliveries that carry none (the derived owner's feed
+        // Only records move a topic: deliveries that carry none (the rollup owner's feed
         // repeats where other instances' partitions stand) are no sign of life.
         if let Some((ends, last_moved)) = self.activity.get_mut(&d.topic) {
             let mut moved = false;

@@ -12,15 +12,15 @@ use super::checkpoint::first_checkpoint;
 pub use super::checkpoint::AggCheckpoint;
 use super::input::{advance, catch_up_rows, gap_rows, is_new, positions, raw_table, Folded};
 use super::live::{Due, Previews, Provisional};
-use super::messages::DerivedMsg;
-use super::DerivedParams;
+use super::messages::RollupMsg;
+use super::RollupParams;
 use crate::alerts::ClosedWindows;
 use crate::error::{into_actor, Error, Handled};
 use crate::events::{EventKind, Micros};
 use crate::handoff::{Delivery, Preview, Slot};
 use crate::kpis::{FoldStats, Kpi, KpiEngine, KpiRows};
 use crate::lake::io::scan::{read_raw, resume_points};
-use crate::lake::{DerivedCommitter, Offsets};
+use crate::lake::{Offsets, RollupCommitter};
 use crate::supervision::Progress;
 use crate::windows::EngineParams;
 
@@ -29,25 +29,25 @@ pub struct AggregatorActor;
 pub struct AggregatorArgs {
     pub kpi: &'static dyn Kpi,
     pub engine: EngineParams,
-    pub params: DerivedParams,
+    pub params: RollupParams,
     pub slot: Arc<Slot>,
-    pub detector: Option<ActorRef<DerivedMsg>>,
+    pub detector: Option<ActorRef<RollupMsg>>,
     pub progress: Arc<Progress>,
 }
 
 pub struct AggregatorState {
     kpi: &'static dyn Kpi,
     engine: Box<dyn KpiEngine>,
-    committer: DerivedCommitter,
+    committer: RollupCommitter,
     /// (kind, topic) per input, in the engine's topic order.
     inputs: Vec<(EventKind, String)>,
     /// Next offset per partition per input: everything before it has been folded.
     positions: Vec<Offsets>,
-    params: DerivedParams,
+    params: RollupParams,
     slot: Arc<Slot>,
-    detector: Option<ActorRef<DerivedMsg>>,
+    detector: Option<ActorRef<RollupMsg>>,
     progress: Arc<Progress>,
-    myself: ActorRef<DerivedMsg>,
+    myself: ActorRef<RollupMsg>,
     previews: Previews,
     /// Per (input, partition): the next offset previewed, so a record is previewed once.
     previewed: BTreeMap<(usize, i32), i64>,
@@ -77,13 +77,13 @@ fn now_micros() -> Micros {
 }
 
 impl Actor for AggregatorActor {
-    type Msg = DerivedMsg;
+    type Msg = RollupMsg;
     type State = AggregatorState;
     type Arguments = AggregatorArgs;
 
     async fn pre_start(
         &self,
-        myself: ActorRef<DerivedMsg>,
+        myself: ActorRef<RollupMsg>,
         args: AggregatorArgs,
     ) -> Result<AggregatorState, ActorProcessingErr> {
         into_actor(start(myself, args).await)
@@ -91,8 +91,8 @@ impl Actor for AggregatorActor {
 
     async fn handle(
         &self,
-        _myself: ActorRef<DerivedMsg>,
-        msg: DerivedMsg,
+        _myself: ActorRef<RollupMsg>,
+        msg: RollupMsg,
         state: &mut AggregatorState,
     ) -> Result<(), ActorProcessingErr> {
         into_actor(state.handle(msg).await)
@@ -100,7 +100,7 @@ impl Actor for AggregatorActor {
 }
 
 async fn start(
-    myself: ActorRef<DerivedMsg>,
+    myself: ActorRef<RollupMsg>,
     args: AggregatorArgs,
 ) -> Result<AggregatorState, Error> {
     // First take the slot, then read the lake: a batch committed after our read is delivered
@@ -112,7 +112,7 @@ async fn start(
     }
     let p = &args.params;
     let table = args.kpi.table();
-    let (committer, recorded) = DerivedCommitter::open(
+    let (committer, recorded) = RollupCommitter::open(
         p.lake.clone(),
         &args.kpi.spec(),
         p.hygiene.clone(),
@@ -121,7 +121,12 @@ async fn start(
     .await?;
     let checkpoint: AggCheckpoint = if recorded.state.is_null() {
         let table = committer.load().await?;
-        let topics: Vec<String> = args.kpi.inputs().iter().map(|k| p.topic(*k).to_string()).collect();
+        let topics: Vec<String> = args
+            .kpi
+            .inputs()
+            .iter()
+            .map(|k| p.topic(*k).to_string())
+            .collect();
         first_checkpoint(&table, &topics).await?
     } else {
         serde_json::from_value(recorded.state.clone())
@@ -153,7 +158,7 @@ async fn start(
         emitted_until = ?checkpoint.emitted_until,
         "aggregator rebuilt its open windows from the raw tables"
     );
-    myself.send_interval(p.tick, || DerivedMsg::Tick);
+    myself.send_interval(p.tick, || RollupMsg::Tick);
     Ok(AggregatorState {
         kpi: args.kpi,
         engine,
@@ -191,12 +196,12 @@ fn fold_preview(
 }
 
 impl AggregatorState {
-    async fn handle(&mut self, msg: DerivedMsg) -> Handled {
+    async fn handle(&mut self, msg: RollupMsg) -> Handled {
         let progress = self.progress.clone();
         let _busy = progress.busy();
         self.params.faults.at_handler(self.kpi.name()).await?;
         match msg {
-            DerivedMsg::Ingest(delivery) => {
+            RollupMsg::Ingest(delivery) => {
                 self.slot.done();
                 self.catch_up_if_skipped().await?;
                 self.ingest(&delivery).await?;
@@ -205,23 +210,23 @@ impl AggregatorState {
                     Ok(()) => self.emit(now_micros()).await?,
                     Err(wait) if !self.flush_set => {
                         self.flush_set = true;
-                        self.myself.send_after(wait, || DerivedMsg::Tick);
+                        self.myself.send_after(wait, || RollupMsg::Tick);
                     }
                     Err(_) => {}
                 }
                 self.forget_committed_previews();
                 self.push_provisional();
             }
-            DerivedMsg::Preview(preview) => {
+            RollupMsg::Preview(preview) => {
                 self.slot.preview_done();
                 self.preview(&preview);
                 self.push_provisional();
             }
-            DerivedMsg::PushProvisional => {
+            RollupMsg::PushProvisional => {
                 self.previews.timer_fired();
                 self.push_provisional();
             }
-            DerivedMsg::Tick => {
+            RollupMsg::Tick => {
                 self.flush_set = false;
                 self.catch_up_if_skipped().await?;
                 self.emit(now_micros()).await?;
@@ -230,8 +235,8 @@ impl AggregatorState {
                 }
                 self.push_provisional();
             }
-            DerivedMsg::Closed(_) => {}
-            DerivedMsg::Sync(reply) => {
+            RollupMsg::Closed(_) => {}
+            RollupMsg::Sync(reply) => {
                 // Stopping: windows a delivery held back for the tick are committed now, as
                 // they would have been without the pacing.
                 if self.flush_set {
@@ -371,7 +376,7 @@ impl AggregatorState {
         match self.previews.due(now, live.every) {
             Due::No => {}
             Due::After(wait) => {
-                self.myself.send_after(wait, || DerivedMsg::PushProvisional);
+                self.myself.send_after(wait, || RollupMsg::PushProvisional);
             }
             Due::Now => {
                 self.previews.pushed(now);
@@ -424,7 +429,7 @@ impl AggregatorState {
         }
         if let Some(detector) = &self.detector {
             let geometry = self.engine.params().windowing;
-            let _ = detector.cast(DerivedMsg::Closed(ClosedWindows {
+            let _ = detector.cast(RollupMsg::Closed(ClosedWindows {
                 kpi: self.kpi,
                 until: emitted.until,
                 size: geometry.size,

@@ -1,5 +1,5 @@
-//! The derived side of the pipeline: one window aggregator per registered KPI and the alert
-//! detector, run by the one supervisor as a group (`DerivedGroup`). They read what the
+//! The rollup: what turns the raw tables into the KPI and alert tables — one window aggregator
+//! per registered KPI and the alert detector, run by the one supervisor as a group (`RollupGroup`). They read what the
 //! consumers committed; any failure restarts the set, which rebuilds itself from the lake (raw
 //! tables and checkpoints).
 
@@ -18,35 +18,35 @@ use std::time::Duration;
 use crate::alerts::{GroupParams, RuleSet};
 use crate::error::Error;
 use crate::events::EventKind;
+use crate::faults::Faults;
 use crate::handoff::{BrokerView, CommitFeed, Ownership, Slot, SourceProgress, Subscribers};
 use crate::kpis::Kpi;
 use crate::lake::{HygieneParams, Lake};
-use crate::supervision::faults::Faults;
 use crate::supervision::{ChildInfo, ChildSpecs, Spawner, SupervisionParams};
 use crate::telemetry::Metrics;
 use crate::windows::EngineParams;
 use aggregator::{AggregatorActor, AggregatorArgs};
 use detector::{DetectorActor, DetectorArgs};
-use messages::DerivedMsg;
+use messages::RollupMsg;
 
 /// The group's name in metrics and `/readyz`.
-pub const GROUP: &str = "derived";
+pub const GROUP: &str = "rollup";
 pub const DETECTOR: &str = "detector";
 
-/// One slot per derived actor, created once so consumers keep them across restarts.
+/// One slot per rollup actor, created once so consumers keep them across restarts.
 #[derive(Clone, Debug)]
-pub struct DerivedSlots {
+pub struct RollupSlots {
     pub kpis: Vec<(&'static dyn Kpi, Arc<Slot>)>,
     pub detector: Arc<Slot>,
     /// What the consumers confirmed they have delivered (idleness needs it).
     pub source: Arc<SourceProgress>,
-    /// Every landed commit, raw or derived (readers of the lake follow it).
+    /// Every landed commit, raw or rollup (readers of the lake follow it).
     pub commits: CommitFeed,
 }
 
-impl DerivedSlots {
+impl RollupSlots {
     pub fn new(kpis: &[&'static dyn Kpi]) -> Self {
-        DerivedSlots {
+        RollupSlots {
             kpis: kpis
                 .iter()
                 .map(|k| (*k, Arc::new(Slot::default())))
@@ -82,7 +82,7 @@ impl DerivedSlots {
 }
 
 #[derive(Clone, Debug)]
-pub struct DerivedParams {
+pub struct RollupParams {
     pub lake: Lake,
     /// Topic names for orders, clicks, errors.
     pub topics: [String; 3],
@@ -97,12 +97,12 @@ pub struct DerivedParams {
     pub tick: Duration,
     /// The detector records its state at least this often while it changes.
     pub checkpoint_every: Duration,
-    pub slots: DerivedSlots,
+    pub slots: RollupSlots,
     /// Where committed alerts are also sent (grouped), if configured.
     pub webhook: Option<webhook::Webhook>,
     /// How alerts group into pages.
     pub grouping: GroupParams,
-    /// Whether this instance computes the derived tables (the group stands by otherwise).
+    /// Whether this instance computes the rollup tables (the group stands by otherwise).
     pub ownership: Ownership,
     /// The broker, for partitions other instances consume (read from the lake by the
     /// [`feed`]); `None` when nobody else can consume (tests, replays).
@@ -111,7 +111,7 @@ pub struct DerivedParams {
     pub live: Option<live::Live>,
 }
 
-impl DerivedParams {
+impl RollupParams {
     pub fn topic(&self, kind: EventKind) -> &str {
         match kind {
             EventKind::Orders => &self.topics[0],
@@ -129,11 +129,14 @@ impl DerivedParams {
     }
 }
 
-/// Create every table the derived actors read and write, unless it exists. Each instance does
+/// Create every table the rollup actors read and write, unless it exists. Each instance does
 /// it at start (readers query the KPI tables before any owner computed them), and the group
 /// again before it starts reading.
-pub async fn ensure_tables(p: &DerivedParams) -> Result<(), Error> {
-    let specs: Vec<_> = crate::tables::all().iter().map(crate::tables::Table::spec).collect();
+pub async fn ensure_tables(p: &RollupParams) -> Result<(), Error> {
+    let specs: Vec<_> = crate::tables::all()
+        .iter()
+        .map(crate::tables::Table::spec)
+        .collect();
     // Every existing table is checked before any is changed: a table that cannot be adopted
     // stops start-up with the lake as it was.
     // A table that cannot be adopted stays so (stop); a catalog that cannot be reached now
@@ -155,12 +158,12 @@ pub async fn ensure_tables(p: &DerivedParams) -> Result<(), Error> {
     Ok(())
 }
 
-/// The derived group: the detector first (it must be there before aggregators report closed
+/// The rollup group: the detector first (it must be there before aggregators report closed
 /// windows), then one aggregator per KPI.
-pub struct DerivedGroup(pub DerivedParams);
+pub struct RollupGroup(pub RollupParams);
 
 #[async_trait::async_trait]
-impl ChildSpecs for DerivedGroup {
+impl ChildSpecs for RollupGroup {
     async fn spawn(&self, s: &mut Spawner) -> Result<(), Error> {
         let p = &self.0;
         ensure_tables(p).await?;
@@ -197,7 +200,7 @@ impl ChildSpecs for DerivedGroup {
         Ok(())
     }
 
-    /// Another instance owns the derived tables.
+    /// Another instance owns the rollup tables.
     fn standby(&self) -> bool {
         !self.0.ownership.is_owner()
     }
@@ -211,8 +214,8 @@ impl ChildSpecs for DerivedGroup {
             .filter(|c| c.role != feed::FEED)
             .partition(|c| c.role == DETECTOR);
         for child in aggregators.into_iter().chain(detector) {
-            let actor: ractor::ActorRef<DerivedMsg> = child.cell.clone().into();
-            let _ = ractor::call_t!(actor, DerivedMsg::Sync, 10_000);
+            let actor: ractor::ActorRef<RollupMsg> = child.cell.clone().into();
+            let _ = ractor::call_t!(actor, RollupMsg::Sync, 10_000);
         }
     }
 }

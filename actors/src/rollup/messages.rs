@@ -1,11 +1,11 @@
-//! Typed messages of the derived actors.
+//! Typed messages of the rollup actors.
 
 use std::sync::Arc;
 
 use crate::alerts::ClosedWindows;
 use crate::handoff::{Delivery, Preview};
 
-pub enum DerivedMsg {
+pub enum RollupMsg {
     /// A batch the raw table committed.
     Ingest(Arc<Delivery>),
     /// A batch about to be committed: provisional values only.
@@ -19,14 +19,14 @@ pub enum DerivedMsg {
     Sync(ractor::RpcReplyPort<()>),
 }
 
-impl From<Arc<Delivery>> for DerivedMsg {
+impl From<Arc<Delivery>> for RollupMsg {
     fn from(d: Arc<Delivery>) -> Self {
-        DerivedMsg::Ingest(d)
+        RollupMsg::Ingest(d)
     }
 }
 
-impl From<Preview> for DerivedMsg {
+impl From<Preview> for RollupMsg {
     fn from(p: Preview) -> Self {
-        DerivedMsg::Preview(p)
+        RollupMsg::Preview(p)
     }
 }

@@ -1,4 +1,4 @@
-//! Tracking what a derived actor has read from one topic, and filling gaps from the raw table.
+//! Tracking what a rollup actor has read from one topic, and filling gaps from the raw table.
 
 use crate::error::Error;
 use crate::events::{EventKind, Micros};

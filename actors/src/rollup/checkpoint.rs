@@ -28,7 +28,10 @@ pub struct AggCheckpoint {
 /// `window_end` there). Either way the raw tables are read in full, rows without a Kafka
 /// source included ([`NO_SOURCE`]): a window still open at the handover gets both engines'
 /// events.
-pub(super) async fn first_checkpoint(table: &Table, topics: &[String]) -> Result<AggCheckpoint, Error> {
+pub(super) async fn first_checkpoint(
+    table: &Table,
+    topics: &[String],
+) -> Result<AggCheckpoint, Error> {
     let name = table.identifier().name().to_string();
     let batches = read_batches(table, Some(&["window_end"]), None).await?;
     let mut newest: Option<Micros> = None;

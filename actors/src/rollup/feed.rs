@@ -1,6 +1,6 @@
-//! The derived owner's view of partitions other instances consume. Their rows reach this
+//! The rollup owner's view of partitions other instances consume. Their rows reach this
 //! process only through the raw tables, so every tick the feed reads what the lake recorded
-//! for those partitions beyond what it handed over, and delivers it to the derived actors the
+//! for those partitions beyond what it handed over, and delivers it to the rollup actors the
 //! way a local consumer would. It also vouches for them being drained: the lake holds
 //! everything the broker has (its high watermark, asked now and checked by [`vouch`]).
 
@@ -11,7 +11,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::{debug, warn};
 
 use super::input::{positions, raw_table};
-use super::DerivedParams;
+use super::RollupParams;
 use crate::error::{into_actor, Error, Handled};
 use crate::events::EventKind;
 use crate::handoff::source::{vouch, BrokerView, Vouch};
@@ -29,7 +29,7 @@ pub struct FeedPlan {
     /// Partitions to read from the raw table, from these offsets.
     pub read_from: Offsets,
     /// The ranges the delivery covers: every remote partition, `(handed over, recorded)`.
-    /// A partition seen for the first time starts at what the lake recorded (the derived
+    /// A partition seen for the first time starts at what the lake recorded (the rollup
     /// actors fill anything before it from the raw table themselves).
     pub ranges: Ranges,
 }
@@ -57,7 +57,7 @@ pub fn plan(
 pub struct Feed;
 
 pub struct FeedArgs {
-    pub params: DerivedParams,
+    pub params: RollupParams,
     pub broker: Arc<dyn BrokerView>,
     pub progress: Arc<Progress>,
 }
