@@ -16,6 +16,7 @@ mod handover;
 mod http;
 mod live;
 mod logging;
+mod params;
 mod reference;
 mod run;
 mod serve;

@@ -211,7 +211,7 @@ pub async fn run(mut cfg: Config, args: DayArgs) -> anyhow::Result<i32> {
     let flight_stop = Arc::new(tokio::sync::Notify::new());
     let stopped = flight_stop.clone();
     let flight = crate::flight::serve(
-        crate::run::flight_params(&cfg)?,
+        crate::params::flight_params(&cfg)?,
         lake.reader_catalog().await?,
         async move { stopped.notified().await },
     )
