@@ -117,6 +117,17 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// A rule for any record, table or role at `point`.
+    pub fn at(point: Point, action: Action, times: Option<u32>) -> Rule {
+        Rule {
+            point,
+            action,
+            times,
+            marker: None,
+            target: None,
+        }
+    }
+
     /// Its name in the listing of what fired: `point` or `point@target`.
     fn label(&self) -> String {
         match &self.target {
@@ -327,20 +338,10 @@ pub fn configure(spec: &str) -> Result<usize, SpecError> {
 mod tests {
     use super::*;
 
-    fn rule(point: Point, action: Action, times: Option<u32>) -> Rule {
-        Rule {
-            point,
-            action,
-            times,
-            marker: None,
-            target: None,
-        }
-    }
-
     #[tokio::test]
     async fn an_armed_point_fires_its_count_then_goes_quiet() {
         let f = Faults::default();
-        f.add(rule(Point::AfterCatalogCommit, Action::Error, Some(2)));
+        f.add(Rule::at(Point::AfterCatalogCommit, Action::Error, Some(2)));
         assert!(f.hit(Point::AfterCatalogCommit, None, None).await.is_err());
         assert!(f.hit(Point::AfterCatalogCommit, None, None).await.is_err());
         assert!(f.hit(Point::AfterCatalogCommit, None, None).await.is_ok());
@@ -352,7 +353,7 @@ mod tests {
         let f = Faults::default();
         f.add(Rule {
             target: Some("detector".into()),
-            ..rule(Point::Handler, Action::Fatal, None)
+            ..Rule::at(Point::Handler, Action::Fatal, None)
         });
         assert!(f.at_handler("orders_revenue").await.is_ok());
         let e = f.at_handler("detector").await.unwrap_err();
@@ -362,7 +363,7 @@ mod tests {
         );
         f.add(Rule {
             target: Some("detector".into()),
-            ..rule(Point::Handler, Action::Delay(0), None)
+            ..Rule::at(Point::Handler, Action::Delay(0), None)
         });
         assert!(
             f.at_handler("detector").await.is_ok(),
@@ -370,7 +371,7 @@ mod tests {
         );
         f.add(Rule {
             marker: Some("POISON".into()),
-            ..rule(Point::ConsumerRecord, Action::Error, None)
+            ..Rule::at(Point::ConsumerRecord, Action::Error, None)
         });
         let record = Point::ConsumerRecord;
         assert!(f.hit(record, Some(b"fine"), None).await.is_ok());
@@ -383,11 +384,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn delay_lets_the_caller_go_on_and_timeout_fails_it_after_the_wait() {
         let f = Faults::default();
-        f.add(rule(Point::S3Request, Action::Delay(700), Some(1)));
+        f.add(Rule::at(Point::S3Request, Action::Delay(700), Some(1)));
         let began = tokio::time::Instant::now();
         assert!(f.hit(Point::S3Request, None, None).await.is_ok());
         assert_eq!(began.elapsed().as_millis(), 700);
-        f.add(rule(Point::S3Request, Action::Timeout(900), Some(1)));
+        f.add(Rule::at(Point::S3Request, Action::Timeout(900), Some(1)));
         let began = tokio::time::Instant::now();
         let e = f.hit(Point::S3Request, None, None).await.unwrap_err();
         assert_eq!(e.timeout_ms, Some(900));

@@ -203,16 +203,6 @@ impl Fixture {
     }
 }
 
-fn rule(point: Point, action: Action, times: Option<u32>) -> Rule {
-    Rule {
-        point,
-        action,
-        times,
-        marker: None,
-        target: None,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failure_matrix_restarts_and_loses_nothing() {
     let cases = [
@@ -232,7 +222,7 @@ async fn failure_matrix_restarts_and_loses_nothing() {
         ),
     ];
     for (point, action, actor, reason) in cases {
-        let mut r = rule(point, action.clone(), Some(1));
+        let mut r = Rule::at(point, action.clone(), Some(1));
         if point == Point::CommitterBatch {
             r.target = Some("orders_processed".into());
         }
@@ -287,7 +277,7 @@ async fn a_record_that_always_panics_is_dead_lettered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_actor_is_detected_and_restarted() {
-    let freeze = rule(Point::CommitterBatch, Action::Delay(30_000), Some(1));
+    let freeze = Rule::at(Point::CommitterBatch, Action::Delay(30_000), Some(1));
     let f = start(vec![freeze], None).await;
     f.wait_all_rows(N).await;
     let stuck =
@@ -306,7 +296,7 @@ async fn a_frozen_actor_is_detected_and_restarted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exhausting_the_restart_budget_fails_the_pipeline() {
-    let always = rule(Point::CommitterBatch, Action::Panic, None);
+    let always = Rule::at(Point::CommitterBatch, Action::Panic, None);
     let f = start(vec![always], None).await;
     let pipelines = &f.pipelines;
     eventually(
