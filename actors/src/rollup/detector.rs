@@ -13,10 +13,10 @@ use iceberg::expr::Reference;
 use iceberg::spec::Datum;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::aggregator::AggCheckpoint;
-use super::input::{advance, gap_rows, is_new, positions, raw_table};
+use super::input::{advance, catch_up_rows, gap_rows, is_new, positions, raw_table};
 use super::messages::RollupMsg;
 use super::RollupParams;
 use crate::alerts::actions::{self, Action, Mutes};
@@ -211,12 +211,14 @@ impl DetectorState {
             RollupMsg::Preview(_) | RollupMsg::PushProvisional => {}
             RollupMsg::Tick => {
                 if self.slot.take_skipped() {
-                    // Deliveries were skipped: the topics were not silent. Events they carried
-                    // are read from the raw table at the next delivery (gap fill).
+                    // Deliveries were skipped: the topics were not silent, and the events they
+                    // carried are read from the raw tables now — a partition whose last
+                    // batches were skipped gets no later delivery to fill the gap from.
                     let now = now_micros();
                     for a in self.activity.values_mut() {
                         a.1 = now;
                     }
+                    self.catch_up().await?;
                 }
                 let activity: Vec<Activity> = self
                     .activity
@@ -279,6 +281,38 @@ impl DetectorState {
         );
         if let Some(pos) = self.event_positions.get_mut(&d.topic) {
             advance(pos, &d.ranges);
+        }
+        self.dirty = true;
+        self.commit(alerts).await
+    }
+
+    /// Evaluate what the raw tables committed beyond our positions (after skipped deliveries).
+    async fn catch_up(&mut self) -> Handled {
+        let mut alerts = Vec::new();
+        for kind in EventKind::ALL {
+            let topic = self.params.topic(kind).to_string();
+            let Some(position) = self.event_positions.get(&topic).cloned() else {
+                continue;
+            };
+            let (rows, recorded) =
+                catch_up_rows(&self.params.lake, kind, &topic, &position).await?;
+            alerts.extend(self.evaluator.on_events(&topic, kind, &rows, &|_, _| true));
+            let pos = self.event_positions.entry(topic.clone()).or_default();
+            for (p, end) in &recorded {
+                let at = pos.entry(*p).or_insert(*end);
+                *at = (*at).max(*end);
+            }
+            if let Some((ends, _)) = self.activity.get_mut(&topic) {
+                for (p, end) in recorded {
+                    let at = ends.entry(p).or_insert(end);
+                    *at = (*at).max(end);
+                }
+            }
+            debug!(
+                topic,
+                rows = rows.len(),
+                "detector caught up after skipped deliveries"
+            );
         }
         self.dirty = true;
         self.commit(alerts).await

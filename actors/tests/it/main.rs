@@ -4,6 +4,7 @@
 mod commit;
 mod common;
 mod compaction;
+mod detector;
 mod feed;
 mod group;
 mod supervision;
