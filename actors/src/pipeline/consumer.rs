@@ -112,10 +112,15 @@ pub(super) async fn recorded(
 async fn start(myself: ActorRef<ConsumerMsg>, args: ConsumerArgs) -> Result<ConsumerState, Error> {
     let topic = args.params.topic.clone();
     // The rebalance callback reads the lake's offsets for the partitions it receives; it runs
-    // on our blocking polling thread, which may wait on the committers.
+    // on our blocking polling thread, which may wait on the committers — or, when the consumer
+    // is dropped with its actor and librdkafka serves a last rebalance while closing, on a
+    // runtime worker, where a bare block_on panics (seen in the partition drill, taking the
+    // group's supervisor with it): block_in_place hands that worker's tasks over first.
     let runtime = tokio::runtime::Handle::current();
     let (raw, dead_letters, t) = (args.raw.clone(), args.dead_letters.clone(), topic.clone());
-    let lake = Box::new(move || runtime.block_on(lake_positions(&raw, &dead_letters, &t)));
+    let lake = Box::new(move || {
+        tokio::task::block_in_place(|| runtime.block_on(lake_positions(&raw, &dead_letters, &t)))
+    });
     let consumer = Arc::new(
         kafka_consumer(
             &args.params,

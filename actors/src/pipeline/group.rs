@@ -302,6 +302,11 @@ impl ConsumerContext for GroupContext {
             RebalanceProtocol::Cooperative
         );
         match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS if consumer.closed() => {
+                // The consumer is being closed (dropped with its actor, perhaps on a runtime
+                // thread where reading the lake cannot block): it takes nothing and leaves.
+                info!(topic = %self.topic, ?partitions, "assignment while closing: not taken");
+            }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 // On failure nothing is assigned; the actor fails on the stored error and its
                 // consumer leaves the group, so the partitions go to someone who can take them.
