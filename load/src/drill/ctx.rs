@@ -37,6 +37,10 @@ pub(crate) struct Ctx {
     pub raw: Vec<(String, String)>,
     /// Times the pipeline exited by itself (meltdown, fatal error): each is a finding.
     pub unplanned_exits: Vec<String>,
+    /// Instances started so far besides the first (names new ones uniquely).
+    pub added: usize,
+    /// The drill's network namespaces (`--netns`); dropped last, after the processes.
+    pub net: Option<super::net::Net>,
 }
 
 impl Ctx {

@@ -12,7 +12,7 @@ use super::inject::restart_proc;
 use super::plan::{FaultKind, Planned};
 use super::procs::{signal, PipelineProc};
 use super::report::FaultRecord;
-use super::{free_addr, Ctx};
+use super::Ctx;
 
 async fn get_json(ctx: &Ctx, url: String) -> Option<serde_json::Value> {
     let r = ctx.http.get(url).send().await.ok()?;
@@ -35,8 +35,23 @@ impl Ctx {
         }
     }
 
-    fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         1 + self.more.len()
+    }
+
+    /// Where instance `i` runs (its namespace with `--netns`).
+    pub(crate) fn instance_place(&mut self, i: usize) -> super::net::Place {
+        self.instance(i).place.clone()
+    }
+
+    /// Wait (up to 20 s) until some instance owns the rollup tables, then look at the group:
+    /// ownership settles within a session or two after a change.
+    pub(crate) async fn settle_ownership(&mut self) {
+        let began = Instant::now();
+        while began.elapsed() < Duration::from_secs(20) && self.owner().await.is_none() {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        self.look_at_group().await;
     }
 
     /// The index of the instance that owns the rollup tables now, if any.
@@ -83,11 +98,12 @@ impl Ctx {
         procs.into_iter().map(|(pid, _)| pid).collect()
     }
 
-    /// Start instance `i` of a fresh address pair (a new instance).
+    /// Start one more instance, on its own addresses (and namespace with `--netns`).
     async fn add_instance(&mut self) -> anyhow::Result<Duration> {
-        let mut p = self
-            .pipeline
-            .sibling(free_addr()?, free_addr()?, self.more.len() + 1);
+        self.added += 1;
+        let n = self.added;
+        let (place, http, flight) = super::machines::instance_addrs(self.net.as_mut(), n)?;
+        let mut p = self.pipeline.sibling(place, http, flight, n);
         let took = p.start().await?;
         self.more.push(p);
         Ok(took)
@@ -215,10 +231,5 @@ async fn inject_into(ctx: &mut Ctx, f: &Planned, rec: &mut FaultRecord) {
         }
         other => rec.note = format!("{} is not a group fault", other.name()),
     }
-    let began = Instant::now();
-    // Ownership settles within a session or two after a change.
-    while began.elapsed() < Duration::from_secs(20) && ctx.owner().await.is_none() {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    ctx.look_at_group().await;
+    ctx.settle_ownership().await;
 }

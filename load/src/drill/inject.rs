@@ -373,6 +373,11 @@ pub async fn inject(ctx: &mut Ctx, f: &Planned) -> FaultRecord {
         FaultKind::KillOwner | FaultKind::FreezeInstance | FaultKind::AddInstance => {
             rec.note = "a group fault: only with --instances 2 or more".into()
         }
+        FaultKind::PartitionBroker
+        | FaultKind::PartitionCatalog
+        | FaultKind::PartitionAll
+        | FaultKind::SlowLink
+        | FaultKind::LossyLink => rec.note = "a network fault: only with --netns".into(),
         FaultKind::Sigterm => {
             let log_len = std::fs::metadata(&ctx.pipeline.log)
                 .map(|m| m.len())

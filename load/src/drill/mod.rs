@@ -14,6 +14,9 @@ mod config;
 mod ctx;
 mod group;
 mod inject;
+mod machines;
+pub mod net;
+mod partition;
 pub mod plan;
 pub mod procs;
 mod production;
@@ -30,11 +33,10 @@ use shopwatch_actors::lake::{Lake, LakeParams};
 use tokio::sync::watch as tokio_watch;
 
 use crate::produce::ProduceParams;
-use crate::seaweed::{Seaweed, SeaweedParams};
 use check::Checkers;
 use config::write_config;
 use plan::{plan, FaultKind, Planned};
-use procs::{BrokerProc, PipelineProc};
+
 use production::Production;
 use watch::{Monotonic, Positions};
 
@@ -69,11 +71,16 @@ pub struct DrillParams {
     pub lane: Lane,
     /// How many `shopwatch run` processes share the work (2 or more: the group lane).
     pub instances: usize,
+    /// Every instance, the broker and SeaweedFS in its own network namespace, with the
+    /// network's faults (partitions, slow and lossy links) among the kinds.
+    pub netns: bool,
 }
 
 #[derive(Debug)]
 pub struct DrillOutcome {
     pub passed: bool,
+    /// Why the drill did not run at all (no network namespaces for `--netns`).
+    pub skipped: Option<String>,
     pub dir: PathBuf,
 }
 
@@ -101,6 +108,12 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
             p.lane
         );
     }
+    if p.netns && !p.lane.is_group() {
+        bail!("--netns cuts instances apart: run it with --instances 2 or more");
+    }
+    if p.canary && p.netns {
+        bail!("--canary runs on loopback (its canary passwords would be replaced by the network's logins); drop --netns or --canary");
+    }
     if p.canary && p.lane.on_seaweed() {
         bail!("--canary runs on the local lane (its canary S3 secret would be overridden by SeaweedFS's keys); drop --lake seaweedfs or --canary");
     }
@@ -110,6 +123,20 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = std::fs::canonicalize(&dir)?;
+    let net = match p.netns {
+        false => None,
+        true => match net::probe() {
+            Ok(()) => Some(net::Net::create()?),
+            Err(reason) => {
+                println!("drill SKIPPED: network namespaces are not available here ({reason}); the --netns lane needs root (CAP_NET_ADMIN) and iproute2");
+                return Ok(DrillOutcome {
+                    passed: true,
+                    skipped: Some(reason),
+                    dir,
+                });
+            }
+        },
+    };
     println!(
         "drill: seed {} · {} events at {:.0} ev/s · {} faults · work dir {}",
         p.seed,
@@ -123,7 +150,7 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
         Lane::Seaweed => " --lake seaweedfs".into(),
         Lane::Group => format!(" --instances {}", p.instances),
         Lane::GroupSeaweed => format!(" --instances {} --lake seaweedfs", p.instances),
-    };
+    } + if p.netns { " --netns" } else { "" };
     println!(
         "drill: replay with `shopwatch drill --seed {} --events {} --rate {} --faults {}{lane_flag}`",
         p.seed, p.events, p.rate, p.faults
@@ -146,60 +173,22 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
         }
     }
     let config = dir.join("drill.toml");
-    write_config(&config, &p, &canaries)?;
+    // Off loopback, the pipeline wants logins: the drill's token opens everything.
+    let logins = net.as_ref().map(|_| config::Logins {
+        token: token.clone(),
+        flight_password: format!("drill-flight-{}", random_hex(16)),
+    });
+    write_config(&config, &p, &canaries, logins.as_ref())?;
     checkers.describe_tables(&p.bin, &config)?;
 
     let data_dir = dir.join("lake");
-    // The SeaweedFS lane: a real server for the catalog and S3, with fresh keys per drill.
-    let seaweed = match p.lane.on_seaweed() {
-        false => None,
-        true => Some(
-            Seaweed::start(SeaweedParams::new(
-                &dir.join("seaweed"),
-                &format!("drill-{}", random_hex(8)),
-                &random_hex(24),
-            )?)
-            .await?,
-        ),
-    };
-    if let Some(s) = &seaweed {
+    let machines = machines::start(&p, &dir, config, &data_dir, net).await?;
+    if let Some(s) = &machines.seaweed {
         checkers.lake_args = s.params.checker_args();
     }
-    let broker = BrokerProc::start(&p.bin, free_addr()?, dir.join("broker"), p.partitions).await?;
-    let brokers = broker.listen.clone();
-    let mut env = vec![(
-        "RUST_LOG".to_string(),
-        if p.canary { "trace" } else { "info" }.to_string(),
-    )];
-    // The drill's own settings win over a SHOPWATCH_* environment of the caller.
-    for (k, _) in std::env::vars() {
-        if k.starts_with("SHOPWATCH_") && k.contains("__") {
-            env.push((k, String::new()));
-        }
-    }
-    env.retain(|(_, v)| !v.is_empty());
-    if let Some(s) = &seaweed {
-        env.extend(s.params.shopwatch_env());
-    }
-    let mut pipeline = PipelineProc::new(
-        &p.bin,
-        brokers.clone(),
-        data_dir.clone(),
-        free_addr()?,
-        free_addr()?,
-        config,
-        env,
-        dir.join("pipeline.log"),
-    );
-    pipeline.start().await?;
-    let mut more = Vec::new();
-    for n in 1..p.instances {
-        let mut sibling = pipeline.sibling(free_addr()?, free_addr()?, n);
-        sibling.start().await?;
-        more.push(sibling);
-    }
+    let brokers = machines.broker.listen.clone();
 
-    let lake = Lake::open(match &seaweed {
+    let lake = Lake::open(match &machines.seaweed {
         Some(s) => s.params.lake_params(&data_dir),
         None => LakeParams::local("shopwatch", "ecommerce_db", data_dir.clone()),
     })
@@ -260,16 +249,26 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
     let started = Instant::now();
     let mut ctx = Ctx {
         production,
-        broker,
-        pipeline,
-        more,
+        broker: machines.broker,
+        pipeline: machines.pipeline,
+        more: machines.more,
         session: Duration::from_secs(6),
         group: report::GroupLog::default(),
         counters: report::PerProcess::default(),
-        seaweed,
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()?,
+        seaweed: machines.seaweed,
+        http: {
+            let mut headers = reqwest::header::HeaderMap::new();
+            if logins.is_some() {
+                let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))?;
+                v.set_sensitive(true);
+                headers.insert(reqwest::header::AUTHORIZATION, v);
+            }
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .connect_timeout(Duration::from_secs(3))
+                .default_headers(headers)
+                .build()?
+        },
         token: token.clone(),
         positions: pos_rx,
         warehouse: data_dir.join("warehouse"),
@@ -279,10 +278,13 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
         partitions: p.partitions,
         raw: raw.clone(),
         unplanned_exits: Vec::new(),
+        added: p.instances.saturating_sub(1),
+        net: machines.net,
     };
 
     // Faults over the first 80 % of production, so the last process still sees traffic end.
-    let schedule: Vec<Planned> = plan(p.seed, p.faults, production_time.mul_f64(0.8), p.lane);
+    let kinds = FaultKind::of(p.lane, p.netns);
+    let schedule: Vec<Planned> = plan(p.seed, p.faults, production_time.mul_f64(0.8), &kinds);
     let mut records = Vec::new();
     for f in &schedule {
         let due = started + f.at;
@@ -307,6 +309,8 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
             // The group's faults go to the group; storage and S3 faults act as on one instance.
             if p.lane.is_group() && FaultKind::GROUP.contains(&f.kind) {
                 group::inject(&mut ctx, f).await
+            } else if FaultKind::NET.contains(&f.kind) {
+                partition::inject(&mut ctx, f).await
             } else {
                 inject::inject(&mut ctx, f).await
             }
@@ -430,7 +434,7 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
         .unwrap_or_default();
     let summary = report::Summary {
         seed: p.seed,
-        lane: p.lane,
+        kinds,
         produced_acked: produced.acked,
         elapsed: started.elapsed(),
         caught,
@@ -456,5 +460,9 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
     } else {
         println!("drill: work dir kept: {}", dir.display());
     }
-    Ok(DrillOutcome { passed, dir })
+    Ok(DrillOutcome {
+        passed,
+        skipped: None,
+        dir,
+    })
 }

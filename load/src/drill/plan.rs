@@ -46,6 +46,16 @@ pub enum FaultKind {
     FreezeInstance,
     /// Start one more instance; after the hold, SIGTERM one of the others for good.
     AddInstance,
+    /// One instance cut from the broker only (`--netns`).
+    PartitionBroker,
+    /// One instance cut from the catalog and S3 only (`--netns`, SeaweedFS).
+    PartitionCatalog,
+    /// One instance cut from everything, the drill included (`--netns`).
+    PartitionAll,
+    /// One instance's link slowed to a trickle (`--netns`).
+    SlowLink,
+    /// One instance's link dropping everything in bursts (`--netns`).
+    LossyLink,
 }
 
 /// Where the drill's lake lives, which decides the storage faults it can inject.
@@ -83,6 +93,14 @@ impl FaultKind {
         FaultKind::KillRandom,
         FaultKind::Sigterm,
     ];
+    /// Faults to the network between the group's machines (`--netns`).
+    pub const NET: [FaultKind; 5] = [
+        FaultKind::PartitionBroker,
+        FaultKind::PartitionCatalog,
+        FaultKind::PartitionAll,
+        FaultKind::SlowLink,
+        FaultKind::LossyLink,
+    ];
     /// Faults to the SeaweedFS server and its S3.
     pub const S3: [FaultKind; 4] = [
         FaultKind::S3Down,
@@ -106,8 +124,22 @@ impl FaultKind {
     ];
 
     /// The kinds a lane injects, in a fixed order (a seed replays the same drill): the local
-    /// lane's storage fault is a read-only directory, SeaweedFS's are the server and S3's.
-    pub fn of(lane: Lane) -> Vec<FaultKind> {
+    /// lane's storage fault is a read-only directory, SeaweedFS's are the server and S3's;
+    /// with `net` (machines in their own namespaces) a group lane adds the network's, except
+    /// a cut from a catalog that is a local file.
+    pub fn of(lane: Lane, net: bool) -> Vec<FaultKind> {
+        let mut kinds = Self::of_storage(lane);
+        if net && lane.is_group() {
+            kinds.extend(
+                FaultKind::NET
+                    .iter()
+                    .filter(|k| lane.on_seaweed() || **k != FaultKind::PartitionCatalog),
+            );
+        }
+        kinds
+    }
+
+    fn of_storage(lane: Lane) -> Vec<FaultKind> {
         match lane {
             Lane::Local => FaultKind::ALL.to_vec(),
             Lane::Group => FaultKind::GROUP.to_vec(),
@@ -145,6 +177,11 @@ impl FaultKind {
             FaultKind::KillOwner => "kill9@rollup_owner",
             FaultKind::FreezeInstance => "sigstop@instance",
             FaultKind::AddInstance => "add_instance+sigterm_other",
+            FaultKind::PartitionBroker => "partition@broker",
+            FaultKind::PartitionCatalog => "partition@catalog",
+            FaultKind::PartitionAll => "partition@all",
+            FaultKind::SlowLink => "slow_link",
+            FaultKind::LossyLink => "lossy_link",
         }
     }
 
@@ -169,6 +206,11 @@ impl FaultKind {
             FaultKind::StorageReadOnly => (3_000, 8_000),
             FaultKind::S3Down => (3_000, 8_000),
             FaultKind::S3Errors | FaultKind::S3Slow => (2_000, 6_000),
+            // Some within the group session (6 s), some past it: the group moves on.
+            FaultKind::PartitionBroker | FaultKind::PartitionCatalog | FaultKind::PartitionAll => {
+                (2_000, 12_000)
+            }
+            FaultKind::SlowLink | FaultKind::LossyLink => (3_000, 8_000),
             _ => (0, 0),
         }
     }
@@ -185,9 +227,8 @@ pub struct Planned {
 
 /// `total` faults spread over `span`: every kind at least once (when `total` allows), the rest
 /// by weight, shuffled; one per equal slot, at a random point in the slot's first half.
-pub fn plan(seed: u64, total: usize, span: Duration, lane: Lane) -> Vec<Planned> {
+pub fn plan(seed: u64, total: usize, span: Duration, all: &[FaultKind]) -> Vec<Planned> {
     let mut rng = StdRng::seed_from_u64(seed);
-    let all = FaultKind::of(lane);
     let mut kinds: Vec<FaultKind> = all.iter().copied().take(total).collect();
     let weighted: Vec<FaultKind> = all
         .iter()
@@ -220,17 +261,19 @@ mod tests {
 
     #[test]
     fn a_seed_replays_the_same_schedule() {
-        let a = plan(7, 23, Duration::from_secs(120), Lane::Local);
-        assert_eq!(a, plan(7, 23, Duration::from_secs(120), Lane::Local));
-        assert_ne!(a, plan(8, 23, Duration::from_secs(120), Lane::Local));
+        let local = FaultKind::of(Lane::Local, false);
+        let a = plan(7, 23, Duration::from_secs(120), &local);
+        assert_eq!(a, plan(7, 23, Duration::from_secs(120), &local));
+        assert_ne!(a, plan(8, 23, Duration::from_secs(120), &local));
     }
 
     #[test]
     fn every_kind_appears_once_the_total_allows() {
-        for lane in [Lane::Local, Lane::Seaweed, Lane::Group, Lane::GroupSeaweed] {
-            let all = FaultKind::of(lane);
+        let lanes = [Lane::Local, Lane::Seaweed, Lane::Group, Lane::GroupSeaweed];
+        for (lane, net) in lanes.into_iter().flat_map(|l| [(l, false), (l, true)]) {
+            let all = FaultKind::of(lane, net);
             for (total, seed) in [(all.len(), 1), (23, 2), (100, 3)] {
-                let p = plan(seed, total, Duration::from_secs(600), lane);
+                let p = plan(seed, total, Duration::from_secs(600), &all);
                 assert_eq!(p.len(), total);
                 let mut counts: BTreeMap<FaultKind, usize> = BTreeMap::new();
                 for f in &p {
@@ -248,18 +291,28 @@ mod tests {
             }
         }
         // Each lane injects only what it has: no read-only directory on S3, no S3 on disk.
-        assert_eq!(FaultKind::of(Lane::Local).len(), 11);
-        assert!(!FaultKind::of(Lane::Seaweed).contains(&FaultKind::StorageReadOnly));
-        assert!(!FaultKind::of(Lane::Local).contains(&FaultKind::S3Down));
-        assert_eq!(FaultKind::of(Lane::Seaweed).len(), 14);
-        assert!(FaultKind::of(Lane::Group).contains(&FaultKind::KillOwner));
-        assert!(!FaultKind::of(Lane::Local).contains(&FaultKind::FreezeInstance));
+        let of = |l| FaultKind::of(l, false);
+        assert_eq!(of(Lane::Local).len(), 11);
+        assert!(!of(Lane::Seaweed).contains(&FaultKind::StorageReadOnly));
+        assert!(!of(Lane::Local).contains(&FaultKind::S3Down));
+        assert_eq!(of(Lane::Seaweed).len(), 14);
+        assert!(of(Lane::Group).contains(&FaultKind::KillOwner));
+        assert!(!of(Lane::Local).contains(&FaultKind::FreezeInstance));
         // The production topology gets the group's faults and S3's, and no read-only directory.
-        let prod = FaultKind::of(Lane::GroupSeaweed);
+        let prod = of(Lane::GroupSeaweed);
         assert!(prod.contains(&FaultKind::KillOwner) && prod.contains(&FaultKind::S3Down));
         assert!(!prod.contains(&FaultKind::StorageReadOnly) && prod.len() == 9);
+        // In namespaces the group lanes add the network's faults; a local catalog is no link
+        // to cut, and one instance has no group to partition.
+        let net = FaultKind::of(Lane::GroupSeaweed, true);
+        assert_eq!(net.len(), 14);
+        assert!(FaultKind::NET.iter().all(|k| net.contains(k)));
+        let local_net = FaultKind::of(Lane::Group, true);
+        assert_eq!(local_net.len(), 9);
+        assert!(!local_net.contains(&FaultKind::PartitionCatalog));
+        assert_eq!(FaultKind::of(Lane::Local, true), of(Lane::Local));
         // Fewer faults than kinds: the first kinds, no repeats.
-        let p = plan(1, 3, Duration::from_secs(60), Lane::Local);
+        let p = plan(1, 3, Duration::from_secs(60), &of(Lane::Local));
         let kinds: std::collections::BTreeSet<_> = p.iter().map(|f| f.kind).collect();
         assert_eq!(kinds.len(), 3);
     }
@@ -267,7 +320,7 @@ mod tests {
     #[test]
     fn faults_are_ordered_inside_the_span_and_holds_in_range() {
         let span = Duration::from_secs(130);
-        let p = plan(42, 23, span, Lane::Seaweed);
+        let p = plan(42, 23, span, &FaultKind::of(Lane::Seaweed, false));
         for w in p.windows(2) {
             assert!(w[0].at < w[1].at, "{w:?}");
         }

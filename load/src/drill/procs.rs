@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
+
+use super::net::Place;
 
 pub fn signal(pid: u32, sig: i32) {
     // SAFETY: kill(2) on a pid we started; a stale pid only makes it fail.
@@ -26,6 +28,7 @@ fn log_file(path: &Path) -> anyhow::Result<std::fs::File> {
 
 pub struct BrokerProc {
     bin: PathBuf,
+    place: Place,
     pub listen: String,
     data_dir: PathBuf,
     partitions: i32,
@@ -35,12 +38,14 @@ pub struct BrokerProc {
 impl BrokerProc {
     pub async fn start(
         bin: &Path,
+        place: Place,
         listen: String,
         data_dir: PathBuf,
         partitions: i32,
     ) -> anyhow::Result<Self> {
         let mut b = BrokerProc {
             bin: bin.to_path_buf(),
+            place,
             listen,
             data_dir,
             partitions,
@@ -52,7 +57,9 @@ impl BrokerProc {
 
     /// Start (or restart) on the same address and storage; returns once it serves.
     pub async fn up(&mut self) -> anyhow::Result<()> {
-        let mut child = Command::new(&self.bin)
+        let mut child = self
+            .place
+            .command(&self.bin)
             .args(["broker", "--listen", &self.listen, "--partitions"])
             .arg(self.partitions.to_string())
             .arg("--data-dir")
@@ -95,6 +102,8 @@ impl BrokerProc {
 
 pub struct PipelineProc {
     bin: PathBuf,
+    /// Its own network namespace with `--netns`.
+    pub place: Place,
     brokers: String,
     pub data_dir: PathBuf,
     pub http: String,
@@ -110,6 +119,7 @@ impl PipelineProc {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         bin: &Path,
+        place: Place,
         brokers: String,
         data_dir: PathBuf,
         http: String,
@@ -120,6 +130,7 @@ impl PipelineProc {
     ) -> Self {
         PipelineProc {
             bin: bin.to_path_buf(),
+            place,
             brokers,
             data_dir,
             http,
@@ -132,12 +143,13 @@ impl PipelineProc {
         }
     }
 
-    /// Another instance like this one (same broker, lake and configuration) on its own
-    /// addresses, logging to `pipeline-{n}.log` beside this one's log.
-    pub fn sibling(&self, http: String, flight: String, n: usize) -> Self {
+    /// Another instance like this one (same broker, lake and configuration) in `place` on its
+    /// own addresses, logging to `pipeline-{n}.log` beside this one's log.
+    pub fn sibling(&self, place: Place, http: String, flight: String, n: usize) -> Self {
         let log = self.log.with_file_name(format!("pipeline-{n}.log"));
         PipelineProc {
             bin: self.bin.clone(),
+            place,
             brokers: self.brokers.clone(),
             data_dir: self.data_dir.clone(),
             http,
@@ -158,7 +170,9 @@ impl PipelineProc {
     pub async fn start(&mut self) -> anyhow::Result<Duration> {
         let began = Instant::now();
         let log = log_file(&self.log)?;
-        let child = Command::new(&self.bin)
+        let child = self
+            .place
+            .command(&self.bin)
             .arg("--config")
             .arg(&self.config)
             .args(["run", "--brokers", &self.brokers, "--http", &self.http])

@@ -47,6 +47,12 @@ pub struct DrillArgs {
     /// seaweedfs`: the production topology).
     #[arg(long, default_value_t = 1)]
     instances: usize,
+    /// Run every instance, the broker and SeaweedFS in its own network namespace (needs root
+    /// and iproute2; skipped with the reason printed where namespaces are not allowed), with
+    /// the network's faults among the kinds: an instance cut from the broker, from the catalog,
+    /// from everything, its link slow or lossy.
+    #[arg(long)]
+    netns: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -84,6 +90,7 @@ pub async fn run(args: DrillArgs, ctx: &Ctx) -> anyhow::Result<i32> {
             (LakeLane::Seaweedfs, _) => shopwatch_load::drill::Lane::GroupSeaweed,
         },
         instances: args.instances.max(1),
+        netns: args.netns,
     })
     .await?;
     Ok(if outcome.passed { 0 } else { 1 })
