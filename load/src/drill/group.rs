@@ -229,6 +229,28 @@ async fn inject_into(ctx: &mut Ctx, f: &Planned, rec: &mut FaultRecord) {
             }
             restart_proc(ctx.instance(i), rec).await;
         }
+        FaultKind::RollingRestart => {
+            // A deploy: one instance at a time, the next only once the group commits again.
+            let mut took = Vec::new();
+            for i in 0..ctx.count() {
+                rec.injected |= ctx.instance(i).pid().is_some();
+                match ctx.instance(i).terminate(Duration::from_secs(30)).await {
+                    Some((Some(0), t)) => took.push(format!("{:.1}", t.as_secs_f64())),
+                    other => {
+                        rec.failed = true;
+                        rec.note = format!("SIGTERM of instance {i}: {other:?}");
+                    }
+                }
+                restart_proc(ctx.instance(i), rec).await;
+                ctx.settle_ownership().await;
+                ctx.next_commit(Duration::from_secs(30)).await;
+            }
+            rec.detail = format!(
+                "{} instances, stopped in {} s, each restarted",
+                took.len(),
+                took.join("/")
+            );
+        }
         other => rec.note = format!("{} is not a group fault", other.name()),
     }
     ctx.settle_ownership().await;

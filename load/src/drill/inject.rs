@@ -370,7 +370,10 @@ pub async fn inject(ctx: &mut Ctx, f: &Planned) -> FaultRecord {
         // Longer than the stuck timeout: the supervisor may restart a committer that waits.
         FaultKind::S3Timeouts => s3_fault(ctx, "3*timeout(5000)", Duration::ZERO, &mut rec).await,
         FaultKind::S3Slow => s3_fault(ctx, "delay(800)", f.hold, &mut rec).await,
-        FaultKind::KillOwner | FaultKind::FreezeInstance | FaultKind::AddInstance => {
+        FaultKind::KillOwner
+        | FaultKind::FreezeInstance
+        | FaultKind::AddInstance
+        | FaultKind::RollingRestart => {
             rec.note = "a group fault: only with --instances 2 or more".into()
         }
         FaultKind::PartitionBroker

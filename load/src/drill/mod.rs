@@ -74,6 +74,9 @@ pub struct DrillParams {
     /// Every instance, the broker and SeaweedFS in its own network namespace, with the
     /// network's faults (partitions, slow and lossy links) among the kinds.
     pub netns: bool,
+    /// Exactly these faults (by name, each once; `faults` is ignored) instead of a draw from
+    /// the lane's kinds: a scenario such as a rolling restart and a kill.
+    pub kinds: Option<Vec<String>>,
 }
 
 #[derive(Debug)]
@@ -117,6 +120,14 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
     if p.canary && p.lane.on_seaweed() {
         bail!("--canary runs on the local lane (its canary S3 secret would be overridden by SeaweedFS's keys); drop --lake seaweedfs or --canary");
     }
+    let (kinds, total) = match &p.kinds {
+        Some(names) => {
+            let named = FaultKind::named(names, p.lane, p.netns).map_err(anyhow::Error::msg)?;
+            let total = named.len();
+            (named, total)
+        }
+        None => (FaultKind::of(p.lane, p.netns), p.faults),
+    };
     let dir = match &p.dir {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!("shopwatch-drill-{}-{}", p.seed, random_hex(6))),
@@ -142,7 +153,7 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
         p.seed,
         p.events,
         p.rate,
-        p.faults,
+        total,
         dir.display()
     );
     let lane_flag = match p.lane {
@@ -151,9 +162,13 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
         Lane::Group => format!(" --instances {}", p.instances),
         Lane::GroupSeaweed => format!(" --instances {} --lake seaweedfs", p.instances),
     } + if p.netns { " --netns" } else { "" };
+    let faults_flag = match &p.kinds {
+        Some(names) => format!("--kinds {}", names.join(",")),
+        None => format!("--faults {}", p.faults),
+    };
     println!(
-        "drill: replay with `shopwatch drill --seed {} --events {} --rate {} --faults {}{lane_flag}`",
-        p.seed, p.events, p.rate, p.faults
+        "drill: replay with `shopwatch drill --seed {} --events {} --rate {} {faults_flag}{lane_flag}`",
+        p.seed, p.events, p.rate
     );
 
     let mut checkers = Checkers::install(&dir.join("checkers"), &p.python)?;
@@ -283,8 +298,7 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
     };
 
     // Faults over the first 80 % of production, so the last process still sees traffic end.
-    let kinds = FaultKind::of(p.lane, p.netns);
-    let schedule: Vec<Planned> = plan(p.seed, p.faults, production_time.mul_f64(0.8), &kinds);
+    let schedule: Vec<Planned> = plan(p.seed, total, production_time.mul_f64(0.8), &kinds);
     let mut records = Vec::new();
     for f in &schedule {
         let due = started + f.at;
@@ -307,7 +321,7 @@ pub async fn run(p: DrillParams) -> anyhow::Result<DrillOutcome> {
             r
         } else {
             // The group's faults go to the group; storage and S3 faults act as on one instance.
-            if p.lane.is_group() && FaultKind::GROUP.contains(&f.kind) {
+            if p.lane.is_group() && f.kind.is_group() {
                 group::inject(&mut ctx, f).await
             } else if FaultKind::NET.contains(&f.kind) {
                 partition::inject(&mut ctx, f).await

@@ -56,6 +56,9 @@ pub enum FaultKind {
     SlowLink,
     /// One instance's link dropping everything in bursts (`--netns`).
     LossyLink,
+    /// Every instance in turn: SIGTERM, restart, wait for its next commit (a deploy). Only by
+    /// name (`--kinds`): the lanes' schedules do not draw it.
+    RollingRestart,
 }
 
 /// Where the drill's lake lives, which decides the storage faults it can inject.
@@ -182,7 +185,51 @@ impl FaultKind {
             FaultKind::PartitionAll => "partition@all",
             FaultKind::SlowLink => "slow_link",
             FaultKind::LossyLink => "lossy_link",
+            FaultKind::RollingRestart => "rolling_restart",
         }
+    }
+
+    /// The kind called `name` (as the verdict table prints it).
+    pub fn parse(name: &str) -> Option<FaultKind> {
+        FaultKind::ALL
+            .iter()
+            .chain(&FaultKind::GROUP)
+            .chain(&FaultKind::S3)
+            .chain(&FaultKind::NET)
+            .chain(&[FaultKind::RollingRestart])
+            .copied()
+            .find(|k| k.name() == name)
+    }
+
+    /// Aimed at the group's instances (the group lanes inject it).
+    pub fn is_group(self) -> bool {
+        FaultKind::GROUP.contains(&self) || self == FaultKind::RollingRestart
+    }
+
+    /// Kinds named on the command line, each checked against what the lane can inject.
+    pub fn named(names: &[String], lane: Lane, net: bool) -> Result<Vec<FaultKind>, String> {
+        let possible = FaultKind::of(lane, net);
+        names
+            .iter()
+            .map(|n| {
+                let kind = FaultKind::parse(n.trim())
+                    .ok_or_else(|| format!("--kinds: no fault kind {n:?}"))?;
+                let fits = possible.contains(&kind)
+                    || (kind == FaultKind::RollingRestart && lane.is_group());
+                if !fits {
+                    return Err(format!(
+                        "--kinds: {n} does not fit this lane ({lane:?}{}); it injects {}",
+                        if net { ", --netns" } else { "" },
+                        possible
+                            .iter()
+                            .map(|k| k.name())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+                Ok(kind)
+            })
+            .collect()
     }
 
     /// Relative frequency once every kind has had its turn (the cheap ones more often).
@@ -315,6 +362,37 @@ mod tests {
         let p = plan(1, 3, Duration::from_secs(60), &of(Lane::Local));
         let kinds: std::collections::BTreeSet<_> = p.iter().map(|f| f.kind).collect();
         assert_eq!(kinds.len(), 3);
+    }
+
+    #[test]
+    fn kinds_by_name_must_exist_and_fit_the_lane() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            FaultKind::named(
+                &names(&["rolling_restart", "kill9@random"]),
+                Lane::Group,
+                false
+            ),
+            Ok(vec![FaultKind::RollingRestart, FaultKind::KillRandom])
+        );
+        for (lane, net) in [
+            (Lane::Local, false),
+            (Lane::Seaweed, false),
+            (Lane::Group, true),
+            (Lane::GroupSeaweed, true),
+        ] {
+            for kind in FaultKind::of(lane, net) {
+                assert_eq!(FaultKind::parse(kind.name()), Some(kind));
+            }
+        }
+        let err = FaultKind::named(&names(&["kill9@nowhere"]), Lane::Group, false).unwrap_err();
+        assert!(err.contains("no fault kind \"kill9@nowhere\""), "{err}");
+        // A deploy needs a group; S3 needs SeaweedFS; a partition needs namespaces.
+        assert!(FaultKind::named(&names(&["rolling_restart"]), Lane::Local, false).is_err());
+        assert!(FaultKind::named(&names(&["s3_down"]), Lane::Group, false).is_err());
+        let err = FaultKind::named(&names(&["partition@broker"]), Lane::Group, false).unwrap_err();
+        assert!(err.contains("it injects kill9@rollup_owner"), "{err}");
+        assert!(FaultKind::named(&names(&["partition@broker"]), Lane::Group, true).is_ok());
     }
 
     #[test]

@@ -53,6 +53,12 @@ pub struct DrillArgs {
     /// from everything, its link slow or lossy.
     #[arg(long)]
     netns: bool,
+    /// Exactly these faults, by the names the verdict table prints (comma-separated, each
+    /// once, `--faults` ignored), instead of a draw from the lane's kinds: a scenario, such as
+    /// `--instances 3 --kinds rolling_restart,kill9@random` (rolling_restart: every instance in
+    /// turn stopped with SIGTERM, restarted, and the group committing again before the next).
+    #[arg(long, value_delimiter = ',')]
+    kinds: Option<Vec<String>>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -91,6 +97,7 @@ pub async fn run(args: DrillArgs, ctx: &Ctx) -> anyhow::Result<i32> {
         },
         instances: args.instances.max(1),
         netns: args.netns,
+        kinds: args.kinds,
     })
     .await?;
     Ok(if outcome.passed { 0 } else { 1 })

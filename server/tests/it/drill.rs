@@ -275,6 +275,42 @@ fn production_topology_lane_3_instances_in_namespaces_on_seaweedfs_lose_duplicat
 }
 
 #[test]
+fn a_rolling_restart_of_3_instances_and_a_kill_lose_duplicate_and_miscount_nothing() {
+    // A deploy (every instance stopped with SIGTERM and started again, one at a time, the
+    // group committing again before the next) and one SIGKILL.
+    let seed = seed();
+    let out = drill(&[
+        "--instances",
+        "3",
+        "--events",
+        "40000",
+        "--rate",
+        "400",
+        "--kinds",
+        "rolling_restart,kill9@random",
+        "--seed",
+        &seed,
+    ]);
+    assert_eq!(row(&out, "faults injected / planned"), "2 / 2");
+    injected(&out, &["rolling_restart", "kill9@random"]);
+    all_zero(
+        &out,
+        &[
+            "acked ids lost (raw tables + dead letters)",
+            "duplicated (by offset or id)",
+            "unexpected rows",
+            "KPI / alert rows differing from a recount",
+        ],
+    );
+    // Not asserted yet, printed for the record: the target is at most 1.1× the
+    // records produced; measured 1.12× (docs/development.md, "Scenarios and rolling restarts").
+    println!(
+        "records read: {}",
+        row(&out, "records read, all processes (÷ acked)")
+    );
+}
+
+#[test]
 fn canary_secrets_never_show_in_trace_logs_bodies_metrics_or_dead_letters() {
     let seed = seed();
     let out = drill(&[
