@@ -53,9 +53,10 @@ impl KpiDef for ActiveUsers {
     }
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct UsersAcc {
     users: HashSet<Box<str>>,
+    #[serde(skip)]
     budget: super::KeyBudget,
 }
 
@@ -74,6 +75,9 @@ impl Acc for UsersAcc {
                 self.users.insert((&*c.user_id).into());
             }
         }
+    }
+    fn merge(&mut self, other: Self) {
+        super::union_into(&mut self.users, &mut self.budget, other.users);
     }
     fn window_rows(panes: &[&Self], start: Micros, end: Micros) -> Vec<UsersRow> {
         let biggest = panes.iter().map(|p| p.users.len()).max().unwrap_or(0);

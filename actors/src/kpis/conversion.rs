@@ -61,12 +61,13 @@ impl KpiDef for Conversion {
     }
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct ConversionAcc {
     orders: i64,
     clicks: i64,
     ordering: HashSet<Box<str>>,
     clicking: HashSet<Box<str>>,
+    #[serde(skip)]
     budget: super::KeyBudget,
 }
 
@@ -109,6 +110,12 @@ impl Acc for ConversionAcc {
             }
             Fact::Error(_) => {}
         }
+    }
+    fn merge(&mut self, o: Self) {
+        self.orders += o.orders;
+        self.clicks += o.clicks;
+        super::union_into(&mut self.ordering, &mut self.budget, o.ordering);
+        super::union_into(&mut self.clicking, &mut self.budget, o.clicking);
     }
     fn window_rows(panes: &[&Self], start: Micros, end: Micros) -> Vec<ConversionRow> {
         let orders: i64 = panes.iter().map(|p| p.orders).sum();

@@ -73,13 +73,52 @@ impl KpiDef for DeviceConversion {
     }
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(into = "DeviceParts", try_from = "DeviceParts")]
 pub struct DeviceAcc {
     /// Per device: clicks and the users who clicked.
     devices: HashMap<&'static str, (i64, HashSet<Box<str>>)>,
     /// Orders per user.
     orders: HashMap<Box<str>, i64>,
     budget: super::KeyBudget,
+}
+
+/// How a pane travels: per device (clicks, users), and orders per user.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct DeviceParts {
+    devices: Vec<(Box<str>, i64, Vec<Box<str>>)>,
+    orders: Vec<(Box<str>, i64)>,
+}
+
+impl From<DeviceAcc> for DeviceParts {
+    fn from(a: DeviceAcc) -> Self {
+        DeviceParts {
+            devices: a
+                .devices
+                .into_iter()
+                .map(|(d, (n, users))| (d.into(), n, users.into_iter().collect()))
+                .collect(),
+            orders: a.orders.into_iter().collect(),
+        }
+    }
+}
+
+impl TryFrom<DeviceParts> for DeviceAcc {
+    type Error = String;
+    fn try_from(p: DeviceParts) -> Result<Self, String> {
+        let mut acc = DeviceAcc::default();
+        for (device, n, users) in p.devices {
+            // Devices are one of a fixed list: the decoder refused any other.
+            let Some(known) = crate::events::DEVICE_TYPES.iter().find(|d| **d == &*device) else {
+                return Err(format!("unknown device type {device:?}"));
+            };
+            let e = acc.devices.entry(*known).or_default();
+            e.0 += n;
+            e.1.extend(users);
+        }
+        acc.orders.extend(p.orders);
+        Ok(acc)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -114,6 +153,24 @@ impl Acc for DeviceAcc {
                 }
             }
             Fact::Error(_) => {}
+        }
+    }
+
+    fn merge(&mut self, o: Self) {
+        for (user, n) in o.orders {
+            match self.orders.get_mut(&user) {
+                Some(m) => *m += n,
+                None => {
+                    if self.budget.admit(user.len()) {
+                        self.orders.insert(user, n);
+                    }
+                }
+            }
+        }
+        for (device, (n, users)) in o.devices {
+            let (clicks, mine) = self.devices.entry(device).or_default();
+            *clicks += n;
+            super::union_into(mine, &mut self.budget, users);
         }
     }
 

@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 
 use super::{KpiDef, KpiRow};
 use crate::events::Micros;
+use crate::schema::partials::PartRow;
 use crate::schema::Rows;
 use crate::windows::clock::Drained;
-use crate::windows::{Engine, EngineParams, Fact, Fold, Input};
+use crate::windows::{Engine, EngineParams, Fact, Fold, Input, Part, Parts};
 
 /// Counts from folding one batch.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -53,6 +54,15 @@ pub trait KpiEngine: Send {
         now: Micros,
         keep: &dyn Fn(i32, i64) -> bool,
     ) -> FoldStats;
+    /// Merge the partials other instances committed (`rows` of input `topic`, this KPI's and
+    /// passing `keep`); an accumulator that does not read back is an error, never skipped.
+    fn fold_parts(
+        &mut self,
+        topic: usize,
+        rows: &[PartRow],
+        now: Micros,
+        keep: &dyn Fn(i32, i64) -> bool,
+    ) -> Result<FoldStats, String>;
     /// Fold rows read from Kafka but not yet committed into the preview panes (provisional
     /// values only: they close nothing and are forgotten by [`KpiEngine::clear_ahead`]).
     fn fold_ahead(&mut self, topic: usize, rows: &Rows, keep: &dyn Fn(i32, i64) -> bool);
@@ -63,6 +73,82 @@ pub trait KpiEngine: Send {
     fn advance(&mut self, now: Micros, source: &dyn Drained) -> Option<Emitted>;
     /// Running values of the open windows (provisional).
     fn open_rows(&self) -> Vec<KpiRow>;
+}
+
+/// One pane of partial windows, serialized for the partials table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PartOut {
+    pub pane: Micros,
+    pub events: i64,
+    pub ahead: i64,
+    pub trusted: Micros,
+    pub newest: Micros,
+    pub acc: String,
+}
+
+/// What an instance folds of the partitions it consumes, for one KPI (`windows::parts`).
+pub trait KpiParts: Send {
+    /// Fold the rows of input `topic` passing `keep` (folded, ahead and skewed counted).
+    fn fold_rows(
+        &mut self,
+        topic: usize,
+        rows: &Rows,
+        keep: &dyn Fn(i32, i64) -> bool,
+    ) -> FoldStats;
+    /// The panes of one partition folded since the last take.
+    fn take(&mut self, topic: usize, partition: i32) -> Result<Vec<PartOut>, String>;
+}
+
+pub(super) struct TypedParts<K: KpiDef> {
+    parts: Parts<K::Acc>,
+}
+
+impl<K: KpiDef> TypedParts<K> {
+    pub(super) fn new(params: EngineParams) -> Self {
+        TypedParts {
+            parts: Parts::new(params),
+        }
+    }
+}
+
+impl<K: KpiDef> KpiParts for TypedParts<K> {
+    fn fold_rows(
+        &mut self,
+        topic: usize,
+        rows: &Rows,
+        keep: &dyn Fn(i32, i64) -> bool,
+    ) -> FoldStats {
+        let mut stats = FoldStats::default();
+        let parts = &mut self.parts;
+        each_input(topic, rows, keep, |input| match parts.fold(&input) {
+            Fold::Skewed => stats.skewed += 1,
+            Fold::Ahead => {
+                stats.folded += 1;
+                stats.ahead += 1
+            }
+            _ => stats.folded += 1,
+        });
+        stats
+    }
+
+    fn take(&mut self, topic: usize, partition: i32) -> Result<Vec<PartOut>, String> {
+        self.parts
+            .take(topic, partition)
+            .into_iter()
+            .map(|(pane, p)| {
+                let acc = serde_json::to_string(&p.acc)
+                    .map_err(|e| format!("{}: encoding a partial: {e}", K::NAME))?;
+                Ok(PartOut {
+                    pane,
+                    events: p.events,
+                    ahead: p.ahead,
+                    trusted: p.trusted,
+                    newest: p.newest,
+                    acc,
+                })
+            })
+            .collect()
+    }
 }
 
 pub(super) struct Typed<K: KpiDef> {
@@ -116,7 +202,7 @@ fn each_input(
             .iter()
             .for_each(|(s, e)| one(&s, e.error_ts, Fact::Error(&e))),
         // Dead letters carry no event a KPI could count.
-        Rows::DeadLetters(_) => {}
+        Rows::DeadLetters(_) | Rows::Partials(_) => {}
     }
 }
 
@@ -163,6 +249,54 @@ impl<K: KpiDef> KpiEngine for Typed<K> {
             Fold::Skewed => stats.skewed += 1,
         });
         stats
+    }
+
+    fn fold_parts(
+        &mut self,
+        topic: usize,
+        rows: &[PartRow],
+        now: Micros,
+        keep: &dyn Fn(i32, i64) -> bool,
+    ) -> Result<FoldStats, String> {
+        let mut stats = FoldStats::default();
+        for r in rows {
+            if &*r.kpi != K::NAME || !keep(r.partition, r.offset) {
+                continue;
+            }
+            let acc: K::Acc = serde_json::from_str(&r.acc).map_err(|e| {
+                format!(
+                    "{}: the partial of pane {} (partition {}, offsets {}..{}) does not read back: {e}",
+                    K::NAME, r.pane_start, r.partition, r.offset, r.end_offset
+                )
+            })?;
+            let part = Part {
+                acc,
+                events: r.events,
+                ahead: r.ahead,
+                trusted: r.trusted,
+                newest: r.newest,
+            };
+            let n = r.events as u64;
+            match self
+                .engine
+                .fold_part(topic, r.partition, r.offset, r.pane_start, part, now)
+            {
+                Fold::Dropped => {
+                    stats.late += n;
+                    stats.dropped += n;
+                }
+                Fold::Late => {
+                    stats.folded += n;
+                    stats.late += n;
+                    stats.ahead += r.ahead as u64;
+                }
+                _ => {
+                    stats.folded += n;
+                    stats.ahead += r.ahead as u64;
+                }
+            }
+        }
+        Ok(stats)
     }
 
     fn fold_ahead(&mut self, topic: usize, rows: &Rows, keep: &dyn Fn(i32, i64) -> bool) {

@@ -34,10 +34,31 @@ impl KpiDef for Errors {
     }
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(into = "ErrorsParts", from = "ErrorsParts")]
 pub struct ErrorsAcc {
     counts: BTreeMap<(Box<str>, Box<str>), i64>,
     budget: super::KeyBudget,
+}
+
+/// How a pane's counts travel (JSON maps take only string keys): (service, severity, count).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ErrorsParts(Vec<(Box<str>, Box<str>, i64)>);
+
+impl From<ErrorsAcc> for ErrorsParts {
+    fn from(a: ErrorsAcc) -> Self {
+        ErrorsParts(a.counts.into_iter().map(|((s, v), n)| (s, v, n)).collect())
+    }
+}
+
+impl From<ErrorsParts> for ErrorsAcc {
+    fn from(p: ErrorsParts) -> Self {
+        let mut acc = ErrorsAcc::default();
+        for (s, v, n) in p.0 {
+            *acc.counts.entry((s, v)).or_insert(0) += n;
+        }
+        acc
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -64,6 +85,18 @@ impl Acc for ErrorsAcc {
                 *n += 1;
             } else if self.budget.admit(service.len()) {
                 self.counts.insert((service.into(), severity.into()), 1);
+            }
+        }
+    }
+    fn merge(&mut self, o: Self) {
+        for (key, n) in o.counts {
+            match self.counts.get_mut(&key) {
+                Some(m) => *m += n,
+                None => {
+                    if self.budget.admit(key.0.len()) {
+                        self.counts.insert(key, n);
+                    }
+                }
             }
         }
     }

@@ -117,12 +117,13 @@ pub const STEP_PATTERNS: [&str; 3] = [
     "^(/page)?/cart/?([?#].*)?$",
 ];
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct FunnelAcc {
     /// Per step, the users who reached it in this pane.
     users: [HashSet<Box<str>>; 4],
     /// Some click or order was folded (a window with events has a row, zeros or not).
     seen: bool,
+    #[serde(skip)]
     budget: super::KeyBudget,
 }
 
@@ -155,6 +156,12 @@ impl Acc for FunnelAcc {
             }
             Fact::Order(o) => self.reach(3, &o.user_id),
             Fact::Error(_) => {}
+        }
+    }
+    fn merge(&mut self, o: Self) {
+        self.seen |= o.seen;
+        for (mine, theirs) in self.users.iter_mut().zip(o.users) {
+            super::union_into(mine, &mut self.budget, theirs);
         }
     }
 

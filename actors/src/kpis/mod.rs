@@ -14,6 +14,8 @@ pub mod errors;
 pub mod funnel;
 pub mod orders_revenue;
 #[cfg(test)]
+mod parts_props;
+#[cfg(test)]
 mod props;
 
 /// Events for the KPI files' table tests.
@@ -55,7 +57,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use serde::Serialize;
 
-pub use engine::{Emitted, FoldStats, KpiEngine};
+pub use engine::{Emitted, FoldStats, KpiEngine, KpiParts, PartOut};
 pub use view::{Read, View};
 
 /// Bytes of keys (users, products, services) one pane of one KPI may hold, set once at start
@@ -87,6 +89,19 @@ impl KeyBudget {
             KEYS_REFUSED.fetch_add(1, Ordering::Relaxed);
         }
         ok
+    }
+}
+
+/// Add `other`'s keys to `set`, each new one admitted by the pane's budget (merging partials).
+pub(crate) fn union_into(
+    set: &mut foldhash::HashSet<Box<str>>,
+    budget: &mut KeyBudget,
+    other: foldhash::HashSet<Box<str>>,
+) {
+    for key in other {
+        if !set.contains(&key) && budget.admit(key.len()) {
+            set.insert(key);
+        }
     }
 }
 
@@ -189,6 +204,8 @@ pub trait Kpi: Send + Sync + std::fmt::Debug {
     fn columns(&self) -> &'static [Column];
     fn view(&self) -> Option<View>;
     fn engine(&self, params: EngineParams) -> Box<dyn KpiEngine>;
+    /// What an instance folds of its own partitions for the owner to merge.
+    fn parts(&self, params: EngineParams) -> Box<dyn KpiParts>;
 
     /// Every column of the table, in order.
     fn all_columns(&self) -> Vec<Column> {
@@ -293,6 +310,9 @@ impl<K: KpiDef> Kpi for Def<K> {
     }
     fn engine(&self, params: EngineParams) -> Box<dyn KpiEngine> {
         Box::new(engine::Typed::<K>::new(params))
+    }
+    fn parts(&self, params: EngineParams) -> Box<dyn KpiParts> {
+        Box::new(engine::TypedParts::<K>::new(params))
     }
 }
 

@@ -76,7 +76,7 @@ impl KpiDef for OrdersRevenue {
     }
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct OrdersAcc {
     count: i64,
     revenue: f64,
@@ -97,6 +97,10 @@ impl Acc for OrdersAcc {
             self.count += 1;
             self.revenue += f64::from(o.quantity) * o.price;
         }
+    }
+    fn merge(&mut self, other: Self) {
+        self.count += other.count;
+        self.revenue += other.revenue;
     }
     fn window_rows(panes: &[&Self], start: Micros, end: Micros) -> Vec<OrdersRow> {
         let count: i64 = panes.iter().map(|p| p.count).sum();

@@ -76,7 +76,7 @@ impl KpiDef for TopProducts {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Sold {
     orders: i64,
     quantity: i64,
@@ -91,9 +91,10 @@ impl Sold {
     }
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct ProductsAcc {
     by_product: HashMap<Box<str>, Sold>,
+    #[serde(skip)]
     budget: super::KeyBudget,
 }
 
@@ -130,6 +131,19 @@ impl Acc for ProductsAcc {
                 None => {
                     if self.budget.admit(o.product_id.len()) {
                         self.by_product.insert((&*o.product_id).into(), sold);
+                    }
+                }
+            }
+        }
+    }
+
+    fn merge(&mut self, o: Self) {
+        for (id, sold) in o.by_product {
+            match self.by_product.get_mut(&id) {
+                Some(s) => s.add(&sold),
+                None => {
+                    if self.budget.admit(id.len()) {
+                        self.by_product.insert(id, sold);
                     }
                 }
             }

@@ -83,7 +83,7 @@ impl KpiDef for Traffic {
     }
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct TrafficAcc {
     orders: i64,
     clicks: i64,
@@ -126,6 +126,13 @@ impl Acc for TrafficAcc {
                 _ => self.warn += 1,
             },
         }
+    }
+    fn merge(&mut self, o: Self) {
+        self.orders += o.orders;
+        self.clicks += o.clicks;
+        self.warn += o.warn;
+        self.error += o.error;
+        self.fatal += o.fatal;
     }
     fn window_rows(panes: &[&Self], start: Micros, end: Micros) -> Vec<TrafficRow> {
         let sum = |f: fn(&TrafficAcc) -> i64| panes.iter().map(|p| f(p)).sum::<i64>();

@@ -11,6 +11,7 @@ use iceberg::spec::{NestedField, PrimitiveType, Schema, Transform, Type, Unbound
 use crate::events::{EventKind, Micros};
 
 pub mod columns;
+pub mod partials;
 mod rows;
 
 pub use rows::{ClickRows, ErrorRows, OrderRows, Rows};
@@ -174,6 +175,7 @@ impl Encode for Rows {
             Rows::Clicks(_) => raw_table_spec(EventKind::Clicks),
             Rows::Errors(_) => raw_table_spec(EventKind::Errors),
             Rows::DeadLetters(_) => dead_letters_spec(),
+            Rows::Partials(_) => partials::partials_spec(),
         }
     }
     fn len(&self) -> usize {

@@ -34,10 +34,14 @@ pub struct Input<'a> {
     pub fact: Fact<'a>,
 }
 
-/// A pane accumulator; a window's rows are computed from its panes.
-pub trait Acc: Default {
+/// A pane accumulator; a window's rows are computed from its panes. Mergeable and
+/// serializable: an instance folds the events it consumed into per-pane partials
+/// ([`super::parts`]) and the rollup owner merges them (`merge(a, b)` must equal having added
+/// `b`'s events to `a`).
+pub trait Acc: Default + serde::Serialize + serde::de::DeserializeOwned {
     type Row;
     fn add(&mut self, fact: &Fact<'_>);
+    fn merge(&mut self, other: Self);
     /// Rows of the window `[start, end)` made of `panes` (empty panes are not passed). Panes
     /// are a multiset: a provisional window passes a pane start's committed pane and its
     /// preview pane side by side, so rows must not depend on how events split across panes.
@@ -192,6 +196,47 @@ impl<A: Acc> Engine<A> {
         }
     }
 
+    /// Merge the partial of one pane another instance folded from `partition` of input
+    /// `topic`, its range starting at `offset` (rebuilding from there reproduces it). Decided
+    /// as [`Engine::fold`] decides each of its events: they share the pane, hence the windows.
+    pub fn fold_part(
+        &mut self,
+        topic: usize,
+        partition: i32,
+        offset: i64,
+        pane: Micros,
+        part: super::Part<A>,
+        now: Micros,
+    ) -> Fold {
+        self.watermark.observe(topic, partition, part.trusted, now);
+        self.saw(part.newest);
+        let w = &self.params.windowing;
+        let pane_start = w.pane_of(pane);
+        let missed_one = self
+            .emitted_until
+            .is_some_and(|b| w.first_start(pane_start) + w.size <= b);
+        if self
+            .emitted_until
+            .is_some_and(|b| w.pane_needed_until(pane_start) <= b)
+        {
+            return Fold::Dropped;
+        }
+        let p = self.panes.entry(pane_start).or_insert_with(|| Pane {
+            acc: A::default(),
+            min_offset: BTreeMap::new(),
+        });
+        p.acc.merge(part.acc);
+        p.min_offset
+            .entry((topic, partition))
+            .and_modify(|o| *o = (*o).min(offset))
+            .or_insert(offset);
+        if missed_one {
+            Fold::Late
+        } else {
+            Fold::OnTime
+        }
+    }
+
     /// Fold a not yet committed event into the preview panes (for provisional values only).
     pub fn fold_ahead(&mut self, input: &Input<'_>) {
         if input.event_time > input.ingested_at.saturating_add(self.params.max_skew) {
@@ -319,13 +364,16 @@ mod tests {
 
     const S: Micros = 1_000_000;
 
-    #[derive(Default)]
+    #[derive(Default, serde::Serialize, serde::Deserialize)]
     struct Count(i64);
 
     impl Acc for Count {
         type Row = i64;
         fn add(&mut self, _: &Fact<'_>) {
             self.0 += 1;
+        }
+        fn merge(&mut self, other: Self) {
+            self.0 += other.0;
         }
         fn window_rows(panes: &[&Self], _: Micros, _: Micros) -> Vec<i64> {
             vec![panes.iter().map(|p| p.0).sum()]
