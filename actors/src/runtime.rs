@@ -11,6 +11,7 @@ use tracing::{info, warn};
 use crate::pipeline::election::{ElectionGroup, ElectionParams, GROUP as ELECTION};
 use crate::pipeline::kafka::session_timeout_of;
 use crate::pipeline::{PipelineParams, TopicPipeline};
+use crate::rollup::partials::{PartialsGroup, GROUP as PARTIALS};
 use crate::rollup::{RollupGroup, RollupParams, GROUP as ROLLUP};
 use crate::supervision::{
     ChildSpecs, PipelineState, PipelineStatus, StatusHandle, SupervisionParams, Supervisor,
@@ -85,6 +86,20 @@ impl Pipelines {
         }
         if let Some(params) = rollup {
             let (supervision, metrics) = (params.supervision.clone(), params.metrics.clone());
+            // Where other instances may consume, every instance folds what it commits into
+            // partials for whoever owns the rollup (itself included, after a handover).
+            if params.broker.is_some() && !params.ownership.is_solo() {
+                let slot = params.slots.partials.clone();
+                p.supervise(
+                    PARTIALS,
+                    "*",
+                    Arc::new(PartialsGroup(params.clone(), slot)),
+                    supervision.clone(),
+                    metrics.clone(),
+                    Stage::Rollup,
+                )
+                .await?;
+            }
             p.supervise(
                 ROLLUP,
                 "*",

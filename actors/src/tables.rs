@@ -20,6 +20,8 @@ pub enum Table {
     Alerts,
     /// One row per operator action on alerts (acknowledge, silence, undo): the audit.
     AlertActions,
+    /// Per-pane partial windows other instances folded, for the rollup owner to merge.
+    Partials,
 }
 
 impl Table {
@@ -30,6 +32,7 @@ impl Table {
             Table::Kpi(k) => k.table(),
             Table::Alerts => crate::alerts::TABLE,
             Table::AlertActions => crate::alerts::actions::TABLE,
+            Table::Partials => crate::schema::partials::PARTIALS_TABLE,
         }
     }
 
@@ -40,6 +43,7 @@ impl Table {
             Table::Kpi(_) => "kpi",
             Table::Alerts => "alerts",
             Table::AlertActions => "alert_actions",
+            Table::Partials => "partials",
         }
     }
 
@@ -50,6 +54,7 @@ impl Table {
             Table::Kpi(k) => k.spec(),
             Table::Alerts => crate::alerts::spec(),
             Table::AlertActions => crate::alerts::actions::spec(),
+            Table::Partials => crate::schema::partials::partials_spec(),
         }
     }
 }
@@ -60,6 +65,7 @@ pub fn all() -> Vec<Table> {
     out.extend(REGISTRY.iter().map(|k| Table::Kpi(*k)));
     out.push(Table::Alerts);
     out.push(Table::AlertActions);
+    out.push(Table::Partials);
     out
 }
 

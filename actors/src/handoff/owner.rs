@@ -70,6 +70,11 @@ impl Ownership {
         crate::lake::maintenance::Maintainer::when(move || me.is_owner())
     }
 
+    /// The only instance there is (no election): nobody else consumes.
+    pub fn is_solo(&self) -> bool {
+        self.solo
+    }
+
     pub fn is_owner(&self) -> bool {
         if self.solo {
             return true;

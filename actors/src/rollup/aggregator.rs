@@ -10,7 +10,10 @@ use tracing::{debug, info, warn};
 
 use super::checkpoint::first_checkpoint;
 pub use super::checkpoint::AggCheckpoint;
-use super::input::{advance, catch_up_rows, gap_rows, is_new, positions, raw_table, Folded};
+use super::input::{
+    advance, catch_up_rows, gap_rows, is_new, positions, raw_between, raw_table, split_partials,
+    Folded,
+};
 use super::live::{Due, Previews, Provisional};
 use super::messages::RollupMsg;
 use super::RollupParams;
@@ -21,6 +24,7 @@ use crate::handoff::{Delivery, Preview, Slot};
 use crate::kpis::{FoldStats, Kpi, KpiEngine, KpiRows};
 use crate::lake::io::scan::{read_raw, resume_points};
 use crate::lake::{Offsets, RollupCommitter};
+use crate::schema::Rows;
 use crate::supervision::Progress;
 use crate::windows::EngineParams;
 
@@ -283,7 +287,28 @@ impl AggregatorState {
         let mut stats = FoldStats::default();
         // A gap means deliveries were skipped: read them back from the raw table first.
         let kind = self.inputs[i].0;
-        if let Some(rows) = gap_rows(&self.params.lake, kind, &self.positions[i], &d.ranges).await?
+        if let Rows::Partials(parts) = &*d.rows {
+            // Other instances' partitions, folded there: merge their partials.
+            let (raw, merge) = split_partials(&self.positions[i], &d.ranges);
+            let m = &self.params.metrics;
+            let labels = [d.topic.as_str(), self.kpi.name()];
+            if !raw.is_empty() {
+                let rows = raw_between(&self.params.lake, kind, &raw).await?;
+                m.partials_raw
+                    .with_label_values(&labels)
+                    .inc_by(rows.len() as u64);
+                stats.add(self.engine.fold_rows(i, &rows, now, &|_, _| true));
+            }
+            let s = self
+                .engine
+                .fold_parts(i, parts, now, &|p, _| merge.contains(&p))
+                .map_err(Error::Corrupt)?;
+            m.partials_merged
+                .with_label_values(&labels)
+                .inc_by(s.folded + s.dropped);
+            stats.add(s);
+        } else if let Some(rows) =
+            gap_rows(&self.params.lake, kind, &self.positions[i], &d.ranges).await?
         {
             let s = self.engine.fold_rows(i, &rows, now, &|_, _| true);
             debug!(

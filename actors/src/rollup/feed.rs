@@ -11,6 +11,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::{debug, warn};
 
 use super::input::{positions, raw_table};
+use super::partials::read;
 use super::RollupParams;
 use crate::error::{into_actor, Error, Handled};
 use crate::events::EventKind;
@@ -68,6 +69,12 @@ pub struct FeedState {
     fed: BTreeMap<String, Offsets>,
     /// Per topic: the highest watermark the broker ever answered per partition.
     highest: BTreeMap<String, Offsets>,
+    /// Topics the detector has event rules on.
+    watched: Vec<EventKind>,
+    /// The aggregators' side: per topic, where each remote partition was handed over up to.
+    merged: BTreeMap<String, Offsets>,
+    /// Per (topic, partition): since when the raw table is ahead of the partials.
+    lagging: BTreeMap<(String, i32), std::time::Instant>,
 }
 
 pub enum FeedMsg {
@@ -85,10 +92,15 @@ impl Actor for Feed {
         args: FeedArgs,
     ) -> Result<FeedState, ActorProcessingErr> {
         myself.send_interval(args.params.tick, || FeedMsg::Tick);
+        let watched = crate::alerts::Evaluator::new(args.params.rules.clone(), Default::default())
+            .watched_topics();
         Ok(FeedState {
             args,
             fed: BTreeMap::new(),
             highest: BTreeMap::new(),
+            watched,
+            merged: BTreeMap::new(),
+            lagging: BTreeMap::new(),
         })
     }
 
@@ -142,29 +154,33 @@ impl FeedState {
         let fed = self.fed.entry(topic.clone()).or_default();
         fed.retain(|p, _| !local.contains(p));
         let plan = plan(&partitions, &local, &recorded, fed);
-        let mut rows = Rows::empty_for(kind);
-        if !plan.read_from.is_empty() {
-            rows = read_raw(&table, kind, &plan.read_from, false).await?;
-            rows.retain(|part, o| plan.ranges.get(&part).is_some_and(|(_, end)| o < *end));
-        }
-        let count = rows.len();
         for (part, (_, end)) in &plan.ranges {
             fed.insert(*part, *end);
         }
-        p.slots.subscribers(kind).deliver(Delivery {
+        // The detector's rules need single events: it gets the raw rows of the topics it
+        // watches, the others only where they stand.
+        let mut rows = Rows::empty_for(kind);
+        if !plan.read_from.is_empty() && self.watched.contains(&kind) {
+            rows = read_raw(&table, kind, &plan.read_from, false).await?;
+            rows.retain(|part, o| plan.ranges.get(&part).is_some_and(|(_, end)| o < *end));
+        }
+        if !rows.is_empty() {
+            debug!(%topic, rows = rows.len(), "delivered rows other instances committed");
+        }
+        p.slots.detector_subscribers().deliver(Delivery {
             topic: topic.clone(),
             kind,
             ranges: plan.ranges.clone(),
             rows: Arc::new(rows),
         });
-        if count > 0 {
-            debug!(%topic, rows = count, "delivered rows other instances committed");
-        }
+        self.merge_partials(kind, &topic, &local, &partitions, &recorded)
+            .await?;
+        let p = &self.args.params;
         // Drained: the lake holds everything the broker says exists.
         let valid_until =
             chrono::Utc::now().timestamp_micros() + (p.tick * 3).as_micros() as i64 + 2_000_000;
         let highest = self.highest.entry(topic.clone()).or_default();
-        let source = p.slots.subscribers(kind);
+        let source = p.slots.detector_subscribers();
         for (part, (_, end)) in &plan.ranges {
             let Some(high) = highs.get(part).copied() else {
                 continue;
@@ -185,6 +201,75 @@ impl FeedState {
         Ok(())
     }
 }
+
+impl FeedState {
+    /// Hand the aggregators what other instances folded of their partitions: merged partials
+    /// where the partials table has them; where it has a gap, or has not moved for
+    /// [`STALE`] while the raw table did (a writer that died with a partition nobody sent
+    /// anything to since), the aggregators read the raw rows themselves (a range starting
+    /// past their position: they fill it from the raw table).
+    async fn merge_partials(
+        &mut self,
+        kind: EventKind,
+        topic: &str,
+        local: &BTreeSet<i32>,
+        partitions: &BTreeSet<i32>,
+        recorded: &Offsets,
+    ) -> Handled {
+        let p = &self.args.params;
+        let merged = self.merged.entry(topic.to_string()).or_default();
+        merged.retain(|p, _| !local.contains(p));
+        let mut from = Offsets::new();
+        let mut ranges = Ranges::new();
+        for part in partitions.difference(local) {
+            let raw = recorded.get(part).copied().unwrap_or(0);
+            // First sight: start where the lake is, as the raw plan does.
+            let at = *merged.entry(*part).or_insert(raw);
+            ranges.insert(*part, (at, at));
+            if raw > at {
+                from.insert(*part, at);
+            } else {
+                self.lagging.remove(&(topic.to_string(), *part));
+            }
+        }
+        let mut rows = Vec::new();
+        if !from.is_empty() {
+            let table = read::table(&p.lake).await?;
+            let taken = read::read(&table, topic, &from).await?;
+            let now = std::time::Instant::now();
+            for (part, at) in &from {
+                let key = (topic.to_string(), *part);
+                let raw = recorded.get(part).copied().unwrap_or(0);
+                let (start, end) = match taken.takes.get(part) {
+                    Some(t) => {
+                        self.lagging.remove(&key);
+                        (t.from, t.to)
+                    }
+                    None if now.duration_since(*self.lagging.entry(key).or_insert(now))
+                        >= STALE =>
+                    {
+                        (raw, raw)
+                    }
+                    None => (*at, *at),
+                };
+                ranges.insert(*part, (start, end));
+                merged.insert(*part, end.max(*at));
+            }
+            rows = taken.rows;
+        }
+        p.slots.kpi_subscribers(kind).deliver(Delivery {
+            topic: topic.to_string(),
+            kind,
+            ranges,
+            rows: Arc::new(Rows::Partials(rows)),
+        });
+        Ok(())
+    }
+}
+
+/// How long the raw table may be ahead of a partition's partials before the aggregators read
+/// the raw rows instead (a writer commits every two ticks).
+const STALE: std::time::Duration = std::time::Duration::from_secs(6);
 
 #[cfg(test)]
 mod tests {

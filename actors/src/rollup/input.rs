@@ -29,23 +29,70 @@ pub async fn gap_rows(
     positions: &Offsets,
     ranges: &Ranges,
 ) -> Result<Option<Rows>, Error> {
-    let gaps: Offsets = ranges
+    let gaps: Ranges = ranges
         .iter()
         .filter_map(|(p, (start, _))| {
             let pos = positions.get(p).copied().unwrap_or(0);
-            (pos < *start).then_some((*p, pos))
+            (pos < *start).then_some((*p, (pos, *start)))
         })
         .collect();
     if gaps.is_empty() {
         return Ok(None);
     }
+    raw_between(lake, kind, &gaps).await.map(Some)
+}
+
+/// Rows of the raw table in `spans` (per partition `[from, to)`).
+pub async fn raw_between(lake: &Lake, kind: EventKind, spans: &Ranges) -> Result<Rows, Error> {
+    let from: Offsets = spans.iter().map(|(p, (f, _))| (*p, *f)).collect();
     let table = raw_table(lake, kind).await?;
-    let mut rows = read_raw(&table, kind, &gaps, false).await?;
-    rows.retain(|p, o| {
-        gaps.get(&p).is_some_and(|from| o >= *from)
-            && ranges.get(&p).is_some_and(|(start, _)| o < *start)
-    });
-    Ok(Some(rows))
+    let mut rows = read_raw(&table, kind, &from, false).await?;
+    rows.retain(|p, o| spans.get(&p).is_some_and(|(f, t)| o >= *f && o < *t));
+    Ok(rows)
+}
+
+/// How a delivery of merged partials meets an aggregator's positions, per partition: what it
+/// reads from the raw table (`[position, start)` before a range, or `[position, end)` when it
+/// already folded part of the range: a partial cannot be split), and whose partials it merges.
+pub fn split_partials(positions: &Offsets, ranges: &Ranges) -> (Ranges, Vec<i32>) {
+    let mut raw = Ranges::new();
+    let mut merge = Vec::new();
+    for (&p, &(start, end)) in ranges {
+        let pos = positions.get(&p).copied().unwrap_or(0);
+        if pos >= end {
+            continue;
+        }
+        if pos <= start {
+            if pos < start {
+                raw.insert(p, (pos, start));
+            }
+            merge.push(p);
+        } else {
+            raw.insert(p, (pos, end));
+        }
+    }
+    (raw, merge)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn merged_partials_meet_positions_table() {
+        let positions = [(0, 10), (1, 20), (2, 25), (3, 40)].into();
+        let ranges = [
+            (0, (10, 20)),
+            (1, (30, 40)),
+            (2, (20, 30)),
+            (3, (30, 40)),
+            (4, (5, 9)),
+        ]
+        .into();
+        let (raw, merge) = super::split_partials(&positions, &ranges);
+        // 0: at the start, merged. 1: behind, raw up to the start, then merged. 2: inside, raw
+        // to the end. 3: past it, nothing. 4: never seen, raw from the beginning.
+        assert_eq!(merge, vec![0, 1, 4]);
+        assert_eq!(raw, [(1, (20, 30)), (2, (25, 30)), (4, (0, 5))].into());
+    }
 }
 
 /// True for records at or after our position (not seen yet).

@@ -10,6 +10,7 @@ pub mod feed;
 pub mod input;
 pub mod live;
 pub mod messages;
+pub mod partials;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -38,6 +39,8 @@ pub const DETECTOR: &str = "detector";
 pub struct RollupSlots {
     pub kpis: Vec<(&'static dyn Kpi, Arc<Slot>)>,
     pub detector: Arc<Slot>,
+    /// The partials writer's (every instance folds what it commits, [`partials`]).
+    pub partials: Arc<Slot>,
     /// What the consumers confirmed they have delivered (idleness needs it).
     pub source: Arc<SourceProgress>,
     /// Every landed commit, raw or rollup (readers of the lake follow it).
@@ -52,20 +55,36 @@ impl RollupSlots {
                 .map(|k| (*k, Arc::new(Slot::default())))
                 .collect(),
             detector: Arc::new(Slot::default()),
+            partials: Arc::new(Slot::default()),
             source: Arc::default(),
             commits: CommitFeed::default(),
         }
     }
 
-    /// Who must receive the committed batches of a topic of `kind`.
+    /// Who must receive the committed batches a consumer of a topic of `kind` commits.
     pub fn subscribers(&self, kind: EventKind) -> Subscribers {
-        let mut slots: Vec<Arc<Slot>> = self
-            .kpis
-            .iter()
-            .filter(|(k, _)| k.inputs().contains(&kind))
-            .map(|(_, s)| s.clone())
-            .collect();
-        slots.push(self.detector.clone());
+        let mut s = self.kpi_subscribers(kind);
+        s.slots.push(self.detector.clone());
+        s.slots.push(self.partials.clone());
+        s
+    }
+
+    /// The aggregators of the KPIs reading `kind`.
+    pub fn kpi_subscribers(&self, kind: EventKind) -> Subscribers {
+        self.with(
+            self.kpis
+                .iter()
+                .filter(|(k, _)| k.inputs().contains(&kind))
+                .map(|(_, s)| s.clone())
+                .collect(),
+        )
+    }
+
+    pub fn detector_subscribers(&self) -> Subscribers {
+        self.with(vec![self.detector.clone()])
+    }
+
+    fn with(&self, slots: Vec<Arc<Slot>>) -> Subscribers {
         Subscribers {
             slots,
             source: self.source.clone(),

@@ -18,6 +18,9 @@ pub struct Metrics {
     pub consumer_lag: IntGaugeVec,
     pub fenced_batches: IntCounterVec,
     pub records_reread: IntCounterVec,
+    pub partials_written: IntCounterVec,
+    pub partials_merged: IntCounterVec,
+    pub partials_raw: IntCounterVec,
     pub recovery_seconds: prometheus::GaugeVec,
     pub rebalances: IntCounterVec,
     pub group_rejoins: IntCounterVec,
@@ -93,6 +96,21 @@ impl Metrics {
             "shopwatch_records_reread_total",
             "Records read again below the raw table's position after taking a partition (start, crash, rebalance), only to rebuild dead letters that were buffered but not committed, per topic.",
             &["topic"],
+        );
+        let partials_written = counter(
+            "shopwatch_partials_written_total",
+            "Events this instance folded into partial windows and committed to the partials table for the rollup owner, per topic.",
+            &["topic"],
+        );
+        let partials_merged = counter(
+            "shopwatch_partials_merged_total",
+            "Events of other instances' partitions the rollup owner merged as partial windows (not folded again), per topic and KPI.",
+            &["topic", "kpi"],
+        );
+        let partials_raw = counter(
+            "shopwatch_partials_raw_events_total",
+            "Events of other instances' partitions the rollup owner read from the raw table instead (a gap in the partials, a range it had partly folded, partials not moving), per topic and KPI.",
+            &["topic", "kpi"],
         );
         let recovery_seconds = prometheus::GaugeVec::new(
             Opts::new(
@@ -268,6 +286,9 @@ impl Metrics {
             consumer_lag,
             fenced_batches,
             records_reread,
+            partials_written,
+            partials_merged,
+            partials_raw,
             recovery_seconds,
             rebalances,
             group_rejoins,

@@ -293,6 +293,14 @@ pub fn print(records: &[FaultRecord], s: &Summary) -> bool {
         "re-read below the lake's position",
         format!("{:.0}", s.processes.total(REREAD)),
     );
+    row(
+        "owner: others' events merged / read raw (x KPIs)",
+        format!(
+            "{:.0} / {:.0}",
+            s.processes.total(PARTIALS_MERGED),
+            s.processes.total(PARTIALS_RAW)
+        ),
+    );
     row("wall time, s", format!("{:.0}", s.elapsed.as_secs_f64()));
 
     if !s.caught {
@@ -334,6 +342,8 @@ pub fn print(records: &[FaultRecord], s: &Summary) -> bool {
 pub const FENCED: &str = "shopwatch_fenced_batches_total";
 pub const CONSUMED: &str = "shopwatch_events_consumed_total";
 pub const REREAD: &str = "shopwatch_records_reread_total";
+pub const PARTIALS_MERGED: &str = "shopwatch_partials_merged_total";
+pub const PARTIALS_RAW: &str = "shopwatch_partials_raw_events_total";
 
 /// Counters that die with their process, kept per process (pid) at the highest value it
 /// reported. Sampled before every fault, so what a killed process did after its last sample
@@ -345,7 +355,7 @@ pub struct PerProcess(BTreeMap<(u32, &'static str), f64>);
 impl PerProcess {
     /// Take `pid`'s `/metrics` body.
     pub fn observe(&mut self, pid: u32, body: &str) {
-        for name in [FENCED, CONSUMED, REREAD] {
+        for name in [FENCED, CONSUMED, REREAD, PARTIALS_MERGED, PARTIALS_RAW] {
             let v = super::watch::metric_sum(body, name);
             let e = self.0.entry((pid, name)).or_default();
             *e = e.max(v);

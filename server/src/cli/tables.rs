@@ -49,7 +49,7 @@ fn describe(cfg: &crate::config::Config, t: &Table) -> Value {
                 .map(|r| r.name)
                 .collect::<Vec<_>>());
         }
-        Table::DeadLetters | Table::AlertActions => {}
+        Table::DeadLetters | Table::AlertActions | Table::Partials => {}
     }
     v
 }
