@@ -154,6 +154,7 @@ async fn start(
         let rows = read_raw(&raw, *kind, &resume_points(&from, &position), false).await?;
         let stats = engine.fold_rows(i, &rows, now, &|_, _| true);
         replayed += stats.folded + stats.late + stats.skewed;
+        p.slots.standing.set(topic, args.kpi.name(), &position);
         folded.push(position);
     }
     info!(
@@ -269,6 +270,8 @@ impl AggregatorState {
                 let pos = self.positions[i].entry(p).or_insert(end);
                 *pos = (*pos).max(end);
             }
+            let standing = &self.params.slots.standing;
+            standing.set(&topic, self.kpi.name(), &self.positions[i]);
             debug!(
                 table = self.kpi.table(),
                 topic,
@@ -295,7 +298,7 @@ impl AggregatorState {
             if !raw.is_empty() {
                 let rows = raw_between(&self.params.lake, kind, &raw).await?;
                 m.partials_raw
-                    .with_label_values(&labels)
+                    .with_label_values(&[d.topic.as_str(), "aggregator"])
                     .inc_by(rows.len() as u64);
                 stats.add(self.engine.fold_rows(i, &rows, now, &|_, _| true));
             }
@@ -324,6 +327,8 @@ impl AggregatorState {
             .fold_rows(i, &d.rows, now, &|p, o| is_new(positions, p, o));
         stats.add(s);
         advance(&mut self.positions[i], &d.ranges);
+        let standing = &self.params.slots.standing;
+        standing.set(&d.topic, self.kpi.name(), &self.positions[i]);
         if self.kpi.counts_late().contains(&d.kind) {
             let m = &self.params.metrics;
             m.late_events

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::{debug, warn};
 
-use super::input::{positions, raw_table};
+use super::input::{positions, raw_between, raw_table};
 use super::partials::read;
 use super::RollupParams;
 use crate::error::{into_actor, Error, Handled};
@@ -219,12 +219,24 @@ impl FeedState {
         let p = &self.args.params;
         let merged = self.merged.entry(topic.to_string()).or_default();
         merged.retain(|p, _| !local.contains(p));
+        let readers: Vec<&'static str> = p
+            .kpis
+            .iter()
+            .filter(|(k, _)| k.inputs().contains(&kind))
+            .map(|(k, _)| k.name())
+            .collect();
         let mut from = Offsets::new();
         let mut ranges = Ranges::new();
         for part in partitions.difference(local) {
             let raw = recorded.get(part).copied().unwrap_or(0);
-            // First sight: start where the lake is, as the raw plan does.
-            let at = *merged.entry(*part).or_insert(raw);
+            // First sight: where the slowest aggregator stands (what it misses is read once,
+            // below), or where the lake is.
+            let at = *merged.entry(*part).or_insert_with(|| {
+                p.slots
+                    .standing
+                    .lowest(topic, *part, &readers)
+                    .map_or(raw, |s| s.min(raw))
+            });
             ranges.insert(*part, (at, at));
             if raw > at {
                 from.insert(*part, at);
@@ -233,6 +245,8 @@ impl FeedState {
             }
         }
         let mut rows = Vec::new();
+        let mut spans = Ranges::new();
+        let mut reasons: BTreeMap<i32, &str> = BTreeMap::new();
         if !from.is_empty() {
             let table = read::table(&p.lake).await?;
             let taken = read::read(&table, topic, &from).await?;
@@ -240,24 +254,50 @@ impl FeedState {
             for (part, at) in &from {
                 let key = (topic.to_string(), *part);
                 let raw = recorded.get(part).copied().unwrap_or(0);
-                let (start, end) = match taken.takes.get(part) {
+                let (start, end, why) = match taken.takes.get(part) {
                     Some(t) => {
                         self.lagging.remove(&key);
-                        (t.from, t.to)
+                        (t.from, t.to, "gap")
                     }
                     None if now.duration_since(*self.lagging.entry(key).or_insert(now))
                         >= STALE =>
                     {
-                        (raw, raw)
+                        (raw, raw, "stale")
                     }
-                    None => (*at, *at),
+                    None => (*at, *at, ""),
                 };
                 ranges.insert(*part, (start, end));
+                if start > *at {
+                    spans.insert(*part, (*at, start));
+                    reasons.insert(*part, why);
+                }
                 merged.insert(*part, end.max(*at));
             }
             rows = taken.rows;
         }
-        p.slots.kpi_subscribers(kind).deliver(Delivery {
+        let subscribers = p.slots.kpi_subscribers(kind);
+        if !spans.is_empty() {
+            // Read once here rather than by every aggregator: what partials do not cover.
+            let raw = raw_between(&p.lake, kind, &spans).await?;
+            let mut by_reason: BTreeMap<&str, u64> = BTreeMap::new();
+            for (part, (from, to)) in &spans {
+                let why = reasons.get(part).copied().unwrap_or("gap");
+                *by_reason.entry(why).or_default() += (to - from).max(0) as u64;
+            }
+            for (why, n) in by_reason {
+                p.metrics
+                    .partials_raw
+                    .with_label_values(&[topic, why])
+                    .inc_by(n);
+            }
+            subscribers.deliver(Delivery {
+                topic: topic.to_string(),
+                kind,
+                ranges: spans,
+                rows: Arc::new(raw),
+            });
+        }
+        subscribers.deliver(Delivery {
             topic: topic.to_string(),
             kind,
             ranges,

@@ -45,6 +45,35 @@ pub struct RollupSlots {
     pub source: Arc<SourceProgress>,
     /// Every landed commit, raw or rollup (readers of the lake follow it).
     pub commits: CommitFeed,
+    /// Where every aggregator stands (the feed starts other instances' partitions there).
+    pub standing: Arc<Standing>,
+}
+
+/// Per (topic, KPI): how far the aggregator folded each partition. When a partition moves to
+/// another instance, the feed reads its raw rows from the slowest aggregator's position once,
+/// instead of every aggregator reading them for itself.
+#[derive(Debug, Default)]
+pub struct Standing(
+    std::sync::Mutex<std::collections::BTreeMap<(String, &'static str), crate::lake::Offsets>>,
+);
+
+impl Standing {
+    pub fn set(&self, topic: &str, kpi: &'static str, positions: &crate::lake::Offsets) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert((topic.to_string(), kpi), positions.clone());
+        }
+    }
+
+    /// The lowest position of `partition` among the aggregators of `topic`; `None` unless
+    /// all `kpis` of them have one.
+    pub fn lowest(&self, topic: &str, partition: i32, kpis: &[&'static str]) -> Option<i64> {
+        let m = self.0.lock().ok()?;
+        kpis.iter()
+            .map(|k| m.get(&(topic.to_string(), *k))?.get(&partition).copied())
+            .collect::<Option<Vec<i64>>>()?
+            .into_iter()
+            .min()
+    }
 }
 
 impl RollupSlots {
@@ -58,6 +87,7 @@ impl RollupSlots {
             partials: Arc::new(Slot::default()),
             source: Arc::default(),
             commits: CommitFeed::default(),
+            standing: Arc::default(),
         }
     }
 

@@ -109,8 +109,8 @@ impl Metrics {
         );
         let partials_raw = counter(
             "shopwatch_partials_raw_events_total",
-            "Events of other instances' partitions the rollup owner read from the raw table instead (a gap in the partials, a range it had partly folded, partials not moving), per topic and KPI.",
-            &["topic", "kpi"],
+            "Events of other instances' partitions the rollup owner read from the raw table instead of partials (a gap in them, a range it had partly folded, partials not moving), per topic and why: `gap` (the partials have a gap there, or a range begins before the owner's position), `stale` (the partials did not move for 6 s while the raw table did), `aggregator` (one aggregator out of step read it for itself).",
+            &["topic", "reason"],
         );
         let recovery_seconds = prometheus::GaugeVec::new(
             Opts::new(

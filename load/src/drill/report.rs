@@ -294,7 +294,7 @@ pub fn print(records: &[FaultRecord], s: &Summary) -> bool {
         format!("{:.0}", s.processes.total(REREAD)),
     );
     row(
-        "owner: others' events merged / read raw (x KPIs)",
+        "owner: others' events merged (x KPIs) / read raw",
         format!(
             "{:.0} / {:.0}",
             s.processes.total(PARTIALS_MERGED),

@@ -36,9 +36,11 @@ pub struct IngestArgs {
     /// Skip the bare-consumer baseline.
     #[arg(long)]
     pub no_bare: bool,
-    /// `shopwatch run` processes sharing the work in one group (README "Several instances").
-    #[arg(long, default_value_t = 1)]
-    pub instances: usize,
+    /// `shopwatch run` processes sharing the work in one group (README "Several instances");
+    /// several counts (`1,2,3`) run one after the other, each on a fresh broker and lake,
+    /// and end with a table side by side.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    pub instances: Vec<usize>,
     /// The broker on SQLite storage instead of memory. Several instances need it: memory's
     /// high watermarks under-report, and the rollup owner never counts another instance's
     /// partitions as drained on such a broker (its windows would wait forever).
@@ -50,17 +52,78 @@ pub struct IngestArgs {
     pub commit_interval_ms: Option<u64>,
 }
 
+/// One run's figures, for the table side by side.
+struct Run {
+    instances: usize,
+    events: u64,
+    all_s: f64,
+    cpu: f64,
+    /// CPU-s of the instance that owned the rollup at the end, and its index.
+    owner: Option<(usize, f64)>,
+    conflicts: f64,
+}
+
 pub async fn run(cfg: Config, args: IngestArgs) -> anyhow::Result<i32> {
+    if let Some(n) = args.instances.iter().find(|n| **n > 1) {
+        if !args.sqlite_broker {
+            anyhow::bail!("--instances {n} needs --sqlite-broker (memory storage under-reports high watermarks; see --help)");
+        }
+    }
+    if args.instances.is_empty() || args.instances.contains(&0) {
+        anyhow::bail!("--instances: one or more counts of 1 or more, like 1,2,3");
+    }
+    let mut runs = Vec::new();
+    for n in args.instances.clone() {
+        runs.push(run_one(&cfg, &args, n).await?);
+    }
+    if runs.len() > 1 {
+        side_by_side(&runs);
+    }
+    Ok(0)
+}
+
+/// CPU per event, total and the owner's, for every count run.
+fn side_by_side(runs: &[Run]) {
+    println!();
+    println!("instances side by side ({} events each)", runs[0].events);
+    println!(
+        "{:>9} {:>12} {:>12} {:>16} {:>18} {:>20} {:>16}",
+        "instances",
+        "all wall s",
+        "CPU-s",
+        "CPU µs/event",
+        "x one instance",
+        "owner CPU µs/event",
+        "conflicts/min"
+    );
+    let per = |cpu: f64, n: u64| cpu * 1e6 / (n.max(1) as f64);
+    let base = per(runs[0].cpu, runs[0].events);
+    for r in runs {
+        let total = per(r.cpu, r.events);
+        println!(
+            "{:>9} {:>12.1} {:>12.1} {:>16.2} {:>18.2} {:>20} {:>16.1}",
+            r.instances,
+            r.all_s,
+            r.cpu,
+            total,
+            total / base.max(1e-9),
+            r.owner
+                .map(|(i, c)| format!("{:.2} (#{i})", per(c, r.events)))
+                .unwrap_or_else(|| "-".into()),
+            r.conflicts / (r.all_s.max(1e-9) / 60.0),
+        );
+    }
+}
+
+async fn run_one(cfg: &Config, args: &IngestArgs, instances: usize) -> anyhow::Result<Run> {
     let scratch = args.dir.is_none();
     let dir = args.dir.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("shopwatch-bench-ingest-{}", std::process::id()))
     });
+    let dir = dir.join(format!("instances-{instances}"));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    if args.instances > 1 && !args.sqlite_broker {
-        anyhow::bail!("--instances {} needs --sqlite-broker (memory storage under-reports high watermarks; see --help)", args.instances);
-    }
     let (broker, topics) =
-        super::local_broker(&cfg, &dir, args.partitions, args.sqlite_broker).await?;
+        super::local_broker(cfg, &dir, args.partitions, args.sqlite_broker).await?;
     let brokers = broker.brokers();
 
     // Event times: one hour of traffic that ended an hour ago, so every window can close.
@@ -130,7 +193,6 @@ pub async fn run(cfg: Config, args: IngestArgs) -> anyhow::Result<i32> {
     // The pipeline, as users run it.
     let data = dir.join("lake");
     let started = Instant::now();
-    let instances = args.instances.max(1);
     let interval = args.commit_interval_ms.map(|ms| ms.to_string());
     let mut env = vec![
         // Alerts checkpoint every 5 s instead of 60: the bench times work, not the cadence.
@@ -218,14 +280,31 @@ pub async fn run(cfg: Config, args: IngestArgs) -> anyhow::Result<i32> {
     let (mut rss_now, mut rss_peak) = (0, 0);
     let (mut commits, mut conflicts) = (0.0, 0.0);
     let (mut refreshes, mut query_s) = (0.0, 0.0);
+    let (mut merged, mut raw_read) = (0.0, 0.0);
+    let mut raw_why: std::collections::BTreeMap<&str, f64> = Default::default();
     let mut per_instance = Vec::new();
-    for p in &pipelines {
+    let mut owner = None;
+    for (i, p) in pipelines.iter().enumerate() {
+        if scrape_sum(&p.http, "shopwatch_rollup_owner", "").await > 0.0 {
+            owner = Some((i, cpu(p.pid)));
+        }
         let (now, peak) = rss_bytes(p.pid).unwrap_or((0, 0));
         rss_now += now;
         rss_peak += peak;
         commits += scrape_sum(&p.http, "shopwatch_commits_total", "outcome=\"ok\"").await;
         conflicts += scrape_sum(&p.http, "shopwatch_commits_total", "outcome=\"conflict\"").await;
         refreshes += scrape_sum(&p.http, "shopwatch_kpi_refreshes_total", "").await;
+        merged += scrape_sum(&p.http, "shopwatch_partials_merged_total", "").await;
+        raw_read += scrape_sum(&p.http, "shopwatch_partials_raw_events_total", "").await;
+        for why in ["gap", "stale", "aggregator"] {
+            let n = scrape_sum(
+                &p.http,
+                "shopwatch_partials_raw_events_total",
+                &format!("reason=\"{why}\""),
+            )
+            .await;
+            *raw_why.entry(why).or_insert(0.0) += n;
+        }
         query_s += scrape_sum(&p.http, "shopwatch_flight_query_duration_seconds_sum", "").await;
         per_instance.push(cpu(p.pid));
     }
@@ -299,6 +378,21 @@ pub async fn run(cfg: Config, args: IngestArgs) -> anyhow::Result<i32> {
     }
     row("commits (ok)", format!("{commits:.0}"), "");
     row(
+        "owner: others' events merged (x KPIs) / read raw",
+        format!("{merged:.0} / {raw_read:.0}"),
+        "",
+    );
+    row(
+        "  read raw because: gap / stale / aggregator",
+        format!(
+            "{:.0} / {:.0} / {:.0}",
+            raw_why.get("gap").unwrap_or(&0.0),
+            raw_why.get("stale").unwrap_or(&0.0),
+            raw_why.get("aggregator").unwrap_or(&0.0)
+        ),
+        "",
+    );
+    row(
         "dashboard refreshes / their query wall s",
         format!("{refreshes:.0} / {query_s:.1}"),
         "",
@@ -336,7 +430,14 @@ pub async fn run(cfg: Config, args: IngestArgs) -> anyhow::Result<i32> {
     } else {
         println!("log: {}", dir.join("pipeline.log").display());
     }
-    Ok(0)
+    Ok(Run {
+        instances,
+        events: report.acked,
+        all_s,
+        cpu: all_cpu,
+        owner,
+        conflicts,
+    })
 }
 
 /// Rows the raw tables and the dead-letter table hold, and whether their recorded offsets

@@ -127,6 +127,17 @@ fn fenced(out: &str) {
     assert!(fenced >= 1, "nothing fenced:\n{out}");
 }
 
+/// The rollup owner merged other instances' partial windows (and the KPIs still equal a
+/// recount, which `exact` checks): the work spread.
+fn partials_merged(out: &str) {
+    let merged: u64 = row(out, "owner: others' events merged (x KPIs) / read raw")
+        .split(" / ")
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(merged > 0, "the owner merged no partials:\n{out}");
+}
+
 fn seed() -> String {
     std::env::var("SHOPWATCH_DRILL_SEED").unwrap_or_else(|_| "20261124".into())
 }
@@ -182,6 +193,7 @@ fn group_lane_3_instances_in_namespaces_owner_killed_zombie_woken_partitioned_lo
     exact(&out, &["referenced data files missing"]);
     ownership_moved(&out);
     fenced(&out);
+    partials_merged(&out);
     injected(
         &out,
         &[
@@ -216,6 +228,7 @@ fn production_topology_lane_3_instances_in_namespaces_on_seaweedfs_lose_duplicat
     );
     ownership_moved(&out);
     fenced(&out);
+    partials_merged(&out);
     injected(
         &out,
         &[
@@ -238,6 +251,7 @@ fn a_rolling_restart_of_3_instances_and_a_kill_lose_duplicate_and_miscount_nothi
     assert_eq!(row(&out, "faults injected / planned"), "2 / 2");
     injected(&out, &["rolling_restart", "kill9@random"]);
     exact(&out, &[]);
+    partials_merged(&out);
     // Not asserted yet, printed for the record: the issue's target is at most 1.1× the
     // records produced; measured 1.12× and 1.18× (docs/development.md, "Scenarios and
     // rolling restarts").
