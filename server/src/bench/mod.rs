@@ -2,6 +2,7 @@
 //! fail on speed; the machines are shared and noisy.
 
 mod day;
+mod fold;
 mod hostile;
 mod ingest;
 mod lakefill;
@@ -28,6 +29,8 @@ enum BenchCommand {
     /// Pre-filled broker → pipeline process, timed until every table is complete; bare
     /// consumer ratio, events per CPU-second, commits, files, bytes, peak RSS.
     Ingest(ingest::IngestArgs),
+    /// The KPI work per event: folded by an aggregator, into partial windows, merged from them.
+    Fold(fold::FoldArgs),
     /// Decode + validate only: events per CPU-second on one core (the pipeline's ceiling).
     Parse(parse::ParseArgs),
     /// Steady 20,000 ev/s: produce → row visible over Flight SQL, window end → row visible.
@@ -53,6 +56,7 @@ pub async fn run(cfg: Config, args: BenchArgs) -> anyhow::Result<i32> {
         BenchCommand::Day(a) => day::run(cfg, a).await,
         BenchCommand::Ingest(a) => ingest::run(cfg, a).await,
         BenchCommand::Parse(a) => parse::run(a),
+        BenchCommand::Fold(a) => fold::run(cfg, a),
         BenchCommand::Freshness(a) => steady::run(cfg, a, false).await,
         BenchCommand::Memory(a) => steady::run(cfg, a, true).await,
         BenchCommand::Startup(a) => startup::run(a).await,

@@ -21,7 +21,7 @@ pub struct ParseArgs {
 }
 
 /// CPU time of the calling thread (the benchmark runs on one thread).
-fn thread_cpu_s() -> f64 {
+pub(super) fn thread_cpu_s() -> f64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
