@@ -14,7 +14,7 @@ use super::input::{
     advance, catch_up_rows, gap_rows, is_new, positions, raw_between, raw_table, split_partials,
     Folded,
 };
-use super::live::{Due, Previews, Provisional};
+use super::live::{fold_preview, Due, Previews, Provisional};
 use super::messages::RollupMsg;
 use super::RollupParams;
 use crate::alerts::ClosedWindows;
@@ -180,24 +180,6 @@ async fn start(
         last_commit: None,
         flush_set: false,
     })
-}
-
-/// Fold a preview's records that are neither committed (`positions`) nor previewed before.
-fn fold_preview(
-    engine: &mut dyn KpiEngine,
-    input: usize,
-    d: &Delivery,
-    positions: &Offsets,
-    previewed: &mut BTreeMap<(usize, i32), i64>,
-) {
-    let seen = previewed.clone();
-    engine.fold_ahead(input, &d.rows, &|p, o| {
-        is_new(positions, p, o) && seen.get(&(input, p)).is_none_or(|next| o >= *next)
-    });
-    for (p, (_, end)) in &d.ranges {
-        let next = previewed.entry((input, *p)).or_insert(*end);
-        *next = (*next).max(*end);
-    }
 }
 
 impl AggregatorState {

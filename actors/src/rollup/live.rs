@@ -7,10 +7,30 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::collections::BTreeMap;
+
 use crate::events::Micros;
 use crate::handoff::Delivery;
-use crate::kpis::{Kpi, KpiRow};
+use crate::kpis::{Kpi, KpiEngine, KpiRow};
 use crate::lake::Offsets;
+
+/// Fold a preview's records that are neither committed (`positions`) nor previewed before.
+pub(super) fn fold_preview(
+    engine: &mut dyn KpiEngine,
+    input: usize,
+    d: &Delivery,
+    positions: &Offsets,
+    previewed: &mut BTreeMap<(usize, i32), i64>,
+) {
+    let seen = previewed.clone();
+    engine.fold_ahead(input, &d.rows, &|p, o| {
+        super::input::is_new(positions, p, o) && seen.get(&(input, p)).is_none_or(|next| o >= *next)
+    });
+    for (p, (_, end)) in &d.ranges {
+        let next = previewed.entry((input, *p)).or_insert(*end);
+        *next = (*next).max(*end);
+    }
+}
 
 /// Where provisional values go.
 pub trait LiveSink: Send + Sync + std::fmt::Debug {

@@ -1,6 +1,7 @@
 //! `shopwatch bench <name>`: benchmarks that print figures next to their targets. They never
 //! fail on speed; the machines are shared and noisy.
 
+mod complete;
 mod day;
 mod fold;
 mod hostile;
