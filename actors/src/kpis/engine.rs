@@ -29,6 +29,26 @@ impl FoldStats {
         self.ahead += s.ahead;
         self.skewed += s.skewed;
     }
+
+    /// Count one event's outcome.
+    pub fn count(&mut self, fold: Fold) {
+        match fold {
+            Fold::OnTime => self.folded += 1,
+            Fold::Ahead => {
+                self.folded += 1;
+                self.ahead += 1
+            }
+            Fold::Late => {
+                self.folded += 1;
+                self.late += 1
+            }
+            Fold::Dropped => {
+                self.late += 1;
+                self.dropped += 1
+            }
+            Fold::Skewed => self.skewed += 1,
+        }
+    }
 }
 
 /// Windows one `advance` closed.
@@ -86,6 +106,26 @@ pub struct PartOut {
     pub acc: String,
 }
 
+impl PartOut {
+    /// Its row in the partials table: `kpi`'s pane of `partition` of `topic`, from the
+    /// offsets `[range.0, range.1)`.
+    pub fn row(self, kpi: &str, topic: &str, partition: i32, range: (i64, i64)) -> PartRow {
+        PartRow {
+            kpi: kpi.into(),
+            topic: topic.into(),
+            partition,
+            offset: range.0,
+            end_offset: range.1,
+            pane_start: self.pane,
+            events: self.events,
+            ahead: self.ahead,
+            trusted: self.trusted,
+            newest: self.newest,
+            acc: self.acc,
+        }
+    }
+}
+
 /// What an instance folds of the partitions it consumes, for one KPI (`windows::parts`).
 pub trait KpiParts: Send {
     /// Fold the rows of input `topic` passing `keep` (folded, ahead and skewed counted).
@@ -120,14 +160,7 @@ impl<K: KpiDef> KpiParts for TypedParts<K> {
     ) -> FoldStats {
         let mut stats = FoldStats::default();
         let parts = &mut self.parts;
-        each_input(topic, rows, keep, |input| match parts.fold(&input) {
-            Fold::Skewed => stats.skewed += 1,
-            Fold::Ahead => {
-                stats.folded += 1;
-                stats.ahead += 1
-            }
-            _ => stats.folded += 1,
-        });
+        each_input(topic, rows, keep, |input| stats.count(parts.fold(&input)));
         stats
     }
 
@@ -232,21 +265,8 @@ impl<K: KpiDef> KpiEngine for Typed<K> {
     ) -> FoldStats {
         let mut stats = FoldStats::default();
         let engine = &mut self.engine;
-        each_input(topic, rows, keep, |input| match engine.fold(&input, now) {
-            Fold::OnTime => stats.folded += 1,
-            Fold::Ahead => {
-                stats.folded += 1;
-                stats.ahead += 1
-            }
-            Fold::Late => {
-                stats.folded += 1;
-                stats.late += 1
-            }
-            Fold::Dropped => {
-                stats.late += 1;
-                stats.dropped += 1
-            }
-            Fold::Skewed => stats.skewed += 1,
+        each_input(topic, rows, keep, |input| {
+            stats.count(engine.fold(&input, now))
         });
         stats
     }

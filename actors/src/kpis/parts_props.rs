@@ -8,7 +8,6 @@ use proptest::prelude::*;
 use super::{KpiRow, REGISTRY};
 use crate::events::{Click, ErrorEvent, EventKind, Micros, Order, DEVICE_TYPES, SEVERITIES};
 use crate::schema::columns::Value;
-use crate::schema::partials::PartRow;
 use crate::schema::{ClickRows, ErrorRows, OrderRows, Rows, Source};
 use crate::windows::clock::{AlwaysDrained, ClockParams};
 use crate::windows::{EngineParams, Windowing};
@@ -167,19 +166,7 @@ proptest! {
                     let mut table = Vec::new();
                     for p in 0..3 {
                         for out in parts.take(i, p).unwrap() {
-                            table.push(PartRow {
-                                kpi: kpi.name().into(),
-                                topic: "t".into(),
-                                partition: p,
-                                offset: start[p as usize],
-                                end_offset: next[i][p as usize],
-                                pane_start: out.pane,
-                                events: out.events,
-                                ahead: out.ahead,
-                                trusted: out.trusted,
-                                newest: out.newest,
-                                acc: out.acc,
-                            });
+                            table.push(out.row(kpi.name(), "t", p, (start[p as usize], next[i][p as usize])));
                         }
                     }
                     let b = merged.fold_parts(i, &table, *now, &|_, _| true).unwrap();

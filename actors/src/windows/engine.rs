@@ -59,6 +59,28 @@ pub struct EngineParams {
     pub clock_tolerance: Micros,
 }
 
+impl EngineParams {
+    /// How far an event may move the watermark: `None` when it is too far ahead of its
+    /// ingestion clock to count at all (skewed); else its stamp, capped at the ingestion time
+    /// plus the tolerance. A stamp ahead of the clock counts where it says, but may push the
+    /// watermark no further than the clock: otherwise one fast producer closes every window
+    /// and the on-time events after it are dropped as late. Rows another engine wrote before
+    /// the handover (no Kafka source, no ingestion time) count where they fall.
+    pub fn trusted(&self, input: &Input<'_>) -> Option<Micros> {
+        if input.partition == crate::schema::NO_SOURCE {
+            return Some(input.event_time);
+        }
+        if input.event_time > input.ingested_at.saturating_add(self.max_skew) {
+            return None;
+        }
+        Some(
+            input
+                .event_time
+                .min(input.ingested_at.saturating_add(self.clock_tolerance)),
+        )
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fold {
     /// Folded into every window containing it.
@@ -144,23 +166,9 @@ impl<A: Acc> Engine<A> {
     }
 
     pub fn fold(&mut self, input: &Input<'_>, now: Micros) -> Fold {
-        // Rows another engine wrote before the handover (no Kafka source, no ingestion time)
-        // count where they fall; the clock is the adopted table's and moves with Kafka's.
         let history = input.partition == crate::schema::NO_SOURCE;
-        if !history && input.event_time > input.ingested_at.saturating_add(self.params.max_skew) {
+        let Some(trusted) = self.params.trusted(input) else {
             return Fold::Skewed;
-        }
-        // A stamp ahead of the ingestion clock counts where it says, but may push the
-        // watermark no further than the clock: otherwise one fast producer closes every
-        // window and the on-time events after it are dropped as late.
-        let trusted = if history {
-            input.event_time
-        } else {
-            input.event_time.min(
-                input
-                    .ingested_at
-                    .saturating_add(self.params.clock_tolerance),
-            )
         };
         if !history {
             self.watermark

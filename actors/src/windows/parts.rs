@@ -41,18 +41,8 @@ impl<A: Acc> Parts<A> {
     /// Fold one event: `Skewed` (kept out, as the engine would), `Ahead` or `OnTime`. Whether
     /// it is late is the owner's to say.
     pub fn fold(&mut self, input: &Input<'_>) -> Fold {
-        let history = input.partition == crate::schema::NO_SOURCE;
-        if !history && input.event_time > input.ingested_at.saturating_add(self.params.max_skew) {
+        let Some(trusted) = self.params.trusted(input) else {
             return Fold::Skewed;
-        }
-        let trusted = if history {
-            input.event_time
-        } else {
-            input.event_time.min(
-                input
-                    .ingested_at
-                    .saturating_add(self.params.clock_tolerance),
-            )
         };
         let pane = self.params.windowing.pane_of(input.event_time);
         let part = self

@@ -105,22 +105,7 @@ pub fn run(cfg: Config, args: FoldArgs) -> anyhow::Result<i32> {
                 parts[k].fold_rows(i, &batch[*kind as usize], &|_, _| true);
                 for p in 0..args.partitions {
                     for o in parts[k].take(i, p).map_err(anyhow::Error::msg)? {
-                        out.push((
-                            k,
-                            PartRow {
-                                kpi: kpi.name().into(),
-                                topic: kind.as_str().into(),
-                                partition: p,
-                                offset: 0,
-                                end_offset: 1,
-                                pane_start: o.pane,
-                                events: o.events,
-                                ahead: o.ahead,
-                                trusted: o.trusted,
-                                newest: o.newest,
-                                acc: o.acc,
-                            },
-                        ));
+                        out.push((k, o.row(kpi.name(), kind.as_str(), p, (0, 1))));
                     }
                 }
             }

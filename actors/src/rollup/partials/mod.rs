@@ -198,6 +198,15 @@ impl WriterState {
         }
     }
 
+    /// The chains of `topic`'s partitions.
+    fn partitions_of(&self, topic: &str) -> Vec<(String, i32)> {
+        self.chains
+            .keys()
+            .filter(|(t, _)| t == topic)
+            .cloned()
+            .collect()
+    }
+
     fn kind_of(&self, topic: &str) -> Option<EventKind> {
         EventKind::ALL
             .into_iter()
@@ -220,19 +229,11 @@ impl WriterState {
         for (k, i) in inputs {
             let (kpi, parts) = &mut self.kpis[k];
             let panes = parts.take(i, partition).map_err(Error::Corrupt)?;
-            rows.extend(panes.into_iter().map(|o| PartRow {
-                kpi: kpi.name().into(),
-                topic: topic.into(),
-                partition,
-                offset: from,
-                end_offset: to,
-                pane_start: o.pane,
-                events: o.events,
-                ahead: o.ahead,
-                trusted: o.trusted,
-                newest: o.newest,
-                acc: o.acc,
-            }));
+            rows.extend(
+                panes
+                    .into_iter()
+                    .map(|o| o.row(kpi.name(), topic, partition, (from, to))),
+            );
         }
         Ok(rows)
     }
@@ -308,13 +309,7 @@ impl WriterState {
             let topic = self.params.topic(kind).to_string();
             let table = raw_table(&self.params.lake, kind).await?;
             let recorded = positions(&table, &topic)?;
-            let keys: Vec<_> = self
-                .chains
-                .keys()
-                .filter(|(t, _)| *t == topic)
-                .cloned()
-                .collect();
-            for key in keys {
+            for key in self.partitions_of(&topic) {
                 let Some(&raw) = recorded.get(&key.1) else {
                     continue;
                 };
@@ -346,12 +341,7 @@ impl WriterState {
         self.last_commit = std::time::Instant::now();
         for kind in EventKind::ALL {
             let topic = self.params.topic(kind).to_string();
-            let keys: Vec<_> = self
-                .chains
-                .keys()
-                .filter(|(t, _)| *t == topic)
-                .cloned()
-                .collect();
+            let keys = self.partitions_of(&topic);
             if keys.is_empty() {
                 continue;
             }
