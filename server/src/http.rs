@@ -173,6 +173,8 @@ async fn style() -> impl IntoResponse {
 
 /// The newest value of every dashboard message, for scripts and curl.
 async fn dashboard(State(state): State<AppState>) -> impl IntoResponse {
+    // Wakes an idle refresher: the next read has fresh values (this one may not).
+    state.hub.asked();
     let mut out = serde_json::Map::new();
     for &kind in Message::KEPT {
         if let Some(v) = state.hub.latest(kind) {

@@ -289,6 +289,13 @@ impl<K: KpiDef> KpiEngine for Typed<K> {
                     K::NAME, r.pane_start, r.partition, r.offset, r.end_offset
                 )
             })?;
+            // Only the ledger's gap mark (a row of its own kind, skipped above) is negative.
+            if r.events < 0 || r.ahead < 0 {
+                return Err(format!(
+                    "{}: the partial of pane {} (partition {}, offsets {}..{}) counts {} events, {} ahead: never negative",
+                    K::NAME, r.pane_start, r.partition, r.offset, r.end_offset, r.events, r.ahead
+                ));
+            }
             let part = Part {
                 acc,
                 events: r.events,

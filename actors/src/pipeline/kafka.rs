@@ -25,6 +25,13 @@ const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
 /// it is also how long a single instance restarted after a crash waits for its own old member
 /// to go. Heartbeats come from librdkafka's own thread, so a long commit does not count.
 const SESSION_TIMEOUT_MS: u64 = 6_000;
+/// How often a member asks the coordinator whether the group changed. A member learns of a
+/// rebalance only at its next heartbeat, and until then it keeps reading partitions the new
+/// assignment may already have given someone else (Tansu 0.6.0 completes a round without
+/// waiting for every member, from each one's last metadata: docs/development.md, "Scenarios
+/// and rolling restarts"), so both read them. Kafka's default (a fifth of the session here,
+/// 1.2 s) let that overlap last ~5 s; heartbeats are a few bytes.
+const HEARTBEAT_INTERVAL_MS: u64 = 300;
 
 /// The group session timeout in effect.
 pub fn session_timeout(params: &PipelineParams) -> Duration {
@@ -108,10 +115,7 @@ pub fn group_config(kafka: &KafkaParams, group_id: &str) -> ClientConfig {
         .set("client.id", &kafka.instance)
         .set("partition.assignment.strategy", "cooperative-sticky")
         .set("session.timeout.ms", SESSION_TIMEOUT_MS.to_string())
-        .set(
-            "heartbeat.interval.ms",
-            (SESSION_TIMEOUT_MS / 5).to_string(),
-        )
+        .set("heartbeat.interval.ms", HEARTBEAT_INTERVAL_MS.to_string())
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false");

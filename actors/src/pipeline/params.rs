@@ -51,7 +51,7 @@ impl Default for BatchParams {
             max_days_per_batch: 32,
             dead_letter_payload_max_bytes: 64 * 1024,
             dead_letter_flush_rows: 5_000,
-            dead_letter_flush_interval: Duration::from_secs(10),
+            dead_letter_flush_interval: Duration::from_secs(2),
         }
     }
 }

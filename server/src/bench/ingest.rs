@@ -2,6 +2,8 @@
 //! process, timed until every event is in the raw tables and every window and alert derived
 //! from them is committed. In the same run a bare rdkafka consumer reads the same topics from
 //! the same broker: the ratio says how much of the broker's ceiling the pipeline uses.
+//! With `--live` the instances start first and the events arrive while they run, shared by the
+//! group as in production (how `--instances 1,2,3` compares fairly).
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -16,7 +18,10 @@ use shopwatch_load::generator::EventClock;
 use shopwatch_load::produce::{produce, ProduceParams};
 use shopwatch_load::stats::{cpu_seconds, rss_bytes};
 
-use super::complete::{alerts_evaluated, kpis_closed, raw_progress, scrape_sum};
+use super::complete::{
+    alerts_evaluated, group_settled, kpis_closed, raw_progress, scrape_by, scrape_sum,
+    watch_dashboard,
+};
 use super::PipelineProcess;
 use crate::config::Config;
 
@@ -49,6 +54,30 @@ pub struct IngestArgs {
     /// commit costs, against freshness (BENCHMARKS.md, "The cost of a commit").
     #[arg(long)]
     pub commit_interval_ms: Option<u64>,
+    /// Start the instances first, wait until the group has given each its partitions, then
+    /// produce: they share the traffic as in production. Without it, the first instance up
+    /// drains most of a pre-filled backlog before the others join (a catch-up, not a share).
+    /// Times and CPU count from the first event produced; the bare baseline runs after.
+    #[arg(long)]
+    pub live: bool,
+}
+
+/// A bare rdkafka consumer per topic reading what was acked: the broker's ceiling.
+async fn bare_baseline(
+    brokers: &str,
+    topics: &[String],
+    acked: u64,
+) -> anyhow::Result<shopwatch_load::bare::BareReport> {
+    let (b, t) = (brokers.to_string(), topics.to_vec());
+    let r = tokio::task::spawn_blocking(move || consume_all(&b, &t, acked)).await??;
+    println!(
+        "  bare consumers (one per topic): {} of {acked} acked records in {:.2} s ({:.0} ev/s, {:.2} CPU-s)",
+        r.records,
+        r.wall.as_secs_f64(),
+        r.records as f64 / r.wall.as_secs_f64(),
+        r.cpu_s
+    );
+    Ok(r)
 }
 
 /// One run's figures, for the table side by side.
@@ -60,6 +89,15 @@ struct Run {
     /// CPU-s of the instance that owned the rollup at the end, and its index.
     owner: Option<(usize, f64)>,
     conflicts: f64,
+    /// CPU-s per second all instances spent idle, settled, before the first event (`--live`).
+    idle_rate: f64,
+}
+
+/// How long `--live` watches the settled instances idle.
+const IDLE_SAMPLE: Duration = Duration::from_secs(5);
+
+fn scratch_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("shopwatch-bench-ingest-{}", std::process::id()))
 }
 
 pub async fn run(cfg: Config, args: IngestArgs) -> anyhow::Result<i32> {
@@ -75,6 +113,10 @@ pub async fn run(cfg: Config, args: IngestArgs) -> anyhow::Result<i32> {
     for n in args.instances.clone() {
         runs.push(run_one(&cfg, &args, n).await?);
     }
+    if args.dir.is_none() {
+        // Each run removed its own directory; the scratch parent goes when it is empty.
+        let _ = std::fs::remove_dir(scratch_dir());
+    }
     if runs.len() > 1 {
         side_by_side(&runs);
     }
@@ -86,21 +128,22 @@ fn side_by_side(runs: &[Run]) {
     println!();
     println!("instances side by side ({} events each)", runs[0].events);
     println!(
-        "{:>9} {:>12} {:>12} {:>16} {:>18} {:>20} {:>16}",
+        "{:>9} {:>12} {:>12} {:>16} {:>18} {:>20} {:>16} {:>22}",
         "instances",
         "all wall s",
         "CPU-s",
         "CPU µs/event",
         "x one instance",
         "owner CPU µs/event",
-        "conflicts/min"
+        "conflicts/min",
+        "idle CPU-ms/s (net)"
     );
     let per = |cpu: f64, n: u64| cpu * 1e6 / (n.max(1) as f64);
     let base = per(runs[0].cpu, runs[0].events);
     for r in runs {
         let total = per(r.cpu, r.events);
         println!(
-            "{:>9} {:>12.1} {:>12.1} {:>16.2} {:>18.2} {:>20} {:>16.1}",
+            "{:>9} {:>12.1} {:>12.1} {:>16.2} {:>18.2} {:>20} {:>16.1} {:>22}",
             r.instances,
             r.all_s,
             r.cpu,
@@ -110,15 +153,19 @@ fn side_by_side(runs: &[Run]) {
                 .map(|(i, c)| format!("{:.2} (#{i})", per(c, r.events)))
                 .unwrap_or_else(|| "-".into()),
             r.conflicts / (r.all_s.max(1e-9) / 60.0),
+            // Net: what the events cost beyond the instances idling for as long.
+            format!(
+                "{:.0} ({:.2} µs/ev)",
+                r.idle_rate * 1e3,
+                per(r.cpu - r.idle_rate * r.all_s, r.events)
+            ),
         );
     }
 }
 
 async fn run_one(cfg: &Config, args: &IngestArgs, instances: usize) -> anyhow::Result<Run> {
     let scratch = args.dir.is_none();
-    let dir = args.dir.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("shopwatch-bench-ingest-{}", std::process::id()))
-    });
+    let dir = args.dir.clone().unwrap_or_else(scratch_dir);
     let dir = dir.join(format!("instances-{instances}"));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let (broker, topics) =
@@ -131,7 +178,8 @@ async fn run_one(cfg: &Config, args: &IngestArgs, instances: usize) -> anyhow::R
     let step_us = (3_600_000_000 / args.events.max(1)) as i64;
     let last_event_us = start_us + step_us * args.events as i64;
     println!(
-        "ingest: pre-filling {} events into Tansu ({}) at {brokers}",
+        "ingest: {} {} events into Tansu ({}) at {brokers}",
+        if args.live { "producing, while the instances run," } else { "pre-filling" },
         args.events,
         if args.sqlite_broker {
             "sqlite://"
@@ -139,6 +187,53 @@ async fn run_one(cfg: &Config, args: &IngestArgs, instances: usize) -> anyhow::R
             "memory://"
         }
     );
+    // The pipeline, as users run it.
+    let data = dir.join("lake");
+    let interval = args.commit_interval_ms.map(|ms| ms.to_string());
+    let mut env = vec![
+        // Alerts checkpoint every 5 s instead of 60: the bench times work, not the cadence.
+        ("SHOPWATCH_WINDOWS__IDLE_TIMEOUT_S", "1"),
+        ("SHOPWATCH_ALERTS__CHECKPOINT_EVERY_S", "5"),
+    ];
+    if let Some(ms) = &interval {
+        env.push(("SHOPWATCH_PIPELINE__COMMIT_INTERVAL_MS", ms.as_str()));
+    }
+    let start = || -> anyhow::Result<Vec<PipelineProcess>> {
+        (0..instances)
+            .map(|i| {
+                let log = match i {
+                    0 => "pipeline.log".to_string(),
+                    i => format!("pipeline-{i}.log"),
+                };
+                PipelineProcess::spawn_named(&dir, &brokers, &env, &log)
+            })
+            .collect()
+    };
+    let mut pipelines = Vec::new();
+    let mut viewer = None;
+    if args.live {
+        pipelines = start()?;
+        viewer = Some(watch_dashboard(&pipelines[0].http));
+        let https: Vec<String> = pipelines.iter().map(|p| p.http.clone()).collect();
+        let took = group_settled(&https, topics.len(), args.partitions, Duration::from_secs(180))
+            .await?;
+        println!("  {instances} instance(s) up, the group settled in {:.1} s", took.as_secs_f64());
+    }
+    // CPU spent starting and settling is not the events' (live only; 0 otherwise). Then what
+    // the settled instances spend with no events at all, per second: polling, heartbeats,
+    // the election, idle maintenance (the fixed cost each instance adds, whatever the load).
+    let cpus = || -> Vec<f64> {
+        pipelines.iter().map(|p| cpu_seconds(p.pid).unwrap_or(0.0)).collect()
+    };
+    let mut idle_cpu = cpus();
+    let mut idle_rate = 0.0;
+    if args.live {
+        tokio::time::sleep(IDLE_SAMPLE).await;
+        let after = cpus();
+        idle_rate = after.iter().zip(&idle_cpu).map(|(a, b)| a - b).sum::<f64>()
+            / IDLE_SAMPLE.as_secs_f64();
+        idle_cpu = after;
+    }
     let fill_started = Instant::now();
     let report = produce(
         ProduceParams {
@@ -160,7 +255,8 @@ async fn run_one(cfg: &Config, args: &IngestArgs, instances: usize) -> anyhow::R
     .await?;
     let fill = fill_started.elapsed().as_secs_f64();
     println!(
-        "  pre-filled {} in {fill:.1} s ({:.0} ev/s produce)",
+        "  {} {} in {fill:.1} s ({:.0} ev/s produce)",
+        if args.live { "produced" } else { "pre-filled" },
         report.acked,
         report.acked as f64 / fill
     );
@@ -173,50 +269,24 @@ async fn run_one(cfg: &Config, args: &IngestArgs, instances: usize) -> anyhow::R
         report.acked
     );
 
-    let bare = if args.no_bare {
+    let bare_first = !args.live;
+    let bare = if args.no_bare || !bare_first {
         None
     } else {
-        let (b, t) = (brokers.clone(), topics.clone());
-        let acked = report.acked;
-        let r = tokio::task::spawn_blocking(move || consume_all(&b, &t, acked)).await??;
-        println!(
-            "  bare consumers (one per topic): {} of {acked} acked records in {:.2} s ({:.0} ev/s, {:.2} CPU-s)",
-            r.records,
-            r.wall.as_secs_f64(),
-            r.records as f64 / r.wall.as_secs_f64(),
-            r.cpu_s
-        );
-        Some(r)
+        Some(bare_baseline(&brokers, &topics, report.acked).await?)
     };
 
-    // The pipeline, as users run it.
-    let data = dir.join("lake");
-    let started = Instant::now();
-    let interval = args.commit_interval_ms.map(|ms| ms.to_string());
-    let mut env = vec![
-        // Alerts checkpoint every 5 s instead of 60: the bench times work, not the cadence.
-        ("SHOPWATCH_WINDOWS__IDLE_TIMEOUT_S", "1"),
-        ("SHOPWATCH_ALERTS__CHECKPOINT_EVERY_S", "5"),
-    ];
-    if let Some(ms) = &interval {
-        env.push(("SHOPWATCH_PIPELINE__COMMIT_INTERVAL_MS", ms.as_str()));
-    }
-    let mut pipelines = Vec::new();
-    for i in 0..instances {
-        pipelines.push(PipelineProcess::spawn_named(
-            &dir,
-            &brokers,
-            &env,
-            &if i == 0 {
-                "pipeline.log".to_string()
-            } else {
-                format!("pipeline-{i}.log")
-            },
-        )?);
-    }
+    let started = if args.live {
+        fill_started
+    } else {
+        pipelines = start()?;
+        viewer = Some(watch_dashboard(&pipelines[0].http));
+        Instant::now()
+    };
     let pids: Vec<u32> = pipelines.iter().map(|p| p.pid).collect();
-    let cpu = |pid: u32| cpu_seconds(pid).unwrap_or(0.0);
-    let total_cpu = || pids.iter().map(|p| cpu(*p)).sum::<f64>();
+    let idle = |i: usize| idle_cpu.get(i).copied().unwrap_or(0.0);
+    let cpu = |i: usize| cpu_seconds(pids[i]).unwrap_or(0.0) - idle(i);
+    let total_cpu = || (0..pids.len()).map(cpu).sum::<f64>();
 
     let mut raw_done: Option<(f64, f64)> = None;
     let mut kpi_done: Option<(f64, f64)> = None;
@@ -278,21 +348,28 @@ async fn run_one(cfg: &Config, args: &IngestArgs, instances: usize) -> anyhow::R
     }
     let (mut rss_now, mut rss_peak) = (0, 0);
     let (mut commits, mut conflicts) = (0.0, 0.0);
-    let (mut refreshes, mut query_s) = (0.0, 0.0);
+    let mut conflicts_by: std::collections::BTreeMap<String, f64> = Default::default();
+    let (mut refreshes, mut query_s, mut unwatched) = (0.0, 0.0, 0.0);
     let (mut merged, mut raw_read) = (0.0, 0.0);
     let mut raw_why: std::collections::BTreeMap<&str, f64> = Default::default();
     let mut per_instance = Vec::new();
     let mut owner = None;
     for (i, p) in pipelines.iter().enumerate() {
         if scrape_sum(&p.http, "shopwatch_rollup_owner", "").await > 0.0 {
-            owner = Some((i, cpu(p.pid)));
+            owner = Some((i, cpu(i)));
         }
         let (now, peak) = rss_bytes(p.pid).unwrap_or((0, 0));
         rss_now += now;
         rss_peak += peak;
         commits += scrape_sum(&p.http, "shopwatch_commits_total", "outcome=\"ok\"").await;
         conflicts += scrape_sum(&p.http, "shopwatch_commits_total", "outcome=\"conflict\"").await;
-        refreshes += scrape_sum(&p.http, "shopwatch_kpi_refreshes_total", "").await;
+        for (table, n) in
+            scrape_by(&p.http, "shopwatch_commits_total", "outcome=\"conflict\"", "table").await
+        {
+            *conflicts_by.entry(table).or_insert(0.0) += n;
+        }
+        refreshes += scrape_sum(&p.http, "shopwatch_kpi_refreshes_total", "outcome=\"ok\"").await;
+        unwatched += scrape_sum(&p.http, "shopwatch_kpi_refreshes_total", "unwatched").await;
         merged += scrape_sum(&p.http, "shopwatch_partials_merged_total", "").await;
         raw_read += scrape_sum(&p.http, "shopwatch_partials_raw_events_total", "").await;
         for why in ["gap", "stale", "aggregator"] {
@@ -305,12 +382,19 @@ async fn run_one(cfg: &Config, args: &IngestArgs, instances: usize) -> anyhow::R
             *raw_why.entry(why).or_insert(0.0) += n;
         }
         query_s += scrape_sum(&p.http, "shopwatch_flight_query_duration_seconds_sum", "").await;
-        per_instance.push(cpu(p.pid));
+        per_instance.push(cpu(i));
     }
     let (files, bytes) = super::lakefill::files_under(&data.join("warehouse"), |_| true);
+    if let Some(v) = viewer {
+        v.abort();
+    }
     for p in pipelines {
         p.stop().await;
     }
+    let bare = match bare {
+        None if !bare_first && !args.no_bare => Some(bare_baseline(&brokers, &topics, report.acked).await?),
+        b => b,
+    };
     broker.shutdown().await;
 
     let n = report.acked as f64;
@@ -392,8 +476,8 @@ async fn run_one(cfg: &Config, args: &IngestArgs, instances: usize) -> anyhow::R
         "",
     );
     row(
-        "dashboard refreshes / their query wall s",
-        format!("{refreshes:.0} / {query_s:.1}"),
+        "dashboard refreshes / query wall s / unwatched",
+        format!("{refreshes:.0} / {query_s:.1} / {unwatched:.0}"),
         "",
     );
     row(
@@ -405,6 +489,16 @@ async fn run_one(cfg: &Config, args: &IngestArgs, instances: usize) -> anyhow::R
         "",
     );
     row(
+        "  by table",
+        conflicts_by
+            .iter()
+            .filter(|(_, n)| **n > 0.0)
+            .map(|(t, n)| format!("{t} {n:.0}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        "",
+    );
+    row(
         "CPU-s per instance",
         per_instance
             .iter()
@@ -413,6 +507,18 @@ async fn run_one(cfg: &Config, args: &IngestArgs, instances: usize) -> anyhow::R
             .join(" / "),
         "",
     );
+    if args.live {
+        row(
+            "  idle, settled, all instances: CPU-ms per second",
+            format!("{:.0}", idle_rate * 1e3),
+            "",
+        );
+        row(
+            "  before the first event (start, settle; not counted)",
+            idle_cpu.iter().map(|c| format!("{c:.1}")).collect::<Vec<_>>().join(" / "),
+            "",
+        );
+    }
     row("files written (data + metadata)", files.to_string(), "");
     row("bytes written", format!("{:.1} MB", bytes as f64 / 1e6), "");
     row(
@@ -436,5 +542,6 @@ async fn run_one(cfg: &Config, args: &IngestArgs, instances: usize) -> anyhow::R
         cpu: all_cpu,
         owner,
         conflicts,
+        idle_rate,
     })
 }

@@ -35,7 +35,9 @@ pub struct PipelineConfig {
     pub dead_letter_payload_max_bytes: usize,
     /// Dead letters are committed in batches: at this many, or after this interval.
     pub dead_letter_flush_rows: usize,
-    /// Buffered dead letters are committed at least this often.
+    /// Buffered dead letters are committed at least this often. Whoever takes a partition
+    /// next re-reads from the first one not committed, so this bounds what a crash or a
+    /// rebalance reads again (at 10 s a rolling restart of 3 instances read 1.41× the events).
     pub dead_letter_flush_interval_ms: u64,
 }
 
@@ -52,7 +54,7 @@ impl Default for PipelineConfig {
             max_days_per_batch: 32,
             dead_letter_payload_max_bytes: 64 * 1024,
             dead_letter_flush_rows: 5_000,
-            dead_letter_flush_interval_ms: 10_000,
+            dead_letter_flush_interval_ms: 2_000,
         }
     }
 }

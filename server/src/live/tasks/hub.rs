@@ -3,7 +3,7 @@
 //! is skipped to a fresh snapshot, and one that keeps falling behind is dropped.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::ws::Utf8Bytes;
@@ -185,6 +185,8 @@ pub struct Hub {
     state: Arc<Mutex<State>>,
     params: HubParams,
     metrics: LiveMetrics,
+    /// Unix ms of the last `/api/dashboard` read (0: never): a reader without a websocket.
+    asked_ms: Arc<AtomicI64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -221,6 +223,7 @@ impl Hub {
             })),
             params,
             metrics,
+            asked_ms: Arc::new(AtomicI64::new(0)),
         }
     }
 
@@ -325,6 +328,18 @@ impl Hub {
         self.lock().clients.len()
     }
 
+    /// Someone read the dashboard without a websocket (`/api/dashboard`).
+    pub fn asked(&self) {
+        self.asked_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// Whether anyone looks: a websocket client now, or an `/api/dashboard` read within `within`.
+    pub fn watched(&self, within: std::time::Duration) -> bool {
+        let since_ms = now_ms().saturating_sub(self.asked_ms.load(Ordering::Relaxed));
+        let within_ms = i64::try_from(within.as_millis()).unwrap_or(i64::MAX);
+        self.clients() > 0 || since_ms < within_ms
+    }
+
     /// The newest value of a state type (tests, the HTTP JSON view).
     pub fn latest(&self, kind: Message) -> Option<Value> {
         self.lock().latest.get(&kind).cloned()
@@ -355,6 +370,20 @@ mod tests {
 
     fn parse(f: &Utf8Bytes) -> Value {
         serde_json::from_str(text(f)).unwrap()
+    }
+
+    #[test]
+    fn watched_while_a_client_is_connected_or_for_a_while_after_an_api_read() {
+        let hub = hub(10, 8);
+        let minute = std::time::Duration::from_secs(60);
+        assert!(!hub.watched(minute), "nobody yet");
+        let (id, _outbox) = hub.join().unwrap();
+        assert!(hub.watched(minute));
+        hub.leave(id);
+        assert!(!hub.watched(minute), "the client left");
+        hub.asked();
+        assert!(hub.watched(minute));
+        assert!(!hub.watched(std::time::Duration::ZERO), "the read is older than zero");
     }
 
     #[test]

@@ -73,7 +73,7 @@ impl LiveMetrics {
             ),
             refreshes: counter_vec(
                 "shopwatch_kpi_refreshes_total",
-                "KPI refresh rounds by outcome (ok, error).",
+                "KPI refresh rounds by outcome (ok, error; unwatched: due but skipped, nobody watching — no websocket client, no /api/dashboard read for a minute).",
                 &["outcome"],
             ),
         };
@@ -83,7 +83,7 @@ impl LiveMetrics {
         for reason in ["origin", "max_clients"] {
             m.ws_rejected.with_label_values(&[reason]);
         }
-        for outcome in ["ok", "error"] {
+        for outcome in ["ok", "error", "unwatched"] {
             m.refreshes.with_label_values(&[outcome]);
         }
         m

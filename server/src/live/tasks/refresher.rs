@@ -81,6 +81,42 @@ pub struct Refresher;
 /// `bench ingest` before this pacing).
 const PACE_FACTOR: f64 = 10.0;
 
+/// An `/api/dashboard` read keeps the refresher going this long (a reader polling at least
+/// once a minute gets fresh values each time); a websocket client, as long as it is connected.
+const ASKED_KEEPS: Duration = Duration::from_secs(60);
+
+/// What a tick does.
+#[derive(Debug, PartialEq, Eq)]
+enum Round {
+    Run,
+    Wait,
+    /// A refresh was due but nobody watches: the queries are not run (an instance of a fleet
+    /// the dashboard does not point at spends nothing on them).
+    Unwatched,
+}
+
+/// The first round runs regardless (the first reader finds values); after it, a due round runs
+/// only while someone watches, and one skipped for nobody watching runs as soon as someone does.
+fn round(
+    watched: bool,
+    owed: bool,
+    since_last: Option<Duration>,
+    dirty: bool,
+    pace: Duration,
+    refresh: Duration,
+) -> Round {
+    let Some(since) = since_last else {
+        return Round::Run;
+    };
+    let due = (dirty && since >= pace) || since >= refresh;
+    match (watched, due || owed) {
+        (_, false) => Round::Wait,
+        (true, true) => Round::Run,
+        (false, true) if due => Round::Unwatched,
+        (false, true) => Round::Wait,
+    }
+}
+
 /// How long after a refresh the next may run when commits keep landing: `min_interval`, or
 /// longer when refreshes are slow, never longer than `refresh`.
 fn paced_interval(min_interval: Duration, refresh: Duration, last_ms: Option<f64>) -> Duration {
@@ -95,6 +131,8 @@ pub struct RefresherState {
     dirty: bool,
     last_refresh: Option<Instant>,
     last_health: Option<Instant>,
+    /// A round was skipped because nobody watched.
+    owed: bool,
     query: QueryHealth,
 }
 
@@ -133,6 +171,7 @@ impl Actor for Refresher {
             dirty: true,
             last_refresh: None,
             last_health: None,
+            owed: false,
         })
     }
 
@@ -156,14 +195,21 @@ impl RefresherState {
             RefreshMsg::Committed => s.dirty = true,
             RefreshMsg::Tick => {
                 let pace = paced_interval(s.p.min_interval, s.p.refresh, s.query.last_duration_ms);
-                let due = s.last_refresh.is_none_or(|t| {
-                    let since = t.elapsed();
-                    (s.dirty && since >= pace) || since >= s.p.refresh
-                });
-                if due {
-                    s.dirty = false;
-                    s.last_refresh = Some(Instant::now());
-                    s.refresh().await;
+                let watched = s.p.hub.watched(ASKED_KEEPS);
+                let since = s.last_refresh.map(|t| t.elapsed());
+                match round(watched, s.owed, since, s.dirty, pace, s.p.refresh) {
+                    Round::Wait => {}
+                    Round::Unwatched => {
+                        s.owed = true;
+                        s.last_refresh = Some(Instant::now());
+                        s.p.live.refreshes.with_label_values(&["unwatched"]).inc();
+                    }
+                    Round::Run => {
+                        s.dirty = false;
+                        s.owed = false;
+                        s.last_refresh = Some(Instant::now());
+                        s.refresh().await;
+                    }
                 }
                 if s.last_health
                     .is_none_or(|t| t.elapsed() >= Duration::from_secs(2))
@@ -429,6 +475,39 @@ mod tests {
                 paced_interval(min, max, last),
                 Duration::from_millis(want_ms),
                 "{last:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn rounds_run_only_while_someone_watches_and_a_skipped_one_runs_when_someone_comes() {
+        use Round::*;
+        let (pace, refresh) = (Duration::from_secs(1), Duration::from_secs(5));
+        let s = |ms: u64| Some(Duration::from_millis(ms));
+        // (watched, owed, since the last round, dirty) → round
+        let cases = [
+            // The first round runs, watched or not.
+            (false, false, None, false, Run),
+            (true, false, None, true, Run),
+            // Watched: a commit landed and pace passed, or refresh passed.
+            (true, false, s(1_000), true, Run),
+            (true, false, s(999), true, Wait),
+            (true, false, s(4_999), false, Wait),
+            (true, false, s(5_000), false, Run),
+            // Nobody watching: what was due is skipped, nothing else happens.
+            (false, false, s(1_000), true, Unwatched),
+            (false, false, s(5_000), false, Unwatched),
+            (false, false, s(999), true, Wait),
+            (false, true, s(10), true, Wait),
+            // Someone came after a skipped round: at once, pace or not.
+            (true, true, s(10), false, Run),
+            (true, true, s(10), true, Run),
+        ];
+        for (watched, owed, since, dirty, want) in cases {
+            assert_eq!(
+                round(watched, owed, since, dirty, pace, refresh),
+                want,
+                "watched {watched}, owed {owed}, since {since:?}, dirty {dirty}"
             );
         }
     }
