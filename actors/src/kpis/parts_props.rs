@@ -198,7 +198,14 @@ fn a_tampered_partial_row_is_an_error_naming_the_kpi_and_range() {
     use crate::schema::partials::PartRow;
     let now = 1_700_000_000 * S;
     let evs: Vec<Ev> = (0..4)
-        .map(|u| Ev { kind: 0, partition: 0, event_time: now - S, user: u, product: 1, url: 0 })
+        .map(|u| Ev {
+            kind: 0,
+            partition: 0,
+            event_time: now - S,
+            user: u,
+            product: 1,
+            url: 0,
+        })
         .collect();
     let tampers: [(&str, fn(&mut PartRow)); 3] = [
         ("not JSON", |r| r.acc = "{".into()),
@@ -213,24 +220,37 @@ fn a_tampered_partial_row_is_an_error_naming_the_kpi_and_range() {
         let d = kpi.window();
         let params = EngineParams {
             windowing: Windowing::new(d.size_s as i64 * S, d.slide_s as i64 * S).unwrap(),
-            clock: ClockParams { lateness: 10 * S, idle_timeout: 30 * S },
+            clock: ClockParams {
+                lateness: 10 * S,
+                idle_timeout: 30 * S,
+            },
             max_skew: 300 * S,
             clock_tolerance: 2 * S,
         };
         let mut parts = kpi.parts(params);
-        parts.fold_rows(i, &rows(EventKind::Orders, &evs, now, &mut [0; 3]), &|_, _| true);
+        parts.fold_rows(
+            i,
+            &rows(EventKind::Orders, &evs, now, &mut [0; 3]),
+            &|_, _| true,
+        );
         let good: Vec<PartRow> = parts
             .take(i, 0)
             .unwrap()
             .into_iter()
             .map(|out| out.row(kpi.name(), "t", 0, (0, 4)))
             .collect();
-        let merged = kpi.engine(params).fold_parts(i, &good, now, &|_, _| true).unwrap();
+        let merged = kpi
+            .engine(params)
+            .fold_parts(i, &good, now, &|_, _| true)
+            .unwrap();
         assert_eq!(merged.folded, 4, "{}", kpi.name());
         for (what, tamper) in tampers {
             let mut bad = good.clone();
             tamper(&mut bad[0]);
-            let err = kpi.engine(params).fold_parts(i, &bad, now, &|_, _| true).unwrap_err();
+            let err = kpi
+                .engine(params)
+                .fold_parts(i, &bad, now, &|_, _| true)
+                .unwrap_err();
             assert!(
                 err.starts_with(kpi.name()) && err.contains("partition 0, offsets 0..4"),
                 "{what}: {err}"

@@ -218,7 +218,10 @@ pub(super) async fn scrape_by(
         return out;
     };
     let key = format!("{by}=\"");
-    for l in body.lines().filter(|l| l.starts_with(name) && l.contains(filter)) {
+    for l in body
+        .lines()
+        .filter(|l| l.starts_with(name) && l.contains(filter))
+    {
         let (Some(v), Some(at)) = (l.rsplit(' ').next(), l.find(&key)) else {
             continue;
         };

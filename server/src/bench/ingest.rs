@@ -179,7 +179,11 @@ async fn run_one(cfg: &Config, args: &IngestArgs, instances: usize) -> anyhow::R
     let last_event_us = start_us + step_us * args.events as i64;
     println!(
         "ingest: {} {} events into Tansu ({}) at {brokers}",
-        if args.live { "producing, while the instances run," } else { "pre-filling" },
+        if args.live {
+            "producing, while the instances run,"
+        } else {
+            "pre-filling"
+        },
         args.events,
         if args.sqlite_broker {
             "sqlite://"
@@ -215,15 +219,26 @@ async fn run_one(cfg: &Config, args: &IngestArgs, instances: usize) -> anyhow::R
         pipelines = start()?;
         viewer = Some(watch_dashboard(&pipelines[0].http));
         let https: Vec<String> = pipelines.iter().map(|p| p.http.clone()).collect();
-        let took = group_settled(&https, topics.len(), args.partitions, Duration::from_secs(180))
-            .await?;
-        println!("  {instances} instance(s) up, the group settled in {:.1} s", took.as_secs_f64());
+        let took = group_settled(
+            &https,
+            topics.len(),
+            args.partitions,
+            Duration::from_secs(180),
+        )
+        .await?;
+        println!(
+            "  {instances} instance(s) up, the group settled in {:.1} s",
+            took.as_secs_f64()
+        );
     }
     // CPU spent starting and settling is not the events' (live only; 0 otherwise). Then what
     // the settled instances spend with no events at all, per second: polling, heartbeats,
     // the election, idle maintenance (the fixed cost each instance adds, whatever the load).
     let cpus = || -> Vec<f64> {
-        pipelines.iter().map(|p| cpu_seconds(p.pid).unwrap_or(0.0)).collect()
+        pipelines
+            .iter()
+            .map(|p| cpu_seconds(p.pid).unwrap_or(0.0))
+            .collect()
     };
     let mut idle_cpu = cpus();
     let mut idle_rate = 0.0;
@@ -363,8 +378,13 @@ async fn run_one(cfg: &Config, args: &IngestArgs, instances: usize) -> anyhow::R
         rss_peak += peak;
         commits += scrape_sum(&p.http, "shopwatch_commits_total", "outcome=\"ok\"").await;
         conflicts += scrape_sum(&p.http, "shopwatch_commits_total", "outcome=\"conflict\"").await;
-        for (table, n) in
-            scrape_by(&p.http, "shopwatch_commits_total", "outcome=\"conflict\"", "table").await
+        for (table, n) in scrape_by(
+            &p.http,
+            "shopwatch_commits_total",
+            "outcome=\"conflict\"",
+            "table",
+        )
+        .await
         {
             *conflicts_by.entry(table).or_insert(0.0) += n;
         }
@@ -392,7 +412,9 @@ async fn run_one(cfg: &Config, args: &IngestArgs, instances: usize) -> anyhow::R
         p.stop().await;
     }
     let bare = match bare {
-        None if !bare_first && !args.no_bare => Some(bare_baseline(&brokers, &topics, report.acked).await?),
+        None if !bare_first && !args.no_bare => {
+            Some(bare_baseline(&brokers, &topics, report.acked).await?)
+        }
         b => b,
     };
     broker.shutdown().await;
@@ -515,7 +537,11 @@ async fn run_one(cfg: &Config, args: &IngestArgs, instances: usize) -> anyhow::R
         );
         row(
             "  before the first event (start, settle; not counted)",
-            idle_cpu.iter().map(|c| format!("{c:.1}")).collect::<Vec<_>>().join(" / "),
+            idle_cpu
+                .iter()
+                .map(|c| format!("{c:.1}"))
+                .collect::<Vec<_>>()
+                .join(" / "),
             "",
         );
     }

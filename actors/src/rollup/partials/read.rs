@@ -231,7 +231,12 @@ mod tests {
         // (file, topic, floor) → read it?
         let cases = [
             (f(Some(("orders", "orders")), Some(100)), "orders", 99, true),
-            (f(Some(("orders", "orders")), Some(100)), "orders", 100, false),
+            (
+                f(Some(("orders", "orders")), Some(100)),
+                "orders",
+                100,
+                false,
+            ),
             (f(Some(("orders", "orders")), Some(100)), "clicks", 0, false),
             (f(Some(("clicks", "orders")), Some(100)), "errors", 0, true),
             (f(Some(("clicks", "errors")), Some(100)), "orders", 0, false),
@@ -241,7 +246,11 @@ mod tests {
             (f(Some(("orders", "orders")), None), "orders", 1_000, true),
         ];
         for (file, topic, floor, want) in cases {
-            assert_eq!(file.may_hold(topic, floor), want, "{file:?} {topic} {floor}");
+            assert_eq!(
+                file.may_hold(topic, floor),
+                want,
+                "{file:?} {topic} {floor}"
+            );
         }
     }
 }

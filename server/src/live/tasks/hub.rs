@@ -383,7 +383,10 @@ mod tests {
         assert!(!hub.watched(minute), "the client left");
         hub.asked();
         assert!(hub.watched(minute));
-        assert!(!hub.watched(std::time::Duration::ZERO), "the read is older than zero");
+        assert!(
+            !hub.watched(std::time::Duration::ZERO),
+            "the read is older than zero"
+        );
     }
 
     #[test]
