@@ -18,10 +18,8 @@ use shopwatch_load::generator::EventClock;
 use shopwatch_load::produce::{produce, ProduceParams};
 use shopwatch_load::stats::{cpu_seconds, rss_bytes};
 
-use super::complete::{
-    alerts_evaluated, group_settled, kpis_closed, raw_progress, scrape_by, scrape_sum,
-    watch_dashboard,
-};
+use super::complete::{alerts_evaluated, kpis_closed, raw_progress, scrape_by, scrape_sum};
+use super::instances::{group_settled, idle_sample, side_by_side, watch_dashboard, Run};
 use super::PipelineProcess;
 use crate::config::Config;
 
@@ -80,22 +78,6 @@ async fn bare_baseline(
     Ok(r)
 }
 
-/// One run's figures, for the table side by side.
-struct Run {
-    instances: usize,
-    events: u64,
-    all_s: f64,
-    cpu: f64,
-    /// CPU-s of the instance that owned the rollup at the end, and its index.
-    owner: Option<(usize, f64)>,
-    conflicts: f64,
-    /// CPU-s per second all instances spent idle, settled, before the first event (`--live`).
-    idle_rate: f64,
-}
-
-/// How long `--live` watches the settled instances idle.
-const IDLE_SAMPLE: Duration = Duration::from_secs(5);
-
 fn scratch_dir() -> PathBuf {
     std::env::temp_dir().join(format!("shopwatch-bench-ingest-{}", std::process::id()))
 }
@@ -124,45 +106,6 @@ pub async fn run(cfg: Config, args: IngestArgs) -> anyhow::Result<i32> {
 }
 
 /// CPU per event, total and the owner's, for every count run.
-fn side_by_side(runs: &[Run]) {
-    println!();
-    println!("instances side by side ({} events each)", runs[0].events);
-    println!(
-        "{:>9} {:>12} {:>12} {:>16} {:>18} {:>20} {:>16} {:>22}",
-        "instances",
-        "all wall s",
-        "CPU-s",
-        "CPU µs/event",
-        "x one instance",
-        "owner CPU µs/event",
-        "conflicts/min",
-        "idle CPU-ms/s (net)"
-    );
-    let per = |cpu: f64, n: u64| cpu * 1e6 / (n.max(1) as f64);
-    let base = per(runs[0].cpu, runs[0].events);
-    for r in runs {
-        let total = per(r.cpu, r.events);
-        println!(
-            "{:>9} {:>12.1} {:>12.1} {:>16.2} {:>18.2} {:>20} {:>16.1} {:>22}",
-            r.instances,
-            r.all_s,
-            r.cpu,
-            total,
-            total / base.max(1e-9),
-            r.owner
-                .map(|(i, c)| format!("{:.2} (#{i})", per(c, r.events)))
-                .unwrap_or_else(|| "-".into()),
-            r.conflicts / (r.all_s.max(1e-9) / 60.0),
-            // Net: what the events cost beyond the instances idling for as long.
-            format!(
-                "{:.0} ({:.2} µs/ev)",
-                r.idle_rate * 1e3,
-                per(r.cpu - r.idle_rate * r.all_s, r.events)
-            ),
-        );
-    }
-}
-
 async fn run_one(cfg: &Config, args: &IngestArgs, instances: usize) -> anyhow::Result<Run> {
     let scratch = args.dir.is_none();
     let dir = args.dir.clone().unwrap_or_else(scratch_dir);
@@ -231,24 +174,13 @@ async fn run_one(cfg: &Config, args: &IngestArgs, instances: usize) -> anyhow::R
             took.as_secs_f64()
         );
     }
-    // CPU spent starting and settling is not the events' (live only; 0 otherwise). Then what
-    // the settled instances spend with no events at all, per second: polling, heartbeats,
-    // the election, idle maintenance (the fixed cost each instance adds, whatever the load).
-    let cpus = || -> Vec<f64> {
-        pipelines
-            .iter()
-            .map(|p| cpu_seconds(p.pid).unwrap_or(0.0))
-            .collect()
+    // CPU spent starting and settling is not the events' (0 without instances yet).
+    let pids: Vec<u32> = pipelines.iter().map(|p| p.pid).collect();
+    let (idle_cpu, idle_rate) = if args.live {
+        idle_sample(&pids).await
+    } else {
+        (vec![0.0; pids.len()], 0.0)
     };
-    let mut idle_cpu = cpus();
-    let mut idle_rate = 0.0;
-    if args.live {
-        tokio::time::sleep(IDLE_SAMPLE).await;
-        let after = cpus();
-        idle_rate = after.iter().zip(&idle_cpu).map(|(a, b)| a - b).sum::<f64>()
-            / IDLE_SAMPLE.as_secs_f64();
-        idle_cpu = after;
-    }
     let fill_started = Instant::now();
     let report = produce(
         ProduceParams {

@@ -6,6 +6,7 @@ mod day;
 mod fold;
 mod hostile;
 mod ingest;
+mod instances;
 mod lakefill;
 mod parse;
 mod query;

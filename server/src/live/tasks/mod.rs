@@ -2,5 +2,6 @@
 
 pub mod hub;
 pub mod metrics;
+pub mod pacing;
 pub mod provisional;
 pub mod refresher;
