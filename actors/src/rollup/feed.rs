@@ -75,6 +75,8 @@ pub struct FeedState {
     merged: BTreeMap<String, Offsets>,
     /// Per (topic, partition): since when the raw table is ahead of the partials.
     lagging: BTreeMap<(String, i32), std::time::Instant>,
+    /// The partials table's files, each manifest parsed once.
+    files: read::Files,
 }
 
 pub enum FeedMsg {
@@ -101,6 +103,7 @@ impl Actor for Feed {
             watched,
             merged: BTreeMap::new(),
             lagging: BTreeMap::new(),
+            files: read::Files::default(),
         })
     }
 
@@ -249,7 +252,7 @@ impl FeedState {
         let mut reasons: BTreeMap<i32, &str> = BTreeMap::new();
         if !from.is_empty() {
             let table = read::table(&p.lake).await?;
-            let taken = read::read(&table, topic, &from).await?;
+            let taken = read::read(&table, &mut self.files, topic, &from).await?;
             let now = std::time::Instant::now();
             for (part, at) in &from {
                 let key = (topic.to_string(), *part);

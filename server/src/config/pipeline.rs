@@ -67,6 +67,14 @@ impl PipelineConfig {
                 "must be at least 10 (milliseconds)",
             ));
         }
+        if self.dead_letter_flush_interval_ms < 100 {
+            // Lower, every tick with a dead letter (and the idle ledger move) would be a
+            // catalog commit of the dead-letter table.
+            return Err(ConfigError::check(
+                "pipeline.dead_letter_flush_interval_ms",
+                "must be at least 100 (milliseconds); 2000 is the default",
+            ));
+        }
         if self.max_batch_rows == 0 {
             return Err(ConfigError::check(
                 "pipeline.max_batch_rows",

@@ -125,6 +125,25 @@ fn bad_values_name_the_key_and_fix() {
         e.contains("commit_interval_ms") || e.contains("soon"),
         "{e}"
     );
+    for (v, ok) in [("0", false), ("99", false), ("100", true), ("2000", true)] {
+        let got = load(
+            None,
+            &env(&[("SHOPWATCH_PIPELINE__DEAD_LETTER_FLUSH_INTERVAL_MS", v)]),
+            vec![],
+        );
+        match got {
+            Ok(c) => assert!(ok, "{v} accepted: {:?}", c.pipeline),
+            Err(e) => {
+                let e = e.to_string();
+                assert!(!ok, "{v} refused: {e}");
+                assert!(
+                    e.contains("pipeline.dead_letter_flush_interval_ms")
+                        && e.contains("at least 100"),
+                    "{e}"
+                );
+            }
+        }
+    }
 }
 
 #[test]
