@@ -1,7 +1,7 @@
 //! Every table shopwatch writes, in creation order, derived from the definitions: the raw
 //! tables per topic kind, the dead letters, one table per registered KPI, the alerts and
-//! the operators' actions on them. Anything
-//! that lists tables (the drill report, the benches, `shopwatch tables`, the checkers through
+//! the operators' actions on them, the partial windows per topic kind. Anything that lists
+//! tables (the drill report, the benches, `shopwatch tables`, the checkers through
 //! it) uses this.
 
 use crate::events::EventKind;
@@ -20,8 +20,9 @@ pub enum Table {
     Alerts,
     /// One row per operator action on alerts (acknowledge, silence, undo): the audit.
     AlertActions,
-    /// Per-pane partial windows other instances folded, for the rollup owner to merge.
-    Partials,
+    /// Per-pane partial windows other instances folded of a topic, for the rollup owner to
+    /// merge.
+    Partials(EventKind),
 }
 
 impl Table {
@@ -32,7 +33,7 @@ impl Table {
             Table::Kpi(k) => k.table(),
             Table::Alerts => crate::alerts::TABLE,
             Table::AlertActions => crate::alerts::actions::TABLE,
-            Table::Partials => crate::schema::partials::PARTIALS_TABLE,
+            Table::Partials(kind) => crate::schema::partials::partials_table(*kind),
         }
     }
 
@@ -43,7 +44,7 @@ impl Table {
             Table::Kpi(_) => "kpi",
             Table::Alerts => "alerts",
             Table::AlertActions => "alert_actions",
-            Table::Partials => "partials",
+            Table::Partials(_) => "partials",
         }
     }
 
@@ -54,7 +55,7 @@ impl Table {
             Table::Kpi(k) => k.spec(),
             Table::Alerts => crate::alerts::spec(),
             Table::AlertActions => crate::alerts::actions::spec(),
-            Table::Partials => crate::schema::partials::partials_spec(),
+            Table::Partials(kind) => crate::schema::partials::partials_spec(*kind),
         }
     }
 }
@@ -65,7 +66,7 @@ pub fn all() -> Vec<Table> {
     out.extend(REGISTRY.iter().map(|k| Table::Kpi(*k)));
     out.push(Table::Alerts);
     out.push(Table::AlertActions);
-    out.push(Table::Partials);
+    out.extend(EventKind::ALL.iter().map(|k| Table::Partials(*k)));
     out
 }
 

@@ -137,7 +137,7 @@ impl Evaluator {
                 Rows::Errors(v) => v
                     .iter()
                     .for_each(|(s, e)| one(s.partition, s.offset, Fact::Error(&e))),
-                Rows::DeadLetters(_) | Rows::Partials(_) => {}
+                Rows::DeadLetters(_) | Rows::Partials(..) => {}
             }
         }
         alerts

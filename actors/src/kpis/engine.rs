@@ -235,7 +235,7 @@ fn each_input(
             .iter()
             .for_each(|(s, e)| one(&s, e.error_ts, Fact::Error(&e))),
         // Dead letters carry no event a KPI could count.
-        Rows::DeadLetters(_) | Rows::Partials(_) => {}
+        Rows::DeadLetters(_) | Rows::Partials(..) => {}
     }
 }
 

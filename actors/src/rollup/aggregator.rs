@@ -272,7 +272,7 @@ impl AggregatorState {
         let mut stats = FoldStats::default();
         // A gap means deliveries were skipped: read them back from the raw table first.
         let kind = self.inputs[i].0;
-        if let Rows::Partials(parts) = &*d.rows {
+        if let Rows::Partials(_, parts) = &*d.rows {
             // Other instances' partitions, folded there: merge their partials.
             let (raw, merge) = split_partials(&self.positions[i], &d.ranges);
             let m = &self.params.metrics;

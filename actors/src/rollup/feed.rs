@@ -75,8 +75,8 @@ pub struct FeedState {
     merged: BTreeMap<String, Offsets>,
     /// Per (topic, partition): since when the raw table is ahead of the partials.
     lagging: BTreeMap<(String, i32), std::time::Instant>,
-    /// The partials table's files, each manifest parsed once.
-    files: read::Files,
+    /// Each partials table's files, each manifest parsed once.
+    files: BTreeMap<EventKind, read::Files>,
 }
 
 pub enum FeedMsg {
@@ -103,7 +103,7 @@ impl Actor for Feed {
             watched,
             merged: BTreeMap::new(),
             lagging: BTreeMap::new(),
-            files: read::Files::default(),
+            files: BTreeMap::new(),
         })
     }
 
@@ -251,8 +251,9 @@ impl FeedState {
         let mut spans = Ranges::new();
         let mut reasons: BTreeMap<i32, &str> = BTreeMap::new();
         if !from.is_empty() {
-            let table = read::table(&p.lake).await?;
-            let taken = read::read(&table, &mut self.files, topic, &from).await?;
+            let table = read::table(&p.lake, kind).await?;
+            let files = self.files.entry(kind).or_default();
+            let taken = read::read(&table, files, topic, &from).await?;
             let now = std::time::Instant::now();
             for (part, at) in &from {
                 let key = (topic.to_string(), *part);
@@ -304,7 +305,7 @@ impl FeedState {
             topic: topic.to_string(),
             kind,
             ranges,
-            rows: Arc::new(Rows::Partials(rows)),
+            rows: Arc::new(Rows::Partials(kind, rows)),
         });
         Ok(())
     }

@@ -175,7 +175,7 @@ impl Encode for Rows {
             Rows::Clicks(_) => raw_table_spec(EventKind::Clicks),
             Rows::Errors(_) => raw_table_spec(EventKind::Errors),
             Rows::DeadLetters(_) => dead_letters_spec(),
-            Rows::Partials(_) => partials::partials_spec(),
+            Rows::Partials(kind, _) => partials::partials_spec(*kind),
         }
     }
     fn len(&self) -> usize {

@@ -5,9 +5,18 @@
 
 use super::columns::{self, col, Column, ColumnType::*, Value};
 use super::TableSpec;
-use crate::events::Micros;
+use crate::events::{EventKind, Micros};
 
-pub const PARTIALS_TABLE: &str = "shopwatch_partials";
+/// One partials table per topic kind: the writers commit each topic to its own table, so two
+/// writers conflict only when they commit the same topic at once (one shared table took 24 of
+/// the 40 catalog conflicts a minute of three instances, BENCHMARKS.md "Partial windows").
+pub fn partials_table(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::Orders => "shopwatch_partials_orders",
+        EventKind::Clicks => "shopwatch_partials_clicks",
+        EventKind::Errors => "shopwatch_partials_errors",
+    }
+}
 
 /// The `kpi` of the row every committed range has, events or not: where ranges start and end
 /// is what the owner chains on.
@@ -29,8 +38,8 @@ pub const COLUMNS: [Column; 11] = [
     col("acc", Str),
 ];
 
-pub fn partials_spec() -> TableSpec {
-    columns::spec(PARTIALS_TABLE, &COLUMNS, "pane_start", COLUMNS.len())
+pub fn partials_spec(kind: EventKind) -> TableSpec {
+    columns::spec(partials_table(kind), &COLUMNS, "pane_start", COLUMNS.len())
 }
 
 /// One row of the partials table.

@@ -24,8 +24,9 @@ pub enum Rows {
     Clicks(ClickRows),
     Errors(ErrorRows),
     DeadLetters(Vec<DeadLetter>),
-    /// Partial windows (`schema::partials`): the offset is the start of the row's range.
-    Partials(Vec<super::partials::PartRow>),
+    /// Partial windows of one topic kind's table (`schema::partials`): the offset is the
+    /// start of the row's range.
+    Partials(EventKind, Vec<super::partials::PartRow>),
 }
 
 impl Rows {
@@ -48,7 +49,7 @@ impl Rows {
             Rows::Clicks(v) => v.len(),
             Rows::Errors(v) => v.len(),
             Rows::DeadLetters(v) => v.len(),
-            Rows::Partials(v) => v.len(),
+            Rows::Partials(_, v) => v.len(),
         }
     }
 
@@ -63,7 +64,7 @@ impl Rows {
             Rows::Clicks(v) => v.reorder(|s| s.sort_by_key(|(s, _)| (s.partition, s.offset))),
             Rows::Errors(v) => v.reorder(|s| s.sort_by_key(|(s, _)| (s.partition, s.offset))),
             Rows::DeadLetters(v) => v.sort_by_key(|d| (d.source.partition, d.source.offset)),
-            Rows::Partials(v) => v.sort_by_key(|r| (r.partition, r.offset)),
+            Rows::Partials(_, v) => v.sort_by_key(|r| (r.partition, r.offset)),
         }
     }
 
@@ -74,7 +75,7 @@ impl Rows {
             Rows::Clicks(v) => v.reorder(|s| s.retain(|(s, _)| keep(s.partition, s.offset))),
             Rows::Errors(v) => v.reorder(|s| s.retain(|(s, _)| keep(s.partition, s.offset))),
             Rows::DeadLetters(v) => v.retain(|d| keep(d.source.partition, d.source.offset)),
-            Rows::Partials(v) => v.retain(|r| keep(r.partition, r.offset)),
+            Rows::Partials(_, v) => v.retain(|r| keep(r.partition, r.offset)),
         }
     }
 
@@ -88,7 +89,7 @@ impl Rows {
             Rows::Clicks(v) => v.arrays()?,
             Rows::Errors(v) => v.arrays()?,
             Rows::DeadLetters(rows) => dead_letter_arrays(rows),
-            Rows::Partials(rows) => return super::partials::encode(arrow_schema, rows),
+            Rows::Partials(_, rows) => return super::partials::encode(arrow_schema, rows),
         };
         RecordBatch::try_new(arrow_schema, columns)
     }

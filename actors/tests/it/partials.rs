@@ -1,17 +1,20 @@
-//! The owner's read of the partials table once compaction has merged several topics' rows into
-//! one file: it takes only the topic it asks for. (With the owner's own file index a file is
-//! chosen by its bounds and read whole; a file whose topic bounds span `clicks`..`orders`
-//! also holds `errors` rows — CI's group lane once undercounted the errors topic by ~20 % when
-//! those rows were not filtered.)
+//! The owner's read of a partials table once compaction has merged several topics' rows into
+//! one file: it takes only the topic it asks for. Each topic kind has its own partials table,
+//! but the table keeps a `topic` column and nothing stops rows of another topic name (a
+//! renamed topic, an older lake) from sharing a file: the owner's file index chooses a file by
+//! its bounds and reads it whole, and a file whose topic bounds span `clicks`..`orders` also
+//! holds `errors` rows — CI's group lane once undercounted the errors topic by ~20 % when those
+//! rows were not filtered out.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use shopwatch_actors::events::EventKind;
 use shopwatch_actors::lake::maintenance::rewrite::{self, DataCompactionParams};
 use shopwatch_actors::lake::{HygieneParams, OffsetRule, Ranges, TableBatch, TableCommitter};
 use shopwatch_actors::rollup::partials::read;
-use shopwatch_actors::schema::partials::{partials_spec, PartRow, PARTIALS_TABLE};
+use shopwatch_actors::schema::partials::{partials_spec, partials_table, PartRow};
 use shopwatch_actors::schema::Rows;
 
 use crate::common::lake;
@@ -36,7 +39,7 @@ fn range(topic: &str, (from, to): (i64, i64), events: i64) -> TableBatch {
     TableBatch {
         topic: topic.to_string(),
         ranges: Ranges::from([(0, (from, to))]),
-        rows: Arc::new(Rows::Partials(vec![mark, kpi])),
+        rows: Arc::new(Rows::Partials(EventKind::Errors, vec![mark, kpi])),
         dead_letters_from: Default::default(),
     }
 }
@@ -47,7 +50,7 @@ async fn a_file_of_several_topics_gives_the_owner_only_the_topic_it_asks_for() {
     let lake = lake(dir.path()).await;
     let mut writer = TableCommitter::open(
         lake.clone(),
-        &partials_spec(),
+        &partials_spec(EventKind::Errors),
         OffsetRule::Strict,
         HygieneParams {
             data: compaction(),
@@ -67,7 +70,7 @@ async fn a_file_of_several_topics_gives_the_owner_only_the_topic_it_asks_for() {
     ] {
         writer.commit(batch).await.unwrap();
     }
-    let ident = lake.ident(PARTIALS_TABLE);
+    let ident = lake.ident(partials_table(EventKind::Errors));
     let done = rewrite::compact(&lake, &ident, &compaction())
         .await
         .unwrap();
@@ -79,7 +82,7 @@ async fn a_file_of_several_topics_gives_the_owner_only_the_topic_it_asks_for() {
     let mut files = read::Files::default();
     for round in 0..2 {
         // Twice: the second read comes from the index's kept manifests.
-        let table = read::table(&lake).await.unwrap();
+        let table = read::table(&lake, EventKind::Errors).await.unwrap();
         let errors = read::read(&table, &mut files, "errors", &BTreeMap::from([(0, 0)]))
             .await
             .unwrap();

@@ -49,7 +49,10 @@ fn describe(cfg: &crate::config::Config, t: &Table) -> Value {
                 .map(|r| r.name)
                 .collect::<Vec<_>>());
         }
-        Table::DeadLetters | Table::AlertActions | Table::Partials => {}
+        Table::DeadLetters | Table::AlertActions => {}
+        Table::Partials(kind) => {
+            v["topic"] = json!(cfg.topics.of(*kind));
+        }
     }
     v
 }

@@ -272,7 +272,7 @@ pub async fn read_raw(
                     )
                 }));
             }
-            Rows::DeadLetters(_) | Rows::Partials(_) => {}
+            Rows::DeadLetters(_) | Rows::Partials(..) => {}
         }
     }
     rows.sort_by_source();

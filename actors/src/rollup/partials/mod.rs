@@ -74,7 +74,8 @@ pub struct WriterState {
     params: RollupParams,
     slot: Arc<Slot>,
     progress: Arc<Progress>,
-    committer: TableCommitter,
+    /// One per topic kind: each topic's partials have their own table.
+    committers: BTreeMap<EventKind, TableCommitter>,
     /// Every KPI's partial builder.
     kpis: Vec<(&'static dyn Kpi, Box<dyn KpiParts>)>,
     /// Per (topic, partition): what was folded since the last commit.
@@ -94,24 +95,28 @@ impl Actor for Writer {
     ) -> Result<WriterState, ActorProcessingErr> {
         args.slot.set(myself.clone());
         let p = &args.params;
-        let committer = into_actor(
-            TableCommitter::open(
-                p.lake.clone(),
-                &partials_spec(),
-                OffsetRule::Strict,
-                p.hygiene.clone(),
-            )
-            .await
-            .map_err(Error::from),
-        )?
-        .with_metrics(p.metrics.clone());
+        let mut committers = BTreeMap::new();
+        for kind in EventKind::ALL {
+            let committer = into_actor(
+                TableCommitter::open(
+                    p.lake.clone(),
+                    &partials_spec(kind),
+                    OffsetRule::Strict,
+                    p.hygiene.clone(),
+                )
+                .await
+                .map_err(Error::from),
+            )?
+            .with_metrics(p.metrics.clone());
+            committers.insert(kind, committer);
+        }
         myself.send_interval(p.tick, || RollupMsg::Tick);
         let kpis = p.kpis.iter().map(|(k, e)| (*k, k.parts(*e))).collect();
         Ok(WriterState {
             params: args.params,
             slot: args.slot,
             progress: args.progress,
-            committer,
+            committers,
             kpis,
             chains: BTreeMap::new(),
             last_commit: std::time::Instant::now(),
@@ -151,7 +156,9 @@ impl WriterState {
                 if self.params.ownership.is_owner() {
                     self.forget();
                     if self.last_commit.elapsed() >= IDLE_ROUND {
-                        self.committer.idle_maintenance().await;
+                        for committer in self.committers.values_mut() {
+                            committer.idle_maintenance().await;
+                        }
                         self.last_commit = std::time::Instant::now();
                     }
                 } else if self.last_commit.elapsed() >= commit_every(self.params.tick) {
@@ -336,7 +343,13 @@ impl WriterState {
         Ok(())
     }
 
-    /// Commit every chain, one catalog commit per topic.
+    fn committer(&mut self, kind: EventKind) -> Result<&mut TableCommitter, Error> {
+        self.committers
+            .get_mut(&kind)
+            .ok_or_else(|| Error::Unrecoverable(format!("no partials committer for {kind:?}")))
+    }
+
+    /// Commit every chain, one catalog commit per topic (each to its topic's table).
     async fn commit(&mut self) -> Handled {
         self.last_commit = std::time::Instant::now();
         for kind in EventKind::ALL {
@@ -345,7 +358,7 @@ impl WriterState {
             if keys.is_empty() {
                 continue;
             }
-            let recorded = self.committer.committed(&topic).await?.offsets;
+            let recorded = self.committer(kind)?.committed(&topic).await?.offsets;
             let mut rows = Vec::new();
             let mut ranges = Ranges::new();
             for key in keys {
@@ -384,11 +397,11 @@ impl WriterState {
             }
             let count = rows.len();
             let report = self
-                .committer
+                .committer(kind)?
                 .commit(TableBatch {
                     topic: topic.clone(),
                     ranges,
-                    rows: Arc::new(Rows::Partials(rows)),
+                    rows: Arc::new(Rows::Partials(kind, rows)),
                     dead_letters_from: Default::default(),
                 })
                 .await?;

@@ -10,16 +10,23 @@ use iceberg::spec::{Datum, ManifestContentType, PrimitiveLiteral};
 use super::chain::{take, Take};
 use super::GAP;
 use crate::error::Error;
+use crate::events::EventKind;
 use crate::lake::io::scan::read_batches;
 use crate::lake::maintenance::compact::read_manifest_list;
 use crate::lake::{Lake, Offsets};
-use crate::schema::partials::{self, PartRow, PARTIALS_TABLE};
+use crate::schema::partials::{self, partials_table, PartRow};
 
-pub async fn table(lake: &Lake) -> Result<iceberg::table::Table, Error> {
+/// The partials table of `kind`'s topic.
+pub async fn table(lake: &Lake, kind: EventKind) -> Result<iceberg::table::Table, Error> {
+    let name = partials_table(kind);
     lake.catalog
-        .load_unpinned(&lake.ident(PARTIALS_TABLE))
+        .load_unpinned(&lake.ident(name))
         .await
-        .map_err(Error::iceberg(format!("loading {PARTIALS_TABLE}")))
+        .map_err(Error::iceberg(format!("loading {name}")))
+}
+
+fn table_name(table: &iceberg::table::Table) -> &str {
+    table.identifier().name()
 }
 
 /// What the owner takes of `topic`'s partitions `from` (partition → where it stands).
@@ -53,7 +60,7 @@ pub async fn read(
     for b in &batches {
         rows.extend(
             partials::decode(b)
-                .map_err(|e| Error::Corrupt(format!("{PARTIALS_TABLE}: {e}")))?
+                .map_err(|e| Error::Corrupt(format!("{}: {e}", table_name(table))))?
                 .into_iter()
                 .filter(|r| beyond(r, topic, from)),
         );
@@ -134,7 +141,8 @@ impl Files {
             self.manifests.clear();
             return Ok(Some(Vec::new()));
         };
-        let err = |what: &str| Error::iceberg(format!("{PARTIALS_TABLE}: {what}"));
+        let name = table_name(table);
+        let err = |what: &str| Error::iceberg(format!("{name}: {what}"));
         let list = read_manifest_list(table, snapshot.manifest_list())
             .await
             .map_err(err("reading the manifest list"))?;
@@ -208,12 +216,18 @@ async fn read_files(
         let bytes = table
             .file_io()
             .new_input(path)
-            .map_err(Error::iceberg(format!("{PARTIALS_TABLE}: opening {path}")))?
+            .map_err(Error::iceberg(format!(
+                "{}: opening {path}",
+                table_name(table)
+            )))?
             .read()
             .await
-            .map_err(Error::iceberg(format!("{PARTIALS_TABLE}: reading {path}")))?;
+            .map_err(Error::iceberg(format!(
+                "{}: reading {path}",
+                table_name(table)
+            )))?;
         let corrupt = |e: parquet::errors::ParquetError| {
-            Error::Corrupt(format!("{PARTIALS_TABLE}: decoding {path}: {e}"))
+            Error::Corrupt(format!("{}: decoding {path}: {e}", table_name(table)))
         };
         let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
             .and_then(|b| b.build())
