@@ -17,7 +17,8 @@ use crate::error::{into_actor, Error, Handled};
 use crate::events::EventKind;
 use crate::handoff::source::{vouch, BrokerView, Vouch};
 use crate::handoff::Delivery;
-use crate::lake::io::scan::read_raw;
+use crate::lake::io::index::FileIndex;
+use crate::lake::io::scan::read_raw_indexed;
 use crate::lake::{Offsets, Ranges};
 use crate::schema::Rows;
 use crate::supervision::Progress;
@@ -76,7 +77,9 @@ pub struct FeedState {
     /// Per (topic, partition): since when the raw table is ahead of the partials.
     lagging: BTreeMap<(String, i32), std::time::Instant>,
     /// Each partials table's files, each manifest parsed once.
-    files: BTreeMap<EventKind, read::Files>,
+    files: BTreeMap<EventKind, FileIndex>,
+    /// Each raw table's files, for the detector's rows (read every tick).
+    raw_files: BTreeMap<EventKind, FileIndex>,
 }
 
 pub enum FeedMsg {
@@ -104,6 +107,7 @@ impl Actor for Feed {
             merged: BTreeMap::new(),
             lagging: BTreeMap::new(),
             files: BTreeMap::new(),
+            raw_files: BTreeMap::new(),
         })
     }
 
@@ -164,7 +168,8 @@ impl FeedState {
         // watches, the others only where they stand.
         let mut rows = Rows::empty_for(kind);
         if !plan.read_from.is_empty() && self.watched.contains(&kind) {
-            rows = read_raw(&table, kind, &plan.read_from, false).await?;
+            let files = self.raw_files.entry(kind).or_default();
+            rows = read_raw_indexed(&table, kind, &plan.read_from, files).await?;
             rows.retain(|part, o| plan.ranges.get(&part).is_some_and(|(_, end)| o < *end));
         }
         if !rows.is_empty() {

@@ -7,5 +7,5 @@ mod compaction;
 mod detector;
 mod feed;
 mod group;
-mod partials;
+mod index;
 mod supervision;

@@ -4,6 +4,7 @@
 pub mod append;
 #[cfg(feature = "failpoints")]
 pub mod faulty;
+pub mod index;
 pub mod scan;
 pub mod store;
 pub mod writer;

@@ -10,6 +10,7 @@ use iceberg::expr::{Predicate, Reference};
 use iceberg::spec::Datum;
 use iceberg::table::Table;
 
+use super::index::{FileIndex, Need};
 use crate::events::{
     Click, ErrorEvent, EventKind, Order, DEVICE_TYPES, ORDER_STATUSES, SEVERITIES,
 };
@@ -140,6 +141,27 @@ pub async fn read_raw(
     from: &Offsets,
     everything_for_unknown_partitions: bool,
 ) -> Result<Rows, ScanError> {
+    read_raw_with(table, kind, from, everything_for_unknown_partitions, None).await
+}
+
+/// [`read_raw`] of the partitions in `from` only, planned through `index` (a read repeated
+/// every tick: each manifest parsed once).
+pub async fn read_raw_indexed(
+    table: &Table,
+    kind: EventKind,
+    from: &Offsets,
+    index: &mut FileIndex,
+) -> Result<Rows, ScanError> {
+    read_raw_with(table, kind, from, false, Some(index)).await
+}
+
+async fn read_raw_with(
+    table: &Table,
+    kind: EventKind,
+    from: &Offsets,
+    everything_for_unknown_partitions: bool,
+    index: Option<&mut FileIndex>,
+) -> Result<Rows, ScanError> {
     let history = from.contains_key(&NO_SOURCE);
     let floor = if everything_for_unknown_partitions && from.is_empty() {
         0
@@ -168,7 +190,18 @@ pub async fn read_raw(
             f
         }
     });
-    let batches = read_batches(table, None, filter).await?;
+    let indexed = match (index, &filter) {
+        // History (rows without a Kafka source) needs the null check: the table scan does it.
+        (Some(index), Some(f)) if !history => {
+            let needs = [Need::AtLeast("kafka_offset", floor)];
+            index.read(table, f.clone(), &needs).await?
+        }
+        _ => None,
+    };
+    let batches = match indexed {
+        Some(b) => b,
+        None => read_batches(table, None, filter).await?,
+    };
     let name = kind.raw_table();
     let mut rows = Rows::empty_for(kind);
     for batch in &batches {

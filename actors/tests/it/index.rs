@@ -1,3 +1,6 @@
+//! The reads the rollup owner repeats every tick, planned through its file index
+//! (`lake::io::index`): the same rows as a table scan, across appends and compactions.
+//!
 //! The owner's read of a partials table once compaction has merged several topics' rows into
 //! one file: it takes only the topic it asks for. Each topic kind has its own partials table,
 //! but the table keeps a `topic` column and nothing stops rows of another topic name (a
@@ -11,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shopwatch_actors::events::EventKind;
+use shopwatch_actors::lake::io::index::FileIndex;
 use shopwatch_actors::lake::maintenance::rewrite::{self, DataCompactionParams};
 use shopwatch_actors::lake::{HygieneParams, OffsetRule, Ranges, TableBatch, TableCommitter};
 use shopwatch_actors::rollup::partials::read;
@@ -79,7 +83,7 @@ async fn a_file_of_several_topics_gives_the_owner_only_the_topic_it_asks_for() {
         "the test needs the files merged: {done:?}"
     );
 
-    let mut files = read::Files::default();
+    let mut files = FileIndex::default();
     for round in 0..2 {
         // Twice: the second read comes from the index's kept manifests.
         let table = read::table(&lake, EventKind::Errors).await.unwrap();
@@ -106,5 +110,84 @@ async fn a_file_of_several_topics_gives_the_owner_only_the_topic_it_asks_for() {
         );
         let got: Vec<_> = orders.rows.iter().map(|r| (&*r.topic, r.events)).collect();
         assert_eq!(got, [("orders", 2)], "round {round}");
+    }
+}
+
+/// The detector's read of a raw table through the index: the same rows as a table scan, as
+/// the table grows and compaction replaces its files and manifests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raw_read_through_the_index_equals_a_table_scan() {
+    use shopwatch_actors::lake::io::scan::{read_raw, read_raw_indexed};
+    use shopwatch_actors::schema::raw_table_spec;
+
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(dir.path()).await;
+    let mut writer = TableCommitter::open(
+        lake.clone(),
+        &raw_table_spec(EventKind::Orders),
+        OffsetRule::Strict,
+        HygieneParams {
+            data: compaction(),
+            ..HygieneParams::default()
+        },
+    )
+    .await
+    .unwrap();
+    let ident = lake.ident(EventKind::Orders.raw_table());
+    let sources = |rows: &Rows| match rows {
+        Rows::Orders(v) => v
+            .iter()
+            .map(|(s, o)| (s.partition, s.offset, o.order_id.to_string()))
+            .collect::<Vec<_>>(),
+        other => panic!("not orders: {other:?}"),
+    };
+    let mut index = FileIndex::default();
+    let mut next = [0i64, 0];
+    for round in 0..4 {
+        for i in 0..6i64 {
+            let p = (i % 2) as usize;
+            let start = next[p];
+            next[p] += 5;
+            writer
+                .commit(crate::commit::orders(p as i32, start..start + 5))
+                .await
+                .unwrap();
+        }
+        if round % 2 == 1 {
+            let done = rewrite::compact(&lake, &ident, &compaction())
+                .await
+                .unwrap();
+            assert!(done.files_replaced > 0, "round {round}: {done:?}");
+        }
+        let table = lake.catalog.load_unpinned(&ident).await.unwrap();
+        for from in [
+            BTreeMap::from([(0, 0), (1, 0)]),
+            BTreeMap::from([(0, next[0] - 7), (1, next[1] - 2)]),
+            BTreeMap::from([(1, 3)]),
+            BTreeMap::from([(0, next[0])]),
+        ] {
+            let scanned = read_raw(&table, EventKind::Orders, &from, false)
+                .await
+                .unwrap();
+            let indexed = read_raw_indexed(&table, EventKind::Orders, &from, &mut index)
+                .await
+                .unwrap();
+            assert_eq!(
+                sources(&indexed),
+                sources(&scanned),
+                "round {round}, from {from:?}"
+            );
+            // Planned by the index, not a fallback scan.
+            assert!(index.known_files() > 0, "round {round}: the index was not used");
+            let want: usize = from
+                .iter()
+                .map(|(p, f)| (next[*p as usize] - f) as usize)
+                .sum();
+            assert_eq!(
+                sources(&scanned).len(),
+                want,
+                "round {round}, from {from:?}"
+            );
+        }
     }
 }
