@@ -178,7 +178,10 @@ async fn a_raw_read_through_the_index_equals_a_table_scan() {
                 "round {round}, from {from:?}"
             );
             // Planned by the index, not a fallback scan.
-            assert!(index.known_files() > 0, "round {round}: the index was not used");
+            assert!(
+                index.known_files() > 0,
+                "round {round}: the index was not used"
+            );
             let want: usize = from
                 .iter()
                 .map(|(p, f)| (next[*p as usize] - f) as usize)

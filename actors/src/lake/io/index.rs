@@ -17,7 +17,6 @@ use iceberg::scan::FileScanTask;
 use iceberg::spec::{DataFileFormat, Datum, ManifestContentType, PrimitiveLiteral, Struct};
 use iceberg::table::Table;
 
-use super::scan::ScanError;
 use crate::lake::maintenance::compact::read_manifest_list;
 
 /// The table property a scan would read a name mapping from (files without field ids).
@@ -99,12 +98,7 @@ impl FileIndex {
         table: &Table,
         filter: Predicate,
         needs: &[Need],
-    ) -> Result<Option<Vec<RecordBatch>>, ScanError> {
-        let name = table.identifier().name().to_string();
-        let err = |source| ScanError::Iceberg {
-            table: name.clone(),
-            source,
-        };
+    ) -> iceberg::Result<Option<Vec<RecordBatch>>> {
         let meta = table.metadata();
         let Some(snapshot) = meta.current_snapshot() else {
             self.manifests.clear();
@@ -113,15 +107,8 @@ impl FileIndex {
         if meta.properties().contains_key(NAME_MAPPING) {
             return Ok(None);
         }
-        let schema = snapshot.schema(meta).map_err(err)?;
-        let list = read_manifest_list(table, snapshot.manifest_list())
-            .await
-            .map_err(|e| {
-                err(iceberg::Error::new(
-                    iceberg::ErrorKind::Unexpected,
-                    e.to_string(),
-                ))
-            })?;
+        let schema = snapshot.schema(meta)?;
+        let list = read_manifest_list(table, snapshot.manifest_list()).await?;
         let mut live = HashMap::new();
         for m in list.entries() {
             if m.content != ManifestContentType::Data {
@@ -130,7 +117,7 @@ impl FileIndex {
             let files = match self.manifests.get(&m.manifest_path) {
                 Some(f) => f.clone(),
                 None => {
-                    let manifest = m.load_manifest(table.file_io()).await.map_err(err)?;
+                    let manifest = m.load_manifest(table.file_io()).await?;
                     Arc::new(
                         manifest
                             .entries()
@@ -157,7 +144,7 @@ impl FileIndex {
         // Manifests merged or rewritten away are forgotten.
         self.manifests = live;
         let id = |col: &str| schema.field_by_name(col).map(|f| f.id);
-        let bound = filter.bind(schema.clone(), true).map_err(err)?;
+        let bound = filter.bind(schema.clone(), true)?;
         let fields: Vec<i32> = schema.as_struct().fields().iter().map(|f| f.id).collect();
         let tasks: Vec<FileScanTask> = self
             .manifests
@@ -190,12 +177,10 @@ impl FileIndex {
         let batches = table
             .reader_builder()
             .build()
-            .read(stream)
-            .map_err(err)?
+            .read(stream)?
             .stream()
             .try_collect()
-            .await
-            .map_err(err)?;
+            .await?;
         Ok(Some(batches))
     }
 }

@@ -194,7 +194,13 @@ async fn read_raw_with(
         // History (rows without a Kafka source) needs the null check: the table scan does it.
         (Some(index), Some(f)) if !history => {
             let needs = [Need::AtLeast("kafka_offset", floor)];
-            index.read(table, f.clone(), &needs).await?
+            index
+                .read(table, f.clone(), &needs)
+                .await
+                .map_err(|source| ScanError::Iceberg {
+                    table: table.identifier().name().to_string(),
+                    source,
+                })?
         }
         _ => None,
     };

@@ -52,7 +52,11 @@ pub async fn read(
         Need::Equal("topic", topic.to_string()),
         Need::Above("end_offset", floor),
     ];
-    let batches = match files.read(table, filter.clone(), &needs).await? {
+    let indexed = files
+        .read(table, filter.clone(), &needs)
+        .await
+        .map_err(Error::iceberg(format!("reading {}", table_name(table))))?;
+    let batches = match indexed {
         Some(b) => b,
         // A table the index does not handle (delete files, a name mapping): scan it.
         None => read_batches(table, None, Some(filter)).await?,
