@@ -16,10 +16,10 @@ use std::time::Duration;
 use shopwatch_actors::events::EventKind;
 use shopwatch_actors::lake::io::index::FileIndex;
 use shopwatch_actors::lake::maintenance::rewrite::{self, DataCompactionParams};
-use shopwatch_actors::lake::{HygieneParams, OffsetRule, Ranges, TableBatch, TableCommitter};
+use shopwatch_actors::lake::{HygieneParams, Lake, OffsetRule, Ranges, TableBatch, TableCommitter};
 use shopwatch_actors::rollup::partials::read;
 use shopwatch_actors::schema::partials::{partials_spec, partials_table, PartRow};
-use shopwatch_actors::schema::Rows;
+use shopwatch_actors::schema::{Rows, TableSpec};
 
 use crate::common::lake;
 
@@ -30,6 +30,23 @@ fn compaction() -> DataCompactionParams {
         max_files_per_partition: 2,
         ..DataCompactionParams::default()
     }
+}
+
+/// A lake in `dir` and a committer of the table `spec` defines, compacting by hand only.
+async fn writer(dir: &std::path::Path, spec: TableSpec) -> (Lake, TableCommitter) {
+    let lake = lake(dir).await;
+    let writer = TableCommitter::open(
+        lake.clone(),
+        &spec,
+        OffsetRule::Strict,
+        HygieneParams {
+            data: compaction(),
+            ..HygieneParams::default()
+        },
+    )
+    .await
+    .unwrap();
+    (lake, writer)
 }
 
 /// One committed range of `topic`'s partition 0: its mark and one KPI row of `events`.
@@ -51,18 +68,7 @@ fn range(topic: &str, (from, to): (i64, i64), events: i64) -> TableBatch {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_of_several_topics_gives_the_owner_only_the_topic_it_asks_for() {
     let dir = tempfile::tempdir().unwrap();
-    let lake = lake(dir.path()).await;
-    let mut writer = TableCommitter::open(
-        lake.clone(),
-        &partials_spec(EventKind::Errors),
-        OffsetRule::Strict,
-        HygieneParams {
-            data: compaction(),
-            ..HygieneParams::default()
-        },
-    )
-    .await
-    .unwrap();
+    let (lake, mut writer) = writer(dir.path(), partials_spec(EventKind::Errors)).await;
     // The same partition and overlapping offsets in three topics: only the topic tells them
     // apart. Bounds of a merged file span clicks..orders, so they include errors.
     for batch in [
@@ -121,18 +127,7 @@ async fn a_raw_read_through_the_index_equals_a_table_scan() {
     use shopwatch_actors::schema::raw_table_spec;
 
     let dir = tempfile::tempdir().unwrap();
-    let lake = lake(dir.path()).await;
-    let mut writer = TableCommitter::open(
-        lake.clone(),
-        &raw_table_spec(EventKind::Orders),
-        OffsetRule::Strict,
-        HygieneParams {
-            data: compaction(),
-            ..HygieneParams::default()
-        },
-    )
-    .await
-    .unwrap();
+    let (lake, mut writer) = writer(dir.path(), raw_table_spec(EventKind::Orders)).await;
     let ident = lake.ident(EventKind::Orders.raw_table());
     let sources = |rows: &Rows| match rows {
         Rows::Orders(v) => v
