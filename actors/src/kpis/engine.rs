@@ -7,7 +7,7 @@ use super::{KpiDef, KpiRow};
 use crate::events::Micros;
 use crate::schema::partials::PartRow;
 use crate::schema::Rows;
-use crate::windows::clock::Drained;
+use crate::windows::clock::{Drained, Holding};
 use crate::windows::{Engine, EngineParams, Fact, Fold, Input, Part, Parts};
 
 /// Counts from folding one batch.
@@ -91,6 +91,8 @@ pub trait KpiEngine: Send {
     fn newest_event(&self) -> Option<Micros>;
     /// Close what the watermark passed.
     fn advance(&mut self, now: Micros, source: &dyn Drained) -> Option<Emitted>;
+    /// What holds the watermark back (for the log when windows stop closing).
+    fn holding(&self, now: Micros, source: &dyn Drained) -> Option<Holding>;
     /// Running values of the open windows (provisional).
     fn open_rows(&self) -> Vec<KpiRow>;
 }
@@ -248,6 +250,9 @@ impl<K: KpiDef> KpiEngine for Typed<K> {
     }
     fn watermark(&self) -> Option<Micros> {
         self.engine.watermark()
+    }
+    fn holding(&self, now: Micros, source: &dyn Drained) -> Option<Holding> {
+        self.engine.holding(now, source)
     }
     fn params(&self) -> EngineParams {
         self.engine.params()

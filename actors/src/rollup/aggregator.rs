@@ -59,6 +59,9 @@ pub struct AggregatorState {
     /// ones held back since (see [`emit_on_delivery`]).
     last_commit: Option<std::time::Instant>,
     flush_set: bool,
+    /// The watermark and since when it has not moved; when it was last said what holds it.
+    still: (Option<Micros>, std::time::Instant),
+    held_said: Option<std::time::Instant>,
 }
 
 /// Whether a delivery should emit (and commit) the windows it closed now, or leave them to a
@@ -179,6 +182,8 @@ async fn start(
         previewed: BTreeMap::new(),
         last_commit: None,
         flush_set: false,
+        still: (None, std::time::Instant::now()),
+        held_said: None,
     })
 }
 
@@ -416,6 +421,7 @@ impl AggregatorState {
         };
         let advanced = self.engine.advance(now, &source);
         self.report_watermark(now);
+        self.say_what_holds(now);
         let Some(emitted) = advanced else {
             return Ok(());
         };
@@ -454,6 +460,52 @@ impl AggregatorState {
 
     /// The KPI that counts a topic's late events also reports how far its watermark trails
     /// the clock.
+    /// Windows that stop closing while events arrive are the first thing an operator sees
+    /// of a stuck partition: once a minute, say which partition holds the watermark and what
+    /// this instance knows of it.
+    fn say_what_holds(&mut self, now: Micros) {
+        const QUIET: std::time::Duration = std::time::Duration::from_secs(60);
+        let wm = self.engine.watermark();
+        if wm != self.still.0 {
+            self.still = (wm, std::time::Instant::now());
+            return;
+        }
+        if wm.is_none()
+            || self.still.1.elapsed() < QUIET
+            || self.held_said.is_some_and(|t| t.elapsed() < QUIET)
+        {
+            return;
+        }
+        self.held_said = Some(std::time::Instant::now());
+        let source = Folded {
+            topics: self.inputs.iter().map(|(_, t)| t.as_str()).collect(),
+            positions: &self.positions,
+            source: &self.params.slots.source,
+            now,
+        };
+        let Some(h) = self.engine.holding(now, &source) else {
+            return;
+        };
+        let topic = self.inputs.get(h.topic).map_or("?", |(_, t)| t.as_str());
+        let position = h
+            .partition
+            .and_then(|p| self.positions.get(h.topic)?.get(&p).copied());
+        let confirmed = h
+            .partition
+            .and_then(|p| self.params.slots.source.get(topic, p));
+        info!(
+            table = self.kpi.table(),
+            topic,
+            partition = ?h.partition,
+            still_for_s = self.still.1.elapsed().as_secs(),
+            newest_event_behind_s = h.max_event.map(|e| (now - e) / 1_000_000),
+            silent_for_s = h.silent_for / 1_000_000,
+            folded_to = ?position,
+            source = ?confirmed,
+            "windows held back: the watermark waits for this partition"
+        );
+    }
+
     fn report_watermark(&self, now: Micros) {
         let Some(wm) = self.engine.watermark() else {
             return;

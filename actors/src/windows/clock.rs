@@ -87,6 +87,18 @@ impl TopicClock {
     }
 }
 
+/// The partition (or topic) a watermark waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Holding {
+    pub topic: usize,
+    /// `None`: the topic delivered nothing yet.
+    pub partition: Option<i32>,
+    /// Its newest event time; `None` before its first event.
+    pub max_event: Option<Micros>,
+    /// Processing time since it last delivered an event (or since the clock started).
+    pub silent_for: Micros,
+}
+
 /// Watermark over several topics (a KPI may read more than one): the minimum over topics that
 /// have seen events, never moving backwards.
 #[derive(Clone, Debug)]
@@ -154,6 +166,37 @@ impl Watermark {
             (c, n) => c.or(n),
         };
         self.current
+    }
+
+    /// What holds the watermark back at `now` (for the log when windows stop closing): the
+    /// first topic waiting for a partition, or the active partition with the oldest event.
+    pub fn holding(&self, now: Micros, source: &dyn Drained) -> Option<Holding> {
+        let started = self.started.unwrap_or(now);
+        for (i, t) in self.topics.iter().enumerate() {
+            if t.partitions.is_empty() && !source.drained(i, None) {
+                let silent_for = now - started;
+                return Some(Holding { topic: i, partition: None, max_event: None, silent_for });
+            }
+            for p in source.partitions(i) {
+                if !t.partitions.contains_key(&p) && !source.drained(i, Some(p)) {
+                    let silent_for = now - started;
+                    return Some(Holding { topic: i, partition: Some(p), max_event: None, silent_for });
+                }
+            }
+        }
+        let params = self.params;
+        self.topics
+            .iter()
+            .enumerate()
+            .flat_map(|(i, t)| t.partitions.iter().map(move |(p, c)| (i, *p, *c)))
+            .filter(|(i, p, c)| now - c.last_seen < params.idle_timeout || !source.drained(*i, Some(*p)))
+            .min_by_key(|(_, _, c)| c.max_event)
+            .map(|(topic, p, c)| Holding {
+                topic,
+                partition: Some(p),
+                max_event: Some(c.max_event),
+                silent_for: now - c.last_seen,
+            })
     }
 
     pub fn current(&self) -> Option<Micros> {
@@ -240,6 +283,26 @@ mod tests {
         fn partitions(&self, _: usize) -> Vec<i32> {
             vec![0, 1, 2]
         }
+    }
+
+    #[test]
+    fn what_holds_the_watermark_is_named() {
+        let mut w = Watermark::new(1, P);
+        w.observe(0, 0, 3_600 * S, 0);
+        // Partitions 1 and 2 have delivered nothing: the first of them is named.
+        let h = w.holding(5 * S, &Listed(vec![])).unwrap();
+        assert_eq!((h.partition, h.max_event, h.silent_for), (Some(1), None, 5 * S));
+        w.observe(0, 1, 100 * S, S);
+        w.observe(0, 2, 200 * S, S);
+        // All delivered: the oldest active one, and how long it has been silent.
+        let h = w.holding(11 * S, &Listed(vec![])).unwrap();
+        assert_eq!((h.partition, h.max_event, h.silent_for), (Some(1), Some(100 * S), 10 * S));
+        // Silent past the idle timeout and drained: it no longer holds anything back.
+        let h = w.holding(40 * S, &Listed(vec![1])).unwrap();
+        assert_eq!((h.partition, h.max_event), (Some(2), Some(200 * S)));
+        // Silent but not drained: it still does.
+        let h = w.holding(40 * S, &Listed(vec![])).unwrap();
+        assert_eq!(h.partition, Some(1));
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::clock::{ClockParams, Watermark};
+use super::clock::{ClockParams, Drained, Holding, Watermark};
 use super::lattice::Windowing;
 use crate::events::{Click, ErrorEvent, Micros, Order};
 
@@ -159,6 +159,10 @@ impl<A: Acc> Engine<A> {
 
     pub fn watermark(&self) -> Option<Micros> {
         self.watermark.current()
+    }
+
+    pub fn holding(&self, now: Micros, source: &dyn Drained) -> Option<Holding> {
+        self.watermark.holding(now, source)
     }
 
     pub fn open_panes(&self) -> usize {

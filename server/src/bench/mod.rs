@@ -151,7 +151,11 @@ impl PipelineProcess {
             ])
             .arg("--data-dir")
             .arg(dir.join("lake"))
-            .env("RUST_LOG", "warn")
+            // WARN unless asked (SHOPWATCH_BENCH_RUST_LOG=info to read a run that went wrong).
+            .env(
+                "RUST_LOG",
+                std::env::var("SHOPWATCH_BENCH_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(log)

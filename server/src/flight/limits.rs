@@ -97,6 +97,8 @@ pub struct QueryMetrics {
     seconds: HistogramVec,
     rows: IntCounterVec,
     bytes: IntCounterVec,
+    /// Tables the queries planned on, reused or loaded (`flight::tables`).
+    pub tables: IntCounterVec,
 }
 
 impl QueryMetrics {
@@ -126,13 +128,23 @@ impl QueryMetrics {
             &["principal"],
         )
         .expect("static metric definition");
+        let tables = IntCounterVec::new(
+            Opts::new(
+                "shopwatch_query_tables_total",
+                "Tables Flight SQL queries planned on: reused (the same version as the last query's, its manifests already parsed) or loaded (a new version).",
+            ),
+            &["outcome"],
+        )
+        .expect("static metric definition");
         shopwatch_actors::telemetry::register(r, &seconds);
         shopwatch_actors::telemetry::register(r, &rows);
         shopwatch_actors::telemetry::register(r, &bytes);
+        shopwatch_actors::telemetry::register(r, &tables);
         QueryMetrics {
             seconds,
             rows,
             bytes,
+            tables,
         }
     }
 

@@ -9,6 +9,7 @@ pub mod kpis;
 pub mod limits;
 mod query;
 mod service;
+mod tables;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -78,9 +79,12 @@ pub struct Server {
 
 impl Server {
     pub async fn new(params: FlightParams, catalog: Arc<dyn Catalog>) -> anyhow::Result<Self> {
-        let pool =
-            limits::QueryPool::new(params.limits, limits::QueryMetrics::new(&params.registry))
-                .context("starting the Flight SQL query threads")?;
+        let metrics = limits::QueryMetrics::new(&params.registry);
+        // Reads only: a query plans on the table it planned on before while it is unchanged.
+        let catalog: Arc<dyn Catalog> =
+            Arc::new(tables::ReadCatalog::new(catalog, metrics.tables.clone()));
+        let pool = limits::QueryPool::new(params.limits, metrics)
+            .context("starting the Flight SQL query threads")?;
         let engine =
             Arc::new(QueryEngine::new(catalog, &params.source, &params.namespace, pool).await?);
         let auth = Arc::new(
