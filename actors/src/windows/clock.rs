@@ -175,12 +175,22 @@ impl Watermark {
         for (i, t) in self.topics.iter().enumerate() {
             if t.partitions.is_empty() && !source.drained(i, None) {
                 let silent_for = now - started;
-                return Some(Holding { topic: i, partition: None, max_event: None, silent_for });
+                return Some(Holding {
+                    topic: i,
+                    partition: None,
+                    max_event: None,
+                    silent_for,
+                });
             }
             for p in source.partitions(i) {
                 if !t.partitions.contains_key(&p) && !source.drained(i, Some(p)) {
                     let silent_for = now - started;
-                    return Some(Holding { topic: i, partition: Some(p), max_event: None, silent_for });
+                    return Some(Holding {
+                        topic: i,
+                        partition: Some(p),
+                        max_event: None,
+                        silent_for,
+                    });
                 }
             }
         }
@@ -189,7 +199,9 @@ impl Watermark {
             .iter()
             .enumerate()
             .flat_map(|(i, t)| t.partitions.iter().map(move |(p, c)| (i, *p, *c)))
-            .filter(|(i, p, c)| now - c.last_seen < params.idle_timeout || !source.drained(*i, Some(*p)))
+            .filter(|(i, p, c)| {
+                now - c.last_seen < params.idle_timeout || !source.drained(*i, Some(*p))
+            })
             .min_by_key(|(_, _, c)| c.max_event)
             .map(|(topic, p, c)| Holding {
                 topic,
@@ -291,12 +303,18 @@ mod tests {
         w.observe(0, 0, 3_600 * S, 0);
         // Partitions 1 and 2 have delivered nothing: the first of them is named.
         let h = w.holding(5 * S, &Listed(vec![])).unwrap();
-        assert_eq!((h.partition, h.max_event, h.silent_for), (Some(1), None, 5 * S));
+        assert_eq!(
+            (h.partition, h.max_event, h.silent_for),
+            (Some(1), None, 5 * S)
+        );
         w.observe(0, 1, 100 * S, S);
         w.observe(0, 2, 200 * S, S);
         // All delivered: the oldest active one, and how long it has been silent.
         let h = w.holding(11 * S, &Listed(vec![])).unwrap();
-        assert_eq!((h.partition, h.max_event, h.silent_for), (Some(1), Some(100 * S), 10 * S));
+        assert_eq!(
+            (h.partition, h.max_event, h.silent_for),
+            (Some(1), Some(100 * S), 10 * S)
+        );
         // Silent past the idle timeout and drained: it no longer holds anything back.
         let h = w.holding(40 * S, &Listed(vec![1])).unwrap();
         assert_eq!((h.partition, h.max_event), (Some(2), Some(200 * S)));

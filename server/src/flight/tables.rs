@@ -13,11 +13,11 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use iceberg::table::Table;
-use prometheus::IntCounterVec;
 use iceberg::{
     Catalog, Namespace, NamespaceIdent, Result as IcebergResult, TableCommit, TableCreation,
     TableIdent,
 };
+use prometheus::IntCounterVec;
 
 #[derive(Debug)]
 pub struct ReadCatalog {
