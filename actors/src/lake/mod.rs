@@ -10,6 +10,7 @@ pub mod maintenance;
 mod pinned;
 pub mod props;
 pub mod snapshot_commit;
+mod wrap;
 
 pub use catalog::{CatalogKind, Lake, LakeParams, PinnedCatalog};
 pub use commit::offsets::{Offsets, Ranges};

@@ -11,12 +11,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
 use iceberg::table::Table;
-use iceberg::{
-    Catalog, Error, ErrorKind, Namespace, NamespaceIdent, Result as IcebergResult, TableCommit,
-    TableCreation, TableIdent,
-};
+use iceberg::{Catalog, Error, ErrorKind, Result as IcebergResult, TableCommit, TableIdent};
 
 /// A catalog that refuses to let a transaction re-base onto a snapshot we did not check.
 #[derive(Debug)]
@@ -124,47 +120,7 @@ pub fn is_conflict(e: &Error) -> bool {
     e.kind() == ErrorKind::CatalogCommitConflicts
 }
 
-#[async_trait]
-impl Catalog for PinnedCatalog {
-    async fn list_namespaces(
-        &self,
-        parent: Option<&NamespaceIdent>,
-    ) -> IcebergResult<Vec<NamespaceIdent>> {
-        self.inner.list_namespaces(parent).await
-    }
-    async fn create_namespace(
-        &self,
-        namespace: &NamespaceIdent,
-        properties: HashMap<String, String>,
-    ) -> IcebergResult<Namespace> {
-        self.inner.create_namespace(namespace, properties).await
-    }
-    async fn get_namespace(&self, namespace: &NamespaceIdent) -> IcebergResult<Namespace> {
-        self.inner.get_namespace(namespace).await
-    }
-    async fn namespace_exists(&self, namespace: &NamespaceIdent) -> IcebergResult<bool> {
-        self.inner.namespace_exists(namespace).await
-    }
-    async fn update_namespace(
-        &self,
-        namespace: &NamespaceIdent,
-        properties: HashMap<String, String>,
-    ) -> IcebergResult<()> {
-        self.inner.update_namespace(namespace, properties).await
-    }
-    async fn drop_namespace(&self, namespace: &NamespaceIdent) -> IcebergResult<()> {
-        self.inner.drop_namespace(namespace).await
-    }
-    async fn list_tables(&self, namespace: &NamespaceIdent) -> IcebergResult<Vec<TableIdent>> {
-        self.inner.list_tables(namespace).await
-    }
-    async fn create_table(
-        &self,
-        namespace: &NamespaceIdent,
-        creation: TableCreation,
-    ) -> IcebergResult<Table> {
-        self.inner.create_table(namespace, creation).await
-    }
+crate::wrap_catalog!(PinnedCatalog {
     async fn load_table(&self, ident: &TableIdent) -> IcebergResult<Table> {
         let table = self.inner.load_table(ident).await?;
         let pinned = self
@@ -191,9 +147,6 @@ impl Catalog for PinnedCatalog {
     }
     async fn purge_table(&self, ident: &TableIdent) -> IcebergResult<()> {
         self.inner.purge_table(ident).await
-    }
-    async fn table_exists(&self, ident: &TableIdent) -> IcebergResult<bool> {
-        self.inner.table_exists(ident).await
     }
     async fn rename_table(&self, src: &TableIdent, dest: &TableIdent) -> IcebergResult<()> {
         self.inner.rename_table(src, dest).await
@@ -263,4 +216,4 @@ impl Catalog for PinnedCatalog {
             })?;
         Ok(table)
     }
-}
+});

@@ -11,12 +11,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
 use iceberg::table::Table;
-use iceberg::{
-    Catalog, Namespace, NamespaceIdent, Result as IcebergResult, TableCommit, TableCreation,
-    TableIdent,
-};
+use iceberg::{Catalog, Result as IcebergResult, TableCommit, TableIdent};
 use prometheus::IntCounterVec;
 
 #[derive(Debug)]
@@ -77,47 +73,7 @@ fn same_version(a: &Table, b: &Table) -> bool {
     )
 }
 
-#[async_trait]
-impl Catalog for ReadCatalog {
-    async fn list_namespaces(
-        &self,
-        parent: Option<&NamespaceIdent>,
-    ) -> IcebergResult<Vec<NamespaceIdent>> {
-        self.inner.list_namespaces(parent).await
-    }
-    async fn create_namespace(
-        &self,
-        namespace: &NamespaceIdent,
-        properties: HashMap<String, String>,
-    ) -> IcebergResult<Namespace> {
-        self.inner.create_namespace(namespace, properties).await
-    }
-    async fn get_namespace(&self, namespace: &NamespaceIdent) -> IcebergResult<Namespace> {
-        self.inner.get_namespace(namespace).await
-    }
-    async fn namespace_exists(&self, namespace: &NamespaceIdent) -> IcebergResult<bool> {
-        self.inner.namespace_exists(namespace).await
-    }
-    async fn update_namespace(
-        &self,
-        namespace: &NamespaceIdent,
-        properties: HashMap<String, String>,
-    ) -> IcebergResult<()> {
-        self.inner.update_namespace(namespace, properties).await
-    }
-    async fn drop_namespace(&self, namespace: &NamespaceIdent) -> IcebergResult<()> {
-        self.inner.drop_namespace(namespace).await
-    }
-    async fn list_tables(&self, namespace: &NamespaceIdent) -> IcebergResult<Vec<TableIdent>> {
-        self.inner.list_tables(namespace).await
-    }
-    async fn create_table(
-        &self,
-        namespace: &NamespaceIdent,
-        creation: TableCreation,
-    ) -> IcebergResult<Table> {
-        self.inner.create_table(namespace, creation).await
-    }
+shopwatch_actors::wrap_catalog!(ReadCatalog {
     async fn load_table(&self, ident: &TableIdent) -> IcebergResult<Table> {
         let fresh = self.inner.load_table(ident).await?;
         Ok(self.reuse(fresh))
@@ -129,9 +85,6 @@ impl Catalog for ReadCatalog {
     async fn purge_table(&self, ident: &TableIdent) -> IcebergResult<()> {
         self.forget(ident);
         self.inner.purge_table(ident).await
-    }
-    async fn table_exists(&self, ident: &TableIdent) -> IcebergResult<bool> {
-        self.inner.table_exists(ident).await
     }
     async fn rename_table(&self, src: &TableIdent, dest: &TableIdent) -> IcebergResult<()> {
         self.forget(src);
@@ -150,7 +103,7 @@ impl Catalog for ReadCatalog {
         self.forget(commit.identifier());
         self.inner.update_table(commit).await
     }
-}
+});
 
 #[cfg(test)]
 mod tests {
