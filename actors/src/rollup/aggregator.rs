@@ -458,8 +458,6 @@ impl AggregatorState {
         Ok(())
     }
 
-    /// The KPI that counts a topic's late events also reports how far its watermark trails
-    /// the clock.
     /// Windows that stop closing while events arrive are the first thing an operator sees
     /// of a stuck partition: once a minute, say which partition holds the watermark and what
     /// this instance knows of it.
@@ -506,6 +504,8 @@ impl AggregatorState {
         );
     }
 
+    /// The KPI that counts a topic's late events also reports how far its watermark trails
+    /// the clock.
     fn report_watermark(&self, now: Micros) {
         let Some(wm) = self.engine.watermark() else {
             return;
