@@ -17,6 +17,9 @@ pub enum Kind {
     Fatal,
     /// One record cannot be handled: it goes to the dead letters, nothing else stops.
     BadRecord,
+    /// Another instance committed the group's state (two believed they owned the rollup
+    /// tables): this one steps down and asks the election again, without charging the budget.
+    Deposed,
 }
 
 impl Kind {
@@ -26,6 +29,7 @@ impl Kind {
             Kind::Transient => "error",
             Kind::Fatal => "fatal",
             Kind::BadRecord => "bad_record",
+            Kind::Deposed => "deposed",
         }
     }
 }
@@ -78,6 +82,7 @@ impl Error {
     pub fn kind(&self) -> Kind {
         match self {
             Error::Commit(e) if e.is_fatal() => Kind::Fatal,
+            Error::Commit(CommitError::Deposed { .. }) => Kind::Deposed,
             Error::Unrecoverable(_) | Error::Corrupt(_) => Kind::Fatal,
             Error::BadRecord { .. } => Kind::BadRecord,
             Error::Injected(i) if i.fatal => Kind::Fatal,
@@ -242,6 +247,14 @@ mod tests {
                 }),
                 Kind::Fatal,
                 "fatal",
+            ),
+            (
+                Error::Commit(CommitError::Deposed {
+                    table: "alerts".into(),
+                    detail: "rollup state is at seq 9".into(),
+                }),
+                Kind::Deposed,
+                "deposed",
             ),
         ];
         for (e, kind, reason) in cases {

@@ -30,6 +30,11 @@ struct State {
     members_error: Option<String>,
     /// Another instance's heartbeat moved while this one did not own: someone else owns.
     other_owner_heard: bool,
+    /// Another owner committed the rollup state while this one believed it owned: not the
+    /// owner, whatever the group says, until the election has been asked again.
+    deposed: bool,
+    /// The rollup group failed here for good: never the owner again in this process.
+    resigned: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -85,15 +90,62 @@ impl Ownership {
             .unwrap_or(false)
     }
 
-    /// The election's verdict; `lease_until` bounds it in time.
+    /// The election's verdict; `lease_until` bounds it in time. A deposed instance does not
+    /// own on the verdict it had before stepping down.
     pub fn set(&self, held: bool, lease_until: Instant) {
         if let Ok(mut s) = self.state.lock() {
+            let held = held && !s.deposed && !s.resigned;
             if held && !s.held {
                 s.gained += 1;
             }
             s.held = held;
             s.lease_until = Some(lease_until);
         }
+    }
+
+    /// A rollup commit found another owner's commit on the state chain: two instances believed
+    /// they owned (a broker that handed the election's partition to both, a verdict that lagged
+    /// a rebalance). Stop owning now; the election rejoins (see [`Ownership::take_deposed`]), so
+    /// the group forms anew instead of the two deposing each other at every commit. False when
+    /// there is no election to step down from.
+    pub fn step_down(&self) -> bool {
+        if self.solo {
+            return false;
+        }
+        self.state
+            .lock()
+            .map(|mut s| {
+                s.deposed = true;
+                s.held = false;
+            })
+            .is_ok()
+    }
+
+    /// For the election: whether this instance stepped down since it last asked. Clears it;
+    /// the election rejoins the group, whose next verdict counts again.
+    pub fn take_deposed(&self) -> bool {
+        self.state
+            .lock()
+            .map(|mut s| std::mem::take(&mut s.deposed))
+            .unwrap_or(false)
+    }
+
+    /// The rollup group stopped here for good (an unrecoverable error, its restart budget
+    /// spent): the election leaves the group, so that another instance owns the rollup tables
+    /// rather than nobody computing them while this one holds the partition.
+    pub fn resign(&self) {
+        if self.solo {
+            return;
+        }
+        if let Ok(mut s) = self.state.lock() {
+            s.resigned = true;
+            s.held = false;
+        }
+    }
+
+    /// For the election: leave the group for good.
+    pub fn resigned(&self) -> bool {
+        self.state.lock().map(|s| s.resigned).unwrap_or(false)
     }
 
     /// Another instance owns and is alive (its heartbeat moved).
@@ -184,5 +236,44 @@ mod tests {
         p.set(true, Instant::now() + Duration::from_secs(60));
         assert!(p.settled());
         assert!(Ownership::solo().settled());
+    }
+
+    #[test]
+    fn a_deposed_owner_steps_down_until_the_election_is_asked_again() {
+        let later = Instant::now() + Duration::from_secs(60);
+        let o = Ownership::elected();
+        o.set(true, later);
+        assert!(o.step_down());
+        assert!(!o.is_owner(), "deposed: not the owner at once");
+        // The verdict from before the step-down (a poll already under way) does not count.
+        o.set(true, later);
+        assert!(!o.is_owner());
+        assert!(o.take_deposed(), "the election learns it must rejoin");
+        assert!(!o.take_deposed(), "once");
+        // The group's next verdict counts again.
+        o.set(true, later);
+        assert!(o.is_owner());
+        assert_eq!(o.view().times_gained, 2);
+        // Without an election there is nothing to step down from.
+        let solo = Ownership::solo();
+        assert!(!solo.step_down());
+        assert!(solo.is_owner() && !solo.take_deposed());
+    }
+
+    #[test]
+    fn a_failed_rollup_resigns_for_good() {
+        let later = Instant::now() + Duration::from_secs(60);
+        let o = Ownership::elected();
+        o.set(true, later);
+        o.resign();
+        assert!(o.resigned() && !o.is_owner());
+        o.set(true, later);
+        assert!(
+            !o.is_owner(),
+            "no verdict makes a resigned instance the owner"
+        );
+        let solo = Ownership::solo();
+        solo.resign();
+        assert!(!solo.resigned() && solo.is_owner(), "nobody else could own");
     }
 }

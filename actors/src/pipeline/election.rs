@@ -145,6 +145,11 @@ impl Actor for Elector {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             ElectorMsg::Poll if state.left => Ok(()),
+            ElectorMsg::Poll if state.params.ownership.resigned() => {
+                warn!(topic = %state.topic, "the rollup group failed on this instance: leaving the election so that another instance owns the rollup tables");
+                state.leave().await;
+                Ok(())
+            }
             ElectorMsg::Poll => into_actor(state.poll(&myself).await),
             ElectorMsg::Leave(reply) => {
                 state.leave().await;
@@ -255,6 +260,11 @@ impl ElectorState {
         if now.duration_since(self.last_poll) > self.session {
             // We were frozen past our session: the group has most likely moved on without us.
             warn!(topic = %self.topic, paused = ?now.duration_since(self.last_poll), "the election was not polled for longer than a session; giving up ownership and rejoining");
+            self.rejoin().await?;
+        } else if self.params.ownership.take_deposed() {
+            // Another instance committed the rollup state while the group gave us partition 0
+            // too: ask the group again rather than trust the verdict that made two owners.
+            info!(topic = %self.topic, "stepped down: another instance committed the rollup tables; rejoining the election");
             self.rejoin().await?;
         }
         let (c, d) = (self.consumer.clone(), self.describer.clone());

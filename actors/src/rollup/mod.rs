@@ -254,6 +254,15 @@ impl ChildSpecs for RollupGroup {
         !self.0.ownership.is_owner()
     }
 
+    fn step_down(&self) -> bool {
+        self.0.ownership.step_down()
+    }
+
+    /// Another instance must own the rollup tables now: this one cannot compute them.
+    fn failed(&self) {
+        self.0.ownership.resign();
+    }
+
     /// Open windows are rebuilt from the lake on the next start; what matters is that
     /// deliveries already queued (FATAL errors above all) are handled: aggregators first (they
     /// may send closed windows to the detector), then the detector.

@@ -447,11 +447,18 @@ impl SupervisorState {
             error!(group, actor = role, error = %text, "stopped: unrecoverable");
             self.args.status.record_stop(role, &text);
             self.failed = true;
+            self.args.specs.failed();
             self.args.status.set_state(PipelineState::Failed(text));
             return;
         }
+        let stepped_down = kind == Some(Kind::Deposed) && self.args.specs.step_down();
         let backoff = if kind == Some(Kind::BadRecord) {
             // Bad input never burns the restart budget: the record is dead-lettered next time.
+            self.args.params.backoff_min
+        } else if stepped_down {
+            // Two instances believed they owned, and the other committed first: not a fault of
+            // this one. Charging the budget would fail the group for good after a few rounds.
+            info!(group, actor = role, error = %text, "another instance owns the group's tables: stepping down and asking the election again");
             self.args.params.backoff_min
         } else {
             match self.budget.on_failure(Instant::now(), &self.args.params) {
@@ -464,6 +471,7 @@ impl SupervisorState {
                     error!(group, "{msg}");
                     self.args.status.record_stop(role, &msg);
                     self.failed = true;
+                    self.args.specs.failed();
                     self.args.status.set_state(PipelineState::Failed(msg));
                     return;
                 }
@@ -475,7 +483,9 @@ impl SupervisorState {
             .with_label_values(&[&group, role, reason])
             .inc();
         self.args.status.record_restart(role, &text);
-        warn!(group, actor = role, reason, error = %text, ?backoff, "restarting");
+        if !stepped_down {
+            warn!(group, actor = role, reason, error = %text, ?backoff, "restarting");
+        }
         self.args.status.set_state(PipelineState::Restarting);
         self.generation += 1;
         let generation = self.generation;

@@ -30,6 +30,16 @@ pub trait ChildSpecs: Send + Sync + 'static {
     fn standby(&self) -> bool {
         false
     }
+
+    /// Another instance committed this group's state: stop running it here until elected
+    /// again. True if the group stepped down (it stands by at the restart); false if it has
+    /// no election to step down from (the failure is then an ordinary transient one).
+    fn step_down(&self) -> bool {
+        false
+    }
+
+    /// The group stopped here for good (unrecoverable, or its restart budget spent).
+    fn failed(&self) {}
 }
 
 /// A running child, as a group's `drain` sees it.

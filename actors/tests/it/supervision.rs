@@ -419,3 +419,118 @@ async fn failure_matrix_for_every_actor_kind() {
         f.pipelines.drain(Duration::from_secs(10)).await;
     }
 }
+
+/// A group behind the election whose start finds another owner's commit (`deposed`) or fails
+/// on its own (`transient`) while this instance believes it owns.
+struct Contested {
+    ownership: shopwatch_actors::handoff::Ownership,
+    deposed: bool,
+    starts: Arc<std::sync::atomic::AtomicU32>,
+}
+
+#[async_trait::async_trait]
+impl shopwatch_actors::supervision::ChildSpecs for Contested {
+    async fn spawn(
+        &self,
+        _: &mut shopwatch_actors::supervision::Spawner,
+    ) -> Result<(), shopwatch_actors::error::Error> {
+        use shopwatch_actors::error::Error;
+        self.starts
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Err(if self.deposed {
+            Error::Commit(shopwatch_actors::lake::CommitError::Deposed {
+                table: "alerts".into(),
+                detail: "rollup state is at seq 7".into(),
+            })
+        } else {
+            Error::Transient("catalog unreachable".into())
+        })
+    }
+
+    fn standby(&self) -> bool {
+        !self.ownership.is_owner()
+    }
+
+    fn step_down(&self) -> bool {
+        self.ownership.step_down()
+    }
+
+    fn failed(&self) {
+        self.ownership.resign();
+    }
+}
+
+/// Two instances that both believe they own: the deposed one stands by and asks the election
+/// again as often as it is deposed, never spending its restart budget (on Tansu under load the
+/// budget used to run out and the rollup stopped for good on the instance the election then
+/// chose). A group that does fail for good resigns, so another instance can own.
+#[tokio::test]
+async fn a_deposed_group_steps_down_without_spending_its_budget_and_a_failed_one_resigns() {
+    use shopwatch_actors::handoff::Ownership;
+    use shopwatch_actors::supervision::{StatusHandle, Supervisor, SupervisorArgs};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Instant;
+    let far = || Instant::now() + Duration::from_secs(600);
+    for deposed in [true, false] {
+        let ownership = Ownership::elected();
+        ownership.set(true, far());
+        let starts = Arc::new(AtomicU32::new(0));
+        let status = StatusHandle::new("rollup", "*");
+        let metrics = Metrics::new();
+        let (supervisor, handle) = ractor::Actor::spawn(
+            None,
+            Supervisor,
+            SupervisorArgs {
+                name: "rollup".into(),
+                specs: Arc::new(Contested {
+                    ownership: ownership.clone(),
+                    deposed,
+                    starts: starts.clone(),
+                }),
+                params: supervision(),
+                status: status.clone(),
+                metrics: metrics.clone(),
+            },
+        )
+        .await
+        .unwrap();
+        let state = || status.snapshot().map(|s| s.state);
+        if deposed {
+            // Elected again after every step-down: twice the budget of five.
+            for round in 1..=10u32 {
+                eventually(Duration::from_secs(10), "stood by", || async {
+                    starts.load(Ordering::SeqCst) == round
+                        && state() == Some(PipelineState::Standby)
+                })
+                .await;
+                assert!(!ownership.is_owner(), "stepped down at once");
+                assert!(ownership.take_deposed(), "the election is told to rejoin");
+                ownership.set(true, far());
+            }
+            assert!(!ownership.resigned());
+            let restarts = metrics
+                .restarts
+                .with_label_values(&["rollup", "start", "start"])
+                .get();
+            assert!(restarts >= 9, "each step-down counted: {restarts}");
+        } else {
+            eventually(Duration::from_secs(10), "failed over budget", || async {
+                matches!(state(), Some(PipelineState::Failed(_)))
+            })
+            .await;
+            assert_eq!(
+                starts.load(Ordering::SeqCst),
+                6,
+                "the first start and 5 restarts"
+            );
+            assert!(ownership.resigned() && !ownership.is_owner());
+            ownership.set(true, far());
+            assert!(
+                !ownership.is_owner(),
+                "never the owner again in this process"
+            );
+        }
+        supervisor.stop(None);
+        let _ = handle.await;
+    }
+}
