@@ -82,7 +82,11 @@ impl Error {
     pub fn kind(&self) -> Kind {
         match self {
             Error::Commit(e) if e.is_fatal() => Kind::Fatal,
-            Error::Commit(CommitError::Deposed { .. }) => Kind::Deposed,
+            // Our own late commit is a stale worker, not another owner: restart, stay elected.
+            Error::Commit(CommitError::Deposed {
+                by_this_process: false,
+                ..
+            }) => Kind::Deposed,
             Error::Unrecoverable(_) | Error::Corrupt(_) => Kind::Fatal,
             Error::BadRecord { .. } => Kind::BadRecord,
             Error::Injected(i) if i.fatal => Kind::Fatal,
@@ -252,9 +256,19 @@ mod tests {
                 Error::Commit(CommitError::Deposed {
                     table: "alerts".into(),
                     detail: "rollup state is at seq 9".into(),
+                    by_this_process: false,
                 }),
                 Kind::Deposed,
                 "deposed",
+            ),
+            (
+                Error::Commit(CommitError::Deposed {
+                    table: "alerts".into(),
+                    detail: "rollup state is at seq 9".into(),
+                    by_this_process: true,
+                }),
+                Kind::Transient,
+                "error",
             ),
         ];
         for (e, kind, reason) in cases {

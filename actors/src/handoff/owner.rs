@@ -72,7 +72,18 @@ impl Ownership {
     /// The lake's maintenance follows ownership: the owner maintains, the others do not.
     pub fn maintainer(&self) -> crate::lake::maintenance::Maintainer {
         let me = self.clone();
-        crate::lake::maintenance::Maintainer::when(move || me.is_owner())
+        crate::lake::maintenance::Maintainer::when(move || me.maintains())
+    }
+
+    /// The owner maintains; so does an instance that resigned while no other owner has been
+    /// heard since (alone, its raw tables would otherwise never be compacted again).
+    pub fn maintains(&self) -> bool {
+        self.is_owner()
+            || self
+                .state
+                .lock()
+                .map(|s| s.resigned && !s.other_owner_heard)
+                .unwrap_or(false)
     }
 
     /// The only instance there is (no election): nobody else consumes.
@@ -140,6 +151,8 @@ impl Ownership {
         if let Ok(mut s) = self.state.lock() {
             s.resigned = true;
             s.held = false;
+            // From now on it means "another owner took over since": see `maintains`.
+            s.other_owner_heard = false;
         }
     }
 
@@ -275,5 +288,26 @@ mod tests {
         let solo = Ownership::solo();
         solo.resign();
         assert!(!solo.resigned() && solo.is_owner(), "nobody else could own");
+    }
+
+    #[test]
+    fn a_resigned_instance_maintains_until_another_owner_is_heard() {
+        let later = Instant::now() + Duration::from_secs(60);
+        let o = Ownership::elected();
+        assert!(!o.maintains(), "not elected yet: another may own");
+        o.heard_other_owner();
+        o.set(true, later);
+        assert!(o.maintains(), "the owner maintains");
+        o.resign();
+        // Heard before resigning does not count: maybe nobody else is left.
+        assert!(!o.is_owner() && o.maintains(), "alone after resigning");
+        o.heard_other_owner();
+        assert!(!o.maintains(), "another owner took over: it maintains now");
+        let p = Ownership::elected();
+        p.set(false, later);
+        assert!(
+            !p.maintains(),
+            "a member that never owned does not maintain"
+        );
     }
 }

@@ -40,6 +40,8 @@ const DESCRIBE_EVERY: Duration = Duration::from_secs(2);
 const DESCRIBE_MAX_WAIT: Duration = Duration::from_secs(600);
 /// How long past a session the owner's heartbeat may stand still before a member rejoins.
 const HEARTBEAT_GRACE: Duration = Duration::from_secs(3);
+/// How often an instance that resigned reads the owner's heartbeat.
+const RESIGNED_WATCH_EVERY: Duration = Duration::from_secs(2);
 
 /// The describing client's context: a broker that drops the connection on DescribeGroups
 /// (Tansu 0.6.0) must not fill our log with errors; the failure is shown in `/readyz`.
@@ -144,12 +146,15 @@ impl Actor for Elector {
         state: &mut ElectorState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            ElectorMsg::Poll if state.left => Ok(()),
             ElectorMsg::Poll if state.params.ownership.resigned() => {
-                warn!(topic = %state.topic, "the rollup group failed on this instance: leaving the election so that another instance owns the rollup tables");
-                state.leave().await;
+                if !state.left {
+                    warn!(topic = %state.topic, "the rollup group failed on this instance: leaving the election so that another instance owns the rollup tables");
+                    state.leave().await;
+                }
+                state.watch_after_resigning(&myself).await;
                 Ok(())
             }
+            ElectorMsg::Poll if state.left => Ok(()),
             ElectorMsg::Poll => into_actor(state.poll(&myself).await),
             ElectorMsg::Leave(reply) => {
                 state.leave().await;
@@ -252,6 +257,25 @@ impl ElectorState {
         })
         .await;
         info!(topic = %self.topic, "left the election");
+    }
+
+    /// Out of the group, keep reading the owner's heartbeat: this instance maintains the lake
+    /// until another owner is heard (`Ownership::maintains`); with nobody else, it goes on.
+    async fn watch_after_resigning(&mut self, myself: &ActorRef<ElectorMsg>) {
+        self.progress.beat();
+        let (c, t) = (self.consumer.clone(), self.topic.clone());
+        if let Ok(read) = tokio::task::spawn_blocking(move || read_heartbeat(&c, &t)).await {
+            if read != self.heartbeat.0 {
+                if self.heartbeat.0.is_some() && read.is_some() {
+                    self.params.ownership.heard_other_owner();
+                }
+                self.heartbeat = (read, Instant::now());
+            }
+        }
+        if !self.params.ownership.maintains() {
+            return; // another owner maintains: nothing left to watch for
+        }
+        myself.send_after(RESIGNED_WATCH_EVERY, || ElectorMsg::Poll);
     }
 
     async fn poll(&mut self, myself: &ActorRef<ElectorMsg>) -> Handled {

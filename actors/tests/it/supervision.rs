@@ -441,6 +441,7 @@ impl shopwatch_actors::supervision::ChildSpecs for Contested {
             Error::Commit(shopwatch_actors::lake::CommitError::Deposed {
                 table: "alerts".into(),
                 detail: "rollup state is at seq 7".into(),
+                by_this_process: false,
             })
         } else {
             Error::Transient("catalog unreachable".into())

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use iceberg::table::Table;
 use uuid::Uuid;
 
-use super::chain::{decide_chain, recorded_chain, ChainState, Decision, CHAIN_KEY};
+use super::chain::{
+    decide_chain, recorded_chain, this_writer, ChainState, Decision, Mover, CHAIN_KEY,
+};
 use super::offsets::{self, is_committed, merge_forward, split_by_partition, LedgerError};
 use super::{CommitError, CommitHook, CommitOutcome, CommitReport, Committer, Ledger, Plan};
 use super::{Offsets, Ranges};
@@ -293,23 +295,25 @@ impl Ledger for ChainLedger<'_> {
             table: self.table_name.to_string(),
             source,
         })?;
-        match decide_chain(&recorded, *self.seq, self.commit_id) {
+        match decide_chain(&recorded, *self.seq, self.commit_id, this_writer()) {
             Decision::Commit => {}
             Decision::AlreadyCommitted => {
                 return Ok(Plan::Landed {
                     offsets: Offsets::new(),
                 })
             }
-            Decision::Fenced(detail) => {
+            Decision::Fenced { detail, by } => {
                 return Err(CommitError::Deposed {
                     table: self.table_name.to_string(),
                     detail,
+                    by_this_process: by == Mover::ThisProcess,
                 })
             }
         }
         let next = ChainState {
             seq: *self.seq + 1,
             commit_id: self.commit_id.to_string(),
+            writer: this_writer().to_string(),
             state: self.state.clone(),
         };
         let json = serde_json::to_string(&next).map_err(|e| CommitError::CorruptOffsets {

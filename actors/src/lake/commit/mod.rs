@@ -63,10 +63,15 @@ pub enum CommitError {
     #[error("table {table}: offsets fenced: {source}")]
     Fenced { table: String, source: LedgerError },
     /// A rollup table's chain moved under us: another instance owns the rollup tables now
-    /// (or owned them while this one was frozen). Our state is stale; a restart rebuilds it
-    /// from the lake, or stands by if this instance no longer owns.
-    #[error("table {table}: another owner moved the rollup state: {detail}")]
-    Deposed { table: String, detail: String },
+    /// (or owned them while this one was frozen), or an earlier worker of this process landed
+    /// a commit late (`by_this_process`). Our state is stale; a restart rebuilds it from the
+    /// lake, or stands by if another instance owns.
+    #[error("table {table}: {} moved the rollup state: {detail}", if *.by_this_process { "an earlier worker of this process" } else { "another owner" })]
+    Deposed {
+        table: String,
+        detail: String,
+        by_this_process: bool,
+    },
     #[error("table {table}: recorded offsets are unreadable: {source}")]
     CorruptOffsets { table: String, source: LedgerError },
     #[error("table {table}: opening: {detail}")]
