@@ -35,7 +35,18 @@ struct State {
     deposed: bool,
     /// The rollup group failed here for good: never the owner again in this process.
     resigned: bool,
+    /// Stepped down lately: two instances have believed they own, so a start first looks at
+    /// whether another one is still committing (`rollup::contest`).
+    contested_until: Option<Instant>,
+    /// Standing aside while another instance commits the rollup tables (the group still says
+    /// this one owns): not the owner before then, and no rejoin.
+    yield_until: Option<Instant>,
+    /// The rollup tables' chains as last looked at while contested.
+    chains_seen: Option<u64>,
 }
+
+/// How long after a step-down a start looks at the chains before taking over.
+const CONTESTED: std::time::Duration = std::time::Duration::from_secs(120);
 
 #[derive(Clone, Debug, Default)]
 pub struct Ownership {
@@ -95,9 +106,14 @@ impl Ownership {
         if self.solo {
             return true;
         }
+        let now = Instant::now();
         self.state
             .lock()
-            .map(|s| s.held && s.lease_until.is_some_and(|t| Instant::now() < t))
+            .map(|s| {
+                s.held
+                    && s.lease_until.is_some_and(|t| now < t)
+                    && s.yield_until.is_none_or(|t| now >= t)
+            })
             .unwrap_or(false)
     }
 
@@ -119,17 +135,49 @@ impl Ownership {
     /// a rebalance). Stop owning now; the election rejoins (see [`Ownership::take_deposed`]), so
     /// the group forms anew instead of the two deposing each other at every commit. False when
     /// there is no election to step down from.
+    /// While yielding ([`Ownership::yield_for`]) the group is not asked again: the refusal
+    /// was ours, the group's verdict may well be right.
     pub fn step_down(&self) -> bool {
         if self.solo {
             return false;
         }
+        let now = Instant::now();
         self.state
             .lock()
             .map(|mut s| {
+                if s.yield_until.is_some_and(|t| now < t) {
+                    return;
+                }
                 s.deposed = true;
                 s.held = false;
+                s.contested_until = Some(now + CONTESTED);
             })
             .is_ok()
+    }
+
+    /// Whether a step-down happened lately (see [`Ownership::step_down`]).
+    pub fn contested(&self) -> bool {
+        let now = Instant::now();
+        self.state
+            .lock()
+            .map(|s| s.contested_until.is_some_and(|t| now < t))
+            .unwrap_or(false)
+    }
+
+    /// Stand aside for `d` while another instance commits the rollup tables, without asking
+    /// the group again (its verdict may hold; the other instance's may be the stale one).
+    pub fn yield_for(&self, d: std::time::Duration) {
+        if let Ok(mut s) = self.state.lock() {
+            s.yield_until = Some(Instant::now() + d);
+        }
+    }
+
+    /// Record how the rollup tables' chains look now; returns how they looked last time.
+    pub fn saw_chains(&self, fingerprint: u64) -> Option<u64> {
+        self.state
+            .lock()
+            .ok()
+            .and_then(|mut s| s.chains_seen.replace(fingerprint))
     }
 
     /// For the election: whether this instance stepped down since it last asked. Clears it;
@@ -288,6 +336,30 @@ mod tests {
         let solo = Ownership::solo();
         solo.resign();
         assert!(!solo.resigned() && solo.is_owner(), "nobody else could own");
+    }
+
+    #[test]
+    fn a_contested_owner_yields_without_asking_the_group_again() {
+        let later = Instant::now() + Duration::from_secs(60);
+        let o = Ownership::elected();
+        o.set(true, later);
+        assert!(!o.contested());
+        assert!(o.step_down());
+        assert!(o.contested(), "stepped down: contested");
+        assert!(o.take_deposed());
+        o.set(true, later);
+        assert!(o.is_owner());
+        o.yield_for(Duration::from_secs(60));
+        assert!(!o.is_owner(), "yielding");
+        assert!(o.step_down(), "a refusal while yielding stands down");
+        assert!(!o.take_deposed(), "but does not ask the group again");
+        o.yield_for(Duration::ZERO);
+        assert!(
+            o.is_owner(),
+            "the yield is over: the group's verdict counts"
+        );
+        assert_eq!(o.saw_chains(7), None);
+        assert_eq!(o.saw_chains(9), Some(7));
     }
 
     #[test]

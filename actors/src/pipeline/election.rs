@@ -124,6 +124,8 @@ struct ElectorState {
     /// What this instance commits as owner next.
     beat: i64,
     left: bool,
+    /// After stepping down: not the owner before then, whatever the group says.
+    hold_off_until: Option<Instant>,
 }
 
 impl Actor for Elector {
@@ -210,6 +212,7 @@ async fn start(
         heartbeat: (None, Instant::now()),
         beat: 0,
         left: false,
+        hold_off_until: None,
     })
 }
 
@@ -290,6 +293,10 @@ impl ElectorState {
             // too: ask the group again rather than trust the verdict that made two owners.
             info!(topic = %self.topic, "stepped down: another instance committed the rollup tables; rejoining the election");
             self.rejoin().await?;
+            // The assignment read right after rejoining is often still the one that made two
+            // owners (seen on Tansu: the deposed instance owned again 50 ms later and deposed
+            // the other in turn); a session lets the group settle first.
+            self.hold_off_until = Some(Instant::now() + self.session);
         }
         let (c, d) = (self.consumer.clone(), self.describer.clone());
         let t = self.topic.clone();
@@ -316,11 +323,14 @@ impl ElectorState {
         self.last_poll = Instant::now();
         let lease = self.last_poll + self.session / 2;
         let was = self.params.ownership.is_owner();
-        self.params.ownership.set(held, lease);
-        if held != was {
-            info!(topic = %self.topic, owner = held, "rollup tables ownership changed");
+        self.params
+            .ownership
+            .set(owns(held, self.last_poll, self.hold_off_until), lease);
+        let is = self.params.ownership.is_owner();
+        if is != was {
+            info!(topic = %self.topic, owner = is, "rollup tables ownership changed");
         }
-        self.params.metrics.set_rollup_owner(held);
+        self.params.metrics.set_rollup_owner(is);
         if let Some(described) = described {
             self.describe_wait = if described.is_ok() {
                 DESCRIBE_EVERY
@@ -379,6 +389,12 @@ impl ElectorState {
         self.last_poll = Instant::now();
         Ok(())
     }
+}
+
+/// Whether the group's verdict `held` makes this instance the owner at `now`: not while it
+/// holds off after stepping down.
+fn owns(held: bool, now: Instant, hold_off_until: Option<Instant>) -> bool {
+    held && hold_off_until.is_none_or(|t| now >= t)
 }
 
 fn holds_partition_zero(consumer: &BaseConsumer, topic: &str) -> bool {
@@ -480,6 +496,17 @@ mod tests {
         }
         b.extend((-1i32).to_be_bytes()); // no user data
         b
+    }
+
+    #[test]
+    fn a_stepped_down_instance_holds_off_for_a_session() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(6);
+        assert!(owns(true, now, None));
+        assert!(!owns(false, now, None));
+        assert!(!owns(true, now, Some(later)), "holding off");
+        assert!(owns(true, later, Some(later)), "the hold-off is over");
+        assert!(!owns(false, later, Some(now)));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub mod aggregator;
 mod checkpoint;
+pub mod contest;
 pub mod detector;
 pub mod feed;
 pub mod input;
@@ -216,6 +217,7 @@ impl ChildSpecs for RollupGroup {
     async fn spawn(&self, s: &mut Spawner) -> Result<(), Error> {
         let p = &self.0;
         ensure_tables(p).await?;
+        contest::stand_aside_if_contested(p).await?;
         let detector = s
             .spawn(DETECTOR, DetectorActor, |progress| DetectorArgs {
                 params: p.clone(),

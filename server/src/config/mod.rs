@@ -29,7 +29,8 @@ pub use live::{DemoConfig, DrillConfig, FlightConfig, QueryConfig, QueryTarget};
 pub use live::{SEED_FLIGHT_PASSWORD, SEED_FLIGHT_USER};
 pub use pipeline::{MaintenanceConfig, PipelineConfig, SupervisionConfig};
 pub use rollup::{AlertsConfig, WindowsConfig};
-#[cfg(any(test, feature = "bench"))]
+// The drill endpoint (failpoints builds) and tests name it from here.
+#[cfg(any(test, feature = "failpoints"))]
 pub use secret::Secret;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
