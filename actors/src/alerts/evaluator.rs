@@ -307,8 +307,20 @@ impl Evaluator {
         }
     }
 
-    /// Silence rules: topics whose position has not moved for the rule's time.
-    pub fn on_silence(&mut self, topics: &[Activity], now: Micros) -> Vec<Alert> {
+    /// The topics [`Self::on_silence`] would report now: the caller asks the lake about them
+    /// first, since what it saw move may not be all that moved.
+    pub fn silent_due(&self, topics: &[Activity], now: Micros) -> Vec<String> {
+        let mut due: Vec<String> = self
+            .silences(topics, now)
+            .into_iter()
+            .map(|a| a.alert_key)
+            .collect();
+        due.sort();
+        due.dedup();
+        due
+    }
+
+    fn silences(&self, topics: &[Activity], now: Micros) -> Vec<Alert> {
         let mut alerts = Vec::new();
         for (rule, params) in &self.rules {
             let (Trigger::Silence, Params::Silence(p)) = (&rule.trigger, params) else {
@@ -323,6 +335,12 @@ impl Evaluator {
                 }
             }
         }
+        alerts
+    }
+
+    /// Silence rules: topics whose position has not moved for the rule's time.
+    pub fn on_silence(&mut self, topics: &[Activity], now: Micros) -> Vec<Alert> {
+        let alerts = self.silences(topics, now);
         for a in &alerts {
             if let Some(t) = topics.iter().find(|t| t.topic == a.alert_key) {
                 self.no_data.insert(t.topic.clone(), t.position);

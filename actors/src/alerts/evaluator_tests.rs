@@ -103,17 +103,24 @@ fn run(steps: &[Step], state: EvalState, rules: RuleSet) -> (Vec<Vec<String>>, E
                 );
                 e.on_events("errors_topic", EventKind::Errors, &rows, &|_, _| true)
             }
-            Step::Tick(now, topics) => e.on_silence(
-                &topics
+            Step::Tick(now, topics) => {
+                let activity: Vec<Activity> = topics
                     .iter()
                     .map(|(t, p, at)| Activity {
                         topic: t.to_string(),
                         position: *p,
                         last_moved: *at,
                     })
-                    .collect::<Vec<_>>(),
-                *now,
-            ),
+                    .collect();
+                let due = e.silent_due(&activity, *now);
+                let alerts = e.on_silence(&activity, *now);
+                // What the detector asks the lake about is exactly what would fire.
+                let mut fired: Vec<String> = alerts.iter().map(|a| a.alert_key.clone()).collect();
+                fired.sort();
+                fired.dedup();
+                assert_eq!(due, fired, "silent_due before on_silence at {now}");
+                alerts
+            }
         };
         out.push(
             alerts

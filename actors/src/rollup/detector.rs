@@ -82,6 +82,19 @@ fn total(o: &Offsets) -> i64 {
     o.values().sum()
 }
 
+/// Raise each partition of `to` to `from`'s where that is further; true if any moved.
+fn raise(to: &mut Offsets, from: &Offsets) -> bool {
+    let mut moved = false;
+    for (p, end) in from {
+        let at = to.entry(*p).or_insert(0);
+        if *end > *at {
+            *at = *end;
+            moved = true;
+        }
+    }
+    moved
+}
+
 impl Actor for DetectorActor {
     type Msg = RollupMsg;
     type State = DetectorState;
@@ -218,18 +231,19 @@ impl DetectorState {
                     for a in self.activity.values_mut() {
                         a.1 = now;
                     }
-                    self.catch_up().await?;
+                    let all: Vec<String> = self.activity.keys().cloned().collect();
+                    self.catch_up(&all).await?;
                 }
-                let activity: Vec<Activity> = self
-                    .activity
-                    .iter()
-                    .map(|(topic, (ends, last_moved))| Activity {
-                        topic: topic.clone(),
-                        position: total(ends),
-                        last_moved: *last_moved,
-                    })
-                    .collect();
-                let alerts = self.evaluator.on_silence(&activity, now_micros());
+                // A topic looks silent when nothing we were handed moved it; the lake has the
+                // last word. Partitions other instances consume reach us through the feed, and
+                // on a takeover the feed starts only after every aggregator rebuilt (a minute on
+                // a loaded machine): a busy topic must not be reported silent meanwhile, nor
+                // its events' alerts wait for the feed.
+                let due = self.evaluator.silent_due(&self.activity(), now_micros());
+                if !due.is_empty() {
+                    self.catch_up(&due).await?;
+                }
+                let alerts = self.evaluator.on_silence(&self.activity(), now_micros());
                 self.commit(alerts).await?;
                 self.read_mutes().await;
                 if self.page() {
@@ -250,15 +264,8 @@ impl DetectorState {
         // Only records move a topic: deliveries that carry none (the rollup owner's feed
         // repeats where other instances' partitions stand) are no sign of life.
         if let Some((ends, last_moved)) = self.activity.get_mut(&d.topic) {
-            let mut moved = false;
-            for (p, (_, end)) in &d.ranges {
-                let at = ends.entry(*p).or_insert(0);
-                if *end > *at {
-                    *at = *end;
-                    moved = true;
-                }
-            }
-            if moved {
+            let delivered: Offsets = d.ranges.iter().map(|(p, (_, end))| (*p, *end)).collect();
+            if raise(ends, &delivered) {
                 *last_moved = now;
             }
         }
@@ -286,35 +293,53 @@ impl DetectorState {
         self.commit(alerts).await
     }
 
-    /// Evaluate what the raw tables committed beyond our positions (after skipped deliveries).
-    async fn catch_up(&mut self) -> Handled {
+    /// Each topic's position total and when it last moved, as silence rules read them.
+    fn activity(&self) -> Vec<Activity> {
+        self.activity
+            .iter()
+            .map(|(topic, (ends, last_moved))| Activity {
+                topic: topic.clone(),
+                position: total(ends),
+                last_moved: *last_moved,
+            })
+            .collect()
+    }
+
+    /// Evaluate what the raw tables of `topics` committed beyond our positions (after skipped
+    /// deliveries, or before a topic is reported silent); a topic the lake shows moved beyond
+    /// what we saw is not silent.
+    async fn catch_up(&mut self, topics: &[String]) -> Handled {
         let mut alerts = Vec::new();
+        let now = now_micros();
         for kind in EventKind::ALL {
             let topic = self.params.topic(kind).to_string();
-            let Some(position) = self.event_positions.get(&topic).cloned() else {
+            if !topics.contains(&topic) {
                 continue;
-            };
-            let (rows, recorded) =
-                catch_up_rows(&self.params.lake, kind, &topic, &position).await?;
-            alerts.extend(self.evaluator.on_events(&topic, kind, &rows, &|_, _| true));
-            let pos = self.event_positions.entry(topic.clone()).or_default();
-            for (p, end) in &recorded {
-                let at = pos.entry(*p).or_insert(*end);
-                *at = (*at).max(*end);
             }
-            if let Some((ends, _)) = self.activity.get_mut(&topic) {
-                for (p, end) in recorded {
-                    let at = ends.entry(p).or_insert(end);
-                    *at = (*at).max(end);
+            let recorded = match self.event_positions.get(&topic).cloned() {
+                Some(position) => {
+                    let (rows, recorded) =
+                        catch_up_rows(&self.params.lake, kind, &topic, &position).await?;
+                    alerts.extend(self.evaluator.on_events(&topic, kind, &rows, &|_, _| true));
+                    let pos = self.event_positions.entry(topic.clone()).or_default();
+                    if raise(pos, &recorded) {
+                        self.dirty = true;
+                    }
+                    debug!(
+                        topic,
+                        rows = rows.len(),
+                        "detector caught up from the raw table"
+                    );
+                    recorded
+                }
+                None => positions(&raw_table(&self.params.lake, kind).await?, &topic)?,
+            };
+            if let Some((ends, last_moved)) = self.activity.get_mut(&topic) {
+                if raise(ends, &recorded) {
+                    *last_moved = now;
                 }
             }
-            debug!(
-                topic,
-                rows = rows.len(),
-                "detector caught up after skipped deliveries"
-            );
         }
-        self.dirty = true;
         self.commit(alerts).await
     }
 

@@ -3,6 +3,12 @@
 //! delivers nothing more. Every FATAL row must still get its alert, from the raw table, without
 //! a restart (found by the production-topology drill: 15 FATAL alerts of one partition were
 //! missing until the process restarted).
+//!
+//! And a detector handed nothing (another instance consumes every partition, and the feed
+//! that would bring them has not started: on a takeover it starts after the aggregators'
+//! rebuild) neither reports a busy topic silent nor leaves its FATAL rows without alerts
+//! (found by the production-topology drill: a NO_DATA while traffic flowed, and the FATAL
+//! alerts of the last 40 s missing).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -21,6 +27,7 @@ use shopwatch_actors::telemetry::Metrics;
 
 use crate::common::{eventually, init_tracing, lake, mock_broker};
 use crate::group::{params, PARTITIONS};
+use shopwatch_actors::alerts::params::{Params, SilenceParams};
 
 const ERRORS: &str = "errors_topic";
 const FATALS: usize = 120;
@@ -57,6 +64,126 @@ async fn fatal_alerts(lake: &Lake) -> BTreeSet<(i32, i64)> {
         }
     }
     out
+}
+
+/// When each NO_DATA alert for `topic` was raised (microseconds).
+async fn silences(lake: &Lake, topic: &str) -> Vec<i64> {
+    let Ok(t) = lake.catalog.load_unpinned(&lake.ident("alerts")).await else {
+        return Vec::new();
+    };
+    let cols = ["alert_type", "alert_key", "alert_timestamp"];
+    let mut out = Vec::new();
+    for b in read_batches(&t, Some(&cols), None)
+        .await
+        .unwrap_or_default()
+    {
+        let kind = b
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow_array::StringArray>()
+            .unwrap();
+        let key = b
+            .column(1)
+            .as_any()
+            .downcast_ref::<arrow_array::StringArray>()
+            .unwrap();
+        let at = b
+            .column(2)
+            .as_any()
+            .downcast_ref::<arrow_array::TimestampMicrosecondArray>()
+            .unwrap();
+        for i in 0..b.num_rows() {
+            if kind.value(i) == "NO_DATA" && key.value(i) == topic {
+                out.push(at.value(i));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detector_handed_nothing_reads_the_lake_before_calling_a_topic_silent() {
+    init_tracing();
+    let (_mock, brokers) = mock_broker(ERRORS, PARTITIONS);
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(dir.path()).await;
+    let metrics = Metrics::new();
+    let mut rollup = crate::common::rollup(
+        &lake,
+        &metrics,
+        Vec::new(),
+        Arc::new(Faults::default()),
+        SupervisionParams::default(),
+    );
+    const AFTER_S: u64 = 3;
+    for (rule, p) in &mut rollup.rules {
+        if rule.name == "NO_DATA" {
+            *p = Params::Silence(SilenceParams {
+                enabled: true,
+                after_s: AFTER_S,
+            });
+        }
+    }
+    // The consumer commits the raw table but hands the rollup nothing: as far as the detector
+    // can tell, another instance consumes every partition, and there is no feed.
+    let mut consumer = params(&brokers, &lake, &metrics, Arc::new(Faults::default()));
+    consumer.kind = EventKind::Errors;
+    consumer.topic = ERRORS.into();
+    let pipelines = Pipelines::start(vec![consumer], Some(rollup), None)
+        .await
+        .unwrap();
+
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let at = chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6f")
+        .to_string();
+    // Three silences' worth of traffic, a record every 50 ms.
+    let fatals = 40 * AFTER_S as usize;
+    for i in 0..fatals {
+        let payload = format!(
+            r#"{{"error_id":"e{i}","service_name":"svc","error_message":"boom {i}","severity":"FATAL","error_time":"{at}"}}"#
+        );
+        producer
+            .send(
+                FutureRecord::<(), _>::to(ERRORS)
+                    .payload(&payload)
+                    .partition(i as i32 % PARTITIONS),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let sent = chrono::Utc::now().timestamp_micros();
+    let l = lake.clone();
+    eventually(
+        Duration::from_secs(60),
+        "a FATAL_ERROR alert for every FATAL row and then a NO_DATA",
+        || {
+            let l = l.clone();
+            async move {
+                fatal_alerts(&l).await.len() >= fatals && !silences(&l, ERRORS).await.is_empty()
+            }
+        },
+    )
+    .await;
+    let per_partition = fatals as i64 / PARTITIONS as i64;
+    let want: BTreeSet<(i32, i64)> = (0..PARTITIONS)
+        .flat_map(|p| (0..per_partition).map(move |o| (p, o)))
+        .collect();
+    assert_eq!(fatal_alerts(&lake).await, want);
+    // Silent only once the traffic stopped (the raw table moved every 100 ms before).
+    let raised = silences(&lake, ERRORS).await;
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    assert!(
+        raised[0] > sent,
+        "NO_DATA raised {} ms before the last record was sent",
+        (sent - raised[0]) / 1000
+    );
+    pipelines.drain(Duration::from_secs(10)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
