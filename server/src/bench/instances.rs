@@ -56,12 +56,13 @@ pub(super) fn side_by_side(runs: &[Run]) {
 /// Wait until the instances at `https` share the topics as they will for the run: every one
 /// ready, every partition of every topic held by exactly one of them, every instance holding
 /// some (when there are partitions for all), one rollup owner, all of it unchanged for 3 s.
+/// Returns how long that took and which instance owns the rollup.
 pub(super) async fn group_settled(
     https: &[String],
     topics: usize,
     partitions: i32,
     timeout: std::time::Duration,
-) -> anyhow::Result<std::time::Duration> {
+) -> anyhow::Result<(std::time::Duration, usize)> {
     use std::time::{Duration, Instant};
     let started = Instant::now();
     let mut same_since: Option<(Instant, String)> = None;
@@ -74,8 +75,9 @@ pub(super) async fn group_settled(
         tokio::time::sleep(Duration::from_millis(250)).await;
         let mut held = Vec::new();
         let mut owners = 0;
+        let mut owner = 0;
         let mut everyone_holds = true;
-        for http in https {
+        for (i, http) in https.iter().enumerate() {
             let Ok(r) = reqwest::get(format!("http://{http}/readyz")).await else {
                 held.clear();
                 break;
@@ -88,7 +90,10 @@ pub(super) async fn group_settled(
                 held.clear();
                 break;
             }
-            owners += usize::from(v["rollup_owner"] == true);
+            if v["rollup_owner"] == true {
+                owners += 1;
+                owner = i;
+            }
             let mine: Vec<String> = v["assigned_partitions"]
                 .as_object()
                 .into_iter()
@@ -114,11 +119,11 @@ pub(super) async fn group_settled(
             same_since = None;
             continue;
         }
-        let shape = format!("{held:?}");
+        let shape = format!("{held:?} owner {owner}");
         match &same_since {
             Some((since, s)) if *s == shape => {
                 if since.elapsed() >= Duration::from_secs(3) {
-                    return Ok(started.elapsed());
+                    return Ok((started.elapsed(), owner));
                 }
             }
             _ => same_since = Some((Instant::now(), shape)),
