@@ -127,6 +127,9 @@ impl ConsumerState {
     }
 
     pub(super) fn apply(&mut self, change: GroupChange) {
+        // The group just moved partitions: their new holders need a whole check interval to
+        // start and commit before a partition that stood still counts as abandoned.
+        self.guard.0 = Instant::now();
         let topic = self.args.params.topic.clone();
         let metrics = &self.args.params.metrics;
         match change {
