@@ -32,73 +32,133 @@ use shopwatch_actors::alerts::params::{Params, SilenceParams};
 const ERRORS: &str = "errors_topic";
 const FATALS: usize = 120;
 
-async fn fatal_alerts(lake: &Lake) -> BTreeSet<(i32, i64)> {
-    let Ok(t) = lake.catalog.load_unpinned(&lake.ident("alerts")).await else {
-        return BTreeSet::new();
-    };
-    let cols = ["alert_type", "source_partition", "source_offset"];
-    let mut out = BTreeSet::new();
-    for b in read_batches(&t, Some(&cols), None)
-        .await
-        .unwrap_or_default()
-    {
-        let kind = b
-            .column(0)
-            .as_any()
-            .downcast_ref::<arrow_array::StringArray>()
-            .unwrap();
-        let part = b
-            .column(1)
-            .as_any()
-            .downcast_ref::<arrow_array::Int32Array>()
-            .unwrap();
-        let off = b
-            .column(2)
-            .as_any()
-            .downcast_ref::<arrow_array::Int64Array>()
-            .unwrap();
-        for i in 0..b.num_rows() {
-            if kind.value(i) == "FATAL_ERROR" {
-                out.insert((part.value(i), off.value(i)));
-            }
-        }
-    }
-    out
+/// One row of the `alerts` table, as these tests read it.
+struct AlertRow {
+    kind: String,
+    key: String,
+    at: i64,
+    source: Option<(i32, i64)>,
 }
 
-/// When each NO_DATA alert for `topic` was raised (microseconds).
-async fn silences(lake: &Lake, topic: &str) -> Vec<i64> {
+async fn alert_rows(lake: &Lake) -> Vec<AlertRow> {
+    use arrow_array::Array;
     let Ok(t) = lake.catalog.load_unpinned(&lake.ident("alerts")).await else {
         return Vec::new();
     };
-    let cols = ["alert_type", "alert_key", "alert_timestamp"];
+    let cols = [
+        "alert_type",
+        "alert_key",
+        "alert_timestamp",
+        "source_partition",
+        "source_offset",
+    ];
     let mut out = Vec::new();
     for b in read_batches(&t, Some(&cols), None)
         .await
         .unwrap_or_default()
     {
-        let kind = b
-            .column(0)
-            .as_any()
-            .downcast_ref::<arrow_array::StringArray>()
-            .unwrap();
-        let key = b
-            .column(1)
-            .as_any()
-            .downcast_ref::<arrow_array::StringArray>()
-            .unwrap();
+        let text = |i: usize| {
+            b.column(i)
+                .as_any()
+                .downcast_ref::<arrow_array::StringArray>()
+                .unwrap()
+                .clone()
+        };
+        let (kind, key) = (text(0), text(1));
         let at = b
             .column(2)
             .as_any()
             .downcast_ref::<arrow_array::TimestampMicrosecondArray>()
             .unwrap();
+        let part = b
+            .column(3)
+            .as_any()
+            .downcast_ref::<arrow_array::Int32Array>()
+            .unwrap();
+        let off = b
+            .column(4)
+            .as_any()
+            .downcast_ref::<arrow_array::Int64Array>()
+            .unwrap();
         for i in 0..b.num_rows() {
-            if kind.value(i) == "NO_DATA" && key.value(i) == topic {
-                out.push(at.value(i));
-            }
+            out.push(AlertRow {
+                kind: kind.value(i).to_string(),
+                key: key.value(i).to_string(),
+                at: at.value(i),
+                source: (!part.is_null(i)).then(|| (part.value(i), off.value(i))),
+            });
         }
     }
     out
+}
+
+/// (partition, offset) of every FATAL_ERROR alert.
+async fn fatal_alerts(lake: &Lake) -> BTreeSet<(i32, i64)> {
+    alert_rows(lake)
+        .await
+        .into_iter()
+        .filter(|a| a.kind == "FATAL_ERROR")
+        .filter_map(|a| a.source)
+        .collect()
+}
+
+/// When each NO_DATA alert for `topic` was raised (microseconds).
+async fn silences(lake: &Lake, topic: &str) -> Vec<i64> {
+    alert_rows(lake)
+        .await
+        .into_iter()
+        .filter(|a| a.kind == "NO_DATA" && a.key == topic)
+        .map(|a| a.at)
+        .collect()
+}
+
+/// Send `n` FATAL errors round-robin over the partitions, pausing `pause` after every
+/// `every` of them.
+async fn send_fatals(brokers: &str, n: usize, every: usize, pause: Duration) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let at = chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6f")
+        .to_string();
+    for i in 0..n {
+        let payload = format!(
+            r#"{{"error_id":"e{i}","service_name":"svc","error_message":"boom {i}","severity":"FATAL","error_time":"{at}"}}"#
+        );
+        producer
+            .send(
+                FutureRecord::<(), _>::to(ERRORS)
+                    .payload(&payload)
+                    .partition(i as i32 % PARTITIONS),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+        if i % every == every - 1 {
+            tokio::time::sleep(pause).await;
+        }
+    }
+}
+
+/// Every (partition, offset) `n` round-robin records land at.
+fn every_record(n: usize) -> BTreeSet<(i32, i64)> {
+    let per_partition = n as i64 / PARTITIONS as i64;
+    (0..PARTITIONS)
+        .flat_map(|p| (0..per_partition).map(move |o| (p, o)))
+        .collect()
+}
+
+/// A consumer of the errors topic committing to `lake`.
+fn errors_consumer(
+    brokers: &str,
+    lake: &Lake,
+    metrics: &Metrics,
+) -> shopwatch_actors::pipeline::PipelineParams {
+    let mut consumer = params(brokers, lake, metrics, Arc::new(Faults::default()));
+    consumer.kind = EventKind::Errors;
+    consumer.topic = ERRORS.into();
+    consumer
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,37 +186,13 @@ async fn a_detector_handed_nothing_reads_the_lake_before_calling_a_topic_silent(
     }
     // The consumer commits the raw table but hands the rollup nothing: as far as the detector
     // can tell, another instance consumes every partition, and there is no feed.
-    let mut consumer = params(&brokers, &lake, &metrics, Arc::new(Faults::default()));
-    consumer.kind = EventKind::Errors;
-    consumer.topic = ERRORS.into();
+    let consumer = errors_consumer(&brokers, &lake, &metrics);
     let pipelines = Pipelines::start(vec![consumer], Some(rollup), None)
         .await
         .unwrap();
-
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .unwrap();
-    let at = chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%S%.6f")
-        .to_string();
     // Three silences' worth of traffic, a record every 50 ms.
     let fatals = 40 * AFTER_S as usize;
-    for i in 0..fatals {
-        let payload = format!(
-            r#"{{"error_id":"e{i}","service_name":"svc","error_message":"boom {i}","severity":"FATAL","error_time":"{at}"}}"#
-        );
-        producer
-            .send(
-                FutureRecord::<(), _>::to(ERRORS)
-                    .payload(&payload)
-                    .partition(i as i32 % PARTITIONS),
-                Duration::from_secs(5),
-            )
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    send_fatals(&brokers, fatals, 1, Duration::from_millis(50)).await;
     let sent = chrono::Utc::now().timestamp_micros();
     let l = lake.clone();
     eventually(
@@ -170,11 +206,7 @@ async fn a_detector_handed_nothing_reads_the_lake_before_calling_a_topic_silent(
         },
     )
     .await;
-    let per_partition = fatals as i64 / PARTITIONS as i64;
-    let want: BTreeSet<(i32, i64)> = (0..PARTITIONS)
-        .flat_map(|p| (0..per_partition).map(move |o| (p, o)))
-        .collect();
-    assert_eq!(fatal_alerts(&lake).await, want);
+    assert_eq!(fatal_alerts(&lake).await, every_record(fatals));
     // Silent only once the traffic stopped (the raw table moved every 100 ms before).
     let raised = silences(&lake, ERRORS).await;
     assert_eq!(raised.len(), 1, "{raised:?}");
@@ -210,39 +242,13 @@ async fn a_detector_that_fell_behind_alerts_every_fatal_row_without_a_restart() 
             ..SupervisionParams::default()
         },
     );
-    let mut consumer = params(&brokers, &lake, &metrics, Arc::new(Faults::default()));
-    consumer.kind = EventKind::Errors;
-    consumer.topic = ERRORS.into();
+    let mut consumer = errors_consumer(&brokers, &lake, &metrics);
     consumer.subscribers = rollup.slots.subscribers(EventKind::Errors);
     let pipelines = Pipelines::start(vec![consumer], Some(rollup), None)
         .await
         .unwrap();
-
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .unwrap();
-    let at = chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%S%.6f")
-        .to_string();
-    for i in 0..FATALS {
-        let payload = format!(
-            r#"{{"error_id":"e{i}","service_name":"svc","error_message":"boom {i}","severity":"FATAL","error_time":"{at}"}}"#
-        );
-        producer
-            .send(
-                FutureRecord::<(), _>::to(ERRORS)
-                    .payload(&payload)
-                    .partition(i as i32 % PARTITIONS),
-                Duration::from_secs(5),
-            )
-            .await
-            .unwrap();
-        // A burst spread over a few commit intervals (100 ms): many small deliveries.
-        if i % 10 == 9 {
-            tokio::time::sleep(Duration::from_millis(60)).await;
-        }
-    }
+    // A burst spread over a few commit intervals (100 ms): many small deliveries.
+    send_fatals(&brokers, FATALS, 10, Duration::from_millis(60)).await;
     let l = lake.clone();
     eventually(
         Duration::from_secs(60),
@@ -253,11 +259,6 @@ async fn a_detector_that_fell_behind_alerts_every_fatal_row_without_a_restart() 
         },
     )
     .await;
-    let alerted = fatal_alerts(&lake).await;
-    let per_partition = FATALS as i64 / PARTITIONS as i64;
-    let want: BTreeSet<(i32, i64)> = (0..PARTITIONS)
-        .flat_map(|p| (0..per_partition).map(move |o| (p, o)))
-        .collect();
-    assert_eq!(alerted, want);
+    assert_eq!(fatal_alerts(&lake).await, every_record(FATALS));
     pipelines.drain(Duration::from_secs(10)).await;
 }
